@@ -1,0 +1,2 @@
+import ArgumentParser
+@main struct Action2Phone: AsyncParsableCommand {}

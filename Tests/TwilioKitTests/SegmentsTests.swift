@@ -1,0 +1,44 @@
+import Testing
+
+@testable import TwilioKit
+
+@Suite("SMS segments")
+struct SegmentsTests {
+    @Test(arguments: [
+        (String(repeating: "A", count: 160), SMSEncoding.gsm7, 160, 1),
+        (String(repeating: "A", count: 161), .gsm7, 161, 2),
+        (String(repeating: "A", count: 306), .gsm7, 306, 2),
+        (String(repeating: "1", count: 307), .gsm7, 307, 3),
+        (String(repeating: "€", count: 80), .gsm7, 160, 1),
+        (String(repeating: "€", count: 81), .gsm7, 162, 2),
+        (String(repeating: "😀", count: 35), .ucs2, 70, 1),
+        (String(repeating: "😀", count: 36), .ucs2, 72, 2),
+        ("Hello 😀", .ucs2, 8, 1),
+        ("😜" + String(repeating: "1", count: 133), .ucs2, 135, 3),
+    ])
+    func countVectors(text: String, encoding: SMSEncoding, units: Int, segments: Int) {
+        let c = Segments.count(text)
+        #expect(c.encoding == encoding)
+        #expect(c.units == units)
+        #expect(c.segments == segments)
+    }
+
+    @Test func curlyQuoteForcesUCS2AndIsNamed() {
+        let c = Segments.count("It’s time, comrade")
+        #expect(c.encoding == .ucs2)
+        #expect(c.nonGSMCharacters == ["’"])
+    }
+
+    @Test func escapePairNeverStraddlesSegments() {
+        // 152 septets then a 2-septet € : the € moves whole to segment 2.
+        let c = Segments.count(String(repeating: "a", count: 152) + "€" + String(repeating: "a", count: 10))
+        #expect(c.units == 164)
+        #expect(c.segments == 2)
+    }
+
+    @Test func lowercaseCCedillaAndBacktickAreNotGSM() {
+        #expect(Segments.count("ç").encoding == .ucs2)
+        #expect(Segments.count("`").encoding == .ucs2)
+        #expect(Segments.count("Ç").encoding == .gsm7)
+    }
+}

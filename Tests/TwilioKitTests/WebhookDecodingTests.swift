@@ -1,0 +1,41 @@
+import Testing
+
+@testable import TwilioKit
+
+@Suite("Webhook decoding")
+struct WebhookDecodingTests {
+    @Test func realCapturedPayloadDecodes() throws {
+        let body = "ToCountry=US&ToState=MI&SmsMessageSid=SM0123&NumMedia=0&ToCity=&FromZip=02134&SmsSid=SM0123&FromState=MA&SmsStatus=received&FromCity=BOSTON&Body=It%27s+working%21%21%21&FromCountry=US&To=%2B15005550006&ToZip=&NumSegments=1&ReferralNumMedia=0&MessageSid=SM0123&AccountSid=AC123&From=%2B14155550100&ApiVersion=2010-04-01&FutureField=x"
+        let m = try IncomingMessage(fields: #require(FormCodec.decode(body)))
+        #expect(m.messageSid == "SM0123")
+        #expect(m.from == "+14155550100")
+        #expect(m.to == "+15005550006")
+        #expect(m.body == "It's working!!!")
+        #expect(m.numMedia == 0)
+        #expect(m.numSegments == 1)
+        #expect(m[field: "FromZip"] == "02134")
+        #expect(m[field: "FutureField"] == "x")
+        #expect(m.fields.count == 21)
+    }
+
+    @Test func onlySidFromToRequired() throws {
+        let m = try IncomingMessage(fields: [.init("MessageSid", "SM1"), .init("From", "12345"), .init("To", "+15005550006")])
+        #expect(m.body == "")
+        #expect(m.from == "12345")
+    }
+
+    @Test(arguments: ["MessageSid", "From", "To"])
+    func missingRequiredFieldIsNamed(_ name: String) {
+        var fields: [FormField] = [.init("MessageSid", "SM1"), .init("From", "+14155550100"), .init("To", "+15005550006")]
+        fields.removeAll { $0.name == name }
+        #expect(throws: WebhookDecodingError.missingField(name)) { try IncomingMessage(fields: fields) }
+    }
+
+    @Test func statusCallback() throws {
+        let s = try StatusCallback(fields: #require(FormCodec.decode("MessageSid=SM9&MessageStatus=undelivered&ErrorCode=30006&AccountSid=AC1")))
+        #expect(s.messageSid == "SM9")
+        #expect(s.messageStatus == "undelivered")
+        #expect(s.errorCode == 30006)
+        #expect(throws: WebhookDecodingError.missingField("MessageStatus")) { try StatusCallback(fields: [.init("MessageSid", "SM1")]) }
+    }
+}
