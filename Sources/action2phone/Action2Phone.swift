@@ -1,2 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
-@main struct Action2Phone: AsyncParsableCommand {}
+
+/// The `action2phone` command: the server and the operator's tools.
+@main
+struct Action2Phone: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "action2phone",
+        abstract: "Action2Phone: an SMS bot on Twilio, and the tools to run it.",
+        subcommands: [Serve.self]
+    )
+}

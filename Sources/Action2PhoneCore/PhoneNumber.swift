@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: Apache-2.0
+
+/// E.164 phone numbers: `+` then 8 to 15 digits.
+public enum PhoneNumber {
+    /// Normalises `703-123-4567`, `(703) 123 4567`, `1 703 123 4567`, `+44 7911 123456` or `0044…` to E.164;
+    /// `nil` when the text is not a phone number. Ten digits take the default country (+1).
+    public static func normalize(_ raw: String, defaultCountryCode: String = "1") -> String? {
+        var text = Substring(raw.trimmingWhitespace())
+        var international = false
+        if text.hasPrefix("+") {
+            international = true
+            text = text.dropFirst()
+        } else if text.hasPrefix("00") {
+            international = true
+            text = text.dropFirst(2)
+        }
+        var digits = ""
+        for ch in text {
+            if ch.isASCII && ch.isNumber {
+                digits.append(ch)
+            } else if ch == " " || ch == "-" || ch == "." || ch == "(" || ch == ")" {
+                continue
+            } else {
+                return nil
+            }
+        }
+        if international {
+            guard (8...15).contains(digits.count), digits.first != "0" else { return nil }
+            return "+" + digits
+        }
+        if defaultCountryCode == "1" {
+            if digits.count == 10, let first = digits.first, first != "0", first != "1" { return "+1" + digits }
+            if digits.count == 11, digits.hasPrefix("1") { return "+" + digits }
+            return nil
+        }
+        guard (6...14).contains(digits.count) else { return nil }
+        let national = digits.hasPrefix("0") ? String(digits.dropFirst()) : digits
+        return "+" + defaultCountryCode + national
+    }
+
+    /// The sender of a webhook in E.164 when it is a phone number, otherwise exactly as Twilio sent it
+    /// (a short code, an alphanumeric id, `whatsapp:+1…`).
+    public static func canonicalSender(_ raw: String) -> String {
+        raw.hasPrefix("+") ? (normalize(raw) ?? raw) : raw
+    }
+}
+
+extension StringProtocol {
+    /// The text without leading and trailing white space.
+    public func trimmingWhitespace() -> String {
+        var s = self[...]
+        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
+        while let l = s.last, l.isWhitespace { s = s.dropLast() }
+        return String(s)
+    }
+}

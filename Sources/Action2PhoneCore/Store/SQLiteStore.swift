@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import GRDB
+import TwilioKit
+
+/// The SQLite implementation of `Store`: a WAL-mode `DatabasePool` with a busy timeout, migrated on open.
+public struct SQLiteStore: Store {
+    let writer: any DatabaseWriter
+
+    /// Opens (creating the file and its folder if needed) and migrates the database at `path`.
+    public static func open(path: String) throws -> SQLiteStore {
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        return try SQLiteStore(DatabasePool(path: path, configuration: makeConfiguration()))
+    }
+
+    /// Wraps an opened database and applies the migrations it lacks.
+    public init(_ writer: any DatabaseWriter) throws {
+        self.writer = writer
+        try Schema.migrator.migrate(writer)
+    }
+
+    /// The configuration shared by the server, the CLI and the tests.
+    public static func makeConfiguration() -> Configuration {
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        config.foreignKeysEnabled = true
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        return config
+    }
+
+    /// The names of the migrations applied, in order.
+    public func appliedMigrations() throws -> [String] {
+        try writer.read { try Schema.migrator.appliedIdentifiers($0) }.sorted()
+    }
+
+    // MARK: - Store
+
+    public func ping() async throws {
+        _ = try await writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM grdb_migrations") }
+    }
+
+    public func previousReply(messageSid: String, idempotencyToken: String?) async throws -> String? {
+        try await writer.read { db in try Self.previousReply(db, messageSid: messageSid, idempotencyToken: idempotencyToken) }
+    }
+
+    public func processInbound(
+        _ record: InboundRecord, replyMode: ReplyMode, now: Date,
+        decide: @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
+    ) async throws -> InboundOutcome {
+        try await writer.write { db in
+            if let twiml = try Self.previousReply(db, messageSid: record.messageSid, idempotencyToken: record.idempotencyToken) {
+                return .duplicate(twiml: twiml)
+            }
+            var state = try Self.loadConversation(db, phone: record.from)
+            let facts = SQLiteFacts(db: db, phone: record.from)
+            let decision = try decide(&state, facts)
+            for effect in decision.effects {
+                try Self.apply(effect, db: db, phone: record.from, now: now)
+            }
+            try Self.saveConversation(db, phone: record.from, state: state, now: now)
+            let twiml: String
+            switch replyMode {
+            case .twiml:
+                twiml = TwiML.messagingResponse(decision.replies)
+            case .rest:
+                twiml = TwiML.empty
+                for text in decision.replies {
+                    for part in TwiML.split(text) where !part.allSatisfy(\.isWhitespace) {
+                        try Self.enqueue(db, to: record.from, body: part, purpose: "reply", inReplyTo: record.messageSid, now: now)
+                    }
+                }
+            }
+            try Self.insertInbound(db, record: record, loggedBody: decision.loggedBody, reply: twiml, now: now)
+            return .processed(twiml: twiml)
+        }
+    }
+
+    public func applyStatusCallback(_ callback: StatusCallback, now: Date) async throws -> Bool {
+        try await writer.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT id, status, \"to\" FROM outbox WHERE twilioSid = ?", arguments: [callback.messageSid])
+            else { return false }
+            let id: Int64 = row["id"]
+            let current = OutboxStatus(rawValue: row["status"]) ?? .queued
+            let target: OutboxStatus? =
+                switch callback.messageStatus {
+                case "sent": .sent
+                case "delivered", "read": .delivered
+                case "undelivered": .undelivered
+                case "failed", "canceled": .failed
+                default: nil  // queued, accepted, sending, scheduled: never a step forward for a row we sent
+                }
+            if let target, target.rank > current.rank {
+                try db.execute(
+                    sql: "UPDATE outbox SET status = ?, errorCode = COALESCE(?, errorCode), errorMessage = COALESCE(?, errorMessage), updatedAt = ? WHERE id = ?",
+                    arguments: [target.rawValue, callback.errorCode, callback.errorMessage, now, id])
+            } else if callback.errorCode != nil {
+                try db.execute(
+                    sql: "UPDATE outbox SET errorCode = COALESCE(errorCode, ?), errorMessage = COALESCE(errorMessage, ?), updatedAt = ? WHERE id = ?",
+                    arguments: [callback.errorCode, callback.errorMessage, now, id])
+            }
+            if let code = callback.errorCode, Self.unreachableCodes.contains(code) {
+                try Self.setSuppressed(db, phone: row["to"], reason: "Twilio error \(code)", now: now)
+            }
+            return true
+        }
+    }
+
+    /// Twilio errors meaning the number cannot receive texts: the person is suppressed from broadcasts.
+    static let unreachableCodes: Set<Int> = [30003, 30005, 30006, 21614]
+}
+
+// MARK: - Helpers run inside a transaction
+
+extension SQLiteStore {
+    static func previousReply(_ db: Database, messageSid: String, idempotencyToken: String?) throws -> String? {
+        if let reply = try String.fetchOne(db, sql: "SELECT reply FROM inbound WHERE messageSid = ?", arguments: [messageSid]) {
+            return reply
+        }
+        guard let idempotencyToken, !idempotencyToken.isEmpty else { return nil }
+        return try String.fetchOne(db, sql: "SELECT reply FROM inbound WHERE idempotencyToken = ?", arguments: [idempotencyToken])
+    }
+
+    static func insertInbound(_ db: Database, record: InboundRecord, loggedBody: String, reply: String, now: Date) throws {
+        let params = record.fields.map { field -> [String: String] in
+            [field.name: field.name == "Body" ? loggedBody : field.value]
+        }
+        let paramsJSON = String(decoding: try JSONSerialization.data(withJSONObject: params, options: [.sortedKeys]), as: UTF8.self)
+        let token = record.idempotencyToken.flatMap { $0.isEmpty ? nil : $0 }
+        try db.execute(
+            sql: """
+                INSERT INTO inbound (messageSid, idempotencyToken, "from", "to", body, numMedia, params, reply, receivedAt)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [record.messageSid, token, record.from, record.to, loggedBody, record.numMedia, paramsJSON, reply, now])
+    }
+
+    static func loadConversation(_ db: Database, phone: String) throws -> ConversationState {
+        guard let json = try String.fetchOne(db, sql: "SELECT state FROM conversations WHERE phone = ?", arguments: [phone]) else {
+            return ConversationState()
+        }
+        // A state written by an older version that no longer decodes starts afresh rather than failing every text.
+        return (try? JSONDecoder.store.decode(ConversationState.self, from: Data(json.utf8))) ?? ConversationState()
+    }
+
+    static func saveConversation(_ db: Database, phone: String, state: ConversationState, now: Date) throws {
+        let json = String(decoding: try JSONEncoder.store.encode(state), as: UTF8.self)
+        try db.execute(
+            sql: "INSERT INTO conversations (phone, state, updatedAt) VALUES (?, ?, ?) ON CONFLICT(phone) DO UPDATE SET state = excluded.state, updatedAt = excluded.updatedAt",
+            arguments: [phone, json, now])
+    }
+
+    static func enqueue(_ db: Database, to: String, body: String, purpose: String, inReplyTo: String?, now: Date) throws {
+        try db.execute(
+            sql: "INSERT INTO outbox (\"to\", body, purpose, status, inReplyTo, createdAt, updatedAt) VALUES (?, ?, ?, 'queued', ?, ?, ?)",
+            arguments: [to, body, purpose, inReplyTo, now, now])
+    }
+
+    static func setOptedOut(_ db: Database, phone: String, optedOut: Bool, source: String, text: String?, now: Date) throws {
+        try db.execute(
+            sql: "INSERT INTO phones (phone, optedOut, updatedAt) VALUES (?, ?, ?) ON CONFLICT(phone) DO UPDATE SET optedOut = excluded.optedOut, updatedAt = excluded.updatedAt",
+            arguments: [phone, optedOut, now])
+        try db.execute(
+            sql: "INSERT INTO consentLog (phone, action, source, text, createdAt) VALUES (?, ?, ?, ?, ?)",
+            arguments: [phone, optedOut ? "optOut" : "optIn", source, text, now])
+    }
+
+    static func setSuppressed(_ db: Database, phone: String, reason: String, now: Date) throws {
+        let already = try Bool.fetchOne(db, sql: "SELECT suppressed FROM phones WHERE phone = ?", arguments: [phone]) ?? false
+        guard !already else { return }
+        try db.execute(
+            sql: "INSERT INTO phones (phone, suppressed, suppressedReason, updatedAt) VALUES (?, 1, ?, ?) ON CONFLICT(phone) DO UPDATE SET suppressed = 1, suppressedReason = excluded.suppressedReason, updatedAt = excluded.updatedAt",
+            arguments: [phone, reason, now])
+        try db.execute(
+            sql: "INSERT INTO consentLog (phone, action, source, text, createdAt) VALUES (?, 'suppress', 'twilio', ?, ?)",
+            arguments: [phone, reason, now])
+    }
+
+    static func apply(_ effect: Effect, db: Database, phone: String, now: Date) throws {
+        switch effect {
+        case .optOut(let text):
+            try setOptedOut(db, phone: phone, optedOut: true, source: "keyword", text: text, now: now)
+        case .optIn(let text):
+            try setOptedOut(db, phone: phone, optedOut: false, source: "keyword", text: text, now: now)
+        }
+    }
+}
+
+/// `ConversationFacts` read from the open transaction.
+struct SQLiteFacts: ConversationFacts {
+    let db: Database
+    let phone: String
+
+    func isOptedOut() throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT optedOut FROM phones WHERE phone = ?", arguments: [phone]) ?? false
+    }
+}
+
+extension JSONEncoder {
+    static var store: JSONEncoder {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .iso8601
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}
+
+extension JSONDecoder {
+    static var store: JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return d
+    }
+}

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: Apache-2.0
+import GRDB
+
+/// The database schema as named, append-only migrations. Never edit one that has shipped: add another.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1 users, phones, consent log, conversations, inbound, inbox, outbox") { db in
+            try db.create(table: "users") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("phone", .text).notNull().unique()
+                t.column("firstName", .text).notNull()
+                t.column("lastName", .text).notNull()
+                t.column("email", .text).notNull().unique().collate(.nocase)
+                t.column("passcodeHash", .blob).notNull()
+                t.column("passcodeSalt", .blob).notNull()
+                t.column("passcodeIterations", .integer).notNull().check { $0 >= 1 }
+                t.column("role", .text).notNull().defaults(to: "user").check { ["user", "admin"].contains($0) }
+                t.column("createdAt", .datetime).notNull()
+                t.column("lastSeenAt", .datetime)
+                t.column("failedLogins", .integer).notNull().defaults(to: 0)
+                t.column("firstFailedLoginAt", .datetime)
+                t.column("lockedUntil", .datetime)
+            }
+            // Consent state per number, registered or not; survives DELETE for opt-out compliance.
+            try db.create(table: "phones") { t in
+                t.primaryKey("phone", .text)
+                t.column("optedOut", .boolean).notNull().defaults(to: false)
+                t.column("suppressed", .boolean).notNull().defaults(to: false)
+                t.column("suppressedReason", .text)
+                t.column("updatedAt", .datetime).notNull()
+            }
+            try db.create(table: "consentLog") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("phone", .text).notNull().indexed()
+                t.column("action", .text).notNull().check { ["optOut", "optIn", "suppress", "unsuppress"].contains($0) }
+                t.column("source", .text).notNull().check { ["keyword", "twilio", "operator"].contains($0) }
+                t.column("text", .text)
+                t.column("createdAt", .datetime).notNull()
+            }
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER consentLog_no_update BEFORE UPDATE ON consentLog
+                    BEGIN SELECT RAISE(ABORT, 'consentLog is append-only'); END;
+                    CREATE TRIGGER consentLog_no_delete BEFORE DELETE ON consentLog
+                    BEGIN SELECT RAISE(ABORT, 'consentLog is append-only'); END;
+                    """)
+            // Conversation state per number: the pending question, its answers so far, the login.
+            try db.create(table: "conversations") { t in
+                t.primaryKey("phone", .text)
+                t.column("state", .text).notNull()
+                t.column("updatedAt", .datetime).notNull()
+            }
+            // Every webhook that passed validation, with the exact reply sent (for retried MessageSids).
+            try db.create(table: "inbound") { t in
+                t.primaryKey("messageSid", .text)
+                t.column("idempotencyToken", .text).unique()
+                t.column("from", .text).notNull().indexed()
+                t.column("to", .text).notNull()
+                t.column("body", .text).notNull()
+                t.column("numMedia", .integer).notNull().defaults(to: 0)
+                t.column("params", .text).notNull()
+                t.column("reply", .text).notNull()
+                t.column("receivedAt", .datetime).notNull()
+            }
+            try db.create(table: "inbox") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.belongsTo("user", inTable: "users", onDelete: .cascade).notNull()
+                t.column("kind", .text).notNull().check { ["direct", "broadcast"].contains($0) }
+                t.belongsTo("sender", inTable: "users", onDelete: .setNull)
+                t.column("body", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("readAt", .datetime)
+            }
+            try db.create(index: "inbox_unread", on: "inbox", columns: ["userId", "readAt", "id"])
+            try db.create(table: "outbox") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("to", .text).notNull()
+                t.column("body", .text).notNull()
+                t.column("purpose", .text).notNull().check { ["reply", "direct", "broadcast", "operator"].contains($0) }
+                t.column("status", .text).notNull().defaults(to: "queued").check {
+                    ["queued", "sending", "sent", "delivered", "undelivered", "failed", "uncertain", "simulated"].contains($0)
+                }
+                t.column("attempts", .integer).notNull().defaults(to: 0)
+                t.column("twilioSid", .text).unique()
+                t.column("errorCode", .integer)
+                t.column("errorMessage", .text)
+                t.column("inReplyTo", .text)
+                t.column("createdAt", .datetime).notNull()
+                t.column("updatedAt", .datetime).notNull()
+                t.column("nextAttemptAt", .datetime)
+                t.column("firstAttemptAt", .datetime)
+            }
+            try db.create(index: "outbox_by_status", on: "outbox", columns: ["status", "nextAttemptAt", "id"])
+            try db.create(index: "outbox_by_to", on: "outbox", columns: ["to"])
+        }
+        return migrator
+    }
+}

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import TwilioKit
+
+/// Everything the bot keeps, behind one narrow interface with no database types in it, so that a
+/// PostgreSQL implementation can be added for deployments that run several servers (SPEC §8).
+/// Each method is one transaction.
+///
+/// ```swift
+/// let store = try SQLiteStore.open(path: "db/action2phone.sqlite")
+/// let outcome = try await store.processInbound(record, replyMode: .twiml, now: .now) { state, facts in
+///     engine.reduce(&state, text: record.body, facts: facts, now: .now)
+/// }
+/// ```
+public protocol Store: Sendable {
+    /// Answers when the database can be read; throws otherwise.
+    func ping() async throws
+
+    /// The TwiML answered the first time this `MessageSid` (or idempotency token) was seen, if it was.
+    func previousReply(messageSid: String, idempotencyToken: String?) async throws -> String?
+
+    /// Records one inbound message and advances its sender's conversation, in one transaction:
+    /// loads the conversation, lets `decide` pick replies and effects, applies them, logs the inbound
+    /// message (with the body `decide` says to log) and the TwiML reply, and in REST reply mode queues
+    /// the replies in the outbox. A `MessageSid` already recorded returns `.duplicate` and changes nothing.
+    func processInbound(
+        _ record: InboundRecord, replyMode: ReplyMode, now: Date,
+        decide: @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
+    ) async throws -> InboundOutcome
+
+    /// Applies a delivery status callback to the outbox row with that Twilio SID, moving it forward only.
+    /// Returns `false` when no row has that SID.
+    @discardableResult
+    func applyStatusCallback(_ callback: StatusCallback, now: Date) async throws -> Bool
+}
+
+/// A validated inbound webhook, as it will be logged.
+public struct InboundRecord: Sendable, Equatable {
+    public var messageSid: String
+    public var idempotencyToken: String?
+    /// The sender, in E.164 when it is a phone number.
+    public var from: String
+    public var to: String
+    public var body: String
+    public var numMedia: Int
+    /// Every field Twilio sent.
+    public var fields: [FormField]
+
+    public init(messageSid: String, idempotencyToken: String? = nil, from: String, to: String, body: String, numMedia: Int = 0, fields: [FormField] = []) {
+        self.messageSid = messageSid
+        self.idempotencyToken = idempotencyToken
+        self.from = from
+        self.to = to
+        self.body = body
+        self.numMedia = numMedia
+        self.fields = fields
+    }
+
+    public init(_ message: IncomingMessage, idempotencyToken: String?) {
+        self.init(
+            messageSid: message.messageSid, idempotencyToken: idempotencyToken,
+            from: PhoneNumber.canonicalSender(message.from), to: message.to, body: message.body,
+            numMedia: message.numMedia, fields: message.fields)
+    }
+}
+
+/// What the conversation decided for one inbound text.
+public struct Decision: Sendable, Equatable {
+    /// The texts to answer with, in order.
+    public var replies: [String]
+    /// Changes to apply to stored data, in order, in the same transaction.
+    public var effects: [Effect]
+    /// The body as it may be logged (`[redacted]` where it held a passcode).
+    public var loggedBody: String
+
+    public init(replies: [String], effects: [Effect] = [], loggedBody: String) {
+        self.replies = replies
+        self.effects = effects
+        self.loggedBody = loggedBody
+    }
+}
+
+/// How replies reach the phone.
+public enum ReplyMode: String, Sendable, CaseIterable {
+    /// In the webhook's TwiML response.
+    case twiml
+    /// An empty `<Response/>`, with the replies sent through the outbox.
+    case rest
+}
+
+/// The result of `processInbound`.
+public enum InboundOutcome: Sendable, Equatable {
+    /// First sight of this message: its TwiML reply.
+    case processed(twiml: String)
+    /// A retry of a message already processed: the TwiML answered the first time.
+    case duplicate(twiml: String)
+
+    public var twiml: String {
+        switch self {
+        case .processed(let t), .duplicate(let t): t
+        }
+    }
+}
+
+/// The states of an outbound message.
+public enum OutboxStatus: String, Sendable, Codable, CaseIterable {
+    case queued, sending, sent, delivered, undelivered, failed, uncertain, simulated
+
+    /// How far along a message is; a status callback never moves a row to a lower rank.
+    var rank: Int {
+        switch self {
+        case .queued: 0
+        case .sending, .uncertain: 1
+        case .sent: 2
+        case .delivered, .undelivered, .failed, .simulated: 3
+        }
+    }
+}

@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Builds the webhook server; `serve` and the tests call this same function.
+///
+/// ```swift
+/// let app = buildApplication(config: config, store: store, handler: handler, logger: logger)
+/// try await app.runService()   // SIGINT/SIGTERM: drain requests, stop services, exit 0
+/// ```
+public func buildApplication(
+    config: ServerConfig, store: any Store, handler: any InboundHandler, services: [any Service] = [], logger: Logger,
+    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+) -> some ApplicationProtocol {
+    let router = Router(context: AppRequestContext.self)
+    router.addMiddleware { ErrorLoggingMiddleware() }
+    router.get("/healthz", use: HealthController(store: store).health)
+    let sms = SMSController(gate: WebhookGate(config: config), store: store, handler: handler, locks: PhoneLocks())
+    router.addRoutes(sms.endpoints, atPath: "/sms")
+    var app = Application(
+        router: router,
+        server: .http1(configuration: .init(idleTimeout: .seconds(75))),
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "action2phone"),
+        onServerRunning: onServerRunning,
+        logger: logger
+    )
+    app.addServices(services)
+    return app
+}

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import TwilioKit
+
+/// `POST /sms` (a message comes in) and `POST /sms/status` (delivery status callbacks).
+struct SMSController: Sendable {
+    let gate: WebhookGate
+    let store: any Store
+    let handler: any InboundHandler
+    let locks: PhoneLocks
+
+    var endpoints: RouteCollection<AppRequestContext> {
+        RouteCollection(context: AppRequestContext.self)
+            .post(use: self.inbound)
+            .post("status", use: self.status)
+    }
+
+    @Sendable func inbound(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let fields = try await admitLogging(request, context: context)
+        let message: IncomingMessage
+        do {
+            message = try IncomingMessage(fields: fields)
+        } catch {
+            throw WebhookRejection(.badRequest, error.description)
+        }
+        let record = InboundRecord(message, idempotencyToken: request.headers[.twilioIdempotencyToken])
+        // One phone's texts are handled one at a time, in arrival order; the duplicate check runs inside
+        // the lock, so a retry racing its original gets the original's reply.
+        let outcome = try await locks.withLock(record.from) {
+            if let earlier = try await store.previousReply(messageSid: record.messageSid, idempotencyToken: record.idempotencyToken) {
+                return InboundOutcome.duplicate(twiml: earlier)
+            }
+            return try await handler.handle(record, now: Date())
+        }
+        if case .duplicate = outcome {
+            context.logger.info("retried webhook answered with the first reply", metadata: ["a2p.messageSid": "\(record.messageSid)"])
+        }
+        return Response(
+            status: .ok, headers: [.contentType: TwiML.contentType],
+            body: .init(byteBuffer: ByteBuffer(string: outcome.twiml)))
+    }
+
+    @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let fields = try await admitLogging(request, context: context)
+        let callback: StatusCallback
+        do {
+            callback = try StatusCallback(fields: fields)
+        } catch {
+            throw WebhookRejection(.badRequest, error.description)
+        }
+        let known = try await store.applyStatusCallback(callback, now: Date())
+        if !known {
+            context.logger.debug("status callback for an unknown message", metadata: ["a2p.messageSid": "\(callback.messageSid)"])
+        }
+        return Response(status: .noContent)
+    }
+
+    private func admitLogging(_ request: Request, context: AppRequestContext) async throws -> [FormField] {
+        do {
+            return try await gate.admit(request, context: context)
+        } catch let rejection as WebhookRejection {
+            context.logger.notice(
+                "webhook rejected", metadata: ["a2p.status": "\(rejection.status.code)", "a2p.reason": "\(rejection.reason)"])
+            throw rejection
+        }
+    }
+}
+
+/// `GET /healthz`: 200 with a small JSON body when the database answers, else 503.
+struct HealthController: Sendable {
+    let store: any Store
+
+    @Sendable func health(_ request: Request, context: AppRequestContext) async -> Response {
+        do {
+            try await store.ping()
+            return json(.ok, #"{"status":"ok","database":"ok"}"#)
+        } catch {
+            context.logger.error("health check failed: the database does not answer", metadata: ["error": "\(error)"])
+            return json(.serviceUnavailable, #"{"status":"unavailable","database":"error"}"#)
+        }
+    }
+
+    private func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+/// Logs errors Hummingbird would otherwise log only at debug level, and answers 500 for them.
+struct ErrorLoggingMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as any HTTPResponseError {
+            throw error
+        } catch {
+            context.logger.error(
+                "request failed", metadata: ["a2p.path": "\(request.uri.path)", "error": "\(String(reflecting: type(of: error))): \(error)"])
+            throw HTTPError(.internalServerError)
+        }
+    }
+}

@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import Foundation
+
+/// Everything `serve` needs, resolved once from flags, the environment and defaults (in that order).
+public struct ServerConfig: Sendable {
+    public var accountSid: String?
+    public var authToken: Secret
+    public var secondaryAuthToken: Secret?
+    public var fromNumber: String?
+    public var messagingServiceSid: String?
+    public var apiBaseURL: String
+    /// The public base URL Twilio calls, without a trailing slash; `nil` to rebuild it per request.
+    public var publicURL: String?
+    public var databasePath: String
+    public var host: String
+    public var port: Int
+    public var replyMode: ReplyMode
+    public var sendRate: Double
+    public var sessionTTL: TimeInterval
+    public var adminPhones: [String]
+    public var passcodeIterations: Int
+    /// No Twilio credentials: a generated development token, and nothing is sent.
+    public var isLocalMode: Bool
+    /// Where the development token lives in local mode.
+    public var devTokenPath: String?
+
+    /// The tokens webhook signatures are checked against, primary first.
+    public var webhookTokens: [Secret] { [authToken] + (secondaryAuthToken.map { [$0] } ?? []) }
+
+    /// A configuration for tests and tools: local mode with the given token.
+    public init(
+        authToken: Secret, accountSid: String? = nil, isLocalMode: Bool = true, databasePath: String = "db/action2phone.sqlite",
+        publicURL: String? = nil, host: String = "127.0.0.1", port: Int = 8080, replyMode: ReplyMode = .twiml,
+        sendRate: Double = 1, sessionTTL: TimeInterval = 1800, adminPhones: [String] = [],
+        passcodeIterations: Int = PasscodePolicy.productionIterations
+    ) {
+        self.accountSid = accountSid
+        self.authToken = authToken
+        self.secondaryAuthToken = nil
+        self.fromNumber = nil
+        self.messagingServiceSid = nil
+        self.apiBaseURL = "https://api.twilio.com"
+        self.publicURL = publicURL
+        self.databasePath = databasePath
+        self.host = host
+        self.port = port
+        self.replyMode = replyMode
+        self.sendRate = sendRate
+        self.sessionTTL = sessionTTL
+        self.adminPhones = adminPhones
+        self.passcodeIterations = passcodeIterations
+        self.isLocalMode = isLocalMode
+        self.devTokenPath = nil
+    }
+}
+
+/// The configuration names of SPEC §2, as `serve` flags or environment variables.
+public enum ConfigKey: String, CaseIterable, Sendable {
+    case accountSid = "TWILIO_ACCOUNT_SID"
+    case authToken = "TWILIO_AUTH_TOKEN"
+    case secondaryAuthToken = "TWILIO_AUTH_TOKEN_SECONDARY"
+    case fromNumber = "TWILIO_FROM_NUMBER"
+    case messagingServiceSid = "TWILIO_MESSAGING_SERVICE_SID"
+    case apiBaseURL = "TWILIO_API_BASE_URL"
+    case publicURL = "ACTION2PHONE_PUBLIC_URL"
+    case database = "ACTION2PHONE_DB"
+    case host = "ACTION2PHONE_HOST"
+    case port = "ACTION2PHONE_PORT"
+    case replyMode = "ACTION2PHONE_REPLY_MODE"
+    case sendRate = "ACTION2PHONE_SEND_RATE"
+    case sessionTTL = "ACTION2PHONE_SESSION_TTL"
+    case adminPhones = "ACTION2PHONE_ADMIN_PHONES"
+    /// Not in SPEC §2: lowers PBKDF2's cost for tests and benchmarks only.
+    case passcodeIterations = "ACTION2PHONE_PBKDF2_ITERATIONS"
+}
+
+/// A configuration value that cannot be used, with what to do about it.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension ServerConfig {
+    /// Resolves flag > environment > default. `flags` holds only the flags given on the command line.
+    /// In local mode (no Twilio credentials) the development token is read or created next to the database.
+    public static func resolve(flags: [ConfigKey: String], environment: [String: String]) throws -> ServerConfig {
+        func value(_ key: ConfigKey) -> String? {
+            let v = flags[key] ?? environment[key.rawValue]
+            guard let v = v?.trimmingWhitespace(), !v.isEmpty else { return nil }
+            return v
+        }
+        let databasePath = value(.database) ?? "db/action2phone.sqlite"
+        let accountSid = value(.accountSid)
+        let token = value(.authToken)
+        if (accountSid == nil) != (token == nil) {
+            throw ConfigError(
+                accountSid == nil
+                    ? "TWILIO_AUTH_TOKEN is set but TWILIO_ACCOUNT_SID is not: set both for Twilio, or neither for local mode"
+                    : "TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: set both for Twilio, or neither for local mode")
+        }
+        if let accountSid, !(accountSid.hasPrefix("AC") && accountSid.count == 34) {
+            throw ConfigError("TWILIO_ACCOUNT_SID must be the 34-character account SID starting with AC (got \(accountSid.count) characters)")
+        }
+        let local = accountSid == nil
+        var config: ServerConfig
+        if local {
+            let devToken = try DevToken.loadOrCreate(forDatabase: databasePath)
+            config = ServerConfig(authToken: devToken, isLocalMode: true, databasePath: databasePath)
+            config.devTokenPath = DevToken.path(forDatabase: databasePath)
+        } else {
+            config = ServerConfig(authToken: Secret(token!), accountSid: accountSid, isLocalMode: false, databasePath: databasePath)
+        }
+        config.secondaryAuthToken = value(.secondaryAuthToken).map(Secret.init)
+        config.fromNumber = try value(.fromNumber).map { raw in
+            guard let e164 = PhoneNumber.normalize(raw) else { throw ConfigError("TWILIO_FROM_NUMBER '\(raw)' is not a phone number") }
+            return e164
+        }
+        config.messagingServiceSid = value(.messagingServiceSid)
+        if !local && config.fromNumber == nil && config.messagingServiceSid == nil {
+            throw ConfigError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID: REST sends need a sender")
+        }
+        config.apiBaseURL = try url(value(.apiBaseURL) ?? "https://api.twilio.com", name: "TWILIO_API_BASE_URL")
+        config.publicURL = try value(.publicURL).map { try url($0, name: "ACTION2PHONE_PUBLIC_URL") }
+        config.host = value(.host) ?? "127.0.0.1"
+        if let raw = value(.port) {
+            guard let port = Int(raw), (0...65535).contains(port) else { throw ConfigError("ACTION2PHONE_PORT must be 0...65535 (got '\(raw)')") }
+            config.port = port
+        }
+        if let raw = value(.replyMode) {
+            guard let mode = ReplyMode(rawValue: raw.lowercased()) else { throw ConfigError("ACTION2PHONE_REPLY_MODE must be twiml or rest (got '\(raw)')") }
+            config.replyMode = mode
+        }
+        if let raw = value(.sendRate) {
+            guard let rate = Double(raw), rate > 0, rate <= 10_000 else { throw ConfigError("ACTION2PHONE_SEND_RATE must be a number of messages per second above 0 (got '\(raw)')") }
+            config.sendRate = rate
+        }
+        if let raw = value(.sessionTTL) {
+            guard let ttl = Int(raw), ttl > 0 else { throw ConfigError("ACTION2PHONE_SESSION_TTL must be a whole number of seconds above 0 (got '\(raw)')") }
+            config.sessionTTL = TimeInterval(ttl)
+        }
+        if let raw = value(.adminPhones) {
+            config.adminPhones = try raw.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }.map { phone in
+                guard let e164 = PhoneNumber.normalize(phone) else { throw ConfigError("ACTION2PHONE_ADMIN_PHONES: '\(phone)' is not a phone number") }
+                return e164
+            }
+        }
+        if let raw = value(.passcodeIterations) {
+            guard let n = Int(raw), n >= 1 else { throw ConfigError("ACTION2PHONE_PBKDF2_ITERATIONS must be a whole number above 0 (got '\(raw)')") }
+            config.passcodeIterations = n
+        }
+        return config
+    }
+
+    /// An http(s) base URL without a trailing slash, query or fragment.
+    static func url(_ raw: String, name: String) throws -> String {
+        var s = raw
+        let lower = s.lowercased()
+        guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
+            throw ConfigError("\(name) must start with http:// or https:// (got '\(raw)')")
+        }
+        guard !s.contains("?"), !s.contains("#"), !s.contains(" ") else {
+            throw ConfigError("\(name) must be a base URL without query, fragment or spaces (got '\(raw)')")
+        }
+        while s.hasSuffix("/") { s.removeLast() }
+        guard s.split(separator: "/").count >= 2 else { throw ConfigError("\(name) has no host (got '\(raw)')") }
+        return s
+    }
+}

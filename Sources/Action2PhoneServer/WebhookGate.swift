@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import TwilioKit
+
+extension HTTPField.Name {
+    static let twilioSignature = Self("X-Twilio-Signature")!
+    static let twilioIdempotencyToken = Self("I-Twilio-Idempotency-Token")!
+    static let forwardedProto = Self("X-Forwarded-Proto")!
+}
+
+/// The checks every Twilio webhook passes, in SPEC §3's order: 413 body too large, 415 not a form,
+/// 400 undecodable form, 403 missing or wrong signature, 403 foreign `AccountSid`.
+/// Nothing is stored for a request that fails here.
+struct WebhookGate: Sendable {
+    let validator: RequestValidator
+    let accountSid: String?
+    let publicURL: String?
+
+    init(config: ServerConfig) {
+        self.validator = RequestValidator(authTokens: config.webhookTokens.map { $0.reveal() })
+        self.accountSid = config.isLocalMode ? nil : config.accountSid
+        self.publicURL = config.publicURL
+    }
+
+    /// The decoded form fields of a request that passed every check; throws the HTTP error otherwise.
+    func admit(_ request: Request, context: AppRequestContext) async throws -> [FormField] {
+        let limit = context.maxUploadSize
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
+            throw WebhookRejection(.contentTooLarge, "body larger than \(limit) bytes")
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw WebhookRejection(.contentTooLarge, "body larger than \(limit) bytes")
+        }
+        let type = request.headers[.contentType]?.lowercased() ?? ""
+        guard type == "application/x-www-form-urlencoded" || type.hasPrefix("application/x-www-form-urlencoded;") else {
+            throw WebhookRejection(.unsupportedMediaType, "Content-Type must be application/x-www-form-urlencoded")
+        }
+        guard let fields = FormCodec.decode(Array(buffer.readableBytesView)) else {
+            throw WebhookRejection(.badRequest, "undecodable form body")
+        }
+        let url = signedURL(request)
+        guard validator.isValid(signature: request.headers[.twilioSignature], url: url, params: fields) else {
+            throw WebhookRejection(.forbidden, nil, reason: request.headers[.twilioSignature] == nil ? "missing X-Twilio-Signature" : "invalid X-Twilio-Signature for \(url)")
+        }
+        if let accountSid, fields.first(where: { $0.name == "AccountSid" })?.value != accountSid {
+            throw WebhookRejection(.forbidden, nil, reason: "AccountSid is not this account's")
+        }
+        return fields
+    }
+
+    /// The URL Twilio signed: the public base URL plus the raw request target, or, without one, the URL
+    /// rebuilt from `X-Forwarded-Proto` and `Host`. The query's bytes are kept exactly as received.
+    func signedURL(_ request: Request) -> String {
+        let target = request.uri.description
+        if let publicURL { return publicURL + target }
+        var scheme = request.head.scheme ?? "http"
+        if let proto = request.headers[.forwardedProto]?.split(separator: ",").first?.trimmingWhitespace().lowercased(),
+            proto == "http" || proto == "https"
+        {
+            scheme = proto
+        }
+        return scheme + "://" + (request.head.authority ?? "localhost") + target
+    }
+}
+
+/// A webhook refused before anything was stored.
+struct WebhookRejection: HTTPResponseError {
+    let status: HTTPResponse.Status
+    /// Said to the caller (never for 403: a prober learns nothing).
+    let message: String?
+    /// Logged.
+    let reason: String
+
+    init(_ status: HTTPResponse.Status, _ message: String?, reason: String? = nil) {
+        self.status = status
+        self.message = message
+        self.reason = reason ?? message ?? "\(status.code)"
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        guard let message else { return Response(status: status) }
+        return Response(
+            status: status, headers: [.contentType: "text/plain; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: message + "\n")))
+    }
+}

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import Action2PhoneServer
+import ArgumentParser
+import Foundation
+import Logging
+
+/// `action2phone serve`: the webhook server and the outbox worker.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the webhook server (POST /sms, POST /sms/status, GET /healthz).",
+        discussion: """
+            Every option falls back to its environment variable, then to the default. The auth tokens are read \
+            only from the environment (TWILIO_AUTH_TOKEN, TWILIO_AUTH_TOKEN_SECONDARY): command lines are visible \
+            to every user of the machine. Without Twilio credentials the server runs in local mode.
+            """)
+
+    @Option(help: "SQLite database file (env: ACTION2PHONE_DB, default db/action2phone.sqlite).") var db: String?
+    @Option(help: "Listen address (env: ACTION2PHONE_HOST, default 127.0.0.1).") var host: String?
+    @Option(help: "Listen port (env: ACTION2PHONE_PORT, default 8080).") var port: String?
+    @Option(help: "Public base URL Twilio calls, e.g. https://bot.example.org (env: ACTION2PHONE_PUBLIC_URL).") var publicURL: String?
+    @Option(help: "Twilio account SID, AC… (env: TWILIO_ACCOUNT_SID).") var accountSid: String?
+    @Option(help: "Sender number for REST sends (env: TWILIO_FROM_NUMBER).") var fromNumber: String?
+    @Option(help: "Messaging Service SID for REST sends (env: TWILIO_MESSAGING_SERVICE_SID).") var messagingServiceSid: String?
+    @Option(help: "Twilio REST API base URL (env: TWILIO_API_BASE_URL).") var apiBaseURL: String?
+    @Option(help: "twiml or rest (env: ACTION2PHONE_REPLY_MODE, default twiml).") var replyMode: String?
+    @Option(help: "Outbound messages per second (env: ACTION2PHONE_SEND_RATE, default 1).") var sendRate: String?
+    @Option(help: "Seconds a login lasts without activity (env: ACTION2PHONE_SESSION_TTL, default 1800).") var sessionTTL: String?
+    @Option(help: "Comma-separated numbers that register as admins (env: ACTION2PHONE_ADMIN_PHONES).") var adminPhones: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env: LOG_LEVEL).") var logLevel: String?
+
+    var flags: [ConfigKey: String] {
+        var f: [ConfigKey: String] = [:]
+        f[.database] = db
+        f[.host] = host
+        f[.port] = port
+        f[.publicURL] = publicURL
+        f[.accountSid] = accountSid
+        f[.fromNumber] = fromNumber
+        f[.messagingServiceSid] = messagingServiceSid
+        f[.apiBaseURL] = apiBaseURL
+        f[.replyMode] = replyMode
+        f[.sendRate] = sendRate
+        f[.sessionTTL] = sessionTTL
+        f[.adminPhones] = adminPhones
+        return f
+    }
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let logger = makeLogger(level: logLevel ?? environment["LOG_LEVEL"])
+        let config: ServerConfig
+        do {
+            config = try ServerConfig.resolve(flags: flags, environment: environment)
+        } catch let error as ConfigError {
+            throw ValidationError(error.description)
+        }
+        let store = try SQLiteStore.open(path: config.databasePath)
+        let handler = GreetingHandler(store: store, replyMode: config.replyMode)
+        let app = buildApplication(config: config, store: store, handler: handler, logger: logger) { channel in
+            let port = channel.localAddress?.port ?? config.port
+            FileHandle.standardOutput.write(Data((banner(config, port: port) + "\n").utf8))
+        }
+        try await app.runService()
+    }
+}
+
+/// The start-up banner: mode, URL, database; never a secret.
+func banner(_ config: ServerConfig, port: Int) -> String {
+    let listen = "http://\(config.host):\(port)"
+    var lines = ["action2phone is listening on \(listen)"]
+    if config.isLocalMode {
+        lines.append("mode:      LOCAL (no Twilio credentials): nothing is sent; outbound texts end 'simulated'")
+        lines.append("dev token: webhooks are checked against the token in \(config.devTokenPath ?? "?")")
+    } else {
+        lines.append("mode:      TWILIO, account \(config.accountSid ?? "?")")
+        lines.append("sender:    \(config.fromNumber ?? config.messagingServiceSid ?? "none")")
+    }
+    lines.append("webhook:   \(config.publicURL.map { $0 + "/sms" } ?? "\(listen)/sms (no ACTION2PHONE_PUBLIC_URL: rebuilt from Host)")")
+    lines.append("database:  \(config.databasePath)")
+    lines.append("replies:   \(config.replyMode.rawValue)")
+    if config.passcodeIterations < PasscodePolicy.productionIterations {
+        lines.append("WARNING:   PBKDF2 at \(config.passcodeIterations) iterations (ACTION2PHONE_PBKDF2_ITERATIONS): for tests only")
+    }
+    return lines.joined(separator: "\n")
+}
+
+func makeLogger(level: String?) -> Logger {
+    LoggingSystem.bootstrap(StreamLogHandler.standardError)
+    var logger = Logger(label: "action2phone")
+    logger.logLevel = level.flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
+    return logger
+}

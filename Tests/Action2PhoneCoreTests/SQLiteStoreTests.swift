@@ -1,0 +1,120 @@
+import Foundation
+import GRDB
+import Testing
+import TwilioKit
+
+@testable import Action2PhoneCore
+
+@Suite("SQLite store")
+struct SQLiteStoreTests {
+    @Test func freshFileIsMigratedInWALMode() throws {
+        // Given a path whose folder does not exist yet
+        let path = makeTestDatabasePath()
+        // When the store opens it
+        let store = try SQLiteStore.open(path: path)
+        // Then every migration is applied, in WAL mode, with foreign keys on
+        #expect(try store.appliedMigrations() == ["v1 users, phones, consent log, conversations, inbound, inbox, outbox"])
+        let queue = try DatabaseQueue(path: path)
+        #expect(try queue.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
+        let tables = try queue.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") }
+        #expect(tables == ["consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "phones", "users"])
+    }
+
+    @Test func reopeningKeepsDataAndAppliesNothingTwice() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        _ = try await store.processInbound(InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "hi"), replyMode: .twiml, now: Date()) { _, _ in
+            Decision(replies: ["hello"], loggedBody: "hi")
+        }
+        let again = try SQLiteStore.open(path: path)
+        #expect(try await again.previousReply(messageSid: "SM1", idempotencyToken: nil)?.contains("hello") == true)
+    }
+
+    @Test func consentLogIsAppendOnly() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        _ = try await store.processInbound(InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "STOP"), replyMode: .twiml, now: Date()) { _, _ in
+            Decision(replies: [], effects: [.optOut(text: "STOP")], loggedBody: "STOP")
+        }
+        #expect(try fetchInt(path, "SELECT count(*) FROM consentLog") == 1)
+        #expect(throws: DatabaseError.self) { try executeSQL(path, "UPDATE consentLog SET text = 'x'") }
+        #expect(throws: DatabaseError.self) { try executeSQL(path, "DELETE FROM consentLog") }
+        #expect(try fetchInt(path, "SELECT optedOut FROM phones") == 1)
+    }
+
+    @Test func aFailedDecisionLeavesNothingHalfApplied() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        struct Boom: Error {}
+        await #expect(throws: Boom.self) {
+            try await store.processInbound(InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "x"), replyMode: .rest, now: Date()) { state, facts in
+                state.lastActivity = Date()
+                _ = try facts.isOptedOut()
+                throw Boom()
+            }
+        }
+        for table in ["inbound", "conversations", "outbox"] {
+            #expect(try fetchInt(path, "SELECT count(*) FROM \(table)") == 0)
+        }
+    }
+
+    @Test func duplicateSidDoesNotDecideAgain() async throws {
+        let store = try SQLiteStore.open(path: makeTestDatabasePath())
+        let record = InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "x")
+        let first = try await store.processInbound(record, replyMode: .twiml, now: Date()) { _, _ in Decision(replies: ["one"], loggedBody: "x") }
+        let second = try await store.processInbound(record, replyMode: .twiml, now: Date()) { _, _ in Decision(replies: ["two"], loggedBody: "x") }
+        #expect(first == .processed(twiml: TwiML.messagingResponse(["one"])))
+        #expect(second == .duplicate(twiml: TwiML.messagingResponse(["one"])))
+    }
+
+    @Test func loggedBodyReplacesTheBodyEverywhere() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        let record = InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "hunter22", fields: [.init("Body", "hunter22"), .init("MessageSid", "SM1")])
+        _ = try await store.processInbound(record, replyMode: .twiml, now: Date()) { _, _ in Decision(replies: ["ok"], loggedBody: "[redacted]") }
+        let row = try #require(try fetchRow(path, "SELECT body, params FROM inbound"))
+        #expect(row["body"] as String == "[redacted]")
+        #expect(!(row["params"] as String).contains("hunter22"))
+    }
+}
+
+@Suite("Phone numbers")
+struct PhoneNumberTests {
+    @Test(arguments: [
+        ("703-123-4567", "+17031234567"), ("(703) 123 4567", "+17031234567"), ("1 703 123 4567", "+17031234567"),
+        ("+1 703.123.4567", "+17031234567"), ("+44 7911 123456", "+447911123456"), ("0044 7911 123456", "+447911123456"),
+        (" +14155550100 ", "+14155550100"),
+    ])
+    func normalizes(_ raw: String, _ e164: String) {
+        #expect(PhoneNumber.normalize(raw) == e164)
+    }
+
+    @Test(arguments: ["", "12345", "703-123-456", "+0123456789", "ivan@example.org", "+1 (703) 123-4567 ext 9", "123-456-7890", "+1234567890123456"])
+    func rejects(_ raw: String) {
+        #expect(PhoneNumber.normalize(raw) == nil)
+    }
+
+    @Test func webhookSendersThatAreNotNumbersStayAsSent() {
+        #expect(PhoneNumber.canonicalSender("12345") == "12345")
+        #expect(PhoneNumber.canonicalSender("MyBrand") == "MyBrand")
+        #expect(PhoneNumber.canonicalSender("whatsapp:+14155550100") == "whatsapp:+14155550100")
+        #expect(PhoneNumber.canonicalSender("+14155550100") == "+14155550100")
+    }
+
+    @Test func secretNeverPrints() {
+        let secret = Secret("s3cr3t-value")
+        #expect("\(secret)" == "[redacted]")
+        #expect(String(reflecting: secret) == "[redacted]")
+        #expect(secret.reveal() == "s3cr3t-value")
+    }
+
+    @Test func devTokenIsCreatedOncePrivatelyAndReused() throws {
+        let path = makeTestDatabasePath()
+        let first = try DevToken.loadOrCreate(forDatabase: path)
+        let second = try DevToken.loadOrCreate(forDatabase: path)
+        #expect(first == second)
+        #expect(first.reveal().count == 32)
+        let attributes = try FileManager.default.attributesOfItem(atPath: DevToken.path(forDatabase: path))
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+    }
+}

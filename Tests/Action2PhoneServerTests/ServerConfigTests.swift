@@ -1,0 +1,69 @@
+import Action2PhoneCore
+import Foundation
+import Testing
+
+@testable import Action2PhoneServer
+
+@Suite("Configuration: flag > environment > default")
+struct ServerConfigTests {
+    let db = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-cfg-\(UUID().uuidString)/x.sqlite").path
+    let sid = "AC" + String(repeating: "0", count: 32)
+
+    @Test func defaultsAreLocalModeWithADevToken() throws {
+        let config = try ServerConfig.resolve(flags: [.database: db], environment: [:])
+        #expect(config.isLocalMode)
+        #expect(config.host == "127.0.0.1")
+        #expect(config.port == 8080)
+        #expect(config.replyMode == .twiml)
+        #expect(config.sendRate == 1)
+        #expect(config.sessionTTL == 1800)
+        #expect(config.apiBaseURL == "https://api.twilio.com")
+        #expect(config.passcodeIterations == 600_000)
+        #expect(config.devTokenPath == db + ".dev-token")
+        #expect(try DevToken.loadOrCreate(forDatabase: db) == config.authToken)
+    }
+
+    @Test func flagBeatsEnvironment() throws {
+        let config = try ServerConfig.resolve(
+            flags: [.database: db, .port: "9000", .replyMode: "rest"],
+            environment: ["ACTION2PHONE_PORT": "7000", "ACTION2PHONE_REPLY_MODE": "twiml", "ACTION2PHONE_SEND_RATE": "2.5", "ACTION2PHONE_PUBLIC_URL": "https://bot.example.org/"])
+        #expect(config.port == 9000)
+        #expect(config.replyMode == .rest)
+        #expect(config.sendRate == 2.5)
+        #expect(config.publicURL == "https://bot.example.org")
+    }
+
+    @Test func twilioModeNeedsBothCredentialsAndASender() throws {
+        #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_ACCOUNT_SID": sid]) }
+        #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_AUTH_TOKEN": "t"]) }
+        #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": "t"]) }
+        let config = try ServerConfig.resolve(
+            flags: [.database: db],
+            environment: ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": "tok", "TWILIO_AUTH_TOKEN_SECONDARY": "tok2", "TWILIO_FROM_NUMBER": "(415) 555-0100"])
+        #expect(!config.isLocalMode)
+        #expect(config.fromNumber == "+14155550100")
+        #expect(config.webhookTokens.map { $0.reveal() } == ["tok", "tok2"])
+        #expect(!FileManager.default.fileExists(atPath: db + ".dev-token"))
+    }
+
+    @Test(arguments: [
+        ["ACTION2PHONE_PORT": "70000"], ["ACTION2PHONE_PORT": "http"], ["ACTION2PHONE_REPLY_MODE": "sms"], ["ACTION2PHONE_SEND_RATE": "0"],
+        ["ACTION2PHONE_SESSION_TTL": "-5"], ["ACTION2PHONE_ADMIN_PHONES": "+14155550100, nobody"], ["ACTION2PHONE_PUBLIC_URL": "bot.example.org"],
+        ["ACTION2PHONE_PUBLIC_URL": "https://bot.example.org/sms?x=1"], ["TWILIO_ACCOUNT_SID": "AC123", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+14155550100"],
+    ])
+    func badValuesAreRefusedWithTheirName(_ environment: [String: String]) {
+        do {
+            _ = try ServerConfig.resolve(flags: [.database: db], environment: environment)
+            Issue.record("accepted \(environment)")
+        } catch let error as ConfigError {
+            #expect(environment.keys.contains { error.description.contains($0) })
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test func adminPhonesAreNormalized() throws {
+        let config = try ServerConfig.resolve(flags: [.database: db], environment: ["ACTION2PHONE_ADMIN_PHONES": "703-123-4567, +14155550100"])
+        #expect(config.adminPhones == ["+17031234567", "+14155550100"])
+    }
+}

@@ -1,0 +1,318 @@
+import Action2PhoneCore
+import Action2PhoneServer
+import Foundation
+import GRDB
+import InMemoryLogging
+import Logging
+import Testing
+import TwilioKit
+
+@Suite("POST /sms over loopback HTTP")
+struct WebhookRouteTests {
+    @Test func signedWebhookGets200TwiMLAndIsRecorded() async throws {
+        try await TestServer.run { server in
+            let fields = smsFields(body: "Privet", extra: [.init("FutureParam", "kept")])
+            let reply = try await server.post(fields: fields)
+            #expect(reply.status == 200)
+            #expect(reply.contentType == "text/xml")
+            #expect(reply.body.hasPrefix(#"<?xml version="1.0" encoding="UTF-8"?><Response><Message>"#))
+            #expect(reply.body.contains(GreetingHandler.greeting))
+            let rows = try server.rows("SELECT * FROM inbound")
+            #expect(rows.count == 1)
+            #expect(rows[0]["from"] as String == "+14155550100")
+            #expect(rows[0]["body"] as String == "Privet")
+            #expect(rows[0]["reply"] as String == reply.body)
+            let params: String = rows[0]["params"]
+            #expect(params.contains(#""FutureParam":"kept""#))
+            #expect(params.contains(#""FromZip":"02134""#))
+        }
+    }
+
+    @Test func oversizedBodyIs413AndStoresNothing() async throws {
+        try await TestServer.run { server in
+            let fields = smsFields(body: String(repeating: "x", count: 70_000))
+            let reply = try await server.post(fields: fields)
+            #expect(reply.status == 413)
+            #expect(try server.count("inbound") == 0)
+        }
+    }
+
+    @Test func oversizedBeatsWrongContentType() async throws {
+        try await TestServer.run { server in
+            let reply = try await server.send("POST", "/sms", body: Data(repeating: 0x41, count: 65 * 1024 + 1), contentType: "application/json")
+            #expect(reply.status == 413)
+        }
+    }
+
+    @Test(arguments: ["application/json", "text/plain", "multipart/form-data; boundary=x"])
+    func nonFormContentTypeIs415(_ contentType: String) async throws {
+        try await TestServer.run { server in
+            let reply = try await server.post(fields: smsFields(body: "hi"), contentType: contentType)
+            #expect(reply.status == 415)
+            #expect(try server.count("inbound") == 0)
+        }
+    }
+
+    @Test func missingContentTypeIs415() async throws {
+        try await TestServer.run { server in
+            let reply = try await server.send("POST", "/sms", body: nil, contentType: nil)
+            #expect(reply.status == 415)
+        }
+    }
+
+    @Test func charsetParameterIsAccepted() async throws {
+        try await TestServer.run { server in
+            let reply = try await server.post(fields: smsFields(body: "hi"), contentType: "application/x-www-form-urlencoded; charset=utf-8")
+            #expect(reply.status == 200)
+        }
+    }
+
+    @Test(arguments: ["Body=%ZZ&From=%2B1", "Body=%C3%28", "From=%"])
+    func undecodableFormIs400(_ body: String) async throws {
+        try await TestServer.run { server in
+            let reply = try await server.send(
+                "POST", "/sms", body: Data(body.utf8), contentType: "application/x-www-form-urlencoded", headers: ["X-Twilio-Signature": "x"])
+            #expect(reply.status == 400)
+            #expect(try server.count("inbound") == 0)
+        }
+    }
+
+    @Test func missingSignatureIs403() async throws {
+        try await TestServer.run { server in
+            let reply = try await server.post(fields: smsFields(body: "hi"), signature: .none)
+            #expect(reply.status == 403)
+            #expect(reply.body.isEmpty)
+            #expect(try server.count("inbound") == 0)
+            #expect(try server.count("conversations") == 0)
+        }
+    }
+
+    @Test(arguments: ["", "RSOYDt4T1cUTdK1PDd93/VVr8B8=", "not base64 at all"])
+    func wrongSignatureIs403(_ signature: String) async throws {
+        try await TestServer.run { server in
+            let reply = try await server.post(fields: smsFields(body: "hi"), signature: .raw(signature))
+            #expect(reply.status == 403)
+            #expect(try server.count("inbound") == 0)
+        }
+    }
+
+    @Test func signatureByAnotherTokenIs403() async throws {
+        try await TestServer.run { server in
+            let reply = try await server.post(fields: smsFields(body: "hi"), signature: .signedWith(token: "someone-elses-token"))
+            #expect(reply.status == 403)
+        }
+    }
+
+    @Test func signatureForAnotherURLIs403() async throws {
+        try await TestServer.run { server in
+            let reply = try await server.post(fields: smsFields(body: "hi"), signature: .signedWith(token: TestServer.token, url: "https://evil.example.org/sms"))
+            #expect(reply.status == 403)
+        }
+    }
+
+    @Test func tamperedFieldIs403() async throws {
+        try await TestServer.run { server in
+            let fields = smsFields(body: "hi")
+            let signature = TwilioSignature.compute(authToken: TestServer.token, url: TestServer.publicURL + "/sms", params: fields)
+            var tampered = fields
+            tampered[10].value = "BROADCAST everyone"
+            let reply = try await server.post(fields: tampered, signature: .raw(signature))
+            #expect(reply.status == 403)
+        }
+    }
+
+    @Test func secondaryTokenIsAccepted() async throws {
+        let config = TestServer.makeConfig { $0.secondaryAuthToken = Secret("rotated-token") }
+        try await TestServer.run(config) { server in
+            let reply = try await server.post(fields: smsFields(body: "hi"), signature: .signedWith(token: "rotated-token"))
+            #expect(reply.status == 200)
+        }
+    }
+
+    @Test func foreignAccountSidIs403OutsideLocalMode() async throws {
+        let mine = "AC" + String(repeating: "a", count: 32)
+        let config = TestServer.makeConfig {
+            $0.isLocalMode = false
+            $0.accountSid = mine
+        }
+        try await TestServer.run(config) { server in
+            let foreign = try await server.post(fields: smsFields(body: "hi", account: "AC" + String(repeating: "b", count: 32)))
+            #expect(foreign.status == 403)
+            let missing = try await server.post(fields: smsFields(body: "hi").filter { $0.name != "AccountSid" })
+            #expect(missing.status == 403)
+            #expect(try server.count("inbound") == 0)
+            let ours = try await server.post(fields: smsFields(body: "hi", account: mine))
+            #expect(ours.status == 200)
+        }
+    }
+
+    @Test(arguments: ["MessageSid", "From", "To"])
+    func missingRequiredFieldIs400(_ name: String) async throws {
+        try await TestServer.run { server in
+            let fields = smsFields(body: "hi").filter { $0.name != name }
+            let reply = try await server.post(fields: fields)
+            #expect(reply.status == 400)
+            #expect(reply.body.contains(name))
+            #expect(try server.count("inbound") == 0)
+        }
+    }
+
+    @Test func emptyBodyAndNonE164SenderAreAccepted() async throws {
+        try await TestServer.run { server in
+            let fields = smsFields(from: "MyBrand", body: "").filter { $0.name != "FromZip" }
+            let reply = try await server.post(fields: fields)
+            #expect(reply.status == 200)
+            #expect(try server.rows("SELECT \"from\" FROM inbound")[0]["from"] as String == "MyBrand")
+        }
+    }
+
+    @Test func retriedMessageSidGetsIdenticalBodyAndIsRecordedOnce() async throws {
+        try await TestServer.run { server in
+            let fields = smsFields(body: "hi", sid: "SM0123456789abcdef0123456789abcdef")
+            let first = try await server.post(fields: fields)
+            let before = try server.rows("SELECT updatedAt FROM conversations")
+            let second = try await server.post(fields: fields)
+            #expect(first.status == 200)
+            #expect(second.status == 200)
+            #expect(second.body == first.body)
+            #expect(try server.count("inbound") == 1)
+            #expect(try server.rows("SELECT updatedAt FROM conversations") == before)
+        }
+    }
+
+    @Test func retriedIdempotencyTokenGetsIdenticalBody() async throws {
+        try await TestServer.run { server in
+            let first = try await server.post(fields: smsFields(body: "hi"), headers: ["I-Twilio-Idempotency-Token": "tok-1"])
+            let second = try await server.post(fields: smsFields(body: "hi"), headers: ["I-Twilio-Idempotency-Token": "tok-1"])
+            #expect(second.body == first.body)
+            #expect(try server.count("inbound") == 1)
+        }
+    }
+
+    @Test func concurrentRetriesOfOneMessageAreRecordedOnce() async throws {
+        try await TestServer.run { server in
+            let fields = smsFields(body: "hi")
+            let replies = try await withThrowingTaskGroup(of: TestServer.Reply.self) { group in
+                for _ in 0..<8 { group.addTask { try await server.post(fields: fields) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(replies.allSatisfy { $0.status == 200 && $0.body == replies[0].body })
+            #expect(try server.count("inbound") == 1)
+        }
+    }
+
+    @Test func rawQueryStringIsSignedAsSent() async throws {
+        try await TestServer.run { server in
+            let path = "/sms?org=a%20b&x='y'"
+            let reply = try await server.post(path, fields: smsFields(body: "hi"))
+            #expect(reply.status == 200)
+        }
+    }
+
+    @Test func withoutPublicURLTheURLIsRebuiltFromHostAndForwardedProto() async throws {
+        let config = TestServer.makeConfig { $0.publicURL = nil }
+        try await TestServer.run(config) { server in
+            let host = String(server.base.dropFirst("http://".count))
+            let plain = try await server.post(fields: smsFields(body: "hi"), signature: .signedWith(token: TestServer.token, url: "http://\(host)/sms"))
+            #expect(plain.status == 200)
+            let proxied = try await server.post(
+                fields: smsFields(body: "hi"), signature: .signedWith(token: TestServer.token, url: "https://\(host)/sms"),
+                headers: ["X-Forwarded-Proto": "https"])
+            #expect(proxied.status == 200)
+            let wrongScheme = try await server.post(fields: smsFields(body: "hi"), signature: .signedWith(token: TestServer.token, url: "https://\(host)/sms"))
+            #expect(wrongScheme.status == 403)
+        }
+    }
+
+    @Test func restReplyModeAnswersEmptyAndQueuesTheReply() async throws {
+        let config = TestServer.makeConfig { $0.replyMode = .rest }
+        try await TestServer.run(config) { server in
+            let reply = try await server.post(fields: smsFields(body: "hi"))
+            #expect(reply.status == 200)
+            #expect(reply.body == TwiML.empty)
+            let queued = try server.rows("SELECT \"to\", body, status, purpose FROM outbox")
+            #expect(queued.count == 1)
+            #expect(queued.first?["to"] as String? == "+14155550100")
+            #expect(queued.first?["status"] as String? == "queued")
+            #expect(queued.first?["body"] as String? == GreetingHandler.greeting)
+        }
+    }
+
+    @Test func secretsAndBodiesNeverReachTheLogs() async throws {
+        let logs = InMemoryLogHandler()
+        var logger = Logger(label: "test", factory: { _ in logs })
+        logger.logLevel = .trace
+        try await TestServer.run(logger: logger) { server in
+            _ = try await server.post(fields: smsFields(body: "my passcode is hunter22"), signature: .signedWith(token: "wrong-token"))
+            _ = try await server.post(fields: smsFields(body: "my passcode is hunter22"))
+        }
+        let text = logs.entries.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n")
+        #expect(text.contains("webhook rejected"))
+        #expect(!text.contains(TestServer.token))
+        #expect(!text.contains("hunter22"))
+    }
+}
+
+@Suite("POST /sms/status and GET /healthz")
+struct StatusAndHealthTests {
+    func statusFields(_ sid: String, _ status: String, errorCode: String? = nil) -> [FormField] {
+        var f: [FormField] = [
+            .init("AccountSid", "AC00000000000000000000000000000001"), .init("From", "+15005550006"), .init("To", "+14155550100"),
+            .init("MessageSid", sid), .init("SmsSid", sid), .init("MessageStatus", status), .init("SmsStatus", status), .init("ApiVersion", "2010-04-01"),
+        ]
+        if let errorCode { f.append(.init("ErrorCode", errorCode)) }
+        return f
+    }
+
+    @Test func callbacksMoveARowForwardOnly() async throws {
+        try await TestServer.run { server in
+            try server.execute(
+                "INSERT INTO outbox (\"to\", body, purpose, status, twilioSid, createdAt, updatedAt) VALUES ('+14155550100', 'x', 'direct', 'sending', 'SMabc', datetime('now'), datetime('now'))")
+            func status() throws -> String { try server.rows("SELECT status FROM outbox")[0]["status"] }
+            let r1 = try await server.post("/sms/status", fields: statusFields("SMabc", "sent"))
+            #expect(r1.status == 204)
+            #expect(try status() == "sent")
+            let r2 = try await server.post("/sms/status", fields: statusFields("SMabc", "delivered"))
+            #expect(r2.status == 204)
+            #expect(try status() == "delivered")
+            // Late and repeated callbacks change nothing backwards.
+            _ = try await server.post("/sms/status", fields: statusFields("SMabc", "sent"))
+            _ = try await server.post("/sms/status", fields: statusFields("SMabc", "queued"))
+            _ = try await server.post("/sms/status", fields: statusFields("SMabc", "delivered"))
+            #expect(try status() == "delivered")
+        }
+    }
+
+    @Test func undeliveredRecordsTheErrorAndSuppressesUnreachableNumbers() async throws {
+        try await TestServer.run { server in
+            try server.execute(
+                "INSERT INTO outbox (\"to\", body, purpose, status, twilioSid, createdAt, updatedAt) VALUES ('+14155550100', 'x', 'direct', 'sent', 'SMdef', datetime('now'), datetime('now'))")
+            let r3 = try await server.post("/sms/status", fields: statusFields("SMdef", "undelivered", errorCode: "30006"))
+            #expect(r3.status == 204)
+            let row = try server.rows("SELECT status, errorCode FROM outbox")[0]
+            #expect(row["status"] as String == "undelivered")
+            #expect(row["errorCode"] as Int? == 30006)
+            #expect(try server.rows("SELECT suppressed FROM phones WHERE phone = '+14155550100'").first?["suppressed"] as Bool? == true)
+        }
+    }
+
+    @Test func unknownSidIs204AndUnsignedIs403() async throws {
+        try await TestServer.run { server in
+            let r4 = try await server.post("/sms/status", fields: statusFields("SMnope", "delivered"))
+            #expect(r4.status == 204)
+            let r5 = try await server.post("/sms/status", fields: statusFields("SMnope", "delivered"), signature: .none)
+            #expect(r5.status == 403)
+            let r6 = try await server.post("/sms/status", fields: [.init("MessageSid", "SM1")])
+            #expect(r6.status == 400)
+        }
+    }
+
+    @Test func healthzAnswersJSON() async throws {
+        try await TestServer.run { server in
+            let reply = try await server.send("GET", "/healthz")
+            #expect(reply.status == 200)
+            #expect(reply.contentType == "application/json")
+            #expect(reply.body.contains(#""status":"ok""#))
+        }
+    }
+}
