@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Action2PhoneCore
+import Foundation
 import Hummingbird
 import Logging
 import NIOCore
@@ -13,12 +14,13 @@ import ServiceLifecycle
 /// ```
 public func buildApplication(
     config: ServerConfig, store: any Store, handler: any InboundHandler, services: [any Service] = [], logger: Logger,
+    clock: @escaping @Sendable () -> Date = { Date() },
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
     let router = Router(context: AppRequestContext.self)
     router.addMiddleware { ErrorLoggingMiddleware() }
     router.get("/healthz", use: HealthController(store: store).health)
-    let sms = SMSController(gate: WebhookGate(config: config), store: store, handler: handler, locks: PhoneLocks())
+    let sms = SMSController(gate: WebhookGate(config: config), store: store, handler: handler, locks: PhoneLocks(), clock: clock)
     router.addRoutes(sms.endpoints, atPath: "/sms")
     var app = Application(
         router: router,
@@ -29,4 +31,15 @@ public func buildApplication(
     )
     app.addServices(services)
     return app
+}
+
+extension ConversationService {
+    /// The conversation as `serve` configures it.
+    public init(config: ServerConfig, store: any Store) {
+        self.init(
+            store: store,
+            engine: ConversationEngine(settings: .init(sessionTTL: config.sessionTTL, adminPhones: Set(config.adminPhones))),
+            hasher: PasscodeHasher(iterations: config.passcodeIterations),
+            replyMode: config.replyMode)
+    }
 }

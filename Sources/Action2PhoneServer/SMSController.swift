@@ -12,6 +12,7 @@ struct SMSController: Sendable {
     let store: any Store
     let handler: any InboundHandler
     let locks: PhoneLocks
+    let clock: @Sendable () -> Date
 
     var endpoints: RouteCollection<AppRequestContext> {
         RouteCollection(context: AppRequestContext.self)
@@ -34,7 +35,7 @@ struct SMSController: Sendable {
             if let earlier = try await store.previousReply(messageSid: record.messageSid, idempotencyToken: record.idempotencyToken) {
                 return InboundOutcome.duplicate(twiml: earlier)
             }
-            return try await handler.handle(record, now: Date())
+            return try await handler.handle(record, now: clock())
         }
         if case .duplicate = outcome {
             context.logger.info("retried webhook answered with the first reply", metadata: ["a2p.messageSid": "\(record.messageSid)"])
@@ -52,7 +53,7 @@ struct SMSController: Sendable {
         } catch {
             throw WebhookRejection(.badRequest, error.description)
         }
-        let known = try await store.applyStatusCallback(callback, now: Date())
+        let known = try await store.applyStatusCallback(callback, now: clock())
         if !known {
             context.logger.debug("status callback for an unknown message", metadata: ["a2p.messageSid": "\(callback.messageSid)"])
         }

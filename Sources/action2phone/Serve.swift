@@ -56,11 +56,11 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         let store = try SQLiteStore.open(path: config.databasePath)
-        let handler = GreetingHandler(store: store, replyMode: config.replyMode)
-        let app = buildApplication(config: config, store: store, handler: handler, logger: logger) { channel in
+        let handler = ConversationService(config: config, store: store)
+        let app = buildApplication(config: config, store: store, handler: handler, logger: logger, onServerRunning: { channel in
             let port = channel.localAddress?.port ?? config.port
             FileHandle.standardOutput.write(Data((banner(config, port: port) + "\n").utf8))
-        }
+        })
         try await app.runService()
     }
 }

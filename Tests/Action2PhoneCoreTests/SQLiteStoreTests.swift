@@ -49,7 +49,7 @@ struct SQLiteStoreTests {
         await #expect(throws: Boom.self) {
             try await store.processInbound(InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "x"), replyMode: .rest, now: Date()) { state, facts in
                 state.lastActivity = Date()
-                _ = try facts.isOptedOut()
+                _ = try facts.consent()
                 throw Boom()
             }
         }

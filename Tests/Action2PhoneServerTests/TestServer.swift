@@ -33,13 +33,13 @@ struct TestServer {
 
     /// Starts the server, runs `body` against it, then shuts it down gracefully.
     static func run(
-        _ config: ServerConfig = makeConfig(), logger: Logger = Logger(label: "test"),
-        handler makeHandler: (SQLiteStore, ServerConfig) -> any InboundHandler = { GreetingHandler(store: $0, replyMode: $1.replyMode) },
+        _ config: ServerConfig = makeConfig(), logger: Logger = Logger(label: "test"), clock: @escaping @Sendable () -> Date = { Date() },
+        handler makeHandler: (SQLiteStore, ServerConfig) -> any InboundHandler = { ConversationService(config: $1, store: $0) },
         _ body: (TestServer) async throws -> Void
     ) async throws {
         let store = try SQLiteStore.open(path: config.databasePath)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = buildApplication(config: config, store: store, handler: makeHandler(store, config), logger: logger) { channel in
+        let app = buildApplication(config: config, store: store, handler: makeHandler(store, config), logger: logger, clock: clock) { channel in
             continuation.yield(channel.localAddress?.port ?? 0)
             continuation.finish()
         }

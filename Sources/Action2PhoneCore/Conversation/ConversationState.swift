@@ -2,46 +2,74 @@
 import Foundation
 
 /// What the bot remembers about one phone between texts: the pending question with its answers so far,
-/// and the login. Stored as JSON per phone; expires after the session TTL of silence.
+/// and the login. Stored as JSON per phone; both expire after the session TTL of silence.
 public struct ConversationState: Codable, Sendable, Equatable {
     public var step: Step
-    public var login: Login?
+    /// When the phone logged in; `nil` when logged out. The account is the one registered to the phone.
+    public var loggedInAt: Date?
     public var lastActivity: Date?
 
-    public init(step: Step = .idle, login: Login? = nil, lastActivity: Date? = nil) {
+    public init(step: Step = .idle, loggedInAt: Date? = nil, lastActivity: Date? = nil) {
         self.step = step
-        self.login = login
+        self.loggedInAt = loggedInAt
         self.lastActivity = lastActivity
     }
-}
 
-/// A logged-in session.
-public struct Login: Codable, Sendable, Equatable {
-    public var userId: Int64
-    public var since: Date
-    public init(userId: Int64, since: Date) {
-        self.userId = userId
-        self.since = since
-    }
+    public var isLoggedIn: Bool { loggedInAt != nil }
 }
 
 /// The question the bot is waiting for an answer to.
 public enum Step: Codable, Sendable, Equatable {
     case idle
+    case askedFirstName
+    case askedLastName(first: String)
+    case askedEmail(first: String, last: String)
+    case askedPasscode(first: String, last: String, email: String)
+    /// The first passcode, already hashed: the confirmation is verified against it.
+    case askedPasscodeAgain(first: String, last: String, email: String, pending: PasscodeHash)
+    case askedLoginPasscode
+    case confirmingDelete
+    case confirmingBroadcast(text: String)
+
+    /// The flow this step belongs to, as the bot names it to people.
+    var flowName: String? {
+        switch self {
+        case .idle: nil
+        case .askedFirstName, .askedLastName, .askedEmail, .askedPasscode, .askedPasscodeAgain: "registration"
+        case .askedLoginPasscode: "login"
+        case .confirmingDelete: "DELETE"
+        case .confirmingBroadcast: "BROADCAST"
+        }
+    }
+
+    /// The command that starts this flow again.
+    var restartCommand: String {
+        switch self {
+        case .idle, .askedFirstName, .askedLastName, .askedEmail, .askedPasscode, .askedPasscodeAgain: "JOIN"
+        case .askedLoginPasscode: "LOGIN"
+        case .confirmingDelete: "DELETE"
+        case .confirmingBroadcast: "BROADCAST <text>"
+        }
+    }
+
+    /// Whether the step expects a passcode, so that the text must never be logged.
+    var expectsPasscode: Bool {
+        switch self {
+        case .askedPasscode, .askedPasscodeAgain, .askedLoginPasscode: true
+        default: false
+        }
+    }
 }
 
-/// A change to stored data that a conversation step asks for; the store applies it in the step's transaction.
-public enum Effect: Sendable, Equatable {
-    /// The number opts out (consent log source `keyword`).
-    case optOut(text: String)
-    /// The number opts back in.
-    case optIn(text: String)
-}
+/// A PBKDF2-HMAC-SHA256 hash of a passcode, with its salt and cost.
+public struct PasscodeHash: Codable, Sendable, Equatable {
+    public var hash: [UInt8]
+    public var salt: [UInt8]
+    public var iterations: Int
 
-/// Read-only facts the conversation may consult while deciding, read inside the step's transaction.
-public protocol ConversationFacts {
-    /// The phone the text came from.
-    var phone: String { get }
-    /// Whether the phone has opted out.
-    func isOptedOut() throws -> Bool
+    public init(hash: [UInt8], salt: [UInt8], iterations: Int) {
+        self.hash = hash
+        self.salt = salt
+        self.iterations = iterations
+    }
 }

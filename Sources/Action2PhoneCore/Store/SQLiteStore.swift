@@ -73,8 +73,15 @@ public struct SQLiteStore: Store {
                     }
                 }
             }
-            try Self.insertInbound(db, record: record, loggedBody: decision.loggedBody, reply: twiml, now: now)
+            try db.execute(sql: "UPDATE users SET lastSeenAt = ? WHERE phone = ?", arguments: [now, record.from])
+            try Self.insertInbound(db, record: record, loggedBody: decision.loggedBody ?? record.body, reply: twiml, now: now)
             return .processed(twiml: twiml)
+        }
+    }
+
+    public func conversationSnapshot(phone: String) async throws -> (ConversationState, Account?) {
+        try await writer.read { db in
+            (try Self.loadConversation(db, phone: phone), try SQLiteFacts(db: db, phone: phone).account())
         }
     }
 
@@ -176,25 +183,6 @@ extension SQLiteStore {
         try db.execute(
             sql: "INSERT INTO consentLog (phone, action, source, text, createdAt) VALUES (?, 'suppress', 'twilio', ?, ?)",
             arguments: [phone, reason, now])
-    }
-
-    static func apply(_ effect: Effect, db: Database, phone: String, now: Date) throws {
-        switch effect {
-        case .optOut(let text):
-            try setOptedOut(db, phone: phone, optedOut: true, source: "keyword", text: text, now: now)
-        case .optIn(let text):
-            try setOptedOut(db, phone: phone, optedOut: false, source: "keyword", text: text, now: now)
-        }
-    }
-}
-
-/// `ConversationFacts` read from the open transaction.
-struct SQLiteFacts: ConversationFacts {
-    let db: Database
-    let phone: String
-
-    func isOptedOut() throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT optedOut FROM phones WHERE phone = ?", arguments: [phone]) ?? false
     }
 }
 

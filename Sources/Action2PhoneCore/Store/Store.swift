@@ -28,6 +28,9 @@ public protocol Store: Sendable {
         decide: @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
     ) async throws -> InboundOutcome
 
+    /// The stored conversation of `phone` and the account registered to it, read without locking.
+    func conversationSnapshot(phone: String) async throws -> (ConversationState, Account?)
+
     /// Applies a delivery status callback to the outbox row with that Twilio SID, moving it forward only.
     /// Returns `false` when no row has that SID.
     @discardableResult
@@ -70,10 +73,10 @@ public struct Decision: Sendable, Equatable {
     public var replies: [String]
     /// Changes to apply to stored data, in order, in the same transaction.
     public var effects: [Effect]
-    /// The body as it may be logged (`[redacted]` where it held a passcode).
-    public var loggedBody: String
+    /// The body as it may be logged (`[redacted]` where it held a passcode); `nil` logs it as received.
+    public var loggedBody: String?
 
-    public init(replies: [String], effects: [Effect] = [], loggedBody: String) {
+    public init(replies: [String], effects: [Effect] = [], loggedBody: String? = nil) {
         self.replies = replies
         self.effects = effects
         self.loggedBody = loggedBody

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import TwilioKit
+
+/// Commands sent with no question pending.
+extension ConversationEngine {
+    func run(_ command: Command, _ state: inout ConversationState, _ step: inout StepContext) throws {
+        let account = step.account
+        if command.isAdminOnly && account?.role != .admin {
+            // Refused exactly like an unknown word: a non-admin learns nothing of admin commands.
+            return step.reply(unknownCommand(step.input.command, account: account))
+        }
+        switch command {
+        case .join:
+            if let account {
+                return step.reply(
+                    state.isLoggedIn
+                        ? "You are already registered and logged in, comrade \(account.firstName). Reply HELP for commands."
+                        : "You are already registered, comrade \(account.firstName). Reply LOGIN to log in.")
+            }
+            state.step = .askedFirstName
+            step.reply(Copy.askFirstName)
+        case .login:
+            guard let account else { return step.reply("No comrade is registered with this number. Reply JOIN to register.") }
+            if state.isLoggedIn { return step.reply("You are already logged in, comrade \(account.firstName). Reply MESSAGES or HELP.") }
+            if isLocked(account, now: step.now) { return step.reply(Copy.locked(until: account.lockedUntil!)) }
+            if step.input.argument.isEmpty {
+                state.step = .askedLoginPasscode
+                return step.reply(Copy.askLoginPasscode)
+            }
+            login(account, passcode: step.input.argument, &state, &step)
+        case .logout:
+            guard state.isLoggedIn else { return step.reply("You are not logged in, comrade. Reply LOGIN to log in.") }
+            state.loggedInAt = nil
+            step.reply("You are logged out. Da svidaniya, comrade! Reply LOGIN to return.")
+        case .messages, .more:
+            guard let account = requireLogin(state, &step) else { return }
+            try showInbox(account, &step)
+        case .profile:
+            guard let account = requireLogin(state, &step) else { return }
+            let unread = try step.facts.unreadCount(userId: account.id)
+            step.reply(
+                "Comrade \(account.fullName)\(account.role == .admin ? " (admin)" : "")\nEmail: \(account.email)\nPhone: \(account.phone)\n"
+                    + "Member since \(Copy.day(account.createdAt))\nUnread: \(unread). Reply MESSAGES to read, HELP for commands.")
+        case .delete:
+            guard requireLogin(state, &step) != nil else { return }
+            state.step = .confirmingDelete
+            step.reply(Copy.confirmDelete)
+        case .send:
+            guard let account = requireLogin(state, &step) else { return }
+            try send(from: account, &step)
+        case .broadcast:
+            guard requireLogin(state, &step) != nil else { return }
+            try prepareBroadcast(&state, &step)
+        case .users:
+            guard requireLogin(state, &step) != nil else { return }
+            let c = try step.facts.userCounts(activeSince: step.now.addingTimeInterval(-settings.sessionTTL))
+            step.reply(
+                "Comrades: \(c.registered) registered, \(c.optedOut) opted out, \(Copy.plural(c.admins, "admin")), \(c.loggedIn) logged in now. Reply HELP for commands.")
+        case .find:
+            guard requireLogin(state, &step) != nil else { return }
+            try find(&step)
+        case .help, .reset, .start:
+            return  // routed before commands
+        }
+    }
+
+    /// The account when logged in; otherwise replies how to get there.
+    func requireLogin(_ state: ConversationState, _ step: inout StepContext) -> Account? {
+        guard let account = step.account else {
+            step.reply(Copy.needAccount)
+            return nil
+        }
+        guard state.isLoggedIn else {
+            step.reply(Copy.needLogin)
+            return nil
+        }
+        return account
+    }
+
+    /// Unread messages, oldest first, as many as fit one reply (always at least one); they become read.
+    func showInbox(_ account: Account, _ step: inout StepContext) throws {
+        let total = try step.facts.unreadCount(userId: account.id)
+        guard total > 0 else { return step.reply("No unread messages, comrade. The Party will write soon. Reply HELP for commands.") }
+        let candidates = try step.facts.unreadMessages(userId: account.id, limit: 50)
+        var lines: [String] = []
+        var used = 0
+        var shown: [Int64] = []
+        for (i, item) in candidates.enumerated() {
+            let from = item.senderName ?? "The Bureau"
+            let line = "\(i + 1)) \(from)\(item.kind == "broadcast" ? " to all" : ""), \(Copy.shortDay(item.createdAt)): \(item.body)"
+            if !lines.isEmpty && used + line.count + 1 > settings.inboxPageCharacters { break }
+            lines.append(line)
+            used += line.count + 1
+            shown.append(item.id)
+        }
+        let remaining = total - shown.count
+        lines.append(remaining > 0 ? "\(remaining) more: reply MORE." : "That is all. Reply HELP for commands.")
+        step.effects.append(.markRead(shown))
+        step.reply(lines.joined(separator: "\n"))
+    }
+
+    // MARK: - Admin
+
+    func send(from sender: Account, _ step: inout StepContext) throws {
+        let usage = "Usage: SEND <phone or email> <text>, comrade."
+        let target = String(step.input.argument.prefix { $0 != " " })
+        let body = step.input.rawRemainder(afterWords: 2)
+        guard !target.isEmpty, !body.isEmpty else { return step.reply(usage) }
+        let key: String
+        if target.contains("@") {
+            key = target.lowercased()
+        } else if let phone = PhoneNumber.normalize(target) {
+            key = phone
+        } else {
+            return step.reply("\(target.prefix(30)) is neither a phone number nor an email. " + usage)
+        }
+        guard let recipient = try step.facts.account(phoneOrEmail: key) else {
+            return step.reply("No comrade with \(key.prefix(40)). Reply FIND <text> to search.")
+        }
+        step.effects.append(.sendDirect(recipientId: recipient.id, senderId: sender.id, body: body))
+        let consent = try step.facts.consent(of: recipient.phone)
+        let texted =
+            consent.optedOut
+            ? "not texted: they opted out."
+            : consent.suppressed ? "not texted: their number cannot receive texts." : "texted to \(recipient.phone)."
+        step.reply("Stored in comrade \(recipient.fullName)'s inbox and \(texted) Reply HELP for commands.")
+    }
+
+    func prepareBroadcast(_ state: inout ConversationState, _ step: inout StepContext) throws {
+        let body = step.input.rawRemainder(afterWords: 1)
+        guard !body.isEmpty else { return step.reply("Usage: BROADCAST <text>, comrade.") }
+        guard body.utf16.count <= TwiML.maxMessageLength else {
+            return step.reply("A broadcast is at most 1600 characters, comrade; yours has \(body.utf16.count). Send a shorter BROADCAST.")
+        }
+        let audience = try step.facts.broadcastAudience()
+        let segments = Segments.count(body)
+        var encoding = "\(segments.encoding.rawValue), \(Copy.plural(segments.segments, "SMS segment")) each"
+        if let forcing = segments.nonGSMCharacters.first {
+            encoding = "UCS-2 forced by \(Copy.describe(forcing)), \(Copy.plural(segments.segments, "SMS segment")) each"
+        }
+        let skipped = audience.registered - audience.textable
+        state.step = .confirmingBroadcast(text: body)
+        step.reply(
+            "Broadcast to \(Copy.plural(audience.registered, "comrade")): \(audience.textable) texted"
+                + (skipped > 0 ? " (\(skipped) opted out or unreachable)" : "") + ". \(encoding). Reply YES to send, or RESET to cancel.")
+    }
+
+    func find(_ step: inout StepContext) throws {
+        let text = step.input.argument
+        guard !text.isEmpty else { return step.reply("Usage: FIND <name, email or phone>, comrade.") }
+        let found = try step.facts.findUsers(matching: text, limit: settings.findLimit)
+        guard !found.isEmpty else { return step.reply("No comrade matches \(text.prefix(40)). Reply HELP for commands.") }
+        let lines = found.map { "\($0.fullName), \($0.phone), \($0.email)\($0.role == .admin ? ", admin" : "")" }
+        step.reply(lines.joined(separator: "\n"))
+    }
+}
+
+extension Copy {
+    /// Names a character in GSM-7 words: `U+2019 (curly quote)`.
+    static func describe(_ ch: Character) -> String {
+        let scalar = ch.unicodeScalars.first!
+        let code = "U+" + String(scalar.value, radix: 16, uppercase: true).leftPadded(to: 4)
+        let names: [Unicode.Scalar: String] = [
+            "\u{2018}": "curly quote", "\u{2019}": "curly quote", "\u{201C}": "curly double quote", "\u{201D}": "curly double quote",
+            "\u{2013}": "en dash", "\u{2014}": "em dash", "\u{2026}": "ellipsis", "\u{00A0}": "no-break space", "`": "backtick",
+            "\u{00E7}": "c with cedilla",
+        ]
+        if let name = names[scalar] { return "\(code) (\(name))" }
+        if scalar.properties.isEmoji && scalar.value > 0xFF { return "\(code) (emoji)" }
+        return code
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

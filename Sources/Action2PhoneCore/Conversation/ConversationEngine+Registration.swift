@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+
+/// Answers to the pending question: registration, login passcode, and the YES confirmations.
+extension ConversationEngine {
+    func answer(_ state: inout ConversationState, _ step: inout StepContext) throws {
+        let text = step.input.text
+        switch state.step {
+        case .idle:
+            return
+        case .askedFirstName:
+            guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("first")) }
+            state.step = .askedLastName(first: name)
+            step.reply("Thank you, \(name). Reply with your last name.")
+        case .askedLastName(let first):
+            guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("last")) }
+            state.step = .askedEmail(first: first, last: name)
+            step.reply("Good, comrade \(first) \(name). Reply with your email address.")
+        case .askedEmail(let first, let last):
+            guard let email = Self.validEmail(text) else {
+                return step.reply("That is not an email address, comrade (like ivan@example.org). Reply with your email.")
+            }
+            if try step.facts.isEmailRegistered(email) {
+                return step.reply("That email is already registered. Reply with another email, or RESET to stop.")
+            }
+            state.step = .askedPasscode(first: first, last: last, email: email)
+            step.reply(Copy.askPasscode)
+        case .askedPasscode(let first, let last, let email):
+            guard PasscodePolicy.lengths.contains(text.count) else {
+                return step.reply("A passcode needs 6 to 64 characters, comrade. Reply with another one.")
+            }
+            guard case .hashed(let hash) = step.evidence else { return step.reply(Copy.askPasscode) }
+            state.step = .askedPasscodeAgain(first: first, last: last, email: email, pending: hash)
+            step.reply(Copy.askPasscodeAgain)
+        case .askedPasscodeAgain(let first, let last, let email, let pending):
+            guard case .verified(let matches, let checked) = step.evidence, checked == pending else {
+                return step.reply(Copy.askPasscodeAgain)
+            }
+            guard matches else {
+                state.step = .askedPasscode(first: first, last: last, email: email)
+                return step.reply("The passcodes differ, comrade. " + Copy.askPasscode)
+            }
+            // Someone may have taken the email, or this phone may have registered, since it was asked.
+            if step.account != nil {
+                state.step = .idle
+                return step.reply("This number is already registered, comrade. Reply LOGIN to log in.")
+            }
+            if try step.facts.isEmailRegistered(email) {
+                state.step = .askedEmail(first: first, last: last)
+                return step.reply("That email was just registered by someone else. Reply with another email, or RESET to stop.")
+            }
+            let role: Role = settings.adminPhones.contains(step.facts.phone) ? .admin : .user
+            step.effects.append(.register(Registration(firstName: first, lastName: last, email: email, passcode: pending, role: role)))
+            state.step = .idle
+            state.loggedInAt = step.now
+            step.reply(
+                "Welcome to the collective, comrade \(first)! You are registered and logged in"
+                    + (role == .admin ? " as an admin" : "") + ". Reply MESSAGES, PROFILE or HELP.")
+        case .askedLoginPasscode:
+            guard let account = step.account else {
+                state.step = .idle
+                return step.reply(Copy.needAccount)
+            }
+            login(account, passcode: text, &state, &step)
+        case .confirmingDelete:
+            state.step = .idle
+            guard step.input.keyword == "YES" else { return step.reply("Deletion cancelled: your data stays, comrade. Reply HELP for commands.") }
+            guard let account = step.account, state.isLoggedIn else { return step.reply(Copy.needLogin) }
+            step.effects.append(.deleteAccount(userId: account.id))
+            state.loggedInAt = nil
+            step.reply("Your data is erased, comrade. The collective will miss you. Reply JOIN to register again.")
+        case .confirmingBroadcast(let body):
+            state.step = .idle
+            guard step.input.keyword == "YES" else { return step.reply("Broadcast cancelled, comrade. Reply HELP for commands.") }
+            guard let account = step.account, account.role == .admin, state.isLoggedIn else { return step.reply(Copy.needLogin) }
+            let audience = try step.facts.broadcastAudience()
+            step.effects.append(.broadcast(senderId: account.id, body: body))
+            step.reply(
+                "Broadcast sent to the inboxes of \(Copy.plural(audience.registered, "comrade")); \(Copy.plural(audience.textable, "text")) queued. Reply HELP for commands.")
+        }
+    }
+
+    /// Checks the passcode evidence for `account`, logging in or counting a failure (5 in 15 minutes lock
+    /// the account for 15 minutes).
+    func login(_ account: Account, passcode: String, _ state: inout ConversationState, _ step: inout StepContext) {
+        if isLocked(account, now: step.now) {
+            state.step = .idle
+            return step.reply(Copy.locked(until: account.lockedUntil!))
+        }
+        guard case .verified(let matches, let checked) = step.evidence, checked == account.passcode else {
+            state.step = .askedLoginPasscode
+            return step.reply(Copy.askLoginPasscode)
+        }
+        if matches {
+            state.step = .idle
+            state.loggedInAt = step.now
+            step.effects.append(.loginSucceeded(userId: account.id))
+            let unread = (try? step.facts.unreadCount(userId: account.id)) ?? 0
+            return step.reply(
+                "Welcome back, comrade \(account.firstName)! You have \(Copy.plural(unread, "unread message")). "
+                    + (unread > 0 ? "Reply MESSAGES to read them." : "Reply HELP for commands."))
+        }
+        let inWindow = account.firstFailedLoginAt.map { step.now.timeIntervalSince($0) < settings.failureWindow } ?? false
+        let failures = inWindow ? account.failedLogins + 1 : 1
+        if failures >= settings.maxFailedLogins {
+            let until = step.now.addingTimeInterval(settings.lockDuration)
+            step.effects.append(.loginFailed(userId: account.id, failures: 0, windowStart: nil, lockedUntil: until))
+            state.step = .idle
+            return step.reply("Wrong passcode \(settings.maxFailedLogins) times. " + Copy.locked(until: until))
+        }
+        step.effects.append(
+            .loginFailed(userId: account.id, failures: failures, windowStart: inWindow ? account.firstFailedLoginAt : step.now, lockedUntil: nil))
+        state.step = .askedLoginPasscode
+        step.reply("Wrong passcode (\(failures) of \(settings.maxFailedLogins) tries). Reply with your passcode, or RESET to stop.")
+    }
+
+    // MARK: - Validation
+
+    /// 1 to 40 characters of letters, spaces, hyphens, apostrophes and dots, starting with a letter.
+    static func validName(_ text: String) -> String? {
+        guard (1...40).contains(text.count), text.first?.isLetter == true,
+            text.allSatisfy({ $0.isLetter || $0 == " " || $0 == "-" || $0 == "'" || $0 == "." })
+        else { return nil }
+        return text
+    }
+
+    /// A plausible email address, lower-cased: one `@`, a dotted domain, no spaces, at most 254 characters.
+    static func validEmail(_ text: String) -> String? {
+        let email = text.lowercased()
+        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        guard email.count <= 254, parts.count == 2, !parts[0].isEmpty, !email.contains(" "),
+            parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix("."), !parts[1].contains("..")
+        else { return nil }
+        return email
+    }
+}
+
+extension Copy {
+    static func invalidName(_ which: String) -> String {
+        "A name is letters only, comrade (1 to 40, spaces, - and ' allowed). Reply with your \(which) name."
+    }
+
+    static func locked(until: Date) -> String {
+        "The account is locked until \(clock(until)). Try LOGIN again then, comrade."
+    }
+}

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import TwilioKit
+
+/// The conversation as a pure transition: (stored state, inbound text, facts, clock) → (new state, replies,
+/// effects). It does no I/O: facts are read through a read-only view, changes come back as `Effect`s, and
+/// slow passcode hashing happens before the call (`passcodeWork`) and arrives as `PasscodeEvidence`.
+///
+/// ```swift
+/// let engine = ConversationEngine(settings: .init(sessionTTL: 1800))
+/// var state = ConversationState()
+/// let decision = try engine.reduce(&state, Inbound(text: "JOIN"), facts: facts, now: .now)
+/// // decision.replies == ["Welcome, future comrade! ... first name ..."], state.step == .askedFirstName
+/// ```
+public struct ConversationEngine: Sendable {
+    public struct Settings: Sendable {
+        public var sessionTTL: TimeInterval
+        public var adminPhones: Set<String>
+        public var maxFailedLogins = 5
+        public var failureWindow: TimeInterval = 15 * 60
+        public var lockDuration: TimeInterval = 15 * 60
+        /// Characters of inbox text in one `MESSAGES` reply (one TwiML message).
+        public var inboxPageCharacters = 1200
+        public var findLimit = 5
+
+        public init(sessionTTL: TimeInterval = 1800, adminPhones: Set<String> = []) {
+            self.sessionTTL = sessionTTL
+            self.adminPhones = adminPhones
+        }
+    }
+
+    public let settings: Settings
+
+    public init(settings: Settings) {
+        self.settings = settings
+    }
+
+    /// The passcode hashing or verification `input` needs before `reduce` can decide, if any.
+    public func passcodeWork(for input: Inbound, state: ConversationState, account: Account?, now: Date) -> PasscodeWork? {
+        var state = state
+        _ = expire(&state, now: now)
+        switch route(input, state) {
+        case .answer:
+            switch state.step {
+            case .askedPasscode:
+                return PasscodePolicy.lengths.contains(input.text.count) ? .hash(input.text) : nil
+            case .askedPasscodeAgain(_, _, _, let pending):
+                return .verify(input.text, against: pending)
+            case .askedLoginPasscode:
+                guard let account, !isLocked(account, now: now) else { return nil }
+                return .verify(input.text, against: account.passcode)
+            default:
+                return nil
+            }
+        case .command(.login):
+            guard let account, !state.isLoggedIn, !isLocked(account, now: now), !input.argument.isEmpty else { return nil }
+            return .verify(input.argument, against: account.passcode)
+        default:
+            return nil
+        }
+    }
+
+    /// Decides the answer to one text. `evidence` is the result of `passcodeWork`, when there was any.
+    public func reduce(
+        _ state: inout ConversationState, _ input: Inbound, evidence: PasscodeEvidence? = nil, facts: any ConversationFacts, now: Date
+    ) throws -> Decision {
+        let expired = expire(&state, now: now)
+        state.lastActivity = now
+        let route = route(input, state)
+        let redact = mustRedact(route, input, state)
+        var step = StepContext(input: input, evidence: evidence, facts: facts, now: now, account: try facts.account())
+
+        let consent = try facts.consent()
+        switch route {
+        case .optOut:
+            state = ConversationState(lastActivity: now)
+            return Decision(replies: [], effects: consent.optedOut ? [] : [.optOut(text: input.text)], loggedBody: nil)
+        case .optIn:
+            guard consent.optedOut else {
+                step.reply(Copy.alreadySubscribed + " " + helpText(state, step.account))
+                break
+            }
+            state.step = .idle
+            step.effects.append(.optIn(text: input.text))
+            step.reply(Copy.welcomeBack + " " + helpText(state, step.account))
+        case _ where consent.optedOut:
+            // Nothing more is ever texted to an opted-out number until it opts back in.
+            return Decision(replies: [], loggedBody: redact ? Copy.redacted : nil)
+        case .help:
+            step.reply(helpText(state, step.account))
+        case .reset:
+            if let flow = state.step.flowName {
+                state.step = .idle
+                step.reply("Done: the \(flow) is abandoned, comrade. Reply HELP for commands.")
+            } else {
+                step.reply("Nothing to reset, comrade. Reply HELP for commands.")
+            }
+        case .empty:
+            let prompt = state.step == .idle ? "Reply HELP for commands." : Copy.prompt(for: state.step)
+            step.reply((input.numMedia > 0 ? Copy.mediaIgnored : Copy.emptyText) + " " + prompt)
+        case .answer:
+            try answer(&state, &step)
+        case .command(let command):
+            try run(command, &state, &step)
+        case .unknown(let word):
+            step.reply(unknownCommand(word, account: step.account))
+        }
+
+        if let expired, var first = step.replies.first {
+            first = "Your \(expired.flowName ?? "flow") timed out after \(Copy.duration(settings.sessionTTL)) of silence; send \(expired.restartCommand) to start again. " + first
+            step.replies[0] = first
+        }
+        return Decision(replies: step.replies, effects: step.effects, loggedBody: redact ? Copy.redacted : nil)
+    }
+
+    // MARK: - Routing
+
+    enum Route: Equatable {
+        case optOut, optIn, help, reset, empty, answer
+        case command(Command)
+        case unknown(String)
+    }
+
+    /// The keyword layer comes before any state: opt-out, opt-in and help words, then RESET, then the
+    /// pending question, then commands.
+    func route(_ input: Inbound, _ state: ConversationState) -> Route {
+        let keyword = input.keyword
+        if input.optOutType == "STOP" || optOutWords.contains(keyword) { return .optOut }
+        if input.optOutType == "START" || keyword == "START" || keyword == "UNSTOP" || (keyword == "YES" && state.step == .idle) {
+            return .optIn
+        }
+        if input.optOutType == "HELP" || keyword == "HELP" || keyword == "INFO" || keyword == "?" { return .help }
+        if keyword == "RESET" || keyword == "MENU" { return .reset }
+        if input.text.isEmpty { return .empty }
+        if state.step != .idle { return .answer }
+        guard let command = Command(word: input.command) else { return .unknown(input.command) }
+        switch command {
+        case .help: return .help
+        case .reset: return .reset
+        case .start: return .optIn
+        default: return .command(command)
+        }
+    }
+
+    /// A passcode text is never logged: answers to a passcode question, and `LOGIN <passcode>`.
+    func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState) -> Bool {
+        switch route {
+        case .answer: state.step.expectsPasscode
+        case .command(.login): !input.argument.isEmpty
+        default: false
+        }
+    }
+
+    /// Ends a login and a pending question after the session TTL of silence; returns the step that expired.
+    func expire(_ state: inout ConversationState, now: Date) -> Step? {
+        guard let last = state.lastActivity, now.timeIntervalSince(last) > settings.sessionTTL else { return nil }
+        state.loggedInAt = nil
+        let expired = state.step
+        state.step = .idle
+        return expired == .idle ? nil : expired
+    }
+
+    func isLocked(_ account: Account, now: Date) -> Bool {
+        account.lockedUntil.map { $0 > now } ?? false
+    }
+
+    // MARK: - Help and unknown words
+
+    func helpText(_ state: ConversationState, _ account: Account?) -> String {
+        if state.step != .idle {
+            return "You are in the \(state.step.flowName ?? "flow"): \(Copy.prompt(for: state.step)) Reply RESET to abandon it."
+        }
+        guard let account else {
+            return "Action2Phone, comrade: reply JOIN to register, LOGIN if you have an account, STOP to opt out. Msg&data rates may apply."
+        }
+        guard state.isLoggedIn else {
+            return "Comrade \(account.firstName): reply LOGIN to log in, STOP to opt out."
+        }
+        var text = "Commands: MESSAGES, MORE, PROFILE, LOGOUT, DELETE, RESET. STOP opts out."
+        if account.role == .admin {
+            text += " Admin: SEND <phone or email> <text>, BROADCAST <text>, USERS, FIND <text>."
+        }
+        return text
+    }
+
+    func unknownCommand(_ word: String, account: Account?) -> String {
+        let shown = word.count > 20 ? String(word.prefix(20)) + "..." : word
+        let isAdmin = account?.role == .admin
+        var candidates = Command.allCases.filter { isAdmin || !$0.isAdminOnly }.map(\.rawValue)
+        candidates += Command.aliases.filter { isAdmin || !$0.value.isAdminOnly }.map(\.key).filter { $0.count > 2 }
+        let best = candidates.map { ($0, editDistance(word, $0)) }.filter { $0.1 <= (word.count <= 4 ? 1 : 2) }.min { $0.1 < $1.1 }
+        if word.count >= 3, let best {
+            return "Unknown command \(shown), comrade. Did you mean \(best.0)? Reply HELP for commands."
+        }
+        return "Unknown command \(shown), comrade. Reply HELP for commands."
+    }
+}
+
+/// Slow work a text needs before its step can be decided.
+public enum PasscodeWork: Sendable, Equatable {
+    /// Hash a new passcode.
+    case hash(String)
+    /// Check a passcode against a stored hash.
+    case verify(String, against: PasscodeHash)
+}
+
+/// The outcome of `PasscodeWork`.
+public enum PasscodeEvidence: Sendable, Equatable {
+    case hashed(PasscodeHash)
+    /// Whether the passcode matched, and the hash it was checked against (a hash that changed meanwhile
+    /// makes the evidence stale).
+    case verified(Bool, against: PasscodeHash)
+}
+
+/// The working data of one `reduce` call.
+struct StepContext {
+    let input: Inbound
+    let evidence: PasscodeEvidence?
+    let facts: any ConversationFacts
+    let now: Date
+    let account: Account?
+    var replies: [String] = []
+    var effects: [Effect] = []
+
+    init(input: Inbound, evidence: PasscodeEvidence?, facts: any ConversationFacts, now: Date, account: Account?) {
+        self.input = input
+        self.evidence = evidence
+        self.facts = facts
+        self.now = now
+        self.account = account
+    }
+
+    mutating func reply(_ text: String) { replies.append(text) }
+}

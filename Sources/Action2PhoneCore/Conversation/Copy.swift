@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+
+/// The bot's fixed texts: the comrade voice, GSM-7 only (no curly quotes, no emoji), and each one says
+/// what can be sent next.
+enum Copy {
+    static let redacted = "[redacted]"
+    static let alreadySubscribed = "You are already subscribed, comrade."
+    static let welcomeBack = "Welcome back to the collective, comrade! You will get texts again."
+    static let mediaIgnored = "Comrade, the bot reads words only; pictures and files are ignored."
+    static let emptyText = "Comrade, your message was empty."
+    static let askFirstName = "Welcome, future comrade! Reply with your first name."
+    static let askPasscode = "Choose a passcode of 6 to 64 characters and reply with it. Never reuse your bank password, comrade."
+    static let askPasscodeAgain = "Reply with the same passcode again to confirm."
+    static let askLoginPasscode = "Reply with your passcode, comrade, or RESET to stop."
+    static let needAccount = "You need an account first, comrade. Reply JOIN to register."
+    static let needLogin = "Please log in first, comrade: reply LOGIN."
+    static let confirmDelete = "This erases your profile and inbox forever. Reply YES to confirm, or RESET to keep them."
+
+    /// The question a step is waiting on, for HELP and for repeating it.
+    static func prompt(for step: Step) -> String {
+        switch step {
+        case .idle: "Reply HELP for commands."
+        case .askedFirstName: "Reply with your first name."
+        case .askedLastName: "Reply with your last name."
+        case .askedEmail: "Reply with your email address."
+        case .askedPasscode: askPasscode
+        case .askedPasscodeAgain: askPasscodeAgain
+        case .askedLoginPasscode: askLoginPasscode
+        case .confirmingDelete: "Reply YES to erase your data, or RESET to keep it."
+        case .confirmingBroadcast: "Reply YES to send the broadcast, or RESET to cancel it."
+        }
+    }
+
+    /// `30 min`, `2 h`, `45 s`.
+    static func duration(_ seconds: TimeInterval) -> String {
+        let s = Int(seconds)
+        if s % 3600 == 0 { return "\(s / 3600) h" }
+        if s % 60 == 0 { return "\(s / 60) min" }
+        return "\(s) s"
+    }
+
+    private static let utc = TimeZone(identifier: "UTC")!
+
+    /// `09:45 UTC`
+    static func clock(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = utc
+        let c = calendar.dateComponents([.hour, .minute], from: date)
+        return String(format: "%02d:%02d UTC", c.hour ?? 0, c.minute ?? 0)
+    }
+
+    /// `2026-11-25`
+    static func day(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = utc
+        let c = calendar.dateComponents([.year, .month, .day], from: date)
+        return String(format: "%04d-%02d-%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0)
+    }
+
+    /// `Nov 25`
+    static func shortDay(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = utc
+        let c = calendar.dateComponents([.month, .day], from: date)
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        return "\(months[((c.month ?? 1) - 1) % 12]) \(c.day ?? 0)"
+    }
+
+    static func plural(_ n: Int, _ one: String, _ many: String? = nil) -> String {
+        "\(n) \(n == 1 ? one : (many ?? one + "s"))"
+    }
+}

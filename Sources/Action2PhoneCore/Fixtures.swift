@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import TwilioKit
+
+/// A scripted conversation (`fixtures/conversations/*.json`, SPEC §7), used by the tests and by `replay`.
+public struct ConversationFixture: Codable, Sendable {
+    public var name: String
+    /// The organisation's number the texts go to.
+    public var to: String
+    public var steps: [Step]
+
+    public struct Step: Codable, Sendable {
+        public var from: String
+        public var body: String
+        /// Extra webhook fields (e.g. `NumMedia`, `MediaUrl0`), added to or replacing the defaults.
+        public var params: [String: String]?
+        /// The `MessageSid`; a fresh one is made when absent.
+        public var messageSid: String?
+        /// Seconds that pass before this step (an extension of SPEC §7, for expiry and lockout scripts).
+        public var wait: Double?
+        public var expect: Expectation?
+    }
+
+    /// What a step's reply must look like. Substrings are matched case-insensitively against the whole
+    /// reply (all `<Message>` texts joined by newlines).
+    public struct Expectation: Codable, Sendable {
+        public var contains: [String]?
+        public var notContains: [String]?
+        public var matches: String?
+        public var empty: Bool?
+        public var status: Int?
+
+        /// What differs from the expectation; empty when the reply is as expected.
+        public func mismatches(status: Int, messages: [String]) -> [String] {
+            var problems: [String] = []
+            let expectedStatus = self.status ?? 200
+            if status != expectedStatus { problems.append("status: expected \(expectedStatus), got \(status)") }
+            let reply = messages.joined(separator: "\n")
+            let lower = reply.lowercased()
+            for s in contains ?? [] where !lower.contains(s.lowercased()) {
+                problems.append("expected the reply to contain \"\(s)\", got \"\(reply)\"")
+            }
+            for s in notContains ?? [] where lower.contains(s.lowercased()) {
+                problems.append("expected the reply not to contain \"\(s)\", got \"\(reply)\"")
+            }
+            if let pattern = matches {
+                do {
+                    if try Regex(pattern).firstMatch(in: reply) == nil {
+                        problems.append("expected the reply to match /\(pattern)/, got \"\(reply)\"")
+                    }
+                } catch {
+                    problems.append("invalid regular expression /\(pattern)/: \(error)")
+                }
+            }
+            if let empty {
+                if empty && !messages.isEmpty { problems.append("expected no reply, got \"\(reply)\"") }
+                if !empty && messages.isEmpty { problems.append("expected a reply, got none") }
+            }
+            return problems
+        }
+    }
+
+    public static func load(_ path: String) throws -> ConversationFixture {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        do {
+            return try JSONDecoder().decode(ConversationFixture.self, from: data)
+        } catch {
+            throw FixtureError("\(path): not a conversation fixture: \(error)")
+        }
+    }
+}
+
+/// A fixture that cannot be read.
+public struct FixtureError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The fields of an inbound-SMS webhook as Twilio sends them, for replay, `chat` and tests.
+public enum WebhookFields {
+    /// Every field a real inbound SMS webhook carries; `extra` adds or replaces fields.
+    public static func inboundSMS(
+        from: String, to: String, body: String, messageSid: String = newMessageSid(), accountSid: String = localAccountSid,
+        extra: [String: String] = [:]
+    ) -> [FormField] {
+        var fields: [FormField] = [
+            .init("ToCountry", "US"), .init("ToState", ""), .init("SmsMessageSid", messageSid), .init("NumMedia", "0"),
+            .init("ToCity", ""), .init("FromZip", ""), .init("SmsSid", messageSid), .init("FromState", ""),
+            .init("SmsStatus", "received"), .init("FromCity", ""), .init("Body", body), .init("FromCountry", "US"),
+            .init("To", to), .init("ToZip", ""), .init("NumSegments", String(Segments.count(body).segments)),
+            .init("ReferralNumMedia", "0"), .init("MessageSid", messageSid), .init("AccountSid", accountSid),
+            .init("From", from), .init("ApiVersion", "2010-04-01"),
+        ]
+        for (name, value) in extra.sorted(by: { $0.key < $1.key }) {
+            if let i = fields.firstIndex(where: { $0.name == name }) {
+                fields[i].value = value
+            } else {
+                fields.append(.init(name, value))
+            }
+        }
+        return fields
+    }
+
+    /// The account SID used in local mode, where any account is accepted.
+    public static let localAccountSid = "AC" + String(repeating: "0", count: 32)
+
+    /// A fresh `SM` + 32 hex digits.
+    public static func newMessageSid() -> String {
+        "SM" + Crypto.hex(Crypto.randomBytes(16))
+    }
+}

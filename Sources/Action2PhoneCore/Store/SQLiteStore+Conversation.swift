@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import GRDB
+import TwilioKit
+
+// MARK: - Effects
+
+extension SQLiteStore {
+    /// Applies one conversation effect for `phone` inside the step's transaction.
+    static func apply(_ effect: Effect, db: Database, phone: String, now: Date) throws {
+        switch effect {
+        case .optOut(let text):
+            try setOptedOut(db, phone: phone, optedOut: true, source: "keyword", text: text, now: now)
+        case .optIn(let text):
+            try setOptedOut(db, phone: phone, optedOut: false, source: "keyword", text: text, now: now)
+        case .register(let r):
+            try db.execute(
+                sql: """
+                    INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, role, createdAt, lastSeenAt)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [phone, r.firstName, r.lastName, r.email, Data(r.passcode.hash), Data(r.passcode.salt), r.passcode.iterations, r.role.rawValue, now, now])
+        case .loginFailed(let userId, let failures, let windowStart, let lockedUntil):
+            try db.execute(
+                sql: "UPDATE users SET failedLogins = ?, firstFailedLoginAt = ?, lockedUntil = ? WHERE id = ?",
+                arguments: [failures, windowStart, lockedUntil, userId])
+        case .loginSucceeded(let userId):
+            try db.execute(sql: "UPDATE users SET failedLogins = 0, firstFailedLoginAt = NULL, lockedUntil = NULL WHERE id = ?", arguments: [userId])
+        case .markRead(let ids):
+            guard !ids.isEmpty else { return }
+            let placeholders = databaseQuestionMarks(count: ids.count)
+            try db.execute(
+                sql: "UPDATE inbox SET readAt = ? WHERE readAt IS NULL AND id IN (\(placeholders))",
+                arguments: StatementArguments([now] + ids.map { $0 as (any DatabaseValueConvertible) }))
+        case .sendDirect(let recipientId, let senderId, let body):
+            try sendDirect(db, recipientId: recipientId, senderId: senderId, body: body, purpose: "direct", now: now)
+        case .broadcast(let senderId, let body):
+            try broadcast(db, senderId: senderId, body: body, now: now)
+        case .deleteAccount(let userId):
+            try deleteAccount(db, userId: userId, now: now)
+        }
+    }
+
+    /// Stores a message in the recipient's inbox and queues a text unless they opted out or are suppressed.
+    /// Returns whether a text was queued.
+    @discardableResult
+    static func sendDirect(_ db: Database, recipientId: Int64, senderId: Int64?, body: String, purpose: String, now: Date) throws -> Bool {
+        guard let phone = try String.fetchOne(db, sql: "SELECT phone FROM users WHERE id = ?", arguments: [recipientId]) else { return false }
+        try db.execute(
+            sql: "INSERT INTO inbox (userId, kind, senderId, body, createdAt) VALUES (?, 'direct', ?, ?, ?)",
+            arguments: [recipientId, senderId, body, now])
+        let consent = try SQLiteFacts(db: db, phone: phone).consent()
+        guard !consent.optedOut, !consent.suppressed else { return false }
+        try enqueue(db, to: phone, body: body, purpose: purpose, inReplyTo: nil, now: now)
+        return true
+    }
+
+    /// Stores a message in every registered person's inbox and queues a text to each one who can receive it.
+    /// Returns (inbox rows, texts queued).
+    @discardableResult
+    static func broadcast(_ db: Database, senderId: Int64?, body: String, now: Date) throws -> (stored: Int, queued: Int) {
+        try db.execute(
+            sql: "INSERT INTO inbox (userId, kind, senderId, body, createdAt) SELECT id, 'broadcast', ?, ?, ? FROM users ORDER BY id",
+            arguments: [senderId, body, now])
+        let stored = db.changesCount
+        try db.execute(
+            sql: """
+                INSERT INTO outbox ("to", body, purpose, status, createdAt, updatedAt)
+                SELECT u.phone, ?, 'broadcast', 'queued', ?, ? FROM users u LEFT JOIN phones p ON p.phone = u.phone
+                WHERE coalesce(p.optedOut, 0) = 0 AND coalesce(p.suppressed, 0) = 0 ORDER BY u.id
+                """,
+            arguments: [body, now, now])
+        return (stored, db.changesCount)
+    }
+
+    /// Erases a person: profile, inbox and login go; their logged texts and the texts sent to them lose their
+    /// bodies; texts still queued for them are cancelled. The number's consent state and log stay.
+    static func deleteAccount(_ db: Database, userId: Int64, now: Date) throws {
+        guard let phone = try String.fetchOne(db, sql: "SELECT phone FROM users WHERE id = ?", arguments: [userId]) else { return }
+        try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [userId])
+        try db.execute(sql: "UPDATE inbound SET body = '[deleted]', params = '[]', reply = ? WHERE \"from\" = ?", arguments: [TwiML.empty, phone])
+        try db.execute(
+            sql: "UPDATE outbox SET status = 'failed', errorMessage = 'recipient deleted their account', updatedAt = ? WHERE \"to\" = ? AND status = 'queued'",
+            arguments: [now, phone])
+        try db.execute(sql: "UPDATE outbox SET body = '[deleted]' WHERE \"to\" = ?", arguments: [phone])
+        try db.execute(
+            sql: "UPDATE conversations SET state = ?, updatedAt = ? WHERE phone = ?",
+            arguments: [String(decoding: try JSONEncoder.store.encode(ConversationState()), as: UTF8.self), now, phone])
+    }
+}
+
+// MARK: - Facts
+
+/// `ConversationFacts` read from the open transaction.
+struct SQLiteFacts: ConversationFacts {
+    let db: Database
+    let phone: String
+
+    func consent(of phone: String) throws -> Consent {
+        guard let row = try Row.fetchOne(db, sql: "SELECT optedOut, suppressed FROM phones WHERE phone = ?", arguments: [phone]) else {
+            return Consent()
+        }
+        return Consent(optedOut: row["optedOut"], suppressed: row["suppressed"])
+    }
+
+    func account() throws -> Account? {
+        try Row.fetchOne(db, sql: "SELECT * FROM users WHERE phone = ?", arguments: [phone]).map(Self.account)
+    }
+
+    func account(phoneOrEmail key: String) throws -> Account? {
+        try Row.fetchOne(db, sql: "SELECT * FROM users WHERE phone = ? OR email = ? ORDER BY id LIMIT 1", arguments: [key, key]).map(Self.account)
+    }
+
+    func isEmailRegistered(_ email: String) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM users WHERE email = ?)", arguments: [email]) ?? false
+    }
+
+    func unreadMessages(userId: Int64, limit: Int) throws -> [InboxItem] {
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT i.id, i.kind, i.body, i.createdAt, s.firstName || ' ' || s.lastName AS sender
+                FROM inbox i LEFT JOIN users s ON s.id = i.senderId
+                WHERE i.userId = ? AND i.readAt IS NULL ORDER BY i.id LIMIT ?
+                """,
+            arguments: [userId, limit]
+        ).map { InboxItem(id: $0["id"], senderName: $0["sender"], kind: $0["kind"], body: $0["body"], createdAt: $0["createdAt"]) }
+    }
+
+    func unreadCount(userId: Int64) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT count(*) FROM inbox WHERE userId = ? AND readAt IS NULL", arguments: [userId]) ?? 0
+    }
+
+    func userCounts(activeSince: Date) throws -> UserCounts {
+        let row = try Row.fetchOne(
+            db,
+            sql: """
+                SELECT (SELECT count(*) FROM users) AS registered,
+                       (SELECT count(*) FROM phones WHERE optedOut) AS optedOut,
+                       (SELECT count(*) FROM users WHERE role = 'admin') AS admins,
+                       (SELECT count(*) FROM conversations c JOIN users u ON u.phone = c.phone
+                         WHERE json_extract(c.state, '$.loggedInAt') IS NOT NULL AND c.updatedAt >= ?) AS loggedIn
+                """,
+            arguments: [activeSince])!
+        return UserCounts(registered: row["registered"], optedOut: row["optedOut"], admins: row["admins"], loggedIn: row["loggedIn"])
+    }
+
+    func findUsers(matching text: String, limit: Int) throws -> [Account] {
+        let escaped = text.replacing("\\", with: "\\\\").replacing("%", with: "\\%").replacing("_", with: "\\_")
+        let pattern = "%" + escaped + "%"
+        let phonePattern = PhoneNumber.normalize(text).map { "%" + $0 + "%" } ?? pattern
+        return try Row.fetchAll(
+            db,
+            sql: """
+                SELECT * FROM users
+                WHERE firstName || ' ' || lastName LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\' OR phone LIKE ? ESCAPE '\\' OR phone LIKE ? ESCAPE '\\'
+                ORDER BY id LIMIT ?
+                """,
+            arguments: [pattern, pattern, pattern, phonePattern, limit]
+        ).map(Self.account)
+    }
+
+    func broadcastAudience() throws -> BroadcastAudience {
+        let row = try Row.fetchOne(
+            db,
+            sql: """
+                SELECT count(*) AS registered,
+                       coalesce(sum(coalesce(p.optedOut, 0) = 0 AND coalesce(p.suppressed, 0) = 0), 0) AS textable
+                FROM users u LEFT JOIN phones p ON p.phone = u.phone
+                """)!
+        return BroadcastAudience(registered: row["registered"], textable: row["textable"])
+    }
+
+    static func account(_ row: Row) -> Account {
+        Account(
+            id: row["id"], phone: row["phone"], firstName: row["firstName"], lastName: row["lastName"], email: row["email"],
+            role: Role(rawValue: row["role"]) ?? .user, createdAt: row["createdAt"],
+            passcode: PasscodeHash(hash: [UInt8](row["passcodeHash"] as Data), salt: [UInt8](row["passcodeSalt"] as Data), iterations: row["passcodeIterations"]),
+            failedLogins: row["failedLogins"], firstFailedLoginAt: row["firstFailedLoginAt"], lockedUntil: row["lockedUntil"])
+    }
+}
