@@ -152,7 +152,7 @@ extension ConversationEngine {
         let found = try step.facts.findUsers(matching: text, limit: settings.findLimit)
         guard !found.isEmpty else { return step.reply("No comrade matches \(text.prefix(40)). Reply HELP for commands.") }
         let lines = found.map { "\($0.fullName), \($0.phone), \($0.email)\($0.role == .admin ? ", admin" : "")" }
-        step.reply(lines.joined(separator: "\n"))
+        step.reply(lines.joined(separator: "\n") + "\nReply SEND <phone> <text> to write to one.")
     }
 }
 

@@ -176,7 +176,7 @@ public struct ConversationEngine: Sendable {
         guard state.isLoggedIn else {
             return "Comrade \(account.firstName): reply LOGIN to log in, STOP to opt out."
         }
-        var text = "Commands: MESSAGES, MORE, PROFILE, LOGOUT, DELETE, RESET. STOP opts out."
+        var text = "Reply MESSAGES, MORE, PROFILE, LOGOUT, DELETE or RESET, comrade. STOP opts out."
         if account.role == .admin {
             text += " Admin: SEND <phone or email> <text>, BROADCAST <text>, USERS, FIND <text>."
         }

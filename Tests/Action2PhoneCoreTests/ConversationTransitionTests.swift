@@ -1,0 +1,222 @@
+import Foundation
+import Testing
+import TwilioKit
+
+@testable import Action2PhoneCore
+
+@Suite("Conversation engine: transitions")
+struct ConversationTransitionTests {
+    struct Row: Sendable, CustomTestStringConvertible {
+        var situation: Situation
+        var text: String
+        var evidence: PasscodeEvidence? = nil
+        var step: Step
+        var loggedIn: Bool
+        var effects: [Effect] = []
+        var reply: String
+        var testDescription: String { "\(situation.name) + \(text)" }
+    }
+
+    static let s = Dictionary(uniqueKeysWithValues: situations.map { ($0.name, $0) })
+
+    static let rows: [Row] = [
+        .init(situation: s["unregistered"]!, text: "join", step: .askedFirstName, loggedIn: false, reply: "first name"),
+        .init(situation: s["registered, logged out"]!, text: "JOIN", step: .idle, loggedIn: false, reply: "already registered"),
+        .init(situation: s["asked first name"]!, text: "Olga", step: .askedLastName(first: "Olga"), loggedIn: false, reply: "last name"),
+        .init(situation: s["asked first name"]!, text: "0lga!", step: .askedFirstName, loggedIn: false, reply: "letters only"),
+        .init(situation: s["asked last name"]!, text: "Ivanova", step: .askedEmail(first: "Olga", last: "Ivanova"), loggedIn: false, reply: "email"),
+        .init(
+            situation: s["asked email"]!, text: "Olga@Example.ORG", step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false, reply: "6 to 64"),
+        .init(situation: s["asked email"]!, text: "VERA@example.org", step: .askedEmail(first: "Olga", last: "Ivanova"), loggedIn: false, reply: "already registered"),
+        .init(
+            situation: s["asked passcode"]!, text: "right-passcode", evidence: .hashed(pendingHash),
+            step: .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash), loggedIn: false, reply: "again"),
+        .init(
+            situation: s["asked passcode"]!, text: "short", step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false, reply: "6 to 64"),
+        .init(
+            situation: s["asked passcode again"]!, text: "right-passcode", evidence: .verified(true, against: pendingHash), step: .idle, loggedIn: true,
+            effects: [.register(Registration(firstName: "Olga", lastName: "Ivanova", email: "olga@example.org", passcode: pendingHash, role: .user))],
+            reply: "registered and logged in"),
+        .init(
+            situation: s["asked passcode again"]!, text: "other-passcode", evidence: .verified(false, against: pendingHash),
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"), loggedIn: false, reply: "differ"),
+        .init(
+            situation: s["asked login passcode"]!, text: "right-passcode", evidence: .verified(true, against: storedHash), step: .idle, loggedIn: true,
+            effects: [.loginSucceeded(userId: 1)], reply: "Welcome back"),
+        .init(
+            situation: s["asked login passcode"]!, text: "nope-nope", evidence: .verified(false, against: storedHash), step: .askedLoginPasscode,
+            loggedIn: false, effects: [.loginFailed(userId: 1, failures: 1, windowStart: t0, lockedUntil: nil)], reply: "1 of 5"),
+        .init(
+            situation: s["asked login passcode"]!, text: "stale-evidence", evidence: .verified(true, against: pendingHash), step: .askedLoginPasscode,
+            loggedIn: false, reply: "passcode"),
+        .init(situation: s["registered, logged out"]!, text: "LOGIN", step: .askedLoginPasscode, loggedIn: false, reply: "passcode"),
+        .init(
+            situation: s["registered, logged out"]!, text: "login right-passcode", evidence: .verified(true, against: storedHash), step: .idle,
+            loggedIn: true, effects: [.loginSucceeded(userId: 1)], reply: "Welcome back"),
+        .init(situation: s["logged in"]!, text: "LOGOUT", step: .idle, loggedIn: false, reply: "logged out"),
+        .init(situation: s["logged in"]!, text: "DELETE", step: .confirmingDelete, loggedIn: true, reply: "YES"),
+        .init(situation: s["confirming delete"]!, text: "yes", step: .idle, loggedIn: false, effects: [.deleteAccount(userId: 1)], reply: "erased"),
+        .init(situation: s["confirming delete"]!, text: "nah", step: .idle, loggedIn: true, reply: "cancelled"),
+        .init(situation: s["logged in"]!, text: "BROADCAST hello", step: .idle, loggedIn: true, reply: "Unknown command BROADCAST"),
+        .init(situation: s["admin logged in"]!, text: "BROADCAST  Harvest  now", step: .confirmingBroadcast(text: "Harvest  now"), loggedIn: true, reply: "GSM-7"),
+        .init(situation: s["confirming broadcast"]!, text: "YES", step: .idle, loggedIn: true, effects: [.broadcast(senderId: 2, body: "Harvest")], reply: "queued"),
+        .init(situation: s["confirming broadcast"]!, text: "RESET", step: .idle, loggedIn: true, reply: "abandoned"),
+        .init(
+            situation: s["admin logged in"]!, text: "SEND 415-555-0100 Report at dawn", step: .idle, loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "Report at dawn")], reply: "texted to +14155550100"),
+        .init(
+            situation: s["admin logged in"]!, text: "SEND ivan@example.org It’s “urgent”", step: .idle, loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "It’s “urgent”")], reply: "Stored"),
+        .init(situation: s["admin logged in"]!, text: "SEND nobody hi", step: .idle, loggedIn: true, reply: "neither a phone number nor an email"),
+        .init(situation: s["admin logged in"]!, text: "USERS", step: .idle, loggedIn: true, reply: "2 registered, 0 opted out, 1 admin, 1 logged in now"),
+        .init(situation: s["admin logged in"]!, text: "FIND petrov", step: .idle, loggedIn: true, reply: "Ivan Petrov, +14155550100, ivan@example.org"),
+        .init(situation: s["registered, logged out"]!, text: "YES", step: .idle, loggedIn: false, reply: "already subscribed"),
+        .init(situation: s["opted out"]!, text: "YES", step: .idle, loggedIn: false, effects: [.optIn(text: "YES")], reply: "Welcome back"),
+        .init(situation: s["asked last name"]!, text: "STOP", step: .idle, loggedIn: false, effects: [.optOut(text: "STOP")], reply: ""),
+        .init(situation: s["asked last name"]!, text: "Stop-Smith", step: .askedEmail(first: "Olga", last: "Stop-Smith"), loggedIn: false, reply: "email"),
+    ]
+
+    @Test(arguments: rows)
+    func transition(_ row: Row) throws {
+        var state = row.situation.state
+        let decision = try engine.reduce(&state, Inbound(text: row.text), evidence: row.evidence, facts: row.situation.facts, now: t0)
+        #expect(state.step == row.step)
+        #expect(state.isLoggedIn == row.loggedIn)
+        #expect(decision.effects == row.effects)
+        if row.reply.isEmpty {
+            #expect(decision.replies.isEmpty)
+        } else {
+            #expect(decision.replies.joined().contains(row.reply), "\(decision.replies)")
+        }
+    }
+
+    @Test func adminPhoneRegistersAsAdmin() throws {
+        var state = ConversationState(step: .askedPasscodeAgain(first: "Vera", last: "C", email: "v2@example.org", pending: pendingHash), lastActivity: t0)
+        let f = MemoryFacts(phone: "+14155550198")
+        let e = ConversationEngine(settings: .init(adminPhones: ["+14155550198"]))
+        let d = try e.reduce(&state, Inbound(text: "right-passcode"), evidence: .verified(true, against: pendingHash), facts: f, now: t0)
+        guard case .register(let r) = d.effects.first else { Issue.record("no registration"); return }
+        #expect(r.role == .admin)
+    }
+
+    // MARK: - Passcode work
+
+    @Test func passcodeWorkIsAskedOnlyForPasscodes() throws {
+        let asked = Self.s["asked passcode"]!.state
+        #expect(engine.passcodeWork(for: Inbound(text: "good-passcode"), state: asked, account: nil, now: t0) == .hash("good-passcode"))
+        #expect(engine.passcodeWork(for: Inbound(text: "short"), state: asked, account: nil, now: t0) == nil)
+        #expect(engine.passcodeWork(for: Inbound(text: "STOP"), state: asked, account: nil, now: t0) == nil)
+        #expect(engine.passcodeWork(for: Inbound(text: "HELP"), state: asked, account: nil, now: t0) == nil)
+        let again = Self.s["asked passcode again"]!.state
+        #expect(engine.passcodeWork(for: Inbound(text: "good-passcode"), state: again, account: nil, now: t0) == .verify("good-passcode", against: pendingHash))
+        let idle = ConversationState(lastActivity: recent)
+        #expect(engine.passcodeWork(for: Inbound(text: "LOGIN  my pass"), state: idle, account: ivan, now: t0) == .verify("my pass", against: storedHash))
+        #expect(engine.passcodeWork(for: Inbound(text: "LOGIN"), state: idle, account: ivan, now: t0) == nil)
+        var locked = ivan
+        locked.lockedUntil = t0.addingTimeInterval(60)
+        #expect(engine.passcodeWork(for: Inbound(text: "LOGIN my-pass"), state: idle, account: locked, now: t0) == nil)
+        // An expired flow is not asked for a passcode any more.
+        let stale = ConversationState(step: .askedPasscode(first: "a", last: "b", email: "c@d.ef"), lastActivity: t0.addingTimeInterval(-3600))
+        #expect(engine.passcodeWork(for: Inbound(text: "good-passcode"), state: stale, account: nil, now: t0) == nil)
+    }
+
+    // MARK: - Lockout window
+
+    @Test func failuresOutsideTheWindowStartAgainAtOne() throws {
+        var old = ivan
+        old.failedLogins = 4
+        old.firstFailedLoginAt = t0.addingTimeInterval(-16 * 60)
+        var f = facts()
+        f.accounts = [old, vera]
+        var state = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "wrong-again"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
+        #expect(d.effects == [.loginFailed(userId: 1, failures: 1, windowStart: t0, lockedUntil: nil)])
+    }
+
+    @Test func fifthFailureInsideTheWindowLocksForFifteenMinutes() throws {
+        var tired = ivan
+        tired.failedLogins = 4
+        tired.firstFailedLoginAt = t0.addingTimeInterval(-14 * 60)
+        var f = facts()
+        f.accounts = [tired, vera]
+        var state = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "wrong-again"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
+        #expect(d.effects == [.loginFailed(userId: 1, failures: 0, windowStart: nil, lockedUntil: t0.addingTimeInterval(900))])
+        #expect(d.replies == ["Wrong passcode 5 times. The account is locked until 09:15 UTC. Try LOGIN again then, comrade."])
+        #expect(state.step == .idle)
+    }
+
+    // MARK: - Expiry
+
+    @Test func expiredFlowIsAnnouncedAndTheTextIsAFreshCommand() throws {
+        var state = ConversationState(step: .askedLastName(first: "Olga"), lastActivity: t0.addingTimeInterval(-1801))
+        let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(registered: false), now: t0)
+        #expect(state.step == .idle)
+        #expect(d.replies.count == 1)
+        #expect(d.replies[0].hasPrefix("Your registration timed out after 30 min of silence; send JOIN to start again. Action2Phone, comrade"))
+    }
+
+    @Test func expiredLoginIsSilentlyEnded() throws {
+        var state = ConversationState(loggedInAt: t0.addingTimeInterval(-4000), lastActivity: t0.addingTimeInterval(-1801))
+        let d = try engine.reduce(&state, Inbound(text: "PROFILE"), facts: facts(), now: t0)
+        #expect(!state.isLoggedIn)
+        #expect(d.replies == ["Please log in first, comrade: reply LOGIN."])
+    }
+
+    // MARK: - Inbox
+
+    @Test func inboxShowsWhatFitsAndAtLeastOne() throws {
+        var f = facts()
+        let long = String(repeating: "word ", count: 200)  // 1000 characters
+        f.inbox[1] = (1...3).map { InboxItem(id: Int64($0), senderName: "Vera Commissar", kind: "direct", body: "\($0) " + long, createdAt: t0) }
+        var state = ConversationState(loggedInAt: recent, lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "MESSAGES"), facts: f, now: t0)
+        #expect(d.effects == [.markRead([1])])
+        #expect(d.replies[0].hasSuffix("2 more: reply MORE."))
+        f.inbox[1] = [InboxItem(id: 9, senderName: nil, kind: "broadcast", body: String(repeating: "x", count: 1500), createdAt: t0)]
+        let big = try engine.reduce(&state, Inbound(text: "MORE"), facts: f, now: t0)
+        #expect(big.effects == [.markRead([9])])
+        #expect(big.replies[0].contains("The Bureau to all, Nov 25: xxx"))
+    }
+
+    // MARK: - Input normalisation
+
+    @Test func inputIsTrimmedFoldedAndStraightened() {
+        let input = Inbound(text: "  login   “my  pass”  ")
+        #expect(input.text == "login \"my pass\"")
+        #expect(input.command == "LOGIN")
+        #expect(input.argument == "\"my pass\"")
+        #expect(input.raw == "login   “my  pass”")
+        #expect(Inbound(text: "BROADCAST  It’s  here").rawRemainder(afterWords: 1) == "It’s  here")
+    }
+
+    @Test(arguments: [("LGOIN", 1), ("MESAGES", 1), ("JOIN", 0), ("", 4), ("ABCD", 4)])
+    func editDistanceCountsTranspositionsOnce(_ word: String, _ distance: Int) {
+        let target = word == "MESAGES" ? "MESSAGES" : word == "LGOIN" ? "LOGIN" : word == "JOIN" ? "JOIN" : word.isEmpty ? "JOIN" : "WXYZ"
+        #expect(editDistance(word, target) == distance)
+    }
+}
+
+@Suite("Passcode hashing")
+struct PasscodeHasherTests {
+    @Test func hashVerifiesTheSamePasscodeOnly() async {
+        let hasher = PasscodeHasher(iterations: 1000)
+        let h = await hasher.hash("tractor-2026")
+        #expect(h.salt.count == 16 && h.hash.count == 32 && h.iterations == 1000)
+        #expect(await hasher.verify("tractor-2026", against: h))
+        #expect(await !hasher.verify("tractor-2027", against: h))
+        let again = await hasher.hash("tractor-2026")
+        #expect(again.salt != h.salt && again.hash != h.hash)
+    }
+
+    @Test func productionCostIsAtLeast600k() {
+        #expect(PasscodeHasher().iterations >= 600_000)
+    }
+
+    @Test func storedIterationsAreUsedForVerification() async {
+        let cheap = await PasscodeHasher(iterations: 10).hash("old-passcode")
+        #expect(await PasscodeHasher(iterations: 1000).verify("old-passcode", against: cheap))
+    }
+}

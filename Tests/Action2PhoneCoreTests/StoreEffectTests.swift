@@ -1,0 +1,102 @@
+import Foundation
+import GRDB
+import Testing
+import TwilioKit
+
+@testable import Action2PhoneCore
+
+@Suite("Store: conversation effects")
+struct StoreEffectTests {
+    let hash = PasscodeHash(hash: Array(repeating: 3, count: 32), salt: Array(repeating: 4, count: 16), iterations: 1000)
+
+    func step(_ store: SQLiteStore, from phone: String, _ effects: [Effect], body: String = "x") async throws {
+        _ = try await store.processInbound(
+            InboundRecord(messageSid: WebhookFields.newMessageSid(), from: phone, to: "+15005550006", body: body, fields: [.init("Body", body)]),
+            replyMode: .twiml, now: t0
+        ) { _, _ in Decision(replies: ["ok"], effects: effects) }
+    }
+
+    func register(_ store: SQLiteStore, _ phone: String, _ first: String, role: Role = .user) async throws {
+        try await step(store, from: phone, [.register(Registration(firstName: first, lastName: "X", email: "\(first.lowercased())@example.org", passcode: hash, role: role))])
+    }
+
+    @Test func broadcastFillsEveryInboxButTextsOnlyReachablePeople() async throws {
+        // Given three people, one opted out and one suppressed
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Anna", role: .admin)
+        try await register(store, "+14155550102", "Boris")
+        try await register(store, "+14155550103", "Clara")
+        try await register(store, "+14155550104", "Dmitri")
+        try await step(store, from: "+14155550102", [.optOut(text: "STOP")])
+        try executeSQL(path, "INSERT INTO phones (phone, suppressed, updatedAt) VALUES ('+14155550103', 1, '2026-11-25 09:00:00.000')")
+        // When the admin broadcasts
+        try await step(store, from: "+14155550101", [.broadcast(senderId: 1, body: "Harvest at dawn")])
+        // Then every inbox has it, and only the two reachable numbers are queued
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbox WHERE kind = 'broadcast' AND body = 'Harvest at dawn'") == 4)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE purpose = 'broadcast' AND status = 'queued'") == 2)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE \"to\" IN ('+14155550102', '+14155550103')") == 0)
+        // And the facts agree with what was queued
+        let audience = try await DatabaseQueue(path: path).read { try SQLiteFacts(db: $0, phone: "+14155550101").broadcastAudience() }
+        #expect(audience == BroadcastAudience(registered: 4, textable: 2))
+    }
+
+    @Test func directMessageToAnOptedOutPersonIsStoredButNotTexted() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Anna", role: .admin)
+        try await register(store, "+14155550102", "Boris")
+        try await step(store, from: "+14155550102", [.optOut(text: "STOP")])
+        try await step(store, from: "+14155550101", [.sendDirect(recipientId: 2, senderId: 1, body: "hello")])
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbox WHERE userId = 2") == 1)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox") == 0)
+    }
+
+    @Test func deleteKeepsOnlyWhatOptOutComplianceNeeds() async throws {
+        // Given a person who opted out and back in, with an inbox and texts
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Anna", role: .admin)
+        try await register(store, "+14155550102", "Boris")
+        try await step(store, from: "+14155550102", [.optOut(text: "STOP")], body: "STOP")
+        try await step(store, from: "+14155550102", [.optIn(text: "START")], body: "START")
+        try await step(store, from: "+14155550101", [.sendDirect(recipientId: 2, senderId: 1, body: "secret plans")])
+        try await step(store, from: "+14155550102", [], body: "my private words")
+        // When they delete their account
+        try await step(store, from: "+14155550102", [.deleteAccount(userId: 2)], body: "YES")
+        // Then profile and inbox are gone, texts lose their bodies, and the consent record stays
+        #expect(try fetchInt(path, "SELECT count(*) FROM users WHERE phone = '+14155550102'") == 0)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbox WHERE userId = 2") == 0)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body LIKE '%private%' OR params LIKE '%private%'") == 0)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE body LIKE '%secret%'") == 0)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE \"to\" = '+14155550102' AND status = 'failed'") == 1)
+        #expect(try fetchInt(path, "SELECT count(*) FROM consentLog WHERE phone = '+14155550102'") == 2)
+        #expect(try fetchInt(path, "SELECT count(*) FROM phones WHERE phone = '+14155550102'") == 1)
+        // And the sender's account is untouched
+        #expect(try fetchInt(path, "SELECT count(*) FROM users") == 1)
+    }
+
+    @Test func loginFailuresAndLocksPersist() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550102", "Boris")
+        try await step(store, from: "+14155550102", [.loginFailed(userId: 1, failures: 0, windowStart: nil, lockedUntil: t0.addingTimeInterval(900))])
+        let (_, locked) = try await store.conversationSnapshot(phone: "+14155550102")
+        #expect(locked?.lockedUntil == t0.addingTimeInterval(900))
+        try await step(store, from: "+14155550102", [.loginSucceeded(userId: 1)])
+        let (_, cleared) = try await store.conversationSnapshot(phone: "+14155550102")
+        #expect(cleared?.lockedUntil == nil && cleared?.failedLogins == 0)
+        #expect(cleared?.passcode == hash)
+    }
+
+    @Test func findEscapesLikeWildcards() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550102", "Boris")
+        let found = try await DatabaseQueue(path: path).read { db in
+            (try SQLiteFacts(db: db, phone: "x").findUsers(matching: "%", limit: 5), try SQLiteFacts(db: db, phone: "x").findUsers(matching: "bor", limit: 5))
+        }
+        #expect(found.0.isEmpty)
+        #expect(found.1.map(\.firstName) == ["Boris"])
+    }
+}
