@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import TwilioKit
 
 /// Builds the webhook server; `serve` and the tests call this same function.
 ///
@@ -42,4 +43,22 @@ extension ConversationService {
             hasher: PasscodeHasher(iterations: config.passcodeIterations),
             replyMode: config.replyMode)
     }
+}
+
+extension OutboxWorker {
+    /// The worker as `serve` configures it: Twilio's REST API, or the simulated sender in local mode.
+    public init(config: ServerConfig, store: any Store, logger: Logger) {
+        self.init(store: store, sender: makeSender(config: config, logger: logger), rate: config.sendRate, logger: logger)
+    }
+}
+
+/// The sender for `config`: simulated in local mode, else Twilio with `StatusCallback` when the public URL is known.
+public func makeSender(config: ServerConfig, logger: Logger) -> any MessageSender {
+    guard !config.isLocalMode, let accountSid = config.accountSid else { return SimulatedSender(logger: logger) }
+    let sender: TwilioRESTClient.Sender =
+        if let from = config.fromNumber { .number(from) } else { .messagingService(config.messagingServiceSid ?? "") }
+    let client = TwilioRESTClient(
+        baseURL: config.apiBaseURL, accountSid: accountSid, authToken: config.authToken.reveal(), sender: sender,
+        statusCallback: config.publicURL.map { $0 + "/sms/status" })
+    return TwilioSender(client: client)
 }

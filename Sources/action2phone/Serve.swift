@@ -57,7 +57,8 @@ struct Serve: AsyncParsableCommand {
         }
         let store = try SQLiteStore.open(path: config.databasePath)
         let handler = ConversationService(config: config, store: store)
-        let app = buildApplication(config: config, store: store, handler: handler, logger: logger, onServerRunning: { channel in
+        let worker = OutboxWorker(config: config, store: store, logger: logger)
+        let app = buildApplication(config: config, store: store, handler: handler, services: [worker], logger: logger, onServerRunning: { channel in
             let port = channel.localAddress?.port ?? config.port
             FileHandle.standardOutput.write(Data((banner(config, port: port) + "\n").utf8))
         })
@@ -78,7 +79,7 @@ func banner(_ config: ServerConfig, port: Int) -> String {
     }
     lines.append("webhook:   \(config.publicURL.map { $0 + "/sms" } ?? "\(listen)/sms (no ACTION2PHONE_PUBLIC_URL: rebuilt from Host)")")
     lines.append("database:  \(config.databasePath)")
-    lines.append("replies:   \(config.replyMode.rawValue)")
+    lines.append("replies:   \(config.replyMode.rawValue); outbox sends at most \(config.sendRate)/s")
     if config.passcodeIterations < PasscodePolicy.productionIterations {
         lines.append("WARNING:   PBKDF2 at \(config.passcodeIterations) iterations (ACTION2PHONE_PBKDF2_ITERATIONS): for tests only")
     }

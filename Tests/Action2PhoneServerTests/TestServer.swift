@@ -35,11 +35,14 @@ struct TestServer {
     static func run(
         _ config: ServerConfig = makeConfig(), logger: Logger = Logger(label: "test"), clock: @escaping @Sendable () -> Date = { Date() },
         handler makeHandler: (SQLiteStore, ServerConfig) -> any InboundHandler = { ConversationService(config: $1, store: $0) },
+        services makeServices: (SQLiteStore) -> [any Service] = { _ in [] },
         _ body: (TestServer) async throws -> Void
     ) async throws {
         let store = try SQLiteStore.open(path: config.databasePath)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = buildApplication(config: config, store: store, handler: makeHandler(store, config), logger: logger, clock: clock) { channel in
+        let app = buildApplication(
+            config: config, store: store, handler: makeHandler(store, config), services: makeServices(store), logger: logger, clock: clock
+        ) { channel in
             continuation.yield(channel.localAddress?.port ?? 0)
             continuation.finish()
         }

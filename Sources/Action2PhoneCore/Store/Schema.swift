@@ -90,8 +90,11 @@ enum Schema {
                 t.column("updatedAt", .datetime).notNull()
                 t.column("nextAttemptAt", .datetime)
                 t.column("firstAttemptAt", .datetime)
+                // Set after a 5xx, timeout or dropped connection: Twilio may have created the message, so the
+                // next attempt first looks for it (Twilio has no idempotency key for sends).
+                t.column("needsReconcile", .boolean).notNull().defaults(to: false)
             }
-            try db.create(index: "outbox_by_status", on: "outbox", columns: ["status", "nextAttemptAt", "id"])
+            try db.create(index: "outbox_queue", on: "outbox", columns: ["status", "id"])
             try db.create(index: "outbox_by_to", on: "outbox", columns: ["to"])
         }
         return migrator

@@ -31,6 +31,23 @@ public protocol Store: Sendable {
     /// The stored conversation of `phone` and the account registered to it, read without locking.
     func conversationSnapshot(phone: String) async throws -> (ConversationState, Account?)
 
+    // MARK: Outbox
+
+    /// Turns rows left `sending` by a crash into `uncertain`: they may or may not have reached Twilio, so
+    /// they are not resent unless an operator says so. Returns how many there were.
+    func recoverInterruptedSends(now: Date) async throws -> Int
+
+    /// Claims the next due `queued` row (lowest id, never overtaking an earlier text to the same number) and
+    /// marks it `sending`. Rows for numbers that opted out meanwhile fail instead of being sent.
+    func claimNextOutbox(now: Date) async throws -> OutboxMessage?
+
+    /// Records the outcome of sending a claimed row; a Twilio 21610 also opts the number out, and errors
+    /// that mean the number cannot receive texts suppress it.
+    func completeOutbox(id: Int64, outcome: DeliveryOutcome, now: Date) async throws
+
+    /// Outbox rows, newest first.
+    func outboxMessages(status: OutboxStatus?, limit: Int) async throws -> [OutboxMessage]
+
     /// Applies a delivery status callback to the outbox row with that Twilio SID, moving it forward only.
     /// Returns `false` when no row has that SID.
     @discardableResult

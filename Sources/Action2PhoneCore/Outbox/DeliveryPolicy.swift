@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import TwilioKit
+
+/// How a send's result becomes an outbox outcome (SPEC §5, twilio.md §6 and §10.14):
+/// 429/20429 and connections never made are retried with exponential backoff and jitter, honouring
+/// `Retry-After`; a 5xx, a timeout or a dropped connection may have created the message, so the retry
+/// reconciles first; any other 4xx fails at once with Twilio's code and message.
+public struct DeliveryPolicy: Sendable {
+    public var maxAttempts: Int
+    public var baseDelay: TimeInterval
+    public var maxDelay: TimeInterval
+    /// The fraction of the backoff actually waited, drawn at random ("equal jitter").
+    public var jitter: ClosedRange<Double>
+
+    public init(maxAttempts: Int = 8, baseDelay: TimeInterval = 1, maxDelay: TimeInterval = 300, jitter: ClosedRange<Double> = 0.5...1.0) {
+        self.maxAttempts = maxAttempts
+        self.baseDelay = baseDelay
+        self.maxDelay = maxDelay
+        self.jitter = jitter
+    }
+
+    /// The wait before attempt `attempts + 1`: `Retry-After` when given, else base × 2^(attempts-1), capped, jittered.
+    public func delay(afterAttempt attempts: Int, retryAfter: TimeInterval?) -> TimeInterval {
+        if let retryAfter { return min(max(retryAfter, 0), maxDelay) }
+        let exponential = min(maxDelay, baseDelay * pow(2, Double(max(0, attempts - 1))))
+        return exponential * Double.random(in: jitter)
+    }
+
+    /// The outcome of attempt number `attempts` (1-based) that ended with `result`.
+    public func outcome(of result: Result<SentMessage, RESTFailure>, attempts: Int, now: Date) -> DeliveryOutcome {
+        let failure: RESTFailure
+        switch result {
+        case .success(.accepted(let sid)): return .accepted(sid: sid)
+        case .success(.simulated): return .simulated
+        case .failure(let f): failure = f
+        }
+        let retryable: (code: Int?, message: String, reconcile: Bool, retryAfter: TimeInterval?)
+        switch failure {
+        case .http(let status, let code, let message, _, let retryAfter) where status == 429 || code == 20429:
+            retryable = (code ?? 20429, message, false, retryAfter)
+        case .http(let status, let code, let message, _, let retryAfter) where status >= 500:
+            retryable = (code, message, true, retryAfter)
+        case .http(let status, let code, let message, _, _):
+            return .failed(code: code ?? status, message: message)
+        case .transport(.notSent, let detail):
+            retryable = (nil, detail, false, nil)
+        case .transport(.maybeSent, let detail):
+            retryable = (nil, detail, true, nil)
+        case .undecodable(let detail):
+            retryable = (nil, detail, true, nil)
+        }
+        guard attempts < maxAttempts else {
+            let message = "gave up after \(attempts) attempts: \(retryable.message)"
+            return retryable.reconcile ? .uncertain(code: retryable.code, message: message) : .failed(code: retryable.code, message: message)
+        }
+        let wait = delay(afterAttempt: attempts, retryAfter: retryable.retryAfter)
+        return .retry(at: now.addingTimeInterval(wait), code: retryable.code, message: retryable.message, reconcile: retryable.reconcile)
+    }
+}
+
+/// A send's success.
+public enum SentMessage: Sendable, Equatable {
+    case accepted(sid: String)
+    case simulated
+}

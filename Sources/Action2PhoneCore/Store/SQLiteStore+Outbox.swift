@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import GRDB
+
+extension SQLiteStore {
+    public func recoverInterruptedSends(now: Date) async throws -> Int {
+        try await writer.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE outbox SET status = 'uncertain', updatedAt = ?,
+                    errorMessage = 'interrupted while sending: it may or may not have reached Twilio (action2phone outbox retry resends it)'
+                    WHERE status = 'sending'
+                    """,
+                arguments: [now])
+            return db.changesCount
+        }
+    }
+
+    public func claimNextOutbox(now: Date) async throws -> OutboxMessage? {
+        try await writer.write { db in
+            // A bounded loop: rows whose number opted out after they were queued fail here and the next is tried.
+            for _ in 0..<100 {
+                guard
+                    let row = try Row.fetchOne(
+                        db,
+                        sql: """
+                            SELECT o.id, coalesce(p.optedOut, 0) AS optedOut FROM outbox o LEFT JOIN phones p ON p.phone = o."to"
+                            WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?)
+                              AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id < o.id AND e.status IN ('queued', 'sending'))
+                            ORDER BY o.id LIMIT 1
+                            """,
+                        arguments: [now])
+                else { return nil }
+                let id: Int64 = row["id"]
+                if row["optedOut"] as Bool {
+                    try db.execute(
+                        sql: "UPDATE outbox SET status = 'failed', errorMessage = 'not sent: the recipient opted out', updatedAt = ? WHERE id = ?",
+                        arguments: [now, id])
+                    continue
+                }
+                return try Row.fetchOne(
+                    db,
+                    sql: """
+                        UPDATE outbox SET status = 'sending', attempts = attempts + 1, firstAttemptAt = coalesce(firstAttemptAt, ?), updatedAt = ?
+                        WHERE id = ? RETURNING *
+                        """,
+                    arguments: [now, now, id]
+                ).map(Self.outboxMessage)
+            }
+            return nil
+        }
+    }
+
+    public func completeOutbox(id: Int64, outcome: DeliveryOutcome, now: Date) async throws {
+        try await writer.write { db in
+            guard let to = try String.fetchOne(db, sql: "SELECT \"to\" FROM outbox WHERE id = ? AND status = 'sending'", arguments: [id]) else {
+                return  // not ours any more (an operator changed it): leave it alone
+            }
+            switch outcome {
+            case .accepted(let sid):
+                try db.execute(
+                    sql: """
+                        UPDATE outbox SET status = 'sent', twilioSid = ?, needsReconcile = 0, nextAttemptAt = NULL,
+                        errorCode = NULL, errorMessage = NULL, updatedAt = ? WHERE id = ?
+                        """,
+                    arguments: [sid, now, id])
+            case .simulated:
+                try db.execute(sql: "UPDATE outbox SET status = 'simulated', updatedAt = ? WHERE id = ?", arguments: [now, id])
+            case .failed(let code, let message):
+                try db.execute(
+                    sql: "UPDATE outbox SET status = 'failed', errorCode = ?, errorMessage = ?, nextAttemptAt = NULL, updatedAt = ? WHERE id = ?",
+                    arguments: [code, message, now, id])
+                if code == 21610 {
+                    try Self.setOptedOut(db, phone: to, optedOut: true, source: "twilio", text: "Twilio error 21610: the recipient replied STOP", now: now)
+                } else if let code, Self.unreachableCodes.contains(code) {
+                    try Self.setSuppressed(db, phone: to, reason: "Twilio error \(code)", now: now)
+                }
+            case .retry(let at, let code, let message, let reconcile):
+                try db.execute(
+                    sql: """
+                        UPDATE outbox SET status = 'queued', nextAttemptAt = ?, errorCode = ?, errorMessage = ?,
+                        needsReconcile = needsReconcile OR ?, updatedAt = ? WHERE id = ?
+                        """,
+                    arguments: [at, code, message, reconcile, now, id])
+            case .uncertain(let code, let message):
+                try db.execute(
+                    sql: "UPDATE outbox SET status = 'uncertain', errorCode = ?, errorMessage = ?, nextAttemptAt = NULL, updatedAt = ? WHERE id = ?",
+                    arguments: [code, message, now, id])
+            }
+        }
+    }
+
+    public func outboxMessages(status: OutboxStatus?, limit: Int) async throws -> [OutboxMessage] {
+        try await writer.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM outbox WHERE (? IS NULL OR status = ?) ORDER BY id DESC LIMIT ?",
+                arguments: [status?.rawValue, status?.rawValue, limit]
+            ).map(Self.outboxMessage)
+        }
+    }
+
+    static func outboxMessage(_ row: Row) -> OutboxMessage {
+        OutboxMessage(
+            id: row["id"], to: row["to"], body: row["body"], status: OutboxStatus(rawValue: row["status"]) ?? .failed, attempts: row["attempts"],
+            twilioSid: row["twilioSid"], errorCode: row["errorCode"], errorMessage: row["errorMessage"], createdAt: row["createdAt"],
+            updatedAt: row["updatedAt"], purpose: row["purpose"], firstAttemptAt: row["firstAttemptAt"], needsReconcile: row["needsReconcile"])
+    }
+}

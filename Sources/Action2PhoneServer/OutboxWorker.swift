@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Sends the outbox: claims due rows, starts at most `rate` sends per second, evenly spaced (several may be
+/// in flight when Twilio is slow, but never two to the same number), and records each outcome.
+///
+/// On start, rows a crash left `sending` become `uncertain`. On graceful shutdown it stops claiming and
+/// lets the sends in flight finish; a send is never cut off.
+public struct OutboxWorker: Service {
+    let store: any Store
+    let sender: any MessageSender
+    let policy: DeliveryPolicy
+    let interval: Duration
+    let pollInterval: Duration
+    let maxInFlight: Int
+    let logger: Logger
+
+    public init(
+        store: any Store, sender: any MessageSender, rate: Double, policy: DeliveryPolicy = DeliveryPolicy(), pollInterval: Duration = .milliseconds(100),
+        maxInFlight: Int = 32, logger: Logger
+    ) {
+        precondition(rate > 0 && maxInFlight > 0)
+        self.store = store
+        self.sender = sender
+        self.policy = policy
+        self.interval = .nanoseconds(Int64(1e9 / rate))
+        self.pollInterval = pollInterval
+        self.maxInFlight = maxInFlight
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let recovered = try await store.recoverInterruptedSends(now: Date())
+        if recovered > 0 {
+            logger.warning("outbox: \(recovered) text(s) were being sent when the server stopped; marked uncertain, not resent (see: action2phone outbox list --status uncertain)")
+        }
+        let clock = ContinuousClock()
+        var nextSlot = clock.now
+        let inFlight = InFlight()
+        await withDiscardingTaskGroup { group in
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                if clock.now < nextSlot {
+                    await pause(until: nextSlot)
+                    continue
+                }
+                if inFlight.count >= maxInFlight {
+                    await pause(until: clock.now.advanced(by: .milliseconds(2)))
+                    continue
+                }
+                let claimed: OutboxMessage?
+                do {
+                    claimed = try await store.claimNextOutbox(now: Date())
+                } catch {
+                    logger.error("outbox: cannot claim the next text", metadata: ["error": "\(error)"])
+                    await pause(until: clock.now.advanced(by: pollInterval))
+                    continue
+                }
+                guard let message = claimed else {
+                    await pause(until: clock.now.advanced(by: pollInterval))
+                    continue
+                }
+                nextSlot = max(nextSlot, clock.now).advanced(by: interval)
+                inFlight.add(1)
+                group.addTask {
+                    await deliver(message)
+                    inFlight.add(-1)
+                }
+            }
+        }
+        logger.info("outbox: stopped")
+    }
+
+    /// Sends one claimed row (after looking for it at Twilio first when an earlier attempt may have created
+    /// it) and records the outcome.
+    func deliver(_ message: OutboxMessage) async {
+        let metadata: Logger.Metadata = ["a2p.outbox.id": "\(message.id)", "a2p.phone": "\(message.to)"]
+        var outcome: DeliveryOutcome
+        if message.needsReconcile, let since = message.firstAttemptAt {
+            switch await sender.findExisting(to: message.to, body: message.body, since: since) {
+            case .success(let sid?):
+                logger.info("outbox: an earlier attempt had reached Twilio; not sending again", metadata: metadata)
+                outcome = .accepted(sid: sid)
+            case .success(nil):
+                outcome = policy.outcome(of: await sender.send(to: message.to, body: message.body), attempts: message.attempts, now: Date())
+            case .failure(let failure):
+                // Cannot tell whether Twilio has it: do not risk a second text; try to reconcile again later.
+                outcome = policy.outcome(of: .failure(failure), attempts: message.attempts, now: Date())
+            }
+        } else {
+            outcome = policy.outcome(of: await sender.send(to: message.to, body: message.body), attempts: message.attempts, now: Date())
+        }
+        switch outcome {
+        case .retry(let at, _, let reason, _):
+            logger.notice("outbox: will retry", metadata: metadata.merging(["a2p.retryAt": "\(at)", "a2p.reason": "\(reason)"]) { $1 })
+        case .failed(let code, let reason), .uncertain(let code, let reason):
+            logger.warning("outbox: not delivered", metadata: metadata.merging(["a2p.code": "\(code.map(String.init) ?? "-")", "a2p.reason": "\(reason)"]) { $1 })
+        case .accepted, .simulated:
+            logger.debug("outbox: sent", metadata: metadata)
+        }
+        do {
+            try await store.completeOutbox(id: message.id, outcome: outcome, now: Date())
+        } catch {
+            // The row stays `sending` and becomes `uncertain` at the next start: never sent twice on its own.
+            logger.error("outbox: cannot record the outcome of a send", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+        }
+    }
+
+    /// Sleeps until `deadline`, waking early for a graceful shutdown.
+    private func pause(until deadline: ContinuousClock.Instant) async {
+        try? await cancelWhenGracefulShutdown {
+            try await Task.sleep(until: deadline, clock: .continuous)
+        }
+    }
+}
+
+/// How many sends are in flight.
+final class InFlight: Sendable {
+    private let value = Mutex(0)
+    var count: Int { value.withLock { $0 } }
+    func add(_ n: Int) { value.withLock { $0 += n } }
+}

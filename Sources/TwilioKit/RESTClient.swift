@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A client for the parts of Twilio's 2010-04-01 REST API the bot uses: create a message, list messages
+/// (to reconcile a send whose outcome is unknown), and look up the account and its numbers (for `doctor`).
+///
+/// ```swift
+/// let client = TwilioRESTClient(accountSid: "AC…", authToken: token, sender: .number("+15005550006"))
+/// switch await client.createMessage(to: "+14155550100", body: "Privet") {
+/// case .created(let message): print(message.sid)
+/// case .failed(let failure): print(failure)
+/// }
+/// ```
+public struct TwilioRESTClient: Sendable {
+    /// Who a message is sent from.
+    public enum Sender: Sendable, Equatable {
+        case number(String)
+        case messagingService(String)
+    }
+
+    public let baseURL: String
+    public let accountSid: String
+    private let authorization: String
+    public let sender: Sender
+    public let statusCallback: String?
+    private let session: URLSession
+
+    public init(
+        baseURL: String = "https://api.twilio.com", accountSid: String, authToken: String, sender: Sender, statusCallback: String? = nil,
+        timeout: TimeInterval = 15
+    ) {
+        var base = baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        self.baseURL = base
+        self.accountSid = accountSid
+        self.authorization = "Basic " + Crypto.base64(Array("\(accountSid):\(authToken)".utf8))
+        self.sender = sender
+        self.statusCallback = statusCallback
+        let configuration = URLSessionConfiguration.ephemeral
+        // swift-corelibs-foundation truncates a fractional timeout, and 0 fails every request at once.
+        configuration.timeoutIntervalForRequest = max(1, timeout.rounded(.up))
+        configuration.httpMaximumConnectionsPerHost = 64
+        configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
+        self.session = URLSession(configuration: configuration)
+    }
+
+    // MARK: - Messages
+
+    /// `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`.
+    public func createMessage(to: String, body: String) async -> Result<MessageResource, RESTFailure> {
+        var fields: [FormField] = [.init("To", to)]
+        switch sender {
+        case .number(let from): fields.append(.init("From", from))
+        case .messagingService(let sid): fields.append(.init("MessagingServiceSid", sid))
+        }
+        fields.append(.init("Body", body))
+        if let statusCallback { fields.append(.init("StatusCallback", statusCallback)) }
+        var request = URLRequest(url: URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/Messages.json")!)
+        request.httpMethod = "POST"
+        request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+        request.httpBody = Data(FormCodec.encode(fields).utf8)
+        return await perform(request, expecting: 201, as: MessageResource.self)
+    }
+
+    /// `GET …/Messages.json?To=…[&From=…]`: the most recent messages to a number, newest first.
+    public func listMessages(to: String, pageSize: Int = 50) async -> Result<[MessageResource], RESTFailure> {
+        var query: [FormField] = [.init("To", to)]
+        if case .number(let from) = sender { query.append(.init("From", from)) }
+        query.append(.init("PageSize", String(pageSize)))
+        let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/Messages.json?\(FormCodec.encode(query))")!
+        return await perform(URLRequest(url: url), expecting: 200, as: MessagePage.self).map(\.messages)
+    }
+
+    // MARK: - Account and numbers (doctor)
+
+    /// `GET /2010-04-01/Accounts/{AccountSid}.json`: checks that the credentials are accepted.
+    public func fetchAccount() async -> Result<AccountResource, RESTFailure> {
+        await perform(URLRequest(url: URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid).json")!), expecting: 200, as: AccountResource.self)
+    }
+
+    /// `GET …/IncomingPhoneNumbers.json?PhoneNumber=…`: the account's number, with its SMS webhook.
+    public func findIncomingNumber(_ phoneNumber: String) async -> Result<IncomingNumber?, RESTFailure> {
+        let query = FormCodec.encode([.init("PhoneNumber", phoneNumber)])
+        let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/IncomingPhoneNumbers.json?\(query)")!
+        return await perform(URLRequest(url: url), expecting: 200, as: IncomingNumberPage.self).map { $0.incomingPhoneNumbers.first }
+    }
+
+    // MARK: - Transport
+
+    private func perform<T: Decodable>(_ request: URLRequest, expecting status: Int, as type: T.Type) async -> Result<T, RESTFailure> {
+        var request = request
+        request.setValue(authorization, forHTTPHeaderField: "Authorization")
+        request.setValue("application/json", forHTTPHeaderField: "Accept")
+        let data: Data
+        let response: HTTPURLResponse
+        do {
+            let (d, r) = try await session.data(for: request)
+            guard let http = r as? HTTPURLResponse else { return .failure(.transport(.maybeSent, "not an HTTP response")) }
+            data = d
+            response = http
+        } catch let error as URLError {
+            return .failure(.transport(Self.classify(error), Self.describe(error)))
+        } catch {
+            return .failure(.transport(.maybeSent, "\(error)"))
+        }
+        guard response.statusCode == status || (200..<300).contains(response.statusCode) else {
+            let body = try? JSONDecoder().decode(APIError.self, from: data)
+            return .failure(
+                .http(
+                    status: response.statusCode, code: body?.code, message: body?.message ?? "[HTTP \(response.statusCode)] Failed to execute request",
+                    moreInfo: body?.moreInfo, retryAfter: Self.retryAfter(response.value(forHTTPHeaderField: "Retry-After"))))
+        }
+        do {
+            return .success(try JSONDecoder().decode(T.self, from: data))
+        } catch {
+            return .failure(.undecodable("HTTP \(response.statusCode) with a body that is not the expected JSON: \(error)"))
+        }
+    }
+
+    /// Whether a transport error can have let the request reach Twilio.
+    static func classify(_ error: URLError) -> RESTFailure.Delivery {
+        switch error.code {
+        case .cannotConnectToHost, .cannotFindHost, .dnsLookupFailed, .notConnectedToInternet, .badURL, .unsupportedURL,
+            .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate, .serverCertificateNotYetValid,
+            .serverCertificateHasUnknownRoot, .clientCertificateRejected, .cannotLoadFromNetwork:
+            .notSent
+        default:
+            .maybeSent  // timed out, connection lost, bad response: the message may exist
+        }
+    }
+
+    /// Transport errors in words (corelibs' localized descriptions are only codes).
+    static func describe(_ error: URLError) -> String {
+        let what =
+            switch error.code {
+            case .timedOut: "timed out waiting for Twilio"
+            case .networkConnectionLost: "the connection was lost"
+            case .cannotConnectToHost: "cannot connect to the API host"
+            case .cannotFindHost, .dnsLookupFailed: "cannot find the API host"
+            case .notConnectedToInternet: "no network"
+            case .secureConnectionFailed: "TLS connection failed"
+            case .badServerResponse: "bad response from the server"
+            default: "network error"
+            }
+        return "\(what) (URLError \(error.code.rawValue))"
+    }
+
+    /// `Retry-After` as seconds (a number of seconds or an HTTP date).
+    static func retryAfter(_ value: String?) -> TimeInterval? {
+        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        if let seconds = Double(value), seconds >= 0 { return seconds }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: value).map { max(0, $0.timeIntervalSinceNow) }
+    }
+}
+
+/// Why a REST call did not succeed.
+public enum RESTFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Whether a request that failed in transport may have reached Twilio.
+    public enum Delivery: Sendable, Equatable {
+        /// The connection was never made: safe to send again.
+        case notSent
+        /// The request may have been received (timeout, dropped connection).
+        case maybeSent
+    }
+
+    case transport(Delivery, String)
+    /// Twilio answered with an error status; `code` and `message` come from its error JSON when present.
+    case http(status: Int, code: Int?, message: String, moreInfo: String?, retryAfter: TimeInterval?)
+    case undecodable(String)
+
+    public var description: String {
+        switch self {
+        case .transport(let delivery, let detail): "transport failure (\(delivery == .notSent ? "not sent" : "may have been sent")): \(detail)"
+        case .http(let status, let code, let message, _, _): "HTTP \(status)\(code.map { " code \($0)" } ?? ""): \(message)"
+        case .undecodable(let detail): detail
+        }
+    }
+}
+
+/// A message resource (`num_segments` and `price` are strings in Twilio's JSON).
+public struct MessageResource: Decodable, Sendable, Equatable {
+    public var sid: String
+    public var status: String
+    public var to: String?
+    public var from: String?
+    public var body: String?
+    public var numSegments: String?
+    public var errorCode: Int?
+    public var errorMessage: String?
+    public var dateCreated: String?
+
+    enum CodingKeys: String, CodingKey {
+        case sid, status, to, from, body
+        case numSegments = "num_segments"
+        case errorCode = "error_code"
+        case errorMessage = "error_message"
+        case dateCreated = "date_created"
+    }
+
+    /// `date_created` (RFC 2822, e.g. `Thu, 30 Jul 2015 20:12:31 +0000`).
+    public var created: Date? {
+        guard let dateCreated else { return nil }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
+        return formatter.date(from: dateCreated)
+    }
+}
+
+struct MessagePage: Decodable {
+    var messages: [MessageResource]
+}
+
+/// An account resource.
+public struct AccountResource: Decodable, Sendable, Equatable {
+    public var sid: String
+    public var status: String?
+    public var friendlyName: String?
+    enum CodingKeys: String, CodingKey {
+        case sid, status
+        case friendlyName = "friendly_name"
+    }
+}
+
+/// An incoming phone number with its messaging webhook.
+public struct IncomingNumber: Decodable, Sendable, Equatable {
+    public var sid: String
+    public var phoneNumber: String
+    public var smsUrl: String?
+    public var smsMethod: String?
+    enum CodingKeys: String, CodingKey {
+        case sid
+        case phoneNumber = "phone_number"
+        case smsUrl = "sms_url"
+        case smsMethod = "sms_method"
+    }
+}
+
+struct IncomingNumberPage: Decodable {
+    var incomingPhoneNumbers: [IncomingNumber]
+    enum CodingKeys: String, CodingKey { case incomingPhoneNumbers = "incoming_phone_numbers" }
+}
+
+/// Twilio's error JSON: `{"code":21211,"message":"…","more_info":"…","status":400}`.
+struct APIError: Decodable {
+    var code: Int?
+    var message: String?
+    var moreInfo: String?
+    enum CodingKeys: String, CodingKey {
+        case code, message
+        case moreInfo = "more_info"
+    }
+}
+
+/// Internals exposed for tests.
+public enum TwilioRESTClientTestHooks {
+    public static func retryAfter(_ value: String?) -> TimeInterval? { TwilioRESTClient.retryAfter(value) }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import TwilioKit
+
+/// A local stand-in for Twilio's REST API (Messages, Accounts, IncomingPhoneNumbers), driven by the `To`
+/// number like Twilio's magic test numbers:
+///
+/// | To | behaviour |
+/// | --- | --- |
+/// | +15005550001 | 400, code 21211 |
+/// | +15005550004 | 400, code 21610 (opted out) |
+/// | +15005550009 | 400, code 21614 (not a mobile) |
+/// | +15005550429 | 429 code 20429 with `Retry-After: 1` twice, then 201 |
+/// | +15005550430 | 429 without `Retry-After` once, then 201 |
+/// | +15005550500 | creates the message but answers 500 the first time |
+/// | +15005550501 | 500 without creating the first time, then 201 |
+/// | +15005550503 | creates the message, then answers after `slowDelay` (longer than the client waits) the first time |
+/// | +15005550777 | answers 201 after 400 ms |
+/// | anything else | 201 |
+final class FakeTwilio: Sendable {
+    static let accountSid = "AC" + String(repeating: "f", count: 32)
+    static let authToken = "fake-twilio-auth-token"
+    static let from = "+15005550006"
+
+    struct Created: Sendable {
+        var sid: String
+        var to: String
+        var from: String?
+        var body: String
+        var statusCallback: String?
+        var at: ContinuousClock.Instant
+        var date: Date
+    }
+
+    struct State: Sendable {
+        var created: [Created] = []
+        var postsByTo: [String: [ContinuousClock.Instant]] = [:]
+        var lists = 0
+        var smsURL = ""
+    }
+
+    let state = Mutex(State())
+    let slowDelay: Duration
+
+    init(slowDelay: Duration = .seconds(3)) {
+        self.slowDelay = slowDelay
+    }
+
+    var created: [Created] { state.withLock { $0.created } }
+    func posts(to: String) -> [ContinuousClock.Instant] { state.withLock { $0.postsByTo[to] ?? [] } }
+    func created(to: String) -> [Created] { created.filter { $0.to == to } }
+    func setSMSURL(_ url: String) { state.withLock { $0.smsURL = url } }
+
+    /// Runs the fake on a loopback port while `body` runs.
+    func run(_ body: (String) async throws -> Void) async throws {
+        let router = Router()
+        let messages = "/2010-04-01/Accounts/\(Self.accountSid)/Messages.json"
+        router.post(RouterPath(messages)) { request, context in try await self.create(request, context) }
+        router.get(RouterPath(messages)) { request, context in try self.list(request) }
+        router.get(RouterPath("/2010-04-01/Accounts/\(Self.accountSid).json")) { request, _ in
+            try self.authorize(request)
+            return Self.json(200, #"{"sid":"\#(Self.accountSid)","status":"active","friendly_name":"Test account"}"#)
+        }
+        router.get(RouterPath("/2010-04-01/Accounts/\(Self.accountSid)/IncomingPhoneNumbers.json")) { request, _ in
+            try self.authorize(request)
+            let wanted = request.uri.queryParameters["PhoneNumber"].map(String.init) ?? ""
+            guard wanted == Self.from else { return Self.json(200, #"{"incoming_phone_numbers":[]}"#) }
+            let url = self.state.withLock { $0.smsURL }
+            return Self.json(200, #"{"incoming_phone_numbers":[{"sid":"PN1","phone_number":"\#(Self.from)","sms_url":"\#(url)","sms_method":"POST"}]}"#)
+        }
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        var logger = Logger(label: "fake-twilio")
+        logger.logLevel = .critical
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0); continuation.finish() }, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var it = ports.makeAsyncIterator()
+            let port = await it.next() ?? 0
+            do {
+                try await body("http://127.0.0.1:\(port)")
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    private func authorize(_ request: Request) throws {
+        let expected = "Basic " + Crypto.base64(Array("\(Self.accountSid):\(Self.authToken)".utf8))
+        guard request.headers[.authorization] == expected else {
+            throw FakeError(401, #"{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}"#)
+        }
+    }
+
+    private func create(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try authorize(request)
+        let buffer = try await request.body.collect(upTo: 64 * 1024)
+        guard let fields = FormCodec.decode(Array(buffer.readableBytesView)) else { return Self.json(400, "{}") }
+        func field(_ name: String) -> String? { fields.first { $0.name == name }?.value }
+        let to = field("To") ?? ""
+        let body = field("Body") ?? ""
+        let attempt = state.withLock { s -> Int in
+            s.postsByTo[to, default: []].append(.now)
+            return s.postsByTo[to]!.count
+        }
+        func error(_ status: Int, _ code: Int, _ message: String) -> Response {
+            Self.json(status, #"{"code":\#(code),"message":"\#(message)","more_info":"https://www.twilio.com/docs/errors/\#(code)","status":\#(status)}"#)
+        }
+        switch to {
+        case "+15005550001": return error(400, 21211, "The 'To' number +15005550001 is not a valid phone number.")
+        case "+15005550004": return error(400, 21610, "Attempt to send to unsubscribed recipient")
+        case "+15005550009": return error(400, 21614, "'To' number is not a valid mobile number")
+        case "+15005550429" where attempt <= 2:
+            var response = error(429, 20429, "Too Many Requests")
+            response.headers[.retryAfter] = "1"
+            return response
+        case "+15005550430" where attempt == 1: return error(429, 20429, "Too Many Requests")
+        case "+15005550500" where attempt == 1:
+            _ = record(to: to, from: field("From"), body: body, callback: field("StatusCallback"))
+            return Self.json(500, "Internal Server Error")
+        case "+15005550501" where attempt == 1: return Self.json(500, #"{"code":20500,"message":"Internal Server Error","status":500}"#)
+        case "+15005550503" where attempt == 1:
+            _ = record(to: to, from: field("From"), body: body, callback: field("StatusCallback"))
+            try await Task.sleep(for: slowDelay)
+            return Self.json(500, "too late")
+        case "+15005550777":
+            try await Task.sleep(for: .milliseconds(400))
+        default: break
+        }
+        let message = record(to: to, from: field("From"), body: body, callback: field("StatusCallback"))
+        return Self.json(201, Self.resource(message))
+    }
+
+    private func list(_ request: Request) throws -> Response {
+        try authorize(request)
+        let to = request.uri.queryParameters["To"].map(String.init)
+        let from = request.uri.queryParameters["From"].map(String.init)
+        let found = state.withLock { s -> [Created] in
+            s.lists += 1
+            return s.created.filter { (to == nil || $0.to == to) && (from == nil || $0.from == from) }.reversed()
+        }
+        return Self.json(200, #"{"messages":[\#(found.map(Self.resource).joined(separator: ","))],"page":0,"page_size":50}"#)
+    }
+
+    private func record(to: String, from: String?, body: String, callback: String?) -> Created {
+        let created = Created(
+            sid: "SM" + Crypto.hex(Crypto.randomBytes(16)), to: to, from: from, body: body, statusCallback: callback, at: .now, date: Date())
+        state.withLock { $0.created.append(created) }
+        return created
+    }
+
+    static func resource(_ m: Created) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
+        let body = String(decoding: try! JSONEncoder().encode(m.body), as: UTF8.self)
+        return #"{"sid":"\#(m.sid)","status":"queued","to":"\#(m.to)","from":"\#(m.from ?? "")","body":\#(body),"num_segments":"1","num_media":"0","price":null,"error_code":null,"error_message":null,"date_created":"\#(formatter.string(from: m.date))","direction":"outbound-api","api_version":"2010-04-01"}"#
+    }
+
+    static func json(_ status: Int, _ body: String) -> Response {
+        Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+struct FakeError: HTTPResponseError {
+    let code: Int
+    let body: String
+    init(_ code: Int, _ body: String) {
+        self.code = code
+        self.body = body
+    }
+    var status: HTTPResponse.Status { .init(code: code) }
+    func response(from request: Request, context: some RequestContext) throws -> Response { FakeTwilio.json(code, body) }
+}
+
+/// A TCP server that accepts connections and closes them at once: a dropped connection.
+enum DroppingServer {
+    static func run(_ body: (String) async throws -> Void) async throws {
+        final class CloseOnRead: ChannelInboundHandler, Sendable {
+            typealias InboundIn = ByteBuffer
+            func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.close(promise: nil) }
+        }
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { $0.pipeline.addHandler(CloseOnRead()) }
+            .bind(host: "127.0.0.1", port: 0).get()
+        do {
+            try await body("http://127.0.0.1:\(channel.localAddress!.port!)")
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        try await channel.close()
+    }
+}

@@ -1,0 +1,361 @@
+import Action2PhoneCore
+import Action2PhoneServer
+import Foundation
+import GRDB
+import Logging
+import ServiceLifecycle
+import Testing
+import TwilioKit
+
+/// Runs the real outbox worker with the real REST client against a local fake of Twilio's API.
+struct OutboxHarness {
+    let path: String
+    let store: SQLiteStore
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-outbox-\(UUID().uuidString)/test.sqlite").path
+        store = try SQLiteStore.open(path: path)
+    }
+
+    func client(_ base: String, timeout: TimeInterval = 1) -> TwilioRESTClient {
+        TwilioRESTClient(
+            baseURL: base, accountSid: FakeTwilio.accountSid, authToken: FakeTwilio.authToken, sender: .number(FakeTwilio.from),
+            statusCallback: "https://bot.example.org/sms/status", timeout: timeout)
+    }
+
+    static let fastPolicy = DeliveryPolicy(maxAttempts: 4, baseDelay: 0.05, maxDelay: 2, jitter: 1...1)
+
+    /// Queues texts directly, as the conversation or the CLI would.
+    func enqueue(_ texts: [(to: String, body: String)]) throws {
+        try DatabaseQueue(path: path).write { db in
+            for t in texts {
+                try db.execute(
+                    sql: "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES (?, ?, 'direct', 'queued', ?, ?)",
+                    arguments: [t.to, t.body, Date(), Date()])
+            }
+        }
+    }
+
+    func rows() throws -> [Row] {
+        try DatabaseQueue(path: path).read { try Row.fetchAll($0, sql: "SELECT * FROM outbox ORDER BY id") }
+    }
+
+    func scalar(_ sql: String) throws -> Int {
+        try DatabaseQueue(path: path).read { try Int.fetchOne($0, sql: sql) ?? -1 }
+    }
+
+    /// Runs `worker` until no row is `queued` or `sending` (or `timeout`), then shuts it down gracefully.
+    func run(_ worker: OutboxWorker, timeout: Duration = .seconds(15), until done: (() throws -> Bool)? = nil) async throws {
+        let group = ServiceGroup(configuration: .init(services: [worker], logger: Logger(label: "test")))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let deadline = ContinuousClock.now.advanced(by: timeout)
+            let finished = done ?? { try scalar("SELECT count(*) FROM outbox WHERE status IN ('queued', 'sending')") == 0 }
+            while ContinuousClock.now < deadline, try !finished() {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+}
+
+/// Delegates to a real sender, noting when each send starts.
+struct RecordingSender: MessageSender {
+    let inner: any MessageSender
+    let onSend: @Sendable () -> Void
+    init(_ inner: any MessageSender, onSend: @escaping @Sendable () -> Void) {
+        self.inner = inner
+        self.onSend = onSend
+    }
+    func send(to: String, body: String) async -> Result<SentMessage, RESTFailure> {
+        onSend()
+        return await inner.send(to: to, body: body)
+    }
+    func findExisting(to: String, body: String, since: Date) async -> Result<String?, RESTFailure> {
+        await inner.findExisting(to: to, body: body, since: since)
+    }
+}
+
+@Suite("Outbox worker against a fake Twilio API")
+struct OutboxWorkerTests {
+    let logger = Logger(label: "test")
+
+    func worker(_ h: OutboxHarness, _ base: String, rate: Double = 50, timeout: TimeInterval = 1, maxAttempts: Int = 4) -> OutboxWorker {
+        var policy = OutboxHarness.fastPolicy
+        policy.maxAttempts = maxAttempts
+        return OutboxWorker(
+            store: h.store, sender: TwilioSender(client: h.client(base, timeout: timeout)), rate: rate, policy: policy, pollInterval: .milliseconds(10),
+            logger: logger)
+    }
+
+    @Test func sendsEachTextOnceAtTheConfiguredRateEvenlySpaced() async throws {
+        // Given 12 texts queued and a rate of 20 per second
+        let h = try OutboxHarness()
+        try h.enqueue((0..<12).map { (to: "+1415555\(String(format: "%04d", 3000 + $0))", body: "Harvest report \($0)") })
+        let fake = FakeTwilio()
+        let starts = Shared<[ContinuousClock.Instant]>([])
+        try await fake.run { base in
+            // When the worker runs
+            let recording = RecordingSender(TwilioSender(client: h.client(base))) { starts.update { $0.append(.now) } }
+            let worker = OutboxWorker(store: h.store, sender: recording, rate: 20, policy: OutboxHarness.fastPolicy, pollInterval: .milliseconds(10), logger: logger)
+            try await h.run(worker)
+        }
+        // Then each was created once, with the sender, the body and the status callback URL
+        let created = fake.created
+        #expect(created.count == 12)
+        #expect(Set(created.map(\.to)).count == 12)
+        #expect(created.allSatisfy { $0.from == FakeTwilio.from && $0.statusCallback == "https://bot.example.org/sms/status" && $0.body.hasPrefix("Harvest report") })
+        // And the worker started no two sends closer than 1/rate = 50 ms
+        let started = starts.value
+        let gaps = zip(started.dropFirst(), started).map { $0 - $1 }
+        #expect(started.count == 12)
+        #expect(gaps.allSatisfy { $0 >= .milliseconds(49) }, "gaps: \(gaps)")
+        // And Twilio saw them arrive over at least 11 intervals: no burst, whatever the network did
+        let arrivals = fake.state.withLock { $0.postsByTo.values.flatMap { $0 } }.sorted()
+        #expect(arrivals.last! - arrivals.first! >= .milliseconds(11 * 50 - 15))
+        // And every row is sent with Twilio's SID
+        let rows = try h.rows()
+        #expect(rows.allSatisfy { $0["status"] as String == "sent" && $0["attempts"] as Int == 1 })
+        #expect(Set(rows.compactMap { $0["twilioSid"] as String? }) == Set(created.map(\.sid)))
+    }
+
+    @Test func permanentErrorsFailAtOnceWithTwilioCodeAndMessage() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+15005550001", body: "a"), (to: "+15005550004", body: "b"), (to: "+15005550009", body: "c")])
+        let fake = FakeTwilio()
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        let rows = try h.rows()
+        #expect(rows.map { $0["status"] as String } == ["failed", "failed", "failed"])
+        #expect(rows.map { $0["errorCode"] as Int? } == [21211, 21610, 21614])
+        #expect(rows.map { $0["attempts"] as Int } == [1, 1, 1])
+        #expect((rows[0]["errorMessage"] as String).contains("not a valid phone number"))
+        // 21610 opts the number out (consent log source twilio); 21614 suppresses it
+        #expect(try h.scalar("SELECT optedOut FROM phones WHERE phone = '+15005550004'") == 1)
+        #expect(try h.scalar("SELECT count(*) FROM consentLog WHERE phone = '+15005550004' AND action = 'optOut' AND source = 'twilio'") == 1)
+        #expect(try h.scalar("SELECT suppressed FROM phones WHERE phone = '+15005550009'") == 1)
+        #expect(fake.created.isEmpty)
+    }
+
+    @Test func tooManyRequestsHonoursRetryAfter() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+15005550429", body: "patience")])
+        let fake = FakeTwilio()
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        let posts = fake.posts(to: "+15005550429")
+        #expect(posts.count == 3)
+        #expect(zip(posts.dropFirst(), posts).allSatisfy { $0 - $1 >= .milliseconds(950) }, "Retry-After: 1 was not honoured: \(posts)")
+        #expect(fake.created(to: "+15005550429").count == 1)
+        #expect(try h.rows()[0]["status"] as String == "sent")
+    }
+
+    @Test func tooManyRequestsWithoutRetryAfterBacksOff() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+15005550430", body: "patience")])
+        let fake = FakeTwilio()
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        let posts = fake.posts(to: "+15005550430")
+        #expect(posts.count == 2)
+        #expect(posts[1] - posts[0] >= .milliseconds(45))
+        #expect(fake.created(to: "+15005550430").count == 1)
+        #expect(fake.state.withLock { $0.lists } == 0)  // a 429 was never processed: no reconciliation needed
+    }
+
+    @Test func serverErrorAfterCreatingIsReconciledNotResent() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+15005550500", body: "only once please")])
+        let fake = FakeTwilio()
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        #expect(fake.posts(to: "+15005550500").count == 1)
+        #expect(fake.created(to: "+15005550500").count == 1)
+        let row = try h.rows()[0]
+        #expect(row["status"] as String == "sent")
+        #expect(row["twilioSid"] as String? == fake.created(to: "+15005550500").first?.sid)
+    }
+
+    @Test func serverErrorWithoutCreatingIsResentOnce() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+15005550501", body: "second time lucky")])
+        let fake = FakeTwilio()
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        #expect(fake.posts(to: "+15005550501").count == 2)
+        #expect(fake.created(to: "+15005550501").count == 1)
+        #expect(fake.state.withLock { $0.lists } == 1)
+        #expect(try h.rows()[0]["status"] as String == "sent")
+    }
+
+    @Test func timeoutAfterSendingIsReconciledNotResent() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+15005550503", body: "slow and steady")])
+        let fake = FakeTwilio(slowDelay: .seconds(3))
+        try await fake.run { base in try await h.run(worker(h, base, timeout: 1)) }
+        #expect(fake.posts(to: "+15005550503").count == 1)
+        #expect(fake.created(to: "+15005550503").count == 1)
+        #expect(try h.rows()[0]["status"] as String == "sent")
+    }
+
+    @Test func droppedConnectionsRetryThenEndUncertainNeverDuplicated() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+14155550100", body: "into the void")])
+        try await DroppingServer.run { base in try await h.run(worker(h, base, maxAttempts: 3)) }
+        let row = try h.rows()[0]
+        // The connection was dropped after the request went out: Twilio may have it, so after the attempts
+        // run out an operator decides (outbox retry) rather than a second text going out on its own.
+        #expect(row["status"] as String == "uncertain")
+        #expect(row["attempts"] as Int == 3)
+        #expect(row["needsReconcile"] as Bool)
+    }
+
+    @Test func refusedConnectionsAreRetriedAndFinallyFail() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+14155550100", body: "nobody home")])
+        // A port with nothing listening: the request never left, so retrying is safe and reconciling is not needed.
+        var closedPort = 0
+        try await DroppingServer.run { base in closedPort = Int(base.split(separator: ":").last!)! }
+        try await h.run(worker(h, "http://127.0.0.1:\(closedPort)", maxAttempts: 3))
+        let row = try h.rows()[0]
+        #expect(row["status"] as String == "failed")
+        #expect(row["attempts"] as Int == 3)
+        #expect(!(row["needsReconcile"] as Bool))
+        #expect((row["errorMessage"] as String).contains("gave up after 3 attempts"))
+    }
+
+    @Test func nothingIsLostOrSentTwiceAcrossARestart() async throws {
+        // Given a row a crash left `sending`, and one still queued
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+14155550101", body: "was in flight"), (to: "+14155550102", body: "still queued")])
+        try await DatabaseQueue(path: h.path).write { try $0.execute(sql: "UPDATE outbox SET status = 'sending', attempts = 1 WHERE id = 1") }
+        let fake = FakeTwilio()
+        // When the worker starts again
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        // Then the interrupted one is uncertain and not resent; the queued one is sent
+        let rows = try h.rows()
+        #expect(rows[0]["status"] as String == "uncertain")
+        #expect(rows[1]["status"] as String == "sent")
+        #expect(fake.created.map(\.to) == ["+14155550102"])
+    }
+
+    @Test func aTextToANumberThatOptedOutMeanwhileIsNotSent() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+14155550101", body: "too late")])
+        try await DatabaseQueue(path: h.path).write {
+            try $0.execute(sql: "INSERT INTO phones (phone, optedOut, updatedAt) VALUES ('+14155550101', 1, ?)", arguments: [Date()])
+        }
+        let fake = FakeTwilio()
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        #expect(fake.created.isEmpty)
+        #expect(try h.rows()[0]["status"] as String == "failed")
+    }
+
+    @Test func textsToOneNumberGoOutInOrder() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue((1...5).map { (to: "+15005550777", body: "part \($0)") })
+        let fake = FakeTwilio()
+        try await fake.run { base in try await h.run(worker(h, base, rate: 100)) }
+        #expect(fake.created.map(\.body) == ["part 1", "part 2", "part 3", "part 4", "part 5"])
+    }
+
+    @Test func gracefulShutdownFinishesTheSendInFlight() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+15005550777", body: "slow but sure")])
+        let fake = FakeTwilio()
+        try await fake.run { base in
+            // Shut down as soon as the send has started (the fake answers after 400 ms)
+            try await h.run(worker(h, base)) { !fake.posts(to: "+15005550777").isEmpty }
+        }
+        #expect(try h.rows()[0]["status"] as String == "sent")
+        #expect(fake.created.count == 1)
+    }
+
+    @Test func localModeSimulatesAndLogs() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+14155550100", body: "hello from local mode")])
+        let worker = OutboxWorker(store: h.store, sender: SimulatedSender(logger: logger), rate: 50, pollInterval: .milliseconds(10), logger: logger)
+        try await h.run(worker)
+        #expect(try h.rows()[0]["status"] as String == "simulated")
+    }
+
+    @Test func statusCallbacksMoveSentRowsForward() async throws {
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+14155550100", body: "track me")])
+        let fake = FakeTwilio()
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        let sid = try #require(fake.created.first?.sid)
+        try await h.store.applyStatusCallback(StatusCallback(fields: [.init("MessageSid", sid), .init("MessageStatus", "delivered")]), now: Date())
+        try await h.store.applyStatusCallback(StatusCallback(fields: [.init("MessageSid", sid), .init("MessageStatus", "sent")]), now: Date())
+        #expect(try h.rows()[0]["status"] as String == "delivered")
+    }
+}
+
+@Suite("Delivery policy")
+struct DeliveryPolicyTests {
+    let now = Date(timeIntervalSince1970: 1_795_597_200)
+
+    @Test func backoffGrowsExponentiallyWithJitterAndACap() {
+        let p = DeliveryPolicy(maxAttempts: 10, baseDelay: 1, maxDelay: 30, jitter: 0.5...1.0)
+        for attempt in 1...8 {
+            let d = p.delay(afterAttempt: attempt, retryAfter: nil)
+            let full = min(30, pow(2, Double(attempt - 1)))
+            #expect(d >= full * 0.5 && d <= full)
+        }
+        #expect(p.delay(afterAttempt: 1, retryAfter: 7) == 7)
+        #expect(p.delay(afterAttempt: 1, retryAfter: 999) == 30)
+    }
+
+    @Test func classification() {
+        let p = DeliveryPolicy(maxAttempts: 3, baseDelay: 1, maxDelay: 10, jitter: 1...1)
+        #expect(p.outcome(of: .success(.accepted(sid: "SM1")), attempts: 1, now: now) == .accepted(sid: "SM1"))
+        #expect(p.outcome(of: .failure(.http(status: 400, code: 21211, message: "bad", moreInfo: nil, retryAfter: nil)), attempts: 1, now: now) == .failed(code: 21211, message: "bad"))
+        #expect(p.outcome(of: .failure(.http(status: 401, code: nil, message: "who", moreInfo: nil, retryAfter: nil)), attempts: 1, now: now) == .failed(code: 401, message: "who"))
+        #expect(
+            p.outcome(of: .failure(.http(status: 429, code: 20429, message: "slow", moreInfo: nil, retryAfter: 5)), attempts: 1, now: now)
+                == .retry(at: now.addingTimeInterval(5), code: 20429, message: "slow", reconcile: false))
+        #expect(
+            p.outcome(of: .failure(.http(status: 503, code: nil, message: "down", moreInfo: nil, retryAfter: nil)), attempts: 2, now: now)
+                == .retry(at: now.addingTimeInterval(2), code: nil, message: "down", reconcile: true))
+        #expect(p.outcome(of: .failure(.transport(.notSent, "refused")), attempts: 1, now: now) == .retry(at: now.addingTimeInterval(1), code: nil, message: "refused", reconcile: false))
+        #expect(p.outcome(of: .failure(.transport(.maybeSent, "lost")), attempts: 3, now: now) == .uncertain(code: nil, message: "gave up after 3 attempts: lost"))
+        #expect(p.outcome(of: .failure(.transport(.notSent, "refused")), attempts: 3, now: now) == .failed(code: nil, message: "gave up after 3 attempts: refused"))
+    }
+
+    @Test func retryAfterParsesSecondsAndDates() {
+        #expect(TwilioRESTClientTestHooks.retryAfter("3") == 3)
+        #expect(TwilioRESTClientTestHooks.retryAfter("") == nil)
+        #expect(TwilioRESTClientTestHooks.retryAfter("Wed, 21 Oct 2015 07:28:00 GMT") == 0)
+    }
+}
+
+@Suite("REST reply mode end to end")
+struct RestReplyModeTests {
+    @Test func repliesGoOutThroughTheOutboxInOrder() async throws {
+        let fake = FakeTwilio()
+        try await fake.run { base in
+            let config = TestServer.makeConfig { $0.replyMode = .rest }
+            let client = TwilioRESTClient(baseURL: base, accountSid: FakeTwilio.accountSid, authToken: FakeTwilio.authToken, sender: .number(FakeTwilio.from))
+            try await TestServer.run(
+                config,
+                services: { store in
+                    [OutboxWorker(store: store, sender: TwilioSender(client: client), rate: 50, pollInterval: .milliseconds(10), logger: Logger(label: "t"))]
+                }
+            ) { server in
+                // When a phone texts three times in REST mode
+                for body in ["HELP", "JOIN", "Ivan"] {
+                    let reply = try await server.post(fields: smsFields(body: body))
+                    // Then each webhook answers an empty <Response/> at once
+                    #expect(reply.status == 200 && reply.body == TwiML.empty)
+                }
+                // And the replies reach Twilio, in order, addressed to the phone
+                let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+                while fake.created.count < 3 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                let sent = fake.created
+                #expect(sent.map(\.to) == ["+14155550100", "+14155550100", "+14155550100"])
+                #expect(sent.count == 3)
+                if sent.count == 3 {
+                    #expect(sent[0].body.contains("reply JOIN to register"))
+                    #expect(sent[1].body.contains("first name"))
+                    #expect(sent[2].body.contains("Thank you, Ivan"))
+                }
+            }
+        }
+    }
+}

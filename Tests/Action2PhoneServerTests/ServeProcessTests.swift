@@ -1,0 +1,79 @@
+import Foundation
+import GRDB
+import Testing
+import Action2PhoneCore
+
+/// The built `action2phone` executable, run as operators run it.
+enum Executable {
+    static var path: String { repositoryRoot.appendingPathComponent(".build/debug/action2phone").path }
+
+    /// Starts `action2phone arguments…` with `environment` added; stdout and stderr go to files.
+    static func start(_ arguments: [String], environment: [String: String], output: URL) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TWILIO_") && !$0.key.hasPrefix("ACTION2PHONE_") }
+            .merging(environment) { $1 }
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
+    static func waitForExit(_ process: Process, timeout: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+}
+
+@Suite("action2phone serve as a process")
+struct ServeProcessTests {
+    @Test func sigtermFinishesTheSendInFlightAndExitsZero() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
+        let db = dir.appendingPathComponent("a.sqlite").path
+        // Given a text queued for a number whose send takes 400 ms at the fake Twilio
+        let store = try Action2PhoneCoreStore.open(db)
+        try await store.write { db in
+            try db.execute(
+                sql: "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES ('+15005550777', 'slow but sure', 'operator', 'queued', ?, ?)",
+                arguments: [Date(), Date()])
+        }
+        let fake = FakeTwilio()
+        try await fake.run { base in
+            let process = try Executable.start(
+                ["serve", "--port", "0", "--db", db],
+                environment: [
+                    "TWILIO_ACCOUNT_SID": FakeTwilio.accountSid, "TWILIO_AUTH_TOKEN": FakeTwilio.authToken, "TWILIO_FROM_NUMBER": FakeTwilio.from,
+                    "TWILIO_API_BASE_URL": base,
+                ],
+                output: dir.appendingPathComponent("out.log"))
+            // When SIGTERM arrives while the send is in flight
+            let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+            while fake.posts(to: "+15005550777").isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(!fake.posts(to: "+15005550777").isEmpty, "the server never sent: \(String(decoding: (try? Data(contentsOf: dir.appendingPathComponent("out.log"))) ?? Data(), as: UTF8.self))")
+            process.terminate()
+            // Then it exits 0 after the send finished, and the row is sent, not uncertain
+            let status = await Executable.waitForExit(process, timeout: .seconds(10))
+            if status == nil { process.interrupt() }
+            #expect(status == 0)
+        }
+        let row = try await store.read { try Row.fetchOne($0, sql: "SELECT status, twilioSid FROM outbox") }
+        #expect(row?["status"] as String? == "sent")
+        #expect(fake.created.count == 1)
+        let log = String(decoding: try Data(contentsOf: dir.appendingPathComponent("out.log")), as: UTF8.self)
+        #expect(log.contains("mode:      TWILIO"))
+        #expect(!log.contains(FakeTwilio.authToken))
+    }
+}
+
+/// A plain GRDB handle on a test database that the server also opens.
+enum Action2PhoneCoreStore {
+    static func open(_ path: String) throws -> DatabasePool {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        _ = try Action2PhoneCore.SQLiteStore.open(path: path)
+        return try DatabasePool(path: path)
+    }
+}
