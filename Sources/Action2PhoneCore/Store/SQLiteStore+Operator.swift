@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import GRDB
+
+/// What operators do from the command line. Every method is one transaction.
+extension SQLiteStore {
+    static let userSelect = """
+        SELECT u.*, coalesce(p.optedOut, 0) AS optedOut, coalesce(p.suppressed, 0) AS suppressed,
+               (SELECT count(*) FROM inbox i WHERE i.userId = u.id AND i.readAt IS NULL) AS unread
+        FROM users u LEFT JOIN phones p ON p.phone = u.phone
+        """
+
+    static func userRecord(_ row: Row, now: Date) -> UserRecord {
+        let lockedUntil: Date? = row["lockedUntil"]
+        return UserRecord(
+            id: row["id"], phone: row["phone"], firstName: row["firstName"], lastName: row["lastName"], email: row["email"],
+            role: Role(rawValue: row["role"]) ?? .user, optedOut: row["optedOut"], suppressed: row["suppressed"], createdAt: row["createdAt"],
+            lastSeenAt: row["lastSeenAt"], unread: row["unread"], locked: lockedUntil.map { $0 > now } ?? false, lockedUntil: lockedUntil)
+    }
+
+    public func listUsers(_ filter: UserFilter, now: Date = Date()) async throws -> [UserRecord] {
+        try await writer.read { db in
+            var conditions: [String] = []
+            if filter.optedOut { conditions.append("coalesce(p.optedOut, 0) = 1") }
+            if filter.admins { conditions.append("u.role = 'admin'") }
+            let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+            return try Row.fetchAll(db, sql: Self.userSelect + whereClause + " ORDER BY u.id LIMIT ?", arguments: [filter.limit])
+                .map { Self.userRecord($0, now: now) }
+        }
+    }
+
+    /// One user by E.164 phone, email (any case) or numeric id.
+    public func user(_ key: String, now: Date = Date()) async throws -> UserRecord? {
+        try await writer.read { db in
+            try Row.fetchOne(
+                db, sql: Self.userSelect + " WHERE u.phone = ? OR u.email = ? OR CAST(u.id AS TEXT) = ? LIMIT 1", arguments: [key, key, key]
+            ).map { Self.userRecord($0, now: now) }
+        }
+    }
+
+    public func findUsers(_ text: String, limit: Int = 50, now: Date = Date()) async throws -> [UserRecord] {
+        let ids = try await writer.read { db in try SQLiteFacts(db: db, phone: "").findUsers(matching: text, limit: limit).map(\.id) }
+        var out: [UserRecord] = []
+        for id in ids { if let u = try await user(String(id), now: now) { out.append(u) } }
+        return out
+    }
+
+    /// Grants or removes the admin role; `false` when no one has that phone.
+    public func setRole(phone: String, _ role: Role) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(sql: "UPDATE users SET role = ? WHERE phone = ?", arguments: [role.rawValue, phone])
+            return db.changesCount > 0
+        }
+    }
+
+    /// As the `DELETE` command; `false` when no one has that phone.
+    public func deleteUser(phone: String, now: Date = Date()) async throws -> Bool {
+        try await writer.write { db in
+            guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM users WHERE phone = ?", arguments: [phone]) else { return false }
+            try Self.deleteAccount(db, userId: id, now: now)
+            return true
+        }
+    }
+
+    /// An operator's direct message: into the person's inbox, and texted unless they opted out or are
+    /// suppressed. `nil` when no one has that phone; otherwise whether a text was queued.
+    public func operatorSend(phone: String, body: String, now: Date = Date()) async throws -> Bool? {
+        try await writer.write { db in
+            guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM users WHERE phone = ?", arguments: [phone]) else { return nil }
+            return try Self.sendDirect(db, recipientId: id, senderId: nil, body: body, purpose: "operator", now: now)
+        }
+    }
+
+    /// Who a broadcast would reach now.
+    public func broadcastAudience() async throws -> BroadcastAudience {
+        try await writer.read { db in try SQLiteFacts(db: db, phone: "").broadcastAudience() }
+    }
+
+    /// An operator's broadcast: (inbox rows, texts queued).
+    public func operatorBroadcast(body: String, now: Date = Date()) async throws -> (stored: Int, queued: Int) {
+        try await writer.write { db in try Self.broadcast(db, senderId: nil, body: body, now: now) }
+    }
+
+    /// Opts a number out or back in on an operator's word (consent log source `operator`).
+    public func setConsent(phone: String, optedOut: Bool, note: String, now: Date = Date()) async throws {
+        try await writer.write { db in
+            try Self.setOptedOut(db, phone: phone, optedOut: optedOut, source: "operator", text: note, now: now)
+        }
+    }
+
+    /// Clears a suppression so the number gets broadcasts again; `false` when it was not suppressed.
+    public func unsuppress(phone: String, now: Date = Date()) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(
+                sql: "UPDATE phones SET suppressed = 0, suppressedReason = NULL, updatedAt = ? WHERE phone = ? AND suppressed", arguments: [now, phone])
+            guard db.changesCount > 0 else { return false }
+            try db.execute(
+                sql: "INSERT INTO consentLog (phone, action, source, text, createdAt) VALUES (?, 'unsuppress', 'operator', 'cleared by an operator', ?)",
+                arguments: [phone, now])
+            return true
+        }
+    }
+
+    /// Queues rows again. `uncertain` rows are first looked for at Twilio before any resend; `failed` and
+    /// `undelivered` ones are sent again. Rows in any other state are refused (they were sent or are on
+    /// their way), as are unknown ids. `ids` empty means every row with `status`.
+    public func retryOutbox(ids: [Int64], status: OutboxStatus? = nil, now: Date = Date()) async throws -> (queued: [Int64], refused: [OutboxRetryRefusal]) {
+        try await writer.write { db in
+            var targets = ids
+            if ids.isEmpty, let status {
+                targets = try Int64.fetchAll(db, sql: "SELECT id FROM outbox WHERE status = ? ORDER BY id", arguments: [status.rawValue])
+            }
+            var queued: [Int64] = []
+            var refused: [OutboxRetryRefusal] = []
+            for id in targets {
+                guard let current = try String.fetchOne(db, sql: "SELECT status FROM outbox WHERE id = ?", arguments: [id]) else {
+                    refused.append(.init(id: id, reason: "no outbox row with id \(id)"))
+                    continue
+                }
+                guard ["uncertain", "failed", "undelivered"].contains(current) else {
+                    refused.append(.init(id: id, reason: "row \(id) is \(current): only uncertain, failed or undelivered rows can be retried"))
+                    continue
+                }
+                try db.execute(
+                    sql: """
+                        UPDATE outbox SET status = 'queued', nextAttemptAt = NULL, attempts = 0,
+                        needsReconcile = (needsReconcile OR ? = 'uncertain') AND firstAttemptAt IS NOT NULL, updatedAt = ? WHERE id = ?
+                        """,
+                    arguments: [current, now, id])
+                queued.append(id)
+            }
+            return (queued, refused)
+        }
+    }
+}

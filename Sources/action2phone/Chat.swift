@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import ArgumentParser
+import Foundation
+import TwilioKit
+
+/// `action2phone chat [--from PHONE] [--url URL]`
+struct Chat: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Be a phone: type texts, read the bot's replies (standard input, so it works piped too).",
+        discussion: "In-process on --db by default; with --url, over HTTP to a running server, signed like Twilio. Type /quit or end the input to leave.")
+
+    @OptionGroup var store: StoreOptions
+    @Option(help: "The phone you text from.") var from = "+14155550100"
+    @Option(help: "The organisation's number you text to.") var to = "+15005550006"
+    @Option(help: "A running server's base or /sms URL.") var url: String?
+    @Option(help: "With --url: the URL to sign for when the server has ACTION2PHONE_PUBLIC_URL.") var publicURL: String?
+
+    func run() async throws {
+        let sender = PhoneNumber.normalize(from) ?? from
+        var phone: any SimulatedPhone
+        if let url {
+            phone = HTTPPhone(url: url, publicURL: publicURL, token: try store.config().authToken)
+        } else {
+            phone = InProcessPhone(config: try store.config(), store: try store.open())
+        }
+        let interactive = isatty(0) == 1
+        if interactive {
+            print("Texting \(to) as \(sender)\(url.map { " via \($0)" } ?? " (in-process, \(store.path))"). Try HELP; /quit to leave.")
+        }
+        while true {
+            if interactive { print("you > ", terminator: "") }
+            guard let line = readLine(strippingNewline: true) else { break }
+            if line.trimmingWhitespace() == "/quit" { break }
+            let (status, messages) = try await phone.text(WebhookFields.inboundSMS(from: sender, to: to, body: line))
+            if !interactive { print("you > " + line) }
+            if status != 200 { print("     [HTTP \(status)]") }
+            if messages.isEmpty { print("bot > (no reply)") }
+            for m in messages { print("bot > " + m.replacing("\n", with: "\n      ")) }
+        }
+    }
+}

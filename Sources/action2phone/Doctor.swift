@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import Action2PhoneServer
+import ArgumentParser
+import Foundation
+import TwilioKit
+
+/// `action2phone doctor`
+struct Doctor: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check what a live deployment needs: credentials accepted, the sender on the account, its SMS webhook URL.")
+    @OptionGroup var store: StoreOptions
+
+    func run() async throws {
+        var failures = 0
+        func ok(_ s: String) { print("ok    \(s)") }
+        func fail(_ s: String, fix: String) {
+            failures += 1
+            print("FAIL  \(s)\n      fix: \(fix)")
+        }
+        let environment = ProcessInfo.processInfo.environment
+        let config: ServerConfig
+        do {
+            config = try ServerConfig.resolve(flags: [.database: store.path], environment: environment)
+        } catch let error as ConfigError {
+            fail("configuration: \(error.description)", fix: "correct the variable named above")
+            throw ExitCode.failure
+        }
+        guard !config.isLocalMode, let accountSid = config.accountSid else {
+            fail(
+                "no Twilio credentials: the server would run in local mode and send nothing",
+                fix: "export TWILIO_ACCOUNT_SID (AC…) and TWILIO_AUTH_TOKEN from the Twilio Console")
+            throw ExitCode.failure
+        }
+        ok("credentials present for account \(accountSid)")
+        let sender: TwilioRESTClient.Sender = config.fromNumber.map { .number($0) } ?? .messagingService(config.messagingServiceSid ?? "")
+        let client = TwilioRESTClient(baseURL: config.apiBaseURL, accountSid: accountSid, authToken: config.authToken.reveal(), sender: sender)
+
+        switch await client.fetchAccount() {
+        case .success(let account):
+            ok("the REST API accepts the credentials (\(account.friendlyName ?? account.sid), \(account.status ?? "status unknown"))")
+        case .failure(.http(let status, let code, let message, _, _)) where status == 401 || status == 403:
+            fail(
+                "the REST API refused the credentials: HTTP \(status)\(code.map { " code \($0)" } ?? ""): \(message)",
+                fix: "copy the Account SID and the primary Auth Token again from the Console (test credentials do not work here)")
+        case .failure(let failure):
+            fail("cannot reach the REST API at \(config.apiBaseURL): \(failure)", fix: "check the network and TWILIO_API_BASE_URL")
+        }
+
+        if let from = config.fromNumber {
+            switch await client.findIncomingNumber(from) {
+            case .success(let number?):
+                ok("\(from) is a number on the account")
+                if let publicURL = config.publicURL {
+                    let expected = publicURL + "/sms"
+                    if number.smsUrl == expected {
+                        ok("its SMS webhook is \(expected)\(number.smsMethod.map { " (\($0))" } ?? "")")
+                        if let method = number.smsMethod, method.uppercased() != "POST" {
+                            fail("its SMS webhook method is \(method)", fix: "set \"A message comes in\" to HTTP POST in the Console")
+                        }
+                    } else {
+                        fail(
+                            "its SMS webhook is \(number.smsUrl.map { "'\($0)'" } ?? "not set"), not \(expected): signatures are checked against \(expected)",
+                            fix: "Console → Phone Numbers → \(from) → Messaging: \"A message comes in\" = Webhook, \(expected), HTTP POST")
+                    }
+                } else {
+                    fail(
+                        "ACTION2PHONE_PUBLIC_URL is not set, so the webhook URL cannot be checked (and signatures depend on Host headers)",
+                        fix: "export ACTION2PHONE_PUBLIC_URL=https://your.public.host (the URL Twilio calls, without /sms)")
+                }
+            case .success(nil):
+                fail("\(from) is not a number on account \(accountSid)", fix: "set TWILIO_FROM_NUMBER to one of the account's numbers (Console → Phone Numbers)")
+            case .failure(let failure):
+                fail("cannot look up \(from): \(failure)", fix: "check the credentials and the network")
+            }
+        } else {
+            ok("sending through Messaging Service \(config.messagingServiceSid ?? "?") (its numbers' webhooks are not checked here)")
+        }
+        print(failures == 0 ? "All checks passed." : "\(failures) check(s) failed.")
+        if failures > 0 { throw ExitCode.failure }
+    }
+}

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import ArgumentParser
+import Foundation
+import TwilioKit
+
+/// `action2phone send PHONE TEXT`
+struct Send: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Message one person: into their inbox, and texted through the outbox (sent by a running serve).")
+    @OptionGroup var store: StoreOptions
+    @Argument(help: "The person's phone.") var phone: String
+    @Argument(help: "The text (quote it).") var text: String
+
+    func run() async throws {
+        let e164 = try phoneArgument(phone)
+        let body = text.trimmingWhitespace()
+        guard !body.isEmpty else { throw CLIError("the text is empty") }
+        guard body.utf16.count <= TwiML.maxMessageLength else { throw CLIError("the text has \(body.utf16.count) characters; the most is 1600") }
+        guard let texted = try await store.open().operatorSend(phone: e164, body: body) else { throw CLIError("no user with phone \(e164)") }
+        print(texted ? "Stored in \(e164)'s inbox and queued to be texted." : "Stored in \(e164)'s inbox; not texted: the number opted out or cannot receive texts.")
+    }
+}
+
+/// `action2phone broadcast TEXT [--yes]`
+struct Broadcast: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Message everyone: into every inbox, and texted to each reachable person through the outbox.")
+    @OptionGroup var store: StoreOptions
+    @Argument(help: "The text (quote it).") var text: String
+    @Flag(help: "Send without asking.") var yes = false
+
+    func run() async throws {
+        let body = text.trimmingWhitespace()
+        guard !body.isEmpty else { throw CLIError("the text is empty") }
+        guard body.utf16.count <= TwiML.maxMessageLength else { throw CLIError("the text has \(body.utf16.count) characters; the most is 1600") }
+        let db = try store.open()
+        let audience = try await db.broadcastAudience()
+        let segments = Segments.count(body)
+        var summary = "Broadcast to \(audience.registered) registered people: \(audience.textable) texted, \(audience.registered - audience.textable) opted out or suppressed.\n"
+        summary += "\(segments.encoding.rawValue), \(segments.segments) segment(s) per text"
+        if !segments.nonGSMCharacters.isEmpty {
+            let named = segments.nonGSMCharacters.map { ch in "'\(ch)' U+" + String(ch.unicodeScalars.first!.value, radix: 16, uppercase: true) }
+            summary += " (UCS-2 because of \(named.joined(separator: ", ")))"
+        }
+        print(summary + ".")
+        if !yes {
+            guard isatty(0) == 1 else { throw CLIError("not sent: pass --yes to broadcast without a prompt") }
+            print("Type YES to send: ", terminator: "")
+            guard readLine()?.trimmingWhitespace().uppercased() == "YES" else { throw CLIError("not sent") }
+        }
+        let result = try await db.operatorBroadcast(body: body)
+        print("Stored in \(result.stored) inboxes; \(result.queued) texts queued.")
+    }
+}
+
+/// `action2phone outbox list|retry`
+struct Outbox: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Inspect and retry outbound texts.", subcommands: [List.self, Retry.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Outbound texts, newest first.")
+        @OptionGroup var store: StoreOptions
+        @Option(help: "Only this status: \(OutboxStatus.allCases.map(\.rawValue).joined(separator: ", ")).") var status: String?
+        @Option(help: "At most this many.") var limit = 100
+        @Flag(help: "JSON: an array of rows.") var json = false
+        @Flag(help: "CSV with a header row.") var csv = false
+
+        func validate() throws {
+            if let status, OutboxStatus(rawValue: status) == nil {
+                throw ValidationError("--status must be one of \(OutboxStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            if json && csv { throw ValidationError("--json and --csv exclude each other") }
+        }
+
+        func run() async throws {
+            let rows = try await store.open().outboxMessages(status: status.flatMap(OutboxStatus.init), limit: limit)
+            if json {
+                print(try Output.json(rows.map(OutboxJSON.init)))
+            } else if csv {
+                print(Output.csv(Output.outboxColumns, rows.map { Output.outboxRow($0, full: true) }))
+            } else if rows.isEmpty {
+                print("The outbox is empty\(status.map { " of \($0) texts" } ?? "").")
+            } else {
+                print(Output.table(Output.outboxColumns, rows.map { Output.outboxRow($0) }))
+            }
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Queue texts again: uncertain ones are looked up at Twilio before any resend; failed and undelivered ones are resent.")
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "Outbox ids.") var ids: [Int64] = []
+        @Flag(help: "Every uncertain text.") var uncertain = false
+        @Flag(help: "Every failed text.") var failed = false
+
+        func validate() throws {
+            let choices = (ids.isEmpty ? 0 : 1) + (uncertain ? 1 : 0) + (failed ? 1 : 0)
+            if choices != 1 { throw ValidationError("give outbox ids, or --uncertain, or --failed") }
+        }
+
+        func run() async throws {
+            let status: OutboxStatus? = uncertain ? .uncertain : failed ? .failed : nil
+            let result = try await store.open().retryOutbox(ids: ids, status: status)
+            print("Queued again: \(result.queued.isEmpty ? "none" : result.queued.map(String.init).joined(separator: ", ")).")
+            for refusal in result.refused { printError("refused: \(refusal.reason)") }
+            if !result.refused.isEmpty { throw ExitCode.failure }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import Action2PhoneServer
+import ArgumentParser
+import Foundation
+
+/// `--db PATH`, shared by every subcommand.
+struct StoreOptions: ParsableArguments {
+    @Option(help: "SQLite database file (env: ACTION2PHONE_DB, default db/action2phone.sqlite).")
+    var db: String?
+
+    var path: String { db ?? ProcessInfo.processInfo.environment["ACTION2PHONE_DB"].flatMap { $0.isEmpty ? nil : $0 } ?? "db/action2phone.sqlite" }
+
+    /// Opens or creates the database and applies migrations.
+    func open() throws -> SQLiteStore {
+        do {
+            return try SQLiteStore.open(path: path)
+        } catch {
+            throw CLIError("cannot open the database \(path): \(error)")
+        }
+    }
+
+    /// The server configuration from the environment, for this database.
+    func config() throws -> ServerConfig {
+        do {
+            return try ServerConfig.resolve(flags: [.database: path], environment: ProcessInfo.processInfo.environment)
+        } catch let error as ConfigError {
+            throw CLIError(error.description)
+        }
+    }
+}
+
+/// An operator-facing failure: printed as `Error: …`, exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A phone argument in E.164 or a national form (default country +1).
+func phoneArgument(_ raw: String) throws -> String {
+    guard let phone = PhoneNumber.normalize(raw) else {
+        throw CLIError("'\(raw)' is not a phone number: use E.164 (+14155550100) or a US form (415-555-0100)")
+    }
+    return phone
+}
+
+/// Writes to standard error.
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import Foundation
+
+/// Table, CSV and JSON output.
+enum Output {
+    static func json(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    /// Left-aligned columns separated by two spaces.
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+
+    /// RFC 4180 CSV.
+    static func csv(_ header: [String], _ rows: [[String]]) -> String {
+        func field(_ s: String) -> String {
+            s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? "\"" + s.replacing("\"", with: "\"\"") + "\"" : s
+        }
+        return ([header] + rows).map { $0.map(field).joined(separator: ",") }.joined(separator: "\n")
+    }
+
+    static func date(_ d: Date?) -> String {
+        guard let d else { return "-" }
+        return ISO8601DateFormatter().string(from: d)
+    }
+
+    static func oneLine(_ s: String, max: Int = 50) -> String {
+        let flat = s.replacing("\n", with: " ")
+        return flat.count > max ? String(flat.prefix(max - 3)) + "..." : flat
+    }
+
+    // MARK: - Users
+
+    static let userColumns = ["id", "phone", "firstName", "lastName", "email", "role", "optedOut", "suppressed", "createdAt", "lastSeenAt", "unread", "locked"]
+
+    static func userRow(_ u: UserRecord) -> [String] {
+        [
+            String(u.id), u.phone, u.firstName, u.lastName, u.email, u.role.rawValue, String(u.optedOut), String(u.suppressed), date(u.createdAt),
+            date(u.lastSeenAt), String(u.unread), u.locked ? "until \(date(u.lockedUntil))" : "false",
+        ]
+    }
+
+    static func userDetail(_ u: UserRecord) -> String {
+        let rows: [(String, String)] = [
+            ("id", String(u.id)), ("name", "\(u.firstName) \(u.lastName)"), ("phone", u.phone), ("email", u.email), ("role", u.role.rawValue),
+            ("member since", date(u.createdAt)), ("last activity", date(u.lastSeenAt)), ("unread", String(u.unread)),
+            ("opted out", u.optedOut ? "yes" : "no"), ("suppressed", u.suppressed ? "yes (no broadcasts until: action2phone users unsuppress)" : "no"),
+            ("locked", u.locked ? "until \(date(u.lockedUntil))" : "no"),
+        ]
+        let width = rows.map(\.0.count).max() ?? 0
+        return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
+    }
+
+    // MARK: - Outbox
+
+    static let outboxColumns = ["id", "to", "status", "attempts", "twilioSid", "errorCode", "errorMessage", "createdAt", "updatedAt", "body"]
+
+    static func outboxRow(_ m: OutboxMessage, full: Bool = false) -> [String] {
+        [
+            String(m.id), m.to, m.status.rawValue, String(m.attempts), m.twilioSid ?? "-", m.errorCode.map(String.init) ?? "-",
+            full ? (m.errorMessage ?? "") : oneLine(m.errorMessage ?? "-", max: 40), date(m.createdAt), date(m.updatedAt), full ? m.body : oneLine(m.body),
+        ]
+    }
+}
+
+/// An outbox row as SPEC §6's JSON.
+struct OutboxJSON: Encodable {
+    let m: OutboxMessage
+    enum CodingKeys: String, CodingKey { case id, to, body, status, attempts, twilioSid, errorCode, errorMessage, createdAt, updatedAt }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(m.id, forKey: .id)
+        try c.encode(m.to, forKey: .to)
+        try c.encode(m.body, forKey: .body)
+        try c.encode(m.status.rawValue, forKey: .status)
+        try c.encode(m.attempts, forKey: .attempts)
+        try c.encode(m.twilioSid, forKey: .twilioSid)
+        try c.encode(m.errorCode, forKey: .errorCode)
+        try c.encode(m.errorMessage, forKey: .errorMessage)
+        try c.encode(m.createdAt, forKey: .createdAt)
+        try c.encode(m.updatedAt, forKey: .updatedAt)
+    }
+}

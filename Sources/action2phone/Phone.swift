@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import Action2PhoneServer
+import Foundation
+import TwilioKit
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Something that delivers a text to the bot the way Twilio would, and returns the bot's answer.
+protocol SimulatedPhone {
+    /// Lets `seconds` pass before the next text (in-process: the clock moves; over HTTP: a real wait).
+    mutating func wait(_ seconds: Double) async throws
+    func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String])
+}
+
+/// The bot in this process, on the database: the same conversation service `serve` runs, answering in TwiML.
+struct InProcessPhone: SimulatedPhone {
+    let store: SQLiteStore
+    let service: ConversationService
+    var offset: TimeInterval = 0
+
+    init(config: ServerConfig, store: SQLiteStore) {
+        var config = config
+        config.replyMode = .twiml  // a simulated phone reads the answer in the response
+        self.store = store
+        self.service = ConversationService(config: config, store: store)
+    }
+
+    mutating func wait(_ seconds: Double) async throws { offset += seconds }
+
+    func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String]) {
+        let message = try IncomingMessage(fields: fields)
+        let record = InboundRecord(message, idempotencyToken: nil)
+        if let earlier = try await store.previousReply(messageSid: record.messageSid, idempotencyToken: nil) {
+            return (200, TwiML.messages(in: earlier))
+        }
+        let outcome = try await service.handle(record, now: Date().addingTimeInterval(offset))
+        return (200, TwiML.messages(in: outcome.twiml))
+    }
+}
+
+/// A running server, over HTTP, with requests signed like Twilio's.
+struct HTTPPhone: SimulatedPhone {
+    let postURL: String
+    let signingURL: String
+    let token: Secret
+    /// Over HTTP the server's clock cannot be moved: waits longer than this are refused.
+    static let longestWait: Double = 10
+
+    /// `url` may be the server's base URL or its `/sms` URL.
+    init(url: String, publicURL: String?, token: Secret) {
+        var base = url
+        while base.hasSuffix("/") { base.removeLast() }
+        postURL = base.hasSuffix("/sms") ? base : base + "/sms"
+        var signing = publicURL ?? postURL
+        while signing.hasSuffix("/") { signing.removeLast() }
+        signingURL = signing.hasSuffix("/sms") ? signing : signing + "/sms"
+        self.token = token
+    }
+
+    mutating func wait(_ seconds: Double) async throws {
+        guard seconds <= Self.longestWait else {
+            throw CLIError("a step waits \(Int(seconds)) s, and a running server's clock cannot be moved: replay this fixture in-process (without --url)")
+        }
+        try await Task.sleep(for: .seconds(seconds))
+    }
+
+    func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String]) {
+        var request = URLRequest(url: URL(string: postURL)!)
+        request.httpMethod = "POST"
+        request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+        request.setValue(TwilioSignature.compute(authToken: token.reveal(), url: signingURL, params: fields), forHTTPHeaderField: "X-Twilio-Signature")
+        request.httpBody = Data(FormCodec.encode(fields).utf8)
+        let (data, response) = try await httpData(request)
+        let body = String(decoding: data, as: UTF8.self)
+        return (response.statusCode, response.statusCode == 200 ? TwiML.messages(in: body) : [])
+    }
+}
+
+/// One HTTP exchange, with connection failures as readable errors.
+func httpData(_ request: URLRequest) async throws -> (Data, HTTPURLResponse) {
+    do {
+        let (data, response) = try await URLSession.shared.data(for: request)
+        guard let http = response as? HTTPURLResponse else { throw CLIError("\(request.url!): not an HTTP response") }
+        return (data, http)
+    } catch let error as URLError {
+        throw CLIError("cannot reach \(request.url!.absoluteString): \(error.code == .cannotConnectToHost ? "connection refused (is action2phone serve running?)" : "URLError \(error.code.rawValue)")")
+    }
+}

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import ArgumentParser
+import Foundation
+import TwilioKit
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `action2phone replay FIXTURE… [--url URL] [--check] [--raw] [--fresh]`
+struct Replay: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Play recorded conversations (fixtures/conversations/*.json) and print the transcript.",
+        discussion: """
+            In-process (the default) the texts go straight to the conversation on --db; with --url they go over HTTP to \
+            a running server, signed like Twilio with TWILIO_AUTH_TOKEN or the local-mode token next to --db. \
+            --check compares each reply with the fixture's expectations and exits 1 naming every mismatch. \
+            --raw sends fixtures/webhooks/*.json requests byte for byte, without re-signing (needs --url).
+            """)
+
+    @OptionGroup var store: StoreOptions
+    @Argument(help: "Fixture files.") var fixtures: [String]
+    @Option(help: "A running server's base or /sms URL, e.g. http://127.0.0.1:8080.") var url: String?
+    @Option(help: "With --url: the URL to sign for when the server has ACTION2PHONE_PUBLIC_URL.") var publicURL: String?
+    @Flag(help: "Compare replies with the fixtures' expectations; exit 1 on any mismatch.") var check = false
+    @Flag(help: "Send recorded webhooks (fixtures/webhooks/*.json) byte for byte.") var raw = false
+    @Flag(help: "In-process: give each fixture its own empty temporary database instead of --db.") var fresh = false
+
+    func validate() throws {
+        if fixtures.isEmpty { throw ValidationError("name at least one fixture file") }
+        if raw && url == nil { throw ValidationError("--raw sends real HTTP requests: give the server's --url") }
+        if fresh && url != nil { throw ValidationError("--fresh is for in-process replay; a running server keeps its own database") }
+    }
+
+    func run() async throws {
+        var mismatches = 0
+        for path in fixtures {
+            mismatches += raw ? try await replayRaw(path) : try await replayConversation(path)
+        }
+        if check {
+            print(mismatches == 0 ? "check: all replies as expected." : "check: \(mismatches) mismatch(es).")
+            if mismatches > 0 { throw ExitCode.failure }
+        }
+    }
+
+    // MARK: - Conversations
+
+    func replayConversation(_ path: String) async throws -> Int {
+        let fixture = try loadFixture(path)
+        var phone: any SimulatedPhone
+        if let url {
+            phone = HTTPPhone(url: url, publicURL: publicURL, token: try store.config().authToken)
+        } else {
+            var options = store
+            if fresh {
+                options.db = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-replay-\(UUID().uuidString)/replay.sqlite").path
+            }
+            phone = InProcessPhone(config: try options.config(), store: try options.open())
+        }
+        print("== \(fixture.name) (\(path))")
+        var mismatches = 0
+        for (i, step) in fixture.steps.enumerated() {
+            if let wait = step.wait {
+                try await phone.wait(wait)
+                print("   ... \(Int(wait)) s later")
+            }
+            let fields = WebhookFields.inboundSMS(
+                from: step.from, to: fixture.to, body: step.body, messageSid: step.messageSid ?? WebhookFields.newMessageSid(), extra: step.params ?? [:])
+            let (status, messages) = try await phone.text(fields)
+            print("\(step.from) > \(step.body)")
+            if status != 200 { print("   [HTTP \(status)]") }
+            if messages.isEmpty { print("   (no reply)") }
+            for m in messages { print("bot > " + m.replacing("\n", with: "\n      ")) }
+            if check, let expect = step.expect {
+                for problem in expect.mismatches(status: status, messages: messages) {
+                    mismatches += 1
+                    printError("MISMATCH \(path) step \(i + 1) (\(step.body.prefix(40))): \(problem)")
+                }
+            }
+        }
+        return mismatches
+    }
+
+    func loadFixture(_ path: String) throws -> ConversationFixture {
+        do {
+            return try ConversationFixture.load(path)
+        } catch let error as FixtureError {
+            throw CLIError(error.description)
+        } catch {
+            throw CLIError("cannot read \(path): \(error.localizedDescription)")
+        }
+    }
+
+    // MARK: - Raw webhooks
+
+    func replayRaw(_ path: String) async throws -> Int {
+        let recorded: RecordedWebhook
+        do {
+            recorded = try JSONDecoder().decode(RecordedWebhook.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            throw CLIError("\(path): not a recorded webhook (url, headers, params or body, status): \(error)")
+        }
+        // The recorded path and query go to the server named by --url, with the recorded headers and bytes.
+        var base = url!
+        while base.hasSuffix("/") { base.removeLast() }
+        if base.hasSuffix("/sms") { base.removeLast(4) }
+        var request = URLRequest(url: URL(string: base + recorded.pathAndQuery)!)
+        request.httpMethod = recorded.method ?? "POST"
+        for (name, value) in recorded.headers ?? [:] { request.setValue(value, forHTTPHeaderField: name) }
+        request.httpBody = recorded.bodyBytes
+        let (data, response) = try await httpData(request)
+        let expected = recorded.status ?? 200
+        print("== \(recorded.name ?? path): HTTP \(response.statusCode) (expected \(expected))")
+        let messages = TwiML.messages(in: String(decoding: data, as: UTF8.self))
+        for m in messages { print("bot > " + m) }
+        guard check, response.statusCode != expected else { return 0 }
+        printError("MISMATCH \(path): status: expected \(expected), got \(response.statusCode)")
+        return 1
+    }
+}
+
+/// A recorded HTTP request (`fixtures/webhooks/*.json`): replayed exactly, never re-signed.
+struct RecordedWebhook: Decodable {
+    var name: String?
+    var url: String
+    var method: String?
+    var headers: [String: String]?
+    /// Form fields in order, as `[name, value]` pairs; encoded exactly as recorded.
+    var params: [[String]]?
+    /// A raw body, for requests that are not forms.
+    var body: String?
+    /// Repeat `body` this many times (for oversized bodies without a huge file).
+    var bodyRepeat: Int?
+    var status: Int?
+
+    var pathAndQuery: String {
+        guard let scheme = url.firstRange(of: "://") else { return url }
+        let rest = url[scheme.upperBound...]
+        guard let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
+        return String(rest[slash...])
+    }
+
+    var bodyBytes: Data {
+        if let params {
+            return Data(FormCodec.encode(params.compactMap { $0.count == 2 ? FormField($0[0], $0[1]) : nil }).utf8)
+        }
+        return Data(String(repeating: body ?? "", count: max(1, bodyRepeat ?? 1)).utf8)
+    }
+}

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
+import ArgumentParser
+import Foundation
+
+/// `action2phone users …`
+struct Users: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Look people up and manage their role and consent.",
+        subcommands: [List.self, Show.self, Find.self, Promote.self, Demote.self, Delete.self, OptOut.self, OptIn.self, Unsuppress.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List registered people.")
+        @OptionGroup var store: StoreOptions
+        @Flag(help: "Only people who opted out.") var optedOut = false
+        @Flag(help: "Only admins.") var admins = false
+        @Option(help: "At most this many.") var limit = 1000
+        @Flag(help: "JSON: an array of users.") var json = false
+        @Flag(help: "CSV with a header row.") var csv = false
+
+        func validate() throws {
+            if json && csv { throw ValidationError("--json and --csv exclude each other") }
+            if limit < 1 { throw ValidationError("--limit must be at least 1") }
+        }
+
+        func run() async throws {
+            let users = try await store.open().listUsers(UserFilter(optedOut: optedOut, admins: admins, limit: limit))
+            if json {
+                print(try Output.json(users))
+            } else if csv {
+                print(Output.csv(Output.userColumns, users.map(Output.userRow)))
+            } else if users.isEmpty {
+                print("No one is registered\(optedOut || admins ? " who matches" : " yet").")
+            } else {
+                print(Output.table(Output.userColumns, users.map(Output.userRow)))
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One person, by phone, email or id.")
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "Phone (E.164 or 415-555-0100), email or numeric id.") var who: String
+        @Flag(help: "JSON: one object.") var json = false
+
+        func run() async throws {
+            let key = who.contains("@") ? who.lowercased() : (PhoneNumber.normalize(who) ?? who)
+            guard let user = try await store.open().user(key) else { throw CLIError("no user with phone, email or id '\(who)'") }
+            print(json ? try Output.json(user) : Output.userDetail(user))
+        }
+    }
+
+    struct Find: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Search by name, email or phone.")
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "Part of a name, email or phone.") var text: String
+        @Flag(help: "JSON: an array of users.") var json = false
+        @Flag(help: "CSV with a header row.") var csv = false
+
+        func run() async throws {
+            let users = try await store.open().findUsers(text)
+            if json {
+                print(try Output.json(users))
+            } else if csv {
+                print(Output.csv(Output.userColumns, users.map(Output.userRow)))
+            } else if users.isEmpty {
+                print("No one matches '\(text)'.")
+            } else {
+                print(Output.table(Output.userColumns, users.map(Output.userRow)))
+            }
+        }
+    }
+
+    struct Promote: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Grant the admin role.")
+        @OptionGroup var store: StoreOptions
+        @Argument var phone: String
+        func run() async throws { try await setRole(store, phone, .admin) }
+    }
+
+    struct Demote: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove the admin role.")
+        @OptionGroup var store: StoreOptions
+        @Argument var phone: String
+        func run() async throws { try await setRole(store, phone, .user) }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Erase a person, as their DELETE command: profile, inbox and login go; the opt-out record stays.")
+        @OptionGroup var store: StoreOptions
+        @Argument var phone: String
+        func run() async throws {
+            let e164 = try phoneArgument(phone)
+            guard try await store.open().deleteUser(phone: e164) else { throw CLIError("no user with phone \(e164)") }
+            print("Deleted the user with phone \(e164); the number's consent record is kept.")
+        }
+    }
+
+    struct OptOut: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "opt-out", abstract: "Opt a number out on the person's word (consent log source: operator).")
+        @OptionGroup var store: StoreOptions
+        @Argument var phone: String
+        @Option(help: "Why, for the consent log.") var note = "opted out by an operator"
+        func run() async throws {
+            let e164 = try phoneArgument(phone)
+            try await store.open().setConsent(phone: e164, optedOut: true, note: note)
+            print("\(e164) is opted out: nothing will be texted to it until it opts back in.")
+        }
+    }
+
+    struct OptIn: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "opt-in", abstract: "Opt a number back in on the person's word (consent log source: operator).")
+        @OptionGroup var store: StoreOptions
+        @Argument var phone: String
+        @Option(help: "Why, for the consent log.") var note = "opted in by an operator"
+        func run() async throws {
+            let e164 = try phoneArgument(phone)
+            try await store.open().setConsent(phone: e164, optedOut: false, note: note)
+            print("\(e164) is opted in. (If the person texted STOP to Twilio, only their START clears Twilio's own block.)")
+        }
+    }
+
+    struct Unsuppress: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Clear a suppression (Twilio said the number cannot receive texts).")
+        @OptionGroup var store: StoreOptions
+        @Argument var phone: String
+        func run() async throws {
+            let e164 = try phoneArgument(phone)
+            guard try await store.open().unsuppress(phone: e164) else { throw CLIError("\(e164) is not suppressed") }
+            print("\(e164) gets broadcasts again.")
+        }
+    }
+}
+
+private func setRole(_ store: StoreOptions, _ phone: String, _ role: Role) async throws {
+    let e164 = try phoneArgument(phone)
+    guard try await store.open().setRole(phone: e164, role) else { throw CLIError("no user with phone \(e164)") }
+    print("\(e164) is now \(role == .admin ? "an admin" : "a user").")
+}
