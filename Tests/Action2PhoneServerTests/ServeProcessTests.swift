@@ -22,6 +22,37 @@ enum Executable {
         return process
     }
 
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs `action2phone arguments…` to completion with `input` on standard input.
+    static func run(_ arguments: [String], environment: [String: String] = [:], input: String = "", timeout: Duration = .seconds(60)) async throws -> Result {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let files = ["in", "out", "err"].map { dir.appendingPathComponent($0) }
+        FileManager.default.createFile(atPath: files[0].path, contents: Data(input.utf8))
+        FileManager.default.createFile(atPath: files[1].path, contents: nil)
+        FileManager.default.createFile(atPath: files[2].path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TWILIO_") && !$0.key.hasPrefix("ACTION2PHONE_") }
+            .merging(["ACTION2PHONE_PBKDF2_ITERATIONS": "1000"].merging(environment) { $1 }) { $1 }
+        process.standardInput = try FileHandle(forReadingFrom: files[0])
+        process.standardOutput = try FileHandle(forWritingTo: files[1])
+        process.standardError = try FileHandle(forWritingTo: files[2])
+        try process.run()
+        guard let status = await waitForExit(process, timeout: timeout) else {
+            process.terminate()
+            throw TestError("action2phone \(arguments.joined(separator: " ")) did not finish in \(timeout)")
+        }
+        func read(_ url: URL) throws -> String { String(decoding: try Data(contentsOf: url), as: UTF8.self) }
+        return Result(status: status, stdout: try read(files[1]), stderr: try read(files[2]))
+    }
+
     static func waitForExit(_ process: Process, timeout: Duration) async -> Int32? {
         let deadline = ContinuousClock.now.advanced(by: timeout)
         while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }

@@ -1,0 +1,252 @@
+import Action2PhoneCore
+import Action2PhoneServer
+import Foundation
+import GRDB
+import Testing
+import TwilioKit
+
+func tempDatabase() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("a2p-cli-\(UUID().uuidString)/a.sqlite").path
+}
+
+func jsonObject(_ text: String) throws -> Any {
+    try JSONSerialization.jsonObject(with: Data(text.utf8))
+}
+
+@Suite("action2phone command line")
+struct CLITests {
+    /// Registers Ivan (+14155550100) through `chat`, piped.
+    func registerIvan(_ db: String) async throws -> Executable.Result {
+        try await Executable.run(
+            ["chat", "--db", db, "--from", "415-555-0100"], input: "JOIN\nIvan\nPetrov\nivan@example.org\nsecret-pass\nsecret-pass\nPROFILE\n")
+    }
+
+    @Test func chatReadsStandardInputAndPrintsReplies() async throws {
+        let db = tempDatabase()
+        let r = try await registerIvan(db)
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("you > JOIN\nbot > Welcome, future comrade! Reply with your first name."))
+        #expect(r.stdout.contains("registered and logged in"))
+        #expect(r.stdout.contains("Email: ivan@example.org"))
+    }
+
+    @Test func usersListShowFindWithTableJSONAndCSV() async throws {
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        let list = try await Executable.run(["users", "list", "--db", db, "--json"])
+        #expect(list.status == 0)
+        let array = try #require(try jsonObject(list.stdout) as? [[String: Any]])
+        #expect(array.count == 1)
+        #expect(
+            Set(array[0].keys)
+                == ["id", "phone", "firstName", "lastName", "email", "role", "optedOut", "suppressed", "createdAt", "lastSeenAt", "unread", "locked"])
+        #expect(array[0]["phone"] as? String == "+14155550100")
+        #expect(array[0]["role"] as? String == "user")
+        #expect((array[0]["createdAt"] as? String)?.hasSuffix("Z") == true)
+        let table = try await Executable.run(["users", "list", "--db", db])
+        #expect(table.stdout.hasPrefix("id  phone"))
+        #expect(table.stdout.contains("+14155550100  Ivan"))
+        let csv = try await Executable.run(["users", "list", "--db", db, "--csv"])
+        #expect(csv.stdout.hasPrefix("id,phone,firstName,lastName,email,role,optedOut,suppressed,createdAt,lastSeenAt,unread,locked\n1,+14155550100,Ivan,Petrov"))
+        for key in ["+14155550100", "415-555-0100", "IVAN@example.org", "1"] {
+            let show = try await Executable.run(["users", "show", key, "--db", db, "--json"])
+            #expect(show.status == 0, "\(key): \(show.stderr)")
+            #expect((try jsonObject(show.stdout) as? [String: Any])?["email"] as? String == "ivan@example.org")
+        }
+        let detail = try await Executable.run(["users", "show", "+14155550100", "--db", db])
+        let lines = detail.stdout.split(separator: "\n")
+        for (label, value) in [("last activity", "Z"), ("opted out", " no"), ("locked", " no"), ("unread", " 0"), ("phone", "+14155550100")] {
+            #expect(lines.contains { $0.hasPrefix(label) && $0.hasSuffix(value) }, "\(label) in \(detail.stdout)")
+        }
+        let find = try await Executable.run(["users", "find", "petr", "--db", db, "--json"])
+        #expect((try jsonObject(find.stdout) as? [[String: Any]])?.count == 1)
+    }
+
+    @Test func unknownUsersAndBadPhonesFailClearly() async throws {
+        let db = tempDatabase()
+        let show = try await Executable.run(["users", "show", "+14155550999", "--db", db])
+        #expect(show.status == 1)
+        #expect(show.stderr.contains("Error: no user with phone, email or id '+14155550999'"))
+        let promote = try await Executable.run(["users", "promote", "not-a-phone", "--db", db])
+        #expect(promote.status == 1)
+        #expect(promote.stderr.contains("'not-a-phone' is not a phone number"))
+        let demote = try await Executable.run(["users", "demote", "+14155550999", "--db", db])
+        #expect(demote.status == 1)
+        let status = try await Executable.run(["outbox", "list", "--status", "bogus", "--db", db])
+        #expect(status.status == 64)
+        #expect(status.stderr.contains("--status must be one of"))
+    }
+
+    @Test func promoteDemoteAndDelete() async throws {
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        #expect(try await Executable.run(["users", "promote", "415-555-0100", "--db", db]).status == 0)
+        let admins = try await Executable.run(["users", "list", "--admins", "--db", db, "--json"])
+        #expect((try jsonObject(admins.stdout) as? [[String: Any]])?.first?["role"] as? String == "admin")
+        #expect(try await Executable.run(["users", "demote", "+14155550100", "--db", db]).status == 0)
+        let none = try await Executable.run(["users", "list", "--admins", "--db", db, "--json"])
+        #expect((try jsonObject(none.stdout) as? [Any])?.isEmpty == true)
+        let delete = try await Executable.run(["users", "delete", "+14155550100", "--db", db])
+        #expect(delete.status == 0)
+        #expect(try await Executable.run(["users", "show", "+14155550100", "--db", db]).status == 1)
+        #expect(try await Executable.run(["users", "delete", "+14155550100", "--db", db]).status == 1)
+    }
+
+    @Test func sendBroadcastAndTheOutbox() async throws {
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        let send = try await Executable.run(["send", "4155550100", "Report at dawn", "--db", db])
+        #expect(send.status == 0 && send.stdout.contains("queued to be texted"))
+        let nobody = try await Executable.run(["send", "4155550199", "hello?", "--db", db])
+        #expect(nobody.status == 1 && nobody.stderr.contains("no user with phone +14155550199"))
+        let unconfirmed = try await Executable.run(["broadcast", "It’s harvest time", "--db", db])
+        #expect(unconfirmed.status == 1)
+        #expect(unconfirmed.stdout.contains("UCS-2") && unconfirmed.stdout.contains("U+2019"))
+        #expect(unconfirmed.stderr.contains("pass --yes"))
+        let broadcast = try await Executable.run(["broadcast", "Harvest at dawn", "--yes", "--db", db])
+        #expect(broadcast.status == 0 && broadcast.stdout.contains("Stored in 1 inboxes; 1 texts queued."))
+        let outbox = try await Executable.run(["outbox", "list", "--db", db, "--json"])
+        let rows = try #require(try jsonObject(outbox.stdout) as? [[String: Any]])
+        #expect(rows.count == 2)
+        #expect(Set(rows[0].keys) == ["id", "to", "body", "status", "attempts", "twilioSid", "errorCode", "errorMessage", "createdAt", "updatedAt"])
+        #expect(rows.map { $0["body"] as? String } == ["Harvest at dawn", "Report at dawn"])
+        let queued = try await Executable.run(["outbox", "list", "--status", "queued", "--db", db, "--csv"])
+        #expect(queued.stdout.split(separator: "\n").count == 3)
+        // A queued text cannot be retried (it would go twice); an uncertain one can, and is looked up first.
+        let refused = try await Executable.run(["outbox", "retry", "1", "--db", db])
+        #expect(refused.status == 1 && refused.stderr.contains("row 1 is queued"))
+        try await DatabasePool(path: db).write { try $0.execute(sql: "UPDATE outbox SET status = 'uncertain', firstAttemptAt = createdAt WHERE id = 1") }
+        let retried = try await Executable.run(["outbox", "retry", "--uncertain", "--db", db])
+        #expect(retried.status == 0 && retried.stdout.contains("Queued again: 1."))
+        let row = try await DatabasePool(path: db).read { try Row.fetchOne($0, sql: "SELECT status, needsReconcile FROM outbox WHERE id = 1") }
+        #expect(row?["status"] as String? == "queued" && row?["needsReconcile"] as Bool? == true)
+        #expect(try await Executable.run(["outbox", "retry", "--db", db]).status == 64)
+    }
+
+    @Test func replayChecksEveryFixtureInProcess() async throws {
+        let files = conversationFixtureFiles().map { repositoryRoot.appendingPathComponent("fixtures/conversations/\($0)").path }
+        let r = try await Executable.run(["replay", "--fresh", "--check"] + files, environment: ["ACTION2PHONE_ADMIN_PHONES": "+14155550199"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("== registration happy path"))
+        #expect(r.stdout.contains("+14155550100 > join\nbot > Welcome, future comrade!"))
+        #expect(r.stdout.contains("check: all replies as expected."))
+    }
+
+    @Test func replayCheckNamesEachMismatchAndExits1() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-fx-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let fixture = dir.appendingPathComponent("wrong.json")
+        try Data(
+            #"{"name":"wrong","to":"+15005550006","steps":[{"from":"+14155550100","body":"HELP","expect":{"contains":["JOIN"]}},{"from":"+14155550100","body":"JOIN","expect":{"contains":["passcode"],"empty":true}}]}"#.utf8
+        ).write(to: fixture)
+        let r = try await Executable.run(["replay", "--fresh", "--check", fixture.path])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("MISMATCH \(fixture.path) step 2 (JOIN): expected the reply to contain \"passcode\", got \"Welcome, future comrade! Reply with your first name.\""))
+        #expect(r.stderr.contains("step 2 (JOIN): expected no reply"))
+        #expect(r.stdout.contains("check: 2 mismatch(es)."))
+        let broken = dir.appendingPathComponent("broken.json")
+        try Data("{not json".utf8).write(to: broken)
+        let bad = try await Executable.run(["replay", broken.path])
+        #expect(bad.status == 1 && bad.stderr.contains("not a conversation fixture"))
+    }
+
+    @Test func replayOverHTTPSignsLikeTwilio() async throws {
+        // The CLI signs with the local-mode token next to its --db: give it the server's.
+        let db = tempDatabase()
+        try FileManager.default.createDirectory(atPath: (db as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data((TestServer.token + "\n").utf8).write(to: URL(fileURLWithPath: db + ".dev-token"))
+        let fixture = repositoryRoot.appendingPathComponent("fixtures/conversations/registration-happy-path.json").path
+        try await TestServer.run { server in
+            let r = try await Executable.run(["replay", "--check", "--url", server.base, "--public-url", TestServer.publicURL, "--db", db, fixture])
+            #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+            #expect(try server.count("users") == 1)
+            let wrongToken = try await Executable.run(["replay", "--check", "--url", server.base, "--db", tempDatabase(), fixture])
+            #expect(wrongToken.status == 1)
+            #expect(wrongToken.stderr.contains("status: expected 200, got 403"))
+            // A fixture that needs the clock moved cannot run against a live server.
+            let expiry = repositoryRoot.appendingPathComponent("fixtures/conversations/session-expiry.json").path
+            let r2 = try await Executable.run(["replay", "--url", server.base, "--public-url", TestServer.publicURL, "--db", db, expiry])
+            #expect(r2.status == 1 && r2.stderr.contains("replay this fixture in-process"))
+        }
+    }
+
+    @Test func rawWebhooksReplayByteForByte() async throws {
+        let config = TestServer.makeConfig {
+            $0.authToken = Secret("fixture-auth-token-0123456789abcdef")
+            $0.accountSid = "AC" + String(repeating: "0", count: 32)
+            $0.isLocalMode = false
+        }
+        let dir = repositoryRoot.appendingPathComponent("fixtures/webhooks")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }.sorted().map { dir.appendingPathComponent($0).path }
+        #expect(files.count >= 14)
+        try await TestServer.run(config) { server in
+            let r = try await Executable.run(["replay", "--raw", "--check", "--url", server.base] + files)
+            #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+            #expect(r.stdout.contains("== unicode body: HTTP 200 (expected 200)"))
+            #expect(r.stdout.contains("== oversized body: HTTP 413 (expected 413)"))
+            let unicode: String = try server.rows("SELECT body FROM inbound WHERE \"from\" = '+14155550190' AND body LIKE 'Привет%'")[0]["body"]
+            #expect(unicode == "Привет, товарищ! 😀 Ça va? ñ & <ok>")
+            let mms = try await Executable.run(["replay", "--raw", "--url", server.base, dir.appendingPathComponent("mms-no-text.json").path])
+            #expect(mms.stdout.contains("pictures and files are ignored"))
+        }
+    }
+}
+
+@Suite("action2phone doctor against a fake Twilio API")
+struct DoctorTests {
+    func environment(_ base: String, publicURL: String? = "https://bot.example.org") -> [String: String] {
+        var env = [
+            "TWILIO_ACCOUNT_SID": FakeTwilio.accountSid, "TWILIO_AUTH_TOKEN": FakeTwilio.authToken, "TWILIO_FROM_NUMBER": FakeTwilio.from,
+            "TWILIO_API_BASE_URL": base,
+        ]
+        env["ACTION2PHONE_PUBLIC_URL"] = publicURL
+        return env
+    }
+
+    @Test func healthyConfigurationPasses() async throws {
+        let fake = FakeTwilio()
+        fake.setSMSURL("https://bot.example.org/sms")
+        try await fake.run { base in
+            let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: environment(base))
+            #expect(r.status == 0, "\(r.stdout)")
+            #expect(r.stdout.contains("ok    the REST API accepts the credentials"))
+            #expect(r.stdout.contains("ok    its SMS webhook is https://bot.example.org/sms"))
+            #expect(r.stdout.contains("All checks passed."))
+            #expect(!r.stdout.contains(FakeTwilio.authToken))
+        }
+    }
+
+    @Test func wrongWebhookURLIsExplained() async throws {
+        let fake = FakeTwilio()
+        fake.setSMSURL("https://old.example.org/twilio")
+        try await fake.run { base in
+            let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: environment(base))
+            #expect(r.status == 1)
+            #expect(r.stdout.contains("FAIL  its SMS webhook is 'https://old.example.org/twilio', not https://bot.example.org/sms"))
+            #expect(r.stdout.contains("fix: Console → Phone Numbers"))
+        }
+    }
+
+    @Test func rejectedCredentialsUnknownSenderAndNoPublicURL() async throws {
+        try await FakeTwilio().run { base in
+            var env = environment(base, publicURL: nil)
+            env["TWILIO_AUTH_TOKEN"] = "wrong"
+            env["TWILIO_FROM_NUMBER"] = "+14155550000"
+            let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)
+            #expect(r.status == 1)
+            #expect(r.stdout.contains("FAIL  the REST API refused the credentials: HTTP 401 code 20003"))
+        }
+        try await FakeTwilio().run { base in
+            var env = environment(base, publicURL: nil)
+            env["TWILIO_FROM_NUMBER"] = "+14155550000"
+            let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)
+            #expect(r.stdout.contains("FAIL  +14155550000 is not a number on account"))
+        }
+        try await FakeTwilio().run { base in
+            let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: environment(base, publicURL: nil))
+            #expect(r.stdout.contains("FAIL  ACTION2PHONE_PUBLIC_URL is not set"))
+        }
+        let local = try await Executable.run(["doctor", "--db", tempDatabase()])
+        #expect(local.status == 1 && local.stdout.contains("no Twilio credentials"))
+    }
+}
