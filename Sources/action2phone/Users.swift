@@ -25,15 +25,7 @@ struct Users: AsyncParsableCommand {
 
         func run() async throws {
             let users = try await store.open().listUsers(UserFilter(optedOut: optedOut, admins: admins, limit: limit))
-            if json {
-                print(try Output.json(users))
-            } else if csv {
-                print(Output.csv(Output.userColumns, users.map(Output.userRow)))
-            } else if users.isEmpty {
-                print("No one is registered\(optedOut || admins ? " who matches" : " yet").")
-            } else {
-                print(Output.table(Output.userColumns, users.map(Output.userRow)))
-            }
+            try printUsers(users, json: json, csv: csv, none: "No one is registered\(optedOut || admins ? " who matches" : " yet").")
         }
     }
 
@@ -57,17 +49,12 @@ struct Users: AsyncParsableCommand {
         @Flag(help: "JSON: an array of users.") var json = false
         @Flag(help: "CSV with a header row.") var csv = false
 
+        func validate() throws {
+            if json && csv { throw ValidationError("--json and --csv exclude each other") }
+        }
+
         func run() async throws {
-            let users = try await store.open().findUsers(text)
-            if json {
-                print(try Output.json(users))
-            } else if csv {
-                print(Output.csv(Output.userColumns, users.map(Output.userRow)))
-            } else if users.isEmpty {
-                print("No one matches '\(text)'.")
-            } else {
-                print(Output.table(Output.userColumns, users.map(Output.userRow)))
-            }
+            try printUsers(try await store.open().findUsers(text), json: json, csv: csv, none: "No one matches '\(text)'.")
         }
     }
 
@@ -137,4 +124,15 @@ private func setRole(_ store: StoreOptions, _ phone: String, _ role: Role) async
     let e164 = try phoneArgument(phone)
     guard try await store.open().setRole(phone: e164, role) else { throw CLIError("no user with phone \(e164)") }
     print("\(e164) is now \(role == .admin ? "an admin" : "a user").")
+}
+
+/// A list of users as JSON, CSV or a table (`none` when there are none).
+private func printUsers(_ users: [UserRecord], json: Bool, csv: Bool, none: String) throws {
+    if json {
+        print(try Output.json(users))
+    } else if csv {
+        print(Output.csv(Output.userColumns, users.map(Output.userRow)))
+    } else {
+        print(users.isEmpty ? none : Output.table(Output.userColumns, users.map(Output.userRow)))
+    }
 }
