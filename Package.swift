@@ -49,6 +49,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Benchmarks/run-webhook.sh's ceiling: a fixed-TwiML Hummingbird app, measured beside the real server.
+        .executableTarget(
+            name: "a2p-ceiling",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "TwilioKitTests", dependencies: ["TwilioKit"]),
         .testTarget(
             name: "Action2PhoneCoreTests",

@@ -29,13 +29,10 @@ struct SMSController: Sendable {
             throw WebhookRejection(.badRequest, error.description)
         }
         let record = InboundRecord(message, idempotencyToken: request.headers[.twilioIdempotencyToken])
-        // One phone's texts are handled one at a time, in arrival order; the duplicate check runs inside
-        // the lock, so a retry racing its original gets the original's reply.
+        // One phone's texts are handled one at a time, in arrival order. The handler's transaction checks the
+        // MessageSid first, so a retry (even one racing its original) gets the original's reply.
         let outcome = try await locks.withLock(record.from) {
-            if let earlier = try await store.previousReply(messageSid: record.messageSid, idempotencyToken: record.idempotencyToken) {
-                return InboundOutcome.duplicate(twiml: earlier)
-            }
-            return try await handler.handle(record, now: clock())
+            try await handler.handle(record, now: clock())
         }
         if case .duplicate = outcome {
             context.logger.info("retried webhook answered with the first reply", metadata: ["a2p.messageSid": "\(record.messageSid)"])

@@ -33,9 +33,6 @@ struct InProcessPhone: SimulatedPhone {
     func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String]) {
         let message = try IncomingMessage(fields: fields)
         let record = InboundRecord(message, idempotencyToken: nil)
-        if let earlier = try await store.previousReply(messageSid: record.messageSid, idempotencyToken: nil) {
-            return (200, TwiML.messages(in: earlier))
-        }
         let outcome = try await service.handle(record, now: Date().addingTimeInterval(offset))
         return (200, TwiML.messages(in: outcome.twiml))
     }

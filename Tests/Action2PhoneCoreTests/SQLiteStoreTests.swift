@@ -118,3 +118,14 @@ struct PhoneNumberTests {
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
     }
 }
+
+@Suite("Hand-written JSON")
+struct JSONTextTests {
+    @Test(arguments: ["plain", "quote \" and \\ backslash", "new\nline\ttab\rcr", "\u{0}\u{1}\u{1F}", "Привет 😀 ñ", "</script>", ""])
+    func roundTripsThroughFoundation(_ text: String) throws {
+        var json = ""
+        JSONText.append(text, to: &json)
+        let decoded = try JSONSerialization.jsonObject(with: Data("[\(json)]".utf8)) as? [String]
+        #expect(decoded == [text])
+    }
+}

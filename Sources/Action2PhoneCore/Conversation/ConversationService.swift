@@ -16,16 +16,33 @@ public struct ConversationService: InboundHandler {
         self.replyMode = replyMode
     }
 
+    /// One transaction in the common case. A text that needs PBKDF2 (a passcode answer, `LOGIN <passcode>`)
+    /// aborts its first transaction, hashes off the event loop, and runs again with the result.
     public func handle(_ record: InboundRecord, now: Date) async throws -> InboundOutcome {
         let input = Inbound(text: record.body, numMedia: record.numMedia, optOutType: record.fields.first { $0.name == "OptOutType" }?.value)
-        let (state, account) = try await store.conversationSnapshot(phone: record.from)
-        var evidence: PasscodeEvidence? = nil
-        if let work = engine.passcodeWork(for: input, state: state, account: account, now: now) {
-            evidence = await hasher.perform(work)
-        }
-        let engine = self.engine
-        return try await store.processInbound(record, replyMode: replyMode, now: now) { [evidence] state, facts in
-            try engine.reduce(&state, input, evidence: evidence, facts: facts, now: now)
+        do {
+            return try await step(record, input, prepared: nil, now: now)
+        } catch let needed as PasscodeWorkNeeded {
+            let evidence = await hasher.perform(needed.work)
+            return try await step(record, input, prepared: (needed.work, evidence), now: now)
         }
     }
+
+    private func step(_ record: InboundRecord, _ input: Inbound, prepared: (PasscodeWork, PasscodeEvidence)?, now: Date) async throws -> InboundOutcome {
+        let engine = self.engine
+        return try await store.processInbound(record, replyMode: replyMode, now: now) { state, facts in
+            var evidence: PasscodeEvidence? = nil
+            if let work = engine.passcodeWork(for: input, state: state, account: try facts.account(), now: now) {
+                guard let prepared else { throw PasscodeWorkNeeded(work: work) }
+                // Work done for another state (it changed meanwhile) is not used: the step asks again.
+                evidence = prepared.0 == work ? prepared.1 : nil
+            }
+            return try engine.reduce(&state, input, evidence: evidence, facts: facts, now: now)
+        }
+    }
+}
+
+/// Thrown inside the step's transaction (rolling it back) when the text needs passcode hashing first.
+struct PasscodeWorkNeeded: Error {
+    let work: PasscodeWork
 }

@@ -97,14 +97,14 @@ struct SQLiteFacts: ConversationFacts {
     let phone: String
 
     func consent(of phone: String) throws -> Consent {
-        guard let row = try Row.fetchOne(db, sql: "SELECT optedOut, suppressed FROM phones WHERE phone = ?", arguments: [phone]) else {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT optedOut, suppressed FROM phones WHERE phone = ?"), arguments: [phone]) else {
             return Consent()
         }
         return Consent(optedOut: row["optedOut"], suppressed: row["suppressed"])
     }
 
     func account() throws -> Account? {
-        try Row.fetchOne(db, sql: "SELECT * FROM users WHERE phone = ?", arguments: [phone]).map(Self.account)
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM users WHERE phone = ?"), arguments: [phone]).map(Self.account)
     }
 
     func account(phoneOrEmail key: String) throws -> Account? {

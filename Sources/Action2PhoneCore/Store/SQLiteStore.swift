@@ -73,7 +73,7 @@ public struct SQLiteStore: Store {
                     }
                 }
             }
-            try db.execute(sql: "UPDATE users SET lastSeenAt = ? WHERE phone = ?", arguments: [now, record.from])
+            try db.cachedStatement(sql: "UPDATE users SET lastSeenAt = ? WHERE phone = ?").execute(arguments: [now, record.from])
             try Self.insertInbound(db, record: record, loggedBody: decision.loggedBody ?? record.body, reply: twiml, now: now)
             return .processed(twiml: twiml)
         }
@@ -123,29 +123,36 @@ public struct SQLiteStore: Store {
 
 extension SQLiteStore {
     static func previousReply(_ db: Database, messageSid: String, idempotencyToken: String?) throws -> String? {
-        if let reply = try String.fetchOne(db, sql: "SELECT reply FROM inbound WHERE messageSid = ?", arguments: [messageSid]) {
+        if let reply = try String.fetchOne(db.cachedStatement(sql: "SELECT reply FROM inbound WHERE messageSid = ?"), arguments: [messageSid]) {
             return reply
         }
         guard let idempotencyToken, !idempotencyToken.isEmpty else { return nil }
-        return try String.fetchOne(db, sql: "SELECT reply FROM inbound WHERE idempotencyToken = ?", arguments: [idempotencyToken])
+        return try String.fetchOne(db.cachedStatement(sql: "SELECT reply FROM inbound WHERE idempotencyToken = ?"), arguments: [idempotencyToken])
     }
 
     static func insertInbound(_ db: Database, record: InboundRecord, loggedBody: String, reply: String, now: Date) throws {
-        let params = record.fields.map { field -> [String: String] in
-            [field.name: field.name == "Body" ? loggedBody : field.value]
+        // Every field Twilio sent, in order, as [{"name":"value"}, …]; the body as it may be logged.
+        var params = "["
+        for (i, field) in record.fields.enumerated() {
+            if i > 0 { params += "," }
+            params += "{"
+            JSONText.append(field.name, to: &params)
+            params += ":"
+            JSONText.append(field.name == "Body" ? loggedBody : field.value, to: &params)
+            params += "}"
         }
-        let paramsJSON = String(decoding: try JSONSerialization.data(withJSONObject: params, options: [.sortedKeys]), as: UTF8.self)
+        params += "]"
         let token = record.idempotencyToken.flatMap { $0.isEmpty ? nil : $0 }
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 INSERT INTO inbound (messageSid, idempotencyToken, "from", "to", body, numMedia, params, reply, receivedAt)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-            arguments: [record.messageSid, token, record.from, record.to, loggedBody, record.numMedia, paramsJSON, reply, now])
+                """
+        ).execute(arguments: [record.messageSid, token, record.from, record.to, loggedBody, record.numMedia, params, reply, now])
     }
 
     static func loadConversation(_ db: Database, phone: String) throws -> ConversationState {
-        guard let json = try String.fetchOne(db, sql: "SELECT state FROM conversations WHERE phone = ?", arguments: [phone]) else {
+        guard let json = try String.fetchOne(db.cachedStatement(sql: "SELECT state FROM conversations WHERE phone = ?"), arguments: [phone]) else {
             return ConversationState()
         }
         // A state written by an older version that no longer decodes starts afresh rather than failing every text.
@@ -154,9 +161,9 @@ extension SQLiteStore {
 
     static func saveConversation(_ db: Database, phone: String, state: ConversationState, now: Date) throws {
         let json = String(decoding: try JSONEncoder.store.encode(state), as: UTF8.self)
-        try db.execute(
-            sql: "INSERT INTO conversations (phone, state, updatedAt) VALUES (?, ?, ?) ON CONFLICT(phone) DO UPDATE SET state = excluded.state, updatedAt = excluded.updatedAt",
-            arguments: [phone, json, now])
+        try db.cachedStatement(
+            sql: "INSERT INTO conversations (phone, state, updatedAt) VALUES (?, ?, ?) ON CONFLICT(phone) DO UPDATE SET state = excluded.state, updatedAt = excluded.updatedAt"
+        ).execute(arguments: [phone, json, now])
     }
 
     static func enqueue(_ db: Database, to: String, body: String, purpose: String, inReplyTo: String?, now: Date) throws {
@@ -183,6 +190,25 @@ extension SQLiteStore {
         try db.execute(
             sql: "INSERT INTO consentLog (phone, action, source, text, createdAt) VALUES (?, 'suppress', 'twilio', ?, ?)",
             arguments: [phone, reason, now])
+    }
+}
+
+/// JSON string literals, written by hand: Foundation's JSONSerialization is slow on the webhook's hot path.
+enum JSONText {
+    static func append(_ string: String, to out: inout String) {
+        out += "\""
+        for scalar in string.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{0}"..."\u{1F}": out += "\\u00" + (scalar.value < 16 ? "0" : "") + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
     }
 }
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env python3
+"""Writes N unique, correctly signed inbound-SMS webhooks for wrk, one per line: `signature<TAB>body`.
+
+About 1,000 senders each walk a realistic sequence (HELP, JOIN, first name, last name, email, RESET,
+MESSAGES without a login, an unknown word) over and over, in an order that interleaves senders the way
+real traffic would. Passcode steps are left out: PBKDF2 is slow by design and is measured separately.
+"""
+import base64, hashlib, hmac, sys, urllib.parse
+
+count, token, url, account, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+senders = int(sys.argv[6]) if len(sys.argv) > 6 else 1000
+first = int(sys.argv[7]) if len(sys.argv) > 7 else 0  # MessageSids start here, so separate runs never repeat one
+key = token.encode()
+steps = ["HELP", "JOIN", "Ivan", "Petrov", None, "RESET", "MESSAGES", "banana"]
+
+with open(out, "w") as f:
+    for i in range(count):
+        sender = i % senders
+        step = steps[(i // senders) % len(steps)]
+        body = step if step is not None else f"comrade{sender}@example.org"
+        sid = "SM%032x" % (first + i)
+        frm = "+1415%07d" % (5000000 + sender)
+        params = [("ToCountry", "US"), ("ToState", "CA"), ("SmsMessageSid", sid), ("NumMedia", "0"), ("ToCity", ""),
+                  ("FromZip", "02134"), ("SmsSid", sid), ("FromState", "MA"), ("SmsStatus", "received"),
+                  ("FromCity", "BOSTON"), ("Body", body), ("FromCountry", "US"), ("To", "+15005550006"), ("ToZip", ""),
+                  ("NumSegments", "1"), ("ReferralNumMedia", "0"), ("MessageSid", sid), ("AccountSid", account),
+                  ("From", frm), ("ApiVersion", "2010-04-01")]
+        signed = url + "".join(k + v for k, v in sorted(params))
+        sig = base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha1).digest()).decode()
+        f.write(sig + "\t" + urllib.parse.urlencode(params) + "\n")
