@@ -78,34 +78,56 @@ public struct OutboxWorker: Service {
     /// it) and records the outcome.
     func deliver(_ message: OutboxMessage) async {
         let metadata: Logger.Metadata = ["a2p.outbox.id": "\(message.id)", "a2p.phone": "\(message.to)"]
-        var outcome: DeliveryOutcome
-        if message.needsReconcile, let since = message.firstAttemptAt {
-            switch await sender.findExisting(to: message.to, body: message.body, since: since) {
-            case .success(let sid?):
-                logger.info("outbox: an earlier attempt had reached Twilio; not sending again", metadata: metadata)
-                outcome = .accepted(sid: sid)
-            case .success(nil):
-                outcome = policy.outcome(of: await sender.send(to: message.to, body: message.body), attempts: message.attempts, now: Date())
-            case .failure(let failure):
-                // Cannot tell whether Twilio has it: do not risk a second text; try to reconcile again later.
-                outcome = policy.outcome(of: .failure(failure), attempts: message.attempts, now: Date())
-            }
-        } else {
-            outcome = policy.outcome(of: await sender.send(to: message.to, body: message.body), attempts: message.attempts, now: Date())
-        }
+        let outcome = await attempt(message, metadata: metadata)
         switch outcome {
         case .retry(let at, _, let reason, _):
             logger.notice("outbox: will retry", metadata: metadata.merging(["a2p.retryAt": "\(at)", "a2p.reason": "\(reason)"]) { $1 })
         case .failed(let code, let reason), .uncertain(let code, let reason):
             logger.warning("outbox: not delivered", metadata: metadata.merging(["a2p.code": "\(code.map(String.init) ?? "-")", "a2p.reason": "\(reason)"]) { $1 })
+        case .found:
+            logger.info("outbox: an earlier attempt had reached Twilio; not sent again", metadata: metadata)
         case .accepted, .simulated:
             logger.debug("outbox: sent", metadata: metadata)
         }
-        do {
-            try await store.completeOutbox(id: message.id, outcome: outcome, now: Date())
-        } catch {
-            // The row stays `sending` and becomes `uncertain` at the next start: never sent twice on its own.
-            logger.error("outbox: cannot record the outcome of a send", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+        await record(message.id, outcome, metadata: metadata)
+    }
+
+    private func attempt(_ message: OutboxMessage, metadata: Logger.Metadata) async -> DeliveryOutcome {
+        guard message.needsReconcile, let since = message.firstAttemptAt else {
+            return policy.outcome(of: await sender.send(to: message.to, body: message.body), attempts: message.attempts, now: Date())
+        }
+        switch await sender.findExisting(to: message.to, body: message.body, since: since) {
+        case .success(let candidates):
+            do {
+                // Only a message no other row has claimed: two rows with the same text to one number stay two.
+                if let sid = try await store.firstUnrecordedSid(candidates.map(\.sid)), let found = candidates.first(where: { $0.sid == sid }) {
+                    return .found(sid: sid, twilioStatus: found.status, errorCode: found.errorCode, errorMessage: found.errorMessage)
+                }
+            } catch {
+                return policy.outcome(of: .failure(.undecodable("cannot read the outbox: \(error)")), attempts: message.attempts, now: Date(), mayAlreadyExist: true)
+            }
+            return policy.outcome(of: await sender.send(to: message.to, body: message.body), attempts: message.attempts, now: Date())
+        case .failure(let failure):
+            // Cannot tell whether Twilio has it: never risk a second text; look again later, or leave it to an operator.
+            return policy.outcome(of: .failure(failure), attempts: message.attempts, now: Date(), mayAlreadyExist: true)
+        }
+    }
+
+    /// Records an outcome, retrying while the database refuses: a row left `sending` would hold back every
+    /// later text to that number. Gives up only when the process is stopping (the row then becomes
+    /// `uncertain` at the next start, never sent twice).
+    private func record(_ id: Int64, _ outcome: DeliveryOutcome, metadata: Logger.Metadata) async {
+        var delay = Duration.milliseconds(50)
+        for attempt in 1... {
+            do {
+                try await store.completeOutbox(id: id, outcome: outcome, now: Date())
+                return
+            } catch {
+                logger.error("outbox: cannot record the outcome of a send; retrying", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                if Task.isCancelled || (Task.isShuttingDownGracefully && attempt >= 20) { return }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
         }
     }
 

@@ -99,8 +99,8 @@ extension ServerConfig {
                     ? "TWILIO_AUTH_TOKEN is set but TWILIO_ACCOUNT_SID is not: set both for Twilio, or neither for local mode"
                     : "TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: set both for Twilio, or neither for local mode")
         }
-        if let accountSid, !(accountSid.hasPrefix("AC") && accountSid.count == 34) {
-            throw ConfigError("TWILIO_ACCOUNT_SID must be the 34-character account SID starting with AC (got \(accountSid.count) characters)")
+        if let accountSid, !(accountSid.hasPrefix("AC") && accountSid.count == 34 && accountSid.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }) {
+            throw ConfigError("TWILIO_ACCOUNT_SID must be the 34-character account SID, AC followed by 32 letters or digits (got \(accountSid.count) characters)")
         }
         let local = accountSid == nil
         var config: ServerConfig
@@ -116,7 +116,12 @@ extension ServerConfig {
             guard let e164 = PhoneNumber.normalize(raw) else { throw ConfigError("TWILIO_FROM_NUMBER '\(raw)' is not a phone number") }
             return e164
         }
-        config.messagingServiceSid = value(.messagingServiceSid)
+        config.messagingServiceSid = try value(.messagingServiceSid).map { sid in
+            guard sid.hasPrefix("MG"), sid.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+                throw ConfigError("TWILIO_MESSAGING_SERVICE_SID must start with MG and hold only letters and digits (got '\(sid)')")
+            }
+            return sid
+        }
         if !local && config.fromNumber == nil && config.messagingServiceSid == nil {
             throw ConfigError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID: REST sends need a sender")
         }
@@ -146,7 +151,9 @@ extension ServerConfig {
             }
         }
         if let raw = value(.passcodeIterations) {
-            guard let n = Int(raw), n >= 1 else { throw ConfigError("ACTION2PHONE_PBKDF2_ITERATIONS must be a whole number above 0 (got '\(raw)')") }
+            guard let n = Int(raw), (1...10_000_000).contains(n) else {
+                throw ConfigError("ACTION2PHONE_PBKDF2_ITERATIONS must be a whole number from 1 to 10000000 (got '\(raw)')")
+            }
             config.passcodeIterations = n
         }
         return config

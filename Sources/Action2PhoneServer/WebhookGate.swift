@@ -37,8 +37,9 @@ struct WebhookGate: Sendable {
         } catch is NIOTooManyBytesError {
             throw WebhookRejection(.contentTooLarge, "body larger than \(limit) bytes")
         }
-        let type = request.headers[.contentType]?.lowercased() ?? ""
-        guard type == "application/x-www-form-urlencoded" || type.hasPrefix("application/x-www-form-urlencoded;") else {
+        // The media type before any parameters (`; charset=utf-8`), without case or spaces.
+        let type = request.headers[.contentType]?.split(separator: ";", maxSplits: 1).first?.trimmingWhitespace().lowercased() ?? ""
+        guard type == "application/x-www-form-urlencoded" else {
             throw WebhookRejection(.unsupportedMediaType, "Content-Type must be application/x-www-form-urlencoded")
         }
         guard let fields = FormCodec.decode(Array(buffer.readableBytesView)) else {

@@ -59,7 +59,8 @@ public struct TwilioRESTClient: Sendable {
         }
         fields.append(.init("Body", body))
         if let statusCallback { fields.append(.init("StatusCallback", statusCallback)) }
-        var request = URLRequest(url: URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/Messages.json")!)
+        guard let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/Messages.json") else { return .failure(badURL) }
+        var request = URLRequest(url: url)
         request.httpMethod = "POST"
         request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
         request.httpBody = Data(FormCodec.encode(fields).utf8)
@@ -71,7 +72,7 @@ public struct TwilioRESTClient: Sendable {
         var query: [FormField] = [.init("To", to)]
         if case .number(let from) = sender { query.append(.init("From", from)) }
         query.append(.init("PageSize", String(pageSize)))
-        let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/Messages.json?\(FormCodec.encode(query))")!
+        guard let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/Messages.json?\(FormCodec.encode(query))") else { return .failure(badURL) }
         return await perform(URLRequest(url: url), expecting: 200, as: MessagePage.self).map(\.messages)
     }
 
@@ -79,17 +80,20 @@ public struct TwilioRESTClient: Sendable {
 
     /// `GET /2010-04-01/Accounts/{AccountSid}.json`: checks that the credentials are accepted.
     public func fetchAccount() async -> Result<AccountResource, RESTFailure> {
-        await perform(URLRequest(url: URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid).json")!), expecting: 200, as: AccountResource.self)
+        guard let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid).json") else { return .failure(badURL) }
+        return await perform(URLRequest(url: url), expecting: 200, as: AccountResource.self)
     }
 
     /// `GET …/IncomingPhoneNumbers.json?PhoneNumber=…`: the account's number, with its SMS webhook.
     public func findIncomingNumber(_ phoneNumber: String) async -> Result<IncomingNumber?, RESTFailure> {
         let query = FormCodec.encode([.init("PhoneNumber", phoneNumber)])
-        let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/IncomingPhoneNumbers.json?\(query)")!
+        guard let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/IncomingPhoneNumbers.json?\(query)") else { return .failure(badURL) }
         return await perform(URLRequest(url: url), expecting: 200, as: IncomingNumberPage.self).map { $0.incomingPhoneNumbers.first }
     }
 
     // MARK: - Transport
+
+    private var badURL: RESTFailure { .transport(.notSent, "invalid API URL from base \(baseURL) and account \(accountSid)") }
 
     private func perform<T: Decodable>(_ request: URLRequest, expecting status: Int, as type: T.Type) async -> Result<T, RESTFailure> {
         var request = request

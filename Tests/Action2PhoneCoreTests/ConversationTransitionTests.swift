@@ -220,3 +220,31 @@ struct PasscodeHasherTests {
         #expect(await PasscodeHasher(iterations: 1000).verify("old-passcode", against: cheap))
     }
 }
+
+@Suite("Passcodes never leak")
+struct PasscodeRedactionTests {
+    @Test(arguments: [
+        Step.askedLoginPasscode, .askedPasscode(first: "a", last: "b", email: "c@d.ef"),
+        .askedPasscodeAgain(first: "a", last: "b", email: "c@d.ef", pending: pendingHash),
+    ])
+    func aPasscodeAfterItsQuestionExpiredIsRedactedAndNotEchoed(_ step: Step) throws {
+        var state = ConversationState(step: step, lastActivity: t0.addingTimeInterval(-1801))
+        let d = try engine.reduce(&state, Inbound(text: "hunter22secret"), facts: facts(), now: t0)
+        #expect(d.loggedBody == "[redacted]")
+        #expect(!d.replies.joined().lowercased().contains("hunter22"))
+        #expect(d.replies.joined().contains("timed out"))
+    }
+
+    @Test(arguments: [Step.askedFirstName, .askedEmail(first: "a", last: "b"), .confirmingDelete, .idle])
+    func loginWithAnArgumentIsAlwaysRedacted(_ step: Step) throws {
+        var state = ConversationState(step: step, loggedInAt: step == .confirmingDelete ? recent : nil, lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "LOGIN hunter22secret"), facts: facts(), now: t0)
+        #expect(d.loggedBody == "[redacted]")
+        #expect(!d.replies.joined().lowercased().contains("hunter22"))
+    }
+
+    @Test func keywordsAtAPasscodePromptAreLoggedAsSent() throws {
+        var state = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
+        #expect(try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(), now: t0).loggedBody == nil)
+    }
+}

@@ -13,11 +13,11 @@ struct SQLiteStoreTests {
         // When the store opens it
         let store = try SQLiteStore.open(path: path)
         // Then every migration is applied, in WAL mode, with foreign keys on
-        #expect(try store.appliedMigrations() == ["v1 users, phones, consent log, conversations, inbound, inbox, outbox"])
+        #expect(try store.appliedMigrations() == ["v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks"])
         let queue = try DatabaseQueue(path: path)
         #expect(try queue.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
         let tables = try queue.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") }
-        #expect(tables == ["consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "phones", "users"])
+        #expect(tables == ["consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "pendingCallbacks", "phones", "users"])
     }
 
     @Test func reopeningKeepsDataAndAppliesNothingTwice() async throws {

@@ -19,6 +19,7 @@ import TwilioKit
 /// | +15005550430 | 429 without `Retry-After` once, then 201 |
 /// | +15005550500 | creates the message but answers 500 the first time |
 /// | +15005550501 | 500 without creating the first time, then 201 |
+/// | +15005550502 | 500 without creating the second time, else 201 |
 /// | +15005550503 | creates the message, then answers after `slowDelay` (longer than the client waits) the first time |
 /// | +15005550777 | answers 201 after 400 ms |
 /// | anything else | 201 |
@@ -128,7 +129,8 @@ final class FakeTwilio: Sendable {
         case "+15005550500" where attempt == 1:
             _ = record(to: to, from: field("From"), body: body, callback: field("StatusCallback"))
             return Self.json(500, "Internal Server Error")
-        case "+15005550501" where attempt == 1: return Self.json(500, #"{"code":20500,"message":"Internal Server Error","status":500}"#)
+        case "+15005550501" where attempt == 1, "+15005550502" where attempt == 2:
+            return Self.json(500, #"{"code":20500,"message":"Internal Server Error","status":500}"#)
         case "+15005550503" where attempt == 1:
             _ = record(to: to, from: field("From"), body: body, callback: field("StatusCallback"))
             try await Task.sleep(for: slowDelay)

@@ -72,7 +72,7 @@ struct RecordingSender: MessageSender {
         onSend()
         return await inner.send(to: to, body: body)
     }
-    func findExisting(to: String, body: String, since: Date) async -> Result<String?, RESTFailure> {
+    func findExisting(to: String, body: String, since: Date) async -> Result<[MessageResource], RESTFailure> {
         await inner.findExisting(to: to, body: body, since: since)
     }
 }
@@ -182,6 +182,20 @@ struct OutboxWorkerTests {
         #expect(fake.created(to: "+15005550501").count == 1)
         #expect(fake.state.withLock { $0.lists } == 1)
         #expect(try h.rows()[0]["status"] as String == "sent")
+    }
+
+    @Test func reconciliationNeverAdoptsAnotherRowsMessage() async throws {
+        // Given the same text twice to one number, the second POST failing with a 500 before Twilio created it
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+15005550502", body: "HELP reply"), (to: "+15005550502", body: "HELP reply")])
+        let fake = FakeTwilio()
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        // Then the lookup does not mistake the first text's message for the second's: both are sent, each once
+        let rows = try h.rows()
+        #expect(rows.map { $0["status"] as String } == ["sent", "sent"])
+        #expect(fake.created(to: "+15005550502").count == 2)
+        #expect(Set(rows.compactMap { $0["twilioSid"] as String? }).count == 2)
+        #expect(fake.posts(to: "+15005550502").count == 3)
     }
 
     @Test func timeoutAfterSendingIsReconciledNotResent() async throws {

@@ -50,6 +50,8 @@ struct ServerConfigTests {
         ["ACTION2PHONE_PORT": "70000"], ["ACTION2PHONE_PORT": "http"], ["ACTION2PHONE_REPLY_MODE": "sms"], ["ACTION2PHONE_SEND_RATE": "0"],
         ["ACTION2PHONE_SESSION_TTL": "-5"], ["ACTION2PHONE_ADMIN_PHONES": "+14155550100, nobody"], ["ACTION2PHONE_PUBLIC_URL": "bot.example.org"],
         ["ACTION2PHONE_PUBLIC_URL": "https://bot.example.org/sms?x=1"], ["TWILIO_ACCOUNT_SID": "AC123", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+14155550100"],
+        ["TWILIO_ACCOUNT_SID": "AC 0000000000000000000000000000000", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+14155550100"],
+        ["ACTION2PHONE_PBKDF2_ITERATIONS": "3000000000"], ["TWILIO_MESSAGING_SERVICE_SID": "MG x/../"],
     ])
     func badValuesAreRefusedWithTheirName(_ environment: [String: String]) {
         do {

@@ -64,10 +64,11 @@ public struct ConversationEngine: Sendable {
     public func reduce(
         _ state: inout ConversationState, _ input: Inbound, evidence: PasscodeEvidence? = nil, facts: any ConversationFacts, now: Date
     ) throws -> Decision {
+        let stepBefore = state.step
         let expired = expire(&state, now: now)
         state.lastActivity = now
         let route = route(input, state)
-        let redact = mustRedact(route, input, state)
+        let redact = mustRedact(route, input, state, stepBefore: stepBefore)
         var step = StepContext(input: input, evidence: evidence, facts: facts, now: now, account: try facts.account())
 
         let consent = try facts.consent()
@@ -103,7 +104,8 @@ public struct ConversationEngine: Sendable {
         case .command(let command):
             try run(command, &state, &step)
         case .unknown(let word):
-            step.reply(unknownCommand(word, account: step.account))
+            // A passcode that arrived after its question expired is never echoed back.
+            step.reply(unknownCommand(redact ? nil : word, account: step.account))
         }
 
         if let expired, var first = step.replies.first {
@@ -142,12 +144,13 @@ public struct ConversationEngine: Sendable {
         }
     }
 
-    /// A passcode text is never logged: answers to a passcode question, and `LOGIN <passcode>`.
-    func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState) -> Bool {
+    /// A passcode text is never logged: any `LOGIN <something>`, and any text sent while a passcode question
+    /// was pending (even one that has just expired) unless it is a keyword.
+    func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step) -> Bool {
+        if input.command == "LOGIN" && !input.argument.isEmpty { return true }
         switch route {
-        case .answer: state.step.expectsPasscode
-        case .command(.login): !input.argument.isEmpty
-        default: false
+        case .optOut, .optIn, .help, .reset, .empty: return false
+        default: return stepBefore.expectsPasscode || (route == .answer && state.step.expectsPasscode)
         }
     }
 
@@ -183,7 +186,9 @@ public struct ConversationEngine: Sendable {
         return text
     }
 
-    func unknownCommand(_ word: String, account: Account?) -> String {
+    /// "Unknown command" with the closest command suggested; `word` is `nil` when it must not be echoed.
+    func unknownCommand(_ word: String?, account: Account?) -> String {
+        guard let word else { return "Unknown command, comrade. Reply HELP for commands." }
         let shown = word.count > 20 ? String(word.prefix(20)) + "..." : word
         let isAdmin = account?.role == .admin
         var candidates = Command.allCases.filter { isAdmin || !$0.isAdminOnly }.map(\.rawValue)

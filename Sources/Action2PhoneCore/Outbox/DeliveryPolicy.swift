@@ -27,8 +27,16 @@ public struct DeliveryPolicy: Sendable {
         return exponential * Double.random(in: jitter)
     }
 
-    /// The outcome of attempt number `attempts` (1-based) that ended with `result`.
-    public func outcome(of result: Result<SentMessage, RESTFailure>, attempts: Int, now: Date) -> DeliveryOutcome {
+    /// The outcome of attempt number `attempts` (1-based) that ended with `result`. When an earlier attempt may
+    /// have created the message (`mayAlreadyExist`), an attempt that ends without success is `uncertain`,
+    /// never `failed`: an operator decides.
+    public func outcome(of result: Result<SentMessage, RESTFailure>, attempts: Int, now: Date, mayAlreadyExist: Bool = false) -> DeliveryOutcome {
+        let outcome = plainOutcome(of: result, attempts: attempts, now: now)
+        if mayAlreadyExist, case .failed(let code, let message) = outcome { return .uncertain(code: code, message: message) }
+        return outcome
+    }
+
+    private func plainOutcome(of result: Result<SentMessage, RESTFailure>, attempts: Int, now: Date) -> DeliveryOutcome {
         let failure: RESTFailure
         switch result {
         case .success(.accepted(let sid)): return .accepted(sid: sid)

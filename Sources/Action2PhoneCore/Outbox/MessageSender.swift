@@ -6,8 +6,8 @@ import TwilioKit
 /// Sends texts: Twilio's REST API in production, a log line in local mode.
 public protocol MessageSender: Sendable {
     func send(to: String, body: String) async -> Result<SentMessage, RESTFailure>
-    /// The SID of a message with this body already created for `to` since `since`, if Twilio has one.
-    func findExisting(to: String, body: String, since: Date) async -> Result<String?, RESTFailure>
+    /// Messages with this body that Twilio created for `to` since about `since`, newest first.
+    func findExisting(to: String, body: String, since: Date) async -> Result<[MessageResource], RESTFailure>
 }
 
 /// Sends through Twilio's Messages API.
@@ -20,10 +20,10 @@ public struct TwilioSender: MessageSender {
         await client.createMessage(to: to, body: body).map { .accepted(sid: $0.sid) }
     }
 
-    public func findExisting(to: String, body: String, since: Date) async -> Result<String?, RESTFailure> {
-        // date_created has one-second resolution and clocks drift: allow a minute of slack.
+    public func findExisting(to: String, body: String, since: Date) async -> Result<[MessageResource], RESTFailure> {
+        // date_created has one-second resolution and clocks drift a little: allow 15 seconds of slack.
         await client.listMessages(to: to).map { messages in
-            messages.first { $0.body == body && ($0.created.map { $0 >= since.addingTimeInterval(-60) } ?? true) }?.sid
+            messages.filter { $0.body == body && ($0.created.map { $0 >= since.addingTimeInterval(-15) } ?? true) }
         }
     }
 }
@@ -39,7 +39,7 @@ public struct SimulatedSender: MessageSender {
         return .success(.simulated)
     }
 
-    public func findExisting(to: String, body: String, since: Date) async -> Result<String?, RESTFailure> {
-        .success(nil)
+    public func findExisting(to: String, body: String, since: Date) async -> Result<[MessageResource], RESTFailure> {
+        .success([])
     }
 }

@@ -41,8 +41,10 @@ public struct OutboxMessage: Sendable, Equatable, Codable {
 
 /// What became of one delivery attempt.
 public enum DeliveryOutcome: Sendable, Equatable {
-    /// Twilio accepted the message (or reconciliation found it had).
+    /// Twilio accepted the message.
     case accepted(sid: String)
+    /// Reconciliation found that an earlier attempt had created the message, with Twilio's status for it.
+    case found(sid: String, twilioStatus: String, errorCode: Int?, errorMessage: String?)
     /// Local mode: nothing was sent.
     case simulated
     /// A permanent error: never retried.

@@ -117,13 +117,17 @@ extension SQLiteStore {
                     refused.append(.init(id: id, reason: "no outbox row with id \(id)"))
                     continue
                 }
+                if try String.fetchOne(db, sql: "SELECT body FROM outbox WHERE id = ?", arguments: [id]) == "[deleted]" {
+                    refused.append(.init(id: id, reason: "row \(id) was to a person who deleted their account"))
+                    continue
+                }
                 guard ["uncertain", "failed", "undelivered"].contains(current) else {
                     refused.append(.init(id: id, reason: "row \(id) is \(current): only uncertain, failed or undelivered rows can be retried"))
                     continue
                 }
                 try db.execute(
                     sql: """
-                        UPDATE outbox SET status = 'queued', nextAttemptAt = NULL, attempts = 0,
+                        UPDATE outbox SET status = 'queued', nextAttemptAt = NULL, attempts = 0, twilioSid = NULL,
                         needsReconcile = (needsReconcile OR ? = 'uncertain') AND firstAttemptAt IS NOT NULL, updatedAt = ? WHERE id = ?
                         """,
                     arguments: [current, now, id])

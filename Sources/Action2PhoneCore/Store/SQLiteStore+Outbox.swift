@@ -20,16 +20,17 @@ extension SQLiteStore {
         try await writer.write { db in
             // A bounded loop: rows whose number opted out after they were queued fail here and the next is tried.
             for _ in 0..<100 {
+                // Conversation replies go before direct messages and broadcasts: a person waiting for an answer
+                // should not wait behind a 10,000-text broadcast. Texts to one number never overtake each other.
+                let due = """
+                    SELECT o.id, coalesce(p.optedOut, 0) AS optedOut FROM outbox o LEFT JOIN phones p ON p.phone = o."to"
+                    WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?) %@
+                      AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id < o.id AND e.status IN ('queued', 'sending'))
+                    ORDER BY o.id LIMIT 1
+                    """
                 guard
-                    let row = try Row.fetchOne(
-                        db,
-                        sql: """
-                            SELECT o.id, coalesce(p.optedOut, 0) AS optedOut FROM outbox o LEFT JOIN phones p ON p.phone = o."to"
-                            WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?)
-                              AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id < o.id AND e.status IN ('queued', 'sending'))
-                            ORDER BY o.id LIMIT 1
-                            """,
-                        arguments: [now])
+                    let row = try Row.fetchOne(db.cachedStatement(sql: due.replacing("%@", with: "AND o.purpose = 'reply'")), arguments: [now])
+                        ?? Row.fetchOne(db.cachedStatement(sql: due.replacing("%@", with: "")), arguments: [now])
                 else { return nil }
                 let id: Int64 = row["id"]
                 if row["optedOut"] as Bool {
@@ -57,6 +58,15 @@ extension SQLiteStore {
                 return  // not ours any more (an operator changed it): leave it alone
             }
             switch outcome {
+            case .found(let sid, let twilioStatus, let code, let message):
+                try db.execute(
+                    sql: """
+                        UPDATE outbox SET status = 'sent', twilioSid = ?, needsReconcile = 0, nextAttemptAt = NULL,
+                        errorCode = NULL, errorMessage = NULL, updatedAt = ? WHERE id = ?
+                        """,
+                    arguments: [sid, now, id])
+                _ = try Self.applyStatus(db, sid: sid, twilioStatus: twilioStatus, errorCode: code, errorMessage: message, now: now)
+                try Self.applyPendingCallbacks(db, sid: sid, now: now)
             case .accepted(let sid):
                 try db.execute(
                     sql: """
@@ -64,6 +74,7 @@ extension SQLiteStore {
                         errorCode = NULL, errorMessage = NULL, updatedAt = ? WHERE id = ?
                         """,
                     arguments: [sid, now, id])
+                try Self.applyPendingCallbacks(db, sid: sid, now: now)
             case .simulated:
                 try db.execute(sql: "UPDATE outbox SET status = 'simulated', updatedAt = ? WHERE id = ?", arguments: [now, id])
             case .failed(let code, let message):
@@ -72,6 +83,10 @@ extension SQLiteStore {
                     arguments: [code, message, now, id])
                 if code == 21610 {
                     try Self.setOptedOut(db, phone: to, optedOut: true, source: "twilio", text: "Twilio error 21610: the recipient replied STOP", now: now)
+                    // As a STOP keyword does: the login and any question end.
+                    try db.execute(
+                        sql: "UPDATE conversations SET state = ?, updatedAt = ? WHERE phone = ?",
+                        arguments: [String(decoding: try JSONEncoder.store.encode(ConversationState()), as: UTF8.self), now, to])
                 } else if let code, Self.unreachableCodes.contains(code) {
                     try Self.setSuppressed(db, phone: to, reason: "Twilio error \(code)", now: now)
                 }
@@ -87,6 +102,16 @@ extension SQLiteStore {
                     sql: "UPDATE outbox SET status = 'uncertain', errorCode = ?, errorMessage = ?, nextAttemptAt = NULL, updatedAt = ? WHERE id = ?",
                     arguments: [code, message, now, id])
             }
+        }
+    }
+
+    public func firstUnrecordedSid(_ sids: [String]) async throws -> String? {
+        guard !sids.isEmpty else { return nil }
+        return try await writer.read { db in
+            let taken = Set(
+                try String.fetchAll(
+                    db, sql: "SELECT twilioSid FROM outbox WHERE twilioSid IN (\(databaseQuestionMarks(count: sids.count)))", arguments: StatementArguments(sids)))
+            return sids.first { !taken.contains($0) }
         }
     }
 

@@ -87,32 +87,58 @@ public struct SQLiteStore: Store {
 
     public func applyStatusCallback(_ callback: StatusCallback, now: Date) async throws -> Bool {
         try await writer.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT id, status, \"to\" FROM outbox WHERE twilioSid = ?", arguments: [callback.messageSid])
-            else { return false }
-            let id: Int64 = row["id"]
-            let current = OutboxStatus(rawValue: row["status"]) ?? .queued
-            let target: OutboxStatus? =
-                switch callback.messageStatus {
-                case "sent": .sent
-                case "delivered", "read": .delivered
-                case "undelivered": .undelivered
-                case "failed", "canceled": .failed
-                default: nil  // queued, accepted, sending, scheduled: never a step forward for a row we sent
-                }
-            if let target, target.rank > current.rank {
-                try db.execute(
-                    sql: "UPDATE outbox SET status = ?, errorCode = COALESCE(?, errorCode), errorMessage = COALESCE(?, errorMessage), updatedAt = ? WHERE id = ?",
-                    arguments: [target.rawValue, callback.errorCode, callback.errorMessage, now, id])
-            } else if callback.errorCode != nil {
-                try db.execute(
-                    sql: "UPDATE outbox SET errorCode = COALESCE(errorCode, ?), errorMessage = COALESCE(errorMessage, ?), updatedAt = ? WHERE id = ?",
-                    arguments: [callback.errorCode, callback.errorMessage, now, id])
+            if try Self.applyStatus(db, sid: callback.messageSid, twilioStatus: callback.messageStatus, errorCode: callback.errorCode,
+                errorMessage: callback.errorMessage, now: now)
+            {
+                return true
             }
-            if let code = callback.errorCode, Self.unreachableCodes.contains(code) {
-                try Self.setSuppressed(db, phone: row["to"], reason: "Twilio error \(code)", now: now)
-            }
-            return true
+            // Not recorded yet: kept, and applied when the send's SID is written.
+            try db.execute(sql: "DELETE FROM pendingCallbacks WHERE receivedAt < ?", arguments: [now.addingTimeInterval(-86_400)])
+            try db.execute(
+                sql: "INSERT INTO pendingCallbacks (messageSid, status, errorCode, errorMessage, receivedAt) VALUES (?, ?, ?, ?, ?)",
+                arguments: [callback.messageSid, callback.messageStatus, callback.errorCode, callback.errorMessage, now])
+            return false
         }
+    }
+
+    /// Moves the row with Twilio SID `sid` forward to Twilio's status (never backwards), keeps the error, and
+    /// suppresses numbers Twilio says cannot receive texts. `false` when no row has that SID.
+    static func applyStatus(_ db: Database, sid: String, twilioStatus: String, errorCode: Int?, errorMessage: String?, now: Date) throws -> Bool {
+        guard let row = try Row.fetchOne(db, sql: "SELECT id, status, \"to\" FROM outbox WHERE twilioSid = ?", arguments: [sid]) else {
+            return false
+        }
+        let id: Int64 = row["id"]
+        let current = OutboxStatus(rawValue: row["status"]) ?? .queued
+        let target: OutboxStatus? =
+            switch twilioStatus.lowercased() {
+            case "sent": .sent
+            case "delivered", "read": .delivered
+            case "undelivered": .undelivered
+            case "failed", "canceled": .failed
+            default: nil  // queued, accepted, sending, scheduled: never a step forward for a row we sent
+            }
+        if let target, target.rank > current.rank {
+            try db.execute(
+                sql: "UPDATE outbox SET status = ?, errorCode = COALESCE(?, errorCode), errorMessage = COALESCE(?, errorMessage), updatedAt = ? WHERE id = ?",
+                arguments: [target.rawValue, errorCode, errorMessage, now, id])
+        } else if errorCode != nil {
+            try db.execute(
+                sql: "UPDATE outbox SET errorCode = COALESCE(errorCode, ?), errorMessage = COALESCE(errorMessage, ?), updatedAt = ? WHERE id = ?",
+                arguments: [errorCode, errorMessage, now, id])
+        }
+        if let errorCode, Self.unreachableCodes.contains(errorCode) {
+            try Self.setSuppressed(db, phone: row["to"], reason: "Twilio error \(errorCode)", now: now)
+        }
+        return true
+    }
+
+    /// Applies, then forgets, the callbacks that arrived for `sid` before it was recorded.
+    static func applyPendingCallbacks(_ db: Database, sid: String, now: Date) throws {
+        let pending = try Row.fetchAll(db, sql: "SELECT status, errorCode, errorMessage FROM pendingCallbacks WHERE messageSid = ? ORDER BY id", arguments: [sid])
+        for p in pending {
+            _ = try applyStatus(db, sid: sid, twilioStatus: p["status"], errorCode: p["errorCode"], errorMessage: p["errorMessage"], now: now)
+        }
+        if !pending.isEmpty { try db.execute(sql: "DELETE FROM pendingCallbacks WHERE messageSid = ?", arguments: [sid]) }
     }
 
     /// Twilio errors meaning the number cannot receive texts: the person is suppressed from broadcasts.

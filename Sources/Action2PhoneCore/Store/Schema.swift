@@ -5,7 +5,7 @@ import GRDB
 enum Schema {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1 users, phones, consent log, conversations, inbound, inbox, outbox") { db in
+        migrator.registerMigration("v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks") { db in
             try db.create(table: "users") { t in
                 t.autoIncrementedPrimaryKey("id")
                 t.column("phone", .text).notNull().unique()
@@ -95,6 +95,17 @@ enum Schema {
                 t.column("needsReconcile", .boolean).notNull().defaults(to: false)
             }
             try db.create(index: "outbox_queue", on: "outbox", columns: ["status", "id"])
+            try db.create(index: "outbox_replies", on: "outbox", columns: ["status", "purpose", "id"])
+            // Status callbacks that arrived before their message's SID was recorded (Twilio can call back
+            // while the create request is still being answered, or while a lost answer is reconciled).
+            try db.create(table: "pendingCallbacks") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("messageSid", .text).notNull().indexed()
+                t.column("status", .text).notNull()
+                t.column("errorCode", .integer)
+                t.column("errorMessage", .text)
+                t.column("receivedAt", .datetime).notNull().indexed()
+            }
             try db.create(index: "outbox_by_to", on: "outbox", columns: ["to"])
         }
         return migrator

@@ -45,6 +45,9 @@ public protocol Store: Sendable {
     /// that mean the number cannot receive texts suppress it.
     func completeOutbox(id: Int64, outcome: DeliveryOutcome, now: Date) async throws
 
+    /// The first of `sids` that no outbox row holds yet (reconciliation must not adopt another row's message).
+    func firstUnrecordedSid(_ sids: [String]) async throws -> String?
+
     /// Outbox rows, newest first.
     func outboxMessages(status: OutboxStatus?, limit: Int) async throws -> [OutboxMessage]
 

@@ -1,0 +1,94 @@
+import Foundation
+import GRDB
+import Testing
+import TwilioKit
+
+@testable import Action2PhoneCore
+
+@Suite("Store: outbox")
+struct OutboxStoreTests {
+    func queue(_ path: String, _ rows: [(to: String, body: String, purpose: String)]) throws {
+        try DatabaseQueue(path: path).write { db in
+            for r in rows {
+                try db.execute(
+                    sql: "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES (?, ?, ?, 'queued', ?, ?)",
+                    arguments: [r.to, r.body, r.purpose, t0, t0])
+            }
+        }
+    }
+
+    @Test func repliesAreClaimedBeforeBroadcastsButNeverOvertakeTheirOwnNumber() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try queue(path, [
+            (to: "+14155550101", body: "broadcast 1", purpose: "broadcast"), (to: "+14155550102", body: "broadcast 2", purpose: "broadcast"),
+            (to: "+14155550103", body: "reply", purpose: "reply"), (to: "+14155550101", body: "reply after broadcast", purpose: "reply"),
+        ])
+        var order: [String] = []
+        while let m = try await store.claimNextOutbox(now: t0) {
+            order.append(m.body)
+            try await store.completeOutbox(id: m.id, outcome: .accepted(sid: "SM\(m.id)"), now: t0)
+        }
+        #expect(order == ["reply", "broadcast 1", "reply after broadcast", "broadcast 2"])
+    }
+
+    @Test func aCallbackBeforeTheSidIsRecordedIsAppliedLater() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try queue(path, [(to: "+14155550101", body: "fast", purpose: "direct")])
+        let m = try #require(try await store.claimNextOutbox(now: t0))
+        // Twilio calls back before the create request's answer is recorded
+        let known = try await store.applyStatusCallback(
+            StatusCallback(fields: [.init("MessageSid", "SMearly"), .init("MessageStatus", "undelivered"), .init("ErrorCode", "30003")]), now: t0)
+        #expect(!known)
+        try await store.completeOutbox(id: m.id, outcome: .accepted(sid: "SMearly"), now: t0)
+        let row = try #require(try fetchRow(path, "SELECT status, errorCode FROM outbox"))
+        #expect(row["status"] as String == "undelivered")
+        #expect(row["errorCode"] as Int? == 30003)
+        #expect(try fetchInt(path, "SELECT suppressed FROM phones WHERE phone = '+14155550101'") == 1)
+        #expect(try fetchInt(path, "SELECT count(*) FROM pendingCallbacks") == 0)
+    }
+
+    @Test func aReconciledMessageKeepsTwilioStatus() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try queue(path, [(to: "+14155550101", body: "x", purpose: "direct")])
+        let m = try #require(try await store.claimNextOutbox(now: t0))
+        try await store.completeOutbox(id: m.id, outcome: .found(sid: "SMfound", twilioStatus: "delivered", errorCode: nil, errorMessage: nil), now: t0)
+        #expect(try fetchRow(path, "SELECT status, twilioSid FROM outbox")?["status"] as String? == "delivered")
+        #expect(try await store.firstUnrecordedSid(["SMfound", "SMother"]) == "SMother")
+    }
+
+    @Test func retryClearsTheOldSidAndRefusesErasedTexts() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try queue(path, [(to: "+14155550101", body: "x", purpose: "direct"), (to: "+14155550102", body: "[deleted]", purpose: "direct")])
+        try executeSQL(path, "UPDATE outbox SET status = 'undelivered', twilioSid = 'SMold' WHERE id = 1; UPDATE outbox SET status = 'failed' WHERE id = 2")
+        let result = try await store.retryOutbox(ids: [1, 2, 99])
+        #expect(result.queued == [1])
+        #expect(result.refused.map(\.id) == [2, 99])
+        #expect(try fetchRow(path, "SELECT status, twilioSid FROM outbox WHERE id = 1")?["twilioSid"] as String? == nil)
+        // A late callback for the old SID no longer touches the requeued row
+        _ = try await store.applyStatusCallback(StatusCallback(fields: [.init("MessageSid", "SMold"), .init("MessageStatus", "delivered")]), now: t0)
+        #expect(try fetchRow(path, "SELECT status FROM outbox WHERE id = 1")?["status"] as String? == "queued")
+    }
+
+    @Test func twilio21610OptsOutAndEndsTheLogin() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try queue(path, [(to: "+14155550101", body: "x", purpose: "direct")])
+        try executeSQL(path, "INSERT INTO conversations (phone, state, updatedAt) VALUES ('+14155550101', '{\"step\":{\"idle\":{}},\"loggedInAt\":\"2026-11-25T09:00:00Z\"}', '2026-11-25 09:00:00.000')")
+        let m = try #require(try await store.claimNextOutbox(now: t0))
+        try await store.completeOutbox(id: m.id, outcome: .failed(code: 21610, message: "unsubscribed"), now: t0)
+        let (state, _) = try await store.conversationSnapshot(phone: "+14155550101")
+        #expect(!state.isLoggedIn)
+        #expect(try fetchInt(path, "SELECT optedOut FROM phones WHERE phone = '+14155550101'") == 1)
+    }
+
+    @Test func aLookupThatFailsLeavesTheTextUncertainNotFailed() {
+        let p = DeliveryPolicy(maxAttempts: 3, baseDelay: 1, maxDelay: 10, jitter: 1...1)
+        let refused = RESTFailure.http(status: 401, code: 20003, message: "Authenticate", moreInfo: nil, retryAfter: nil)
+        #expect(p.outcome(of: .failure(refused), attempts: 1, now: t0, mayAlreadyExist: true) == .uncertain(code: 20003, message: "Authenticate"))
+        #expect(p.outcome(of: .failure(refused), attempts: 1, now: t0) == .failed(code: 20003, message: "Authenticate"))
+    }
+}
