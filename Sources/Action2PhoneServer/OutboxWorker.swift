@@ -3,7 +3,6 @@ import Action2PhoneCore
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
 
 /// Sends the outbox: claims due rows, starts at most `rate` sends per second, evenly spaced (several may be
 /// in flight when Twilio is slow, but never two to the same number), and records each outcome.
@@ -141,7 +140,7 @@ public struct OutboxWorker: Service {
 
 /// How many sends are in flight.
 final class InFlight: Sendable {
-    private let value = Mutex(0)
+    private let value = Locked(0)
     var count: Int { value.withLock { $0 } }
     func add(_ n: Int) { value.withLock { $0 += n } }
 }

@@ -36,6 +36,9 @@ struct WebhookGate: Sendable {
             buffer = try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
             throw WebhookRejection(.contentTooLarge, "body larger than \(limit) bytes")
+        } catch {
+            // The client stopped before sending the body it announced: its fault, not ours.
+            throw WebhookRejection(.badRequest, "incomplete request body")
         }
         // The media type before any parameters (`; charset=utf-8`), without case or spaces.
         let type = request.headers[.contentType]?.split(separator: ";", maxSplits: 1).first?.trimmingWhitespace().lowercased() ?? ""

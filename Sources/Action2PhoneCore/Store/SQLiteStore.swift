@@ -6,6 +6,8 @@ import TwilioKit
 /// The SQLite implementation of `Store`: a WAL-mode `DatabasePool` with a busy timeout, migrated on open.
 public struct SQLiteStore: Store {
     let writer: any DatabaseWriter
+    /// The last webhook write that failed, until one succeeds: `/healthz` reports it.
+    let health = WriteHealth()
 
     /// Opens (creating the file and its folder if needed) and migrates the database at `path`.
     public static func open(path: String) throws -> SQLiteStore {
@@ -38,8 +40,17 @@ public struct SQLiteStore: Store {
 
     // MARK: - Store
 
+    /// Throws when the database cannot be read, when it is full, or while the last webhook write failed.
     public func ping() async throws {
         _ = try await writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM grdb_migrations") }
+        if let failure = health.lastFailure { throw StoreUnavailable("writes are failing: \(failure)") }
+        let full = try await writer.writeWithoutTransaction { db -> Bool in
+            let pages = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            let limit = try Int.fetchOne(db, sql: "PRAGMA max_page_count") ?? Int.max
+            let free = try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
+            return pages >= limit && free == 0
+        }
+        if full { throw StoreUnavailable("the database is full (max_page_count reached)") }
     }
 
     public func previousReply(messageSid: String, idempotencyToken: String?) async throws -> String? {
@@ -47,6 +58,20 @@ public struct SQLiteStore: Store {
     }
 
     public func processInbound(
+        _ record: InboundRecord, replyMode: ReplyMode, now: Date,
+        decide: @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
+    ) async throws -> InboundOutcome {
+        do {
+            let outcome = try await processInboundTransaction(record, replyMode: replyMode, now: now, decide: decide)
+            health.succeeded()
+            return outcome
+        } catch let error as DatabaseError {
+            health.failed("\(error.resultCode) at \(now)")
+            throw error
+        }
+    }
+
+    private func processInboundTransaction(
         _ record: InboundRecord, replyMode: ReplyMode, now: Date,
         decide: @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
     ) async throws -> InboundOutcome {
@@ -217,6 +242,20 @@ extension SQLiteStore {
             sql: "INSERT INTO consentLog (phone, action, source, text, createdAt) VALUES (?, 'suppress', 'twilio', ?, ?)",
             arguments: [phone, reason, now])
     }
+}
+
+/// Whether webhook writes are failing (a full disk, a lock held past the busy timeout).
+final class WriteHealth: Sendable {
+    private let failure = Locked<String?>(nil)
+    var lastFailure: String? { failure.withLock { $0 } }
+    func failed(_ description: String) { failure.withLock { $0 = description } }
+    func succeeded() { failure.withLock { if $0 != nil { $0 = nil } } }
+}
+
+/// The store cannot take writes.
+public struct StoreUnavailable: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// JSON string literals, written by hand: Foundation's JSONSerialization is slow on the webhook's hot path.

@@ -1,0 +1,74 @@
+import Foundation
+import GRDB
+import Testing
+import TwilioKit
+
+@testable import Action2PhoneCore
+
+@Suite("When SQLite cannot write")
+struct DatabaseTroubleTests {
+    @Test func aFullDatabaseGives5xxAnd503ThenRecoversByItself() async throws {
+        try await TestServer.run { server in
+            // Given a working server with some history
+            let r1 = try await server.post(fields: smsFields(body: "HELP"))
+            #expect(r1.status == 200)
+            let r2 = try await server.send("GET", "/healthz")
+            #expect(r2.status == 200)
+            // When the database file may not grow any more
+            try await server.store.writer.writeWithoutTransaction { db in
+                let pages = try Int.fetchOne(db, sql: "PRAGMA page_count")!
+                try db.execute(sql: "PRAGMA max_page_count = \(pages)")
+            }
+            var statuses: [Int] = []
+            for i in 0..<60 {
+                let reply = try await server.post(fields: smsFields(from: "+1415555\(String(format: "%04d", 6000 + i))", body: String(repeating: "x", count: 1500)))
+                statuses.append(reply.status)
+            }
+            // Then webhooks fail with a 5xx (Twilio logs it), never a 4xx or a false 200, and health says so
+            #expect(statuses.contains { $0 >= 500 })
+            #expect(statuses.allSatisfy { $0 == 200 || $0 >= 500 })
+            let r3 = try await server.send("GET", "/healthz")
+            #expect(r3.status == 503)
+            // And what was acknowledged is all there
+            #expect(try server.count("inbound") == 1 + statuses.filter { $0 == 200 }.count)
+            // When writing works again, the server recovers without a restart
+            try await server.store.writer.writeWithoutTransaction { try $0.execute(sql: "PRAGMA max_page_count = 1073741823") }
+            let r4 = try await server.post(fields: smsFields(from: "+14155557000", body: "HELP"))
+            #expect(r4.status == 200)
+            let r5 = try await server.send("GET", "/healthz")
+            #expect(r5.status == 200)
+        }
+    }
+
+    @Test func aLockHeldPastTheBusyTimeoutGives5xxAnd503() async throws {
+        try await TestServer.run { server in
+            let r6 = try await server.post(fields: smsFields(body: "HELP"))
+            #expect(r6.status == 200)
+            // Another process holds the write lock for longer than the 5 s busy timeout (on its own thread: the
+            // cooperative pool must stay free for the server)
+            let other = try DatabaseQueue(path: server.databasePath)
+            let held = Locked(false)
+            let done = Locked(false)
+            DispatchQueue.global().async {
+                try? other.inDatabase { db in
+                    try db.execute(sql: "BEGIN EXCLUSIVE")
+                    held.withLock { $0 = true }
+                    Thread.sleep(forTimeInterval: 6.5)
+                    try db.execute(sql: "ROLLBACK")
+                }
+                done.withLock { $0 = true }
+            }
+            while !held.current { try await Task.sleep(for: .milliseconds(10)) }
+            let blocked = try await server.post(fields: smsFields(from: "+14155557001", body: "HELP"))
+            #expect(blocked.status >= 500)
+            let r7 = try await server.send("GET", "/healthz")
+            #expect(r7.status == 503)
+            while !done.current { try await Task.sleep(for: .milliseconds(20)) }
+            let r8 = try await server.post(fields: smsFields(from: "+14155557001", body: "HELP"))
+            #expect(r8.status == 200)
+            let r9 = try await server.send("GET", "/healthz")
+            #expect(r9.status == 200)
+            #expect(try server.count("inbound") == 2)
+        }
+    }
+}
