@@ -57,16 +57,17 @@ public enum TwilioSignature {
 
     /// `name + value` for every field: names in byte order, each distinct value once, in byte order.
     public static func signedParams(_ params: [FormField]) -> [UInt8] {
-        var byName: [String: Set<String>] = [:]
-        for field in params { byName[field.name, default: []].insert(field.value) }
-        let names = byName.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        let pairs = params.map { (name: Array($0.name.utf8), value: Array($0.value.utf8)) }.sorted {
+            $0.name == $1.name ? $0.value.lexicographicallyPrecedes($1.value) : $0.name.lexicographicallyPrecedes($1.name)
+        }
         var out = [UInt8]()
-        for name in names {
-            let values = byName[name]!.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            for value in values {
-                out += name.utf8
-                out += value.utf8
-            }
+        out.reserveCapacity(pairs.reduce(0) { $0 + $1.name.count + $1.value.count })
+        var previous: (name: [UInt8], value: [UInt8])? = nil
+        for pair in pairs {
+            if let previous, previous.name == pair.name && previous.value == pair.value { continue }  // a repeated value counts once
+            out += pair.name
+            out += pair.value
+            previous = pair
         }
         return out
     }
