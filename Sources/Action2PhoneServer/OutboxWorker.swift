@@ -38,8 +38,11 @@ public struct OutboxWorker: Service {
             logger.warning("outbox: \(recovered) text(s) were being sent when the server stopped; marked uncertain, not resent (see: action2phone outbox list --status uncertain)")
         }
         let clock = ContinuousClock()
+        let maxOwed = min(interval * 4, .milliseconds(20))
         var nextSlot = clock.now
+        var idle = true
         let inFlight = InFlight()
+        let recorder = OutcomeRecorder(store: store, logger: logger)
         await withDiscardingTaskGroup { group in
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 if clock.now < nextSlot {
@@ -50,23 +53,39 @@ public struct OutboxWorker: Service {
                     await pause(until: clock.now.advanced(by: .milliseconds(2)))
                     continue
                 }
-                let claimed: OutboxMessage?
+                // Behind schedule (a claim takes longer than one interval at high rates): claim the slots that
+                // are due in one transaction. Each text still waits for its own slot before it is sent.
+                let behind = Int((clock.now - nextSlot) / interval)
+                let wanted = max(1, min(behind + 1, 16, maxInFlight - inFlight.count))
+                let claimed: [OutboxMessage]
                 do {
-                    claimed = try await store.claimNextOutbox(now: Date())
+                    claimed = try await store.claimOutbox(now: Date(), limit: wanted)
                 } catch {
                     logger.error("outbox: cannot claim the next text", metadata: ["error": "\(error)"])
                     await pause(until: clock.now.advanced(by: pollInterval))
                     continue
                 }
-                guard let message = claimed else {
+                guard !claimed.isEmpty else {
+                    idle = true
                     await pause(until: clock.now.advanced(by: pollInterval))
                     continue
                 }
-                nextSlot = max(nextSlot, clock.now).advanced(by: interval)
-                inFlight.add(1)
-                group.addTask {
-                    await deliver(message)
-                    inFlight.add(-1)
+                for message in claimed {
+                    if idle {
+                        nextSlot = max(nextSlot, clock.now)  // the schedule starts with the first text after idle time
+                        idle = false
+                    }
+                    if clock.now < nextSlot { try? await Task.sleep(until: nextSlot, clock: .continuous) }
+                    // Keep to the schedule: time lost to a late wake-up or a slow claim is made up by the next slots,
+                    // so the average rate is the configured one. At most `maxOwed` is ever made up (four slots, and
+                    // never more than 20 ms), so there is no burst, and at low rates nothing is owed at all.
+                    let owedFloor = clock.now.advanced(by: .zero - maxOwed)
+                    nextSlot = max(nextSlot, owedFloor).advanced(by: interval)
+                    inFlight.add(1)
+                    group.addTask {
+                        await deliver(message, recorder: recorder)
+                        inFlight.add(-1)
+                    }
                 }
             }
         }
@@ -75,7 +94,7 @@ public struct OutboxWorker: Service {
 
     /// Sends one claimed row (after looking for it at Twilio first when an earlier attempt may have created
     /// it) and records the outcome.
-    func deliver(_ message: OutboxMessage) async {
+    func deliver(_ message: OutboxMessage, recorder: OutcomeRecorder) async {
         let metadata: Logger.Metadata = ["a2p.outbox.id": "\(message.id)", "a2p.phone": "\(message.to)"]
         let outcome = await attempt(message, metadata: metadata)
         switch outcome {
@@ -88,7 +107,7 @@ public struct OutboxWorker: Service {
         case .accepted, .simulated:
             logger.debug("outbox: sent", metadata: metadata)
         }
-        await record(message.id, outcome, metadata: metadata)
+        await recorder.record(message.id, outcome)
     }
 
     private func attempt(_ message: OutboxMessage, metadata: Logger.Metadata) async -> DeliveryOutcome {
@@ -112,29 +131,59 @@ public struct OutboxWorker: Service {
         }
     }
 
-    /// Records an outcome, retrying while the database refuses: a row left `sending` would hold back every
-    /// later text to that number. Gives up only when the process is stopping (the row then becomes
-    /// `uncertain` at the next start, never sent twice).
-    private func record(_ id: Int64, _ outcome: DeliveryOutcome, metadata: Logger.Metadata) async {
-        var delay = Duration.milliseconds(50)
-        for attempt in 1... {
-            do {
-                try await store.completeOutbox(id: id, outcome: outcome, now: Date())
-                return
-            } catch {
-                logger.error("outbox: cannot record the outcome of a send; retrying", metadata: metadata.merging(["error": "\(error)"]) { $1 })
-                if Task.isCancelled || (Task.isShuttingDownGracefully && attempt >= 20) { return }
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
-            }
-        }
-    }
-
     /// Sleeps until `deadline`, waking early for a graceful shutdown.
     private func pause(until deadline: ContinuousClock.Instant) async {
         try? await cancelWhenGracefulShutdown {
             try await Task.sleep(until: deadline, clock: .continuous)
         }
+    }
+}
+
+/// Group commit for send outcomes: outcomes that arrive while a write is under way are recorded together in
+/// the next transaction, so a high send rate does not cost a database transaction per text. Each caller
+/// resumes once its outcome is durable. While the database refuses, the batch is retried: a row left
+/// `sending` holds back every later text to that number. It gives up only when the process is stopping (the
+/// rows then become `uncertain` at the next start, never sent twice).
+actor OutcomeRecorder {
+    let store: any Store
+    let logger: Logger
+    private var pending: [(id: Int64, outcome: DeliveryOutcome, done: CheckedContinuation<Void, Never>)] = []
+    private var flushing = false
+
+    init(store: any Store, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    func record(_ id: Int64, _ outcome: DeliveryOutcome) async {
+        await withCheckedContinuation { continuation in
+            pending.append((id, outcome, continuation))
+            if !flushing {
+                flushing = true
+                Task { await self.flush() }
+            }
+        }
+    }
+
+    private func flush() async {
+        while !pending.isEmpty {
+            let batch = pending
+            pending = []
+            var delay = Duration.milliseconds(50)
+            for attempt in 1... {
+                do {
+                    try await store.completeOutbox(batch.map { ($0.id, $0.outcome) }, now: Date())
+                    break
+                } catch {
+                    logger.error("outbox: cannot record \(batch.count) send outcome(s); retrying", metadata: ["error": "\(error)"])
+                    if Task.isCancelled || (Task.isShuttingDownGracefully && attempt >= 20) { break }
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(5))
+                }
+            }
+            for item in batch { item.done.resume() }
+        }
+        flushing = false
     }
 }
 

@@ -17,7 +17,21 @@ extension SQLiteStore {
     }
 
     public func claimNextOutbox(now: Date) async throws -> OutboxMessage? {
+        try await claimOutbox(now: now, limit: 1).first
+    }
+
+    public func claimOutbox(now: Date, limit: Int) async throws -> [OutboxMessage] {
         try await writer.write { db in
+            var claimed: [OutboxMessage] = []
+            while claimed.count < limit, let message = try Self.claimOne(db, now: now) { claimed.append(message) }
+            return claimed
+        }
+    }
+
+    /// Claims one due row inside the open transaction (rows claimed before it in the same transaction count
+    /// as `sending`, so two texts to one number are never claimed together).
+    static func claimOne(_ db: Database, now: Date) throws -> OutboxMessage? {
+        try {
             // A bounded loop: rows whose number opted out after they were queued fail here and the next is tried.
             for _ in 0..<100 {
                 // Conversation replies go before direct messages and broadcasts: a person waiting for an answer
@@ -49,11 +63,21 @@ extension SQLiteStore {
                 ).map(Self.outboxMessage)
             }
             return nil
-        }
+        }()
     }
 
     public func completeOutbox(id: Int64, outcome: DeliveryOutcome, now: Date) async throws {
+        try await completeOutbox([(id, outcome)], now: now)
+    }
+
+    public func completeOutbox(_ outcomes: [(id: Int64, outcome: DeliveryOutcome)], now: Date) async throws {
         try await writer.write { db in
+            for (id, outcome) in outcomes { try Self.complete(db, id: id, outcome: outcome, now: now) }
+        }
+    }
+
+    static func complete(_ db: Database, id: Int64, outcome: DeliveryOutcome, now: Date) throws {
+        try {
             guard let to = try String.fetchOne(db, sql: "SELECT \"to\" FROM outbox WHERE id = ? AND status = 'sending'", arguments: [id]) else {
                 return  // not ours any more (an operator changed it): leave it alone
             }
@@ -102,7 +126,7 @@ extension SQLiteStore {
                     sql: "UPDATE outbox SET status = 'uncertain', errorCode = ?, errorMessage = ?, nextAttemptAt = NULL, updatedAt = ? WHERE id = ?",
                     arguments: [code, message, now, id])
             }
-        }
+        }()
     }
 
     public func firstUnrecordedSid(_ sids: [String]) async throws -> String? {

@@ -41,9 +41,15 @@ public protocol Store: Sendable {
     /// marks it `sending`. Rows for numbers that opted out meanwhile fail instead of being sent.
     func claimNextOutbox(now: Date) async throws -> OutboxMessage?
 
+    /// Claims up to `limit` due rows in one transaction, as `claimNextOutbox` would one at a time.
+    func claimOutbox(now: Date, limit: Int) async throws -> [OutboxMessage]
+
     /// Records the outcome of sending a claimed row; a Twilio 21610 also opts the number out, and errors
     /// that mean the number cannot receive texts suppress it.
     func completeOutbox(id: Int64, outcome: DeliveryOutcome, now: Date) async throws
+
+    /// Records several outcomes in one transaction (the worker's group commit).
+    func completeOutbox(_ outcomes: [(id: Int64, outcome: DeliveryOutcome)], now: Date) async throws
 
     /// The first of `sids` that no outbox row holds yet (reconciliation must not adopt another row's message).
     func firstUnrecordedSid(_ sids: [String]) async throws -> String?
