@@ -39,6 +39,7 @@ public struct OutboxWorker: Service {
         }
         let clock = ContinuousClock()
         let maxOwed = min(interval * 4, .milliseconds(20))
+        let owedSlots = Int(maxOwed / interval)
         var nextSlot = clock.now
         var idle = true
         let inFlight = InFlight()
@@ -53,10 +54,11 @@ public struct OutboxWorker: Service {
                     await pause(until: clock.now.advanced(by: .milliseconds(2)))
                     continue
                 }
-                // Behind schedule (a claim takes longer than one interval at high rates): claim the slots that
-                // are due in one transaction. Each text still waits for its own slot before it is sent.
-                let behind = Int((clock.now - nextSlot) / interval)
-                let wanted = max(1, min(behind + 1, 16, maxInFlight - inFlight.count))
+                // Behind schedule (a claim takes longer than one interval at high rates): claim the slots that are
+                // owed, in one transaction, so a row is never marked `sending` long before its own slot. After
+                // idle time nothing is owed; at low rates nothing ever is (maxOwed is under one interval).
+                let behind = idle ? 0 : min(Int((clock.now - nextSlot) / interval), owedSlots)
+                let wanted = max(1, min(behind + 1, maxInFlight - inFlight.count))
                 let claimed: [OutboxMessage]
                 do {
                     claimed = try await store.claimOutbox(now: Date(), limit: wanted)

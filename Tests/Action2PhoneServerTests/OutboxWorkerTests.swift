@@ -45,13 +45,13 @@ struct OutboxHarness {
     }
 
     /// Runs `worker` until no row is `queued` or `sending` (or `timeout`), then shuts it down gracefully.
-    func run(_ worker: OutboxWorker, timeout: Duration = .seconds(15), until done: (() throws -> Bool)? = nil) async throws {
+    func run(_ worker: OutboxWorker, timeout: Duration = .seconds(15), until done: (() async throws -> Bool)? = nil) async throws {
         let group = ServiceGroup(configuration: .init(services: [worker], logger: Logger(label: "test")))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             let deadline = ContinuousClock.now.advanced(by: timeout)
             let finished = done ?? { try scalar("SELECT count(*) FROM outbox WHERE status IN ('queued', 'sending')") == 0 }
-            while ContinuousClock.now < deadline, try !finished() {
+            while ContinuousClock.now < deadline, try await !finished() {
                 try await Task.sleep(for: .milliseconds(20))
             }
             await group.triggerGracefulShutdown()
@@ -113,7 +113,7 @@ struct OutboxWorkerTests {
         #expect(started.count == 12)
         for i in started.indices {
             for j in started.indices where j > i {
-                let allowed = Duration.milliseconds(50 * (j - i) - 20 - 5)  // 5 ms for the clock read
+                let allowed = Duration.milliseconds(50 * (j - i) - 20 - 15)  // 15 ms for the start of the send task
                 #expect(started[j] - started[i] >= allowed, "sends \(i) to \(j) took \(started[j] - started[i])")
             }
         }
@@ -377,5 +377,35 @@ struct RestReplyModeTests {
                 }
             }
         }
+    }
+}
+
+@Suite("Outbox worker pacing at low rates")
+struct OutboxLowRateTests {
+    @Test func afterIdleTimeTextsAreClaimedOneSlotAtATime() async throws {
+        // Given a worker at 5 texts a second that has been idle for a while
+        let h = try OutboxHarness()
+        let fake = FakeTwilio()
+        let peakSending = Shared(0)
+        try await fake.run { base in
+            let worker = OutboxWorker(
+                store: h.store, sender: TwilioSender(client: h.client(base)), rate: 5, policy: OutboxHarness.fastPolicy, pollInterval: .milliseconds(10),
+                logger: Logger(label: "t"))
+            var enqueued = false
+            try await h.run(worker) {
+                if !enqueued {
+                    // When, after a second of idling, four texts arrive at once
+                    try await Task.sleep(for: .seconds(1))
+                    try h.enqueue((0..<4).map { (to: "+1415555\(String(format: "%04d", 8000 + $0))", body: "x") })
+                    enqueued = true
+                }
+                let sending = try h.scalar("SELECT count(*) FROM outbox WHERE status = 'sending'")
+                peakSending.update { $0 = max($0, sending) }
+                return try h.scalar("SELECT count(*) FROM outbox WHERE status = 'sent'") == 4
+            }
+        }
+        // Then no text was marked `sending` long before its own slot
+        #expect(peakSending.value <= 1)
+        #expect(fake.created.count == 4)
     }
 }
