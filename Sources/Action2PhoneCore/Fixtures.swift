@@ -62,11 +62,18 @@ public struct ConversationFixture: Codable, Sendable {
 
     public static func load(_ path: String) throws -> ConversationFixture {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let fixture: ConversationFixture
         do {
-            return try JSONDecoder().decode(ConversationFixture.self, from: data)
+            fixture = try JSONDecoder().decode(ConversationFixture.self, from: data)
         } catch {
             throw FixtureError("\(path): not a conversation fixture: \(error)")
         }
+        for (i, step) in fixture.steps.enumerated() {
+            if let wait = step.wait, !(0...31_536_000).contains(wait) {
+                throw FixtureError("\(path): step \(i + 1) waits \(wait) s; a wait is 0 to 31536000 seconds")
+            }
+        }
+        return fixture
     }
 }
 

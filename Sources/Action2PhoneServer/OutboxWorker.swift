@@ -13,6 +13,7 @@ public struct OutboxWorker: Service {
     let store: any Store
     let sender: any MessageSender
     let policy: DeliveryPolicy
+    let rate: Double
     let interval: Duration
     let pollInterval: Duration
     let maxInFlight: Int
@@ -22,10 +23,11 @@ public struct OutboxWorker: Service {
         store: any Store, sender: any MessageSender, rate: Double, policy: DeliveryPolicy = DeliveryPolicy(), pollInterval: Duration = .milliseconds(100),
         maxInFlight: Int = 32, logger: Logger
     ) {
-        precondition(rate > 0 && maxInFlight > 0)
+        precondition(rate >= 0.001 && rate <= 10_000 && maxInFlight > 0)
         self.store = store
         self.sender = sender
         self.policy = policy
+        self.rate = rate
         self.interval = .nanoseconds(Int64(1e9 / rate))
         self.pollInterval = pollInterval
         self.maxInFlight = maxInFlight
@@ -40,6 +42,9 @@ public struct OutboxWorker: Service {
         let clock = ContinuousClock()
         let maxOwed = min(interval * 4, .milliseconds(20))
         let owedSlots = Int(maxOwed / interval)
+        // Whatever the make-up, never more than ceil(rate) sends in any window of ceil(rate)/rate seconds
+        // (for a whole rate: at most `rate` in any second).
+        var window = SlidingWindow(capacity: max(1, Int(rate.rounded(.up))), interval: interval)
         var nextSlot = clock.now
         var idle = true
         let inFlight = InFlight()
@@ -78,6 +83,8 @@ public struct OutboxWorker: Service {
                         idle = false
                     }
                     if clock.now < nextSlot { try? await Task.sleep(until: nextSlot, clock: .continuous) }
+                    if let free = window.nextFree(after: clock.now) { try? await Task.sleep(until: free, clock: .continuous) }
+                    window.record(clock.now)
                     // Keep to the schedule: time lost to a late wake-up or a slow claim is made up by the next slots,
                     // so the average rate is the configured one. At most `maxOwed` is ever made up (four slots, and
                     // never more than 20 ms), so there is no burst, and at low rates nothing is owed at all.
@@ -174,7 +181,16 @@ actor OutcomeRecorder {
             var delay = Duration.milliseconds(50)
             for attempt in 1... {
                 do {
-                    try await store.completeOutbox(batch.map { ($0.id, $0.outcome) }, now: Date())
+                    if attempt <= 3 {
+                        try await store.completeOutbox(batch.map { ($0.id, $0.outcome) }, now: Date())
+                    } else {
+                        // A batch that keeps failing may hold one bad outcome: record them one by one, so the others land.
+                        var failed: Error? = nil
+                        for item in batch {
+                            do { try await store.completeOutbox(id: item.id, outcome: item.outcome, now: Date()) } catch { failed = error }
+                        }
+                        if let failed { throw failed }
+                    }
                     break
                 } catch {
                     logger.error("outbox: cannot record \(batch.count) send outcome(s); retrying", metadata: ["error": "\(error)"])
@@ -186,6 +202,37 @@ actor OutcomeRecorder {
             for item in batch { item.done.resume() }
         }
         flushing = false
+    }
+}
+
+/// The start times of the last `capacity` sends: a send may start only when the oldest of them is at least
+/// `capacity × interval` old.
+struct SlidingWindow {
+    let capacity: Int
+    let length: Duration
+    private var starts: [ContinuousClock.Instant] = []
+    private var head = 0
+
+    init(capacity: Int, interval: Duration) {
+        self.capacity = capacity
+        self.length = interval * capacity
+        starts.reserveCapacity(capacity)
+    }
+
+    /// When the next send may start, if not now.
+    func nextFree(after now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        guard starts.count == capacity else { return nil }
+        let free = starts[head].advanced(by: length)
+        return free > now ? free : nil
+    }
+
+    mutating func record(_ start: ContinuousClock.Instant) {
+        if starts.count < capacity {
+            starts.append(start)
+        } else {
+            starts[head] = start
+            head = (head + 1) % capacity
+        }
     }
 }
 

@@ -137,7 +137,9 @@ extension ServerConfig {
             config.replyMode = mode
         }
         if let raw = value(.sendRate) {
-            guard let rate = Double(raw), rate > 0, rate <= 10_000 else { throw ConfigError("ACTION2PHONE_SEND_RATE must be a number of messages per second above 0 (got '\(raw)')") }
+            guard let rate = Double(raw), rate >= 0.01, rate <= 10_000 else {
+                throw ConfigError("ACTION2PHONE_SEND_RATE must be a number of messages per second from 0.01 to 10000 (got '\(raw)')")
+            }
             config.sendRate = rate
         }
         if let raw = value(.sessionTTL) {

@@ -20,7 +20,8 @@ struct Chat: AsyncParsableCommand {
         let sender = PhoneNumber.normalize(from) ?? from
         var phone: any SimulatedPhone
         if let url {
-            phone = HTTPPhone(url: url, publicURL: publicURL, token: try store.config().authToken)
+            _ = try store.open()  // every subcommand opens and migrates --db
+            phone = try HTTPPhone(url: url, publicURL: publicURL, token: try store.config().authToken)
         } else {
             phone = InProcessPhone(config: try store.config(), store: try store.open())
         }

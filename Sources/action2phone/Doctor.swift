@@ -12,6 +12,7 @@ struct Doctor: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() async throws {
+        _ = try store.open()  // every subcommand opens and migrates --db
         var failures = 0
         func ok(_ s: String) { print("ok    \(s)") }
         func fail(_ s: String, fix: String) {
@@ -24,13 +25,13 @@ struct Doctor: AsyncParsableCommand {
             config = try ServerConfig.resolve(flags: [.database: store.path], environment: environment)
         } catch let error as ConfigError {
             fail("configuration: \(error.description)", fix: "correct the variable named above")
-            throw ExitCode.failure
+            throw CLIError("the configuration is not usable")
         }
         guard !config.isLocalMode, let accountSid = config.accountSid else {
             fail(
                 "no Twilio credentials: the server would run in local mode and send nothing",
                 fix: "export TWILIO_ACCOUNT_SID (AC…) and TWILIO_AUTH_TOKEN from the Twilio Console")
-            throw ExitCode.failure
+            throw CLIError("no Twilio credentials")
         }
         ok("credentials present for account \(accountSid)")
         let sender: TwilioRESTClient.Sender = config.fromNumber.map { .number($0) } ?? .messagingService(config.messagingServiceSid ?? "")
@@ -76,7 +77,7 @@ struct Doctor: AsyncParsableCommand {
         } else {
             ok("sending through Messaging Service \(config.messagingServiceSid ?? "?") (its numbers' webhooks are not checked here)")
         }
-        print(failures == 0 ? "All checks passed." : "\(failures) check(s) failed.")
-        if failures > 0 { throw ExitCode.failure }
+        guard failures == 0 else { throw CLIError("\(failures) check(s) failed (see above)") }
+        print("All checks passed.")
     }
 }

@@ -71,6 +71,7 @@ struct Outbox: AsyncParsableCommand {
                 throw ValidationError("--status must be one of \(OutboxStatus.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             if json && csv { throw ValidationError("--json and --csv exclude each other") }
+            if limit < 1 { throw ValidationError("--limit must be at least 1") }
         }
 
         func run() async throws {

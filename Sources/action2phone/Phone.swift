@@ -47,7 +47,12 @@ struct HTTPPhone: SimulatedPhone {
     static let longestWait: Double = 10
 
     /// `url` may be the server's base URL or its `/sms` URL.
-    init(url: String, publicURL: String?, token: Secret) {
+    init(url: String, publicURL: String?, token: Secret) throws {
+        for candidate in [url, publicURL].compactMap({ $0 }) {
+            guard let parsed = URL(string: candidate), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""), parsed.host != nil else {
+                throw CLIError("'\(candidate)' is not an http(s) URL")
+            }
+        }
         var base = url
         while base.hasSuffix("/") { base.removeLast() }
         postURL = base.hasSuffix("/sms") ? base : base + "/sms"
@@ -65,7 +70,8 @@ struct HTTPPhone: SimulatedPhone {
     }
 
     func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String]) {
-        var request = URLRequest(url: URL(string: postURL)!)
+        guard let url = URL(string: postURL) else { throw CLIError("'\(postURL)' is not a URL") }
+        var request = URLRequest(url: url)
         request.httpMethod = "POST"
         request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
         request.setValue(TwilioSignature.compute(authToken: token.reveal(), url: signingURL, params: fields), forHTTPHeaderField: "X-Twilio-Signature")

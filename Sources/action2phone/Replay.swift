@@ -50,7 +50,8 @@ struct Replay: AsyncParsableCommand {
         let fixture = try loadFixture(path)
         var phone: any SimulatedPhone
         if let url {
-            phone = HTTPPhone(url: url, publicURL: publicURL, token: try store.config().authToken)
+            _ = try store.open()  // every subcommand opens and migrates --db
+            phone = try HTTPPhone(url: url, publicURL: publicURL, token: try store.config().authToken)
         } else {
             var options = store
             if fresh {
@@ -105,7 +106,8 @@ struct Replay: AsyncParsableCommand {
         var base = url!
         while base.hasSuffix("/") { base.removeLast() }
         if base.hasSuffix("/sms") { base.removeLast(4) }
-        var request = URLRequest(url: URL(string: base + recorded.pathAndQuery)!)
+        guard let target = URL(string: base + recorded.pathAndQuery) else { throw CLIError("\(path): cannot make a URL of \(base) and \(recorded.url)") }
+        var request = URLRequest(url: target)
         request.httpMethod = recorded.method ?? "POST"
         for (name, value) in recorded.headers ?? [:] { request.setValue(value, forHTTPHeaderField: name) }
         request.httpBody = recorded.bodyBytes

@@ -92,3 +92,35 @@ struct OutboxStoreTests {
         #expect(p.outcome(of: .failure(refused), attempts: 1, now: t0) == .failed(code: 20003, message: "Authenticate"))
     }
 }
+
+@Suite("Store: outbox edge cases from review")
+struct OutboxReviewTests {
+    @Test func aRetriedOlderRowWaitsWhileANewerOneToTheSameNumberIsSending() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try OutboxStoreTests().queue(path, [(to: "+14155550101", body: "old", purpose: "reply"), (to: "+14155550101", body: "new", purpose: "reply")])
+        try executeSQL(path, "UPDATE outbox SET status = 'failed' WHERE id = 1; UPDATE outbox SET status = 'sending' WHERE id = 2")
+        _ = try await store.retryOutbox(ids: [1])
+        #expect(try await store.claimNextOutbox(now: t0) == nil)
+        try await store.completeOutbox(id: 2, outcome: .accepted(sid: "SM2"), now: t0)
+        #expect(try await store.claimNextOutbox(now: t0)?.id == 1)
+    }
+
+    @Test func aSidAnotherRowHoldsMakesTheRowUncertainNotAnError() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try OutboxStoreTests().queue(path, [(to: "+14155550101", body: "a", purpose: "direct"), (to: "+14155550102", body: "b", purpose: "direct")])
+        let first = try #require(try await store.claimNextOutbox(now: t0))
+        try await store.completeOutbox(id: first.id, outcome: .accepted(sid: "SMsame"), now: t0)
+        let second = try #require(try await store.claimNextOutbox(now: t0))
+        try await store.completeOutbox(id: second.id, outcome: .found(sid: "SMsame", twilioStatus: "sent", errorCode: nil, errorMessage: nil), now: t0)
+        #expect(try fetchRow(path, "SELECT status, twilioSid FROM outbox WHERE id = \(second.id)")?["status"] as String? == "uncertain")
+    }
+
+    @Test func aTextHashedAsAPasscodeIsRedactedWhateverTheStateBecame() throws {
+        var state = ConversationState(lastActivity: t0)  // the flow was reset while PBKDF2 ran
+        let d = try engine.reduce(&state, Inbound(text: "hunter22secret"), facts: facts(), now: t0, passcodeText: true)
+        #expect(d.loggedBody == "[redacted]")
+        #expect(!d.replies.joined().lowercased().contains("hunter22"))
+    }
+}

@@ -1,5 +1,5 @@
 import Action2PhoneCore
-import Action2PhoneServer
+@testable import Action2PhoneServer
 import Foundation
 import GRDB
 import Logging
@@ -407,5 +407,20 @@ struct OutboxLowRateTests {
         // Then no text was marked `sending` long before its own slot
         #expect(peakSending.value <= 1)
         #expect(fake.created.count == 4)
+    }
+}
+
+@Suite("Sliding window")
+struct SlidingWindowTests {
+    @Test func noMoreThanCapacityStartsInOneWindow() {
+        var w = SlidingWindow(capacity: 3, interval: .milliseconds(100))
+        let t0 = ContinuousClock.now
+        for i in 0..<3 {
+            #expect(w.nextFree(after: t0.advanced(by: .milliseconds(i))) == nil)
+            w.record(t0.advanced(by: .milliseconds(i)))
+        }
+        #expect(w.nextFree(after: t0.advanced(by: .milliseconds(10))) == t0.advanced(by: .milliseconds(300)))
+        w.record(t0.advanced(by: .milliseconds(300)))
+        #expect(w.nextFree(after: t0.advanced(by: .milliseconds(300))) == t0.advanced(by: .milliseconds(301)))
     }
 }

@@ -60,15 +60,17 @@ public struct ConversationEngine: Sendable {
         }
     }
 
-    /// Decides the answer to one text. `evidence` is the result of `passcodeWork`, when there was any.
+    /// Decides the answer to one text. `evidence` is the result of `passcodeWork`, when there was any;
+    /// `passcodeText` says the text was treated as a passcode before this call, so it is redacted regardless.
     public func reduce(
-        _ state: inout ConversationState, _ input: Inbound, evidence: PasscodeEvidence? = nil, facts: any ConversationFacts, now: Date
+        _ state: inout ConversationState, _ input: Inbound, evidence: PasscodeEvidence? = nil, facts: any ConversationFacts, now: Date,
+        passcodeText: Bool = false
     ) throws -> Decision {
         let stepBefore = state.step
         let expired = expire(&state, now: now)
         state.lastActivity = now
         let route = route(input, state)
-        let redact = mustRedact(route, input, state, stepBefore: stepBefore)
+        let redact = passcodeText || mustRedact(route, input, state, stepBefore: stepBefore)
         var step = StepContext(input: input, evidence: evidence, facts: facts, now: now, account: try facts.account())
 
         let consent = try facts.consent()

@@ -37,7 +37,8 @@ public struct ConversationService: InboundHandler {
                 // Work done for another state (it changed meanwhile) is not used: the step asks again.
                 evidence = prepared.0 == work ? prepared.1 : nil
             }
-            return try engine.reduce(&state, input, evidence: evidence, facts: facts, now: now)
+            // The text was taken for a passcode and hashed: whatever the state is now, it is never logged or echoed.
+            return try engine.reduce(&state, input, evidence: evidence, facts: facts, now: now, passcodeText: prepared != nil)
         }
     }
 }

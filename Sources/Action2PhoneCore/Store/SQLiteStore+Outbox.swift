@@ -39,7 +39,8 @@ extension SQLiteStore {
                 let due = """
                     SELECT o.id, coalesce(p.optedOut, 0) AS optedOut FROM outbox o LEFT JOIN phones p ON p.phone = o."to"
                     WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?) %@
-                      AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id < o.id AND e.status IN ('queued', 'sending'))
+                      AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id != o.id
+                                      AND (e.status = 'sending' OR (e.status = 'queued' AND e.id < o.id)))
                     ORDER BY o.id LIMIT 1
                     """
                 guard
@@ -80,6 +81,15 @@ extension SQLiteStore {
         try {
             guard let to = try String.fetchOne(db, sql: "SELECT \"to\" FROM outbox WHERE id = ? AND status = 'sending'", arguments: [id]) else {
                 return  // not ours any more (an operator changed it): leave it alone
+            }
+            var outcome = outcome
+            switch outcome {
+            case .accepted(let sid), .found(let sid, _, _, _):
+                // A SID another row already holds means this row's attempt cannot be told apart: never adopt it.
+                if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM outbox WHERE twilioSid = ? AND id != ?)", arguments: [sid, id]) == true {
+                    outcome = .uncertain(code: nil, message: "Twilio reported SID \(sid), which another outbox row already holds")
+                }
+            default: break
             }
             switch outcome {
             case .found(let sid, let twilioStatus, let code, let message):

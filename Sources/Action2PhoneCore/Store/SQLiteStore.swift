@@ -244,11 +244,20 @@ extension SQLiteStore {
     }
 }
 
-/// Whether webhook writes are failing (a full disk, a lock held past the busy timeout).
+/// Whether webhook writes are failing (a full disk, a lock held past the busy timeout). A failure counts
+/// until a later write succeeds, or for 30 seconds, so a quiet bot does not report a passing fault for hours.
 final class WriteHealth: Sendable {
-    private let failure = Locked<String?>(nil)
-    var lastFailure: String? { failure.withLock { $0 } }
-    func failed(_ description: String) { failure.withLock { $0 = description } }
+    private let failure = Locked<(description: String, at: ContinuousClock.Instant)?>(nil)
+    static let memory = Duration.seconds(30)
+
+    var lastFailure: String? {
+        failure.withLock { f in
+            guard let current = f, ContinuousClock.now - current.at < Self.memory else { return nil }
+            return current.description
+        }
+    }
+
+    func failed(_ description: String) { failure.withLock { $0 = (description, .now) } }
     func succeeded() { failure.withLock { if $0 != nil { $0 = nil } } }
 }
 
