@@ -22,12 +22,7 @@ struct SMSController: Sendable {
 
     @Sendable func inbound(_ request: Request, context: AppRequestContext) async throws -> Response {
         let fields = try await admitLogging(request, context: context)
-        let message: IncomingMessage
-        do {
-            message = try IncomingMessage(fields: fields)
-        } catch {
-            throw WebhookRejection(.badRequest, error.description)
-        }
+        let message = try decoded { () throws(WebhookDecodingError) in try IncomingMessage(fields: fields) }
         let record = InboundRecord(message, idempotencyToken: request.headers[.twilioIdempotencyToken])
         // One phone's texts are handled one at a time, in arrival order. The handler's transaction checks the
         // MessageSid first, so a retry (even one racing its original) gets the original's reply.
@@ -44,17 +39,21 @@ struct SMSController: Sendable {
 
     @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
         let fields = try await admitLogging(request, context: context)
-        let callback: StatusCallback
-        do {
-            callback = try StatusCallback(fields: fields)
-        } catch {
-            throw WebhookRejection(.badRequest, error.description)
-        }
+        let callback = try decoded { () throws(WebhookDecodingError) in try StatusCallback(fields: fields) }
         let known = try await store.applyStatusCallback(callback, now: clock())
         if !known {
             context.logger.debug("status callback for an unknown message", metadata: ["a2p.messageSid": "\(callback.messageSid)"])
         }
         return Response(status: .noContent)
+    }
+
+    /// A webhook whose required fields are missing is a 400 naming the field.
+    private func decoded<T>(_ decode: () throws(WebhookDecodingError) -> T) throws -> T {
+        do {
+            return try decode()
+        } catch {
+            throw WebhookRejection(.badRequest, error.description)
+        }
     }
 
     private func admitLogging(_ request: Request, context: AppRequestContext) async throws -> [FormField] {

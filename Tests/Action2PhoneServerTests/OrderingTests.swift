@@ -1,61 +1,52 @@
 import Action2PhoneCore
 import Action2PhoneServer
 import Foundation
-import Synchronization
 import Testing
 import TwilioKit
-
-/// A value shared by concurrent test tasks.
-final class Shared<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    func update<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
-    var value: Value { mutex.withLock { $0 } }
-}
 
 @Suite("Per-phone ordering")
 struct OrderingTests {
     @Test func oneKeyRunsOneAtATimeInArrivalOrder() async throws {
         let locks = PhoneLocks()
-        let log = Shared<[String]>([])
-        let inside = Shared(0)
+        let log = Locked<[String]>([])
+        let inside = Locked(0)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<20 {
                 group.addTask {
                     try await locks.withLock("+14155550100") {
-                        let n = inside.update { $0 += 1; return $0 }
+                        let n = inside.withLock { $0 += 1; return $0 }
                         #expect(n == 1, "two holders of one phone's lock at once")
                         try await Task.sleep(for: .milliseconds(2))
-                        log.update { $0.append("\(i)") }
-                        inside.update { $0 -= 1 }
+                        log.withLock { $0.append("\(i)") }
+                        inside.withLock { $0 -= 1 }
                     }
                 }
                 try await Task.sleep(for: .milliseconds(1))  // arrive in order
             }
             try await group.waitForAll()
         }
-        #expect(log.value == (0..<20).map(String.init))
+        #expect(log.current == (0..<20).map(String.init))
         #expect(await locks.heldCount == 0)
     }
 
     @Test func differentKeysRunInParallel() async throws {
         let locks = PhoneLocks()
-        let inside = Shared(0)
-        let peak = Shared(0)
+        let inside = Locked(0)
+        let peak = Locked(0)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<10 {
                 group.addTask {
                     try await locks.withLock("+1415555010\(i)") {
-                        let n = inside.update { $0 += 1; return $0 }
-                        peak.update { $0 = max($0, n) }
+                        let n = inside.withLock { $0 += 1; return $0 }
+                        peak.withLock { $0 = max($0, n) }
                         try await Task.sleep(for: .milliseconds(50))
-                        inside.update { $0 -= 1 }
+                        inside.withLock { $0 -= 1 }
                     }
                 }
             }
             try await group.waitForAll()
         }
-        #expect(peak.value > 1)
+        #expect(peak.current > 1)
     }
 
     @Test func twoTextsFromOnePhoneAtOnceAreBothApplied() async throws {

@@ -94,10 +94,10 @@ struct OutboxWorkerTests {
         let h = try OutboxHarness()
         try h.enqueue((0..<12).map { (to: "+1415555\(String(format: "%04d", 3000 + $0))", body: "Harvest report \($0)") })
         let fake = FakeTwilio()
-        let starts = Shared<[ContinuousClock.Instant]>([])
+        let starts = Locked<[ContinuousClock.Instant]>([])
         try await fake.run { base in
             // When the worker runs
-            let recording = RecordingSender(TwilioSender(client: h.client(base))) { starts.update { $0.append(.now) } }
+            let recording = RecordingSender(TwilioSender(client: h.client(base))) { starts.withLock { $0.append(.now) } }
             let worker = OutboxWorker(store: h.store, sender: recording, rate: 20, policy: OutboxHarness.fastPolicy, pollInterval: .milliseconds(10), logger: logger)
             try await h.run(worker)
         }
@@ -109,7 +109,7 @@ struct OutboxWorkerTests {
         // And the worker kept to 1/rate = 50 ms: a slot lost to a late wake-up may be made up, but at most
         // 20 ms is ever owed, so no run of sends comes faster than the rate allows, and twelve sends span at
         // least eleven intervals less that
-        let started = starts.value
+        let started = starts.current
         #expect(started.count == 12)
         for i in started.indices {
             for j in started.indices where j > i {
@@ -386,7 +386,7 @@ struct OutboxLowRateTests {
         // Given a worker at 5 texts a second that has been idle for a while
         let h = try OutboxHarness()
         let fake = FakeTwilio()
-        let peakSending = Shared(0)
+        let peakSending = Locked(0)
         try await fake.run { base in
             let worker = OutboxWorker(
                 store: h.store, sender: TwilioSender(client: h.client(base)), rate: 5, policy: OutboxHarness.fastPolicy, pollInterval: .milliseconds(10),
@@ -400,12 +400,12 @@ struct OutboxLowRateTests {
                     enqueued = true
                 }
                 let sending = try h.scalar("SELECT count(*) FROM outbox WHERE status = 'sending'")
-                peakSending.update { $0 = max($0, sending) }
+                peakSending.withLock { $0 = max($0, sending) }
                 return try h.scalar("SELECT count(*) FROM outbox WHERE status = 'sent'") == 4
             }
         }
         // Then no text was marked `sending` long before its own slot
-        #expect(peakSending.value <= 1)
+        #expect(peakSending.current <= 1)
         #expect(fake.created.count == 4)
     }
 }

@@ -83,6 +83,11 @@ extension SQLiteStore {
             sql: "UPDATE outbox SET status = 'failed', errorMessage = 'recipient deleted their account', updatedAt = ? WHERE \"to\" = ? AND status = 'queued'",
             arguments: [now, phone])
         try db.execute(sql: "UPDATE outbox SET body = '[deleted]' WHERE \"to\" = ?", arguments: [phone])
+        try resetConversation(db, phone: phone, now: now)
+    }
+
+    /// Ends the login and any question of `phone` (DELETE, or Twilio reporting the number opted out).
+    static func resetConversation(_ db: Database, phone: String, now: Date) throws {
         try db.execute(
             sql: "UPDATE conversations SET state = ?, updatedAt = ? WHERE phone = ?",
             arguments: [String(decoding: try JSONEncoder.store.encode(ConversationState()), as: UTF8.self), now, phone])
@@ -92,9 +97,16 @@ extension SQLiteStore {
 // MARK: - Facts
 
 /// `ConversationFacts` read from the open transaction.
-struct SQLiteFacts: ConversationFacts {
+final class SQLiteFacts: ConversationFacts {
     let db: Database
     let phone: String
+    /// The texting phone's account, read once per step (the service and the engine both ask for it).
+    private var cachedAccount: Account??
+
+    init(db: Database, phone: String) {
+        self.db = db
+        self.phone = phone
+    }
 
     func consent(of phone: String) throws -> Consent {
         guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT optedOut, suppressed FROM phones WHERE phone = ?"), arguments: [phone]) else {
@@ -104,7 +116,10 @@ struct SQLiteFacts: ConversationFacts {
     }
 
     func account() throws -> Account? {
-        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM users WHERE phone = ?"), arguments: [phone]).map(Self.account)
+        if let cachedAccount { return cachedAccount }
+        let account = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM users WHERE phone = ?"), arguments: [phone]).map(Self.account)
+        cachedAccount = .some(account)
+        return account
     }
 
     func account(phoneOrEmail key: String) throws -> Account? {

@@ -118,9 +118,7 @@ extension SQLiteStore {
                 if code == 21610 {
                     try Self.setOptedOut(db, phone: to, optedOut: true, source: "twilio", text: "Twilio error 21610: the recipient replied STOP", now: now)
                     // As a STOP keyword does: the login and any question end.
-                    try db.execute(
-                        sql: "UPDATE conversations SET state = ?, updatedAt = ? WHERE phone = ?",
-                        arguments: [String(decoding: try JSONEncoder.store.encode(ConversationState()), as: UTF8.self), now, to])
+                    try Self.resetConversation(db, phone: to, now: now)
                 } else if let code, Self.unreachableCodes.contains(code) {
                     try Self.setSuppressed(db, phone: to, reason: "Twilio error \(code)", now: now)
                 }

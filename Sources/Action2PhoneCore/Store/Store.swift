@@ -16,9 +16,6 @@ public protocol Store: Sendable {
     /// Answers when the database can be read; throws otherwise.
     func ping() async throws
 
-    /// The TwiML answered the first time this `MessageSid` (or idempotency token) was seen, if it was.
-    func previousReply(messageSid: String, idempotencyToken: String?) async throws -> String?
-
     /// Records one inbound message and advances its sender's conversation, in one transaction:
     /// loads the conversation, lets `decide` pick replies and effects, applies them, logs the inbound
     /// message (with the body `decide` says to log) and the TwiML reply, and in REST reply mode queues
@@ -27,9 +24,6 @@ public protocol Store: Sendable {
         _ record: InboundRecord, replyMode: ReplyMode, now: Date,
         decide: @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
     ) async throws -> InboundOutcome
-
-    /// The stored conversation of `phone` and the account registered to it, read without locking.
-    func conversationSnapshot(phone: String) async throws -> (ConversationState, Account?)
 
     // MARK: Outbox
 
