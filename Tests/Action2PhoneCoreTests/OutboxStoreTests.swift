@@ -77,7 +77,8 @@ struct OutboxStoreTests {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
         try queue(path, [(to: "+14155550101", body: "x", purpose: "direct")])
-        try executeSQL(path, "INSERT INTO conversations (phone, state, updatedAt) VALUES ('+14155550101', '{\"step\":{\"idle\":{}},\"loggedInAt\":\"2026-11-25T09:00:00Z\"}', '2026-11-25 09:00:00.000')")
+        try executeSQL(path, "INSERT INTO conversations (phone, state, updatedAt) VALUES ('+14155550101', '{\"step\":{\"idle\":{}},\"loggedInAt\":1795597200}', '2026-11-25 09:00:00.000')")
+        #expect(try await store.conversationSnapshot(phone: "+14155550101").0.isLoggedIn)  // given: logged in
         let m = try #require(try await store.claimNextOutbox(now: t0))
         try await store.completeOutbox(id: m.id, outcome: .failed(code: 21610, message: "unsubscribed"), now: t0)
         let (state, _) = try await store.conversationSnapshot(phone: "+14155550101")

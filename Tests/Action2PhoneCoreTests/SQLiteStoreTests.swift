@@ -129,3 +129,21 @@ struct JSONTextTests {
         #expect(decoded == [text])
     }
 }
+
+@Suite("Conversation state storage")
+struct ConversationStateStorageTests {
+    @Test func lastActivityKeepsSubSecondPrecision() async throws {
+        // A session must not expire early because a stored time lost its fraction of a second.
+        let store = try SQLiteStore.open(path: makeTestDatabasePath())
+        let at = Date(timeIntervalSince1970: 1_795_597_200.75)
+        _ = try await store.processInbound(InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "x"), replyMode: .twiml, now: at) {
+            state, _ in
+            state.lastActivity = at
+            state.loggedInAt = at
+            return Decision(replies: [])
+        }
+        let (state, _) = try await store.conversationSnapshot(phone: "+14155550100")
+        #expect(state.lastActivity == at)
+        #expect(state.loggedInAt == at)
+    }
+}

@@ -22,7 +22,7 @@ struct InterleavingTests {
             "\($0["phone"] as String) \($0["firstName"] as String) \($0["lastName"] as String) \($0["email"] as String) \($0["role"] as String)"
         }
         let conversations = try server.rows("SELECT phone, state FROM conversations ORDER BY phone").map { row -> String in
-            let state = try JSONDecoder.iso.decode(ConversationState.self, from: Data((row["state"] as String).utf8))
+            let state = try JSONDecoder.stateDates.decode(ConversationState.self, from: Data((row["state"] as String).utf8))
             return "\(row["phone"] as String) \(state.step) loggedIn=\(state.isLoggedIn)"
         }
         return users + conversations + ["inbound \(try server.count("inbound"))"]
@@ -63,9 +63,9 @@ struct InterleavingTests {
 }
 
 extension JSONDecoder {
-    static var iso: JSONDecoder {
+    static var stateDates: JSONDecoder {
         let d = JSONDecoder()
-        d.dateDecodingStrategy = .iso8601
+        d.dateDecodingStrategy = .secondsSince1970
         return d
     }
 }

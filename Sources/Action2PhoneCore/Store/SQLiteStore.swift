@@ -292,7 +292,8 @@ enum JSONText {
 extension JSONEncoder {
     static var store: JSONEncoder {
         let e = JSONEncoder()
-        e.dateEncodingStrategy = .iso8601
+        // Full precision: ISO 8601 drops fractions of a second, which made sessions expire up to a second early.
+        e.dateEncodingStrategy = .secondsSince1970
         e.outputFormatting = [.sortedKeys]
         return e
     }
@@ -301,7 +302,7 @@ extension JSONEncoder {
 extension JSONDecoder {
     static var store: JSONDecoder {
         let d = JSONDecoder()
-        d.dateDecodingStrategy = .iso8601
+        d.dateDecodingStrategy = .secondsSince1970
         return d
     }
 }
