@@ -23,7 +23,7 @@ struct Chat: AsyncParsableCommand {
             _ = try store.open()  // every subcommand opens and migrates --db
             phone = try HTTPPhone(url: url, publicURL: publicURL, token: try store.config().authToken)
         } else {
-            phone = InProcessPhone(config: try store.config(), store: try store.open())
+            phone = InProcessPhone(config: try store.config(), store: try store.open(), virtualClock: false)
         }
         let interactive = isatty(0) == 1
         if interactive {

@@ -12,28 +12,36 @@ import FoundationNetworking
 protocol SimulatedPhone {
     /// Lets `seconds` pass before the next text (in-process: the clock moves; over HTTP: a real wait).
     mutating func wait(_ seconds: Double) async throws
-    func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String])
+    mutating func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String])
 }
 
 /// The bot in this process, on the database: the same conversation service `serve` runs, answering in TwiML.
 struct InProcessPhone: SimulatedPhone {
     let store: SQLiteStore
     let service: ConversationService
-    var offset: TimeInterval = 0
+    /// Replay's clock: starts now and moves only by the fixture's waits and one second per text, so a script
+    /// answers the same however fast the machine is. `nil` (chat): the real clock.
+    private var virtualNow: Date?
 
-    init(config: ServerConfig, store: SQLiteStore) {
+    init(config: ServerConfig, store: SQLiteStore, virtualClock: Bool) {
+        self.virtualNow = virtualClock ? Date() : nil
         var config = config
         config.replyMode = .twiml  // a simulated phone reads the answer in the response
         self.store = store
         self.service = ConversationService(config: config, store: store)
     }
 
-    mutating func wait(_ seconds: Double) async throws { offset += seconds }
+    mutating func wait(_ seconds: Double) async throws {
+        guard let now = virtualNow else { return try await Task.sleep(for: .seconds(seconds)) }
+        virtualNow = now.addingTimeInterval(seconds)
+    }
 
-    func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String]) {
+    mutating func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String]) {
         let message = try IncomingMessage(fields: fields)
         let record = InboundRecord(message, idempotencyToken: nil)
-        let outcome = try await service.handle(record, now: Date().addingTimeInterval(offset))
+        let now = virtualNow ?? Date()
+        virtualNow = virtualNow?.addingTimeInterval(1)
+        let outcome = try await service.handle(record, now: now)
         return (200, TwiML.messages(in: outcome.twiml))
     }
 }

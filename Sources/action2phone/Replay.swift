@@ -57,7 +57,7 @@ struct Replay: AsyncParsableCommand {
             if fresh {
                 options.db = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-replay-\(UUID().uuidString)/replay.sqlite").path
             }
-            phone = InProcessPhone(config: try options.config(), store: try options.open())
+            phone = InProcessPhone(config: try options.config(), store: try options.open(), virtualClock: true)
         }
         print("== \(fixture.name) (\(path))")
         var mismatches = 0
