@@ -90,7 +90,7 @@ extension SQLiteStore {
     static func resetConversation(_ db: Database, phone: String, now: Date) throws {
         try db.execute(
             sql: "UPDATE conversations SET state = ?, updatedAt = ? WHERE phone = ?",
-            arguments: [String(decoding: try JSONEncoder.store.encode(ConversationState()), as: UTF8.self), now, phone])
+            arguments: [StoredState.encode(ConversationState()), now, phone])
     }
 }
 

@@ -7,7 +7,9 @@ import TwilioKit
 public struct SQLiteStore: Store {
     let writer: any DatabaseWriter
     /// The last webhook write that failed, until one succeeds: `/healthz` reports it.
-    let health = WriteHealth()
+    let health: WriteHealth
+    /// Runs the webhooks' steps in shared transactions (group commit).
+    let inbound: InboundBatcher
 
     /// Opens (creating the file and its folder if needed) and migrates the database at `path`.
     public static func open(path: String) throws -> SQLiteStore {
@@ -19,6 +21,9 @@ public struct SQLiteStore: Store {
     /// Wraps an opened database and applies the migrations it lacks.
     public init(_ writer: any DatabaseWriter) throws {
         self.writer = writer
+        let health = WriteHealth()
+        self.health = health
+        self.inbound = InboundBatcher(writer: writer, health: health)
         try Schema.migrator.migrate(writer)
     }
 
@@ -59,49 +64,41 @@ public struct SQLiteStore: Store {
 
     public func processInbound(
         _ record: InboundRecord, replyMode: ReplyMode, now: Date,
-        decide: @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
+        decide: @escaping @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
     ) async throws -> InboundOutcome {
-        do {
-            let outcome = try await processInboundTransaction(record, replyMode: replyMode, now: now, decide: decide)
-            health.succeeded()
-            return outcome
-        } catch let error as DatabaseError {
-            health.failed("\(error.resultCode) at \(now)")
-            throw error
-        }
+        try await inbound.run { db in try Self.processInbound(db, record, replyMode: replyMode, now: now, decide: decide) }
     }
 
-    private func processInboundTransaction(
-        _ record: InboundRecord, replyMode: ReplyMode, now: Date,
-        decide: @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
-    ) async throws -> InboundOutcome {
-        try await writer.write { db in
-            if let twiml = try Self.previousReply(db, messageSid: record.messageSid, idempotencyToken: record.idempotencyToken) {
-                return .duplicate(twiml: twiml)
-            }
-            var state = try Self.loadConversation(db, phone: record.from)
-            let facts = SQLiteFacts(db: db, phone: record.from)
-            let decision = try decide(&state, facts)
-            for effect in decision.effects {
-                try Self.apply(effect, db: db, phone: record.from, now: now)
-            }
-            try Self.saveConversation(db, phone: record.from, state: state, now: now)
-            let twiml: String
-            switch replyMode {
-            case .twiml:
-                twiml = TwiML.messagingResponse(decision.replies)
-            case .rest:
-                twiml = TwiML.empty
-                for text in decision.replies {
-                    for part in TwiML.split(text) where !part.allSatisfy(\.isWhitespace) {
-                        try Self.enqueue(db, to: record.from, body: part, purpose: "reply", inReplyTo: record.messageSid, now: now)
-                    }
+    /// One webhook's step, inside the batch's transaction.
+    private static func processInbound(
+        _ db: Database, _ record: InboundRecord, replyMode: ReplyMode, now: Date,
+        decide: (inout ConversationState, any ConversationFacts) throws -> Decision
+    ) throws -> InboundOutcome {
+        if let twiml = try previousReply(db, messageSid: record.messageSid, idempotencyToken: record.idempotencyToken) {
+            return .duplicate(twiml: twiml)
+        }
+        var state = try loadConversation(db, phone: record.from)
+        let facts = SQLiteFacts(db: db, phone: record.from)
+        let decision = try decide(&state, facts)
+        for effect in decision.effects {
+            try apply(effect, db: db, phone: record.from, now: now)
+        }
+        try saveConversation(db, phone: record.from, state: state, now: now)
+        let twiml: String
+        switch replyMode {
+        case .twiml:
+            twiml = TwiML.messagingResponse(decision.replies)
+        case .rest:
+            twiml = TwiML.empty
+            for text in decision.replies {
+                for part in TwiML.split(text) where !part.allSatisfy(\.isWhitespace) {
+                    try enqueue(db, to: record.from, body: part, purpose: "reply", inReplyTo: record.messageSid, now: now)
                 }
             }
-            try db.cachedStatement(sql: "UPDATE users SET lastSeenAt = ? WHERE phone = ?").execute(arguments: [now, record.from])
-            try Self.insertInbound(db, record: record, loggedBody: decision.loggedBody ?? record.body, reply: twiml, now: now)
-            return .processed(twiml: twiml)
         }
+        try db.cachedStatement(sql: "UPDATE users SET lastSeenAt = ? WHERE phone = ?").execute(arguments: [StoredDate.text(now), record.from])
+        try insertInbound(db, record: record, loggedBody: decision.loggedBody ?? record.body, reply: twiml, now: now)
+        return .processed(twiml: twiml)
     }
 
     public func conversationSnapshot(phone: String) async throws -> (ConversationState, Account?) {
@@ -199,22 +196,21 @@ extension SQLiteStore {
                 INSERT INTO inbound (messageSid, idempotencyToken, "from", "to", body, numMedia, params, reply, receivedAt)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
-        ).execute(arguments: [record.messageSid, token, record.from, record.to, loggedBody, record.numMedia, params, reply, now])
+        ).execute(arguments: [record.messageSid, token, record.from, record.to, loggedBody, record.numMedia, params, reply, StoredDate.text(now)])
     }
 
     static func loadConversation(_ db: Database, phone: String) throws -> ConversationState {
-        guard let json = try String.fetchOne(db.cachedStatement(sql: "SELECT state FROM conversations WHERE phone = ?"), arguments: [phone]) else {
+        guard let text = try String.fetchOne(db.cachedStatement(sql: "SELECT state FROM conversations WHERE phone = ?"), arguments: [phone]) else {
             return ConversationState()
         }
         // A state written by an older version that no longer decodes starts afresh rather than failing every text.
-        return (try? JSONDecoder.store.decode(ConversationState.self, from: Data(json.utf8))) ?? ConversationState()
+        return StoredState.decode(text) ?? ConversationState()
     }
 
     static func saveConversation(_ db: Database, phone: String, state: ConversationState, now: Date) throws {
-        let json = String(decoding: try JSONEncoder.store.encode(state), as: UTF8.self)
         try db.cachedStatement(
             sql: "INSERT INTO conversations (phone, state, updatedAt) VALUES (?, ?, ?) ON CONFLICT(phone) DO UPDATE SET state = excluded.state, updatedAt = excluded.updatedAt"
-        ).execute(arguments: [phone, json, now])
+        ).execute(arguments: [phone, StoredState.encode(state), StoredDate.text(now)])
     }
 
     static func enqueue(_ db: Database, to: String, body: String, purpose: String, inReplyTo: String?, now: Date) throws {

@@ -22,7 +22,7 @@ public protocol Store: Sendable {
     /// the replies in the outbox. A `MessageSid` already recorded returns `.duplicate` and changes nothing.
     func processInbound(
         _ record: InboundRecord, replyMode: ReplyMode, now: Date,
-        decide: @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
+        decide: @escaping @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
     ) async throws -> InboundOutcome
 
     // MARK: Outbox

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import GRDB
+
+/// Group commit for inbound webhooks: steps that arrive while a transaction is running wait, and then run
+/// together in the next one, each inside its own savepoint. One commit (one WAL write) serves many
+/// webhooks, and a step's caller is answered only once its transaction has committed, so an
+/// acknowledged webhook is always on disk.
+///
+/// A step that throws rolls back its own savepoint and nothing else (that is how `PasscodeWorkNeeded`
+/// asks for hashing). When SQLite aborts the whole transaction (a full disk, an I/O error) or the commit
+/// fails, every step in it fails with that error: none of them was stored, and Twilio retries them.
+///
+/// Steps run in the order they were submitted; the caller keeps one phone's steps in order by submitting
+/// the next only after the previous one is answered (`PhoneLocks`).
+final class InboundBatcher: Sendable {
+    /// One step: runs inside the batch's transaction and returns what its caller gets.
+    typealias Step = @Sendable (Database) throws -> InboundOutcome
+
+    private struct Job: Sendable {
+        var step: Step
+        var done: CheckedContinuation<InboundOutcome, any Error>
+    }
+
+    private struct Queue {
+        var jobs: [Job] = []
+        var draining = false
+        /// Transactions run so far (tests check that steps share them).
+        var transactions = 0
+    }
+
+    /// Enough to amortise the commit, few enough that the first caller in a batch does not wait long.
+    static let maxBatch = 128
+
+    private let writer: any DatabaseWriter
+    private let queue = Locked(Queue())
+    /// Told the outcome of each transaction (`/healthz` reports failing writes).
+    private let health: WriteHealth
+
+    init(writer: any DatabaseWriter, health: WriteHealth) {
+        self.writer = writer
+        self.health = health
+    }
+
+    /// Runs `step` in the next batch and returns its result once that batch has committed.
+    func run(_ step: @escaping Step) async throws -> InboundOutcome {
+        try await withCheckedThrowingContinuation { done in
+            let startDraining = queue.withLock { queue -> Bool in
+                queue.jobs.append(Job(step: step, done: done))
+                guard !queue.draining else { return false }
+                queue.draining = true
+                return true
+            }
+            if startDraining {
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    /// How many transactions have run the steps so far.
+    var transactions: Int { queue.withLock { $0.transactions } }
+
+    /// Runs batches until the queue is empty.
+    private func drain() async {
+        while true {
+            let batch = queue.withLock { queue -> [Job] in
+                guard !queue.jobs.isEmpty else {
+                    queue.draining = false
+                    return []
+                }
+                let batch = Array(queue.jobs.prefix(Self.maxBatch))
+                queue.jobs.removeFirst(batch.count)
+                queue.transactions += 1
+                return batch
+            }
+            guard !batch.isEmpty else { return }
+            let results = await commit(batch)
+            for (job, result) in zip(batch, results) {
+                job.done.resume(with: result)
+            }
+        }
+    }
+
+    /// Runs `batch` in one transaction and says what each step's caller gets.
+    private func commit(_ batch: [Job]) async -> [Result<InboundOutcome, any Error>] {
+        do {
+            let results = try await writer.writeWithoutTransaction { db -> [Result<InboundOutcome, any Error>] in
+                var results: [Result<InboundOutcome, any Error>] = []
+                results.reserveCapacity(batch.count)
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                do {
+                    for job in batch {
+                        results.append(try Self.runInSavepoint(job.step, db))
+                    }
+                    try db.execute(sql: "COMMIT")
+                } catch {
+                    if db.isInsideTransaction { try? db.execute(sql: "ROLLBACK") }
+                    throw error
+                }
+                return results
+            }
+            health.succeeded()
+            return results
+        } catch {
+            if let error = error as? DatabaseError { health.failed("\(error.resultCode) at \(Date())") }
+            return Array(repeating: .failure(error), count: batch.count)
+        }
+    }
+
+    /// The step's own result, or throws when its failure aborted the whole transaction.
+    private static func runInSavepoint(_ step: Step, _ db: Database) throws -> Result<InboundOutcome, any Error> {
+        try db.execute(sql: "SAVEPOINT step")
+        do {
+            let outcome = try step(db)
+            try db.execute(sql: "RELEASE step")
+            return .success(outcome)
+        } catch {
+            // SQLite rolls back the whole transaction on some errors (SQLITE_FULL, SQLITE_IOERR, …):
+            // the steps before this one are gone too.
+            guard db.isInsideTransaction else { throw error }
+            try db.execute(sql: "ROLLBACK TO step")
+            try db.execute(sql: "RELEASE step")
+            return .failure(error)
+        }
+    }
+}
