@@ -1,43 +1,58 @@
 // SPDX-License-Identifier: Apache-2.0
+import Action2PhoneCore
 
 /// One FIFO lock per key (a phone number): work for the same phone runs one at a time, in arrival
 /// order, while different phones proceed in parallel. Idle keys take no memory.
-public actor PhoneLocks {
-    private var queues: [String: [CheckedContinuation<Void, Never>]] = [:]
+///
+/// A plain lock around a dictionary rather than an actor: the common case (nobody else holds the key)
+/// takes and gives back the lock without suspending, where an actor cost two hops per webhook.
+public final class PhoneLocks: Sendable {
+    /// The keys held, each with the tasks waiting for it, first come first served.
+    private let held = Locked<[String: [CheckedContinuation<Void, Never>]]>([:])
 
     public init() {}
 
     /// Runs `body` holding the lock for `key`.
-    public nonisolated func withLock<T: Sendable>(_ key: String, _ body: @Sendable () async throws -> T) async throws -> T {
-        await acquire(key)
-        do {
-            let result = try await body()
-            await release(key)
-            return result
-        } catch {
-            await release(key)
-            throw error
+    public func withLock<T: Sendable>(_ key: String, _ body: @Sendable () async throws -> T) async throws -> T {
+        if !tryAcquire(key) {
+            await withCheckedContinuation { waiter in
+                // Checked again under the lock: the holder may have let go since `tryAcquire`.
+                let acquired = held.withLock { held -> Bool in
+                    guard held[key] != nil else {
+                        held[key] = []
+                        return true
+                    }
+                    held[key]!.append(waiter)
+                    return false
+                }
+                if acquired { waiter.resume() }
+            }
+        }
+        defer { release(key) }
+        return try await body()
+    }
+
+    private func tryAcquire(_ key: String) -> Bool {
+        held.withLock { held in
+            guard held[key] == nil else { return false }
+            held[key] = []
+            return true
         }
     }
 
-    private func acquire(_ key: String) async {
-        if queues[key] == nil {
-            queues[key] = []
-            return
-        }
-        await withCheckedContinuation { queues[key]!.append($0) }
-    }
-
+    /// Hands the key to the next waiter (who then holds it), or frees it.
     private func release(_ key: String) {
-        guard var waiting = queues[key], !waiting.isEmpty else {
-            queues[key] = nil
-            return
+        let next = held.withLock { held -> CheckedContinuation<Void, Never>? in
+            guard let waiting = held[key], !waiting.isEmpty else {
+                held[key] = nil
+                return nil
+            }
+            held[key]!.removeFirst()
+            return waiting[0]
         }
-        let next = waiting.removeFirst()
-        queues[key] = waiting
-        next.resume()
+        next?.resume()
     }
 
     /// How many keys are held now (for tests).
-    public var heldCount: Int { queues.count }
+    public var heldCount: Int { held.withLock { $0.count } }
 }
