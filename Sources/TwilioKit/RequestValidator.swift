@@ -25,16 +25,16 @@ public struct RequestValidator: Sendable {
         guard let signature, !signature.isEmpty, !keys.isEmpty else { return false }
         let given = Array(signature.utf8)
         let tail = TwilioSignature.signedParams(params)
-        var matched = false
-        for candidate in TwilioSignature.urlVariants(url) {
+        func matches(_ candidate: String) -> Bool {
             let message = Array(candidate.utf8) + tail
-            for key in keys {
-                let expected = Array(Crypto.base64(Crypto.hmac(.sha1, key: key, message: message)).utf8)
-                // No early exit: every candidate is compared, so timing says nothing about which one matched.
-                if Crypto.constantTimeEqual(given, expected) { matched = true }
+            return keys.contains { key in
+                Crypto.constantTimeEqual(given, Array(Crypto.base64(Crypto.hmac(.sha1, key: key, message: message)).utf8))
             }
         }
-        return matched
+        // The URL as given first, the variants only when it fails. Stopping at a match tells a caller nothing
+        // they did not have: they sent a valid signature. A wrong signature is checked against every variant.
+        let variants = TwilioSignature.urlVariants(url)
+        return variants.contains(where: matches)
     }
 
     /// Checks a request with a JSON body: the URL must carry `bodySHA256` (lower-case hex SHA-256 of the raw
