@@ -22,7 +22,7 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # Enough unique requests that no MessageSid repeats in the measured run (about 60,000/s at most).
 NEEDED=$(( (DURATION + 3) * 60000 ))
-python3 Benchmarks/gen_webhooks.py 40000 "$TOKEN" "$PUBLIC/sms" "$ACCOUNT" "$WORK/warmup.tsv" 1000 0
+python3 Benchmarks/gen_webhooks.py 40000 "$TOKEN" "$PUBLIC/sms" "$ACCOUNT" "$WORK/warmup.tsv" 1000 0 6000000
 python3 Benchmarks/gen_webhooks.py "$NEEDED" "$TOKEN" "$PUBLIC/sms" "$ACCOUNT" "$WORK/measure.tsv" 1000 1000000000
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }

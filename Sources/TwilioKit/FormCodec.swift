@@ -66,6 +66,9 @@ public enum FormCodec {
     // MARK: - Percent coding
 
     static func percentDecode(_ bytes: ArraySlice<UInt8>) -> String? {
+        if !bytes.contains(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "%") }) {
+            return String(validating: bytes, as: UTF8.self)  // nothing to undo
+        }
         var out = [UInt8]()
         out.reserveCapacity(bytes.count)
         var i = bytes.startIndex

@@ -31,10 +31,11 @@ public struct RequestValidator: Sendable {
                 Crypto.constantTimeEqual(given, Array(Crypto.base64(Crypto.hmac(.sha1, key: key, message: message)).utf8))
             }
         }
-        // The URL as given first, the variants only when it fails. Stopping at a match tells a caller nothing
-        // they did not have: they sent a valid signature. A wrong signature is checked against every variant.
-        let variants = TwilioSignature.urlVariants(url)
-        return variants.contains(where: matches)
+        // The URL as given (without its fragment) first; the variants are built only when it fails. Stopping at
+        // a match tells a caller nothing they did not have: they sent a valid signature. A wrong signature is
+        // checked against every variant.
+        let asGiven = TwilioSignature.withoutFragment(url)
+        return matches(asGiven) || TwilioSignature.urlVariants(url).contains { $0 != asGiven && matches($0) }
     }
 
     /// Checks a request with a JSON body: the URL must carry `bodySHA256` (lower-case hex SHA-256 of the raw
@@ -72,13 +73,37 @@ public enum TwilioSignature {
         return out
     }
 
+    /// `s` with every occurrence of the bytes of `target` replaced by those of `replacement`.
+    static func replacingBytes(_ s: String, _ target: String, with replacement: String) -> String {
+        let bytes = Array(s.utf8)
+        let pattern = Array(target.utf8)
+        var out: [UInt8] = []
+        var i = 0
+        while i < bytes.count {
+            if bytes[i...].starts(with: pattern) {
+                out += replacement.utf8
+                i += pattern.count
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `url` up to its `#`, if it has one.
+    static func withoutFragment(_ url: String) -> String {
+        guard let hash = url.utf8.firstIndex(of: UInt8(ascii: "#")) else { return url }
+        return String(url[..<hash])
+    }
+
     /// The URLs the SDKs try for one request URL, without duplicates, the URL as given first.
     public static func urlVariants(_ url: String) -> [String] {
-        let withoutFragment = url.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? url
+        let base = withoutFragment(url)
         var out: [String] = []
         func add(_ s: String) { if !out.contains(s) { out.append(s) } }
-        guard let parts = URLParts(withoutFragment) else {
-            add(withoutFragment)
+        guard let parts = URLParts(base) else {
+            add(base)
             return out
         }
         var authorities: [URLParts] = [parts]
@@ -100,22 +125,21 @@ public enum TwilioSignature {
             }
         }
         // twilio-node's legacy fallback: Twilio has signed `'` both raw and as `%27`.
-        for s in out where s.contains("'") || s.contains("%27") {
-            add(s.replacing("'", with: "%27"))
-            add(s.replacing("%27", with: "'"))
+        for s in out where s.utf8.contains(UInt8(ascii: "'")) || s.utf8.firstRange(of: "%27".utf8) != nil {
+            add(replacingBytes(s, "'", with: "%27"))
+            add(replacingBytes(s, "%27", with: "'"))
         }
         return out
     }
 
     /// The raw value of the first query parameter `name` in `url`, percent-decoded, or `nil`.
     static func queryValue(named name: String, in url: String) -> String? {
-        guard let q = url.firstIndex(of: "?") else { return nil }
-        var query = url[url.index(after: q)...]
-        if let hash = query.firstIndex(of: "#") { query = query[..<hash] }
-        for pair in query.split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            if kv.first.map(String.init) == name {
-                return FormCodec.percentDecode(ArraySlice(Array((kv.count > 1 ? kv[1] : "").utf8)))
+        let bytes = Array(withoutFragment(url).utf8)
+        guard let q = bytes.firstIndex(of: UInt8(ascii: "?")) else { return nil }
+        for pair in bytes[(q + 1)...].split(separator: UInt8(ascii: "&")) {
+            let kv = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
+            if kv[0].elementsEqual(name.utf8) {
+                return FormCodec.percentDecode(kv.count > 1 ? kv[1] : [])
             }
         }
         return nil
@@ -131,23 +155,26 @@ struct URLParts {
     var rest: String
 
     init?(_ url: String) {
-        guard let sep = url.firstRange(of: "://") else { return nil }
-        scheme = String(url[..<sep.lowerBound])
-        let afterScheme = url[sep.upperBound...]
-        let authorityEnd = afterScheme.firstIndex { $0 == "/" || $0 == "?" } ?? afterScheme.endIndex
+        // Cut at bytes, not characters: a combining mark after `/` or `:` must not hide it.
+        let bytes = Array(url.utf8)
+        func text(_ slice: ArraySlice<UInt8>) -> String { String(decoding: slice, as: UTF8.self) }
+        guard let sep = bytes.firstRange(of: "://".utf8) else { return nil }
+        scheme = text(bytes[..<sep.lowerBound])
+        let afterScheme = bytes[sep.upperBound...]
+        let authorityEnd = afterScheme.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") } ?? afterScheme.endIndex
         var authority = afterScheme[..<authorityEnd]
-        rest = String(afterScheme[authorityEnd...])
-        if let at = authority.lastIndex(of: "@") {
-            userinfo = String(authority[..<at])
-            authority = authority[authority.index(after: at)...]
+        rest = text(afterScheme[authorityEnd...])
+        if let at = authority.lastIndex(of: UInt8(ascii: "@")) {
+            userinfo = text(authority[..<at])
+            authority = authority[(at + 1)...]
         }
         // An IPv6 literal keeps its colons inside the brackets.
-        let portSearchStart = authority.lastIndex(of: "]") ?? authority.startIndex
-        if let colon = authority[portSearchStart...].lastIndex(of: ":") {
-            host = String(authority[..<colon])
-            port = String(authority[authority.index(after: colon)...])
+        let portSearchStart = authority.lastIndex(of: UInt8(ascii: "]")) ?? authority.startIndex
+        if let colon = authority[portSearchStart...].lastIndex(of: UInt8(ascii: ":")) {
+            host = text(authority[..<colon])
+            port = text(authority[(colon + 1)...])
         } else {
-            host = String(authority)
+            host = text(authority)
         }
         if host.isEmpty { return nil }
     }

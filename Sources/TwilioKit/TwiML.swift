@@ -34,6 +34,11 @@ public enum TwiML {
 
     /// Escapes text for XML character data and drops the control characters XML 1.0 cannot carry.
     public static func escape(_ text: String) -> String {
+        // Most texts have nothing to escape or drop (0xEF leads U+FFFE and U+FFFF, so it takes the slow path).
+        let plain = text.utf8.allSatisfy { b in
+            b >= 0x20 ? b != UInt8(ascii: "&") && b != UInt8(ascii: "<") && b != UInt8(ascii: ">") && b != 0xEF : b == 0x09 || b == 0x0A || b == 0x0D
+        }
+        if plain { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count)
         for scalar in text.unicodeScalars {

@@ -171,6 +171,21 @@ struct SignatureVectorTests {
         #expect(v.isValid(signature: "RSOYDt4T1cUTdK1PDd93/VVr8B8=", url: Self.u + "#rc=2&rp=all", params: Self.p))
     }
 
+    /// Found by the libFuzzer target: `#`, `?` and the other separators are bytes, even when a combining mark
+    /// (U+0301) follows or a prepended-concatenation mark (U+0600) precedes them and merges them into one character.
+    @Test func separatorsAreFoundAsBytesNotCharacters() {
+        let v = RequestValidator(authTokens: [Self.token])
+        let fragmentAfterMark = "https://a/b#\u{0301}"
+        #expect(v.isValid(signature: TwilioSignature.compute(authToken: Self.token, url: "https://a/b", params: Self.p), url: fragmentAfterMark, params: Self.p))
+        let portAfterMark = "https://a\u{0600}:443/b"
+        #expect(TwilioSignature.urlVariants(portAfterMark) == [portAfterMark, "https://a\u{0600}/b"])
+        let quote = "https://a/b?x='\u{0301}"
+        #expect(TwilioSignature.urlVariants(quote).contains("https://a/b?x=%27\u{0301}"))
+        let body = Array("{}".utf8)
+        let jsonURL = "https://a/b\u{0600}?bodySHA256=" + Crypto.hex(Crypto.sha256(body))
+        #expect(v.isValid(signature: TwilioSignature.compute(authToken: Self.token, url: jsonURL, params: []), url: jsonURL, body: body))
+    }
+
     // MARK: - JSON body (bodySHA256)
 
     static let b = Array(#"{"property": "value", "boolean": true}"#.utf8)

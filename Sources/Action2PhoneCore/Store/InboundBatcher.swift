@@ -109,10 +109,10 @@ final class InboundBatcher: Sendable {
 
     /// The step's own result, or throws when its failure aborted the whole transaction.
     private static func runInSavepoint(_ step: Step, _ db: Database) throws -> Result<InboundOutcome, any Error> {
-        try db.execute(sql: "SAVEPOINT step")
+        try db.cachedStatement(sql: "SAVEPOINT step").execute()
         do {
             let outcome = try step(db)
-            try db.execute(sql: "RELEASE step")
+            try db.cachedStatement(sql: "RELEASE step").execute()
             return .success(outcome)
         } catch {
             // SQLite rolls back the whole transaction on some errors (SQLITE_FULL, SQLITE_IOERR, …):

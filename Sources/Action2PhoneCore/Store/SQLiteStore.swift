@@ -181,6 +181,7 @@ extension SQLiteStore {
     static func insertInbound(_ db: Database, record: InboundRecord, loggedBody: String, reply: String, now: Date) throws {
         // Every field Twilio sent, in order, as [{"name":"value"}, …]; the body as it may be logged.
         var params = "["
+        params.reserveCapacity(1024)
         for (i, field) in record.fields.enumerated() {
             if i > 0 { params += "," }
             params += "{"
@@ -266,8 +267,15 @@ public struct StoreUnavailable: Error, CustomStringConvertible {
 /// JSON string literals, written by hand: Foundation's JSONSerialization is slow on the webhook's hot path.
 enum JSONText {
     static func append(_ string: String, to out: inout String) {
+        // Most strings need no escaping: appended as they are.
+        guard string.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+            out += "\""
+            out += string
+            out += "\""
+            return
+        }
         var bytes: [UInt8] = [UInt8(ascii: "\"")]
-        bytes.reserveCapacity(string.utf8.count + 2)
+        bytes.reserveCapacity(string.utf8.count + 8)
         let hex = Array("0123456789abcdef".utf8)
         for b in string.utf8 {
             switch b {
