@@ -219,6 +219,26 @@ struct PasscodeHasherTests {
         let cheap = await PasscodeHasher(iterations: 10).hash("old-passcode")
         #expect(await PasscodeHasher(iterations: 1000).verify("old-passcode", against: cheap))
     }
+
+    @Test func aBurstWaitsForFreeSlotsInsteadOfTakingEveryCore() async {
+        // Given two slots and twelve hashes wanting them at once
+        let slots = PasscodeHasher.Slots(2)
+        let running = Locked((now: 0, most: 0, done: 0))
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<12 {
+                group.addTask {
+                    await slots.acquire()
+                    running.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+                    try? await Task.sleep(for: .milliseconds(5))
+                    running.withLock { $0.now -= 1; $0.done += 1 }
+                    slots.release()
+                }
+            }
+        }
+        // Then all of them ran, never more than two at a time, and both slots were used
+        #expect(running.current.done == 12)
+        #expect(running.current.most == 2)
+    }
 }
 
 @Suite("Passcodes never leak")
