@@ -322,6 +322,18 @@ struct DeliveryPolicyTests {
         #expect(p.delay(afterAttempt: 1, retryAfter: 999) == 30)
     }
 
+    @Test func aShortRetryAfterNeverShortensTheBackoff() {
+        // A 429 with `Retry-After: 3` on every attempt: the waits still grow, so 8 attempts outlast a
+        // one-minute outage (they used to be spent in 21 s).
+        let p = DeliveryPolicy(maxAttempts: 8, baseDelay: 1, maxDelay: 300, jitter: 0.5...1.0)
+        for attempt in 1...7 {
+            let d = p.delay(afterAttempt: attempt, retryAfter: 3)
+            #expect(d >= max(3, pow(2, Double(attempt - 1)) * 0.5))
+        }
+        let shortest = (1...7).reduce(0.0) { $0 + max(3, pow(2, Double($1 - 1)) * 0.5) }
+        #expect(shortest > 60)
+    }
+
     @Test func classification() {
         let p = DeliveryPolicy(maxAttempts: 3, baseDelay: 1, maxDelay: 10, jitter: 1...1)
         #expect(p.outcome(of: .success(.accepted(sid: "SM1")), attempts: 1, now: now) == .accepted(sid: "SM1"))

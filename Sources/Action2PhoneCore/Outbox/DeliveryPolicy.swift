@@ -3,7 +3,7 @@ import Foundation
 import TwilioKit
 
 /// How a send's result becomes an outbox outcome (SPEC §5, twilio.md §6 and §10.14):
-/// 429/20429 and connections never made are retried with exponential backoff and jitter, honouring
+/// 429/20429 and connections never made are retried with exponential backoff and jitter, never sooner than
 /// `Retry-After`; a 5xx, a timeout or a dropped connection may have created the message, so the retry
 /// reconciles first; any other 4xx fails at once with Twilio's code and message.
 public struct DeliveryPolicy: Sendable {
@@ -20,11 +20,13 @@ public struct DeliveryPolicy: Sendable {
         self.jitter = jitter
     }
 
-    /// The wait before attempt `attempts + 1`: `Retry-After` when given, else base × 2^(attempts-1), capped, jittered.
+    /// The wait before attempt `attempts + 1`: base × 2^(attempts-1), capped and jittered, or `Retry-After` when
+    /// that is longer (capped too). Never shorter than the backoff: a short `Retry-After` repeated through a long
+    /// outage would otherwise spend every attempt within seconds and fail texts a backoff would have delivered.
     public func delay(afterAttempt attempts: Int, retryAfter: TimeInterval?) -> TimeInterval {
-        if let retryAfter { return min(max(retryAfter, 0), maxDelay) }
-        let exponential = min(maxDelay, baseDelay * pow(2, Double(max(0, attempts - 1))))
-        return exponential * Double.random(in: jitter)
+        let exponential = min(maxDelay, baseDelay * pow(2, Double(max(0, attempts - 1)))) * Double.random(in: jitter)
+        guard let retryAfter else { return exponential }
+        return max(exponential, min(max(retryAfter, 0), maxDelay))
     }
 
     /// The outcome of attempt number `attempts` (1-based) that ended with `result`. When an earlier attempt may
