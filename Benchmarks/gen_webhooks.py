@@ -13,8 +13,14 @@ first = int(sys.argv[7]) if len(sys.argv) > 7 else 0  # MessageSids start here, 
 # Senders are +1415 followed by base + i. The warm-up uses other senders than the measured run: wrk stops
 # mid-sequence, and a sender left waiting for a passcode would have its next texts hashed with PBKDF2.
 base = int(sys.argv[8]) if len(sys.argv) > 8 else 5000000
+# `login:<passcode>`: registered senders who log in and out again (LOGIN <passcode>, LOGOUT), for the
+# logins-per-second figure; each LOGIN costs one PBKDF2 verification.
+mode = sys.argv[9] if len(sys.argv) > 9 else "mix"
 key = token.encode()
-steps = ["HELP", "JOIN", "Ivan", "Petrov", None, "RESET", "MESSAGES", "banana"]
+if mode.startswith("login:"):
+    steps = ["LOGIN " + mode[len("login:"):], "LOGOUT"]
+else:
+    steps = ["HELP", "JOIN", "Ivan", "Petrov", None, "RESET", "MESSAGES", "banana"]
 
 with open(out, "w") as f:
     for i in range(count):
