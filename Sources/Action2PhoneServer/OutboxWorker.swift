@@ -42,6 +42,7 @@ public struct OutboxWorker: Service {
         let clock = ContinuousClock()
         let maxOwed = min(interval * 4, .milliseconds(20))
         let owedSlots = Int(maxOwed / interval)
+        let lookahead = max(1, Int(.milliseconds(20) / interval))
         // Whatever the make-up, never more than ceil(rate) sends in any window of ceil(rate)/rate seconds
         // (for a whole rate: at most `rate` in any second).
         var window = SlidingWindow(capacity: max(1, Int(rate.rounded(.up))), interval: interval)
@@ -59,11 +60,12 @@ public struct OutboxWorker: Service {
                     await pause(until: clock.now.advanced(by: .milliseconds(2)))
                     continue
                 }
-                // Behind schedule (a claim takes longer than one interval at high rates): claim the slots that are
-                // owed, in one transaction, so a row is never marked `sending` long before its own slot. After
-                // idle time nothing is owed; at low rates nothing ever is (maxOwed is under one interval).
+                // Claim the slots that are owed (behind schedule: a claim takes longer than one interval at high
+                // rates) or the next `lookahead` slots, whichever is more, in one transaction: the claim's round trip
+                // is paid once per batch, and a row is marked `sending` at most about 20 ms before its own slot.
+                // After idle time nothing is owed; at low rates nothing ever is (maxOwed is under one interval).
                 let behind = idle ? 0 : min(Int((clock.now - nextSlot) / interval), owedSlots)
-                let wanted = max(1, min(behind + 1, maxInFlight - inFlight.count))
+                let wanted = max(1, min(max(behind + 1, lookahead), maxInFlight - inFlight.count))
                 let claimed: [OutboxMessage]
                 do {
                     claimed = try await store.claimOutbox(now: Date(), limit: wanted)
