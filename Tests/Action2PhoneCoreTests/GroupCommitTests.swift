@@ -92,4 +92,68 @@ struct GroupCommitTests {
         _ = try await store.processInbound(later, replyMode: .twiml, now: Date()) { _, _ in Decision(replies: ["ok"]) }
         #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE messageSid = 'SM-later'") == 1)
     }
+
+    /// Runs `count` raw steps at once through the batcher and returns which callers were told their step stored.
+    private func runSteps(_ store: SQLiteStore, count: Int, step: @escaping @Sendable (Database, Int) throws -> Void) async -> [Int: Bool] {
+        await withTaskGroup(of: (Int, Bool).self) { group in
+            for i in 0..<count {
+                group.addTask {
+                    do {
+                        _ = try await store.inbound.run { db in
+                            try step(db, i)
+                            return .processed(twiml: "")
+                        }
+                        return (i, true)
+                    } catch {
+                        return (i, false)
+                    }
+                }
+            }
+            return await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+    }
+
+    @Test func aStepThatAbortsTheTransactionFailsItsWholeBatchAndCannotWriteAfterwards() async throws {
+        // Given steps that each store a row, one of which makes SQLite roll back the whole transaction, swallows
+        // the error, and tries to write on
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try executeSQL(path, "CREATE TABLE marks (id INTEGER PRIMARY KEY)")
+        let answers = await runSteps(store, count: 40) { db, i in
+            try db.execute(sql: "INSERT INTO marks (id) VALUES (?)", arguments: [i])
+            if i == 20 {
+                try? db.execute(sql: "INSERT OR ROLLBACK INTO marks (id) VALUES (?)", arguments: [i])
+                try db.execute(sql: "INSERT INTO marks (id) VALUES (1020)")
+            }
+        }
+        // Then the aborting step failed, and its write after the abort did not land outside the transaction
+        #expect(answers[20] == false)
+        #expect(try fetchInt(path, "SELECT count(*) FROM marks WHERE id IN (20, 1020)") == 0)
+        // And exactly the steps whose callers were told "stored" are stored
+        for (i, stored) in answers {
+            #expect(try fetchInt(path, "SELECT count(*) FROM marks WHERE id = \(i)") == (stored ? 1 : 0), "step \(i)")
+        }
+    }
+
+    @Test func aCommitThatFailsFailsEveryStepInTheBatch() async throws {
+        // Given a deferred foreign key that one step breaks: SQLite refuses the COMMIT, not the statement
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try executeSQL(path, "CREATE TABLE parents (id INTEGER PRIMARY KEY)")
+        try executeSQL(path, "CREATE TABLE children (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)")
+        let answers = await runSteps(store, count: 40) { db, i in
+            if i != 30 { try db.execute(sql: "INSERT INTO parents (id) VALUES (?)", arguments: [i]) }
+            try db.execute(sql: "INSERT INTO children (id, parent) VALUES (?, ?)", arguments: [i, i])
+        }
+        // Then the breaking step was refused, and exactly the acknowledged steps are stored, whole
+        #expect(answers[30] == false)
+        #expect(try fetchInt(path, "SELECT count(*) FROM children WHERE id = 30") == 0)
+        for (i, stored) in answers where i != 30 {
+            #expect(try fetchInt(path, "SELECT count(*) FROM parents WHERE id = \(i)") == (stored ? 1 : 0), "step \(i)")
+            #expect(try fetchInt(path, "SELECT count(*) FROM children WHERE id = \(i)") == (stored ? 1 : 0), "step \(i)")
+        }
+        // And the database takes writes again
+        let later = await runSteps(store, count: 1) { db, _ in try db.execute(sql: "INSERT INTO parents (id) VALUES (500)") }
+        #expect(later[0] == true)
+    }
 }

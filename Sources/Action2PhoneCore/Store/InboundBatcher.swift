@@ -87,19 +87,24 @@ final class InboundBatcher: Sendable {
             let results = try await writer.writeWithoutTransaction { db -> [Result<InboundOutcome, any Error>] in
                 var results: [Result<InboundOutcome, any Error>] = []
                 results.reserveCapacity(batch.count)
-                try db.execute(sql: "BEGIN IMMEDIATE")
-                do {
+                // GRDB's transaction block: once SQLite has rolled the transaction back, any further statement
+                // throws (a step that swallowed an error cannot go on writing outside the transaction), and a
+                // COMMIT that fails is rolled back and thrown.
+                try db.inTransaction(.immediate) {
                     for job in batch {
                         results.append(try Self.runInSavepoint(job.step, db))
                     }
-                    try db.execute(sql: "COMMIT")
-                } catch {
-                    if db.isInsideTransaction { try? db.execute(sql: "ROLLBACK") }
-                    throw error
+                    return .commit
                 }
                 return results
             }
-            health.succeeded()
+            // A step that failed on the database (a full disk, an I/O error) counts as a failing write even when
+            // the others committed.
+            if let failure = results.lazy.compactMap({ $0.databaseError }).first {
+                health.failed("\(failure.resultCode) at \(Date())")
+            } else {
+                health.succeeded()
+            }
             return results
         } catch {
             if let error = error as? DatabaseError { health.failed("\(error.resultCode) at \(Date())") }
@@ -122,5 +127,11 @@ final class InboundBatcher: Sendable {
             try db.execute(sql: "RELEASE step")
             return .failure(error)
         }
+    }
+}
+
+extension Result where Failure == any Error {
+    fileprivate var databaseError: DatabaseError? {
+        if case .failure(let error as DatabaseError) = self { error } else { nil }
     }
 }
