@@ -11,7 +11,7 @@ struct StoredStateTests {
         .idle, .askedFirstName, .askedLastName(first: "Ivan"), .askedEmail(first: "Анна", last: "O'Neil"),
         .askedPasscode(first: "Ivan", last: "Petrov", email: "ivan@example.org"),
         .askedPasscodeAgain(first: "Ivan", last: "Petrov", email: "ivan@example.org", pending: pending),
-        .askedLoginPasscode, .confirmingDelete, .confirmingBroadcast(text: "Meeting at 6 — bring 🍞 & \"tea\"\\\n"),
+        .askedLoginPasscode, .confirmingDelete, .confirmingBroadcast(text: "Meeting at 6 — bring 🍞 & \"tea\"\\\n"), .confirmingBroadcast(text: "a/b \u{8}\u{c}\u{1}\u{7f}\u{2028} é"),
         .askedLastName(first: "tab\there"), .askedLastName(first: ""),
     ]
     static let states: [ConversationState] = steps.flatMap { step in
@@ -27,7 +27,9 @@ struct StoredStateTests {
         // Given a state, written by hand and by JSONEncoder
         let mine = StoredState.encode(state)
         let codable = String(decoding: try JSONEncoder.store.encode(state), as: UTF8.self)
-        // Then each reader reads each writer's text back to the same state
+        // Then they wrote the same bytes
+        #expect(mine == codable)
+        // And each reader reads each writer's text back to the same state
         #expect(try JSONDecoder.store.decode(ConversationState.self, from: Data(mine.utf8)) == state)
         #expect(StoredState.decode(mine) == state)
         #expect(StoredState.decode(codable) == state)

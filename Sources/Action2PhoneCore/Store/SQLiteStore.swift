@@ -264,11 +264,12 @@ public struct StoreUnavailable: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// JSON string literals, written by hand: Foundation's JSONSerialization is slow on the webhook's hot path.
+/// JSON string literals, written by hand (Foundation's coders are slow on the webhook's hot path), escaped
+/// exactly as `JSONEncoder` escapes them, `/` included.
 enum JSONText {
     static func append(_ string: String, to out: inout String) {
         // Most strings need no escaping: appended as they are.
-        guard string.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+        guard string.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "/") }) else {
             out += "\""
             out += string
             out += "\""
@@ -281,6 +282,9 @@ enum JSONText {
             switch b {
             case UInt8(ascii: "\""): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
             case UInt8(ascii: "\\"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
+            case UInt8(ascii: "/"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "/")]
+            case 0x08: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "b")]
+            case 0x0C: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "f")]
             case UInt8(ascii: "\n"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
             case UInt8(ascii: "\r"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
             case UInt8(ascii: "\t"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "t")]

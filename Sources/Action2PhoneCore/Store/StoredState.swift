@@ -2,7 +2,7 @@
 import Foundation
 
 /// The conversation state as stored in `conversations.state`: the JSON Codable writes (sorted keys, dates as
-/// seconds since 1970), written and read by hand. Foundation's coders took about a tenth of each webhook's
+/// seconds since 1970), byte for byte, written and read by hand. Foundation's coders took about a tenth of each webhook's
 /// CPU time; what this reader does not expect (an escape in a string, an older shape) goes to `JSONDecoder`.
 enum StoredState {
     static func encode(_ state: ConversationState) -> String {
@@ -54,7 +54,11 @@ enum StoredState {
         JSONText.append(last, to: &out)
     }
 
-    private static func number(_ date: Date) -> String { String(date.timeIntervalSince1970) }
+    /// Seconds as `JSONEncoder` writes them: Swift's shortest form, without a trailing `.0`.
+    private static func number(_ date: Date) -> String {
+        let text = String(date.timeIntervalSince1970)
+        return text.hasSuffix(".0") ? String(text.dropLast(2)) : text
+    }
     private static func bytes(_ bytes: [UInt8]) -> String { "[" + bytes.map { String($0) }.joined(separator: ",") + "]" }
 
     private static func state(_ value: JSON) -> ConversationState? {
