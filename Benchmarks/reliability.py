@@ -207,15 +207,19 @@ def fetch(url):
         return json.loads(r.read())
 
 
-def cmd_check_broadcast(a):
-    snap = json.load(open(a.snapshot))
+def sends(a):
+    """The fake API's records, its creates as {(to, body): [sid, ...]}, the outbox rows, and their statuses."""
     records = fetch(a.fake + "/records")
     creates = defaultdict(list)
     for c in records["creates"]:
         creates[(c["to"], c["body"])].append(c["sid"])
-    con = db_ro(a.db)
-    rows = con.execute('SELECT id, "to", body, status, twilioSid, attempts FROM outbox').fetchall()
-    status = Counter(r["status"] for r in rows)
+    rows = db_ro(a.db).execute('SELECT id, "to", body, status, twilioSid, attempts FROM outbox').fetchall()
+    return records, creates, rows, Counter(r["status"] for r in rows)
+
+
+def cmd_check_broadcast(a):
+    snap = json.load(open(a.snapshot))
+    records, creates, rows, status = sends(a)
     inflight = set(snap["sending"])
     at_kill = snap["counts"]
     print(f"people: {a.people}; outbox at the kill: {at_kill}; in flight: {len(inflight)}")
@@ -239,13 +243,7 @@ def cmd_check_broadcast(a):
 
 def cmd_check_retry(a):
     """After `outbox retry --uncertain`: every person has exactly one text, all rows sent."""
-    records = fetch(a.fake + "/records")
-    creates = defaultdict(list)
-    for c in records["creates"]:
-        creates[(c["to"], c["body"])].append(c["sid"])
-    con = db_ro(a.db)
-    rows = con.execute('SELECT id, "to", body, status, twilioSid FROM outbox').fetchall()
-    status = Counter(r["status"] for r in rows)
+    records, creates, rows, status = sends(a)
     print(f"after 'outbox retry --uncertain': outbox {dict(status)}; texts the fake API created: {len(records['creates'])}")
     dup = {k: v for k, v in creates.items() if len(v) > 1}
     check(not dup, "after the operator's retry, still no recipient got a second text (looked up before resending)",

@@ -19,16 +19,7 @@ KILL_AFTER=3     # seconds into the broadcast
 FAKE_DELAY=0.1   # seconds the fake API takes to answer, so several sends are in flight at the kill
 PORT=18430
 FAKE_PORT=18431
-TOKEN=bench-auth-token-0123456789abcdef
-ACCOUNT=AC00000000000000000000000000000000
-PUBLIC=http://bench.local
-if [ -z "${A2P_BIN:-}" ]; then
-  swift build -c release --product action2phone >/dev/null
-  A2P_BIN="$(swift build -c release --show-bin-path)/action2phone"
-fi
-WORK=$(mktemp -d)
-# KEEP_WORK=1 keeps the databases, logs and records for a look afterwards.
-trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"' EXIT
+source Benchmarks/reliability-env.sh
 REL="python3 Benchmarks/reliability.py"
 export TWILIO_ACCOUNT_SID=$ACCOUNT TWILIO_AUTH_TOKEN=$TOKEN TWILIO_FROM_NUMBER=+15005550006 ACTION2PHONE_PUBLIC_URL=$PUBLIC \
   LOG_LEVEL=warning TWILIO_API_BASE_URL=http://127.0.0.1:9

@@ -17,16 +17,7 @@ RETRY_AFTER=${RETRY_AFTER:-3}
 DIRECT=$((OUTAGE / 5))   # direct sends, one every 5 s of the outage
 PORT=18440
 FAKE_PORT=18441
-TOKEN=bench-auth-token-0123456789abcdef
-ACCOUNT=AC00000000000000000000000000000000
-PUBLIC=http://bench.local
-if [ -z "${A2P_BIN:-}" ]; then
-  swift build -c release --product action2phone >/dev/null
-  A2P_BIN="$(swift build -c release --show-bin-path)/action2phone"
-fi
-WORK=$(mktemp -d)
-# KEEP_WORK=1 keeps the database, log and records for a look afterwards.
-trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"' EXIT
+source Benchmarks/reliability-env.sh
 DB=$WORK/outage.sqlite
 FAKE=http://127.0.0.1:$FAKE_PORT
 left() { sqlite3 "$DB" "SELECT count(*) FROM outbox WHERE status IN ('queued', 'sending')"; }
