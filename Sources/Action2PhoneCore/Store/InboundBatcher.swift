@@ -9,7 +9,8 @@ import GRDB
 ///
 /// A step that throws rolls back its own savepoint and nothing else (that is how `PasscodeWorkNeeded`
 /// asks for hashing). When SQLite aborts the whole transaction (a full disk, an I/O error) or the commit
-/// fails, every step in it fails with that error: none of them was stored, and Twilio retries them.
+/// fails, every step in it fails with that error: none of them was stored, and each webhook answers 5xx
+/// (Twilio logs the failure; it does not retry by default).
 ///
 /// Steps run in the order they were submitted; the caller keeps one phone's steps in order by submitting
 /// the next only after the previous one is answered (`PhoneLocks`).
