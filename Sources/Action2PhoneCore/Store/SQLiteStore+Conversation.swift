@@ -127,7 +127,7 @@ final class SQLiteFacts: ConversationFacts {
     }
 
     func isEmailRegistered(_ email: String) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM users WHERE email = ?)", arguments: [email]) ?? false
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM users WHERE email = ?)"), arguments: [email]) ?? false
     }
 
     func unreadMessages(userId: Int64, limit: Int) throws -> [InboxItem] {
@@ -143,7 +143,7 @@ final class SQLiteFacts: ConversationFacts {
     }
 
     func unreadCount(userId: Int64) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT count(*) FROM inbox WHERE userId = ? AND readAt IS NULL", arguments: [userId]) ?? 0
+        try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM inbox WHERE userId = ? AND readAt IS NULL"), arguments: [userId]) ?? 0
     }
 
     func userCounts(activeSince: Date) throws -> UserCounts {

@@ -66,12 +66,17 @@ public struct SQLiteStore: Store {
         _ record: InboundRecord, replyMode: ReplyMode, now: Date,
         decide: @escaping @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
     ) async throws -> InboundOutcome {
-        try await inbound.run { db in try Self.processInbound(db, record, replyMode: replyMode, now: now, decide: decide) }
+        // The inbound log's JSON is built here, on the request's task, not on the single writer; the step
+        // rebuilds it only when it logs another body (a redacted passcode).
+        let params = Self.paramsJSON(record.fields, body: record.body)
+        return try await inbound.run { db in
+            try Self.processInbound(db, record, params: params, replyMode: replyMode, now: now, decide: decide)
+        }
     }
 
     /// One webhook's step, inside the batch's transaction.
     private static func processInbound(
-        _ db: Database, _ record: InboundRecord, replyMode: ReplyMode, now: Date,
+        _ db: Database, _ record: InboundRecord, params: String, replyMode: ReplyMode, now: Date,
         decide: (inout ConversationState, any ConversationFacts) throws -> Decision
     ) throws -> InboundOutcome {
         if let twiml = try previousReply(db, messageSid: record.messageSid, idempotencyToken: record.idempotencyToken) {
@@ -97,7 +102,10 @@ public struct SQLiteStore: Store {
             }
         }
         try db.cachedStatement(sql: "UPDATE users SET lastSeenAt = ? WHERE phone = ?").execute(arguments: [StoredDate.text(now), record.from])
-        try insertInbound(db, record: record, loggedBody: decision.loggedBody ?? record.body, reply: twiml, now: now)
+        let loggedBody = decision.loggedBody ?? record.body
+        try insertInbound(
+            db, record: record, loggedBody: loggedBody, params: loggedBody == record.body ? params : paramsJSON(record.fields, body: loggedBody),
+            reply: twiml, now: now)
         return .processed(twiml: twiml)
     }
 
@@ -178,19 +186,23 @@ extension SQLiteStore {
         return try String.fetchOne(db.cachedStatement(sql: "SELECT reply FROM inbound WHERE idempotencyToken = ?"), arguments: [idempotencyToken])
     }
 
-    static func insertInbound(_ db: Database, record: InboundRecord, loggedBody: String, reply: String, now: Date) throws {
-        // Every field Twilio sent, in order, as [{"name":"value"}, …]; the body as it may be logged.
+    /// Every field Twilio sent, in order, as [{"name":"value"}, …], with `body` as the `Body` field's value.
+    static func paramsJSON(_ fields: [FormField], body: String) -> String {
         var params = "["
         params.reserveCapacity(1024)
-        for (i, field) in record.fields.enumerated() {
+        for (i, field) in fields.enumerated() {
             if i > 0 { params += "," }
             params += "{"
             JSONText.append(field.name, to: &params)
             params += ":"
-            JSONText.append(field.name == "Body" ? loggedBody : field.value, to: &params)
+            JSONText.append(field.name == "Body" ? body : field.value, to: &params)
             params += "}"
         }
-        params += "]"
+        return params + "]"
+    }
+
+    /// Logs one inbound message: `loggedBody` is the body as it may be logged, `params` the fields with it.
+    static func insertInbound(_ db: Database, record: InboundRecord, loggedBody: String, params: String, reply: String, now: Date) throws {
         let token = record.idempotencyToken.flatMap { $0.isEmpty ? nil : $0 }
         try db.cachedStatement(
             sql: """
