@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PEOPLE=${1:-10000}
 RATE=${2:-500}
+for n in "$@"; do [[ $n =~ ^[1-9][0-9]*$ || $n == 0 ]] || { echo "usage: Benchmarks/run-broadcast.sh [people] [rate] (whole numbers; got '$n')" >&2; exit 2; }; done
 PORT=18420
 FAKE_PORT=18421
 ACCOUNT=AC00000000000000000000000000000000

@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 PEOPLE=${2:-2000}
 RATE=${3:-200}
+for n in "$@"; do [[ $n =~ ^[1-9][0-9]*$ || $n == 0 ]] || { echo "usage: Benchmarks/run-crash.sh [kill rounds] [people] [rate] (whole numbers; got '$n')" >&2; exit 2; }; done
 SENDERS=320      # phones walking the conversation
 THREADS=32       # concurrent webhook clients
 KILL_AFTER=3     # seconds into the broadcast

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 OUTAGE=${1:-60}
 PEOPLE=${2:-500}
 RATE=${3:-50}
+for n in "$@"; do [[ $n =~ ^[1-9][0-9]*$ || $n == 0 ]] || { echo "usage: Benchmarks/run-outage.sh [outage seconds] [people] [rate] (whole numbers; got '$n')" >&2; exit 2; }; done
 MODES=${OUTAGE_MODES:-500,429,hang,500c,hangc}
 RETRY_AFTER=${RETRY_AFTER:-3}
 DIRECT=$((OUTAGE / 5))   # direct sends, one every 5 s of the outage

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 SOAK=${2:-60}
+for n in "$@"; do [[ $n =~ ^[1-9][0-9]*$ || $n == 0 ]] || { echo "usage: Benchmarks/run-webhook.sh [seconds] [soak seconds] (whole numbers; got '$n')" >&2; exit 2; }; done
 LOGINS=64
 PASSCODE=tractor-2026
 THREADS=2
