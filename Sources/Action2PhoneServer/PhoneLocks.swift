@@ -14,14 +14,11 @@ public final class PhoneLocks: Sendable {
 
     /// Runs `body` holding the lock for `key`.
     public func withLock<T: Sendable>(_ key: String, _ body: @Sendable () async throws -> T) async throws -> T {
-        if !tryAcquire(key) {
+        if !held.withLock({ Self.take(key, &$0) }) {
             await withCheckedContinuation { waiter in
-                // Checked again under the lock: the holder may have let go since `tryAcquire`.
+                // Tried again under the lock: the holder may have let go since the first try.
                 let acquired = held.withLock { held -> Bool in
-                    guard held[key] != nil else {
-                        held[key] = []
-                        return true
-                    }
+                    if Self.take(key, &held) { return true }
                     held[key]!.append(waiter)
                     return false
                 }
@@ -32,12 +29,11 @@ public final class PhoneLocks: Sendable {
         return try await body()
     }
 
-    private func tryAcquire(_ key: String) -> Bool {
-        held.withLock { held in
-            guard held[key] == nil else { return false }
-            held[key] = []
-            return true
-        }
+    /// Takes `key` if nobody holds it.
+    private static func take(_ key: String, _ held: inout [String: [CheckedContinuation<Void, Never>]]) -> Bool {
+        guard held[key] == nil else { return false }
+        held[key] = []
+        return true
     }
 
     /// Hands the key to the next waiter (who then holds it), or frees it.
