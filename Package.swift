@@ -27,6 +27,8 @@ let package = Package(
             dependencies: [
                 "TwilioKit",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // GRDB's own module for the system SQLite's C API (FastStatement, the webhook's hot path).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -67,7 +67,7 @@ public enum FormCodec {
 
     static func percentDecode(_ bytes: ArraySlice<UInt8>) -> String? {
         if !bytes.contains(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "%") }) {
-            return String(validating: bytes, as: UTF8.self)  // nothing to undo
+            return validUTF8(bytes)  // nothing to undo
         }
         var out = [UInt8]()
         out.reserveCapacity(bytes.count)
@@ -88,7 +88,16 @@ public enum FormCodec {
                 i += 1
             }
         }
-        return String(validating: out, as: UTF8.self)
+        return validUTF8(out[...])
+    }
+
+    /// The string `bytes` spell, or `nil` when they are not UTF-8. (`String(validating:)` is generic and was
+    /// not specialized here: it looked up type metadata for every field of every webhook.)
+    static func validUTF8(_ bytes: ArraySlice<UInt8>) -> String? {
+        let string = String(decoding: bytes, as: UTF8.self)
+        // Decoding replaces every invalid sequence with U+FFFD, which changes the bytes.
+        if bytes.allSatisfy({ $0 < 0x80 }) { return string }
+        return string.utf8.elementsEqual(bytes) ? string : nil
     }
 
     static func percentEncode(_ string: String, into out: inout [UInt8]) {

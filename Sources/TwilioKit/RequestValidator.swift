@@ -58,16 +58,19 @@ public enum TwilioSignature {
 
     /// `name + value` for every field: names in byte order, each distinct value once, in byte order.
     public static func signedParams(_ params: [FormField]) -> [UInt8] {
-        let pairs = params.map { (name: Array($0.name.utf8), value: Array($0.value.utf8)) }.sorted {
-            $0.name == $1.name ? $0.value.lexicographicallyPrecedes($1.value) : $0.name.lexicographicallyPrecedes($1.name)
+        // Strings compare by Unicode rules, not bytes: the order is taken on their UTF-8.
+        let pairs = params.sorted {
+            $0.name.utf8.elementsEqual($1.name.utf8)
+                ? $0.value.utf8.lexicographicallyPrecedes($1.value.utf8) : $0.name.utf8.lexicographicallyPrecedes($1.name.utf8)
         }
         var out = [UInt8]()
-        out.reserveCapacity(pairs.reduce(0) { $0 + $1.name.count + $1.value.count })
-        var previous: (name: [UInt8], value: [UInt8])? = nil
+        out.reserveCapacity(pairs.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
+        var previous: FormField? = nil
         for pair in pairs {
-            if let previous, previous.name == pair.name && previous.value == pair.value { continue }  // a repeated value counts once
-            out += pair.name
-            out += pair.value
+            // A repeated value counts once (the same bytes: `==` on strings would also match equivalent spellings).
+            if let previous, previous.name.utf8.elementsEqual(pair.name.utf8) && previous.value.utf8.elementsEqual(pair.value.utf8) { continue }
+            out += pair.name.utf8
+            out += pair.value.utf8
             previous = pair
         }
         return out

@@ -28,6 +28,14 @@ struct FormCodecTests {
         #expect(FormCodec.decode(body) == nil)
     }
 
+    @Test func rawBytesMustBeUTF8Too() {
+        #expect(FormCodec.decode(Array("Body=caf".utf8) + [0xC3, 0xA9]) == [.init("Body", "café")])
+        #expect(FormCodec.decode(Array("Body=".utf8) + [0xEF, 0xBF, 0xBD]) == [.init("Body", "\u{FFFD}")])  // a real U+FFFD is kept
+        #expect(FormCodec.decode(Array("Body=caf".utf8) + [0xE9]) == nil)  // Latin-1, not UTF-8
+        #expect(FormCodec.decode(Array("Body=".utf8) + [0xFF]) == nil)
+        #expect(FormCodec.decode(Array("Body=".utf8) + [0xED, 0xA0, 0x80]) == nil)  // a UTF-16 surrogate
+    }
+
     @Test func encodeEscapesEverythingButUnreserved() {
         let encoded = FormCodec.encode([.init("To", "+1 555"), .init("From", "+1666"), .init("Body", "héllo & bye")])
         #expect(encoded == "To=%2B1%20555&From=%2B1666&Body=h%C3%A9llo%20%26%20bye")

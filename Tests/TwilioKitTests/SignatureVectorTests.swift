@@ -111,6 +111,13 @@ struct SignatureVectorTests {
         #expect(String(decoding: TwilioSignature.signedParams(params), as: UTF8.self) == "Digits1234Digits5678SidCA123SidAccountAC123")
     }
 
+    @Test func signedTailIsInUTF8ByteOrderNotUnicodeOrder() {
+        // "é" precomposed (C3 A9) and decomposed (65 CC 81) are equal as Swift strings but not as bytes: both
+        // count, each in byte order, and "Z" (5A) comes before "a" (61) and "é" (C3).
+        let params: [FormField] = [.init("\u{E9}", "1"), .init("e\u{301}", "2"), .init("a", "x"), .init("Z", "\u{E9}"), .init("Z", "e\u{301}")]
+        #expect(String(decoding: TwilioSignature.signedParams(params), as: UTF8.self) == "Ze\u{301}Z\u{E9}axe\u{301}2\u{E9}1")
+    }
+
     @Test func vector8AcceptsEitherValueOrder() {
         let v = RequestValidator(authTokens: [Self.token])
         let a: [FormField] = [.init("MessagingBinding.Address", "+1325xxxxxxx"), .init("MessagingBinding.Address", "+1415xxxxxxx")]

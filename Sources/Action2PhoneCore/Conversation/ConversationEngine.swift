@@ -195,7 +195,10 @@ public struct ConversationEngine: Sendable {
         let isAdmin = account?.role == .admin
         var candidates = Command.allCases.filter { isAdmin || !$0.isAdminOnly }.map(\.rawValue)
         candidates += Command.aliases.filter { isAdmin || !$0.value.isAdminOnly }.map(\.key).filter { $0.count > 2 }
-        let best = candidates.map { ($0, editDistance(word, $0)) }.filter { $0.1 <= (word.count <= 4 ? 1 : 2) }.min { $0.1 < $1.1 }
+        let limit = word.count <= 4 ? 1 : 2
+        // Words whose lengths differ by more than the limit are further apart than it: not measured.
+        let best = candidates.lazy.filter { abs($0.count - word.count) <= limit }.map { ($0, editDistance(word, $0)) }.filter { $0.1 <= limit }
+            .min { $0.1 < $1.1 }
         if word.count >= 3, let best {
             return "Unknown command \(shown), comrade. Did you mean \(best.0)? Reply HELP for commands."
         }

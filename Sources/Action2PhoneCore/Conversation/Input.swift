@@ -48,6 +48,11 @@ public struct Inbound: Sendable, Equatable {
 
     /// Straightens curly quotes and folds white space, as phones' keyboards vary.
     static func normalize(_ raw: String) -> String {
+        isNormalASCII(raw) ? raw : folded(raw)
+    }
+
+    /// `normalize`, character by character.
+    static func folded(_ raw: String) -> String {
         var out = ""
         var pendingSpace = false
         for ch in raw {
@@ -68,6 +73,23 @@ public struct Inbound: Sendable, Equatable {
             out.append(c)
         }
         return out
+    }
+}
+
+extension Inbound {
+    /// Printable ASCII with single spaces between words: what `normalize` returns unchanged. (Of ASCII,
+    /// only the space is printable white space, and curly quotes are not ASCII.)
+    static func isNormalASCII(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            guard let first = bytes.first, let last = bytes.last, first != 0x20, last != 0x20 else { return bytes.isEmpty }
+            var previous: UInt8 = 0
+            for b in bytes {
+                guard b >= 0x20, b < 0x7F, !(b == 0x20 && previous == 0x20) else { return false }
+                previous = b
+            }
+            return true
+        }
     }
 }
 

@@ -115,10 +115,10 @@ final class InboundBatcher: Sendable {
 
     /// The step's own result, or throws when its failure aborted the whole transaction.
     private static func runInSavepoint(_ step: Step, _ db: Database) throws -> Result<InboundOutcome, any Error> {
-        try db.cachedStatement(sql: "SAVEPOINT step").execute()
+        try FastStatement.savepoint(db, "SAVEPOINT step")
         do {
             let outcome = try step(db)
-            try db.cachedStatement(sql: "RELEASE step").execute()
+            try FastStatement.savepoint(db, "RELEASE step")
             return .success(outcome)
         } catch {
             // SQLite rolls back the whole transaction on some errors (SQLITE_FULL, SQLITE_IOERR, …):

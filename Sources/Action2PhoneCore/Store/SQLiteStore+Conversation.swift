@@ -109,15 +109,14 @@ final class SQLiteFacts: ConversationFacts {
     }
 
     func consent(of phone: String) throws -> Consent {
-        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT optedOut, suppressed FROM phones WHERE phone = ?"), arguments: [phone]) else {
-            return Consent()
-        }
-        return Consent(optedOut: row["optedOut"], suppressed: row["suppressed"])
+        try FastStatement.first(db, "SELECT optedOut, suppressed FROM phones WHERE phone = ?", [.text(phone)]) {
+            Consent(optedOut: $0.bool(0), suppressed: $0.bool(1))
+        } ?? Consent()
     }
 
     func account() throws -> Account? {
         if let cachedAccount { return cachedAccount }
-        let account = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM users WHERE phone = ?"), arguments: [phone]).map(Self.account)
+        let account = try FastStatement.first(db, "SELECT \(Self.accountColumns) FROM users WHERE phone = ?", [.text(phone)], Self.account)
         cachedAccount = .some(account)
         return account
     }
@@ -127,7 +126,7 @@ final class SQLiteFacts: ConversationFacts {
     }
 
     func isEmailRegistered(_ email: String) throws -> Bool {
-        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM users WHERE email = ?)"), arguments: [email]) ?? false
+        try FastStatement.first(db, "SELECT 1 FROM users WHERE email = ?", [.text(email)]) { _ in true } ?? false
     }
 
     func unreadMessages(userId: Int64, limit: Int) throws -> [InboxItem] {
@@ -143,7 +142,7 @@ final class SQLiteFacts: ConversationFacts {
     }
 
     func unreadCount(userId: Int64) throws -> Int {
-        try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM inbox WHERE userId = ? AND readAt IS NULL"), arguments: [userId]) ?? 0
+        try FastStatement.first(db, "SELECT count(*) FROM inbox WHERE userId = ? AND readAt IS NULL", [.int(userId)]) { Int($0.int64(0)) } ?? 0
     }
 
     func userCounts(activeSince: Date) throws -> UserCounts {
@@ -184,6 +183,22 @@ final class SQLiteFacts: ConversationFacts {
                 FROM users u LEFT JOIN phones p ON p.phone = u.phone
                 """)!
         return BroadcastAudience(registered: row["registered"], textable: row["textable"])
+    }
+
+    /// The columns `account(_: FastStatement.Row)` reads, in its order.
+    static let accountColumns =
+        "id, phone, firstName, lastName, email, role, createdAt, passcodeHash, passcodeSalt, passcodeIterations, failedLogins, firstFailedLoginAt, lockedUntil"
+
+    /// The account in a row of `accountColumns`.
+    static func account(_ row: FastStatement.Row) throws -> Account {
+        guard let createdAt = row.date(6) else {
+            throw DatabaseError(resultCode: .SQLITE_MISMATCH, message: "users.createdAt is not a date", sql: nil)
+        }
+        return Account(
+            id: row.int64(0), phone: row.text(1) ?? "", firstName: row.text(2) ?? "", lastName: row.text(3) ?? "", email: row.text(4) ?? "",
+            role: row.text(5).flatMap(Role.init(rawValue:)) ?? .user, createdAt: createdAt,
+            passcode: PasscodeHash(hash: row.bytes(7), salt: row.bytes(8), iterations: Int(row.int64(9))),
+            failedLogins: Int(row.int64(10)), firstFailedLoginAt: row.date(11), lockedUntil: row.date(12))
     }
 
     static func account(_ row: Row) -> Account {

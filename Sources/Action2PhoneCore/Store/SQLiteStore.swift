@@ -79,7 +79,7 @@ public struct SQLiteStore: Store {
         _ db: Database, _ record: InboundRecord, params: String, replyMode: ReplyMode, now: Date,
         decide: (inout ConversationState, any ConversationFacts) throws -> Decision
     ) throws -> InboundOutcome {
-        if let twiml = try previousReply(db, messageSid: record.messageSid, idempotencyToken: record.idempotencyToken) {
+        if let twiml = try previousReplyInTransaction(db, messageSid: record.messageSid, idempotencyToken: record.idempotencyToken) {
             return .duplicate(twiml: twiml)
         }
         var state = try loadConversation(db, phone: record.from)
@@ -101,7 +101,10 @@ public struct SQLiteStore: Store {
                 }
             }
         }
-        try db.cachedStatement(sql: "UPDATE users SET lastSeenAt = ? WHERE phone = ?").execute(arguments: [StoredDate.text(now), record.from])
+        // A person registered by this step was stored with `lastSeenAt`; nobody else to update without an account.
+        if try facts.account() != nil {
+            try FastStatement.execute(db, "UPDATE users SET lastSeenAt = ? WHERE phone = ?", [.text(StoredDate.text(now)), .text(record.from)])
+        }
         let loggedBody = decision.loggedBody ?? record.body
         try insertInbound(
             db, record: record, loggedBody: loggedBody, params: loggedBody == record.body ? params : paramsJSON(record.fields, body: loggedBody),
@@ -186,34 +189,48 @@ extension SQLiteStore {
         return try String.fetchOne(db.cachedStatement(sql: "SELECT reply FROM inbound WHERE idempotencyToken = ?"), arguments: [idempotencyToken])
     }
 
+    /// `previousReply` inside the batch's transaction.
+    static func previousReplyInTransaction(_ db: Database, messageSid: String, idempotencyToken: String?) throws -> String? {
+        if let reply = try FastStatement.first(db, "SELECT reply FROM inbound WHERE messageSid = ?", [.text(messageSid)], { $0.text(0) }) {
+            return reply
+        }
+        guard let idempotencyToken, !idempotencyToken.isEmpty else { return nil }
+        return try FastStatement.first(db, "SELECT reply FROM inbound WHERE idempotencyToken = ?", [.text(idempotencyToken)]) { $0.text(0) } ?? nil
+    }
+
     /// Every field Twilio sent, in order, as [{"name":"value"}, …], with `body` as the `Body` field's value.
     static func paramsJSON(_ fields: [FormField], body: String) -> String {
-        var params = "["
-        params.reserveCapacity(1024)
+        var json: [UInt8] = [UInt8(ascii: "[")]
+        json.reserveCapacity(1024)
         for (i, field) in fields.enumerated() {
-            if i > 0 { params += "," }
-            params += "{"
-            JSONText.append(field.name, to: &params)
-            params += ":"
-            JSONText.append(field.name == "Body" ? body : field.value, to: &params)
-            params += "}"
+            if i > 0 { json.append(UInt8(ascii: ",")) }
+            json.append(UInt8(ascii: "{"))
+            JSONText.append(field.name, to: &json)
+            json.append(UInt8(ascii: ":"))
+            JSONText.append(field.name == "Body" ? body : field.value, to: &json)
+            json.append(UInt8(ascii: "}"))
         }
-        return params + "]"
+        json.append(UInt8(ascii: "]"))
+        return String(decoding: json, as: UTF8.self)
     }
 
     /// Logs one inbound message: `loggedBody` is the body as it may be logged, `params` the fields with it.
     static func insertInbound(_ db: Database, record: InboundRecord, loggedBody: String, params: String, reply: String, now: Date) throws {
         let token = record.idempotencyToken.flatMap { $0.isEmpty ? nil : $0 }
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO inbound (messageSid, idempotencyToken, "from", "to", body, numMedia, params, reply, receivedAt)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """
-        ).execute(arguments: [record.messageSid, token, record.from, record.to, loggedBody, record.numMedia, params, reply, StoredDate.text(now)])
+        try FastStatement.execute(
+            db,
+            """
+            INSERT INTO inbound (messageSid, idempotencyToken, "from", "to", body, numMedia, params, reply, receivedAt)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(record.messageSid), .text(token), .text(record.from), .text(record.to), .text(loggedBody), .int(Int64(record.numMedia)),
+                .text(params), .text(reply), .text(StoredDate.text(now)),
+            ])
     }
 
     static func loadConversation(_ db: Database, phone: String) throws -> ConversationState {
-        guard let text = try String.fetchOne(db.cachedStatement(sql: "SELECT state FROM conversations WHERE phone = ?"), arguments: [phone]) else {
+        guard let text = try FastStatement.first(db, "SELECT state FROM conversations WHERE phone = ?", [.text(phone)], { $0.text(0) }) ?? nil else {
             return ConversationState()
         }
         // A state written by an older version that no longer decodes starts afresh rather than failing every text.
@@ -221,9 +238,9 @@ extension SQLiteStore {
     }
 
     static func saveConversation(_ db: Database, phone: String, state: ConversationState, now: Date) throws {
-        try db.cachedStatement(
-            sql: "INSERT INTO conversations (phone, state, updatedAt) VALUES (?, ?, ?) ON CONFLICT(phone) DO UPDATE SET state = excluded.state, updatedAt = excluded.updatedAt"
-        ).execute(arguments: [phone, StoredState.encode(state), StoredDate.text(now)])
+        try FastStatement.execute(
+            db, "INSERT INTO conversations (phone, state, updatedAt) VALUES (?, ?, ?) ON CONFLICT(phone) DO UPDATE SET state = excluded.state, updatedAt = excluded.updatedAt",
+            [.text(phone), .text(StoredState.encode(state)), .text(StoredDate.text(now))])
     }
 
     static func enqueue(_ db: Database, to: String, body: String, purpose: String, inReplyTo: String?, now: Date) throws {
@@ -281,31 +298,47 @@ public struct StoreUnavailable: Error, CustomStringConvertible {
 enum JSONText {
     static func append(_ string: String, to out: inout String) {
         // Most strings need no escaping: appended as they are.
-        guard string.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "/") }) else {
+        guard needsEscaping(string) else {
             out += "\""
             out += string
             out += "\""
             return
         }
-        var bytes: [UInt8] = [UInt8(ascii: "\"")]
-        bytes.reserveCapacity(string.utf8.count + 8)
+        var bytes: [UInt8] = []
+        append(string, to: &bytes)
+        out += String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func append(_ string: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        guard needsEscaping(string) else {
+            out += string.utf8
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         let hex = Array("0123456789abcdef".utf8)
         for b in string.utf8 {
             switch b {
-            case UInt8(ascii: "\""): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
-            case UInt8(ascii: "\\"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
-            case UInt8(ascii: "/"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "/")]
-            case 0x08: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "b")]
-            case 0x0C: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "f")]
-            case UInt8(ascii: "\n"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
-            case UInt8(ascii: "\r"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
-            case UInt8(ascii: "\t"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
-            case 0..<0x20: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 0xF)]]
-            default: bytes.append(b)  // UTF-8 passes through unchanged
+            case UInt8(ascii: "\""): out += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
+            case UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
+            case UInt8(ascii: "/"): out += [UInt8(ascii: "\\"), UInt8(ascii: "/")]
+            case 0x08: out += [UInt8(ascii: "\\"), UInt8(ascii: "b")]
+            case 0x0C: out += [UInt8(ascii: "\\"), UInt8(ascii: "f")]
+            case UInt8(ascii: "\n"): out += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
+            case UInt8(ascii: "\r"): out += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
+            case UInt8(ascii: "\t"): out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
+            case 0..<0x20: out += [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 0xF)]]
+            default: out.append(b)  // UTF-8 passes through unchanged
             }
         }
-        bytes.append(UInt8(ascii: "\""))
-        out += String(decoding: bytes, as: UTF8.self)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    private static func needsEscaping(_ string: String) -> Bool {
+        var string = string
+        return string.withUTF8 { bytes in
+            bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "/") }
+        }
     }
 }
 

@@ -1,0 +1,88 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import Action2PhoneCore
+
+@Suite("Direct sqlite3 statements on the hot path")
+struct FastStatementTests {
+    private func makeDatabase() throws -> DatabaseQueue {
+        let path = makeTestDatabasePath()
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { try $0.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER, at TEXT, data BLOB)") }
+        return queue
+    }
+
+    @Test func bindsAndReadsTextIntegersNullsDatesAndBlobs() throws {
+        let queue = try makeDatabase()
+        let at = Date(timeIntervalSince1970: 1_764_576_000.25)
+        try queue.inTransaction { db in
+            try FastStatement.execute(db, "INSERT INTO t (name, n, at, data) VALUES (?, ?, ?, x'00ff10')", [.text("Привет \"😀\""), .int(-42), .text(StoredDate.text(at))])
+            try FastStatement.execute(db, "INSERT INTO t (name, n, at) VALUES (?, ?, ?)", [.null, .int(Int64.max), .text(nil as String?)])
+            return .commit
+        }
+        try queue.read { db in
+            let first = try FastStatement.first(db, "SELECT name, n, at, data FROM t WHERE id = ?", [.int(1)]) { row in
+                (row.text(0), row.int64(1), row.date(2), row.bytes(3))
+            }
+            #expect(first?.0 == "Привет \"😀\"")
+            #expect(first?.1 == -42)
+            #expect(first?.2 == at)
+            #expect(first?.3 == [0x00, 0xFF, 0x10])
+            let second = try FastStatement.first(db, "SELECT name, n, at, data FROM t WHERE id = ?", [.int(2)]) { row in
+                (row.text(0), row.isNull(0), row.int64(1), row.date(2), row.bytes(3))
+            }
+            #expect(second?.0 == nil && second?.1 == true && second?.2 == Int64.max && second?.3 == nil && second?.4 == [])
+            // No row is nil; a statement run again with other arguments does not keep the old ones.
+            let none = try FastStatement.first(db, "SELECT name, n, at, data FROM t WHERE id = ?", [.int(3)]) { $0.int64(1) }
+            #expect(none == nil)
+        }
+    }
+
+    @Test func refusesToWriteOutsideATransactionButReads() throws {
+        // Given a connection in autocommit mode (as after SQLite rolled a transaction back)
+        let queue = try makeDatabase()
+        try queue.writeWithoutTransaction { db in
+            // When the hot path tries to write, or to open a savepoint, it is refused and nothing is stored
+            #expect(throws: DatabaseError.self) { try FastStatement.execute(db, "INSERT INTO t (name) VALUES (?)", [.text("lost")]) }
+            #expect(throws: DatabaseError.self) { try FastStatement.savepoint(db, "SAVEPOINT step") }
+            #expect(!db.isInsideTransaction)
+            // Reads still work.
+            let count = try FastStatement.first(db, "SELECT count(*) FROM t", []) { $0.int64(0) }
+            #expect(count == 0)
+        }
+    }
+
+    @Test func aFailingStatementThrowsSQLitesErrorAndCanRunAgain() throws {
+        let queue = try makeDatabase()
+        try queue.inTransaction { db in
+            try FastStatement.execute(db, "INSERT INTO t (id, name) VALUES (?, ?)", [.int(1), .text("a")])
+            let error = #expect(throws: DatabaseError.self) { try FastStatement.execute(db, "INSERT INTO t (id, name) VALUES (?, ?)", [.int(1), .text("b")]) }
+            #expect(error?.resultCode == .SQLITE_CONSTRAINT)
+            try FastStatement.execute(db, "INSERT INTO t (id, name) VALUES (?, ?)", [.int(2), .text("c")])
+            return .commit
+        }
+        #expect(try queue.read { try String.fetchAll($0, sql: "SELECT name FROM t ORDER BY id") } == ["a", "c"])
+    }
+}
+
+@Suite("Text normalization")
+struct InputNormalizationTests {
+    @Test func theASCIIShortcutAgreesWithTheFullFold() {
+        // Every string of up to 4 characters from an alphabet with the cases that matter: spaces, tabs,
+        // newlines, a control character, a curly quote, a non-ASCII letter.
+        let alphabet: [Character] = ["a", " ", "\t", "\n", "\u{7}", "\u{2019}", "é", "\r\n"]
+        var strings = [""]
+        var frontier = [""]
+        for _ in 1...4 {
+            frontier = frontier.flatMap { s in alphabet.map { s + String($0) } }
+            strings += frontier
+        }
+        for s in strings {
+            #expect(Inbound.normalize(s) == Inbound.folded(s), "\(s.debugDescription)")
+        }
+        #expect(Inbound.isNormalASCII("LOGIN 1234"))
+        #expect(!Inbound.isNormalASCII(" HELP") && !Inbound.isNormalASCII("A  B") && !Inbound.isNormalASCII("HELP\n"))
+    }
+}
