@@ -41,13 +41,27 @@ public enum PhoneNumber {
     /// The sender of a webhook in E.164 when it is a phone number, otherwise exactly as Twilio sent it
     /// (a short code, an alphanumeric id, `whatsapp:+1…`).
     public static func canonicalSender(_ raw: String) -> String {
-        raw.hasPrefix("+") ? (normalize(raw) ?? raw) : raw
+        if isE164(raw) { return raw }  // as Twilio sends phone numbers
+        return raw.hasPrefix("+") ? (normalize(raw) ?? raw) : raw
+    }
+
+    /// Whether `text` is already E.164: `+`, then 8 to 15 ASCII digits, the first not `0`.
+    static func isE164(_ text: String) -> Bool {
+        let bytes = text.utf8
+        guard (9...16).contains(bytes.count), bytes.first == UInt8(ascii: "+") else { return false }
+        let digits = bytes.dropFirst()
+        return digits.first != UInt8(ascii: "0") && digits.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 }
 
 extension StringProtocol {
     /// The text without leading and trailing white space.
     public func trimmingWhitespace() -> String {
+        // Printable ASCII at both ends: nothing to trim.
+        let whole = String(self)
+        if let first = whole.utf8.first, let last = whole.utf8.last, (0x21..<0x7F).contains(first), (0x21..<0x7F).contains(last) {
+            return whole
+        }
         var s = self[...]
         while let f = s.first, f.isWhitespace { s = s.dropFirst() }
         while let l = s.last, l.isWhitespace { s = s.dropLast() }

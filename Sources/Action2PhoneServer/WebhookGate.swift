@@ -40,22 +40,29 @@ struct WebhookGate: Sendable {
             // The client stopped before sending the body it announced: its fault, not ours.
             throw WebhookRejection(.badRequest, "incomplete request body")
         }
-        // The media type before any parameters (`; charset=utf-8`), without case or spaces.
-        let type = request.headers[.contentType]?.split(separator: ";", maxSplits: 1).first?.trimmingWhitespace().lowercased() ?? ""
-        guard type == "application/x-www-form-urlencoded" else {
+        guard Self.isForm(request.headers[.contentType]) else {
             throw WebhookRejection(.unsupportedMediaType, "Content-Type must be application/x-www-form-urlencoded")
         }
         guard let fields = FormCodec.decode(Array(buffer.readableBytesView)) else {
             throw WebhookRejection(.badRequest, "undecodable form body")
         }
         let url = signedURL(request)
-        guard validator.isValid(signature: request.headers[.twilioSignature], url: url, params: fields) else {
-            throw WebhookRejection(.forbidden, nil, reason: request.headers[.twilioSignature] == nil ? "missing X-Twilio-Signature" : "invalid X-Twilio-Signature for \(url)")
+        let signature = request.headers[.twilioSignature]
+        guard validator.isValid(signature: signature, url: url, params: fields) else {
+            throw WebhookRejection(.forbidden, nil, reason: signature == nil ? "missing X-Twilio-Signature" : "invalid X-Twilio-Signature for \(url)")
         }
         if let accountSid, fields.first(where: { $0.name == "AccountSid" })?.value != accountSid {
             throw WebhookRejection(.forbidden, nil, reason: "AccountSid is not this account's")
         }
         return fields
+    }
+
+    /// Whether `contentType` is a form: its media type before any parameters (`; charset=utf-8`), without
+    /// case or spaces, is `application/x-www-form-urlencoded`.
+    static func isForm(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        if contentType == "application/x-www-form-urlencoded" { return true }  // as Twilio sends it
+        return contentType.split(separator: ";", maxSplits: 1).first?.trimmingWhitespace().lowercased() == "application/x-www-form-urlencoded"
     }
 
     /// The URL Twilio signed: the public base URL plus the raw request target, or, without one, the URL

@@ -101,6 +101,20 @@ struct PhoneNumberTests {
         #expect(PhoneNumber.canonicalSender("+14155550100") == "+14155550100")
     }
 
+    @Test(arguments: ["+14155550100", "+4479111234", "+1234567", "+123456789012345", "+1234567890123456", "+04155550100", "+1 415 555 0100", "+1415555010a", "+", ""])
+    func theE164ShortcutAgreesWithNormalize(_ raw: String) {
+        #expect(PhoneNumber.isE164(raw) == (PhoneNumber.normalize(raw) == raw))
+        #expect(PhoneNumber.canonicalSender(raw) == (raw.hasPrefix("+") ? (PhoneNumber.normalize(raw) ?? raw) : raw))
+    }
+
+    @Test(arguments: ["HELP", " HELP", "HELP ", "\tA B\n", "a\u{301}", " é ", "\r\nx\r\n", "x\u{3000}", "", " ", "a"])
+    func trimmingTakesWhiteSpaceOffBothEnds(_ raw: String) {
+        var expected = Substring(raw)
+        while let f = expected.first, f.isWhitespace { expected = expected.dropFirst() }
+        while let l = expected.last, l.isWhitespace { expected = expected.dropLast() }
+        #expect(raw.trimmingWhitespace() == String(expected))
+    }
+
     @Test func secretNeverPrints() {
         let secret = Secret("s3cr3t-value")
         #expect("\(secret)" == "[redacted]")
