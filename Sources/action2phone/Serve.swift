@@ -58,7 +58,8 @@ struct Serve: AsyncParsableCommand {
         let store = try SQLiteStore.open(path: config.databasePath)
         let handler = ConversationService(config: config, store: store)
         let worker = OutboxWorker(config: config, store: store, logger: logger)
-        let app = buildApplication(config: config, store: store, handler: handler, services: [worker], logger: logger, onServerRunning: { channel in
+        let checkpoints = CheckpointService(checkpointer: try store.makeCheckpointer(), logger: logger)
+        let app = buildApplication(config: config, store: store, handler: handler, services: [worker, checkpoints], logger: logger, onServerRunning: { channel in
             let port = channel.localAddress?.port ?? config.port
             FileHandle.standardOutput.write(Data((banner(config, port: port) + "\n").utf8))
         })

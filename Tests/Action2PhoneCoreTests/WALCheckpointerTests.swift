@@ -1,0 +1,55 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import Action2PhoneCore
+
+@Suite("WAL checkpoints beside the writer")
+struct WALCheckpointerTests {
+    /// How many rows of `t` a copy of the database file alone (without its WAL) holds; nil when the copy
+    /// has no table `t` yet.
+    static func rowsInFileAlone(_ path: String) throws -> Int? {
+        let copy = path + ".copy-\(UUID().uuidString)"
+        try FileManager.default.copyItem(atPath: path, toPath: copy)
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        return try DatabaseQueue(path: copy).read { db in
+            try db.tableExists("t") ? Int.fetchOne(db, sql: "SELECT count(*) FROM t") : nil
+        }
+    }
+
+    static func writeRows(_ store: SQLiteStore, transactions: Int, rowsEach: Int) throws {
+        for _ in 0..<transactions {
+            try store.writer.write { db in
+                for _ in 0..<rowsEach {
+                    try db.execute(sql: "INSERT INTO t (body) VALUES (?)", arguments: [String(repeating: "x", count: 1000)])
+                }
+            }
+        }
+    }
+
+    @Test func thePassiveCheckpointCopiesCommittedPagesIntoTheFileAndTheWriterLeavesThemToIt() async throws {
+        // Given a store whose writer has handed checkpoints over
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        let checkpointer = try store.makeCheckpointer()
+        try await checkpointer.handOver()
+        let threshold = try await store.writer.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA wal_autocheckpoint") }
+        #expect(threshold == WALCheckpointer.writerThreshold)
+
+        // When 5,000 rows of 1 KB are committed: past SQLite's default automatic checkpoint at 1,000 pages
+        try await store.writer.write { try $0.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)") }
+        try Self.writeRows(store, transactions: 50, rowsEach: 100)
+
+        // Then the writer has not checkpointed them: the file alone does not have them yet
+        #expect(try Self.rowsInFileAlone(path) == nil)
+
+        // When the checkpointer runs, every committed page is copied, and the file alone has every row
+        let progress = try await checkpointer.checkpoint()
+        #expect(progress.walPages > 1000 && progress.copiedPages == progress.walPages)
+        #expect(try Self.rowsInFileAlone(path) == 5000)
+
+        // And a pass with nothing new to copy reports the same position
+        let again = try await checkpointer.checkpoint()
+        #expect(again == progress)
+    }
+}

@@ -1,0 +1,57 @@
+import Action2PhoneCore
+import Action2PhoneServer
+import Foundation
+import GRDB
+import Logging
+import ServiceLifecycle
+import Testing
+
+@Suite("Checkpoint service")
+struct CheckpointServiceTests {
+    @Test func copiesWhatTheServerWritesIntoTheFileAndStopsOnShutdown() async throws {
+        // Given a store and the checkpoint service running beside it
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-ckpt-\(UUID().uuidString)")
+        let path = folder.appendingPathComponent("a2p.sqlite").path
+        let store = try SQLiteStore.open(path: path)
+        let service = CheckpointService(checkpointer: try store.makeCheckpointer(), logger: Logger(label: "test"))
+        let group = ServiceGroup(configuration: .init(services: [service], logger: Logger(label: "test")))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            // When webhooks are stored
+            for i in 0..<200 {
+                let record = InboundRecord(messageSid: "SM\(i)", from: "+1415555\(String(format: "%04d", i))", to: "+15005550006", body: "HELP")
+                _ = try await store.processInbound(record, replyMode: .twiml, now: Date()) { _, _ in Decision(replies: ["Privet"]) }
+            }
+            // Then, within a few seconds, a copy of the database file alone (no WAL) holds all of them
+            let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+            var inFile = 0
+            while ContinuousClock.now < deadline {
+                inFile = try Self.inboundInFileAlone(path)
+                if inFile == 200 { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(inFile == 200)
+            // And the service stops promptly when the server shuts down
+            let stopping = ContinuousClock.now
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            #expect(ContinuousClock.now - stopping < .seconds(1))
+        }
+    }
+
+    /// How many inbound rows a copy of the database file alone holds; -1 when the copy caught a checkpoint
+    /// halfway (the file alone is consistent only once the checkpoint is done).
+    static func inboundInFileAlone(_ path: String) throws -> Int {
+        let copy = path + ".copy"
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: path, toPath: copy)
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        do {
+            return try DatabaseQueue(path: copy).read { db in
+                try db.tableExists("inbound") ? Int.fetchOne(db, sql: "SELECT count(*) FROM inbound") ?? 0 : 0
+            }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CORRUPT {
+            return -1
+        }
+    }
+}
