@@ -86,3 +86,45 @@ struct InputNormalizationTests {
         #expect(!Inbound.isNormalASCII(" HELP") && !Inbound.isNormalASCII("A  B") && !Inbound.isNormalASCII("HELP\n"))
     }
 }
+
+@Suite("One read opens each inbound step")
+struct OpenStepTests {
+    @Test func readsTheEarlierReplyStateConsentAndAccountAsTheSeparateLookupsDo() throws {
+        let path = makeTestDatabasePath()
+        _ = try SQLiteStore.open(path: path)
+        let queue = try DatabaseQueue(path: path)
+        let now = Date(timeIntervalSince1970: 1_764_576_000.5)
+        try queue.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, role, createdAt,
+                                       failedLogins, firstFailedLoginAt, lockedUntil)
+                    VALUES ('+14155550100', 'Ivan', 'Petrov', 'ivan@example.org', x'0102ff', x'aa00', 600000, 'admin', ?, 3, ?, ?)
+                    """, arguments: [now, now.addingTimeInterval(-60), now.addingTimeInterval(900)])
+            try db.execute(sql: "INSERT INTO phones (phone, optedOut, suppressed, updatedAt) VALUES ('+14155550100', 1, 1, ?)", arguments: [now])
+            try db.execute(sql: "INSERT INTO conversations (phone, state, updatedAt) VALUES ('+14155550100', '{\"step\":\"idle\"}', ?)", arguments: [now])
+            try db.execute(
+                sql: "INSERT INTO inbound (messageSid, \"from\", \"to\", body, params, reply, receivedAt) VALUES ('SM1', '+14155550100', '+15005550006', 'HELP', '[]', '<Response/>', ?)",
+                arguments: [now])
+        }
+        try queue.inTransaction { db in
+            // A known phone and MessageSid
+            let facts = SQLiteFacts(db: db, phone: "+14155550100")
+            let opening = try facts.openStep(messageSid: "SM1")
+            #expect(opening.previousReply == "<Response/>")
+            #expect(opening.state == #"{"step":"idle"}"#)
+            let separately = try Row.fetchOne(db, sql: "SELECT * FROM users WHERE phone = '+14155550100'").map(SQLiteFacts.account)
+            #expect(try facts.account() == separately)
+            #expect(try facts.account()?.lockedUntil == now.addingTimeInterval(900))
+            #expect(try facts.account()?.passcode.hash == [0x01, 0x02, 0xFF])
+            #expect(try facts.consent() == Consent(optedOut: true, suppressed: true))
+            // An unknown phone and MessageSid: nothing, and the defaults
+            let stranger = SQLiteFacts(db: db, phone: "+14155550199")
+            let nothing = try stranger.openStep(messageSid: "SM2")
+            #expect(nothing.previousReply == nil && nothing.state == nil)
+            #expect(try stranger.account() == nil)
+            #expect(try stranger.consent() == Consent())
+            return .rollback
+        }
+    }
+}

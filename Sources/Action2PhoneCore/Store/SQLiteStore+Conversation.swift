@@ -102,21 +102,49 @@ final class SQLiteFacts: ConversationFacts {
     let phone: String
     /// The texting phone's account, read once per step (the service and the engine both ask for it).
     private var cachedAccount: Account??
+    /// The texting phone's consent, when `openStep` read it.
+    private var cachedConsent: Consent?
 
     init(db: Database, phone: String) {
         self.db = db
         self.phone = phone
     }
 
+    /// Reads, in one statement, what every inbound step needs: the reply already given to `messageSid` (a
+    /// retry), the stored conversation state, and the texting phone's consent and account (kept for
+    /// `consent()` and `account()`).
+    func openStep(messageSid: String) throws -> (previousReply: String?, state: String?) {
+        let opening = try FastStatement.first(db, Self.openStepSQL, [.text(messageSid), .text(phone)]) { row in
+            let consent = Consent(optedOut: row.bool(2), suppressed: row.bool(3))
+            let account = row.isNull(4) ? nil : try Self.account(row, from: 4)
+            return (previousReply: row.text(0), state: row.text(1), consent: consent, account: account)
+        }
+        guard let opening else { return (nil, nil) }  // never: the statement always returns one row
+        cachedConsent = opening.consent
+        cachedAccount = .some(opening.account)
+        return (opening.previousReply, opening.state)
+    }
+
+    /// A row of: reply, state, optedOut, suppressed, then `accountColumns` (NULL without an account).
+    static let openStepSQL = """
+        SELECT (SELECT reply FROM inbound WHERE messageSid = ?), c.state, coalesce(p.optedOut, 0), coalesce(p.suppressed, 0), \(
+            accountColumns.split(separator: ", ").map { "u." + $0 }.joined(separator: ", "))
+        FROM (SELECT ? AS phone) AS k
+        LEFT JOIN conversations AS c ON c.phone = k.phone
+        LEFT JOIN phones AS p ON p.phone = k.phone
+        LEFT JOIN users AS u ON u.phone = k.phone
+        """
+
     func consent(of phone: String) throws -> Consent {
-        try FastStatement.first(db, "SELECT optedOut, suppressed FROM phones WHERE phone = ?", [.text(phone)]) {
+        if phone == self.phone, let cachedConsent { return cachedConsent }
+        return try FastStatement.first(db, "SELECT optedOut, suppressed FROM phones WHERE phone = ?", [.text(phone)]) {
             Consent(optedOut: $0.bool(0), suppressed: $0.bool(1))
         } ?? Consent()
     }
 
     func account() throws -> Account? {
         if let cachedAccount { return cachedAccount }
-        let account = try FastStatement.first(db, "SELECT \(Self.accountColumns) FROM users WHERE phone = ?", [.text(phone)], Self.account)
+        let account = try FastStatement.first(db, "SELECT \(Self.accountColumns) FROM users WHERE phone = ?", [.text(phone)]) { try Self.account($0) }
         cachedAccount = .some(account)
         return account
     }
@@ -189,16 +217,16 @@ final class SQLiteFacts: ConversationFacts {
     static let accountColumns =
         "id, phone, firstName, lastName, email, role, createdAt, passcodeHash, passcodeSalt, passcodeIterations, failedLogins, firstFailedLoginAt, lockedUntil"
 
-    /// The account in a row of `accountColumns`.
-    static func account(_ row: FastStatement.Row) throws -> Account {
-        guard let createdAt = row.date(6) else {
+    /// The account in a row of `accountColumns`, starting at column `first`.
+    static func account(_ row: FastStatement.Row, from first: CInt = 0) throws -> Account {
+        guard let createdAt = row.date(first + 6) else {
             throw DatabaseError(resultCode: .SQLITE_MISMATCH, message: "users.createdAt is not a date", sql: nil)
         }
         return Account(
-            id: row.int64(0), phone: row.text(1) ?? "", firstName: row.text(2) ?? "", lastName: row.text(3) ?? "", email: row.text(4) ?? "",
-            role: row.text(5).flatMap(Role.init(rawValue:)) ?? .user, createdAt: createdAt,
-            passcode: PasscodeHash(hash: row.bytes(7), salt: row.bytes(8), iterations: Int(row.int64(9))),
-            failedLogins: Int(row.int64(10)), firstFailedLoginAt: row.date(11), lockedUntil: row.date(12))
+            id: row.int64(first), phone: row.text(first + 1) ?? "", firstName: row.text(first + 2) ?? "", lastName: row.text(first + 3) ?? "",
+            email: row.text(first + 4) ?? "", role: row.text(first + 5).flatMap(Role.init(rawValue:)) ?? .user, createdAt: createdAt,
+            passcode: PasscodeHash(hash: row.bytes(first + 7), salt: row.bytes(first + 8), iterations: Int(row.int64(first + 9))),
+            failedLogins: Int(row.int64(first + 10)), firstFailedLoginAt: row.date(first + 11), lockedUntil: row.date(first + 12))
     }
 
     static func account(_ row: Row) -> Account {

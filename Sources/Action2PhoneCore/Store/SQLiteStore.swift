@@ -79,11 +79,20 @@ public struct SQLiteStore: Store {
         _ db: Database, _ record: InboundRecord, params: String, replyMode: ReplyMode, now: Date,
         decide: (inout ConversationState, any ConversationFacts) throws -> Decision
     ) throws -> InboundOutcome {
-        if let twiml = try previousReplyInTransaction(db, messageSid: record.messageSid, idempotencyToken: record.idempotencyToken) {
+        // One statement reads what every step needs: an earlier reply to this MessageSid, the conversation,
+        // the phone's consent and account.
+        let facts = SQLiteFacts(db: db, phone: record.from)
+        let opening = try facts.openStep(messageSid: record.messageSid)
+        if let twiml = opening.previousReply {
             return .duplicate(twiml: twiml)
         }
-        var state = try loadConversation(db, phone: record.from)
-        let facts = SQLiteFacts(db: db, phone: record.from)
+        if let token = record.idempotencyToken, !token.isEmpty,
+            let twiml = try FastStatement.first(db, "SELECT reply FROM inbound WHERE idempotencyToken = ?", [.text(token)], { $0.text(0) }) ?? nil
+        {
+            return .duplicate(twiml: twiml)
+        }
+        // A state written by an older version that no longer decodes starts afresh rather than failing every text.
+        var state = opening.state.flatMap(StoredState.decode) ?? ConversationState()
         let decision = try decide(&state, facts)
         for effect in decision.effects {
             try apply(effect, db: db, phone: record.from, now: now)
@@ -187,15 +196,6 @@ extension SQLiteStore {
         }
         guard let idempotencyToken, !idempotencyToken.isEmpty else { return nil }
         return try String.fetchOne(db.cachedStatement(sql: "SELECT reply FROM inbound WHERE idempotencyToken = ?"), arguments: [idempotencyToken])
-    }
-
-    /// `previousReply` inside the batch's transaction.
-    static func previousReplyInTransaction(_ db: Database, messageSid: String, idempotencyToken: String?) throws -> String? {
-        if let reply = try FastStatement.first(db, "SELECT reply FROM inbound WHERE messageSid = ?", [.text(messageSid)], { $0.text(0) }) {
-            return reply
-        }
-        guard let idempotencyToken, !idempotencyToken.isEmpty else { return nil }
-        return try FastStatement.first(db, "SELECT reply FROM inbound WHERE idempotencyToken = ?", [.text(idempotencyToken)]) { $0.text(0) } ?? nil
     }
 
     /// Every field Twilio sent, in order, as [{"name":"value"}, …], with `body` as the `Body` field's value.
