@@ -20,26 +20,37 @@ public struct CheckpointService: Service {
     }
 
     public func run() async throws {
-        try await checkpointer.handOver()
+        do {
+            try await checkpointer.handOver()
+        } catch {
+            // The writer keeps checkpointing itself every 1,000 pages; the passes below still help it.
+            logger.warning("WAL checkpoints stay on the writer: could not raise its threshold", metadata: ["error": "\(error)"])
+        }
         var lastFailure: String? = nil
         var previous = (walPages: -1, copiedPages: -1)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            var idle = false
+            var pause = busyInterval
             do {
                 let progress = try await checkpointer.checkpoint()
                 // Idle: everything copied, and nothing committed since the last pass.
-                idle = progress.copiedPages == progress.walPages && progress == previous
+                if progress.copiedPages == progress.walPages && progress == previous { pause = idleInterval }
                 previous = progress
                 lastFailure = nil
+            } catch is CancellationError {
+                break
             } catch {
-                // The writer's own checkpoint still bounds the WAL: logged once per run of failures, not fatal.
-                if lastFailure != "\(error)" { logger.warning("WAL checkpoint failed; the writer will checkpoint itself", metadata: ["error": "\(error)"]) }
+                // Not fatal: the writer's own checkpoint bounds the WAL. Logged once per run of failures, and
+                // retried at the idle pace.
+                if lastFailure != "\(error)" { logger.warning("WAL checkpoint failed; the writer checkpoints itself past its threshold", metadata: ["error": "\(error)"]) }
                 lastFailure = "\(error)"
+                pause = idleInterval
             }
-            let pause = idle ? idleInterval : busyInterval
+            let wait = pause
             try? await cancelWhenGracefulShutdown {
-                try await Task.sleep(for: pause)
+                try await Task.sleep(for: wait)
             }
         }
+        // Whatever still writes during shutdown (the outbox's last outcomes) checkpoints as SQLite does by default.
+        try? await checkpointer.handBack()
     }
 }

@@ -40,6 +40,32 @@ struct FastStatementTests {
         }
     }
 
+    @Test func shortStringsAndUnboundParametersAfterAReuse() throws {
+        // Short strings live in the String itself (no heap buffer): SQLite must have copied them.
+        let queue = try makeDatabase()
+        try queue.inTransaction { db in
+            for name in ["a", "", "é", "0123456789abcde"] {
+                try FastStatement.execute(db, "INSERT INTO t (name, at) VALUES (?, ?)", [.text(name), .text("x")])
+            }
+            // Run again with fewer arguments: the parameter left out is NULL, not the previous run's value.
+            try FastStatement.execute(db, "INSERT INTO t (name, at) VALUES (?, ?)", [.text("last")])
+            return .commit
+        }
+        let rows = try queue.read { try Row.fetchAll($0, sql: "SELECT name, at FROM t ORDER BY id") }
+        #expect(rows.map { $0["name"] as String? } == ["a", "", "é", "0123456789abcde", "last"])
+        #expect(rows.map { $0["at"] as String? } == ["x", "x", "x", "x", nil])
+    }
+
+    @Test func textIsBoundUpToItsFirstNULAsGRDBBindsIt() throws {
+        let queue = try makeDatabase()
+        try queue.inTransaction { db in
+            try FastStatement.execute(db, "INSERT INTO t (name) VALUES (?)", [.text("a\u{0}b")])
+            try db.execute(sql: "INSERT INTO t (name) VALUES (?)", arguments: ["a\u{0}b"])
+            return .commit
+        }
+        #expect(try queue.read { try String.fetchAll($0, sql: "SELECT hex(name) FROM t ORDER BY id") } == ["61", "61"])
+    }
+
     @Test func refusesToWriteOutsideATransactionButReads() throws {
         // Given a connection in autocommit mode (as after SQLite rolled a transaction back)
         let queue = try makeDatabase()
@@ -70,12 +96,12 @@ struct FastStatementTests {
 @Suite("Text normalization")
 struct InputNormalizationTests {
     @Test func theASCIIShortcutAgreesWithTheFullFold() {
-        // Every string of up to 4 characters from an alphabet with the cases that matter: spaces, tabs,
+        // Every string of up to 3 characters from an alphabet with the cases that matter: spaces, tabs,
         // newlines, a control character, a curly quote, a non-ASCII letter.
-        let alphabet: [Character] = ["a", " ", "\t", "\n", "\u{7}", "\u{2019}", "é", "\r\n"]
+        let alphabet: [Character] = ["a", " ", "\t", "\n", "\u{7}", "\u{B}", "\u{C}", "\u{1C}", "\u{7F}", "\u{85}", "\u{2019}", "é", "\r\n"]
         var strings = [""]
         var frontier = [""]
-        for _ in 1...4 {
+        for _ in 1...3 {
             frontier = frontier.flatMap { s in alphabet.map { s + String($0) } }
             strings += frontier
         }

@@ -142,10 +142,45 @@ struct JSONTextTests {
         let decoded = try JSONSerialization.jsonObject(with: Data("[\(json)]".utf8)) as? [String]
         #expect(decoded == [text])
     }
+
+    @Test(arguments: ["plain", "quote \" and \\ backslash", "new\nline\ttab\rcr", "\u{0}\u{1}\u{8}\u{C}\u{1F}", "Привет 😀 ñ", "</script>", ""])
+    func escapesExactlyAsJSONEncoderInBothWriters(_ text: String) throws {
+        let expected = String(decoding: try JSONEncoder().encode(text), as: UTF8.self)
+        var string = ""
+        JSONText.append(text, to: &string)
+        var bytes: [UInt8] = []
+        JSONText.append(text, to: &bytes)
+        #expect(string == expected)
+        #expect(String(decoding: bytes, as: UTF8.self) == expected)
+    }
+
+    @Test func theInboundLogsFieldsAsNameValuePairsWithTheLoggedBody() {
+        let fields: [FormField] = [.init("Body", "LOGIN secret"), .init("From", "+14155550100"), .init("Media/Url", "a\"b")]
+        #expect(SQLiteStore.paramsJSON(fields, body: "[redacted]") == #"[{"Body":"[redacted]"},{"From":"+14155550100"},{"Media\/Url":"a\"b"}]"#)
+    }
 }
 
 @Suite("Conversation state storage")
 struct ConversationStateStorageTests {
+    @Test func aTextFromARegisteredPhoneUpdatesItsLastSeenTime() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try executeSQL(
+            path,
+            """
+            INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
+            VALUES ('+14155550100', 'Ivan', 'Petrov', 'ivan@example.org', x'01', x'02', 1, '2026-11-30 10:00:00.000')
+            """)
+        let at = Date(timeIntervalSince1970: 1_795_597_200.25)
+        for (sid, phone) in [("SM1", "+14155550100"), ("SM2", "+14155550199")] {
+            _ = try await store.processInbound(InboundRecord(messageSid: sid, from: phone, to: "+15005550006", body: "x"), replyMode: .twiml, now: at) {
+                _, _ in Decision(replies: [])
+            }
+        }
+        #expect(try fetchRow(path, "SELECT lastSeenAt FROM users WHERE phone = '+14155550100'")?["lastSeenAt"] == StoredDate.text(at))
+        #expect(try fetchInt(path, "SELECT count(*) FROM users") == 1)
+    }
+
     @Test func lastActivityKeepsSubSecondPrecision() async throws {
         // A session must not expire early because a stored time lost its fraction of a second.
         let store = try SQLiteStore.open(path: makeTestDatabasePath())

@@ -51,5 +51,10 @@ struct WALCheckpointerTests {
         // And a pass with nothing new to copy reports the same position
         let again = try await checkpointer.checkpoint()
         #expect(again == progress)
+
+        // And handing back restores SQLite's default on the writer
+        try await checkpointer.handBack()
+        let restored = try await store.writer.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA wal_autocheckpoint") }
+        #expect(restored == 1000)
     }
 }

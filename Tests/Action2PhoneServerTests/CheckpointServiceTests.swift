@@ -50,8 +50,8 @@ struct CheckpointServiceTests {
             return try DatabaseQueue(path: copy).read { db in
                 try db.tableExists("inbound") ? Int.fetchOne(db, sql: "SELECT count(*) FROM inbound") ?? 0 : 0
             }
-        } catch let error as DatabaseError where error.resultCode == .SQLITE_CORRUPT {
-            return -1
+        } catch is DatabaseError {
+            return -1  // SQLITE_CORRUPT, SQLITE_NOTADB…: a torn copy
         }
     }
 }

@@ -16,6 +16,11 @@ enum FastValue {
 /// the batch transaction. GRDB's `execute(arguments:)` and `Row` box every value and check the dispatch
 /// queue on each statement, which cost more of the single writer's time than SQLite did.
 ///
+/// It skips GRDB's bookkeeping around each statement, which is sound only on a connection like the server's
+/// writer: no transaction observers (`ValueObservation`, `DatabaseRegionObservation`) are registered on it,
+/// nothing reads `db.transactionDate`, and its accesses are not cancelled. Savepoints it runs are invisible to
+/// GRDB's observation, and an interrupt comes back as `SQLITE_INTERRUPT` rather than `CancellationError`.
+///
 /// It writes only inside a transaction: like GRDB, it refuses to once SQLite has rolled the transaction back
 /// (a full disk, an I/O error), so a step that swallowed an error cannot go on writing in autocommit. It is
 /// not for statements that begin or end transactions, or change the schema; `savepoint` runs savepoints.
@@ -88,8 +93,9 @@ struct FastStatement {
             let index = CInt(offset + 1)
             let code: CInt
             switch value {
-            case .text(var text):
-                code = text.withUTF8 { sqlite3_bind_text(handle, index, $0.baseAddress, CInt($0.count), transient) }
+            case .text(let text):
+                // Up to the first NUL, as GRDB binds text: the same bytes whichever path stored or looks them up.
+                code = text.withCString { sqlite3_bind_text(handle, index, $0, -1, transient) }
             case .int(let number):
                 code = sqlite3_bind_int64(handle, index, number)
             case .null:

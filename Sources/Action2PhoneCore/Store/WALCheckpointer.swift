@@ -31,8 +31,17 @@ public final class WALCheckpointer: Sendable {
 
     /// Raises the writer's automatic checkpoint to `writerThreshold`: checkpoints are left to this object.
     public func handOver() async throws {
+        try await setWriterThreshold(Self.writerThreshold)
+    }
+
+    /// Gives checkpoints back to the writer at SQLite's default (every 1,000 pages), for when this stops.
+    public func handBack() async throws {
+        try await setWriterThreshold(1000)
+    }
+
+    private func setWriterThreshold(_ pages: Int) async throws {
         try await writer.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.writerThreshold)")
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(pages)")
         }
     }
 
