@@ -12,7 +12,9 @@ import TwilioKit
 /// - the signature `TwilioSignature.compute` makes over the URL without its fragment passes, under the
 ///   primary and the secondary token, and fails under another token or with any one byte flipped;
 /// - a JSON-body request (`bodySHA256` appended to the URL) signed the same way passes, and fails when
-///   the body changes.
+///   the body changes;
+/// - `signedParams` gives the bytes of a naive reference (sort by name bytes, then value bytes; exact
+///   repeats once).
 ///
 /// A failed property prints what broke and stops, so libFuzzer saves the input as a crash artifact.
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -23,7 +25,21 @@ public func fuzzRequestValidator(_ start: UnsafeRawPointer?, _ count: Int) -> CI
     checkFuzzedSignature(request)
     checkComputedSignature(request)
     checkJSONBody(request)
+    checkSignedParams(request.params)
     return 0
+}
+
+/// `signedParams` agrees with the rule written the slow, obvious way: every (name, value) as bytes, sorted
+/// by name bytes then value bytes, exact repeats once, concatenated.
+private func checkSignedParams(_ params: [FormField]) {
+    var pairs = params.map { (name: Array($0.name.utf8), value: Array($0.value.utf8)) }
+    pairs.sort { $0.name == $1.name ? $0.value.lexicographicallyPrecedes($1.value) : $0.name.lexicographicallyPrecedes($1.name) }
+    var expected: [UInt8] = []
+    for (i, pair) in pairs.enumerated() where i == 0 || pairs[i - 1].name != pair.name || pairs[i - 1].value != pair.value {
+        expected += pair.name + pair.value
+    }
+    let actual = TwilioSignature.signedParams(params)
+    require(actual == expected, "signedParams disagrees with the reference", params, actual, expected)
 }
 
 private let primary = "fixture-auth-token-0123456789abcdef"
