@@ -12,7 +12,7 @@ public struct CheckpointService: Service {
     let idleInterval: Duration
     let logger: Logger
 
-    public init(checkpointer: WALCheckpointer, busyInterval: Duration = .milliseconds(5), idleInterval: Duration = .milliseconds(100), logger: Logger) {
+    public init(checkpointer: WALCheckpointer, busyInterval: Duration = .milliseconds(2), idleInterval: Duration = .milliseconds(100), logger: Logger) {
         self.checkpointer = checkpointer
         self.busyInterval = busyInterval
         self.idleInterval = idleInterval
