@@ -86,13 +86,10 @@ public struct SQLiteStore: Store {
         if let twiml = opening.previousReply {
             return .duplicate(twiml: twiml)
         }
-        if let token = record.idempotencyToken, !token.isEmpty,
-            let twiml = try FastStatement.first(db, "SELECT reply FROM inbound WHERE idempotencyToken = ?", [.text(token)], { $0.text(0) }) ?? nil
-        {
+        if let twiml = try previousReply(db, idempotencyToken: record.idempotencyToken) {
             return .duplicate(twiml: twiml)
         }
-        // A state written by an older version that no longer decodes starts afresh rather than failing every text.
-        var state = opening.state.flatMap(StoredState.decode) ?? ConversationState()
+        var state = conversationState(stored: opening.state)
         let decision = try decide(&state, facts)
         for effect in decision.effects {
             try apply(effect, db: db, phone: record.from, now: now)
@@ -191,11 +188,16 @@ public struct SQLiteStore: Store {
 
 extension SQLiteStore {
     static func previousReply(_ db: Database, messageSid: String, idempotencyToken: String?) throws -> String? {
-        if let reply = try String.fetchOne(db.cachedStatement(sql: "SELECT reply FROM inbound WHERE messageSid = ?"), arguments: [messageSid]) {
+        if let reply = try FastStatement.first(db, "SELECT reply FROM inbound WHERE messageSid = ?", [.text(messageSid)], { $0.text(0) }) ?? nil {
             return reply
         }
+        return try previousReply(db, idempotencyToken: idempotencyToken)
+    }
+
+    /// The reply already given to a webhook that carried `idempotencyToken` (Twilio's retry header), if any.
+    static func previousReply(_ db: Database, idempotencyToken: String?) throws -> String? {
         guard let idempotencyToken, !idempotencyToken.isEmpty else { return nil }
-        return try String.fetchOne(db.cachedStatement(sql: "SELECT reply FROM inbound WHERE idempotencyToken = ?"), arguments: [idempotencyToken])
+        return try FastStatement.first(db, "SELECT reply FROM inbound WHERE idempotencyToken = ?", [.text(idempotencyToken)]) { $0.text(0) } ?? nil
     }
 
     /// Every field Twilio sent, in order, as [{"name":"value"}, …], with `body` as the `Body` field's value.
@@ -230,11 +232,13 @@ extension SQLiteStore {
     }
 
     static func loadConversation(_ db: Database, phone: String) throws -> ConversationState {
-        guard let text = try FastStatement.first(db, "SELECT state FROM conversations WHERE phone = ?", [.text(phone)], { $0.text(0) }) ?? nil else {
-            return ConversationState()
-        }
-        // A state written by an older version that no longer decodes starts afresh rather than failing every text.
-        return StoredState.decode(text) ?? ConversationState()
+        conversationState(stored: try FastStatement.first(db, "SELECT state FROM conversations WHERE phone = ?", [.text(phone)]) { $0.text(0) } ?? nil)
+    }
+
+    /// The state stored as `text`; a new conversation when there is none. A state written by an older
+    /// version that no longer decodes starts afresh rather than failing every text.
+    static func conversationState(stored text: String?) -> ConversationState {
+        text.flatMap(StoredState.decode) ?? ConversationState()
     }
 
     static func saveConversation(_ db: Database, phone: String, state: ConversationState, now: Date) throws {
