@@ -3,9 +3,11 @@ import Action2PhoneCore
 import Foundation
 import Logging
 import ServiceLifecycle
+import TwilioKit
 
 /// Sends the outbox: claims due rows, starts at most `rate` sends per second, evenly spaced (several may be
-/// in flight when Twilio is slow, but never two to the same number), and records each outcome.
+/// in flight when Twilio is slow, but never two to the same number), and records each outcome. While Twilio
+/// is in trouble, every send waits and one text at a time probes (`OutboxPause`).
 ///
 /// On start, rows a crash left `sending` become `uncertain`. On graceful shutdown it stops claiming and
 /// lets the sends in flight finish; a send is never cut off.
@@ -17,13 +19,14 @@ public struct OutboxWorker: Service {
     let interval: Duration
     let pollInterval: Duration
     let maxInFlight: Int
+    let outagePause: OutboxPause
     let logger: Logger
 
     public init(
         store: any Store, sender: any MessageSender, rate: Double, policy: DeliveryPolicy = DeliveryPolicy(), pollInterval: Duration = .milliseconds(100),
-        maxInFlight: Int = 32, logger: Logger
+        maxInFlight: Int = 32, maxPause: Duration = .seconds(30), logger: Logger
     ) {
-        precondition(rate >= 0.001 && rate <= 10_000 && maxInFlight > 0)
+        precondition(rate >= 0.001 && rate <= 10_000 && maxInFlight > 0 && maxPause > .zero)
         self.store = store
         self.sender = sender
         self.policy = policy
@@ -31,6 +34,7 @@ public struct OutboxWorker: Service {
         self.interval = .nanoseconds(Int64(1e9 / rate))
         self.pollInterval = pollInterval
         self.maxInFlight = maxInFlight
+        self.outagePause = OutboxPause(policy: policy, maxPause: maxPause)
         self.logger = logger
     }
 
@@ -56,7 +60,13 @@ public struct OutboxWorker: Service {
                     await pause(until: nextSlot)
                     continue
                 }
-                if inFlight.count >= maxInFlight {
+                let gate = outagePause.gate(now: clock.now)
+                if case .closed(let until) = gate {
+                    await pause(until: until)
+                    continue
+                }
+                let limit = gate == .probing ? 1 : maxInFlight
+                if inFlight.count >= limit {
                     await pause(until: clock.now.advanced(by: .milliseconds(2)))
                     continue
                 }
@@ -65,10 +75,13 @@ public struct OutboxWorker: Service {
                 // is paid once per batch, and a row is marked `sending` at most about 20 ms before its own slot.
                 // After idle time nothing is owed; at low rates nothing ever is (maxOwed is under one interval).
                 let behind = idle ? 0 : min(Int((clock.now - nextSlot) / interval), owedSlots)
-                let wanted = max(1, min(max(behind + 1, lookahead), maxInFlight - inFlight.count))
+                let wanted = max(1, min(max(behind + 1, lookahead), limit - inFlight.count))
                 let claimed: [OutboxMessage]
                 do {
-                    claimed = try await store.claimOutbox(now: Date(), limit: wanted)
+                    claimed =
+                        if gate == .probing { try await store.claimProbe(now: Date()).map { [$0] } ?? [] } else {
+                            try await store.claimOutbox(now: Date(), limit: wanted)
+                        }
                 } catch {
                     logger.error("outbox: cannot claim the next text", metadata: ["error": "\(error)"])
                     await pause(until: clock.now.advanced(by: pollInterval))
@@ -123,9 +136,9 @@ public struct OutboxWorker: Service {
 
     private func attempt(_ message: OutboxMessage, metadata: Logger.Metadata) async -> DeliveryOutcome {
         guard message.needsReconcile, let since = message.firstAttemptAt else {
-            return policy.outcome(of: await sender.send(to: message.to, body: message.body), attempts: message.attempts, now: Date())
+            return policy.outcome(of: await send(message), attempts: message.attempts, now: Date())
         }
-        switch await sender.findExisting(to: message.to, body: message.body, since: since) {
+        switch observed(await sender.findExisting(to: message.to, body: message.body, since: since)) {
         case .success(let candidates):
             do {
                 // Only a message no other row has claimed: two rows with the same text to one number stay two.
@@ -135,11 +148,31 @@ public struct OutboxWorker: Service {
             } catch {
                 return policy.outcome(of: .failure(.undecodable("cannot read the outbox: \(error)")), attempts: message.attempts, now: Date(), mayAlreadyExist: true)
             }
-            return policy.outcome(of: await sender.send(to: message.to, body: message.body), attempts: message.attempts, now: Date())
+            return policy.outcome(of: await send(message), attempts: message.attempts, now: Date())
         case .failure(let failure):
             // Cannot tell whether Twilio has it: never risk a second text; look again later, or leave it to an operator.
             return policy.outcome(of: .failure(failure), attempts: message.attempts, now: Date(), mayAlreadyExist: true)
         }
+    }
+
+    private func send(_ message: OutboxMessage) async -> Result<SentMessage, RESTFailure> {
+        observed(await sender.send(to: message.to, body: message.body))
+    }
+
+    /// Tells the pause how Twilio answered, and the operator when that starts or ends a pause.
+    private func observed<T>(_ result: Result<T, RESTFailure>) -> Result<T, RESTFailure> {
+        let failure: RESTFailure? = if case .failure(let failure) = result { failure } else { nil }
+        switch outagePause.observe(failure, now: .now) {
+        case .paused(let wait, let first)?:
+            logger.warning(
+                "outbox: \(first ? "Twilio is in trouble" : "Twilio is still in trouble"); every send waits \(String(format: "%.1f", wait / .seconds(1))) s, then one text at a time until it answers normally",
+                metadata: ["a2p.reason": "\(failure.map(String.init(describing:)) ?? "")"])
+        case .resumed?:
+            logger.notice("outbox: Twilio answers normally again; sending at the configured rate")
+        case nil:
+            break
+        }
+        return result
     }
 
     /// Sleeps until `deadline`, waking early for a graceful shutdown.

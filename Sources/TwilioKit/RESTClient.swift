@@ -180,6 +180,11 @@ public enum RESTFailure: Error, Sendable, Equatable, CustomStringConvertible {
     case http(status: Int, code: Int?, message: String, moreInfo: String?, retryAfter: TimeInterval?)
     case undecodable(String)
 
+    /// The `Retry-After` Twilio sent with an error status, if any.
+    public var retryAfter: TimeInterval? {
+        if case .http(_, _, _, _, let retryAfter) = self { retryAfter } else { nil }
+    }
+
     public var description: String {
         switch self {
         case .transport(let delivery, let detail): "transport failure (\(delivery == .notSent ? "not sent" : "may have been sent")): \(detail)"

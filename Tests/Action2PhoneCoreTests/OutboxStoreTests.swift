@@ -32,6 +32,24 @@ struct OutboxStoreTests {
         #expect(order == ["reply", "broadcast 1", "reply after broadcast", "broadcast 2"])
     }
 
+    @Test func aProbeTakesTheTextTriedLeastOftenKeepingRepliesFirstAndEachNumbersOrder() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try queue(path, [
+            (to: "+14155550101", body: "tried twice", purpose: "broadcast"), (to: "+14155550102", body: "tried once", purpose: "broadcast"),
+            (to: "+14155550103", body: "tried 3 times", purpose: "broadcast"), (to: "+14155550103", body: "behind it", purpose: "broadcast"),
+            (to: "+14155550104", body: "reply tried twice", purpose: "reply"),
+        ])
+        try executeSQL(path, "UPDATE outbox SET attempts = CASE id WHEN 1 THEN 2 WHEN 2 THEN 1 WHEN 3 THEN 3 WHEN 5 THEN 2 ELSE 0 END")
+        var order: [String] = []
+        while let m = try await store.claimProbe(now: t0) {
+            order.append(m.body)
+            try await store.completeOutbox(id: m.id, outcome: .accepted(sid: "SM\(m.id)"), now: t0)
+        }
+        // "behind it" was never tried, but waits for the earlier text to its number.
+        #expect(order == ["reply tried twice", "tried once", "tried twice", "tried 3 times", "behind it"])
+    }
+
     @Test func aCallbackBeforeTheSidIsRecordedIsAppliedLater() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)

@@ -23,6 +23,9 @@ import TwilioKit
 /// | +15005550503 | creates the message, then answers after `slowDelay` (longer than the client waits) the first time |
 /// | +15005550777 | answers 201 after 400 ms |
 /// | anything else | 201 |
+///
+/// During an outage (`startOutage`) every Messages request, create or list, answers 503 (code 20503) and
+/// creates nothing.
 final class FakeTwilio: Sendable {
     static let accountSid = "AC" + String(repeating: "f", count: 32)
     static let authToken = "fake-twilio-auth-token"
@@ -43,6 +46,9 @@ final class FakeTwilio: Sendable {
         var postsByTo: [String: [ContinuousClock.Instant]] = [:]
         var lists = 0
         var smsURL = ""
+        var outageUntil: ContinuousClock.Instant?
+        /// Requests answered 503 because of the outage.
+        var outageAnswers = 0
     }
 
     let state = Mutex(State())
@@ -56,6 +62,18 @@ final class FakeTwilio: Sendable {
     func posts(to: String) -> [ContinuousClock.Instant] { state.withLock { $0.postsByTo[to] ?? [] } }
     func created(to: String) -> [Created] { created.filter { $0.to == to } }
     func setSMSURL(_ url: String) { state.withLock { $0.smsURL = url } }
+    func startOutage(for duration: Duration) { state.withLock { $0.outageUntil = .now.advanced(by: duration) } }
+    var outageAnswers: Int { state.withLock { $0.outageAnswers } }
+
+    /// Counts the request and answers it 503 while an outage lasts.
+    private func outageAnswer() -> Response? {
+        let down = state.withLock { s -> Bool in
+            guard let until = s.outageUntil, ContinuousClock.now < until else { return false }
+            s.outageAnswers += 1
+            return true
+        }
+        return down ? Self.json(503, #"{"code":20503,"message":"Service Unavailable","status":503}"#) : nil
+    }
 
     /// Runs the fake on a loopback port while `body` runs.
     func run(_ body: (String) async throws -> Void) async throws {
@@ -114,6 +132,7 @@ final class FakeTwilio: Sendable {
             s.postsByTo[to, default: []].append(.now)
             return s.postsByTo[to]!.count
         }
+        if let down = outageAnswer() { return down }
         func error(_ status: Int, _ code: Int, _ message: String) -> Response {
             Self.json(status, #"{"code":\#(code),"message":"\#(message)","more_info":"https://www.twilio.com/docs/errors/\#(code)","status":\#(status)}"#)
         }
@@ -145,6 +164,7 @@ final class FakeTwilio: Sendable {
 
     private func list(_ request: Request) throws -> Response {
         try authorize(request)
+        if let down = outageAnswer() { return down }
         let to = request.uri.queryParameters["To"].map(String.init)
         let from = request.uri.queryParameters["From"].map(String.init)
         let found = state.withLock { s -> [Created] in

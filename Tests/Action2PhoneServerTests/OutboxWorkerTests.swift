@@ -167,6 +167,23 @@ struct OutboxWorkerTests {
         #expect(fake.state.withLock { $0.lists } == 0)  // a 429 was never processed: no reconciliation needed
     }
 
+    @Test func anOutageLongerThanTheAttemptsSpanPausesTheOutboxAndLosesNothing() async throws {
+        // Given 20 texts and a policy whose 4 attempts span 0.35 s, and a Twilio that answers 503 for 1.5 s
+        let h = try OutboxHarness()
+        let numbers = (0..<20).map { "+1415555\(2000 + $0)" }
+        try h.enqueue(numbers.map { (to: $0, body: "the tractors are late, comrade") })
+        let fake = FakeTwilio()
+        fake.startOutage(for: .milliseconds(1500))
+        try await fake.run { base in try await h.run(worker(h, base, maxAttempts: 4)) }
+        // Then the outbox paused instead of spending every text's attempts at the send rate (20 × 4 requests):
+        // one probe per pause (0.05, 0.1, 0.2, 0.4, 0.8 s), each on a text not tried yet
+        #expect(fake.outageAnswers <= 8, "\(fake.outageAnswers) requests during the outage")
+        let rows = try h.rows()
+        #expect(rows.map { $0["status"] as String } == Array(repeating: "sent", count: 20))
+        #expect(rows.allSatisfy { ($0["attempts"] as Int) <= 2 }, "\(rows.map { $0["attempts"] as Int })")
+        for number in numbers { #expect(fake.created(to: number).count == 1, "\(number)") }
+    }
+
     @Test func serverErrorAfterCreatingIsReconciledNotResent() async throws {
         let h = try OutboxHarness()
         try h.enqueue([(to: "+15005550500", body: "only once please")])

@@ -29,6 +29,16 @@ public struct DeliveryPolicy: Sendable {
         return max(exponential, min(max(retryAfter, 0), maxDelay))
     }
 
+    /// Whether `failure` says Twilio as a whole is in trouble (rate limiting, a server error, no answer, an
+    /// answer that is not Twilio's) rather than refusing this one text (any other `4xx`). The outbox pauses all
+    /// sends on it (`OutboxPause`).
+    public static func isOutage(_ failure: RESTFailure) -> Bool {
+        switch failure {
+        case .http(let status, let code, _, _, _): status == 429 || code == 20429 || status >= 500
+        case .transport, .undecodable: true
+        }
+    }
+
     /// The outcome of attempt number `attempts` (1-based) that ended with `result`. When an earlier attempt may
     /// have created the message (`mayAlreadyExist`), an attempt that ends without success is `uncertain`,
     /// never `failed`: an operator decides.

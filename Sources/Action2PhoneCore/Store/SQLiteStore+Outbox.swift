@@ -28,9 +28,14 @@ extension SQLiteStore {
         }
     }
 
+    public func claimProbe(now: Date) async throws -> OutboxMessage? {
+        try await writer.write { db in try Self.claimOne(db, now: now, leastTriedFirst: true) }
+    }
+
     /// Claims one due row inside the open transaction (rows claimed before it in the same transaction count
-    /// as `sending`, so two texts to one number are never claimed together).
-    static func claimOne(_ db: Database, now: Date) throws -> OutboxMessage? {
+    /// as `sending`, so two texts to one number are never claimed together): the oldest, or the one tried
+    /// least often.
+    static func claimOne(_ db: Database, now: Date, leastTriedFirst: Bool = false) throws -> OutboxMessage? {
         try {
             // A bounded loop: rows whose number opted out after they were queued fail here and the next is tried.
             for _ in 0..<100 {
@@ -41,7 +46,7 @@ extension SQLiteStore {
                     WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?) %@
                       AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id != o.id
                                       AND (e.status = 'sending' OR (e.status = 'queued' AND e.id < o.id)))
-                    ORDER BY o.id LIMIT 1
+                    ORDER BY \(leastTriedFirst ? "o.attempts, o.id" : "o.id") LIMIT 1
                     """
                 guard
                     let row = try Row.fetchOne(db.cachedStatement(sql: due.replacing("%@", with: "AND o.purpose = 'reply'")), arguments: [now])

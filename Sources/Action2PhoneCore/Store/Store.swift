@@ -37,6 +37,10 @@ public protocol Store: Sendable {
 
     /// Claims up to `limit` due rows in one transaction, as `claimNextOutbox` would one at a time.
     func claimOutbox(now: Date, limit: Int) async throws -> [OutboxMessage]
+    /// Claims the due row tried least often so far (conversation replies still first, texts to one number still
+    /// in order): while Twilio is in trouble the outbox probes with one text at a time, and each probe that fails
+    /// spends an attempt, so the probes go round the queue instead of spending one text's attempts.
+    func claimProbe(now: Date) async throws -> OutboxMessage?
 
     /// Records the outcome of sending a claimed row; a Twilio 21610 also opts the number out, and errors
     /// that mean the number cannot receive texts suppress it.
