@@ -138,7 +138,9 @@ public struct OutboxWorker: Service {
         guard message.needsReconcile, let since = message.firstAttemptAt else {
             return policy.outcome(of: await send(message), attempts: message.attempts, now: Date())
         }
-        switch observed(await sender.findExisting(to: message.to, body: message.body, since: since)) {
+        // A lookup that works does not end a pause: only a send answered normally does (lookups may work while
+        // creates fail).
+        switch observed(await sender.findExisting(to: message.to, body: message.body, since: since), successEndsTrouble: false) {
         case .success(let candidates):
             do {
                 // Only a message no other row has claimed: two rows with the same text to one number stay two.
@@ -160,8 +162,9 @@ public struct OutboxWorker: Service {
     }
 
     /// Tells the pause how Twilio answered, and the operator when that starts or ends a pause.
-    private func observed<T>(_ result: Result<T, RESTFailure>) -> Result<T, RESTFailure> {
+    private func observed<T>(_ result: Result<T, RESTFailure>, successEndsTrouble: Bool = true) -> Result<T, RESTFailure> {
         let failure: RESTFailure? = if case .failure(let failure) = result { failure } else { nil }
+        guard failure != nil || successEndsTrouble else { return result }
         switch outagePause.observe(failure, now: .now) {
         case .paused(let wait, let first)?:
             logger.warning(

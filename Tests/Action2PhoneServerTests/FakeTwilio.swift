@@ -24,8 +24,8 @@ import TwilioKit
 /// | +15005550777 | answers 201 after 400 ms |
 /// | anything else | 201 |
 ///
-/// During an outage (`startOutage`) every Messages request, create or list, answers 503 (code 20503) and
-/// creates nothing.
+/// During an outage (`startOutage`) every Messages request, create or list (or only creates), answers 503
+/// (code 20503) and creates nothing.
 final class FakeTwilio: Sendable {
     static let accountSid = "AC" + String(repeating: "f", count: 32)
     static let authToken = "fake-twilio-auth-token"
@@ -47,6 +47,7 @@ final class FakeTwilio: Sendable {
         var lists = 0
         var smsURL = ""
         var outageUntil: ContinuousClock.Instant?
+        var outageSparesLookups = false
         /// Requests answered 503 because of the outage.
         var outageAnswers = 0
     }
@@ -62,13 +63,18 @@ final class FakeTwilio: Sendable {
     func posts(to: String) -> [ContinuousClock.Instant] { state.withLock { $0.postsByTo[to] ?? [] } }
     func created(to: String) -> [Created] { created.filter { $0.to == to } }
     func setSMSURL(_ url: String) { state.withLock { $0.smsURL = url } }
-    func startOutage(for duration: Duration) { state.withLock { $0.outageUntil = .now.advanced(by: duration) } }
+    func startOutage(for duration: Duration, sparingLookups: Bool = false) {
+        state.withLock {
+            $0.outageUntil = .now.advanced(by: duration)
+            $0.outageSparesLookups = sparingLookups
+        }
+    }
     var outageAnswers: Int { state.withLock { $0.outageAnswers } }
 
     /// Counts the request and answers it 503 while an outage lasts.
-    private func outageAnswer() -> Response? {
+    private func outageAnswer(lookup: Bool = false) -> Response? {
         let down = state.withLock { s -> Bool in
-            guard let until = s.outageUntil, ContinuousClock.now < until else { return false }
+            guard let until = s.outageUntil, ContinuousClock.now < until, !(lookup && s.outageSparesLookups) else { return false }
             s.outageAnswers += 1
             return true
         }
@@ -164,7 +170,7 @@ final class FakeTwilio: Sendable {
 
     private func list(_ request: Request) throws -> Response {
         try authorize(request)
-        if let down = outageAnswer() { return down }
+        if let down = outageAnswer(lookup: true) { return down }
         let to = request.uri.queryParameters["To"].map(String.init)
         let from = request.uri.queryParameters["From"].map(String.init)
         let found = state.withLock { s -> [Created] in

@@ -184,6 +184,24 @@ struct OutboxWorkerTests {
         for number in numbers { #expect(fake.created(to: number).count == 1, "\(number)") }
     }
 
+    @Test func lookupsThatWorkDoNotEndAPauseWhileCreatesFail() async throws {
+        // Given 20 texts whose last attempt got a 5xx (each next attempt looks the text up first), and a Twilio
+        // whose lookups work while creates answer 503 for 1.5 s
+        let h = try OutboxHarness()
+        let numbers = (0..<20).map { "+1415555\(3000 + $0)" }
+        try h.enqueue(numbers.map { (to: $0, body: "the harvest is delayed") })
+        try await DatabaseQueue(path: h.path).write {
+            try $0.execute(sql: "UPDATE outbox SET attempts = 1, needsReconcile = 1, firstAttemptAt = ?", arguments: [Date()])
+        }
+        let fake = FakeTwilio()
+        fake.startOutage(for: .milliseconds(1500), sparingLookups: true)
+        try await fake.run { base in try await h.run(worker(h, base, maxAttempts: 8)) }
+        // Then a lookup that found nothing did not reopen the outbox: the pauses still grew, one create per pause
+        #expect(fake.outageAnswers <= 8, "\(fake.outageAnswers) creates during the outage")
+        #expect(try h.rows().map { $0["status"] as String } == Array(repeating: "sent", count: 20))
+        for number in numbers { #expect(fake.created(to: number).count == 1, "\(number)") }
+    }
+
     @Test func serverErrorAfterCreatingIsReconciledNotResent() async throws {
         let h = try OutboxHarness()
         try h.enqueue([(to: "+15005550500", body: "only once please")])
