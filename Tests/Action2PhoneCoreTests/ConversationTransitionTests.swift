@@ -52,6 +52,17 @@ struct ConversationTransitionTests {
             situation: s["asked login passcode"]!, text: "stale-evidence", evidence: .verified(true, against: pendingHash), step: .askedLoginPasscode,
             loggedIn: false, reply: "passcode"),
         .init(situation: s["registered, logged out"]!, text: "LOGIN", step: .askedLoginPasscode, loggedIn: false, reply: "passcode"),
+        // No hashing slot came free in time: nothing was checked, nothing changes, and the person is told to resend.
+        .init(
+            situation: s["asked passcode"]!, text: "right-passcode", evidence: .busy,
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"), loggedIn: false, reply: "not checked"),
+        .init(
+            situation: s["asked passcode again"]!, text: "right-passcode", evidence: .busy,
+            step: .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash), loggedIn: false,
+            reply: "not checked"),
+        .init(situation: s["asked login passcode"]!, text: "nope-nope", evidence: .busy, step: .askedLoginPasscode, loggedIn: false, reply: "not checked"),
+        .init(situation: s["registered, logged out"]!, text: "login right-passcode", evidence: .busy, step: .idle, loggedIn: false, reply: "not checked"),
+        .init(situation: s["opted out"]!, text: "login right-passcode", evidence: .busy, step: .idle, loggedIn: false, reply: ""),
         .init(
             situation: s["registered, logged out"]!, text: "login right-passcode", evidence: .verified(true, against: storedHash), step: .idle,
             loggedIn: true, effects: [.loginSucceeded(userId: 1)], reply: "Welcome back"),
@@ -238,6 +249,48 @@ struct PasscodeHasherTests {
         // Then all of them ran, never more than two at a time, and both slots were used
         #expect(running.current.done == 12)
         #expect(running.current.most == 2)
+    }
+
+    @Test func aWaiterThatGivesUpLeavesTheSlotToTheNext() async {
+        let slots = PasscodeHasher.Slots(1)
+        #expect(await slots.acquire(waitingAtMost: .milliseconds(10)))
+        let started = ContinuousClock.now
+        #expect(await !slots.acquire(waitingAtMost: .milliseconds(50)))
+        #expect(ContinuousClock.now - started >= .milliseconds(50))
+        // A patient waiter gets the slot when it is released; the one that gave up does not take it.
+        async let patient = slots.acquire(waitingAtMost: .seconds(10))
+        try? await Task.sleep(for: .milliseconds(20))
+        slots.release()
+        #expect(await patient)
+        slots.release()
+        // One slot, free again: the next acquire gets it at once, the one after waits in vain.
+        #expect(await slots.acquire(waitingAtMost: .milliseconds(10)))
+        #expect(await !slots.acquire(waitingAtMost: .milliseconds(10)))
+    }
+
+    @Test func aPasscodeThatFindsNoFreeSlotInTimeIsAnsweredAtOnceAndCanBeSentAgain() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        let slots = PasscodeHasher.Slots(1)
+        let service = ConversationService(
+            store: store, engine: ConversationEngine(settings: .init()), hasher: PasscodeHasher(iterations: 1000, slots: slots), replyMode: .twiml,
+            passcodeWait: .milliseconds(200))
+        func text(_ sid: String, _ body: String) async throws -> String {
+            try await service.handle(InboundRecord(messageSid: sid, from: "+14155550177", to: "+15005550006", body: body), now: Date()).twiml
+        }
+        for (i, body) in ["JOIN", "Olga", "Ivanova", "olga@example.org"].enumerated() { _ = try await text("SM\(i)", body) }
+        // Given every hashing slot taken (a burst of logins)
+        await slots.acquire()
+        let started = ContinuousClock.now
+        let busy = try await text("SM10", "tractor-2026")
+        // Then the text is answered within its wait, well inside Twilio's 15 s, and the passcode is not logged
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(busy.contains("not checked") && !busy.contains("tractor-2026"), "\(busy)")
+        #expect(try fetchRow(path, "SELECT body FROM inbound WHERE messageSid = 'SM10'")?["body"] as String? == "[redacted]")
+        // When a slot is free again, the same text goes through: the question was kept
+        slots.release()
+        #expect(try await text("SM11", "tractor-2026").contains("same passcode again"))
+        #expect(try await text("SM12", "tractor-2026").contains("registered and logged in"))
     }
 }
 

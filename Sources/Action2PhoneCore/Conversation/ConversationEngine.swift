@@ -89,6 +89,9 @@ public struct ConversationEngine: Sendable {
         case _ where consent.optedOut:
             // Nothing more is ever texted to an opted-out number until it opts back in.
             return Decision(replies: [], loggedBody: redact ? Copy.redacted : nil)
+        case _ where evidence == .busy:
+            // Only a text that needed its passcode checked gets here; it was not checked, so nothing changes.
+            step.reply(Copy.passcodesBusy)
         case .help:
             step.reply(helpText(state, step.account))
         case .reset:
@@ -220,6 +223,8 @@ public enum PasscodeEvidence: Sendable, Equatable {
     /// Whether the passcode matched, and the hash it was checked against (a hash that changed meanwhile
     /// makes the evidence stale).
     case verified(Bool, against: PasscodeHash)
+    /// Nothing was checked: no hashing slot came free in time (a burst of logins). The question stays open.
+    case busy
 }
 
 /// The working data of one `reduce` call.

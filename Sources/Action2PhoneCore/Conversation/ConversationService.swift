@@ -8,12 +8,19 @@ public struct ConversationService: InboundHandler {
     let engine: ConversationEngine
     let hasher: PasscodeHasher
     let replyMode: ReplyMode
+    /// How long a text waits for a free hashing slot before it is answered that the passcode was not
+    /// checked (send it again): Twilio gives up on a webhook after 15 s, and in `twiml` mode its reply would be
+    /// lost with it.
+    let passcodeWait: Duration
 
-    public init(store: any Store, engine: ConversationEngine, hasher: PasscodeHasher, replyMode: ReplyMode) {
+    public static let defaultPasscodeWait: Duration = .seconds(8)
+
+    public init(store: any Store, engine: ConversationEngine, hasher: PasscodeHasher, replyMode: ReplyMode, passcodeWait: Duration = defaultPasscodeWait) {
         self.store = store
         self.engine = engine
         self.hasher = hasher
         self.replyMode = replyMode
+        self.passcodeWait = passcodeWait
     }
 
     /// One transaction in the common case. A text that needs PBKDF2 (a passcode answer, `LOGIN <passcode>`)
@@ -23,7 +30,7 @@ public struct ConversationService: InboundHandler {
         do {
             return try await step(record, input, prepared: nil, now: now)
         } catch let needed as PasscodeWorkNeeded {
-            let evidence = await hasher.perform(needed.work)
+            let evidence = await hasher.perform(needed.work, waitingAtMost: passcodeWait)
             return try await step(record, input, prepared: (needed.work, evidence), now: now)
         }
     }

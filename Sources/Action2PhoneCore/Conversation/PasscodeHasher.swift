@@ -6,47 +6,66 @@ import TwilioKit
 /// cooperative pool ever block on it. Salts are 16 random bytes; comparison is constant-time.
 ///
 /// At most `slots` hashes run at once (all cores but one), the rest wait their turn: a burst of logins
-/// takes longer, but the other webhooks keep a core.
+/// takes longer, but the other webhooks keep a core. A wait can be bounded (`perform(_:waitingAtMost:)`), so
+/// that a webhook still answers within Twilio's 15 s when a burst is too long to get through in time.
 public struct PasscodeHasher: Sendable {
     public let iterations: Int
+    let slots: Slots
     private static let queue = DispatchQueue(label: "action2phone.pbkdf2", qos: .userInitiated, attributes: .concurrent)
-    static let slots = Slots(max(1, ProcessInfo.processInfo.activeProcessorCount - 1))
+    /// Shared by every hasher of the process.
+    static let sharedSlots = Slots(max(1, ProcessInfo.processInfo.activeProcessorCount - 1))
 
     public init(iterations: Int = PasscodePolicy.productionIterations) {
-        precondition(iterations >= 1)
-        self.iterations = iterations
+        self.init(iterations: iterations, slots: Self.sharedSlots)
     }
 
-    /// Carries out the work `ConversationEngine.passcodeWork` asked for.
-    public func perform(_ work: PasscodeWork) async -> PasscodeEvidence {
+    init(iterations: Int, slots: Slots) {
+        precondition(iterations >= 1)
+        self.iterations = iterations
+        self.slots = slots
+    }
+
+    /// Carries out the work `ConversationEngine.passcodeWork` asked for; `.busy` when no slot came free
+    /// within `limit`.
+    public func perform(_ work: PasscodeWork, waitingAtMost limit: Duration? = nil) async -> PasscodeEvidence {
         switch work {
         case .hash(let passcode):
-            return .hashed(await hash(passcode))
+            return await hash(passcode, waitingAtMost: limit).map { .hashed($0) } ?? .busy
         case .verify(let passcode, let stored):
-            return .verified(await verify(passcode, against: stored), against: stored)
+            return await verify(passcode, against: stored, waitingAtMost: limit).map { .verified($0, against: stored) } ?? .busy
         }
     }
 
     public func hash(_ passcode: String) async -> PasscodeHash {
+        await hash(passcode, waitingAtMost: nil)!
+    }
+
+    public func verify(_ passcode: String, against stored: PasscodeHash) async -> Bool {
+        await verify(passcode, against: stored, waitingAtMost: nil)!
+    }
+
+    private func hash(_ passcode: String, waitingAtMost limit: Duration?) async -> PasscodeHash? {
         let iterations = self.iterations
-        return await Self.offload {
+        return await offload(waitingAtMost: limit) {
             let salt = Crypto.randomBytes(16)
             let key = Crypto.pbkdf2SHA256(password: Array(passcode.utf8), salt: salt, iterations: iterations)
             return PasscodeHash(hash: key, salt: salt, iterations: iterations)
         }
     }
 
-    public func verify(_ passcode: String, against stored: PasscodeHash) async -> Bool {
-        await Self.offload {
+    private func verify(_ passcode: String, against stored: PasscodeHash, waitingAtMost limit: Duration?) async -> Bool? {
+        await offload(waitingAtMost: limit) {
             let key = Crypto.pbkdf2SHA256(password: Array(passcode.utf8), salt: stored.salt, iterations: stored.iterations, length: stored.hash.count)
             return Crypto.constantTimeEqual(key, stored.hash)
         }
     }
 
-    private static func offload<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await slots.acquire()
+    /// Runs `work` on the hashing queue once a slot is free; `nil` when none came free within `limit`.
+    private func offload<T: Sendable>(waitingAtMost limit: Duration?, _ work: @escaping @Sendable () -> T) async -> T? {
+        guard await slots.acquire(waitingAtMost: limit) else { return nil }
+        let slots = self.slots
         return await withCheckedContinuation { continuation in
-            queue.async {
+            Self.queue.async {
                 let result = work()
                 slots.release()
                 continuation.resume(returning: result)
@@ -54,40 +73,64 @@ public struct PasscodeHasher: Sendable {
         }
     }
 
-    /// A counting semaphore for tasks: waiters suspend (they never block a thread) and go first come, first served.
+    /// A counting semaphore for tasks: waiters suspend (they never block a thread) and go first come, first
+    /// served; a waiter may give up after a time.
     final class Slots: Sendable {
+        private struct Waiter {
+            var id: UInt64
+            var continuation: CheckedContinuation<Bool, Never>
+        }
         private struct State {
             var free: Int
-            var waiting: [CheckedContinuation<Void, Never>] = []
+            var waiting: [Waiter] = []
+            var nextID: UInt64 = 0
         }
         private let state: Locked<State>
 
         init(_ count: Int) { state = Locked(State(free: count)) }
 
-        func acquire() async {
-            await withCheckedContinuation { waiter in
-                let acquired = state.withLock { state -> Bool in
+        /// Takes a slot, waiting at most `limit` (forever when `nil`); false when the wait ran out.
+        @discardableResult
+        func acquire(waitingAtMost limit: Duration? = nil) async -> Bool {
+            await withCheckedContinuation { continuation in
+                let queued = state.withLock { state -> UInt64? in
                     guard state.free > 0 else {
-                        state.waiting.append(waiter)
-                        return false
+                        state.nextID += 1
+                        state.waiting.append(Waiter(id: state.nextID, continuation: continuation))
+                        return state.nextID
                     }
                     state.free -= 1
-                    return true
+                    return nil
                 }
-                if acquired { waiter.resume() }
+                guard let id = queued else { return continuation.resume(returning: true) }
+                if let limit {
+                    Task {
+                        try? await Task.sleep(for: limit)
+                        self.giveUp(id)
+                    }
+                }
             }
+        }
+
+        /// Ends the wait of waiter `id`, if it is still waiting.
+        private func giveUp(_ id: UInt64) {
+            let waiter = state.withLock { state -> Waiter? in
+                guard let index = state.waiting.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiting.remove(at: index)
+            }
+            waiter?.continuation.resume(returning: false)
         }
 
         /// Gives the slot to the next waiter, or frees it.
         func release() {
-            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            let next = state.withLock { state -> Waiter? in
                 guard !state.waiting.isEmpty else {
                     state.free += 1
                     return nil
                 }
                 return state.waiting.removeFirst()
             }
-            next?.resume()
+            next?.continuation.resume(returning: true)
         }
     }
 }
