@@ -8,11 +8,13 @@ import TwilioKit
 /// would still go out at the full send rate: a `429` storm would be fed, and every queued text would spend its
 /// attempts, so an outage longer than the attempts span (about one to two minutes) would fail them all. So the
 /// first sign of trouble (`DeliveryPolicy.isOutage`) pauses every send, then one text at a time probes, and the
-/// first normal answer to a probe resumes the full rate. Each further failed probe doubles the pause (with the
-/// policy's jitter, never shorter than `Retry-After`), up to `maxPause`.
+/// first probe answered normally resumes the full rate. Each further failed probe doubles the pause (with the
+/// policy's jitter, up to `maxPause`); a `Retry-After` is always waited in full (up to the policy's `maxDelay`).
 ///
-/// Sends that were in flight when a pause began and fail during it share that pause: a burst of failures
-/// counts once. A normal answer during a pause comes from a request that started before it, and changes nothing.
+/// Only requests that started after the current pause began (probes) move it on: an answer to a request that was
+/// already in flight, failed or not, can only lengthen the pause by its `Retry-After`. So a burst of failures
+/// (32 sends timing out one after another over 15 s) counts once, and a slow success from before the trouble
+/// does not end it.
 final class OutboxPause: Sendable {
     /// What the worker may start now.
     enum Gate: Equatable {
@@ -33,6 +35,8 @@ final class OutboxPause: Sendable {
     private struct State {
         /// Pauses in a row (0: no trouble).
         var pauses = 0
+        /// When the latest pause began.
+        var since: ContinuousClock.Instant?
         var until: ContinuousClock.Instant?
     }
 
@@ -52,23 +56,25 @@ final class OutboxPause: Sendable {
         }
     }
 
-    /// Notes how a request to Twilio ended (`nil`: it succeeded).
-    func observe(_ failure: RESTFailure?, now: ContinuousClock.Instant) -> Change? {
+    /// Notes how a request to Twilio that started at `started` ended (`failure` nil: it was answered normally).
+    func observe(_ failure: RESTFailure?, started: ContinuousClock.Instant, now: ContinuousClock.Instant) -> Change? {
         state.withLock { s in
+            let fresh = s.since.map { started >= $0 } ?? true
             let pausedNow = s.until.map { now < $0 } ?? false
             guard let failure, DeliveryPolicy.isOutage(failure) else {
-                guard s.pauses > 0, !pausedNow else { return nil }
+                guard s.pauses > 0, fresh, !pausedNow else { return nil }
                 s = State()
                 return .resumed
             }
-            if pausedNow, let until = s.until {
-                if let retryAfter = failure.retryAfter {
-                    s.until = max(until, now.advanced(by: min(.seconds(retryAfter), maxPause)))
-                }
+            let retryAfter = failure.retryAfter.map { Duration.seconds(min(max($0, 0), policy.maxDelay)) } ?? .zero
+            guard s.pauses == 0 || (fresh && !pausedNow) else {
+                if let until = s.until { s.until = max(until, now.advanced(by: retryAfter)) }
                 return nil
             }
             s.pauses += 1
-            let wait = min(.seconds(policy.delay(afterAttempt: s.pauses, retryAfter: failure.retryAfter)), maxPause)
+            let backoff = min(.seconds(policy.delay(afterAttempt: s.pauses, retryAfter: nil)), maxPause)
+            let wait = max(backoff, retryAfter)
+            s.since = now
             s.until = now.advanced(by: wait)
             return .paused(for: wait, first: s.pauses == 1)
         }

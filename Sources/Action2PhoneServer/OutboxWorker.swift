@@ -67,7 +67,8 @@ public struct OutboxWorker: Service {
                 }
                 let limit = gate == .probing ? 1 : maxInFlight
                 if inFlight.count >= limit {
-                    await pause(until: clock.now.advanced(by: .milliseconds(2)))
+                    // A probe may take the client's whole timeout: no need to look as often as at full rate.
+                    await pause(until: clock.now.advanced(by: gate == .probing ? .milliseconds(20) : .milliseconds(2)))
                     continue
                 }
                 // Claim the slots that are owed (behind schedule: a claim takes longer than one interval at high
@@ -138,9 +139,8 @@ public struct OutboxWorker: Service {
         guard message.needsReconcile, let since = message.firstAttemptAt else {
             return policy.outcome(of: await send(message), attempts: message.attempts, now: Date())
         }
-        // A lookup that works does not end a pause: only a send answered normally does (lookups may work while
-        // creates fail).
-        switch observed(await sender.findExisting(to: message.to, body: message.body, since: since), successEndsTrouble: false) {
+        let started = ContinuousClock.now
+        switch observed(await sender.findExisting(to: message.to, body: message.body, since: since), started: started, isSend: false) {
         case .success(let candidates):
             do {
                 // Only a message no other row has claimed: two rows with the same text to one number stay two.
@@ -158,14 +158,17 @@ public struct OutboxWorker: Service {
     }
 
     private func send(_ message: OutboxMessage) async -> Result<SentMessage, RESTFailure> {
-        observed(await sender.send(to: message.to, body: message.body))
+        let started = ContinuousClock.now
+        return observed(await sender.send(to: message.to, body: message.body), started: started, isSend: true)
     }
 
-    /// Tells the pause how Twilio answered, and the operator when that starts or ends a pause.
-    private func observed<T>(_ result: Result<T, RESTFailure>, successEndsTrouble: Bool = true) -> Result<T, RESTFailure> {
+    /// Tells the pause how Twilio answered a request that started at `started`, and the operator when that
+    /// starts or ends a pause. Only a send answered normally ends a pause: a lookup can work (or be refused)
+    /// while creates fail, so for lookups only trouble counts.
+    private func observed<T>(_ result: Result<T, RESTFailure>, started: ContinuousClock.Instant, isSend: Bool) -> Result<T, RESTFailure> {
         let failure: RESTFailure? = if case .failure(let failure) = result { failure } else { nil }
-        guard failure != nil || successEndsTrouble else { return result }
-        switch outagePause.observe(failure, now: .now) {
+        guard isSend || failure.map(DeliveryPolicy.isOutage) == true else { return result }
+        switch outagePause.observe(failure, started: started, now: .now) {
         case .paused(let wait, let first)?:
             logger.warning(
                 "outbox: \(first ? "Twilio is in trouble" : "Twilio is still in trouble"); every send waits \(String(format: "%.1f", wait / .seconds(1))) s, then one text at a time until it answers normally",

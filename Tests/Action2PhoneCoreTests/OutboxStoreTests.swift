@@ -32,7 +32,7 @@ struct OutboxStoreTests {
         #expect(order == ["reply", "broadcast 1", "reply after broadcast", "broadcast 2"])
     }
 
-    @Test func aProbeTakesTheTextTriedLeastOftenKeepingRepliesFirstAndEachNumbersOrder() async throws {
+    @Test func aProbeTakesTheTextTriedLeastOftenRepliesFirstAmongEqualsKeepingEachNumbersOrder() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
         try queue(path, [
@@ -47,7 +47,7 @@ struct OutboxStoreTests {
             try await store.completeOutbox(id: m.id, outcome: .accepted(sid: "SM\(m.id)"), now: t0)
         }
         // "behind it" was never tried, but waits for the earlier text to its number.
-        #expect(order == ["reply tried twice", "tried once", "tried twice", "tried 3 times", "behind it"])
+        #expect(order == ["tried once", "reply tried twice", "tried twice", "tried 3 times", "behind it"])
     }
 
     @Test func aCallbackBeforeTheSidIsRecordedIsAppliedLater() async throws {

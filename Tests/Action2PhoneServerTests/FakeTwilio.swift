@@ -24,8 +24,8 @@ import TwilioKit
 /// | +15005550777 | answers 201 after 400 ms |
 /// | anything else | 201 |
 ///
-/// During an outage (`startOutage`) every Messages request, create or list (or only creates), answers 503
-/// (code 20503) and creates nothing.
+/// During an outage (`outage(for:)`, starting with the next Messages request) every Messages request, create
+/// or list (or only creates), answers 503 (code 20503) and creates nothing.
 final class FakeTwilio: Sendable {
     static let accountSid = "AC" + String(repeating: "f", count: 32)
     static let authToken = "fake-twilio-auth-token"
@@ -46,6 +46,7 @@ final class FakeTwilio: Sendable {
         var postsByTo: [String: [ContinuousClock.Instant]] = [:]
         var lists = 0
         var smsURL = ""
+        var outageLength: Duration?
         var outageUntil: ContinuousClock.Instant?
         var outageSparesLookups = false
         /// Requests answered 503 because of the outage.
@@ -63,9 +64,9 @@ final class FakeTwilio: Sendable {
     func posts(to: String) -> [ContinuousClock.Instant] { state.withLock { $0.postsByTo[to] ?? [] } }
     func created(to: String) -> [Created] { created.filter { $0.to == to } }
     func setSMSURL(_ url: String) { state.withLock { $0.smsURL = url } }
-    func startOutage(for duration: Duration, sparingLookups: Bool = false) {
+    func outage(for duration: Duration, sparingLookups: Bool = false) {
         state.withLock {
-            $0.outageUntil = .now.advanced(by: duration)
+            $0.outageLength = duration
             $0.outageSparesLookups = sparingLookups
         }
     }
@@ -74,6 +75,10 @@ final class FakeTwilio: Sendable {
     /// Counts the request and answers it 503 while an outage lasts.
     private func outageAnswer(lookup: Bool = false) -> Response? {
         let down = state.withLock { s -> Bool in
+            if let length = s.outageLength {
+                s.outageUntil = .now.advanced(by: length)
+                s.outageLength = nil
+            }
             guard let until = s.outageUntil, ContinuousClock.now < until, !(lookup && s.outageSparesLookups) else { return false }
             s.outageAnswers += 1
             return true

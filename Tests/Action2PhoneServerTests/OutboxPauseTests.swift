@@ -29,47 +29,53 @@ struct OutboxPauseTests {
 
     @Test func normalAnswersLeaveTheOutboxOpen() {
         let pause = OutboxPause(policy: policy)
-        #expect(pause.observe(nil, now: at(0)) == nil)
-        #expect(pause.observe(.http(status: 400, code: 21211, message: "bad To", moreInfo: nil, retryAfter: nil), now: at(0)) == nil)
-        #expect(pause.gate(now: at(0)) == .open)
+        #expect(pause.observe(nil, started: at(0), now: at(0.1)) == nil)
+        #expect(pause.observe(.http(status: 400, code: 21211, message: "bad To", moreInfo: nil, retryAfter: nil), started: at(0), now: at(0.1)) == nil)
+        #expect(pause.gate(now: at(0.1)) == .open)
     }
 
     @Test func troublePausesThenProbesAndDoublesUpToTheCap() {
         let pause = OutboxPause(policy: policy, maxPause: .seconds(5))
-        #expect(pause.observe(unavailable, now: at(0)) == .paused(for: .seconds(1), first: true))
+        #expect(pause.observe(unavailable, started: at(0), now: at(0)) == .paused(for: .seconds(1), first: true))
         #expect(pause.gate(now: at(0.5)) == .closed(until: at(1)))
         #expect(pause.gate(now: at(1)) == .probing)
-        #expect(pause.observe(unavailable, now: at(1)) == .paused(for: .seconds(2), first: false))
+        #expect(pause.observe(unavailable, started: at(1), now: at(1)) == .paused(for: .seconds(2), first: false))
         #expect(pause.gate(now: at(2.9)) == .closed(until: at(3)))
-        #expect(pause.observe(unavailable, now: at(3)) == .paused(for: .seconds(4), first: false))
-        #expect(pause.observe(unavailable, now: at(7)) == .paused(for: .seconds(5), first: false))  // capped
-        #expect(pause.observe(unavailable, now: at(12)) == .paused(for: .seconds(5), first: false))
+        #expect(pause.observe(unavailable, started: at(3), now: at(3)) == .paused(for: .seconds(4), first: false))
+        #expect(pause.observe(unavailable, started: at(7), now: at(7)) == .paused(for: .seconds(5), first: false))  // capped
+        #expect(pause.observe(unavailable, started: at(12), now: at(12)) == .paused(for: .seconds(5), first: false))
         // A probe answered normally (a refusal of that one text counts: Twilio answered) resumes the full rate.
-        #expect(pause.observe(.http(status: 400, code: 21211, message: "bad To", moreInfo: nil, retryAfter: nil), now: at(17)) == .resumed)
-        #expect(pause.gate(now: at(17)) == .open)
+        let refused = RESTFailure.http(status: 400, code: 21211, message: "bad To", moreInfo: nil, retryAfter: nil)
+        #expect(pause.observe(refused, started: at(17), now: at(17.2)) == .resumed)
+        #expect(pause.gate(now: at(17.2)) == .open)
         // The next trouble starts again from the first pause.
-        #expect(pause.observe(unavailable, now: at(20)) == .paused(for: .seconds(1), first: true))
+        #expect(pause.observe(unavailable, started: at(20), now: at(20)) == .paused(for: .seconds(1), first: true))
     }
 
-    @Test func failuresOfSendsAlreadyInFlightShareOnePause() {
+    @Test func answersToSendsAlreadyInFlightNeitherEscalateNorEndAPause() {
         let pause = OutboxPause(policy: policy)
-        #expect(pause.observe(unavailable, now: at(0)) == .paused(for: .seconds(1), first: true))
-        for k in 1...20 { #expect(pause.observe(unavailable, now: at(0.01 * Double(k))) == nil) }
-        // A success from a send that started before the pause changes nothing either.
-        #expect(pause.observe(nil, now: at(0.5)) == nil)
-        #expect(pause.gate(now: at(0.5)) == .closed(until: at(1)))
-        // The first probe that fails is the second pause, not the twenty-second.
-        #expect(pause.observe(unavailable, now: at(1)) == .paused(for: .seconds(2), first: false))
+        #expect(pause.observe(unavailable, started: at(0), now: at(0.1)) == .paused(for: .seconds(1), first: true))
+        // Sends started before the pause fail during it, and after it (timeouts come back up to 15 s later).
+        for k in 1...20 { #expect(pause.observe(unavailable, started: at(0), now: at(0.1 + 0.05 * Double(k))) == nil) }
+        #expect(pause.gate(now: at(1.1)) == .probing)
+        for k in 1...10 { #expect(pause.observe(.transport(.maybeSent, "timed out"), started: at(0.05), now: at(1.1 + Double(k))) == nil) }
+        // A slow success from before the pause does not end it either.
+        #expect(pause.observe(nil, started: at(0), now: at(12)) == nil)
+        #expect(pause.gate(now: at(12)) == .probing)
+        // The first probe that fails is the second pause, not the thirty-second; one answered normally ends it.
+        #expect(pause.observe(unavailable, started: at(12), now: at(12.5)) == .paused(for: .seconds(2), first: false))
+        #expect(pause.observe(nil, started: at(14.5), now: at(14.6)) == .resumed)
     }
 
-    @Test func retryAfterIsHonouredAndCanOnlyLengthenAPause() {
+    @Test func retryAfterIsWaitedInFullEvenPastTheCapAndCanOnlyLengthenAPause() {
         let pause = OutboxPause(policy: policy, maxPause: .seconds(30))
-        #expect(pause.observe(tooMany(retryAfter: 7), now: at(0)) == .paused(for: .seconds(7), first: true))
-        #expect(pause.observe(tooMany(retryAfter: 10), now: at(1)) == nil)
+        #expect(pause.observe(tooMany(retryAfter: 7), started: at(0), now: at(0)) == .paused(for: .seconds(7), first: true))
+        #expect(pause.observe(tooMany(retryAfter: 10), started: at(0), now: at(1)) == nil)
         #expect(pause.gate(now: at(10.9)) == .closed(until: at(11)))
-        #expect(pause.observe(tooMany(retryAfter: 1), now: at(2)) == nil)
+        #expect(pause.observe(tooMany(retryAfter: 1), started: at(0), now: at(2)) == nil)
         #expect(pause.gate(now: at(10.9)) == .closed(until: at(11)))
-        // A Retry-After beyond the cap waits the cap.
-        #expect(pause.observe(tooMany(retryAfter: 3600), now: at(11)) == .paused(for: .seconds(30), first: false))
+        // Twilio asks for longer than the outbox's own cap: it gets it, up to the policy's maxDelay (300 s).
+        #expect(pause.observe(tooMany(retryAfter: 45), started: at(11), now: at(11)) == .paused(for: .seconds(45), first: false))
+        #expect(pause.observe(tooMany(retryAfter: 3600), started: at(56), now: at(56)) == .paused(for: .seconds(300), first: false))
     }
 }

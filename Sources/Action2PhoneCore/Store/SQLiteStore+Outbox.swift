@@ -33,8 +33,8 @@ extension SQLiteStore {
     }
 
     /// Claims one due row inside the open transaction (rows claimed before it in the same transaction count
-    /// as `sending`, so two texts to one number are never claimed together): the oldest, or the one tried
-    /// least often.
+    /// as `sending`, so two texts to one number are never claimed together): the oldest reply, else the oldest
+    /// text; or, for a probe, the one tried least often (replies first among equals).
     static func claimOne(_ db: Database, now: Date, leastTriedFirst: Bool = false) throws -> OutboxMessage? {
         try {
             // A bounded loop: rows whose number opted out after they were queued fail here and the next is tried.
@@ -43,15 +43,20 @@ extension SQLiteStore {
                 // should not wait behind a 10,000-text broadcast. Texts to one number never overtake each other.
                 let due = """
                     SELECT o.id, coalesce(p.optedOut, 0) AS optedOut FROM outbox o LEFT JOIN phones p ON p.phone = o."to"
-                    WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?) %@
+                    WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?) {filter}
                       AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id != o.id
                                       AND (e.status = 'sending' OR (e.status = 'queued' AND e.id < o.id)))
-                    ORDER BY \(leastTriedFirst ? "o.attempts, o.id" : "o.id") LIMIT 1
+                    ORDER BY {order} LIMIT 1
                     """
-                guard
-                    let row = try Row.fetchOne(db.cachedStatement(sql: due.replacing("%@", with: "AND o.purpose = 'reply'")), arguments: [now])
-                        ?? Row.fetchOne(db.cachedStatement(sql: due.replacing("%@", with: "")), arguments: [now])
-                else { return nil }
+                func fetch(_ filter: String, _ order: String) throws -> Row? {
+                    try Row.fetchOne(db.cachedStatement(sql: due.replacing("{filter}", with: filter).replacing("{order}", with: order)), arguments: [now])
+                }
+                // A probe goes round the queue (each one that fails spends an attempt), replies included.
+                let found =
+                    leastTriedFirst
+                    ? try fetch("", "o.attempts, o.purpose != 'reply', o.id")
+                    : try fetch("AND o.purpose = 'reply'", "o.id") ?? fetch("", "o.id")
+                guard let row = found else { return nil }
                 let id: Int64 = row["id"]
                 if row["optedOut"] as Bool {
                     try db.execute(
