@@ -17,35 +17,41 @@ struct OutboxStoreTests {
         }
     }
 
-    @Test func repliesAreClaimedBeforeBroadcastsButNeverOvertakeTheirOwnNumber() async throws {
+    /// A new database holding `rows`, queued.
+    func store(queueing rows: [(to: String, body: String, purpose: String)]) throws -> (path: String, store: SQLiteStore) {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
-        try queue(path, [
-            (to: "+14155550101", body: "broadcast 1", purpose: "broadcast"), (to: "+14155550102", body: "broadcast 2", purpose: "broadcast"),
-            (to: "+14155550103", body: "reply", purpose: "reply"), (to: "+14155550101", body: "reply after broadcast", purpose: "reply"),
-        ])
+        try queue(path, rows)
+        return (path, store)
+    }
+
+    /// Claims with `claim` until nothing is due, sending each at once; the bodies in claim order.
+    func sendAll(_ store: SQLiteStore, claim: () async throws -> OutboxMessage?) async throws -> [String] {
         var order: [String] = []
-        while let m = try await store.claimNextOutbox(now: t0) {
+        while let m = try await claim() {
             order.append(m.body)
             try await store.completeOutbox(id: m.id, outcome: .accepted(sid: "SM\(m.id)"), now: t0)
         }
+        return order
+    }
+
+    @Test func repliesAreClaimedBeforeBroadcastsButNeverOvertakeTheirOwnNumber() async throws {
+        let (_, store) = try store(queueing: [
+            (to: "+14155550101", body: "broadcast 1", purpose: "broadcast"), (to: "+14155550102", body: "broadcast 2", purpose: "broadcast"),
+            (to: "+14155550103", body: "reply", purpose: "reply"), (to: "+14155550101", body: "reply after broadcast", purpose: "reply"),
+        ])
+        let order = try await sendAll(store) { try await store.claimNextOutbox(now: t0) }
         #expect(order == ["reply", "broadcast 1", "reply after broadcast", "broadcast 2"])
     }
 
     @Test func aProbeTakesTheTextTriedLeastOftenRepliesFirstAmongEqualsKeepingEachNumbersOrder() async throws {
-        let path = makeTestDatabasePath()
-        let store = try SQLiteStore.open(path: path)
-        try queue(path, [
+        let (path, store) = try store(queueing: [
             (to: "+14155550101", body: "tried twice", purpose: "broadcast"), (to: "+14155550102", body: "tried once", purpose: "broadcast"),
             (to: "+14155550103", body: "tried 3 times", purpose: "broadcast"), (to: "+14155550103", body: "behind it", purpose: "broadcast"),
             (to: "+14155550104", body: "reply tried twice", purpose: "reply"),
         ])
         try executeSQL(path, "UPDATE outbox SET attempts = CASE id WHEN 1 THEN 2 WHEN 2 THEN 1 WHEN 3 THEN 3 WHEN 5 THEN 2 ELSE 0 END")
-        var order: [String] = []
-        while let m = try await store.claimProbe(now: t0) {
-            order.append(m.body)
-            try await store.completeOutbox(id: m.id, outcome: .accepted(sid: "SM\(m.id)"), now: t0)
-        }
+        let order = try await sendAll(store) { try await store.claimProbe(now: t0) }
         // "behind it" was never tried, but waits for the earlier text to its number.
         #expect(order == ["tried once", "reply tried twice", "tried twice", "tried 3 times", "behind it"])
     }
