@@ -170,8 +170,10 @@ public struct OutboxWorker: Service {
         guard isSend || failure.map(DeliveryPolicy.isOutage) == true else { return result }
         switch outagePause.observe(failure, started: started, now: .now) {
         case .paused(let wait, let first)?:
+            let trouble = first ? "Twilio is in trouble" : "Twilio is still in trouble"
+            let seconds = String(format: "%.1f", wait / .seconds(1))
             logger.warning(
-                "outbox: \(first ? "Twilio is in trouble" : "Twilio is still in trouble"); every send waits \(String(format: "%.1f", wait / .seconds(1))) s, then one text at a time until it answers normally",
+                "outbox: \(trouble); every send waits \(seconds) s, then one text at a time until it answers normally",
                 metadata: ["a2p.reason": "\(failure.map(String.init(describing:)) ?? "")"])
         case .resumed?:
             logger.notice("outbox: Twilio answers normally again; sending at the configured rate")
