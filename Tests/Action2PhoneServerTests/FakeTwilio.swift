@@ -24,8 +24,9 @@ import TwilioKit
 /// | +15005550777 | answers 201 after 400 ms |
 /// | anything else | 201 |
 ///
-/// During an outage (`outage(for:)`, starting with the next Messages request) every Messages request, create
-/// or list (or only creates), answers 503 (code 20503) and creates nothing.
+/// During an outage (`outage(for:)`, from the next Messages request until both its time has passed and it has
+/// answered `atLeast` requests) every Messages request, create or list (or only creates), answers 503 (code
+/// 20503) and creates nothing.
 final class FakeTwilio: Sendable {
     static let accountSid = "AC" + String(repeating: "f", count: 32)
     static let authToken = "fake-twilio-auth-token"
@@ -49,6 +50,7 @@ final class FakeTwilio: Sendable {
         var outageLength: Duration?
         var outageUntil: ContinuousClock.Instant?
         var outageSparesLookups = false
+        var outageMinimum = 0
         /// Requests answered 503 because of the outage.
         var outageAnswers = 0
     }
@@ -64,9 +66,10 @@ final class FakeTwilio: Sendable {
     func posts(to: String) -> [ContinuousClock.Instant] { state.withLock { $0.postsByTo[to] ?? [] } }
     func created(to: String) -> [Created] { created.filter { $0.to == to } }
     func setSMSURL(_ url: String) { state.withLock { $0.smsURL = url } }
-    func outage(for duration: Duration, sparingLookups: Bool = false) {
+    func outage(for duration: Duration, atLeast requests: Int = 0, sparingLookups: Bool = false) {
         state.withLock {
             $0.outageLength = duration
+            $0.outageMinimum = requests
             $0.outageSparesLookups = sparingLookups
         }
     }
@@ -79,7 +82,8 @@ final class FakeTwilio: Sendable {
                 s.outageUntil = .now.advanced(by: length)
                 s.outageLength = nil
             }
-            guard let until = s.outageUntil, ContinuousClock.now < until, !(lookup && s.outageSparesLookups) else { return false }
+            guard let until = s.outageUntil, ContinuousClock.now < until || s.outageAnswers < s.outageMinimum, !(lookup && s.outageSparesLookups)
+            else { return false }
             s.outageAnswers += 1
             return true
         }
