@@ -39,23 +39,8 @@ extension SQLiteStore {
         try {
             // A bounded loop: rows whose number opted out after they were queued fail here and the next is tried.
             for _ in 0..<100 {
-                // Conversation replies go before direct messages and broadcasts: a person waiting for an answer
-                // should not wait behind a 10,000-text broadcast. Texts to one number never overtake each other.
-                let due = """
-                    SELECT o.id, coalesce(p.optedOut, 0) AS optedOut FROM outbox o LEFT JOIN phones p ON p.phone = o."to"
-                    WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?) {filter}
-                      AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id != o.id
-                                      AND (e.status = 'sending' OR (e.status = 'queued' AND e.id < o.id)))
-                    ORDER BY {order} LIMIT 1
-                    """
-                func fetch(_ filter: String, _ order: String) throws -> Row? {
-                    try Row.fetchOne(db.cachedStatement(sql: due.replacing("{filter}", with: filter).replacing("{order}", with: order)), arguments: [now])
-                }
-                // A probe goes round the queue (each one that fails spends an attempt), replies included.
-                let found =
-                    leastTriedFirst
-                    ? try fetch("", "o.attempts, o.purpose != 'reply', o.id")
-                    : try fetch("AND o.purpose = 'reply'", "o.id") ?? fetch("", "o.id")
+                func fetch(_ sql: String) throws -> Row? { try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [now]) }
+                let found = leastTriedFirst ? try fetch(DueSQL.probe) : try fetch(DueSQL.reply) ?? fetch(DueSQL.any)
                 guard let row = found else { return nil }
                 let id: Int64 = row["id"]
                 if row["optedOut"] as Bool {
@@ -75,6 +60,25 @@ extension SQLiteStore {
             }
             return nil
         }()
+    }
+
+    /// The statements that find the next due row, built once.
+    private enum DueSQL {
+        static func due(_ filter: String, orderBy order: String) -> String {
+            """
+            SELECT o.id, coalesce(p.optedOut, 0) AS optedOut FROM outbox o LEFT JOIN phones p ON p.phone = o."to"
+            WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?) \(filter)
+              AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id != o.id
+                              AND (e.status = 'sending' OR (e.status = 'queued' AND e.id < o.id)))
+            ORDER BY \(order) LIMIT 1
+            """
+        }
+        // Conversation replies go before direct messages and broadcasts: a person waiting for an answer should
+        // not wait behind a 10,000-text broadcast. Texts to one number never overtake each other.
+        static let reply = due("AND o.purpose = 'reply'", orderBy: "o.id")
+        static let any = due("", orderBy: "o.id")
+        // A probe goes round the queue (each one that fails spends an attempt), replies first among equals.
+        static let probe = due("", orderBy: "o.attempts, o.purpose != 'reply', o.id")
     }
 
     public func completeOutbox(id: Int64, outcome: DeliveryOutcome, now: Date) async throws {
