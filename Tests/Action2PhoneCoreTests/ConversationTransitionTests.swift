@@ -208,6 +208,24 @@ struct ConversationTransitionTests {
         let target = word == "MESAGES" ? "MESSAGES" : word == "LGOIN" ? "LOGIN" : word == "JOIN" ? "JOIN" : word.isEmpty ? "JOIN" : "WXYZ"
         #expect(editDistance(word, target) == distance)
     }
+
+    @Test(arguments: [("KITTEN", "SITTING", 3), ("ABCDEF", "ABDCEF", 1), ("CA", "ABC", 3), ("ABC", "CA", 3), ("MESSAGES", "", 8), ("ÉTÉ", "ETE", 2)])
+    func editDistanceMatchesTheOptimalStringAlignmentTable(_ a: String, _ b: String, _ distance: Int) {
+        #expect(editDistance(a, b) == distance)
+    }
+
+    @Test(arguments: [
+        ("MESAGES", false, "MESSAGES"), ("LGOIN", false, "LOGIN"), ("HELO", false, "HELP"),
+        // INFO and INBOX are both one edit away: always the same one (the aliases are tried alphabetically).
+        ("INBO", false, "INBOX"),
+        ("SNED", false, nil), ("SNED", true, "SEND"), ("BANANA", false, nil),
+    ])
+    func unknownWordsGetTheSameNearestSuggestionEveryTime(_ word: String, _ isAdmin: Bool, _ suggestion: String?) {
+        #expect(ConversationEngine.nearestCommand(to: Array(word), isAdmin: isAdmin) == suggestion)
+        let reply = engine.unknownCommand(word, account: nil)
+        #expect(reply.hasPrefix("Unknown command \(word), comrade."))
+        if !isAdmin { #expect(reply.contains("Did you mean") == (suggestion != nil)) }
+    }
 }
 
 @Suite("Passcode hashing")

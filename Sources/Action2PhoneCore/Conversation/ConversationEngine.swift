@@ -194,18 +194,26 @@ public struct ConversationEngine: Sendable {
     /// "Unknown command" with the closest command suggested; `word` is `nil` when it must not be echoed.
     func unknownCommand(_ word: String?, account: Account?) -> String {
         guard let word else { return "Unknown command, comrade. Reply HELP for commands." }
-        let shown = word.count > 20 ? String(word.prefix(20)) + "..." : word
-        let isAdmin = account?.role == .admin
-        var candidates = Command.allCases.filter { isAdmin || !$0.isAdminOnly }.map(\.rawValue)
-        candidates += Command.aliases.filter { isAdmin || !$0.value.isAdminOnly }.map(\.key).filter { $0.count > 2 }
-        let limit = word.count <= 4 ? 1 : 2
-        // Words whose lengths differ by more than the limit are further apart than it: not measured.
-        let best = candidates.lazy.filter { abs($0.count - word.count) <= limit }.map { ($0, editDistance(word, $0)) }.filter { $0.1 <= limit }
-            .min { $0.1 < $1.1 }
-        if word.count >= 3, let best {
-            return "Unknown command \(shown), comrade. Did you mean \(best.0)? Reply HELP for commands."
+        let letters = Array(word)
+        let shown = letters.count > 20 ? String(letters.prefix(20)) + "..." : word
+        guard letters.count >= 3, let suggestion = Self.nearestCommand(to: letters, isAdmin: account?.role == .admin) else {
+            return "Unknown command \(shown), comrade. Reply HELP for commands."
         }
-        return "Unknown command \(shown), comrade. Reply HELP for commands."
+        return "Unknown command \(shown), comrade. Did you mean \(suggestion)? Reply HELP for commands."
+    }
+
+    /// The command or alias at most one edit from `letters` (two from a word of five letters or more), nearest
+    /// first; among equally near ones the first in `Command.suggestable`, so a text always gets the same hint.
+    static func nearestCommand(to letters: [Character], isAdmin: Bool) -> String? {
+        let limit = letters.count <= 4 ? 1 : 2
+        var best: (word: String, distance: Int)? = nil
+        for candidate in Command.suggestable where isAdmin || !candidate.isAdminOnly {
+            // Words whose lengths differ by more than the limit are further apart than it: not measured.
+            guard abs(candidate.letters.count - letters.count) <= limit else { continue }
+            let distance = editDistance(letters, candidate.letters)
+            if distance <= limit, distance < best?.distance ?? .max { best = (candidate.word, distance) }
+        }
+        return best?.word
     }
 }
 

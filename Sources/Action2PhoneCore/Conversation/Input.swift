@@ -117,6 +117,12 @@ enum Command: String, CaseIterable, Sendable {
     }
 
     var isAdminOnly: Bool { [.send, .broadcast, .users, .find].contains(self) }
+
+    /// What "did you mean" may suggest, nearest first and ties in this order: the commands as declared, then
+    /// the aliases longer than two letters, alphabetically.
+    static let suggestable: [(word: String, letters: [Character], isAdminOnly: Bool)] =
+        (allCases.map { ($0.rawValue, $0) } + aliases.filter { $0.key.count > 2 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        .map { (word: $0.0, letters: Array($0.0), isAdminOnly: $0.1.isAdminOnly) }
 }
 
 /// Carrier and Twilio opt-out words (twilio.md §7): a message that is exactly one of them opts out.
@@ -126,20 +132,28 @@ let optOutWords: Set<String> = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END
 /// Edit distance with adjacent transpositions (optimal string alignment), for "did you mean":
 /// `LGOIN` is one edit from `LOGIN`.
 func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
+    editDistance(Array(a), Array(b))
+}
+
+func editDistance(_ a: [Character], _ b: [Character]) -> Int {
     if a.isEmpty { return b.count }
     if b.isEmpty { return a.count }
-    var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
-    for i in 0...a.count { d[i][0] = i }
-    for j in 0...b.count { d[0][j] = j }
+    // Three rows of the table: the one before the previous (for transpositions), the previous, the current.
+    let width = b.count + 1
+    var older = [Int](repeating: 0, count: width)
+    var previous = Array(0..<width)
+    var current = [Int](repeating: 0, count: width)
     for i in 1...a.count {
+        current[0] = i
         for j in 1...b.count {
             let cost = a[i - 1] == b[j - 1] ? 0 : 1
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
             if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
-                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+                current[j] = min(current[j], older[j - 2] + 1)
             }
         }
+        swap(&older, &previous)
+        swap(&previous, &current)
     }
-    return d[a.count][b.count]
+    return previous[b.count]
 }
