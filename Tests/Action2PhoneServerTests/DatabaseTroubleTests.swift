@@ -44,26 +44,26 @@ struct DatabaseTroubleTests {
         try await TestServer.run { server in
             let r6 = try await server.post(fields: smsFields(body: "HELP"))
             #expect(r6.status == 200)
-            // Another process holds the write lock for longer than the 5 s busy timeout (on its own thread: the
-            // cooperative pool must stay free for the server)
+            // Another process holds the write lock for longer than the 5 s busy timeout (on a thread of its own:
+            // the cooperative pool must stay free for the server)
             let other = try DatabaseQueue(path: server.databasePath)
             let held = Locked(false)
-            let done = Locked(false)
-            DispatchQueue.global().async {
-                try? other.inDatabase { db in
-                    try db.execute(sql: "BEGIN EXCLUSIVE")
-                    held.withLock { $0 = true }
-                    Thread.sleep(forTimeInterval: 6.5)
-                    try db.execute(sql: "ROLLBACK")
+            let released = Task {
+                await onOwnThread {
+                    try? other.inDatabase { db in
+                        try db.execute(sql: "BEGIN EXCLUSIVE")
+                        held.withLock { $0 = true }
+                        Thread.sleep(forTimeInterval: 6.5)
+                        try db.execute(sql: "ROLLBACK")
+                    }
                 }
-                done.withLock { $0 = true }
             }
             while !held.current { try await Task.sleep(for: .milliseconds(10)) }
             let blocked = try await server.post(fields: smsFields(from: "+14155557001", body: "HELP"))
             #expect(blocked.status >= 500)
             let r7 = try await server.send("GET", "/healthz")
             #expect(r7.status == 503)
-            while !done.current { try await Task.sleep(for: .milliseconds(20)) }
+            await released.value
             let r8 = try await server.post(fields: smsFields(from: "+14155557001", body: "HELP"))
             #expect(r8.status == 200)
             let r9 = try await server.send("GET", "/healthz")

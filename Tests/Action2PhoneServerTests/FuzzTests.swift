@@ -10,34 +10,32 @@ import Glibc
 /// One raw HTTP exchange over a loopback socket, for requests no HTTP client library would send.
 /// Returns the response's status code, or nil when the server closed without answering.
 func rawExchange(port: Int, _ request: [UInt8], timeout: Int = 5) async -> Int? {
-    await withCheckedContinuation { continuation in
-        DispatchQueue.global().async {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var tv = timeval(tv_sec: timeout, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard connected == 0 else { return continuation.resume(returning: nil) }
-            var sent = 0
-            while sent < request.count {
-                let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if n <= 0 { break }  // the server may close early (413, 431): read what it said
-                sent += n
-            }
-            shutdown(fd, Int32(SHUT_WR))
-            var response = [UInt8](repeating: 0, count: 4096)
-            let got = recv(fd, &response, response.count, 0)
-            guard got >= 12 else { return continuation.resume(returning: nil) }
-            let line = String(decoding: response[0..<min(got, 64)], as: UTF8.self)
-            let parts = line.split(separator: " ")
-            continuation.resume(returning: parts.count >= 2 ? Int(parts[1]) : nil)
+    await onOwnThread { () -> Int? in
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var tv = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
+        guard connected == 0 else { return nil }
+        var sent = 0
+        while sent < request.count {
+            let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }  // the server may close early (413, 431): read what it said
+            sent += n
+        }
+        shutdown(fd, Int32(SHUT_WR))
+        var response = [UInt8](repeating: 0, count: 4096)
+        let got = recv(fd, &response, response.count, 0)
+        guard got >= 12 else { return nil }
+        let line = String(decoding: response[0..<min(got, 64)], as: UTF8.self)
+        let parts = line.split(separator: " ")
+        return parts.count >= 2 ? Int(parts[1]) : nil
     }
 }
 

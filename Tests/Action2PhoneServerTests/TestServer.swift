@@ -139,3 +139,15 @@ func smsFields(from: String = "+14155550100", body: String, sid: String = "SM" +
         .init("From", from), .init("ApiVersion", "2010-04-01"),
     ] + extra
 }
+
+/// Runs blocking work (socket calls, a sleep) on a thread of its own and waits for it without blocking.
+///
+/// Not on `DispatchQueue.global()`: on Linux its threads are the default-QoS pool that Swift's tasks run on
+/// too. Sixteen exchanges blocked in `recv` there filled that pool, so no task ran, the server under test
+/// included, until they timed out 5 s later; every test running meanwhile stalled with them (a thread dump
+/// of the test process during a stall showed exactly that, and three outbox tests failed their deadlines).
+func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: work()) }.start()
+    }
+}
