@@ -19,6 +19,8 @@ struct Chat: AsyncParsableCommand {
     func run() async throws {
         let sender = PhoneNumber.normalize(from) ?? from
         var phone: any SimulatedPhone
+        // The account the texts come from: a server with Twilio credentials refuses any other (403).
+        let accountSid = try store.config().accountSid ?? WebhookFields.localAccountSid
         if let url {
             _ = try store.open()  // every subcommand opens and migrates --db
             phone = try HTTPPhone(url: url, publicURL: publicURL, token: try store.config().authToken)
@@ -33,7 +35,7 @@ struct Chat: AsyncParsableCommand {
             if interactive { print("you > ", terminator: "") }
             guard let line = readLine(strippingNewline: true) else { break }
             if line.trimmingWhitespace() == "/quit" { break }
-            let (status, messages) = try await phone.text(WebhookFields.inboundSMS(from: sender, to: to, body: line))
+            let (status, messages) = try await phone.text(WebhookFields.inboundSMS(from: sender, to: to, body: line, accountSid: accountSid))
             if !interactive { print("you > " + line) }
             if status != 200 { print("     [HTTP \(status)]") }
             if messages.isEmpty { print("bot > (no reply)") }

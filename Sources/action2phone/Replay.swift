@@ -49,6 +49,8 @@ struct Replay: AsyncParsableCommand {
     func replayConversation(_ path: String) async throws -> Int {
         let fixture = try loadFixture(path)
         var phone: any SimulatedPhone
+        // The account the texts come from: a server with Twilio credentials refuses any other (403).
+        let accountSid = try store.config().accountSid ?? WebhookFields.localAccountSid
         if let url {
             _ = try store.open()  // every subcommand opens and migrates --db
             phone = try HTTPPhone(url: url, publicURL: publicURL, token: try store.config().authToken)
@@ -67,7 +69,8 @@ struct Replay: AsyncParsableCommand {
                 print("   ... \(Int(wait)) s later")
             }
             let fields = WebhookFields.inboundSMS(
-                from: step.from, to: fixture.to, body: step.body, messageSid: step.messageSid ?? WebhookFields.newMessageSid(), extra: step.params ?? [:])
+                from: step.from, to: fixture.to, body: step.body, messageSid: step.messageSid ?? WebhookFields.newMessageSid(), accountSid: accountSid,
+                extra: step.params ?? [:])
             let (status, messages) = try await phone.text(fields)
             print("\(step.from) > \(step.body)")
             if status != 200 { print("   [HTTP \(status)]") }

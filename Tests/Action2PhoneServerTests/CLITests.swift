@@ -176,6 +176,32 @@ struct CLITests {
         }
     }
 
+    @Test func replayAndChatOverHTTPTextFromTheConfiguredAccount() async throws {
+        // Given a server with Twilio credentials, which refuses webhooks of any other account (403)
+        let account = "AC" + String(repeating: "1", count: 32)
+        let token = "replay-auth-token-0123456789abcdef"
+        let config = TestServer.makeConfig {
+            $0.authToken = Secret(token)
+            $0.accountSid = account
+            $0.isLocalMode = false
+        }
+        let environment = ["TWILIO_ACCOUNT_SID": account, "TWILIO_AUTH_TOKEN": token, "TWILIO_FROM_NUMBER": "+15005550006"]
+        let fixture = repositoryRoot.appendingPathComponent("fixtures/conversations/registration-happy-path.json").path
+        try await TestServer.run(config) { server in
+            // When the operator replays and chats with the same credentials in the environment
+            let r = try await Executable.run(
+                ["replay", "--check", "--url", server.base, "--public-url", TestServer.publicURL, "--db", tempDatabase(), fixture], environment: environment)
+            // Then the texts come from that account and are answered
+            #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+            #expect(try server.count("users") == 1)
+            let chat = try await Executable.run(
+                ["chat", "--url", server.base, "--public-url", TestServer.publicURL, "--db", tempDatabase(), "--from", "+14155550188"], environment: environment,
+                input: "HELP\n")
+            #expect(chat.status == 0, "\(chat.stdout)\n\(chat.stderr)")
+            #expect(chat.stdout.contains("bot > Action2Phone") && !chat.stdout.contains("[HTTP"), "\(chat.stdout)")
+        }
+    }
+
     @Test func rawWebhooksReplayByteForByte() async throws {
         let config = TestServer.makeConfig {
             $0.authToken = Secret("fixture-auth-token-0123456789abcdef")
