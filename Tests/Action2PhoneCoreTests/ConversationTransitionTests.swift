@@ -47,7 +47,15 @@ struct ConversationTransitionTests {
             effects: [.loginSucceeded(userId: 1)], reply: "Welcome back"),
         .init(
             situation: s["asked login passcode"]!, text: "nope-nope", evidence: .verified(false, against: storedHash), step: .askedLoginPasscode,
-            loggedIn: false, effects: [.loginFailed(userId: 1, failures: 1, windowStart: t0, lockedUntil: nil)], reply: "1 of 5"),
+            loggedIn: false, effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)], reply: "1 of 5"),
+        // LOGIN again at the passcode question is the command, with its passcode inline, never a wrong try.
+        .init(
+            situation: s["asked login passcode"]!, text: "LOGIN right-passcode", evidence: .verified(true, against: storedHash), step: .idle,
+            loggedIn: true, effects: [.loginSucceeded(userId: 1)], reply: "Welcome back"),
+        .init(
+            situation: s["asked login passcode"]!, text: "login nope-nope", evidence: .verified(false, against: storedHash), step: .askedLoginPasscode,
+            loggedIn: false, effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)], reply: "1 of 5"),
+        .init(situation: s["asked login passcode"]!, text: "LOGIN", step: .askedLoginPasscode, loggedIn: false, reply: "passcode"),
         .init(
             situation: s["asked login passcode"]!, text: "stale-evidence", evidence: .verified(true, against: pendingHash), step: .askedLoginPasscode,
             loggedIn: false, reply: "passcode"),
@@ -135,26 +143,39 @@ struct ConversationTransitionTests {
 
     // MARK: - Lockout window
 
-    @Test func failuresOutsideTheWindowStartAgainAtOne() throws {
-        var old = ivan
-        old.failedLogins = 4
-        old.firstFailedLoginAt = t0.addingTimeInterval(-16 * 60)
+    /// A wrong passcode at `t0` from someone whose earlier wrong passcodes were sent `minutesAgo`.
+    func wrongPasscode(after minutesAgo: [Double]) throws -> (Decision, ConversationState) {
+        var tried = ivan
+        tried.recentFailedLogins = minutesAgo.map { t0.addingTimeInterval(-$0 * 60) }
         var f = facts()
-        f.accounts = [old, vera]
+        f.accounts = [tried, vera]
         var state = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
         let d = try engine.reduce(&state, Inbound(text: "wrong-again"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
-        #expect(d.effects == [.loginFailed(userId: 1, failures: 1, windowStart: t0, lockedUntil: nil)])
+        return (d, state)
+    }
+
+    @Test func failuresOutsideTheWindowAreForgotten() throws {
+        let (d, _) = try wrongPasscode(after: [16, 16, 15.5, 15])
+        #expect(d.effects == [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)])
+        #expect(d.replies == ["Wrong passcode (1 of 5 tries). Reply with your passcode, or RESET to stop."])
+    }
+
+    @Test func theWindowSlidesOnlyTheFailuresOlderThanFifteenMinutesAreForgotten() throws {
+        // One wrong passcode 16 minutes ago, three in the last minute: this is the fourth within 15 minutes, not the
+        // first of a new window (the window used to start again when its first failure grew old).
+        let (d, state) = try wrongPasscode(after: [16, 1, 0.5, 0.25])
+        let kept = [1, 0.5, 0.25].map { t0.addingTimeInterval(-$0 * 60) }
+        #expect(d.effects == [.loginFailed(userId: 1, recentFailures: kept + [t0], lockedUntil: nil)])
+        #expect(d.replies == ["Wrong passcode (4 of 5 tries). Reply with your passcode, or RESET to stop."])
+        #expect(state.step == .askedLoginPasscode)
+        // And a fifth within 15 minutes of the first of them locks, whenever an older one was
+        let (locked, _) = try wrongPasscode(after: [30, 16, 14.9, 1, 0.5, 0.25])
+        #expect(locked.effects == [.loginFailed(userId: 1, recentFailures: [], lockedUntil: t0.addingTimeInterval(900))])
     }
 
     @Test func fifthFailureInsideTheWindowLocksForFifteenMinutes() throws {
-        var tired = ivan
-        tired.failedLogins = 4
-        tired.firstFailedLoginAt = t0.addingTimeInterval(-14 * 60)
-        var f = facts()
-        f.accounts = [tired, vera]
-        var state = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
-        let d = try engine.reduce(&state, Inbound(text: "wrong-again"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
-        #expect(d.effects == [.loginFailed(userId: 1, failures: 0, windowStart: nil, lockedUntil: t0.addingTimeInterval(900))])
+        let (d, state) = try wrongPasscode(after: [14, 10, 5, 1])
+        #expect(d.effects == [.loginFailed(userId: 1, recentFailures: [], lockedUntil: t0.addingTimeInterval(900))])
         #expect(d.replies == ["Wrong passcode 5 times. The account is locked until 09:15 UTC. Try LOGIN again then, comrade."])
         #expect(state.step == .idle)
     }

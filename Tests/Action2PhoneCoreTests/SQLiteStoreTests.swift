@@ -13,11 +13,34 @@ struct SQLiteStoreTests {
         // When the store opens it
         let store = try SQLiteStore.open(path: path)
         // Then every migration is applied, in WAL mode, with foreign keys on
-        #expect(try store.appliedMigrations() == ["v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks"])
+        #expect(try store.appliedMigrations() == ["v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times"])
         let queue = try DatabaseQueue(path: path)
         #expect(try queue.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
         let tables = try queue.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") }
         #expect(tables == ["consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "pendingCallbacks", "phones", "users"])
+    }
+
+    @Test func aVersionOneDatabaseIsUpgradedWithItsFailedLoginsKept() async throws {
+        // Given a database from before v2, with someone who sent 2 wrong passcodes
+        let path = makeTestDatabasePath()
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let first = Date(timeIntervalSince1970: 1_764_000_000)
+        let old = try DatabaseQueue(path: path)
+        try Schema.migrator.migrate(old, upTo: "v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks")
+        try await old.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt, failedLogins, firstFailedLoginAt)
+                    VALUES ('+14155550100', 'Ivan', 'Petrov', 'ivan@example.org', x'00', x'00', 1000, ?, 2, ?)
+                    """, arguments: [first, first])
+        }
+        try old.close()
+        // When the store opens it
+        let store = try SQLiteStore.open(path: path)
+        // Then v2 is applied and the failures still count, at the first one's time
+        #expect(try store.appliedMigrations().last == "v2 failed login times")
+        let (_, account) = try await store.conversationSnapshot(phone: "+14155550100")
+        #expect(account?.recentFailedLogins == [first, first])
     }
 
     @Test func reopeningKeepsDataAndAppliesNothingTwice() async throws {

@@ -80,13 +80,27 @@ struct StoreEffectTests {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
         try await register(store, "+14155550102", "Boris")
-        try await step(store, from: "+14155550102", [.loginFailed(userId: 1, failures: 0, windowStart: nil, lockedUntil: t0.addingTimeInterval(900))])
+        // Each wrong passcode's time is kept (the window slides), and summarised for operators
+        let times = [t0.addingTimeInterval(-61.5), t0]
+        try await step(store, from: "+14155550102", [.loginFailed(userId: 1, recentFailures: times, lockedUntil: nil)])
+        let (_, tried) = try await store.conversationSnapshot(phone: "+14155550102")
+        #expect(tried?.recentFailedLogins == times)
+        #expect(try fetchInt(path, "SELECT failedLogins FROM users") == 2)
+        #expect(try fetchInt(path, "SELECT count(*) FROM users WHERE failedLoginTimes LIKE firstFailedLoginAt || ',%'") == 1)
+        try await step(store, from: "+14155550102", [.loginFailed(userId: 1, recentFailures: [], lockedUntil: t0.addingTimeInterval(900))])
         let (_, locked) = try await store.conversationSnapshot(phone: "+14155550102")
-        #expect(locked?.lockedUntil == t0.addingTimeInterval(900))
+        #expect(locked?.lockedUntil == t0.addingTimeInterval(900) && locked?.recentFailedLogins == [])
         try await step(store, from: "+14155550102", [.loginSucceeded(userId: 1)])
         let (_, cleared) = try await store.conversationSnapshot(phone: "+14155550102")
-        #expect(cleared?.lockedUntil == nil && cleared?.failedLogins == 0)
+        #expect(cleared?.lockedUntil == nil && cleared?.recentFailedLogins == [])
+        #expect(try fetchInt(path, "SELECT failedLogins FROM users") == 0)
         #expect(cleared?.passcode == hash)
+        // A row written before failedLoginTimes existed counts its failures at the first one's time
+        try await DatabaseQueue(path: path).write {
+            try $0.execute(sql: "UPDATE users SET failedLogins = 3, firstFailedLoginAt = ?, failedLoginTimes = NULL", arguments: [t0])
+        }
+        let (_, legacy) = try await store.conversationSnapshot(phone: "+14155550102")
+        #expect(legacy?.recentFailedLogins == [t0, t0, t0])
     }
 
     @Test func findEscapesLikeWildcards() async throws {

@@ -21,9 +21,15 @@ extension ConversationEngine {
             state.step = .askedFirstName
             step.reply(Copy.askFirstName)
         case .login:
-            guard let account else { return step.reply("No comrade is registered with this number. Reply JOIN to register.") }
+            guard let account else {
+                state.step = .idle
+                return step.reply("No comrade is registered with this number. Reply JOIN to register.")
+            }
             if state.isLoggedIn { return step.reply("You are already logged in, comrade \(account.firstName). Reply MESSAGES or HELP.") }
-            if isLocked(account, now: step.now) { return step.reply(Copy.locked(until: account.lockedUntil!)) }
+            if isLocked(account, now: step.now) {
+                state.step = .idle
+                return step.reply(Copy.locked(until: account.lockedUntil!))
+            }
             if step.input.argument.isEmpty {
                 state.step = .askedLoginPasscode
                 return step.reply(Copy.askLoginPasscode)

@@ -100,18 +100,17 @@ extension ConversationEngine {
                 "Welcome back, comrade \(account.firstName)! You have \(Copy.plural(unread, "unread message")). "
                     + (unread > 0 ? "Reply MESSAGES to read them." : "Reply HELP for commands."))
         }
-        let inWindow = account.firstFailedLoginAt.map { step.now.timeIntervalSince($0) < settings.failureWindow } ?? false
-        let failures = inWindow ? account.failedLogins + 1 : 1
-        if failures >= settings.maxFailedLogins {
+        // The window slides: the failures of the last 15 minutes count, whenever the first of them was.
+        let recent = account.recentFailedLogins.filter { step.now.timeIntervalSince($0) < settings.failureWindow } + [step.now]
+        if recent.count >= settings.maxFailedLogins {
             let until = step.now.addingTimeInterval(settings.lockDuration)
-            step.effects.append(.loginFailed(userId: account.id, failures: 0, windowStart: nil, lockedUntil: until))
+            step.effects.append(.loginFailed(userId: account.id, recentFailures: [], lockedUntil: until))
             state.step = .idle
             return step.reply("Wrong passcode \(settings.maxFailedLogins) times. " + Copy.locked(until: until))
         }
-        step.effects.append(
-            .loginFailed(userId: account.id, failures: failures, windowStart: inWindow ? account.firstFailedLoginAt : step.now, lockedUntil: nil))
+        step.effects.append(.loginFailed(userId: account.id, recentFailures: recent, lockedUntil: nil))
         state.step = .askedLoginPasscode
-        step.reply("Wrong passcode (\(failures) of \(settings.maxFailedLogins) tries). Reply with your passcode, or RESET to stop.")
+        step.reply("Wrong passcode (\(recent.count) of \(settings.maxFailedLogins) tries). Reply with your passcode, or RESET to stop.")
     }
 
     // MARK: - Validation

@@ -129,7 +129,7 @@ public struct ConversationEngine: Sendable {
     }
 
     /// The keyword layer comes before any state: opt-out, opt-in and help words, then RESET, then the
-    /// pending question, then commands.
+    /// pending question (LOGIN is still LOGIN at the login passcode question), then commands.
     func route(_ input: Inbound, _ state: ConversationState) -> Route {
         let keyword = input.keyword
         if input.optOutType == "STOP" || optOutWords.contains(keyword) { return .optOut }
@@ -139,6 +139,9 @@ public struct ConversationEngine: Sendable {
         if input.optOutType == "HELP" || keyword == "HELP" || keyword == "INFO" || keyword == "?" { return .help }
         if keyword == "RESET" || keyword == "MENU" { return .reset }
         if input.text.isEmpty { return .empty }
+        // At the login passcode question, LOGIN again (bare, or with the passcode as HELP shows it) is the
+        // command: "LOGIN secret" is not the passcode "LOGIN secret", and is not a wrong try.
+        if state.step == .askedLoginPasscode && input.command == "LOGIN" { return .command(.login) }
         if state.step != .idle { return .answer }
         guard let command = Command(word: input.command) else { return .unknown(input.command) }
         switch command {

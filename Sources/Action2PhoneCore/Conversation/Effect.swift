@@ -9,8 +9,9 @@ public enum Effect: Sendable, Equatable {
     case optIn(text: String)
     /// A new account for the texting phone.
     case register(Registration)
-    /// A wrong passcode: the new failure count and window, and the lock if this failure set one.
-    case loginFailed(userId: Int64, failures: Int, windowStart: Date?, lockedUntil: Date?)
+    /// A wrong passcode: when the wrong passcodes still inside the window were sent (this one last), or the
+    /// lock this one set (and no failures kept).
+    case loginFailed(userId: Int64, recentFailures: [Date], lockedUntil: Date?)
     /// A right passcode: failures are forgotten.
     case loginSucceeded(userId: Int64)
     /// Inbox messages shown, now read.
@@ -47,13 +48,13 @@ public struct Account: Sendable, Equatable {
     public var role: Role
     public var createdAt: Date
     public var passcode: PasscodeHash
-    public var failedLogins: Int
-    public var firstFailedLoginAt: Date?
+    /// When the wrong passcodes not yet forgotten were sent, oldest first.
+    public var recentFailedLogins: [Date]
     public var lockedUntil: Date?
 
     public init(
         id: Int64, phone: String, firstName: String, lastName: String, email: String, role: Role = .user, createdAt: Date,
-        passcode: PasscodeHash, failedLogins: Int = 0, firstFailedLoginAt: Date? = nil, lockedUntil: Date? = nil
+        passcode: PasscodeHash, recentFailedLogins: [Date] = [], lockedUntil: Date? = nil
     ) {
         self.id = id
         self.phone = phone
@@ -63,8 +64,7 @@ public struct Account: Sendable, Equatable {
         self.role = role
         self.createdAt = createdAt
         self.passcode = passcode
-        self.failedLogins = failedLogins
-        self.firstFailedLoginAt = firstFailedLoginAt
+        self.recentFailedLogins = recentFailedLogins
         self.lockedUntil = lockedUntil
     }
 

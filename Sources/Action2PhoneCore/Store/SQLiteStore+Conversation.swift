@@ -20,12 +20,15 @@ extension SQLiteStore {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [phone, r.firstName, r.lastName, r.email, Data(r.passcode.hash), Data(r.passcode.salt), r.passcode.iterations, r.role.rawValue, now, now])
-        case .loginFailed(let userId, let failures, let windowStart, let lockedUntil):
+        case .loginFailed(let userId, let recent, let lockedUntil):
+            // failedLogins and firstFailedLoginAt summarise failedLoginTimes for operators.
             try db.execute(
-                sql: "UPDATE users SET failedLogins = ?, firstFailedLoginAt = ?, lockedUntil = ? WHERE id = ?",
-                arguments: [failures, windowStart, lockedUntil, userId])
+                sql: "UPDATE users SET failedLogins = ?, firstFailedLoginAt = ?, failedLoginTimes = ?, lockedUntil = ? WHERE id = ?",
+                arguments: [recent.count, recent.first, FailedLoginTimes.encode(recent), lockedUntil, userId])
         case .loginSucceeded(let userId):
-            try db.execute(sql: "UPDATE users SET failedLogins = 0, firstFailedLoginAt = NULL, lockedUntil = NULL WHERE id = ?", arguments: [userId])
+            try db.execute(
+                sql: "UPDATE users SET failedLogins = 0, firstFailedLoginAt = NULL, failedLoginTimes = NULL, lockedUntil = NULL WHERE id = ?",
+                arguments: [userId])
         case .markRead(let ids):
             guard !ids.isEmpty else { return }
             let placeholders = databaseQuestionMarks(count: ids.count)
@@ -215,7 +218,8 @@ final class SQLiteFacts: ConversationFacts {
 
     /// The columns `account(_: FastStatement.Row)` reads, in its order.
     static let accountColumns =
-        "id, phone, firstName, lastName, email, role, createdAt, passcodeHash, passcodeSalt, passcodeIterations, failedLogins, firstFailedLoginAt, lockedUntil"
+        "id, phone, firstName, lastName, email, role, createdAt, passcodeHash, passcodeSalt, passcodeIterations, failedLogins, firstFailedLoginAt, lockedUntil, "
+        + "failedLoginTimes"
 
     /// The account in a row of `accountColumns`, starting at column `first`.
     static func account(_ row: FastStatement.Row, from first: CInt = 0) throws -> Account {
@@ -226,7 +230,8 @@ final class SQLiteFacts: ConversationFacts {
             id: row.int64(first), phone: row.text(first + 1) ?? "", firstName: row.text(first + 2) ?? "", lastName: row.text(first + 3) ?? "",
             email: row.text(first + 4) ?? "", role: row.text(first + 5).flatMap(Role.init(rawValue:)) ?? .user, createdAt: createdAt,
             passcode: PasscodeHash(hash: row.bytes(first + 7), salt: row.bytes(first + 8), iterations: Int(row.int64(first + 9))),
-            failedLogins: Int(row.int64(first + 10)), firstFailedLoginAt: row.date(first + 11), lockedUntil: row.date(first + 12))
+            recentFailedLogins: FailedLoginTimes.decode(row.text(first + 13), count: Int(row.int64(first + 10)), first: row.date(first + 11)),
+            lockedUntil: row.date(first + 12))
     }
 
     static func account(_ row: Row) -> Account {
@@ -234,6 +239,22 @@ final class SQLiteFacts: ConversationFacts {
             id: row["id"], phone: row["phone"], firstName: row["firstName"], lastName: row["lastName"], email: row["email"],
             role: Role(rawValue: row["role"]) ?? .user, createdAt: row["createdAt"],
             passcode: PasscodeHash(hash: [UInt8](row["passcodeHash"] as Data), salt: [UInt8](row["passcodeSalt"] as Data), iterations: row["passcodeIterations"]),
-            failedLogins: row["failedLogins"], firstFailedLoginAt: row["firstFailedLoginAt"], lockedUntil: row["lockedUntil"])
+            recentFailedLogins: FailedLoginTimes.decode(row["failedLoginTimes"], count: row["failedLogins"], first: row["firstFailedLoginAt"]),
+            lockedUntil: row["lockedUntil"])
+    }
+}
+
+/// `users.failedLoginTimes`: when each wrong passcode still inside the lockout window was sent, oldest first,
+/// as SQLite dates separated by commas (`2026-12-01 10:00:00.000,2026-12-01 10:04:00.000`).
+enum FailedLoginTimes {
+    static func encode(_ times: [Date]) -> String? {
+        times.isEmpty ? nil : times.compactMap { String.fromDatabaseValue($0.databaseValue) }.joined(separator: ",")
+    }
+
+    /// The times in `text`; for a row written before the column existed, `count` failures at `first` (they
+    /// leave the window when the old fixed window would have ended).
+    static func decode(_ text: String?, count: Int, first: Date?) -> [Date] {
+        guard let text else { return first.map { Array(repeating: $0, count: count) } ?? [] }
+        return text.split(separator: ",").compactMap { Date.fromDatabaseValue(String($0).databaseValue) }
     }
 }

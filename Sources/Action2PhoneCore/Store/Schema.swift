@@ -108,6 +108,10 @@ enum Schema {
             }
             try db.create(index: "outbox_by_to", on: "outbox", columns: ["to"])
         }
+        migrator.registerMigration("v2 failed login times") { db in
+            // The lockout counts the wrong passcodes of the last 15 minutes (a sliding window): it needs each one's time.
+            try db.alter(table: "users") { t in t.add(column: "failedLoginTimes", .text) }
+        }
         return migrator
     }
 }
