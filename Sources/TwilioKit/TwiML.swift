@@ -22,9 +22,12 @@ public enum TwiML {
         var xml = #"<?xml version="1.0" encoding="UTF-8"?><Response>"#
         var any = false
         for text in texts {
-            for part in split(text) where !part.allSatisfy(\.isWhitespace) {
+            for part in split(text) {
+                // Blank once escaped: a text of control characters would otherwise be an empty <Message>.
+                let body = escape(part)
+                guard !body.allSatisfy(\.isWhitespace) else { continue }
                 xml += "<Message>"
-                xml += escape(part)
+                xml += body
                 xml += "</Message>"
                 any = true
             }
@@ -74,7 +77,8 @@ public enum TwiML {
                 end += 1
             }
             if end == start { end = start + 1 }  // a single character wider than the limit
-            if end < chars.count, let space = lastSpace, space > start { end = space }
+            // Back up to the last space only when the part would end inside a word.
+            if end < chars.count, !chars[end].isWhitespace, let space = lastSpace, space > start { end = space }
             var part = chars[start..<end]
             while let last = part.last, last.isWhitespace { part = part.dropLast() }
             parts.append(String(part))

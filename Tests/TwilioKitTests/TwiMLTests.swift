@@ -7,6 +7,9 @@ struct TwiMLTests {
     @Test func emptyResponse() {
         #expect(TwiML.messagingResponse([]) == #"<?xml version="1.0" encoding="UTF-8"?><Response/>"#)
         #expect(TwiML.messagingResponse(["", "  \n"]) == TwiML.empty)
+        // Control characters are dropped, and a text of nothing else is not an empty <Message> (Twilio error 14103)
+        #expect(TwiML.messagingResponse(["\u{1}\u{7}", " \u{0} "]) == TwiML.empty)
+        #expect(TwiML.messagingResponse(["ok", "\u{1}"]) == #"<?xml version="1.0" encoding="UTF-8"?><Response><Message>ok</Message></Response>"#)
     }
 
     @Test func oneMessageEscapedWithoutAddedWhitespace() {
@@ -36,6 +39,14 @@ struct TwiMLTests {
         #expect(parts.joined(separator: " ") == text)
         let xml = TwiML.messagingResponse([text])
         #expect(xml.ranges(of: "<Message>").count == 2)
+    }
+
+    @Test func aPartThatEndsAtASpaceIsNotCutShort() {
+        // The first 1600 characters end just before a space: they are one whole message, not "x" and the rest
+        let text = "x " + String(repeating: "a", count: 1598) + " bbb"
+        #expect(TwiML.split(text).map(\.count) == [1600, 3])
+        let words = String(repeating: "comrade ", count: 200)  // exactly 1600 characters, then more words
+        #expect(TwiML.split(words + "tovarishch").map(\.count) == [1599, 10])
     }
 
     @Test func exactly1600StaysOneMessage() {
