@@ -49,12 +49,18 @@ struct WebhookGate: Sendable {
         let url = signedURL(request)
         let signature = request.headers[.twilioSignature]
         guard validator.isValid(signature: signature, url: url, params: fields) else {
-            throw WebhookRejection(.forbidden, nil, reason: signature == nil ? "missing X-Twilio-Signature" : "invalid X-Twilio-Signature for \(url)")
+            throw WebhookRejection(
+                .forbidden, nil, reason: signature == nil ? "missing X-Twilio-Signature" : "invalid X-Twilio-Signature for \(Self.loggable(url))")
         }
         if let accountSid, fields.first(where: { $0.name == "AccountSid" })?.value != accountSid {
             throw WebhookRejection(.forbidden, nil, reason: "AccountSid is not this account's")
         }
         return fields
+    }
+
+    /// `url` for the log: a request line can be many kilobytes, and a prober would fill the log with them.
+    static func loggable(_ url: String, limit: Int = 300) -> String {
+        url.utf8.count <= limit ? url : String(decoding: url.utf8.prefix(limit), as: UTF8.self) + "… (\(url.utf8.count) bytes)"
     }
 
     /// Whether `contentType` is a form: its media type before any parameters (`; charset=utf-8`), without

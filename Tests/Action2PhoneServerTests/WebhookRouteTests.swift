@@ -253,6 +253,20 @@ struct WebhookRouteTests {
         #expect(!text.contains(TestServer.token))
         #expect(!text.contains("hunter22"))
     }
+
+    @Test func aHugeURLIsLoggedCutShort() async throws {
+        let logs = InMemoryLogHandler()
+        var logger = Logger(label: "test", factory: { _ in logs })
+        logger.logLevel = .trace
+        let path = "/sms?" + String(repeating: "q", count: 6000)
+        try await TestServer.run(logger: logger) { server in
+            let r = try await server.post(path, fields: smsFields(body: "HELP"), signature: .signedWith(token: "wrong-token"))
+            #expect(r.status == 403)
+        }
+        let reasons = logs.entries.compactMap { $0.metadata["a2p.reason"].map { "\($0)" } }
+        let url = TestServer.publicURL + path
+        #expect(reasons == ["invalid X-Twilio-Signature for \(url.prefix(300))… (\(url.utf8.count) bytes)"])
+    }
 }
 
 @Suite("POST /sms/status and GET /healthz")
