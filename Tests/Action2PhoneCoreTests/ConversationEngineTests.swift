@@ -35,6 +35,8 @@ let situations: [Situation] = [
     .init(name: "confirming delete", state: ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: recent)),
     .init(name: "confirming broadcast", state: ConversationState(step: .confirmingBroadcast(text: "Harvest"), loggedInAt: recent, lastActivity: recent), phone: adminPhone),
     .init(name: "opted out", state: ConversationState(lastActivity: recent), optedOut: true),
+    // The operator opted the number out (action2phone users opt-out) while a question was open.
+    .init(name: "opted out while confirming delete", state: ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: recent), optedOut: true),
 ]
 
 let inputs = [

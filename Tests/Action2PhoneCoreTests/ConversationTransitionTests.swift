@@ -93,6 +93,9 @@ struct ConversationTransitionTests {
         .init(situation: s["admin logged in"]!, text: "FIND petrov", step: .idle, loggedIn: true, reply: "Ivan Petrov, +14155550100, ivan@example.org"),
         .init(situation: s["registered, logged out"]!, text: "YES", step: .idle, loggedIn: false, reply: "already subscribed"),
         .init(situation: s["opted out"]!, text: "YES", step: .idle, loggedIn: false, effects: [.optIn(text: "YES")], reply: "Welcome back"),
+        .init(
+            situation: s["opted out while confirming delete"]!, text: "yes", step: .idle, loggedIn: true, effects: [.optIn(text: "yes")],
+            reply: "Welcome back"),
         .init(situation: s["asked last name"]!, text: "STOP", step: .idle, loggedIn: false, effects: [.optOut(text: "STOP")], reply: ""),
         .init(situation: s["asked last name"]!, text: "Stop-Smith", step: .askedEmail(first: "Olga", last: "Stop-Smith"), loggedIn: false, reply: "email"),
     ]

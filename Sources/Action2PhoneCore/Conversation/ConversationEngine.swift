@@ -69,11 +69,14 @@ public struct ConversationEngine: Sendable {
         let stepBefore = state.step
         let expired = expire(&state, now: now)
         state.lastActivity = now
-        let route = route(input, state)
+        let consent = try facts.consent()
+        var route = route(input, state)
+        // Nothing is asked of an opted-out number (the operator may have opted it out mid-question): YES is the opt-in
+        // word Twilio knows it by, and Twilio has already unblocked the number.
+        if consent.optedOut && route == .answer && input.keyword == "YES" { route = .optIn }
         let redact = passcodeText || mustRedact(route, input, state, stepBefore: stepBefore)
         var step = StepContext(input: input, evidence: evidence, facts: facts, now: now, account: try facts.account())
 
-        let consent = try facts.consent()
         switch route {
         case .optOut:
             state = ConversationState(lastActivity: now)
