@@ -19,13 +19,14 @@ struct Chat: AsyncParsableCommand {
     func run() async throws {
         let sender = PhoneNumber.normalize(from) ?? from
         var phone: any SimulatedPhone
+        let config = try store.config()
         // The account the texts come from: a server with Twilio credentials refuses any other (403).
-        let accountSid = try store.config().accountSid ?? WebhookFields.localAccountSid
+        let accountSid = config.accountSid ?? WebhookFields.localAccountSid
         if let url {
             _ = try store.open()  // every subcommand opens and migrates --db
-            phone = try HTTPPhone(url: url, publicURL: publicURL, token: try store.config().authToken)
+            phone = try HTTPPhone(url: url, publicURL: publicURL, token: config.authToken)
         } else {
-            phone = InProcessPhone(config: try store.config(), store: try store.open(), virtualClock: false)
+            phone = InProcessPhone(config: config, store: try store.open(), virtualClock: false)
         }
         let interactive = isatty(0) == 1
         if interactive {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Action2PhoneCore
+import Action2PhoneServer
 import ArgumentParser
 import Foundation
 import TwilioKit
@@ -49,18 +50,26 @@ struct Replay: AsyncParsableCommand {
     func replayConversation(_ path: String) async throws -> Int {
         let fixture = try loadFixture(path)
         var phone: any SimulatedPhone
-        // The account the texts come from: a server with Twilio credentials refuses any other (403).
-        let accountSid = try store.config().accountSid ?? WebhookFields.localAccountSid
+        let config: ServerConfig
+        // With --fresh: a database of its own, removed afterwards (with the local-mode token made beside it).
+        var scratch: URL? = nil
+        defer { if let scratch { try? FileManager.default.removeItem(at: scratch) } }
         if let url {
             _ = try store.open()  // every subcommand opens and migrates --db
-            phone = try HTTPPhone(url: url, publicURL: publicURL, token: try store.config().authToken)
+            config = try store.config()
+            phone = try HTTPPhone(url: url, publicURL: publicURL, token: config.authToken)
         } else {
             var options = store
             if fresh {
-                options.db = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-replay-\(UUID().uuidString)/replay.sqlite").path
+                let directory = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-replay-\(UUID().uuidString)")
+                options.db = directory.appendingPathComponent("replay.sqlite").path
+                scratch = directory
             }
-            phone = InProcessPhone(config: try options.config(), store: try options.open(), virtualClock: true)
+            config = try options.config()
+            phone = InProcessPhone(config: config, store: try options.open(), virtualClock: true)
         }
+        // The account the texts come from: a server with Twilio credentials refuses any other (403).
+        let accountSid = config.accountSid ?? WebhookFields.localAccountSid
         print("== \(fixture.name) (\(path))")
         var mismatches = 0
         for (i, step) in fixture.steps.enumerated() {

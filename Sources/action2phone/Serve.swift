@@ -48,7 +48,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let logger = makeLogger(level: logLevel ?? environment["LOG_LEVEL"])
+        let logger = makeLogger(level: try parseLogLevel(flag: logLevel, environment: environment["LOG_LEVEL"]))
         let config: ServerConfig
         do {
             config = try ServerConfig.resolve(flags: flags, environment: environment)
@@ -87,9 +87,21 @@ func banner(_ config: ServerConfig, port: Int) -> String {
     return lines.joined(separator: "\n")
 }
 
-func makeLogger(level: String?) -> Logger {
+func makeLogger(level: Logger.Level) -> Logger {
     LoggingSystem.bootstrap(StreamLogHandler.standardError)
     var logger = Logger(label: "action2phone")
-    logger.logLevel = level.flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
+    logger.logLevel = level
     return logger
+}
+
+/// The level `--log-level` or else `LOG_LEVEL` names (any case), `info` when neither is set; a level that does
+/// not exist stops `serve` naming where it came from, like every other bad setting.
+func parseLogLevel(flag: String?, environment: String?) throws -> Logger.Level {
+    let (raw, name) = flag.map { ($0, "--log-level") } ?? (environment ?? "", "LOG_LEVEL")
+    if raw.isEmpty && flag == nil { return .info }
+    guard let level = Logger.Level(rawValue: raw.trimmingWhitespace().lowercased()) else {
+        let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+        throw ValidationError("\(name) must be one of \(levels) (got '\(raw)')")
+    }
+    return level
 }

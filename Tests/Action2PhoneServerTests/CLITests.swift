@@ -125,11 +125,26 @@ struct CLITests {
 
     @Test func replayChecksEveryFixtureInProcess() async throws {
         let files = conversationFixtureFiles().map { repositoryRoot.appendingPathComponent("fixtures/conversations/\($0)").path }
-        let r = try await Executable.run(["replay", "--fresh", "--check"] + files, environment: ["ACTION2PHONE_ADMIN_PHONES": "+14155550199"])
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-tmp-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let db = scratch.appendingPathComponent("db/operator.sqlite").path
+        let r = try await Executable.run(
+            ["replay", "--fresh", "--check"] + files, environment: ["ACTION2PHONE_ADMIN_PHONES": "+14155550199", "TMPDIR": scratch.path, "ACTION2PHONE_DB": db])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("== registration happy path"))
         #expect(r.stdout.contains("+14155550100 > join\nbot > Welcome, future comrade!"))
         #expect(r.stdout.contains("check: all replies as expected."))
+        #expect(r.stderr.isEmpty, "\(r.stderr)")
+        // And each fixture's database is gone, and nothing was made beside the operator's database
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path) == [])
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    @Test(arguments: [(["--log-level", "loud"], [String: String](), "--log-level"), ([], ["LOG_LEVEL": "verbose"], "LOG_LEVEL")])
+    func aLogLevelThatDoesNotExistStopsServeNamingIt(_ flags: [String], _ environment: [String: String], _ name: String) async throws {
+        let r = try await Executable.run(["serve", "--port", "0", "--db", tempDatabase()] + flags, environment: environment, timeout: .seconds(20))
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("\(name) must be one of trace, debug, info, notice, warning, error, critical (got '"), "\(r.stderr)")
     }
 
     @Test func replayCheckNamesEachMismatchAndExits1() async throws {

@@ -32,6 +32,7 @@ enum Executable {
     static func run(_ arguments: [String], environment: [String: String] = [:], input: String = "", timeout: Duration = .seconds(60)) async throws -> Result {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
         let files = ["in", "out", "err"].map { dir.appendingPathComponent($0) }
         FileManager.default.createFile(atPath: files[0].path, contents: Data(input.utf8))
         FileManager.default.createFile(atPath: files[1].path, contents: nil)
