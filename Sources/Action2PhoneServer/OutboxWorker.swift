@@ -117,8 +117,8 @@ public struct OutboxWorker: Service {
         logger.info("outbox: stopped")
     }
 
-    /// Sends one claimed row (after looking for it at Twilio first when an earlier attempt may have created
-    /// it) and records the outcome.
+    /// Sends one claimed row, or, when an earlier attempt may have created it, looks for it at Twilio instead
+    /// (the send then waits for a slot of its own), and records the outcome.
     func deliver(_ message: OutboxMessage, recorder: OutcomeRecorder) async {
         let metadata: Logger.Metadata = ["a2p.outbox.id": "\(message.id)", "a2p.phone": "\(message.to)"]
         let outcome = await attempt(message, metadata: metadata)
@@ -129,6 +129,8 @@ public struct OutboxWorker: Service {
             logger.warning("outbox: not delivered", metadata: metadata.merging(["a2p.code": "\(code.map(String.init) ?? "-")", "a2p.reason": "\(reason)"]) { $1 })
         case .found:
             logger.info("outbox: an earlier attempt had reached Twilio; not sent again", metadata: metadata)
+        case .notFound:
+            logger.info("outbox: an earlier attempt did not reach Twilio; queued to be sent again", metadata: metadata)
         case .accepted, .simulated:
             logger.debug("outbox: sent", metadata: metadata)
         }
@@ -150,7 +152,7 @@ public struct OutboxWorker: Service {
             } catch {
                 return policy.outcome(of: .failure(.undecodable("cannot read the outbox: \(error)")), attempts: message.attempts, now: Date(), mayAlreadyExist: true)
             }
-            return policy.outcome(of: await send(message), attempts: message.attempts, now: Date())
+            return .notFound
         case .failure(let failure):
             // Cannot tell whether Twilio has it: never risk a second text; look again later, or leave it to an operator.
             return policy.outcome(of: .failure(failure), attempts: message.attempts, now: Date(), mayAlreadyExist: true)

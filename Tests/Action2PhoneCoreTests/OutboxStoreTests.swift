@@ -97,6 +97,33 @@ struct OutboxStoreTests {
         #expect(try fetchRow(path, "SELECT status FROM outbox WHERE id = 1")?["status"] as String? == "queued")
     }
 
+    @Test func aTextInFlightWhenItsRecipientDeletesTheirAccountIsNeverSentAgain() async throws {
+        // Given two texts being sent, to two people
+        let (path, store) = try store(queueing: [(to: "+14155550101", body: "your ballot is 42", purpose: "direct"), (to: "+14155550102", body: "hi", purpose: "reply")])
+        let claimed = try await store.claimOutbox(now: t0, limit: 2)
+        #expect(claimed.count == 2)
+        // When both delete their accounts meanwhile
+        try await DatabaseQueue(path: path).write { db in
+            for (id, phone) in [(1, "+14155550101"), (2, "+14155550102")] {
+                try db.execute(
+                    sql: """
+                        INSERT INTO users (id, phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
+                        VALUES (?, ?, 'A', 'B', ?, x'00', x'00', 1000, ?)
+                        """, arguments: [id, phone, "p\(id)@example.org", t0])
+                try SQLiteStore.deleteAccount(db, userId: Int64(id), now: t0)
+            }
+        }
+        // And the sends end in errors that would queue them again
+        try await store.completeOutbox(id: 1, outcome: .retry(at: t0, code: 20500, message: "Internal Server Error", reconcile: true), now: t0)
+        try await store.completeOutbox(id: 2, outcome: .retry(at: t0, code: 20429, message: "Too Many Requests", reconcile: false), now: t0)
+        // Then neither is queued (the next claim would have sent "[deleted]"): uncertain when the first may have
+        // reached Twilio, else failed
+        let rows = try fetchRows(path, "SELECT status, body, errorMessage FROM outbox ORDER BY id")
+        #expect(rows.map { $0["status"] as String } == ["uncertain", "failed"])
+        #expect(rows.allSatisfy { ($0["body"] as String) == "[deleted]" && ($0["errorMessage"] as String).hasPrefix("recipient deleted their account") })
+        #expect(try await store.claimNextOutbox(now: t0.addingTimeInterval(3600)) == nil)
+    }
+
     @Test func twilio21610OptsOutAndEndsTheLogin() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)

@@ -19,3 +19,7 @@ func fetchRow(_ path: String, _ sql: String) throws -> Row? {
 func executeSQL(_ path: String, _ sql: String) throws {
     try DatabaseQueue(path: path).write { try $0.execute(sql: sql) }
 }
+
+func fetchRows(_ path: String, _ sql: String) throws -> [Row] {
+    try DatabaseQueue(path: path).read { try Row.fetchAll($0, sql: sql) }
+}

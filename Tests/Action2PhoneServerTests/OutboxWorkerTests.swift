@@ -64,8 +64,11 @@ struct OutboxHarness {
 struct RecordingSender: MessageSender {
     let inner: any MessageSender
     let onSend: @Sendable () -> Void
-    init(_ inner: any MessageSender, onSend: @escaping @Sendable () -> Void) {
+    /// How much longer each lookup takes than the fake's answer (Twilio's list can be slow).
+    let lookupDelay: Duration
+    init(_ inner: any MessageSender, lookupDelay: Duration = .zero, onSend: @escaping @Sendable () -> Void) {
         self.inner = inner
+        self.lookupDelay = lookupDelay
         self.onSend = onSend
     }
     func send(to: String, body: String) async -> Result<SentMessage, RESTFailure> {
@@ -73,7 +76,8 @@ struct RecordingSender: MessageSender {
         return await inner.send(to: to, body: body)
     }
     func findExisting(to: String, body: String, since: Date) async -> Result<[MessageResource], RESTFailure> {
-        await inner.findExisting(to: to, body: body, since: since)
+        try? await Task.sleep(for: lookupDelay)
+        return await inner.findExisting(to: to, body: body, since: since)
     }
 }
 
@@ -127,6 +131,35 @@ struct OutboxWorkerTests {
         let rows = try h.rows()
         #expect(rows.allSatisfy { $0["status"] as String == "sent" && $0["attempts"] as Int == 1 })
         #expect(Set(rows.compactMap { $0["twilioSid"] as String? }) == Set(created.map(\.sid)))
+    }
+
+    @Test func aSlowLookupDoesNotPushItsSendOntoTheNextSlot() async throws {
+        // Given, at 5 sends a second, a text whose earlier attempt may have reached Twilio (it is looked up first, and
+        // the lookup takes 150 ms) and three others
+        let h = try OutboxHarness()
+        try h.enqueue((0..<4).map { (to: "+1415555\(4000 + $0)", body: "Five-year plan, part \($0)") })
+        try await DatabaseQueue(path: h.path).write {
+            try $0.execute(sql: "UPDATE outbox SET attempts = 1, needsReconcile = 1, firstAttemptAt = ? WHERE id = 1", arguments: [Date()])
+        }
+        let fake = FakeTwilio()
+        let starts = Locked<[ContinuousClock.Instant]>([])
+        try await fake.run { base in
+            let recording = RecordingSender(TwilioSender(client: h.client(base)), lookupDelay: .milliseconds(150)) { starts.withLock { $0.append(.now) } }
+            let worker = OutboxWorker(store: h.store, sender: recording, rate: 5, policy: OutboxHarness.fastPolicy, pollInterval: .milliseconds(10), logger: logger)
+            try await h.run(worker)
+        }
+        // Then it was not there, and was sent once like the others, each send in a slot of its own: 200 ms apart
+        // less the 20 ms the schedule may make up (and 15 ms for a task to start). Sent straight after its
+        // lookup, it went out 50 ms before the next text.
+        #expect(fake.created.count == 4 && Set(fake.created.map(\.to)).count == 4)
+        #expect(fake.state.withLock { $0.lists } == 1)
+        let started = starts.current.sorted()
+        #expect(started.count == 4)
+        for (earlier, later) in zip(started, started.dropFirst()) {
+            #expect(later - earlier >= .milliseconds(200 - 20 - 15), "\(started)")
+        }
+        let rows = try h.rows()
+        #expect(rows.allSatisfy { ($0["status"] as String) == "sent" && ($0["attempts"] as Int) <= 2 && ($0["needsReconcile"] as Bool) == false }, "\(rows)")
     }
 
     @Test func permanentErrorsFailAtOnceWithTwilioCodeAndMessage() async throws {

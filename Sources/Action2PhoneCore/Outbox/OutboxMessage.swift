@@ -45,6 +45,9 @@ public enum DeliveryOutcome: Sendable, Equatable {
     case accepted(sid: String)
     /// Reconciliation found that an earlier attempt had created the message, with Twilio's status for it.
     case found(sid: String, twilioStatus: String, errorCode: Int?, errorMessage: String?)
+    /// Reconciliation looked and Twilio does not have the message: it is queued again, to be sent without
+    /// another lookup at a slot of its own (sent straight after the lookup, it would break the send rate).
+    case notFound
     /// Local mode: nothing was sent.
     case simulated
     /// A permanent error: never retried.

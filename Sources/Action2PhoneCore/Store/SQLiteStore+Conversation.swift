@@ -76,16 +76,20 @@ extension SQLiteStore {
         return (stored, db.changesCount)
     }
 
+    /// What an erased text's body becomes.
+    static let deletedBody = "[deleted]"
+
     /// Erases a person: profile, inbox and login go; their logged texts and the texts sent to them lose their
-    /// bodies; texts still queued for them are cancelled. The number's consent state and log stay.
+    /// bodies; texts still queued for them are cancelled, and one being sent is never sent again (`complete`).
+    /// The number's consent state and log stay.
     static func deleteAccount(_ db: Database, userId: Int64, now: Date) throws {
         guard let phone = try String.fetchOne(db, sql: "SELECT phone FROM users WHERE id = ?", arguments: [userId]) else { return }
         try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [userId])
-        try db.execute(sql: "UPDATE inbound SET body = '[deleted]', params = '[]', reply = ? WHERE \"from\" = ?", arguments: [TwiML.empty, phone])
+        try db.execute(sql: "UPDATE inbound SET body = ?, params = '[]', reply = ? WHERE \"from\" = ?", arguments: [deletedBody, TwiML.empty, phone])
         try db.execute(
             sql: "UPDATE outbox SET status = 'failed', errorMessage = 'recipient deleted their account', updatedAt = ? WHERE \"to\" = ? AND status = 'queued'",
             arguments: [now, phone])
-        try db.execute(sql: "UPDATE outbox SET body = '[deleted]' WHERE \"to\" = ?", arguments: [phone])
+        try db.execute(sql: "UPDATE outbox SET body = ? WHERE \"to\" = ?", arguments: [deletedBody, phone])
         try resetConversation(db, phone: phone, now: now)
     }
 

@@ -93,10 +93,21 @@ extension SQLiteStore {
 
     static func complete(_ db: Database, id: Int64, outcome: DeliveryOutcome, now: Date) throws {
         try {
-            guard let to = try String.fetchOne(db, sql: "SELECT \"to\" FROM outbox WHERE id = ? AND status = 'sending'", arguments: [id]) else {
+            guard let row = try Row.fetchOne(db, sql: "SELECT \"to\", body, needsReconcile FROM outbox WHERE id = ? AND status = 'sending'", arguments: [id]) else {
                 return  // not ours any more (an operator changed it): leave it alone
             }
+            let to: String = row["to"]
             var outcome = outcome
+            if case .notFound = outcome, row["body"] == Self.deletedBody {
+                outcome = .failed(code: nil, message: "recipient deleted their account")
+            }
+            if case .retry(_, let code, let message, let reconcile) = outcome, row["body"] == Self.deletedBody {
+                // The recipient deleted their account while this was being sent: its text is gone, and it is never
+                // sent again. Uncertain when this or an earlier attempt may have reached Twilio.
+                let mayHaveSent = reconcile || row["needsReconcile"] == true
+                let reason = "recipient deleted their account; \(message)"
+                outcome = mayHaveSent ? .uncertain(code: code, message: reason) : .failed(code: code, message: reason)
+            }
             switch outcome {
             case .accepted(let sid), .found(let sid, _, _, _):
                 // A SID another row already holds means this row's attempt cannot be told apart: never adopt it.
@@ -123,6 +134,14 @@ extension SQLiteStore {
                         """,
                     arguments: [sid, now, id])
                 try Self.applyPendingCallbacks(db, sid: sid, now: now)
+            case .notFound:
+                // The lookup was not a send: its attempt is given back.
+                try db.execute(
+                    sql: """
+                        UPDATE outbox SET status = 'queued', needsReconcile = 0, nextAttemptAt = NULL, attempts = max(attempts - 1, 0),
+                        updatedAt = ? WHERE id = ?
+                        """,
+                    arguments: [now, id])
             case .simulated:
                 try db.execute(sql: "UPDATE outbox SET status = 'simulated', updatedAt = ? WHERE id = ?", arguments: [now, id])
             case .failed(let code, let message):
