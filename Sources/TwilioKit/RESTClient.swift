@@ -67,13 +67,29 @@ public struct TwilioRESTClient: Sendable {
         return await perform(request, expecting: 201, as: MessageResource.self)
     }
 
-    /// `GET …/Messages.json?To=…[&From=…]`: the most recent messages to a number, newest first.
-    public func listMessages(to: String, pageSize: Int = 50) async -> Result<[MessageResource], RESTFailure> {
+    /// `GET …/Messages.json?To=…[&From=…]`: the messages to a number created since `since`, newest first (and
+    /// perhaps a few older ones), following `next_page_uri` until a page reaches back past `since`. More than
+    /// `maxPages` pages of them is a failure: the caller cannot tell what is there.
+    public func listMessages(to: String, since: Date, pageSize: Int = 50, maxPages: Int = 10) async -> Result<[MessageResource], RESTFailure> {
         var query: [FormField] = [.init("To", to)]
         if case .number(let from) = sender { query.append(.init("From", from)) }
         query.append(.init("PageSize", String(pageSize)))
-        guard let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/Messages.json?\(FormCodec.encode(query))") else { return .failure(badURL) }
-        return await perform(URLRequest(url: url), expecting: 200, as: MessagePage.self).map(\.messages)
+        var path = "/2010-04-01/Accounts/\(accountSid)/Messages.json?\(FormCodec.encode(query))"
+        var messages: [MessageResource] = []
+        for _ in 0..<maxPages {
+            // Always on the configured host: a next_page_uri is a path on it.
+            guard path.hasPrefix("/"), let url = URL(string: baseURL + path) else { return .failure(badURL) }
+            let page: MessagePage
+            switch await perform(URLRequest(url: url), expecting: 200, as: MessagePage.self) {
+            case .success(let p): page = p
+            case .failure(let failure): return .failure(failure)
+            }
+            messages += page.messages
+            let reachedSince = page.messages.last.map { ($0.created ?? .distantPast) < since } ?? true
+            guard !reachedSince, let next = page.nextPageURI, !next.isEmpty else { return .success(messages) }
+            path = next
+        }
+        return .failure(.inconclusive("more than \(maxPages * pageSize) messages to \(to) since \(since): cannot tell whether one is this text"))
     }
 
     // MARK: - Account and numbers (doctor)
@@ -179,6 +195,8 @@ public enum RESTFailure: Error, Sendable, Equatable, CustomStringConvertible {
     /// Twilio answered with an error status; `code` and `message` come from its error JSON when present.
     case http(status: Int, code: Int?, message: String, moreInfo: String?, retryAfter: TimeInterval?)
     case undecodable(String)
+    /// Twilio answered, but the answer cannot settle the question (a lookup with too many messages to read).
+    case inconclusive(String)
 
     /// The `Retry-After` Twilio sent with an error status, if any.
     public var retryAfter: TimeInterval? {
@@ -189,7 +207,7 @@ public enum RESTFailure: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .transport(let delivery, let detail): "transport failure (\(delivery == .notSent ? "not sent" : "may have been sent")): \(detail)"
         case .http(let status, let code, let message, _, _): "HTTP \(status)\(code.map { " code \($0)" } ?? ""): \(message)"
-        case .undecodable(let detail): detail
+        case .undecodable(let detail), .inconclusive(let detail): detail
         }
     }
 }
@@ -226,6 +244,11 @@ public struct MessageResource: Decodable, Sendable, Equatable {
 
 struct MessagePage: Decodable {
     var messages: [MessageResource]
+    var nextPageURI: String?
+    enum CodingKeys: String, CodingKey {
+        case messages
+        case nextPageURI = "next_page_uri"
+    }
 }
 
 /// An account resource.

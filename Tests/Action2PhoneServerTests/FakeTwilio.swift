@@ -24,6 +24,8 @@ import TwilioKit
 /// | +15005550777 | answers 201 after 400 ms |
 /// | anything else | 201 |
 ///
+/// The message list answers in pages of `PageSize` (50 by default) with Twilio's `next_page_uri`.
+///
 /// During an outage (`outage(for:)`, from the next Messages request until both its time has passed and it has
 /// answered `atLeast` requests) every Messages request, create or list (or only creates), answers 503 (code
 /// 20503) and creates nothing.
@@ -186,7 +188,17 @@ final class FakeTwilio: Sendable {
             s.lists += 1
             return s.created.filter { (to == nil || $0.to == to) && (from == nil || $0.from == from) }.reversed()
         }
-        return Self.json(200, #"{"messages":[\#(found.map(Self.resource).joined(separator: ","))],"page":0,"page_size":50}"#)
+        // Pages of PageSize (50 by default), newest first, each naming the next as Twilio does.
+        let size = request.uri.queryParameters["PageSize"].flatMap { Int($0) } ?? 50
+        let page = request.uri.queryParameters["Page"].flatMap { Int($0) } ?? 0
+        let shown = found.dropFirst(page * size).prefix(size)
+        var next = "null"
+        if found.count > (page + 1) * size {
+            let query = FormCodec.encode([.init("To", to ?? ""), .init("PageSize", String(size)), .init("Page", String(page + 1))])
+            next = #""/2010-04-01/Accounts/\#(Self.accountSid)/Messages.json?\#(query)""#
+        }
+        return Self.json(
+            200, #"{"messages":[\#(shown.map(Self.resource).joined(separator: ","))],"page":\#(page),"page_size":\#(size),"next_page_uri":\#(next)}"#)
     }
 
     private func record(to: String, from: String?, body: String, callback: String?) -> Created {

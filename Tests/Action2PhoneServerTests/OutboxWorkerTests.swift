@@ -162,6 +162,36 @@ struct OutboxWorkerTests {
         #expect(rows.allSatisfy { ($0["status"] as String) == "sent" && ($0["attempts"] as Int) <= 2 && ($0["needsReconcile"] as Bool) == false }, "\(rows)")
     }
 
+    @Test func theLookupReadsBackToTheFirstAttemptPageByPage() async throws {
+        // Given two texts whose first attempt, ten minutes ago, may have reached Twilio: since then Twilio holds the
+        // first one and 60 newer messages to its number (two pages), and 600 newer messages to the second number
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+14155556001", body: "the original"), (to: "+14155556002", body: "lost in the crowd")])
+        let firstAttempt = Date().addingTimeInterval(-600)
+        try await DatabaseQueue(path: h.path).write {
+            try $0.execute(sql: "UPDATE outbox SET attempts = 1, needsReconcile = 1, firstAttemptAt = ?", arguments: [firstAttempt])
+        }
+        let fake = FakeTwilio()
+        func message(_ to: String, _ body: String, _ at: Date) -> FakeTwilio.Created {
+            .init(sid: "SM" + Crypto.hex(Crypto.randomBytes(16)), to: to, from: FakeTwilio.from, body: body, statusCallback: nil, at: .now, date: at)
+        }
+        let original = message("+14155556001", "the original", firstAttempt.addingTimeInterval(1))
+        fake.state.withLock { s in
+            s.created.append(original)
+            for i in 0..<60 { s.created.append(message("+14155556001", "later \(i)", firstAttempt.addingTimeInterval(100 + Double(i)))) }
+            for i in 0..<600 { s.created.append(message("+14155556002", "other \(i)", firstAttempt.addingTimeInterval(100 + Double(i) / 2))) }
+        }
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        // Then the first is found on the second page and not sent again; for the second, ten pages were not enough to
+        // tell, so it is left to an operator rather than risk a second text
+        #expect(fake.created.count == 661)
+        let rows = try h.rows()
+        #expect(rows[0]["status"] as String == "sent" && rows[0]["twilioSid"] as String? == original.sid, "\(rows[0])")
+        #expect(rows[1]["status"] as String == "uncertain", "\(rows[1])")
+        #expect((rows[1]["errorMessage"] as String).contains("more than 500 messages"))
+        #expect(fake.state.withLock { $0.lists } == 2 + 10)
+    }
+
     @Test func permanentErrorsFailAtOnceWithTwilioCodeAndMessage() async throws {
         let h = try OutboxHarness()
         try h.enqueue([(to: "+15005550001", body: "a"), (to: "+15005550004", body: "b"), (to: "+15005550009", body: "c")])

@@ -36,6 +36,7 @@ public struct DeliveryPolicy: Sendable {
         switch failure {
         case .http(let status, let code, _, _, _): status == 429 || code == 20429 || status >= 500
         case .transport, .undecodable: true
+        case .inconclusive: false
         }
     }
 
@@ -69,6 +70,9 @@ public struct DeliveryPolicy: Sendable {
             retryable = (nil, detail, true, nil)
         case .undecodable(let detail):
             retryable = (nil, detail, true, nil)
+        case .inconclusive(let detail):
+            // Asking again will not settle it: an operator decides (uncertain, as the message may exist).
+            return .failed(code: nil, message: detail)
         }
         guard attempts < maxAttempts else {
             let message = "gave up after \(attempts) attempts: \(retryable.message)"

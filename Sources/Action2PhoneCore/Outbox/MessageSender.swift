@@ -22,8 +22,9 @@ public struct TwilioSender: MessageSender {
 
     public func findExisting(to: String, body: String, since: Date) async -> Result<[MessageResource], RESTFailure> {
         // date_created has one-second resolution and clocks drift a little: allow 15 seconds of slack.
-        await client.listMessages(to: to).map { messages in
-            messages.filter { $0.body == body && ($0.created.map { $0 >= since.addingTimeInterval(-15) } ?? true) }
+        let earliest = since.addingTimeInterval(-15)
+        return await client.listMessages(to: to, since: earliest).map { messages in
+            messages.filter { $0.body == body && ($0.created.map { $0 >= earliest } ?? true) }
         }
     }
 }
