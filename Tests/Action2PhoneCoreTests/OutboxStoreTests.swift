@@ -124,6 +124,20 @@ struct OutboxStoreTests {
         #expect(try await store.claimNextOutbox(now: t0.addingTimeInterval(3600)) == nil)
     }
 
+    @Test func textsQueuedBeforeTheNumberWasSuppressedAreNotSentExceptReplies() async throws {
+        // Given a broadcast, a direct message and a reply queued to a number that Twilio then reported unreachable
+        let (path, store) = try store(queueing: [
+            (to: "+14155550101", body: "broadcast", purpose: "broadcast"), (to: "+14155550101", body: "direct", purpose: "direct"),
+            (to: "+14155550101", body: "reply", purpose: "reply"),
+        ])
+        try executeSQL(path, "INSERT INTO phones (phone, suppressed, suppressedReason, updatedAt) VALUES ('+14155550101', 1, 'Twilio error 30003', '2026-11-25 09:00:00.000')")
+        // Then only the reply is sent; the others fail, saying why
+        #expect(try await sendAll(store) { try await store.claimNextOutbox(now: t0) } == ["reply"])
+        let rows = try fetchRows(path, "SELECT status, errorMessage FROM outbox ORDER BY id")
+        #expect(rows.map { $0["status"] as String } == ["failed", "failed", "sent"])
+        #expect((rows[0]["errorMessage"] as String).hasPrefix("not sent: the number cannot receive texts"))
+    }
+
     @Test func twilio21610OptsOutAndEndsTheLogin() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)

@@ -37,16 +37,20 @@ extension SQLiteStore {
     /// text; or, for a probe, the one tried least often (replies first among equals).
     static func claimOne(_ db: Database, now: Date, leastTriedFirst: Bool = false) throws -> OutboxMessage? {
         try {
-            // A bounded loop: rows whose number opted out after they were queued fail here and the next is tried.
+            // A bounded loop: rows whose number opted out after they were queued fail here and the next is tried, as
+            // do those whose number became suppressed (Twilio says it cannot receive texts), except replies: that
+            // person has just texted.
             for _ in 0..<100 {
                 func fetch(_ sql: String) throws -> Row? { try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [now]) }
                 let found = leastTriedFirst ? try fetch(DueSQL.probe) : try fetch(DueSQL.reply) ?? fetch(DueSQL.any)
                 guard let row = found else { return nil }
                 let id: Int64 = row["id"]
-                if row["optedOut"] as Bool {
-                    try db.execute(
-                        sql: "UPDATE outbox SET status = 'failed', errorMessage = 'not sent: the recipient opted out', updatedAt = ? WHERE id = ?",
-                        arguments: [now, id])
+                let refusal: String? =
+                    if row["optedOut"] as Bool { "not sent: the recipient opted out" } else if row["suppressed"] as Bool {
+                        "not sent: the number cannot receive texts (suppressed; action2phone users unsuppress clears it)"
+                    } else { nil }
+                if let refusal {
+                    try db.execute(sql: "UPDATE outbox SET status = 'failed', errorMessage = ?, updatedAt = ? WHERE id = ?", arguments: [refusal, now, id])
                     continue
                 }
                 return try Row.fetchOne(
@@ -66,7 +70,8 @@ extension SQLiteStore {
     private enum DueSQL {
         static func due(_ filter: String, orderBy order: String) -> String {
             """
-            SELECT o.id, coalesce(p.optedOut, 0) AS optedOut FROM outbox o LEFT JOIN phones p ON p.phone = o."to"
+            SELECT o.id, coalesce(p.optedOut, 0) AS optedOut, coalesce(p.suppressed, 0) AND o.purpose != 'reply' AS suppressed
+            FROM outbox o LEFT JOIN phones p ON p.phone = o."to"
             WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?) \(filter)
               AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id != o.id
                               AND (e.status = 'sending' OR (e.status = 'queued' AND e.id < o.id)))
