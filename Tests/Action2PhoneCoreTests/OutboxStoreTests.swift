@@ -138,6 +138,22 @@ struct OutboxStoreTests {
         #expect((rows[0]["errorMessage"] as String).hasPrefix("not sent: the number cannot receive texts"))
     }
 
+    @Test func a21610InAStatusCallbackOptsOutOnce() async throws {
+        // Given a text Twilio accepted (a Messaging Service reports the opt-out later, in a callback)
+        let (path, store) = try store(queueing: [(to: "+14155550101", body: "x", purpose: "direct")])
+        let m = try #require(try await store.claimNextOutbox(now: t0))
+        try await store.completeOutbox(id: m.id, outcome: .accepted(sid: "SM21610"), now: t0)
+        // When the failed callback says 21610, twice
+        for _ in 0..<2 {
+            let callback = try StatusCallback(fields: [.init("MessageSid", "SM21610"), .init("MessageStatus", "failed"), .init("ErrorCode", "21610")])
+            #expect(try await store.applyStatusCallback(callback, now: t0))
+        }
+        // Then the number is opted out, with one consent-log entry from Twilio
+        #expect(try fetchInt(path, "SELECT optedOut FROM phones WHERE phone = '+14155550101'") == 1)
+        #expect(try fetchInt(path, "SELECT count(*) FROM consentLog WHERE phone = '+14155550101' AND action = 'optOut' AND source = 'twilio'") == 1)
+        #expect(try fetchRow(path, "SELECT status FROM outbox")?["status"] as String? == "failed")
+    }
+
     @Test func twilio21610OptsOutAndEndsTheLogin() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)

@@ -153,13 +153,7 @@ extension SQLiteStore {
                 try db.execute(
                     sql: "UPDATE outbox SET status = 'failed', errorCode = ?, errorMessage = ?, nextAttemptAt = NULL, updatedAt = ? WHERE id = ?",
                     arguments: [code, message, now, id])
-                if code == 21610 {
-                    try Self.setOptedOut(db, phone: to, optedOut: true, source: "twilio", text: "Twilio error 21610: the recipient replied STOP", now: now)
-                    // As a STOP keyword does: the login and any question end.
-                    try Self.resetConversation(db, phone: to, now: now)
-                } else if let code, Self.unreachableCodes.contains(code) {
-                    try Self.setSuppressed(db, phone: to, reason: "Twilio error \(code)", now: now)
-                }
+                if let code { try Self.recordRecipientError(db, phone: to, code: code, now: now) }
             case .retry(let at, let code, let message, let reconcile):
                 try db.execute(
                     sql: """

@@ -165,10 +165,22 @@ public struct SQLiteStore: Store {
                 sql: "UPDATE outbox SET errorCode = COALESCE(errorCode, ?), errorMessage = COALESCE(errorMessage, ?), updatedAt = ? WHERE id = ?",
                 arguments: [errorCode, errorMessage, now, id])
         }
-        if let errorCode, Self.unreachableCodes.contains(errorCode) {
-            try Self.setSuppressed(db, phone: row["to"], reason: "Twilio error \(errorCode)", now: now)
-        }
+        if let errorCode { try Self.recordRecipientError(db, phone: row["to"], code: errorCode, now: now) }
         return true
+    }
+
+    /// What a Twilio error about the recipient says about the number, from a send's answer or a status callback:
+    /// 21610, it opted out (as a STOP keyword does, its login and any question end); an unreachable code, it is
+    /// suppressed.
+    static func recordRecipientError(_ db: Database, phone: String, code: Int, now: Date) throws {
+        if code == 21610 {
+            // Once in the consent log, however many texts (or callbacks) report it.
+            guard try Bool.fetchOne(db, sql: "SELECT optedOut FROM phones WHERE phone = ?", arguments: [phone]) != true else { return }
+            try setOptedOut(db, phone: phone, optedOut: true, source: "twilio", text: "Twilio error 21610: the recipient replied STOP", now: now)
+            try resetConversation(db, phone: phone, now: now)
+        } else if unreachableCodes.contains(code) {
+            try setSuppressed(db, phone: phone, reason: "Twilio error \(code)", now: now)
+        }
     }
 
     /// Applies, then forgets, the callbacks that arrived for `sid` before it was recorded.
