@@ -75,7 +75,12 @@ struct Outbox: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let rows = try await store.open().outboxMessages(status: status.flatMap(OutboxStatus.init), limit: limit)
+            // One more than asked for says whether rows were left out (said on stderr: stdout stays the rows).
+            var rows = try await store.open().outboxMessages(status: status.flatMap(OutboxStatus.init), limit: limit + 1)
+            if rows.count > limit {
+                rows.removeLast()
+                printError("(the newest \(limit) shown; there are more: --limit N shows more)")
+            }
             if json {
                 print(try Output.json(rows.map(OutboxJSON.init)))
             } else if csv {

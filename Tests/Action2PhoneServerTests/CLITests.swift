@@ -110,6 +110,11 @@ struct CLITests {
         #expect(rows.count == 2)
         #expect(Set(rows[0].keys) == ["id", "to", "body", "status", "attempts", "twilioSid", "errorCode", "errorMessage", "createdAt", "updatedAt"])
         #expect(rows.map { $0["body"] as? String } == ["Harvest at dawn", "Report at dawn"])
+        #expect(outbox.stderr.isEmpty)
+        // Fewer than there are: the newest, and a word on stderr that more exist
+        let newest = try await Executable.run(["outbox", "list", "--db", db, "--limit", "1", "--json"])
+        #expect(try #require(try jsonObject(newest.stdout) as? [[String: Any]]).map { $0["body"] as? String } == ["Harvest at dawn"])
+        #expect(newest.stderr.contains("the newest 1 shown; there are more"))
         let queued = try await Executable.run(["outbox", "list", "--status", "queued", "--db", db, "--csv"])
         #expect(queued.stdout.split(separator: "\n").count == 3)
         // A queued text cannot be retried (it would go twice); an uncertain one can, and is looked up first.
