@@ -23,9 +23,8 @@ public enum TwiML {
         var any = false
         for text in texts {
             for part in split(text) {
-                // Blank once escaped: a text of control characters would otherwise be an empty <Message>.
                 let body = escape(part)
-                guard !body.allSatisfy(\.isWhitespace) else { continue }
+                guard !Self.isBlankOnceEscaped(body) else { continue }
                 xml += "<Message>"
                 xml += body
                 xml += "</Message>"
@@ -33,6 +32,16 @@ public enum TwiML {
             }
         }
         return any ? xml + "</Response>" : empty
+    }
+
+    /// Whether `part` has nothing to show: only whitespace, and control characters that `escape` drops (a text of
+    /// them alone would be an empty <Message>, Twilio error 14103, or an empty REST body).
+    public static func isBlank(_ part: String) -> Bool {
+        isBlankOnceEscaped(escape(part))
+    }
+
+    private static func isBlankOnceEscaped(_ escaped: String) -> Bool {
+        escaped.allSatisfy(\.isWhitespace)
     }
 
     /// Escapes text for XML character data and drops the control characters XML 1.0 cannot carry.

@@ -76,7 +76,7 @@ struct Outbox: AsyncParsableCommand {
 
         func run() async throws {
             // One more than asked for says whether rows were left out (said on stderr: stdout stays the rows).
-            var rows = try await store.open().outboxMessages(status: status.flatMap(OutboxStatus.init), limit: limit + 1)
+            var rows = try await store.open().outboxMessages(status: status.flatMap(OutboxStatus.init), limit: min(limit, Int.max - 1) + 1)
             if rows.count > limit {
                 rows.removeLast()
                 printError("(the newest \(limit) shown; there are more: --limit N shows more)")

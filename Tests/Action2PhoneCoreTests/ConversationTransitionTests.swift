@@ -136,6 +136,14 @@ struct ConversationTransitionTests {
         let idle = ConversationState(lastActivity: recent)
         #expect(engine.passcodeWork(for: Inbound(text: "LOGIN  my pass"), state: idle, account: ivan, now: t0) == .verify("my pass", against: storedHash))
         #expect(engine.passcodeWork(for: Inbound(text: "LOGIN"), state: idle, account: ivan, now: t0) == nil)
+        // An opted-out number is answered only when it opts back in: nothing of it is ever hashed (its YES at an open
+        // passcode question is the opt-in, and is logged as it is)
+        let askedLogin = Self.s["asked login passcode"]!.state
+        #expect(engine.passcodeWork(for: Inbound(text: "YES"), state: askedLogin, account: ivan, optedOut: true, now: t0) == nil)
+        #expect(engine.passcodeWork(for: Inbound(text: "right-passcode"), state: askedLogin, account: ivan, optedOut: true, now: t0) == nil)
+        var state = askedLogin
+        let yes = try engine.reduce(&state, Inbound(text: "YES"), facts: facts(optedOut: true), now: t0)
+        #expect(yes.effects == [.optIn(text: "YES")] && yes.loggedBody == nil)
         var locked = ivan
         locked.lockedUntil = t0.addingTimeInterval(60)
         #expect(engine.passcodeWork(for: Inbound(text: "LOGIN my-pass"), state: idle, account: locked, now: t0) == nil)

@@ -98,13 +98,17 @@ struct OutboxStoreTests {
     }
 
     @Test func aTextInFlightWhenItsRecipientDeletesTheirAccountIsNeverSentAgain() async throws {
-        // Given two texts being sent, to two people
-        let (path, store) = try store(queueing: [(to: "+14155550101", body: "your ballot is 42", purpose: "direct"), (to: "+14155550102", body: "hi", purpose: "reply")])
+        // Given two texts being sent, to two people, and a third person's text waiting to retry after a 5xx
+        let (path, store) = try store(queueing: [
+            (to: "+14155550101", body: "your ballot is 42", purpose: "direct"), (to: "+14155550102", body: "hi", purpose: "reply"),
+            (to: "+14155550103", body: "maybe sent", purpose: "direct"),
+        ])
+        try executeSQL(path, "UPDATE outbox SET needsReconcile = 1, attempts = 1, nextAttemptAt = '2099-01-01 00:00:00.000' WHERE id = 3")
         let claimed = try await store.claimOutbox(now: t0, limit: 2)
         #expect(claimed.count == 2)
         // When both delete their accounts meanwhile
         try await DatabaseQueue(path: path).write { db in
-            for (id, phone) in [(1, "+14155550101"), (2, "+14155550102")] {
+            for (id, phone) in [(1, "+14155550101"), (2, "+14155550102"), (3, "+14155550103")] {
                 try db.execute(
                     sql: """
                         INSERT INTO users (id, phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
@@ -119,22 +123,24 @@ struct OutboxStoreTests {
         // Then neither is queued (the next claim would have sent "[deleted]"): uncertain when the first may have
         // reached Twilio, else failed
         let rows = try fetchRows(path, "SELECT status, body, errorMessage FROM outbox ORDER BY id")
-        #expect(rows.map { $0["status"] as String } == ["uncertain", "failed"])
+        #expect(rows.map { $0["status"] as String } == ["uncertain", "failed", "uncertain"])
         #expect(rows.allSatisfy { ($0["body"] as String) == "[deleted]" && ($0["errorMessage"] as String).hasPrefix("recipient deleted their account") })
         #expect(try await store.claimNextOutbox(now: t0.addingTimeInterval(3600)) == nil)
     }
 
     @Test func textsQueuedBeforeTheNumberWasSuppressedAreNotSentExceptReplies() async throws {
-        // Given a broadcast, a direct message and a reply queued to a number that Twilio then reported unreachable
+        // Given a broadcast, a direct message (waiting to retry after a 5xx: it may be at Twilio already) and a reply
+        // queued to a number that Twilio then reported unreachable
         let (path, store) = try store(queueing: [
             (to: "+14155550101", body: "broadcast", purpose: "broadcast"), (to: "+14155550101", body: "direct", purpose: "direct"),
             (to: "+14155550101", body: "reply", purpose: "reply"),
         ])
         try executeSQL(path, "INSERT INTO phones (phone, suppressed, suppressedReason, updatedAt) VALUES ('+14155550101', 1, 'Twilio error 30003', '2026-11-25 09:00:00.000')")
-        // Then only the reply is sent; the others fail, saying why
+        try executeSQL(path, "UPDATE outbox SET needsReconcile = 1, attempts = 1 WHERE id = 2")
+        // Then only the reply is sent; the others are not, saying why (the one that may have been sent is uncertain)
         #expect(try await sendAll(store) { try await store.claimNextOutbox(now: t0) } == ["reply"])
         let rows = try fetchRows(path, "SELECT status, errorMessage FROM outbox ORDER BY id")
-        #expect(rows.map { $0["status"] as String } == ["failed", "failed", "sent"])
+        #expect(rows.map { $0["status"] as String } == ["failed", "uncertain", "sent"])
         #expect((rows[0]["errorMessage"] as String).hasPrefix("not sent: the number cannot receive texts"))
     }
 
@@ -152,6 +158,14 @@ struct OutboxStoreTests {
         #expect(try fetchInt(path, "SELECT optedOut FROM phones WHERE phone = '+14155550101'") == 1)
         #expect(try fetchInt(path, "SELECT count(*) FROM consentLog WHERE phone = '+14155550101' AND action = 'optOut' AND source = 'twilio'") == 1)
         #expect(try fetchRow(path, "SELECT status FROM outbox")?["status"] as String? == "failed")
+        // And a repeat arriving after the person opted back in does not opt them out again
+        try await DatabaseQueue(path: path).write {
+            try SQLiteStore.setOptedOut($0, phone: "+14155550101", optedOut: false, source: "keyword", text: "START", now: t0)
+        }
+        let repeated = try StatusCallback(fields: [.init("MessageSid", "SM21610"), .init("MessageStatus", "failed"), .init("ErrorCode", "21610")])
+        #expect(try await store.applyStatusCallback(repeated, now: t0))
+        #expect(try fetchInt(path, "SELECT optedOut FROM phones WHERE phone = '+14155550101'") == 0)
+        #expect(try fetchInt(path, "SELECT count(*) FROM consentLog WHERE phone = '+14155550101'") == 2)
     }
 
     @Test func twilio21610OptsOutAndEndsTheLogin() async throws {

@@ -81,6 +81,15 @@ struct SQLiteStoreTests {
         }
     }
 
+    @Test func restRepliesQueueNoBlankText() async throws {
+        // A reply part of control characters alone would be an empty SMS: dropped, as in TwiML
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        let record = InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "x")
+        _ = try await store.processInbound(record, replyMode: .rest, now: Date()) { _, _ in Decision(replies: ["\u{1}\u{7}", "real"], loggedBody: "x") }
+        #expect(try fetchRows(path, "SELECT body FROM outbox").map { $0["body"] as String } == ["real"])
+    }
+
     @Test func duplicateSidDoesNotDecideAgain() async throws {
         let store = try SQLiteStore.open(path: makeTestDatabasePath())
         let record = InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "x")

@@ -115,6 +115,8 @@ struct CLITests {
         let newest = try await Executable.run(["outbox", "list", "--db", db, "--limit", "1", "--json"])
         #expect(try #require(try jsonObject(newest.stdout) as? [[String: Any]]).map { $0["body"] as? String } == ["Harvest at dawn"])
         #expect(newest.stderr.contains("the newest 1 shown; there are more"))
+        let all = try await Executable.run(["outbox", "list", "--db", db, "--limit", String(Int.max)])
+        #expect(all.status == 0 && all.stderr.isEmpty, "\(all.stderr)")
         let queued = try await Executable.run(["outbox", "list", "--status", "queued", "--db", db, "--csv"])
         #expect(queued.stdout.split(separator: "\n").count == 3)
         // A queued text cannot be retried (it would go twice); an uncertain one can, and is looked up first.

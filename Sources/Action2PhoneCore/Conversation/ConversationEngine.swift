@@ -36,7 +36,9 @@ public struct ConversationEngine: Sendable {
     }
 
     /// The passcode hashing or verification `input` needs before `reduce` can decide, if any.
-    public func passcodeWork(for input: Inbound, state: ConversationState, account: Account?, now: Date) -> PasscodeWork? {
+    /// None for an opted-out number: it is answered only when it opts back in, and its YES is that, not a passcode.
+    public func passcodeWork(for input: Inbound, state: ConversationState, account: Account?, optedOut: Bool = false, now: Date) -> PasscodeWork? {
+        guard !optedOut else { return nil }
         var state = state
         _ = expire(&state, now: now)
         switch route(input, state) {

@@ -39,7 +39,7 @@ public struct ConversationService: InboundHandler {
         let engine = self.engine
         return try await store.processInbound(record, replyMode: replyMode, now: now) { state, facts in
             var evidence: PasscodeEvidence? = nil
-            if let work = engine.passcodeWork(for: input, state: state, account: try facts.account(), now: now) {
+            if let work = engine.passcodeWork(for: input, state: state, account: try facts.account(), optedOut: try facts.consent().optedOut, now: now) {
                 guard let prepared else { throw PasscodeWorkNeeded(work: work) }
                 // Work done for another state (it changed meanwhile) is not used: the step asks again.
                 evidence = prepared.0 == work ? prepared.1 : nil

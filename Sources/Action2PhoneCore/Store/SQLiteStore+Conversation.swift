@@ -86,8 +86,12 @@ extension SQLiteStore {
         guard let phone = try String.fetchOne(db, sql: "SELECT phone FROM users WHERE id = ?", arguments: [userId]) else { return }
         try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [userId])
         try db.execute(sql: "UPDATE inbound SET body = ?, params = '[]', reply = ? WHERE \"from\" = ?", arguments: [deletedBody, TwiML.empty, phone])
+        // Uncertain rather than failed when an earlier attempt may have reached Twilio.
         try db.execute(
-            sql: "UPDATE outbox SET status = 'failed', errorMessage = 'recipient deleted their account', updatedAt = ? WHERE \"to\" = ? AND status = 'queued'",
+            sql: """
+                UPDATE outbox SET status = CASE WHEN needsReconcile THEN 'uncertain' ELSE 'failed' END,
+                errorMessage = 'recipient deleted their account', updatedAt = ? WHERE "to" = ? AND status = 'queued'
+                """,
             arguments: [now, phone])
         try db.execute(sql: "UPDATE outbox SET body = ? WHERE \"to\" = ?", arguments: [deletedBody, phone])
         try resetConversation(db, phone: phone, now: now)

@@ -50,7 +50,9 @@ extension SQLiteStore {
                         "not sent: the number cannot receive texts (suppressed; action2phone users unsuppress clears it)"
                     } else { nil }
                 if let refusal {
-                    try db.execute(sql: "UPDATE outbox SET status = 'failed', errorMessage = ?, updatedAt = ? WHERE id = ?", arguments: [refusal, now, id])
+                    // Uncertain rather than failed when an earlier attempt may have reached Twilio.
+                    let status = row["needsReconcile"] as Bool ? "uncertain" : "failed"
+                    try db.execute(sql: "UPDATE outbox SET status = ?, errorMessage = ?, updatedAt = ? WHERE id = ?", arguments: [status, refusal, now, id])
                     continue
                 }
                 return try Row.fetchOne(
@@ -70,7 +72,7 @@ extension SQLiteStore {
     private enum DueSQL {
         static func due(_ filter: String, orderBy order: String) -> String {
             """
-            SELECT o.id, coalesce(p.optedOut, 0) AS optedOut, coalesce(p.suppressed, 0) AND o.purpose != 'reply' AS suppressed
+            SELECT o.id, o.needsReconcile, coalesce(p.optedOut, 0) AS optedOut, coalesce(p.suppressed, 0) AND o.purpose != 'reply' AS suppressed
             FROM outbox o LEFT JOIN phones p ON p.phone = o."to"
             WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?) \(filter)
               AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id != o.id

@@ -102,7 +102,7 @@ public struct SQLiteStore: Store {
         case .rest:
             twiml = TwiML.empty
             for text in decision.replies {
-                for part in TwiML.split(text) where !part.allSatisfy(\.isWhitespace) {
+                for part in TwiML.split(text) where !TwiML.isBlank(part) {
                     try enqueue(db, to: record.from, body: part, purpose: "reply", inReplyTo: record.messageSid, now: now)
                 }
             }
@@ -143,7 +143,7 @@ public struct SQLiteStore: Store {
     /// Moves the row with Twilio SID `sid` forward to Twilio's status (never backwards), keeps the error, and
     /// suppresses numbers Twilio says cannot receive texts. `false` when no row has that SID.
     static func applyStatus(_ db: Database, sid: String, twilioStatus: String, errorCode: Int?, errorMessage: String?, now: Date) throws -> Bool {
-        guard let row = try Row.fetchOne(db, sql: "SELECT id, status, \"to\" FROM outbox WHERE twilioSid = ?", arguments: [sid]) else {
+        guard let row = try Row.fetchOne(db, sql: "SELECT id, status, \"to\", errorCode FROM outbox WHERE twilioSid = ?", arguments: [sid]) else {
             return false
         }
         let id: Int64 = row["id"]
@@ -156,7 +156,8 @@ public struct SQLiteStore: Store {
             case "failed", "canceled": .failed
             default: nil  // queued, accepted, sending, scheduled: never a step forward for a row we sent
             }
-        if let target, target.rank > current.rank {
+        let moved = target.map { $0.rank > current.rank } ?? false
+        if let target, moved {
             try db.execute(
                 sql: "UPDATE outbox SET status = ?, errorCode = COALESCE(?, errorCode), errorMessage = COALESCE(?, errorMessage), updatedAt = ? WHERE id = ?",
                 arguments: [target.rawValue, errorCode, errorMessage, now, id])
@@ -165,7 +166,10 @@ public struct SQLiteStore: Store {
                 sql: "UPDATE outbox SET errorCode = COALESCE(errorCode, ?), errorMessage = COALESCE(errorMessage, ?), updatedAt = ? WHERE id = ?",
                 arguments: [errorCode, errorMessage, now, id])
         }
-        if let errorCode { try Self.recordRecipientError(db, phone: row["to"], code: errorCode, now: now) }
+        // Only news about the row says anything about the number: callbacks repeat, and a repeat arriving after the
+        // person opted back in (or an operator unsuppressed them) must not undo that.
+        let news = moved || (row["errorCode"] as Int?) == nil
+        if let errorCode, news { try Self.recordRecipientError(db, phone: row["to"], code: errorCode, now: now) }
         return true
     }
 
