@@ -68,7 +68,7 @@ public struct TwilioRESTClient: Sendable {
     }
 
     /// `GET …/Messages.json?To=…[&From=…]`: the messages to a number created since `since`, newest first (and
-    /// perhaps a few older ones), following `next_page_uri` until a page reaches back past `since`. More than
+    /// perhaps some older ones), following `next_page_uri` until a page holds nothing created since `since`. More than
     /// `maxPages` pages of them is a failure: the caller cannot tell what is there.
     public func listMessages(to: String, since: Date, pageSize: Int = 50, maxPages: Int = 10) async -> Result<[MessageResource], RESTFailure> {
         var query: [FormField] = [.init("To", to)]
@@ -85,7 +85,8 @@ public struct TwilioRESTClient: Sendable {
             case .failure(let failure): return .failure(failure)
             }
             messages += page.messages
-            let reachedSince = page.messages.last.map { ($0.created ?? .distantPast) < since } ?? true
+            // Twilio sorts by when a message was sent, not created: go on while any on the page may be recent enough.
+            let reachedSince = page.messages.allSatisfy { ($0.created ?? .distantPast) < since }
             guard !reachedSince, let next = page.nextPageURI, !next.isEmpty else { return .success(messages) }
             path = next
         }
