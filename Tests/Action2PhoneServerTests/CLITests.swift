@@ -62,6 +62,31 @@ struct CLITests {
         #expect((try jsonObject(find.stdout) as? [[String: Any]])?.count == 1)
     }
 
+    @Test func optOutAndInOnAnOperatorsWord() async throws {
+        // Given Ivan, registered and logged in, who has just been asked to confirm DELETE
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        _ = try await Executable.run(["chat", "--db", db, "--from", "415-555-0100"], input: "DELETE\n")
+        // When an operator opts him out
+        let out = try await Executable.run(["users", "opt-out", "415-555-0100", "--db", db, "--note", "asked by phone"])
+        #expect(out.status == 0 && out.stdout.contains("+14155550100 is opted out"))
+        let shown = try #require(try jsonObject(try await Executable.run(["users", "show", "1", "--db", db, "--json"]).stdout) as? [String: Any])
+        #expect(shown["optedOut"] as? Bool == true)
+        // Then, as after a STOP, his login and the open question are over: opting back in by text finds him logged out,
+        // and the question gone
+        let back = try await Executable.run(["chat", "--db", db, "--from", "415-555-0100"], input: "START\nPROFILE\n")
+        #expect(back.stdout.contains("Welcome back") && back.stdout.contains("Please log in first"), "\(back.stdout)")
+        let log = try await DatabasePool(path: db).read { try Row.fetchAll($0, sql: "SELECT action, source, text FROM consentLog ORDER BY id") }
+        #expect(log.map { "\($0["action"] as String)/\($0["source"] as String)" } == ["optOut/operator", "optIn/keyword"])
+        #expect(log.first?["text"] as String? == "asked by phone")
+        // And an operator can opt a number in too
+        _ = try await Executable.run(["users", "opt-out", "+14155550100", "--db", db])
+        let again = try await Executable.run(["users", "opt-in", "+14155550100", "--db", db])
+        #expect(again.status == 0 && again.stdout.contains("+14155550100 is opted in"))
+        let optedOut = try await DatabasePool(path: db).read { try Bool.fetchOne($0, sql: "SELECT optedOut FROM phones WHERE phone = '+14155550100'") }
+        #expect(optedOut == false)
+    }
+
     @Test func unknownUsersAndBadPhonesFailClearly() async throws {
         let db = tempDatabase()
         let show = try await Executable.run(["users", "show", "+14155550999", "--db", db])

@@ -81,10 +81,12 @@ extension SQLiteStore {
         try await writer.write { db in try Self.broadcast(db, senderId: nil, body: body, now: now) }
     }
 
-    /// Opts a number out or back in on an operator's word (consent log source `operator`).
+    /// Opts a number out or back in on an operator's word (consent log source `operator`). Opting out ends the
+    /// login and any question, as a STOP keyword does.
     public func setConsent(phone: String, optedOut: Bool, note: String, now: Date = Date()) async throws {
         try await writer.write { db in
             try Self.setOptedOut(db, phone: phone, optedOut: optedOut, source: "operator", text: note, now: now)
+            if optedOut { try Self.resetConversation(db, phone: phone, now: now) }
         }
     }
 
