@@ -115,7 +115,7 @@ struct Users: AsyncParsableCommand {
         func run() async throws {
             let e164 = try phoneArgument(phone)
             guard try await store.open().unsuppress(phone: e164) else { throw CLIError("\(e164) is not suppressed") }
-            print("\(e164) gets broadcasts again.")
+            print("\(e164) can be texted again: broadcasts and direct messages.")
         }
     }
 }

@@ -87,6 +87,25 @@ struct CLITests {
         #expect(optedOut == false)
     }
 
+    @Test func unsuppressClearsASuppressionOnce() async throws {
+        // Given Ivan, whose number Twilio reported unreachable
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        try await DatabasePool(path: db).write {
+            try $0.execute(sql: "INSERT INTO phones (phone, suppressed, suppressedReason, updatedAt) VALUES ('+14155550100', 1, 'Twilio error 30003', datetime('now'))")
+        }
+        // When an operator clears it, then tries again
+        let cleared = try await Executable.run(["users", "unsuppress", "415-555-0100", "--db", db])
+        let again = try await Executable.run(["users", "unsuppress", "415-555-0100", "--db", db])
+        // Then the first clears it, in the consent log; the second says there was nothing to clear
+        #expect(cleared.status == 0 && cleared.stdout.contains("+14155550100 can be texted again"))
+        #expect(again.status == 1 && again.stderr.contains("+14155550100 is not suppressed"))
+        let row = try await DatabasePool(path: db).read {
+            try Row.fetchOne($0, sql: "SELECT suppressed, suppressedReason, (SELECT count(*) FROM consentLog WHERE action = 'unsuppress' AND source = 'operator') AS logged FROM phones")
+        }
+        #expect(row?["suppressed"] as Bool? == false && row?["suppressedReason"] as String? == nil && row?["logged"] as Int? == 1)
+    }
+
     @Test func unknownUsersAndBadPhonesFailClearly() async throws {
         let db = tempDatabase()
         let show = try await Executable.run(["users", "show", "+14155550999", "--db", db])

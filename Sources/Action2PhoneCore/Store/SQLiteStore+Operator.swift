@@ -90,7 +90,7 @@ extension SQLiteStore {
         }
     }
 
-    /// Clears a suppression so the number gets broadcasts again; `false` when it was not suppressed.
+    /// Clears a suppression so the number gets broadcasts and direct messages again; `false` when it was not suppressed.
     public func unsuppress(phone: String, now: Date = Date()) async throws -> Bool {
         try await writer.write { db in
             try db.execute(
