@@ -86,10 +86,15 @@ struct OutboxStoreTests {
     @Test func retryClearsTheOldSidAndRefusesErasedTexts() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
-        try queue(path, [(to: "+14155550101", body: "x", purpose: "direct"), (to: "+14155550102", body: "[deleted]", purpose: "direct")])
-        try executeSQL(path, "UPDATE outbox SET status = 'undelivered', twilioSid = 'SMold' WHERE id = 1; UPDATE outbox SET status = 'failed' WHERE id = 2")
-        let result = try await store.retryOutbox(ids: [1, 2, 99])
-        #expect(result.queued == [1])
+        // (row 2's recipient deleted their account; row 3 is an admin's text that happens to read "[deleted]")
+        try queue(
+            path,
+            [(to: "+14155550101", body: "x", purpose: "direct"), (to: "+14155550102", body: "[deleted]", purpose: "direct"), (to: "+14155550103", body: "[deleted]", purpose: "direct")])
+        try executeSQL(
+            path,
+            "UPDATE outbox SET status = 'undelivered', twilioSid = 'SMold' WHERE id = 1; UPDATE outbox SET status = 'failed' WHERE id IN (2, 3); UPDATE outbox SET recipientDeleted = 1 WHERE id = 2")
+        let result = try await store.retryOutbox(ids: [1, 2, 3, 99])
+        #expect(result.queued == [1, 3])
         #expect(result.refused.map(\.id) == [2, 99])
         #expect(try fetchRow(path, "SELECT status, twilioSid FROM outbox WHERE id = 1")?["twilioSid"] as String? == nil)
         // A late callback for the old SID no longer touches the requeued row

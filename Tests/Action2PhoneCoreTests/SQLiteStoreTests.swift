@@ -13,7 +13,7 @@ struct SQLiteStoreTests {
         // When the store opens it
         let store = try SQLiteStore.open(path: path)
         // Then every migration is applied, in WAL mode, with foreign keys on
-        #expect(try store.appliedMigrations() == ["v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times"])
+        #expect(try store.appliedMigrations() == ["v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times", "v3 outbox recipientDeleted"])
         let queue = try DatabaseQueue(path: path)
         #expect(try queue.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
         let tables = try queue.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") }
@@ -33,14 +33,20 @@ struct SQLiteStoreTests {
                     INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt, failedLogins, firstFailedLoginAt)
                     VALUES ('+14155550100', 'Ivan', 'Petrov', 'ivan@example.org', x'00', x'00', 1000, ?, 2, ?)
                     """, arguments: [first, first])
+            // and a text to someone who deleted their account then (its body erased)
+            try db.execute(
+                sql: "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES ('+14155550101', '[deleted]', 'direct', 'failed', ?, ?)",
+                arguments: [first, first])
         }
         try old.close()
         // When the store opens it
         let store = try SQLiteStore.open(path: path)
-        // Then v2 is applied and the failures still count, at the first one's time
-        #expect(try store.appliedMigrations().last == "v2 failed login times")
+        // Then v2 (and every later migration) is applied and the failures still count, at the first one's time
+        #expect(try store.appliedMigrations().contains("v2 failed login times"))
         let (_, account) = try await store.conversationSnapshot(phone: "+14155550100")
         #expect(account?.recentFailedLogins == [first, first])
+        // and the erased text is marked as to a deleted account (v3), so it is never retried
+        #expect(try fetchInt(path, "SELECT recipientDeleted FROM outbox") == 1)
     }
 
     @Test func reopeningKeepsDataAndAppliesNothingTwice() async throws {

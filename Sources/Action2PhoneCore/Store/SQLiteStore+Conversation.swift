@@ -93,7 +93,7 @@ extension SQLiteStore {
                 errorMessage = 'recipient deleted their account', updatedAt = ? WHERE "to" = ? AND status = 'queued'
                 """,
             arguments: [now, phone])
-        try db.execute(sql: "UPDATE outbox SET body = ? WHERE \"to\" = ?", arguments: [deletedBody, phone])
+        try db.execute(sql: "UPDATE outbox SET body = ?, recipientDeleted = 1 WHERE \"to\" = ?", arguments: [deletedBody, phone])
         try resetConversation(db, phone: phone, now: now)
     }
 

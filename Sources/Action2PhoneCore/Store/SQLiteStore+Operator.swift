@@ -119,7 +119,7 @@ extension SQLiteStore {
                     refused.append(.init(id: id, reason: "no outbox row with id \(id)"))
                     continue
                 }
-                if try String.fetchOne(db, sql: "SELECT body FROM outbox WHERE id = ?", arguments: [id]) == Self.deletedBody {
+                if try Bool.fetchOne(db, sql: "SELECT recipientDeleted FROM outbox WHERE id = ?", arguments: [id]) == true {
                     refused.append(.init(id: id, reason: "row \(id) was to a person who deleted their account"))
                     continue
                 }

@@ -100,15 +100,16 @@ extension SQLiteStore {
 
     static func complete(_ db: Database, id: Int64, outcome: DeliveryOutcome, now: Date) throws {
         try {
-            guard let row = try Row.fetchOne(db, sql: "SELECT \"to\", body, needsReconcile FROM outbox WHERE id = ? AND status = 'sending'", arguments: [id]) else {
+            guard let row = try Row.fetchOne(db, sql: "SELECT \"to\", recipientDeleted, needsReconcile FROM outbox WHERE id = ? AND status = 'sending'", arguments: [id]) else {
                 return  // not ours any more (an operator changed it): leave it alone
             }
             let to: String = row["to"]
             var outcome = outcome
-            if case .notFound = outcome, row["body"] == Self.deletedBody {
+            let recipientDeleted: Bool = row["recipientDeleted"]
+            if case .notFound = outcome, recipientDeleted {
                 outcome = .failed(code: nil, message: "recipient deleted their account")
             }
-            if case .retry(_, let code, let message, let reconcile) = outcome, row["body"] == Self.deletedBody {
+            if case .retry(_, let code, let message, let reconcile) = outcome, recipientDeleted {
                 // The recipient deleted their account while this was being sent: its text is gone, and it is never
                 // sent again. Uncertain when this or an earlier attempt may have reached Twilio.
                 let mayHaveSent = reconcile || row["needsReconcile"] == true

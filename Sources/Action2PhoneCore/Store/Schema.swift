@@ -112,6 +112,11 @@ enum Schema {
             // The lockout counts the wrong passcodes of the last 15 minutes (a sliding window): it needs each one's time.
             try db.alter(table: "users") { t in t.add(column: "failedLoginTimes", .text) }
         }
+        migrator.registerMigration("v3 outbox recipientDeleted") { db in
+            // A text whose recipient deleted their account is never sent again, whatever its (erased) body says.
+            try db.alter(table: "outbox") { t in t.add(column: "recipientDeleted", .boolean).notNull().defaults(to: false) }
+            try db.execute(sql: "UPDATE outbox SET recipientDeleted = 1 WHERE body = '[deleted]'")
+        }
         return migrator
     }
 }
