@@ -89,6 +89,9 @@ struct ConversationTransitionTests {
             situation: s["admin logged in"]!, text: "SEND ivan@example.org It’s “urgent”", step: .idle, loggedIn: true,
             effects: [.sendDirect(recipientId: 1, senderId: 2, body: "It’s “urgent”")], reply: "Stored"),
         .init(situation: s["admin logged in"]!, text: "SEND nobody hi", step: .idle, loggedIn: true, reply: "neither a phone number nor an email"),
+        .init(
+            situation: s["admin logged in"]!, text: "SEND ivan@example.org " + String(repeating: "x", count: 1601), step: .idle, loggedIn: true,
+            reply: "at most 1600 characters, comrade; yours has 1601"),
         .init(situation: s["admin logged in"]!, text: "USERS", step: .idle, loggedIn: true, reply: "2 registered, 0 opted out, 1 admin, 1 logged in now"),
         .init(situation: s["admin logged in"]!, text: "FIND petrov", step: .idle, loggedIn: true, reply: "Ivan Petrov, +14155550100, ivan@example.org"),
         .init(situation: s["registered, logged out"]!, text: "YES", step: .idle, loggedIn: false, reply: "already subscribed"),
@@ -222,6 +225,37 @@ struct ConversationTransitionTests {
         let big = try engine.reduce(&state, Inbound(text: "MORE"), facts: f, now: t0)
         #expect(big.effects == [.markRead([9])])
         #expect(big.replies[0].contains("The Bureau to all, Nov 25: xxx"))
+    }
+
+    @Test func inboxPagesAreMeasuredAsTwilioCountsAndTheEndingIsNeverCut() throws {
+        // Given a short message, then one of 790 emoji (1,580 UTF-16 units, 790 characters)
+        var f = facts()
+        let emoji = String(repeating: "😀", count: 790)
+        f.inbox[1] = [
+            InboxItem(id: 1, senderName: "Vera Commissar", kind: "direct", body: "short one", createdAt: t0),
+            InboxItem(id: 2, senderName: "Vera Commissar", kind: "direct", body: emoji, createdAt: t0),
+        ]
+        var state = ConversationState(loggedInAt: recent, lastActivity: recent)
+        // Then the first page holds only the short one (the emoji would overflow it, counted in UTF-16 units)
+        let first = try engine.reduce(&state, Inbound(text: "MESSAGES"), facts: f, now: t0)
+        #expect(first.effects == [.markRead([1])])
+        #expect(first.replies == ["1) Vera Commissar, Nov 25: short one\n1 more: reply MORE."])
+        // And the long one comes whole, with the ending in a text of its own rather than cut in two
+        f.inbox[1] = [f.inbox[1]![1]]
+        let second = try engine.reduce(&state, Inbound(text: "MORE"), facts: f, now: t0)
+        #expect(second.effects == [.markRead([2])])
+        #expect(second.replies == ["1) Vera Commissar, Nov 25: " + emoji, "That is all. Reply HELP for commands."])
+    }
+
+    @Test func aTimedOutConfirmationSaysWhatDidNotHappenAndHowToStartAgain() throws {
+        var state = ConversationState(step: .confirmingBroadcast(text: "Harvest"), loggedInAt: t0.addingTimeInterval(-1900), lastActivity: t0.addingTimeInterval(-1801))
+        let d = try engine.reduce(&state, Inbound(text: "YES"), facts: facts(adminPhone), now: t0)
+        #expect(d.replies[0].hasPrefix("Your BROADCAST timed out after 30 min of silence and nothing was sent; send LOGIN, then BROADCAST <text> to start again."))
+        #expect(d.effects.isEmpty)
+        var deleting = ConversationState(step: .confirmingDelete, loggedInAt: t0.addingTimeInterval(-1900), lastActivity: t0.addingTimeInterval(-1801))
+        let e = try engine.reduce(&deleting, Inbound(text: "YES"), facts: facts(), now: t0)
+        #expect(e.replies[0].hasPrefix("Your DELETE timed out after 30 min of silence and nothing was deleted; send LOGIN, then DELETE to start again."))
+        #expect(e.effects.isEmpty)
     }
 
     // MARK: - Input normalisation

@@ -84,7 +84,9 @@ extension ConversationEngine {
         return account
     }
 
-    /// Unread messages, oldest first, as many as fit one reply (always at least one); they become read.
+    /// Unread messages, oldest first, as many as fit one reply (always at least one); they become read. Lengths are
+    /// in UTF-16 units, as Twilio counts them. A message too long to share a text with its ending gets the
+    /// ending in a text of its own.
     func showInbox(_ account: Account, _ step: inout StepContext) throws {
         let total = try step.facts.unreadCount(userId: account.id)
         guard total > 0 else { return step.reply("No unread messages, comrade. The Party will write soon. Reply HELP for commands.") }
@@ -95,15 +97,21 @@ extension ConversationEngine {
         for (i, item) in candidates.enumerated() {
             let from = item.senderName ?? "The Bureau"
             let line = "\(i + 1)) \(from)\(item.kind == "broadcast" ? " to all" : ""), \(Copy.shortDay(item.createdAt)): \(item.body)"
-            if !lines.isEmpty && used + line.count + 1 > settings.inboxPageCharacters { break }
+            if !lines.isEmpty && used + line.utf16.count + 1 > settings.inboxPageCharacters { break }
             lines.append(line)
-            used += line.count + 1
+            used += line.utf16.count + 1
             shown.append(item.id)
         }
         let remaining = total - shown.count
-        lines.append(remaining > 0 ? "\(remaining) more: reply MORE." : "That is all. Reply HELP for commands.")
+        let ending = remaining > 0 ? "\(remaining) more: reply MORE." : "That is all. Reply HELP for commands."
         step.effects.append(.markRead(shown))
-        step.reply(lines.joined(separator: "\n"))
+        let page = lines.joined(separator: "\n")
+        if page.utf16.count + 1 + ending.utf16.count <= TwiML.maxMessageLength {
+            step.reply(page + "\n" + ending)
+        } else {
+            step.reply(page)
+            step.reply(ending)
+        }
     }
 
     // MARK: - Admin
@@ -113,6 +121,9 @@ extension ConversationEngine {
         let target = String(step.input.argument.prefix { $0 != " " })
         let body = step.input.rawRemainder(afterWords: 2)
         guard !target.isEmpty, !body.isEmpty else { return step.reply(usage) }
+        guard body.utf16.count <= TwiML.maxMessageLength else {
+            return step.reply("A message is at most 1600 characters, comrade; yours has \(body.utf16.count). Send a shorter SEND.")
+        }
         let key: String
         if target.contains("@") {
             key = target.lowercased()

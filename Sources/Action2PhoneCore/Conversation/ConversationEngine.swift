@@ -119,7 +119,9 @@ public struct ConversationEngine: Sendable {
         }
 
         if let expired, var first = step.replies.first {
-            first = "Your \(expired.flowName ?? "flow") timed out after \(Copy.duration(settings.sessionTTL)) of silence; send \(expired.restartCommand) to start again. " + first
+            let consequence = expired.timedOutConsequence.map { " and \($0)" } ?? ""
+            first = "Your \(expired.flowName ?? "flow") timed out after \(Copy.duration(settings.sessionTTL)) of silence\(consequence); "
+                + "send \(expired.restartCommand) to start again. " + first
             step.replies[0] = first
         }
         return Decision(replies: step.replies, effects: step.effects, loggedBody: redact ? Copy.redacted : nil)

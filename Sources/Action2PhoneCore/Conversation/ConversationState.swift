@@ -42,13 +42,22 @@ public enum Step: Codable, Sendable, Equatable {
         }
     }
 
-    /// The command that starts this flow again.
+    /// The commands that start this flow again once it timed out (the login has timed out with it).
     var restartCommand: String {
         switch self {
         case .idle, .askedFirstName, .askedLastName, .askedEmail, .askedPasscode, .askedPasscodeAgain: "JOIN"
         case .askedLoginPasscode: "LOGIN"
-        case .confirmingDelete: "DELETE"
-        case .confirmingBroadcast: "BROADCAST <text>"
+        case .confirmingDelete: "LOGIN, then DELETE"
+        case .confirmingBroadcast: "LOGIN, then BROADCAST <text>"
+        }
+    }
+
+    /// What did not happen because this flow timed out, when that is worth saying.
+    var timedOutConsequence: String? {
+        switch self {
+        case .confirmingDelete: "nothing was deleted"
+        case .confirmingBroadcast: "nothing was sent"
+        default: nil
         }
     }
 
