@@ -247,6 +247,28 @@ struct ConversationTransitionTests {
         #expect(second.replies == ["1) Vera Commissar, Nov 25: " + emoji, "That is all. Reply HELP for commands."])
     }
 
+    @Test func findSaysWhenMoreMatchThanItShows() throws {
+        var f = facts(adminPhone)
+        f.accounts += (1...6).map { i in
+            Account(
+                id: Int64(100 + i), phone: "+1415555090\(i)", firstName: "Olga", lastName: "Ivanova \(i)", email: "olga\(i)@example.org", createdAt: t0,
+                passcode: storedHash)
+        }
+        var state = ConversationState(loggedInAt: recent, lastActivity: recent)
+        let six = try engine.reduce(&state, Inbound(text: "FIND ivanova"), facts: f, now: t0)
+        #expect(six.replies[0].split(separator: "\n").filter { $0.hasPrefix("Olga Ivanova") }.count == 5)
+        #expect(six.replies[0].contains("More match: FIND with more of the name shows fewer."))
+        let one = try engine.reduce(&state, Inbound(text: "FIND ivanova 6"), facts: f, now: t0)
+        #expect(!one.replies[0].contains("More match"))
+    }
+
+    @Test func helpInAConfirmationSaysYesAndResetOnce() throws {
+        var state = ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(), now: t0)
+        #expect(d.replies == ["You are confirming a DELETE: Reply YES to erase your data, or RESET to keep it."])
+        #expect(state.step == .confirmingDelete)
+    }
+
     @Test func aTimedOutConfirmationSaysWhatDidNotHappenAndHowToStartAgain() throws {
         var state = ConversationState(step: .confirmingBroadcast(text: "Harvest"), loggedInAt: t0.addingTimeInterval(-1900), lastActivity: t0.addingTimeInterval(-1801))
         let d = try engine.reduce(&state, Inbound(text: "YES"), facts: facts(adminPhone), now: t0)

@@ -166,9 +166,11 @@ extension ConversationEngine {
     func find(_ step: inout StepContext) throws {
         let text = step.input.argument
         guard !text.isEmpty else { return step.reply("Usage: FIND <name, email or phone>, comrade.") }
-        let found = try step.facts.findUsers(matching: text, limit: settings.findLimit)
+        // One more than shown says whether the list is cut short.
+        let found = try step.facts.findUsers(matching: text, limit: settings.findLimit + 1)
         guard !found.isEmpty else { return step.reply("No comrade matches \(text.prefix(40)). Reply HELP for commands.") }
-        let lines = found.map { "\($0.fullName), \($0.phone), \($0.email)\($0.role == .admin ? ", admin" : "")" }
+        var lines = found.prefix(settings.findLimit).map { "\($0.fullName), \($0.phone), \($0.email)\($0.role == .admin ? ", admin" : "")" }
+        if found.count > settings.findLimit { lines.append("More match: FIND with more of the name shows fewer.") }
         step.reply(lines.joined(separator: "\n") + "\nReply SEND <phone> <text> to write to one.")
     }
 }

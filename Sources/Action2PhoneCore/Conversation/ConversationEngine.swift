@@ -185,7 +185,12 @@ public struct ConversationEngine: Sendable {
     // MARK: - Help and unknown words
 
     func helpText(_ state: ConversationState, _ account: Account?) -> String {
-        if state.step != .idle {
+        switch state.step {
+        case .idle: break
+        case .confirmingDelete, .confirmingBroadcast:
+            // The prompt already says what YES and RESET do.
+            return "You are confirming a \(state.step.flowName ?? "command"): \(Copy.prompt(for: state.step))"
+        default:
             return "You are in the \(state.step.flowName ?? "flow"): \(Copy.prompt(for: state.step)) Reply RESET to abandon it."
         }
         guard let account else {
