@@ -6,4 +6,14 @@ public enum PasscodePolicy {
     public static let productionIterations = 600_000
     /// Allowed passcode lengths, in characters.
     public static let lengths = 6...64
+    /// The PBKDF2 costs this server hashes with or will check a stored hash at (`ACTION2PHONE_PBKDF2_ITERATIONS`).
+    public static let iterationRange = 1...10_000_000
+}
+
+extension PasscodeHash {
+    /// Whether this can be checked: a cost in `PasscodePolicy.iterationRange` and a hash of 16 to 64 bytes. A
+    /// damaged stored record is not (PBKDF2 would trap on it and take the server down).
+    public var isUsable: Bool {
+        PasscodePolicy.iterationRange.contains(iterations) && (16...64).contains(hash.count)
+    }
 }

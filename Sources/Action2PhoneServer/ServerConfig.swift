@@ -153,7 +153,7 @@ extension ServerConfig {
             }
         }
         if let raw = value(.passcodeIterations) {
-            guard let n = Int(raw), (1...10_000_000).contains(n) else {
+            guard let n = Int(raw), PasscodePolicy.iterationRange.contains(n) else {
                 throw ConfigError("ACTION2PHONE_PBKDF2_ITERATIONS must be a whole number from 1 to 10000000 (got '\(raw)')")
             }
             config.passcodeIterations = n

@@ -328,6 +328,17 @@ struct PasscodeHasherTests {
         #expect(again.salt != h.salt && again.hash != h.hash)
     }
 
+    @Test(arguments: [
+        PasscodeHash(hash: [], salt: [1], iterations: 1000), PasscodeHash(hash: Array(repeating: 1, count: 32), salt: [1], iterations: 0),
+        PasscodeHash(hash: Array(repeating: 1, count: 32), salt: [1], iterations: -5),
+        PasscodeHash(hash: Array(repeating: 1, count: 32), salt: [1], iterations: 1_000_000_000_000_000_000),
+    ])
+    func aDamagedStoredHashMatchesNothingAndTrapsNothing(_ damaged: PasscodeHash) async {
+        // PBKDF2 traps on a zero, negative or 64-bit cost, or an empty output: that took the whole server down
+        #expect(!damaged.isUsable)
+        #expect(await !PasscodeHasher(iterations: 1000).verify("tractor-2026", against: damaged))
+    }
+
     @Test func productionCostIsAtLeast600k() {
         #expect(PasscodeHasher().iterations >= 600_000)
     }

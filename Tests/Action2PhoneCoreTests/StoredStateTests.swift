@@ -43,6 +43,10 @@ struct StoredStateTests {
         "", "{}", "null", #"{"step":{}}"#, #"{"step":{"idle":{},"askedFirstName":{}}}"#, #"{"step":{"flying":{}}}"#,
         #"{"step":{"askedLastName":{}}}"#, #"{"step":{"idle":{}},"lastActivity":"2026-11-25T11:26:20Z"}"#,
         #"{"step":{"idle":{}}} trailing"#, #"{"step":{"askedLastName":{"first":"Iv"#, "[1,2", #"{"step":{"idle":{}},"loggedInAt":1e999}"#,
+        // A pending passcode hash that cannot be checked (PBKDF2 would trap on it): the state starts afresh
+        #"{"step":{"askedPasscodeAgain":{"first":"A","last":"B","email":"a@b.c","pending":{"hash":[1,2],"salt":[3],"iterations":0}}}}"#,
+        #"{"step":{"askedPasscodeAgain":{"first":"A","last":"B","email":"a@b.c","pending":{"hash":[],"salt":[3],"iterations":1000}}}}"#,
+        #"{"step":{"askedPasscodeAgain":{"first":"A","last":"B","email":"a@b.c","pending":{"hash":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16],"salt":[3],"iterations":1e18}}}}"#,
     ])
     func textThatIsNotAStateDecodesToNil(text: String) {
         #expect(StoredState.decode(text) == nil)

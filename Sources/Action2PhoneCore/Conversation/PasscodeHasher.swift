@@ -54,7 +54,9 @@ public struct PasscodeHasher: Sendable {
     }
 
     private func verify(_ passcode: String, against stored: PasscodeHash, waitingAtMost limit: Duration?) async -> Bool? {
-        await offload(waitingAtMost: limit) {
+        // A damaged stored record matches nothing (checking it would trap the process).
+        guard stored.isUsable else { return false }
+        return await offload(waitingAtMost: limit) {
             let key = Crypto.pbkdf2SHA256(password: Array(passcode.utf8), salt: stored.salt, iterations: stored.iterations, length: stored.hash.count)
             return Crypto.constantTimeEqual(key, stored.hash)
         }

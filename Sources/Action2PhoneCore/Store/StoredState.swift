@@ -44,7 +44,10 @@ enum StoredState {
     static func decode(_ text: String) -> ConversationState? {
         var parser = Parser(Array(text.utf8))
         if let value = parser.document(), let state = state(value) { return state }
-        return try? JSONDecoder.store.decode(ConversationState.self, from: Data(text.utf8))
+        guard let state = try? JSONDecoder.store.decode(ConversationState.self, from: Data(text.utf8)) else { return nil }
+        // As the parser refuses it: a pending hash that cannot be checked is a damaged state.
+        if case .askedPasscodeAgain(_, _, _, let pending) = state.step, !pending.isUsable { return nil }
+        return state
     }
 
     private static func names(first: String, last: String, to out: inout String) {
@@ -91,7 +94,9 @@ enum StoredState {
                 case .object(let p)? = fields["pending"], let hash = p["hash"]?.bytes, let salt = p["salt"]?.bytes,
                 case .number(let iterations)? = p["iterations"], let count = Int(exactly: iterations)
             else { return nil }
-            step = .askedPasscodeAgain(first: first, last: last, email: email, pending: PasscodeHash(hash: hash, salt: salt, iterations: count))
+            let pending = PasscodeHash(hash: hash, salt: salt, iterations: count)
+            guard pending.isUsable else { return nil }  // damaged: the state starts afresh
+            step = .askedPasscodeAgain(first: first, last: last, email: email, pending: pending)
         case "askedLoginPasscode": step = .askedLoginPasscode
         case "confirmingDelete": step = .confirmingDelete
         case "confirmingBroadcast":
