@@ -72,10 +72,7 @@ public struct ConversationEngine: Sendable {
         let expired = expire(&state, now: now)
         state.lastActivity = now
         let consent = try facts.consent()
-        var route = route(input, state)
-        // Nothing is asked of an opted-out number (the operator may have opted it out mid-question): YES is the opt-in
-        // word Twilio knows it by, and Twilio has already unblocked the number.
-        if consent.optedOut && route == .answer && input.keyword == "YES" { route = .optIn }
+        let route = route(input, state, optedOut: consent.optedOut)
         let redact = passcodeText || mustRedact(route, input, state, stepBefore: stepBefore)
         var step = StepContext(input: input, evidence: evidence, facts: facts, now: now, account: try facts.account())
 
@@ -137,10 +134,12 @@ public struct ConversationEngine: Sendable {
 
     /// The keyword layer comes before any state: opt-out, opt-in and help words, then RESET, then the
     /// pending question (LOGIN is still LOGIN at the login passcode question), then commands.
-    func route(_ input: Inbound, _ state: ConversationState) -> Route {
+    /// YES opts in when no question is pending, or when the number is opted out: nothing is asked of it (an
+    /// operator may have opted it out mid-question), and Twilio, for which YES is an opt-in word, has unblocked it.
+    func route(_ input: Inbound, _ state: ConversationState, optedOut: Bool = false) -> Route {
         let keyword = input.keyword
         if input.optOutType == "STOP" || optOutWords.contains(keyword) { return .optOut }
-        if input.optOutType == "START" || keyword == "START" || keyword == "UNSTOP" || (keyword == "YES" && state.step == .idle) {
+        if input.optOutType == "START" || keyword == "START" || keyword == "UNSTOP" || (keyword == "YES" && (state.step == .idle || optedOut)) {
             return .optIn
         }
         if input.optOutType == "HELP" || keyword == "HELP" || keyword == "INFO" || keyword == "?" { return .help }

@@ -105,16 +105,18 @@ extension SQLiteStore {
             }
             let to: String = row["to"]
             var outcome = outcome
-            let recipientDeleted: Bool = row["recipientDeleted"]
-            if case .notFound = outcome, recipientDeleted {
-                outcome = .failed(code: nil, message: "recipient deleted their account")
-            }
-            if case .retry(_, let code, let message, let reconcile) = outcome, recipientDeleted {
+            if row["recipientDeleted"] == true {
                 // The recipient deleted their account while this was being sent: its text is gone, and it is never
-                // sent again. Uncertain when this or an earlier attempt may have reached Twilio.
-                let mayHaveSent = reconcile || row["needsReconcile"] == true
-                let reason = "recipient deleted their account; \(message)"
-                outcome = mayHaveSent ? .uncertain(code: code, message: reason) : .failed(code: code, message: reason)
+                // queued again. Uncertain when this or an earlier attempt may have reached Twilio.
+                switch outcome {
+                case .notFound:
+                    outcome = .failed(code: nil, message: "recipient deleted their account")
+                case .retry(_, let code, let message, let reconcile):
+                    let reason = "recipient deleted their account; \(message)"
+                    outcome = reconcile || row["needsReconcile"] == true ? .uncertain(code: code, message: reason) : .failed(code: code, message: reason)
+                default:
+                    break
+                }
             }
             switch outcome {
             case .accepted(let sid), .found(let sid, _, _, _):
