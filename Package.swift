@@ -62,7 +62,9 @@ let package = Package(
         .testTarget(name: "TwilioKitTests", dependencies: ["TwilioKit"]),
         .testTarget(
             name: "Action2PhoneCoreTests",
-            dependencies: ["Action2PhoneCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "Action2PhoneCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "Action2PhoneServerTests",

@@ -36,12 +36,12 @@ public func buildApplication(
 
 extension ConversationService {
     /// The conversation as `serve` configures it.
-    public init(config: ServerConfig, store: any Store) {
+    public init(config: ServerConfig, store: any Store, logger: Logger = Logger(label: "action2phone")) {
         self.init(
             store: store,
             engine: ConversationEngine(settings: .init(sessionTTL: config.sessionTTL, adminPhones: Set(config.adminPhones))),
             hasher: PasscodeHasher(iterations: config.passcodeIterations),
-            replyMode: config.replyMode)
+            replyMode: config.replyMode, logger: logger)
     }
 }
 

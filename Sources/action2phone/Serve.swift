@@ -56,7 +56,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         let store = try SQLiteStore.open(path: config.databasePath)
-        let handler = ConversationService(config: config, store: store)
+        let handler = ConversationService(config: config, store: store, logger: logger)
         let worker = OutboxWorker(config: config, store: store, logger: logger)
         let checkpoints = CheckpointService(checkpointer: try store.makeCheckpointer(), logger: logger)
         let app = buildApplication(config: config, store: store, handler: handler, services: [worker, checkpoints], logger: logger, onServerRunning: { channel in

@@ -1,4 +1,6 @@
 import Foundation
+import InMemoryLogging
+import Logging
 import Testing
 import TwilioKit
 
@@ -408,6 +410,35 @@ struct PasscodeHasherTests {
         slots.release()
         #expect(try await text("SM11", "tractor-2026").contains("same passcode again"))
         #expect(try await text("SM12", "tractor-2026").contains("registered and logged in"))
+    }
+
+    @Test func aDamagedStoredPasscodeTellsTheOperatorWhichNumberAndNeverThePasscode() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        let logs = InMemoryLogHandler()
+        let service = ConversationService(
+            store: store, engine: ConversationEngine(settings: .init()), hasher: PasscodeHasher(iterations: 1000), replyMode: .twiml,
+            logger: Logger(label: "test", factory: { _ in logs }))
+        func text(_ sid: String, _ body: String) async throws -> String {
+            try await service.handle(InboundRecord(messageSid: sid, from: "+14155550177", to: "+15005550006", body: body), now: Date()).twiml
+        }
+        for (i, body) in ["JOIN", "Olga", "Ivanova", "olga@example.org", "tractor-2026", "tractor-2026", "LOGOUT"].enumerated() {
+            _ = try await text("SM\(i)", body)
+        }
+        #expect(try await text("SM10", "LOGIN tractor-2026").contains("Welcome back"))
+        #expect(logs.entries.isEmpty)
+        _ = try await text("SM11", "LOGOUT")
+        // Given the stored passcode damaged (no hash left to compare with)
+        try executeSQL(path, "UPDATE users SET passcodeHash = x''")
+        // When the person sends the right passcode
+        let reply = try await text("SM12", "LOGIN tractor-2026")
+        // Then it cannot match and counts as a wrong try, and the operator learns which number is stuck, and how to help
+        #expect(reply.contains("Wrong passcode (1 of 5 tries)"), "\(reply)")
+        let errors = logs.entries.filter { $0.level == .error }
+        #expect(errors.count == 1)
+        #expect(errors.first?.metadata["a2p.phone"] == "+14155550177")
+        #expect(errors.first.map { "\($0.message)".contains("users delete") } == true)
+        #expect(!logs.entries.map { "\($0.message) \($0.metadata)" }.joined().contains("tractor-2026"))
     }
 }
 

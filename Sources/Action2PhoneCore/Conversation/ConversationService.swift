@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Logging
 
 /// Runs the conversation for one inbound message: reads the stored state, does any passcode hashing off the
 /// event loop, then decides and applies the step in one store transaction.
@@ -12,15 +13,20 @@ public struct ConversationService: InboundHandler {
     /// checked (send it again): Twilio gives up on a webhook after 15 s, and in `twiml` mode its reply would be
     /// lost with it.
     let passcodeWait: Duration
+    let logger: Logger
 
     public static let defaultPasscodeWait: Duration = .seconds(8)
 
-    public init(store: any Store, engine: ConversationEngine, hasher: PasscodeHasher, replyMode: ReplyMode, passcodeWait: Duration = defaultPasscodeWait) {
+    public init(
+        store: any Store, engine: ConversationEngine, hasher: PasscodeHasher, replyMode: ReplyMode, passcodeWait: Duration = defaultPasscodeWait,
+        logger: Logger = Logger(label: "action2phone")
+    ) {
         self.store = store
         self.engine = engine
         self.hasher = hasher
         self.replyMode = replyMode
         self.passcodeWait = passcodeWait
+        self.logger = logger
     }
 
     /// One transaction in the common case. A text that needs PBKDF2 (a passcode answer, `LOGIN <passcode>`)
@@ -30,6 +36,12 @@ public struct ConversationService: InboundHandler {
         do {
             return try await step(record, input, prepared: nil, now: now)
         } catch let needed as PasscodeWorkNeeded {
+            if case .verify(_, let stored) = needed.work, !stored.isUsable {
+                // It matches no passcode, so the person can never log in, and would only hear "wrong passcode".
+                logger.error(
+                    "the stored passcode of this number's account is damaged and matches no passcode; the person cannot log in until the account is deleted (action2phone users delete) and registered again",
+                    metadata: ["a2p.phone": "\(record.from)"])
+            }
             let evidence = await hasher.perform(needed.work, waitingAtMost: passcodeWait)
             return try await step(record, input, prepared: (needed.work, evidence), now: now)
         }
