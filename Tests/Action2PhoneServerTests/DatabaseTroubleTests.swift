@@ -40,6 +40,28 @@ struct DatabaseTroubleTests {
         }
     }
 
+    @Test func aDamagedRowFailsOnlyItsOwnWebhookAndLeavesHealthAlone() async throws {
+        try await TestServer.run { server in
+            // Given a registered person whose row was damaged by hand
+            for body in ["JOIN", "Nadia", "Ivanova", "nadia@example.org"] {
+                #expect(try await server.post(fields: smsFields(from: "+14155550101", body: body)).status == 200)
+            }
+            try await server.store.writer.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
+                        VALUES ('+14155550102', 'Boris', 'Petrov', 'boris@example.org', x'00', x'00', 1000, 'garbage')
+                        """)
+            }
+            // When that person texts
+            let damaged = try await server.post(fields: smsFields(from: "+14155550102", body: "HELP"))
+            // Then their webhook fails with a 5xx (Twilio logs it), while the database, which writes, is healthy
+            #expect(damaged.status >= 500)
+            #expect(try await server.send("GET", "/healthz").status == 200)
+            #expect(try await server.post(fields: smsFields(from: "+14155550101", body: "HELP")).status == 200)
+        }
+    }
+
     @Test func aLockHeldPastTheBusyTimeoutGives5xxAnd503() async throws {
         try await TestServer.run { server in
             let r6 = try await server.post(fields: smsFields(body: "HELP"))

@@ -99,9 +99,9 @@ final class InboundBatcher: Sendable {
                 }
                 return results
             }
-            // A step that failed on the database (a full disk, an I/O error) counts as a failing write even when
-            // the others committed.
-            if let failure = results.lazy.compactMap({ $0.databaseError }).first {
+            // A step that could not write (a full disk, an I/O error, a lock held too long) counts as a failing write
+            // even when the others committed; one that met a damaged row or a constraint is that step's trouble only.
+            if let failure = results.lazy.compactMap({ $0.databaseError }).first(where: { Self.cannotWrite($0.resultCode) }) {
                 health.failed("\(failure.resultCode) at \(Date())")
             } else {
                 health.succeeded()
@@ -111,6 +111,12 @@ final class InboundBatcher: Sendable {
             if let error = error as? DatabaseError { health.failed("\(error.resultCode) at \(Date())") }
             return Array(repeating: .failure(error), count: batch.count)
         }
+    }
+
+    /// Whether `code` says the database cannot take writes at all, as opposed to refusing one statement.
+    static func cannotWrite(_ code: ResultCode) -> Bool {
+        [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_NOMEM, .SQLITE_PERM, .SQLITE_CORRUPT, .SQLITE_NOTADB]
+            .contains(code.primaryResultCode)
     }
 
     /// The step's own result, or throws when its failure aborted the whole transaction.

@@ -177,7 +177,7 @@ final class SQLiteFacts: ConversationFacts {
                 WHERE i.userId = ? AND i.readAt IS NULL ORDER BY i.id LIMIT ?
                 """,
             arguments: [userId, limit]
-        ).map { InboxItem(id: $0["id"], senderName: $0["sender"], kind: $0["kind"], body: $0["body"], createdAt: $0["createdAt"]) }
+        ).map { try InboxItem(id: $0.decode(forColumn: "id"), senderName: $0.decode(forColumn: "sender"), kind: $0.decode(forColumn: "kind"), body: $0.decode(forColumn: "body"), createdAt: $0.decode(forColumn: "createdAt")) }
     }
 
     func unreadCount(userId: Int64) throws -> Int {
@@ -195,7 +195,7 @@ final class SQLiteFacts: ConversationFacts {
                          WHERE json_extract(c.state, '$.loggedInAt') IS NOT NULL AND c.updatedAt >= ?) AS loggedIn
                 """,
             arguments: [activeSince])!
-        return UserCounts(registered: row["registered"], optedOut: row["optedOut"], admins: row["admins"], loggedIn: row["loggedIn"])
+        return try UserCounts(registered: row.decode(forColumn: "registered"), optedOut: row.decode(forColumn: "optedOut"), admins: row.decode(forColumn: "admins"), loggedIn: row.decode(forColumn: "loggedIn"))
     }
 
     func findUsers(matching text: String, limit: Int) throws -> [Account] {
@@ -221,7 +221,7 @@ final class SQLiteFacts: ConversationFacts {
                        coalesce(sum(coalesce(p.optedOut, 0) = 0 AND coalesce(p.suppressed, 0) = 0), 0) AS textable
                 FROM users u LEFT JOIN phones p ON p.phone = u.phone
                 """)!
-        return BroadcastAudience(registered: row["registered"], textable: row["textable"])
+        return try BroadcastAudience(registered: row.decode(forColumn: "registered"), textable: row.decode(forColumn: "textable"))
     }
 
     /// The columns `account(_: FastStatement.Row)` reads, in its order.
@@ -242,13 +242,13 @@ final class SQLiteFacts: ConversationFacts {
             lockedUntil: row.date(first + 12))
     }
 
-    static func account(_ row: Row) -> Account {
-        Account(
-            id: row["id"], phone: row["phone"], firstName: row["firstName"], lastName: row["lastName"], email: row["email"],
-            role: Role(rawValue: row["role"]) ?? .user, createdAt: row["createdAt"],
-            passcode: PasscodeHash(hash: [UInt8](row["passcodeHash"] as Data), salt: [UInt8](row["passcodeSalt"] as Data), iterations: row["passcodeIterations"]),
-            recentFailedLogins: FailedLoginTimes.decode(row["failedLoginTimes"], count: row["failedLogins"], first: row["firstFailedLoginAt"]),
-            lockedUntil: row["lockedUntil"])
+    static func account(_ row: Row) throws -> Account {
+        try Account(
+            id: row.decode(forColumn: "id"), phone: row.decode(forColumn: "phone"), firstName: row.decode(forColumn: "firstName"), lastName: row.decode(forColumn: "lastName"), email: row.decode(forColumn: "email"),
+            role: Role(rawValue: row.decode(forColumn: "role")) ?? .user, createdAt: row.decode(forColumn: "createdAt"),
+            passcode: PasscodeHash(hash: [UInt8](row.decode(Data.self, forColumn: "passcodeHash")), salt: [UInt8](row.decode(Data.self, forColumn: "passcodeSalt")), iterations: row.decode(forColumn: "passcodeIterations")),
+            recentFailedLogins: FailedLoginTimes.decode(row.decode(forColumn: "failedLoginTimes"), count: row.decode(forColumn: "failedLogins"), first: row.decode(forColumn: "firstFailedLoginAt")),
+            lockedUntil: row.decode(forColumn: "lockedUntil"))
     }
 }
 
@@ -262,7 +262,7 @@ enum FailedLoginTimes {
     /// The times in `text`; for a row written before the column existed, `count` failures at `first` (they
     /// leave the window when the old fixed window would have ended).
     static func decode(_ text: String?, count: Int, first: Date?) -> [Date] {
-        guard let text else { return first.map { Array(repeating: $0, count: count) } ?? [] }
+        guard let text else { return first.map { Array(repeating: $0, count: min(max(count, 0), 64)) } ?? [] }  // a damaged count must not trap
         return text.split(separator: ",").compactMap { Date.fromDatabaseValue(String($0).databaseValue) }
     }
 }

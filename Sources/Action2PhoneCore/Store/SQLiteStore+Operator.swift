@@ -10,12 +10,12 @@ extension SQLiteStore {
         FROM users u LEFT JOIN phones p ON p.phone = u.phone
         """
 
-    static func userRecord(_ row: Row, now: Date) -> UserRecord {
-        let lockedUntil: Date? = row["lockedUntil"]
-        return UserRecord(
-            id: row["id"], phone: row["phone"], firstName: row["firstName"], lastName: row["lastName"], email: row["email"],
-            role: Role(rawValue: row["role"]) ?? .user, optedOut: row["optedOut"], suppressed: row["suppressed"], createdAt: row["createdAt"],
-            lastSeenAt: row["lastSeenAt"], unread: row["unread"], locked: lockedUntil.map { $0 > now } ?? false, lockedUntil: lockedUntil)
+    static func userRecord(_ row: Row, now: Date) throws -> UserRecord {
+        let lockedUntil: Date? = try row.decode(forColumn: "lockedUntil")
+        return try UserRecord(
+            id: row.decode(forColumn: "id"), phone: row.decode(forColumn: "phone"), firstName: row.decode(forColumn: "firstName"), lastName: row.decode(forColumn: "lastName"), email: row.decode(forColumn: "email"),
+            role: Role(rawValue: row.decode(forColumn: "role")) ?? .user, optedOut: row.decode(forColumn: "optedOut"), suppressed: row.decode(forColumn: "suppressed"), createdAt: row.decode(forColumn: "createdAt"),
+            lastSeenAt: row.decode(forColumn: "lastSeenAt"), unread: row.decode(forColumn: "unread"), locked: lockedUntil.map { $0 > now } ?? false, lockedUntil: lockedUntil)
     }
 
     public func listUsers(_ filter: UserFilter, now: Date = Date()) async throws -> [UserRecord] {
@@ -25,7 +25,7 @@ extension SQLiteStore {
             if filter.admins { conditions.append("u.role = 'admin'") }
             let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
             return try Row.fetchAll(db, sql: Self.userSelect + whereClause + " ORDER BY u.id LIMIT ?", arguments: [filter.limit])
-                .map { Self.userRecord($0, now: now) }
+                .map { try Self.userRecord($0, now: now) }
         }
     }
 
@@ -34,7 +34,7 @@ extension SQLiteStore {
         try await writer.read { db in
             try Row.fetchOne(
                 db, sql: Self.userSelect + " WHERE u.phone = ? OR u.email = ? OR CAST(u.id AS TEXT) = ? LIMIT 1", arguments: [key, key, key]
-            ).map { Self.userRecord($0, now: now) }
+            ).map { try Self.userRecord($0, now: now) }
         }
     }
 

@@ -44,14 +44,14 @@ extension SQLiteStore {
                 func fetch(_ sql: String) throws -> Row? { try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [now]) }
                 let found = leastTriedFirst ? try fetch(DueSQL.probe) : try fetch(DueSQL.reply) ?? fetch(DueSQL.any)
                 guard let row = found else { return nil }
-                let id: Int64 = row["id"]
+                let id: Int64 = try row.decode(forColumn: "id")
                 let refusal: String? =
-                    if row["optedOut"] as Bool { "not sent: the recipient opted out" } else if row["suppressed"] as Bool {
+                    if try row.decode(Bool.self, forColumn: "optedOut") { "not sent: the recipient opted out" } else if try row.decode(Bool.self, forColumn: "suppressed") {
                         "not sent: the number cannot receive texts (suppressed; action2phone users unsuppress clears it)"
                     } else { nil }
                 if let refusal {
                     // Uncertain rather than failed when an earlier attempt may have reached Twilio.
-                    let status = row["needsReconcile"] as Bool ? "uncertain" : "failed"
+                    let status = try row.decode(Bool.self, forColumn: "needsReconcile") ? "uncertain" : "failed"
                     try db.execute(sql: "UPDATE outbox SET status = ?, errorMessage = ?, updatedAt = ? WHERE id = ?", arguments: [status, refusal, now, id])
                     continue
                 }
@@ -103,9 +103,9 @@ extension SQLiteStore {
             guard let row = try Row.fetchOne(db, sql: "SELECT \"to\", recipientDeleted, needsReconcile FROM outbox WHERE id = ? AND status = 'sending'", arguments: [id]) else {
                 return  // not ours any more (an operator changed it): leave it alone
             }
-            let to: String = row["to"]
+            let to: String = try row.decode(forColumn: "to")
             var outcome = outcome
-            if row["recipientDeleted"] == true {
+            if try row.decode(Bool?.self, forColumn: "recipientDeleted") == true {
                 // The recipient deleted their account while this was being sent: its text is gone, and it is never
                 // queued again. Uncertain when this or an earlier attempt may have reached Twilio.
                 switch outcome {
@@ -113,7 +113,7 @@ extension SQLiteStore {
                     outcome = .failed(code: nil, message: "recipient deleted their account")
                 case .retry(_, let code, let message, let reconcile):
                     let reason = "recipient deleted their account; \(message)"
-                    outcome = reconcile || row["needsReconcile"] == true ? .uncertain(code: code, message: reason) : .failed(code: code, message: reason)
+                    outcome = try reconcile || row.decode(Bool?.self, forColumn: "needsReconcile") == true ? .uncertain(code: code, message: reason) : .failed(code: code, message: reason)
                 default:
                     break
                 }
@@ -193,10 +193,10 @@ extension SQLiteStore {
         }
     }
 
-    static func outboxMessage(_ row: Row) -> OutboxMessage {
-        OutboxMessage(
-            id: row["id"], to: row["to"], body: row["body"], status: OutboxStatus(rawValue: row["status"]) ?? .failed, attempts: row["attempts"],
-            twilioSid: row["twilioSid"], errorCode: row["errorCode"], errorMessage: row["errorMessage"], createdAt: row["createdAt"],
-            updatedAt: row["updatedAt"], purpose: row["purpose"], firstAttemptAt: row["firstAttemptAt"], needsReconcile: row["needsReconcile"])
+    static func outboxMessage(_ row: Row) throws -> OutboxMessage {
+        try OutboxMessage(
+            id: row.decode(forColumn: "id"), to: row.decode(forColumn: "to"), body: row.decode(forColumn: "body"), status: OutboxStatus(rawValue: row.decode(forColumn: "status")) ?? .failed, attempts: row.decode(forColumn: "attempts"),
+            twilioSid: row.decode(forColumn: "twilioSid"), errorCode: row.decode(forColumn: "errorCode"), errorMessage: row.decode(forColumn: "errorMessage"), createdAt: row.decode(forColumn: "createdAt"),
+            updatedAt: row.decode(forColumn: "updatedAt"), purpose: row.decode(forColumn: "purpose"), firstAttemptAt: row.decode(forColumn: "firstAttemptAt"), needsReconcile: row.decode(forColumn: "needsReconcile"))
     }
 }

@@ -149,8 +149,8 @@ public struct SQLiteStore: Store {
         guard let row = try Row.fetchOne(db, sql: "SELECT id, status, \"to\", errorCode FROM outbox WHERE twilioSid = ?", arguments: [sid]) else {
             return false
         }
-        let id: Int64 = row["id"]
-        let current = OutboxStatus(rawValue: row["status"]) ?? .queued
+        let id: Int64 = try row.decode(forColumn: "id")
+        let current = try OutboxStatus(rawValue: row.decode(forColumn: "status")) ?? .queued
         let target: OutboxStatus? =
             switch twilioStatus.lowercased() {
             case "sent": .sent
@@ -171,8 +171,8 @@ public struct SQLiteStore: Store {
         }
         // Only news about the row says anything about the number: callbacks repeat, and a repeat arriving after the
         // person opted back in (or an operator unsuppressed them) must not undo that.
-        let news = moved || (row["errorCode"] as Int?) == nil
-        if let errorCode, news { try Self.recordRecipientError(db, phone: row["to"], code: errorCode, now: now) }
+        let news = try moved || row.decode(Int?.self, forColumn: "errorCode") == nil
+        if let errorCode, news { try Self.recordRecipientError(db, phone: row.decode(forColumn: "to"), code: errorCode, now: now) }
         return true
     }
 

@@ -131,6 +131,10 @@ enum StoredState {
     private struct Parser {
         let bytes: [UInt8]
         var i = 0
+        /// Objects and arrays open around the current value: a stored state nests four deep, and a damaged one
+        /// nested thousands deep would overflow the stack (recursion) and take the server down.
+        var depth = 0
+        static let maxDepth = 16
 
         init(_ bytes: [UInt8]) { self.bytes = bytes }
 
@@ -143,6 +147,11 @@ enum StoredState {
         mutating func value() -> JSON? {
             skipSpace()
             guard i < bytes.count else { return nil }
+            if bytes[i] == UInt8(ascii: "{") || bytes[i] == UInt8(ascii: "[") {
+                guard depth < Self.maxDepth else { return nil }
+                depth += 1
+            }
+            defer { if bytes[i - 1] == UInt8(ascii: "}") || bytes[i - 1] == UInt8(ascii: "]") { depth -= 1 } }
             switch bytes[i] {
             case UInt8(ascii: "{"):
                 i += 1
