@@ -7,10 +7,11 @@
 /// logger.info("token \(token)")   // "token [redacted]"
 /// token.reveal()                   // "s3cr3t", only where the value is really needed
 /// ```
-public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
+public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     private let value: String
     public init(_ value: String) { self.value = value }
     public func reveal() -> String { value }
     public var description: String { "[redacted]" }
     public var debugDescription: String { "[redacted]" }
+    public var customMirror: Mirror { Mirror(self, children: [:]) }
 }

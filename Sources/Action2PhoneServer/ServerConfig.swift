@@ -176,3 +176,16 @@ extension ServerConfig {
         return s
     }
 }
+
+extension ServerConfig {
+    /// `url` as it may be printed or logged: a password in it (`https://user:pass@host`, which Twilio supports for
+    /// HTTP basic auth) becomes `***`.
+    public static func displayed(_ url: String) -> String {
+        guard let scheme = url.range(of: "://") else { return url }
+        let authorityEnd = url[scheme.upperBound...].firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? url.endIndex
+        guard let at = url[scheme.upperBound..<authorityEnd].lastIndex(of: "@"),
+            let colon = url[scheme.upperBound..<at].firstIndex(of: ":")
+        else { return url }
+        return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
+    }
+}

@@ -59,8 +59,10 @@ struct WebhookGate: Sendable {
     }
 
     /// `url` for the log: a request line can be many kilobytes, and a prober would fill the log with them.
+    /// A password in it is never shown (`ServerConfig.displayed`).
     static func loggable(_ url: String, limit: Int = 300) -> String {
-        url.utf8.count <= limit ? url : String(decoding: url.utf8.prefix(limit), as: UTF8.self) + "… (\(url.utf8.count) bytes)"
+        let url = ServerConfig.displayed(url)
+        return url.utf8.count <= limit ? url : String(decoding: url.utf8.prefix(limit), as: UTF8.self) + "… (\(url.utf8.count) bytes)"
     }
 
     /// Whether `contentType` is a form: its media type before any parameters (`; charset=utf-8`), without

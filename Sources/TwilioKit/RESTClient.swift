@@ -297,3 +297,11 @@ struct APIError: Decodable {
 public enum TwilioRESTClientTestHooks {
     public static func retryAfter(_ value: String?) -> TimeInterval? { TwilioRESTClient.retryAfter(value) }
 }
+
+/// The credentials never show: `serve` at debug level logs each service as `"\(service)"`, and the worker holds
+/// this client, whose `authorization` header is the account SID and auth token in base64.
+extension TwilioRESTClient: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String { "TwilioRESTClient(baseURL: \(baseURL), accountSid: \(accountSid), sender: \(sender))" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["baseURL": baseURL, "accountSid": accountSid, "sender": sender]) }
+}

@@ -218,3 +218,10 @@ struct URLParts {
         return s + rest
     }
 }
+
+/// The tokens never show, however the validator or what holds it is printed.
+extension RequestValidator: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String { "RequestValidator(\(keys.count) token(s))" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["tokens": keys.count]) }
+}

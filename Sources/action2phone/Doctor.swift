@@ -53,15 +53,16 @@ struct Doctor: AsyncParsableCommand {
             case .success(let number?):
                 ok("\(from) is a number on the account")
                 if let publicURL = config.publicURL {
-                    let expected = publicURL + "/sms"
-                    if number.smsUrl == expected {
+                    let signed = publicURL + "/sms"
+                    let expected = ServerConfig.displayed(signed)
+                    if number.smsUrl == signed {
                         ok("its SMS webhook is \(expected)\(number.smsMethod.map { " (\($0))" } ?? "")")
                         if let method = number.smsMethod, method.uppercased() != "POST" {
                             fail("its SMS webhook method is \(method)", fix: "set \"A message comes in\" to HTTP POST in the Console")
                         }
                     } else {
                         fail(
-                            "its SMS webhook is \(number.smsUrl.map { "'\($0)'" } ?? "not set"), not \(expected): signatures are checked against \(expected)",
+                            "its SMS webhook is \(number.smsUrl.map { "'\(ServerConfig.displayed($0))'" } ?? "not set"), not \(expected): signatures are checked against \(expected)",
                             fix: "Console → Phone Numbers → \(from) → Messaging: \"A message comes in\" = Webhook, \(expected), HTTP POST")
                     }
                 } else {

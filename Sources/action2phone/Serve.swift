@@ -78,7 +78,7 @@ func banner(_ config: ServerConfig, port: Int) -> String {
         lines.append("mode:      TWILIO, account \(config.accountSid ?? "?")")
         lines.append("sender:    \(config.fromNumber ?? config.messagingServiceSid ?? "none")")
     }
-    lines.append("webhook:   \(config.publicURL.map { $0 + "/sms" } ?? "\(listen)/sms (no ACTION2PHONE_PUBLIC_URL: rebuilt from Host)")")
+    lines.append("webhook:   \(config.publicURL.map { ServerConfig.displayed($0 + "/sms") } ?? "\(listen)/sms (no ACTION2PHONE_PUBLIC_URL: rebuilt from Host)")")
     lines.append("database:  \(config.databasePath)")
     lines.append("replies:   \(config.replyMode.rawValue); outbox sends at most \(config.sendRate)/s")
     if config.passcodeIterations < PasscodePolicy.productionIterations {

@@ -1,6 +1,8 @@
 import Action2PhoneCore
 import Foundation
+import Logging
 import Testing
+import TwilioKit
 
 @testable import Action2PhoneServer
 
@@ -31,6 +33,33 @@ struct ServerConfigTests {
         #expect(config.replyMode == .rest)
         #expect(config.sendRate == 2.5)
         #expect(config.publicURL == "https://bot.example.org")
+    }
+
+    @Test func theCredentialsNeverShowInHowTheServicesPrint() throws {
+        // serve at debug level logs each service as "\(service)": the worker holds the REST client and its
+        // Authorization header (the account SID and token in base64)
+        let token = "tok-0123456789abcdef-secret"
+        let config = try ServerConfig.resolve(
+            flags: [.database: db],
+            environment: ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": token, "TWILIO_FROM_NUMBER": "+15005550006"])
+        let store = try SQLiteStore.open(path: db)
+        let worker = OutboxWorker(config: config, store: store, logger: Logger(label: "test"))
+        let gate = WebhookGate(config: config)
+        var dumped = ""
+        dump(worker, to: &dumped)
+        dump(gate, to: &dumped)
+        let basic = Crypto.base64(Array("\(sid):\(token)".utf8))
+        for printed in ["\(worker)", String(reflecting: worker), "\(gate)", String(reflecting: gate), "\(config)", dumped] {
+            #expect(!printed.contains(token) && !printed.contains(basic) && !printed.contains(String(basic.prefix(20))))
+        }
+        #expect("\(worker)".contains("TwilioRESTClient(baseURL: https://api.twilio.com"))
+    }
+
+    @Test func aPasswordInAURLIsNeverShown() {
+        #expect(ServerConfig.displayed("https://twuser:S3cretPw@bot.example.org/sms?x=a@b") == "https://twuser:***@bot.example.org/sms?x=a@b")
+        #expect(ServerConfig.displayed("https://twuser@bot.example.org") == "https://twuser@bot.example.org")
+        #expect(ServerConfig.displayed("https://bot.example.org/sms?to=a:b@c") == "https://bot.example.org/sms?to=a:b@c")
+        #expect(WebhookGate.loggable("https://u:p%40ss@bot.example.org/sms") == "https://u:***@bot.example.org/sms")
     }
 
     @Test func twilioModeNeedsBothCredentialsAndASender() throws {

@@ -296,6 +296,13 @@ struct StatusAndHealthTests {
             _ = try await server.post("/sms/status", fields: statusFields("SMabc", "queued"))
             _ = try await server.post("/sms/status", fields: statusFields("SMabc", "delivered"))
             #expect(try status() == "delivered")
+            // And one that contradicts it (undelivered after delivered) keeps no error and leaves the number alone
+            let r3 = try await server.post("/sms/status", fields: statusFields("SMabc", "undelivered", errorCode: "30006"))
+            #expect(r3.status == 204)
+            #expect(try server.rows("SELECT status, errorCode FROM outbox")[0]["errorCode"] as Int? == nil)
+            #expect(try server.rows("SELECT status FROM outbox")[0]["status"] as String == "delivered")
+            #expect(try server.count("phones") == 0)
+            #expect(try server.count("consentLog") == 0)
         }
     }
 

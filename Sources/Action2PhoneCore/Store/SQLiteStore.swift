@@ -160,6 +160,9 @@ public struct SQLiteStore: Store {
             default: nil  // queued, accepted, sending, scheduled: never a step forward for a row we sent
             }
         let moved = target.map { $0.rank > current.rank } ?? false
+        // A status behind the row's, or a final one other than the row's own (undelivered after delivered), is late or
+        // contradicts what Twilio already said: it changes nothing, neither the row nor what is known of the number.
+        if let target, !moved, target != current { return true }
         if let target, moved {
             try db.execute(
                 sql: "UPDATE outbox SET status = ?, errorCode = COALESCE(?, errorCode), errorMessage = COALESCE(?, errorMessage), updatedAt = ? WHERE id = ?",
