@@ -56,6 +56,8 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         let store = try SQLiteStore.open(path: config.databasePath)
+        let lock = try ServeLock(databasePath: config.databasePath)
+        defer { lock.release() }
         let handler = ConversationService(config: config, store: store, logger: logger)
         let worker = OutboxWorker(config: config, store: store, logger: logger)
         let checkpoints = CheckpointService(checkpointer: try store.makeCheckpointer(), logger: logger)
@@ -65,6 +67,30 @@ struct Serve: AsyncParsableCommand {
         })
         try await app.runService()
     }
+}
+
+/// One `serve` per database: a second one's outbox worker would send at the configured rate too, doubling it.
+/// An advisory lock (`flock`) on `<database>-serve.lock`, which the kernel drops when the process ends, however
+/// it ends; the file itself stays.
+struct ServeLock {
+    let descriptor: Int32
+
+    init(databasePath: String) throws {
+        let path = databasePath + "-serve.lock"
+        descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw CLIError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let busy = errno == EWOULDBLOCK
+            let reason = String(cString: strerror(errno))
+            close(descriptor)
+            throw CLIError(
+                busy
+                    ? "another action2phone serve is running on \(databasePath) (it holds \(path)); stop it first: two outbox workers would together send at twice the configured rate"
+                    : "cannot lock \(path): \(reason)")
+        }
+    }
+
+    func release() { close(descriptor) }
 }
 
 /// The start-up banner: mode, URL, database; never a secret.

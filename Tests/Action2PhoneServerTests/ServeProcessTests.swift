@@ -99,6 +99,45 @@ struct ServeProcessTests {
         #expect(log.contains("mode:      TWILIO"))
         #expect(!log.contains(FakeTwilio.authToken))
     }
+
+    @Test func aSecondServeOnTheSameDatabaseIsRefused() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
+        let db = dir.appendingPathComponent("a.sqlite").path
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let log = dir.appendingPathComponent("first.log")
+        // Given a server running on a database
+        let first = try Executable.start(["serve", "--port", "0", "--db", db], environment: [:], output: log)
+        defer { if first.isRunning { first.interrupt() } }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        func banner() -> String { String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self) }
+        while !banner().contains("listening") && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(banner().contains("listening"), "\(banner())")
+        // When a second one starts on it
+        let second = try await Executable.run(["serve", "--port", "0", "--db", db])
+        // Then it stops at once, saying why, and the first is unharmed
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("another action2phone serve is running on \(db)"), "\(second.stderr)")
+        #expect(first.isRunning)
+        first.interrupt()
+        #expect(await Executable.waitForExit(first, timeout: .seconds(10)) == 0)
+        // And once the first has stopped, a server starts there again
+        let third = try Executable.start(["serve", "--port", "0", "--db", db], environment: [:], output: dir.appendingPathComponent("third.log"))
+        defer { if third.isRunning { third.interrupt() } }
+        func thirdLog() -> String { String(decoding: (try? Data(contentsOf: dir.appendingPathComponent("third.log"))) ?? Data(), as: UTF8.self) }
+        while !thirdLog().contains("listening") && ContinuousClock.now < deadline.advanced(by: .seconds(20)) { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(thirdLog().contains("listening"), "\(thirdLog())")
+    }
+
+    @Test func aDatabaseFromANewerVersionIsRefused() async throws {
+        let db = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-proc-\(UUID().uuidString)/a.sqlite").path
+        let store = try Action2PhoneCoreStore.open(db)
+        try await store.write { try $0.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99 from the future')") }
+        for arguments in [["users", "list"], ["serve", "--port", "0"]] {
+            let r = try await Executable.run(arguments + ["--db", db])
+            #expect(r.status == 1)
+            #expect(r.stderr.contains("migrated by a newer version of action2phone (migrations this version does not know: 'v99 from the future')"), "\(r.stderr)")
+        }
+    }
 }
 
 /// A plain GRDB handle on a test database that the server also opens.

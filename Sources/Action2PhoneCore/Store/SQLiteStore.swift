@@ -3,6 +3,15 @@ import Foundation
 import GRDB
 import TwilioKit
 
+/// A database a newer version of action2phone has migrated: this version refuses to open it.
+public struct NewerDatabaseError: Error, CustomStringConvertible {
+    public let unknownMigrations: [String]
+    public var description: String {
+        "the database was migrated by a newer version of action2phone (migrations this version does not know: "
+            + unknownMigrations.map { "'\($0)'" }.joined(separator: ", ") + "); run that version, or restore a backup"
+    }
+}
+
 /// The SQLite implementation of `Store`: a WAL-mode `DatabasePool` with a busy timeout, migrated on open.
 public struct SQLiteStore: Store {
     let writer: any DatabaseWriter
@@ -24,6 +33,11 @@ public struct SQLiteStore: Store {
         let health = WriteHealth()
         self.health = health
         self.inbound = InboundBatcher(writer: writer, health: health)
+        // A newer version's schema is not this version's to write to: its rows may mean what this code cannot know.
+        let unknown = try writer.read { db in
+            try Schema.migrator.appliedIdentifiers(db).subtracting(Schema.migrator.migrations).sorted()
+        }
+        guard unknown.isEmpty else { throw NewerDatabaseError(unknownMigrations: unknown) }
         try Schema.migrator.migrate(writer)
     }
 
