@@ -61,7 +61,8 @@ struct ConversationMatrixTests {
             // The opt-out layer comes before any state: silent, logged out, flow dropped.
             #expect(decision.replies.isEmpty)
             #expect(state.step == .idle && !state.isLoggedIn)
-            #expect(decision.effects == (situation.optedOut ? [] : [.optOut(text: text)]))
+            // Every opt-out is logged, a repeated one too (the consent log keeps each request).
+            #expect(decision.effects == [.optOut(text: text)])
             return
         }
         if situation.optedOut {

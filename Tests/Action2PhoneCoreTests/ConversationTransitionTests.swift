@@ -103,6 +103,33 @@ struct ConversationTransitionTests {
             reply: "Welcome back"),
         .init(situation: s["asked last name"]!, text: "STOP", step: .idle, loggedIn: false, effects: [.optOut(text: "STOP")], reply: ""),
         .init(situation: s["asked last name"]!, text: "Stop-Smith", step: .askedEmail(first: "Olga", last: "Stop-Smith"), loggedIn: false, reply: "email"),
+        // A confirmation is read on its first word; a command instead of YES cancels it and runs, it is not swallowed.
+        .init(
+            situation: s["confirming broadcast"]!, text: "yes please", step: .idle, loggedIn: true, effects: [.broadcast(senderId: 2, body: "Harvest")],
+            reply: "queued"),
+        .init(situation: s["confirming delete"]!, text: "Yes, erase it.", step: .idle, loggedIn: false, effects: [.deleteAccount(userId: 1)], reply: "erased"),
+        .init(situation: s["confirming delete"]!, text: "yesterday", step: .idle, loggedIn: true, reply: "Deletion cancelled"),
+        .init(situation: s["confirming broadcast"]!, text: "LOGOUT", step: .idle, loggedIn: false, reply: "Broadcast cancelled. You are logged out"),
+        .init(situation: s["confirming broadcast"]!, text: "users", step: .idle, loggedIn: true, reply: "Broadcast cancelled. Comrades: 2 registered"),
+        .init(situation: s["confirming delete"]!, text: "reset please", step: .idle, loggedIn: true, reply: "abandoned"),
+        .init(situation: s["confirming delete"]!, text: "hello", step: .confirmingDelete, loggedIn: true, reply: "You are confirming a DELETE"),
+        // Opt-out words with quotes, punctuation or invisible characters around them still opt out; with other
+        // words they do not (Twilio's rule), and the reply says how.
+        .init(situation: s["logged in"]!, text: "\u{201C}STOP\u{201D}", step: .idle, loggedIn: false, effects: [.optOut(text: "\"STOP\"")], reply: ""),
+        .init(situation: s["logged in"]!, text: "stop:", step: .idle, loggedIn: false, effects: [.optOut(text: "stop:")], reply: ""),
+        .init(situation: s["logged in"]!, text: "\u{200B}Unsubscribe.", step: .idle, loggedIn: false, effects: [.optOut(text: "\u{200B}Unsubscribe.")], reply: ""),
+        .init(situation: s["opted out"]!, text: "STOP", step: .idle, loggedIn: false, effects: [.optOut(text: "STOP")], reply: ""),
+        .init(situation: s["logged in"]!, text: "stop please", step: .idle, loggedIn: true, reply: "To opt out, reply STOP alone"),
+        .init(situation: s["logged in"]!, text: "stpo", step: .idle, loggedIn: true, reply: "Did you mean STOP?"),
+        .init(situation: s["logged in"]!, text: "nstop", step: .idle, loggedIn: true, reply: "Did you mean STOP?"),
+        .init(situation: s["opted out"]!, text: "start please", step: .idle, loggedIn: false, reply: ""),
+        .init(situation: s["registered, logged out"]!, text: "start please", step: .idle, loggedIn: false, reply: "already subscribed"),
+        // An unknown text from a registered person who is not logged in may be the passcode: it is not echoed.
+        .init(situation: s["registered, logged out"]!, text: "red-square-1917", step: .idle, loggedIn: false, reply: "not repeated, in case it was your passcode"),
+        .init(situation: s["logged in"]!, text: "red-square-1917", step: .idle, loggedIn: true, reply: "Unknown command RED-SQUARE-1917"),
+        // Echoed only in GSM-7, so the reply stays GSM-7
+        .init(situation: s["logged in"]!, text: "привет", step: .idle, loggedIn: true, reply: "Unknown command, comrade. Reply HELP"),
+        .init(situation: s["logged in"]!, text: "🛑", step: .idle, loggedIn: true, reply: "Unknown command, comrade. Reply HELP"),
     ]
 
     @Test(arguments: rows)
@@ -117,6 +144,28 @@ struct ConversationTransitionTests {
         } else {
             #expect(decision.replies.joined().contains(row.reply), "\(decision.replies)")
         }
+    }
+
+    @Test func aPasscodeSentAfterALockoutOrWithoutLoginIsRedactedAndNotEchoed() throws {
+        let f = facts()
+        // After "please log in first"
+        var state = ConversationState(lastActivity: t0)
+        #expect(try engine.reduce(&state, Inbound(text: "MESSAGES"), facts: f, now: t0).replies == [Copy.needLogin])
+        let sent = try engine.reduce(&state, Inbound(text: "red-square-1917"), facts: f, now: t0)
+        #expect(sent.loggedBody == Copy.redacted)
+        #expect(!sent.replies.joined().localizedCaseInsensitiveContains("red-square"))
+        // After a lockout
+        var locked = facts()
+        locked.accounts[0].lockedUntil = t0.addingTimeInterval(600)
+        var lockedState = ConversationState(step: .askedLoginPasscode, lastActivity: t0)
+        #expect(try engine.reduce(&lockedState, Inbound(text: "anything"), facts: locked, now: t0).replies.joined().contains("locked until"))
+        let again = try engine.reduce(&lockedState, Inbound(text: "red-square-1917"), facts: locked, now: t0)
+        #expect(again.loggedBody == Copy.redacted)
+        #expect(!again.replies.joined().localizedCaseInsensitiveContains("red-square"))
+        // Not a person's passcode: an unregistered number's unknown word is kept and echoed
+        var stranger = ConversationState(lastActivity: t0)
+        let word = try engine.reduce(&stranger, Inbound(text: "red-square-1917"), facts: facts(registered: false), now: t0)
+        #expect(word.loggedBody == nil && word.replies.joined().contains("RED-SQUARE-1917"))
     }
 
     @Test func adminPhoneRegistersAsAdmin() throws {

@@ -20,6 +20,20 @@ struct StoreEffectTests {
         try await step(store, from: phone, [.register(Registration(firstName: first, lastName: "X", email: "\(first.lowercased())@example.org", passcode: hash, role: role))])
     }
 
+    @Test func usersCountsOnlyRegisteredPeopleAsOptedOutAndEveryStopIsLogged() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Anna", role: .admin)
+        try await register(store, "+14155550102", "Boris")
+        // Given two numbers that never registered opt out, and Boris opts out twice
+        for phone in ["+14155550301", "+14155550302", "+14155550102", "+14155550102"] { try await step(store, from: phone, [.optOut(text: "STOP")]) }
+        // Then USERS counts Boris alone as opted out, as `users list --opted-out` does
+        let counts = try await DatabaseQueue(path: path).read { try SQLiteFacts(db: $0, phone: "+14155550101").userCounts(activeSince: t0) }
+        #expect(counts.registered == 2 && counts.optedOut == 1)
+        // And each of Boris's requests is in the consent log
+        #expect(try fetchInt(path, "SELECT count(*) FROM consentLog WHERE phone = '+14155550102' AND action = 'optOut'") == 2)
+    }
+
     @Test func broadcastFillsEveryInboxButTextsOnlyReachablePeople() async throws {
         // Given three people, one opted out and one suppressed
         let path = makeTestDatabasePath()

@@ -73,13 +73,14 @@ public struct ConversationEngine: Sendable {
         state.lastActivity = now
         let consent = try facts.consent()
         let route = route(input, state, optedOut: consent.optedOut)
-        let redact = passcodeText || mustRedact(route, input, state, stepBefore: stepBefore)
         var step = StepContext(input: input, evidence: evidence, facts: facts, now: now, account: try facts.account())
+        let redact = passcodeText || mustRedact(route, input, state, stepBefore: stepBefore, registered: step.account != nil)
 
         switch route {
         case .optOut:
+            // Logged even when the number is opted out already: the consent log keeps every request.
             state = ConversationState(lastActivity: now)
-            return Decision(replies: [], effects: consent.optedOut ? [] : [.optOut(text: input.text)], loggedBody: nil)
+            return Decision(replies: [], effects: [.optOut(text: input.text)], loggedBody: nil)
         case .optIn:
             guard consent.optedOut else {
                 step.reply(Copy.alreadySubscribed + " " + helpText(state, step.account))
@@ -110,6 +111,12 @@ public struct ConversationEngine: Sendable {
             try answer(&state, &step)
         case .command(let command):
             try run(command, &state, &step)
+        case .cancelThen(let command):
+            // A command instead of YES: the confirmation is cancelled, and the command runs, not swallowed.
+            let cancelled = state.step.cancelledNote
+            state.step = .idle
+            try run(command, &state, &step)
+            if let cancelled, let first = step.replies.first { step.replies[0] = cancelled + " " + first }
         case .unknown(let word):
             // A passcode that arrived after its question expired is never echoed back.
             step.reply(unknownCommand(redact ? nil : word, account: step.account))
@@ -129,6 +136,8 @@ public struct ConversationEngine: Sendable {
     enum Route: Equatable {
         case optOut, optIn, help, reset, empty, answer
         case command(Command)
+        /// A command sent instead of the YES a confirmation asked for.
+        case cancelThen(Command)
         case unknown(String)
     }
 
@@ -148,22 +157,30 @@ public struct ConversationEngine: Sendable {
         // At the login passcode question, LOGIN again (bare, or with the passcode as HELP shows it) is the
         // command: "LOGIN secret" is not the passcode "LOGIN secret", and is not a wrong try.
         if state.step == .askedLoginPasscode && input.command == "LOGIN" { return .command(.login) }
+        if state.step.isConfirmation, input.firstKeyword != "YES", let command = Command(word: input.command), command != .start {
+            // A greeting gets the question again; any other command cancels the confirmation and runs.
+            return command == .help ? .help : command == .reset ? .reset : .cancelThen(command)
+        }
         if state.step != .idle { return .answer }
         guard let command = Command(word: input.command) else { return .unknown(input.command) }
         switch command {
         case .help: return .help
         case .reset: return .reset
-        case .start: return .optIn
+        // START with more words ("start please"): Twilio lifts its block only for the word alone, so neither
+        // does the bot; an opted-out number is not answered, as Twilio would not deliver the answer.
+        case .start: return optedOut ? .unknown(input.command) : .optIn
         default: return .command(command)
         }
     }
 
-    /// A passcode text is never logged: any `LOGIN <something>`, and any text sent while a passcode question
-    /// was pending (even one that has just expired) unless it is a keyword.
-    func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step) -> Bool {
+    /// A passcode text is never logged: any `LOGIN <something>`, any text sent while a passcode question was
+    /// pending (even one that has just expired) unless it is a keyword, and any unknown text from a registered
+    /// person who is not logged in: sent after "please log in first" or a lockout, it is often the passcode.
+    func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step, registered: Bool) -> Bool {
         if input.command == "LOGIN" && !input.argument.isEmpty { return true }
         switch route {
         case .optOut, .optIn, .help, .reset, .empty: return false
+        case .unknown where registered && !state.isLoggedIn: return true
         default: return stepBefore.expectsPasscode || (route == .answer && state.step.expectsPasscode)
         }
     }
@@ -207,13 +224,22 @@ public struct ConversationEngine: Sendable {
 
     /// "Unknown command" with the closest command suggested; `word` is `nil` when it must not be echoed.
     func unknownCommand(_ word: String?, account: Account?) -> String {
-        guard let word else { return "Unknown command, comrade. Reply HELP for commands." }
-        let letters = Array(word)
-        let shown = letters.count > 20 ? String(letters.prefix(20)) + "..." : word
-        guard letters.count >= 3, let suggestion = Self.nearestCommand(to: letters, isAdmin: account?.role == .admin) else {
-            return "Unknown command \(shown), comrade. Reply HELP for commands."
+        guard let word else {
+            guard account != nil else { return "Unknown command, comrade. Reply HELP for commands." }
+            return "Unknown command, comrade (not repeated, in case it was your passcode). To log in, reply LOGIN first. Reply HELP for commands."
         }
-        return "Unknown command \(shown), comrade. Did you mean \(suggestion)? Reply HELP for commands."
+        let bare = Inbound.bare(word)
+        if optOutWords.contains(bare) {
+            return "Unknown command \(bare), comrade. To opt out, reply \(bare) alone: with other words it does not count. Reply HELP for commands."
+        }
+        let letters = Array(word)
+        // Echoed only in GSM-7: one character outside it (Cyrillic, an emoji) would make the whole reply UCS-2.
+        let echoed = letters.count > 20 ? String(letters.prefix(20)) + "..." : word
+        let unknown = Segments.count(echoed).encoding == .gsm7 ? "Unknown command \(echoed), comrade." : "Unknown command, comrade."
+        guard letters.count >= 3, let suggestion = Self.nearestCommand(to: letters, isAdmin: account?.role == .admin) else {
+            return unknown + " Reply HELP for commands."
+        }
+        return unknown + " Did you mean \(suggestion)? Reply HELP for commands."
     }
 
     /// The command or alias at most one edit from `letters` (two from a word of five letters or more), nearest

@@ -61,6 +61,23 @@ public enum Step: Codable, Sendable, Equatable {
         }
     }
 
+    /// Whether the step waits for a YES.
+    var isConfirmation: Bool {
+        switch self {
+        case .confirmingDelete, .confirmingBroadcast: true
+        default: false
+        }
+    }
+
+    /// What a command sent instead of the YES says first.
+    var cancelledNote: String? {
+        switch self {
+        case .confirmingDelete: "Deletion cancelled: your data stays."
+        case .confirmingBroadcast: "Broadcast cancelled."
+        default: nil
+        }
+    }
+
     /// Whether the step expects a passcode, so that the text must never be logged.
     var expectsPasscode: Bool {
         switch self {

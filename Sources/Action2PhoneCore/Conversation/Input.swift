@@ -29,11 +29,27 @@ public struct Inbound: Sendable, Equatable {
         return String(text[text.index(after: space)...])
     }
 
-    /// The whole text upper-cased without trailing `.` or `!`, for matching keywords.
-    var keyword: String {
-        var s = Substring(text.uppercased())
-        while let l = s.last, l == "." || l == "!" { s = s.dropLast() }
+    /// The whole text upper-cased, for matching keywords: without punctuation or quotes around it (`STOP.`,
+    /// `"stop"`, `stop:`) or invisible characters a keyboard or a copy left in it. A lone `?` stays (HELP).
+    var keyword: String { Inbound.bare(text.uppercased()) }
+
+    /// The first word as `keyword` reads it: `YES,` in `yes, send it` is YES.
+    var firstKeyword: String { Inbound.bare(command) }
+
+    static func bare(_ word: String) -> String {
+        var s = Substring(word)
+        func isAround(_ c: Character) -> Bool {
+            c == "." || c == "!" || c == "," || c == ";" || c == ":" || c == "\"" || c == "'" || c == "\u{3002}" || isInvisible(c)
+        }
+        while let l = s.last, isAround(l) { s = s.dropLast() }
+        while let f = s.first, isAround(f) { s = s.dropFirst() }
+        if s.contains(where: isInvisible) { s = Substring(s.filter { !isInvisible($0) }) }
         return String(s)
+    }
+
+    /// Zero-width spaces and joiners, the word joiner and the byte-order mark.
+    static func isInvisible(_ c: Character) -> Bool {
+        c == "\u{200B}" || c == "\u{200C}" || c == "\u{200D}" || c == "\u{2060}" || c == "\u{FEFF}"
     }
 
     /// The raw text after its first `count` words, white space after them dropped.
@@ -119,10 +135,11 @@ enum Command: String, CaseIterable, Sendable {
     var isAdminOnly: Bool { [.send, .broadcast, .users, .find].contains(self) }
 
     /// What "did you mean" may suggest, nearest first and ties in this order: the commands as declared, then
-    /// the aliases longer than two letters, alphabetically.
+    /// STOP (a typo of it must never be pointed at UNSTOP), then the aliases longer than two letters, alphabetically.
     static let suggestable: [(word: String, letters: [Character], isAdminOnly: Bool)] =
-        (allCases.map { ($0.rawValue, $0) } + aliases.filter { $0.key.count > 2 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
-        .map { (word: $0.0, letters: Array($0.0), isAdminOnly: $0.1.isAdminOnly) }
+        allCases.map { (word: $0.rawValue, letters: Array($0.rawValue), isAdminOnly: $0.isAdminOnly) }
+        + [(word: "STOP", letters: Array("STOP"), isAdminOnly: false)]
+        + aliases.filter { $0.key.count > 2 }.sorted { $0.key < $1.key }.map { (word: $0.key, letters: Array($0.key), isAdminOnly: $0.value.isAdminOnly) }
 }
 
 /// Carrier and Twilio opt-out words (twilio.md §7): a message that is exactly one of them opts out.

@@ -189,7 +189,7 @@ final class SQLiteFacts: ConversationFacts {
             db,
             sql: """
                 SELECT (SELECT count(*) FROM users) AS registered,
-                       (SELECT count(*) FROM phones WHERE optedOut) AS optedOut,
+                       (SELECT count(*) FROM users u JOIN phones p ON p.phone = u.phone WHERE p.optedOut) AS optedOut,
                        (SELECT count(*) FROM users WHERE role = 'admin') AS admins,
                        (SELECT count(*) FROM conversations c JOIN users u ON u.phone = c.phone
                          WHERE json_extract(c.state, '$.loggedInAt') IS NOT NULL AND c.updatedAt >= ?) AS loggedIn
