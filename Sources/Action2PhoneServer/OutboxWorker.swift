@@ -43,6 +43,13 @@ public struct OutboxWorker: Service {
         if recovered > 0 {
             logger.warning("outbox: \(recovered) text(s) were being sent when the server stopped; marked uncertain, not resent (see: action2phone outbox list --status uncertain)")
         }
+        // A broadcast whose fan-out a stop cut short: its other people are reached now.
+        do {
+            let chunks = try await store.fanOutBroadcasts(now: Date())
+            if chunks > 0 { logger.notice("outbox: finished fanning out a broadcast a stop had interrupted (\(chunks) chunk(s))") }
+        } catch {
+            logger.error("outbox: cannot finish fanning out a broadcast; the next webhook tries again", metadata: ["error": "\(error)"])
+        }
         let clock = ContinuousClock()
         let maxOwed = min(interval * 4, .milliseconds(20))
         let owedSlots = Int(maxOwed / interval)

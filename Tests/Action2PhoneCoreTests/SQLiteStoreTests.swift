@@ -13,13 +13,17 @@ struct SQLiteStoreTests {
         // When the store opens it
         let store = try SQLiteStore.open(path: path)
         // Then every migration is applied, in WAL mode, with foreign keys on
-        #expect(try store.appliedMigrations() == ["v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times", "v3 outbox recipientDeleted"])
+        #expect(
+            try store.appliedMigrations() == [
+                "v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times",
+                "v3 outbox recipientDeleted", "v4 broadcasts fanned out after the webhook",
+            ])
         let queue = try DatabaseQueue(path: path)
         #expect(try queue.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
         // and every commit synced (2 = FULL): an acknowledged webhook survives a power loss
         #expect(try store.writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
         let tables = try queue.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") }
-        #expect(tables == ["consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "pendingCallbacks", "phones", "users"])
+        #expect(tables == ["broadcasts", "consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "pendingCallbacks", "phones", "users"])
     }
 
     @Test func aVersionOneDatabaseIsUpgradedWithItsFailedLoginsKept() async throws {

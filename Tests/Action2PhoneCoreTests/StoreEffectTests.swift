@@ -55,6 +55,71 @@ struct StoreEffectTests {
         #expect(audience == BroadcastAudience(registered: 4, textable: 2))
     }
 
+    /// Registers people with ids 2…`count + 1` straight in SQLite, as the broadcast benchmark does.
+    func registerMany(_ path: String, _ count: Int) throws {
+        try executeSQL(
+            path,
+            """
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < \(count))
+            INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
+            SELECT printf('+1415%07d', i), 'Comrade', 'Number' || i, 'c' || i || '@example.org', x'00', x'00', 1000, '2026-11-25 09:00:00.000' FROM n
+            """)
+    }
+
+    @Test func aLargeBroadcastIsFannedOutInChunksAfterItsWebhookReachingEachPersonOnce() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Anna", role: .admin)
+        try registerMany(path, 1_234)
+        try executeSQL(path, "INSERT INTO phones (phone, optedOut, updatedAt) VALUES ('+14150000007', 1, '2026-11-25 09:00:00.000')")
+        // When the admin's YES records the broadcast
+        try await step(store, from: "+14155550101", [.broadcast(senderId: 1, body: "Harvest at dawn")])
+        // Then the webhook's own transaction wrote one row for it, and its answer waited for the first chunk only
+        #expect(try fetchInt(path, "SELECT count(*) FROM broadcasts") == 1)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbox") ?? 0 >= SQLiteStore.fanOutChunkSize)
+        // And the rest is written after it, a chunk per transaction, until everyone registered then is reached once
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while try fetchInt(path, "SELECT count(*) FROM broadcasts WHERE finishedAt IS NULL") != 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbox") == 1_235)
+        #expect(try fetchInt(path, "SELECT count(DISTINCT userId) FROM inbox") == 1_235)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE purpose = 'broadcast'") == 1_234)
+        #expect(try fetchInt(path, "SELECT count(DISTINCT \"to\") FROM outbox") == 1_234)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE \"to\" = '+14150000007'") == 0)
+        let row = try fetchRow(path, "SELECT stored, queued, doneThroughUserId, lastUserId FROM broadcasts")
+        #expect(row?["stored"] as Int? == 1_235 && row?["queued"] as Int? == 1_234)
+        #expect(row?["doneThroughUserId"] as Int? == 1_235 && row?["lastUserId"] as Int? == 1_235)
+        // And the inbox keeps the broadcast's own time
+        #expect(try fetchInt(path, "SELECT count(DISTINCT createdAt) FROM inbox") == 1)
+    }
+
+    @Test func aFanOutCutShortResumesWhereItWasForThePeopleOfThatMoment() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try registerMany(path, 1_200)
+        // Given a broadcast recorded, and one chunk of it written before a stop (no webhook came after)
+        try await store.writer.write { db in
+            try SQLiteStore.queueBroadcast(db, senderId: nil, body: "Harvest at dawn", now: t0)
+            #expect(try SQLiteStore.fanOutBroadcastChunk(db, now: t0))
+        }
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbox") == SQLiteStore.fanOutChunkSize)
+        // And meanwhile one person who was not reached yet deleted their account, and someone new registered
+        try executeSQL(path, "DELETE FROM users WHERE id = 1000")
+        try executeSQL(
+            path,
+            "INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt) VALUES ('+14155559999', 'New', 'Comrade', 'new@example.org', x'00', x'00', 1000, '2026-11-25 10:00:00.000')"
+        )
+        // When the server starts again (the outbox worker finishes it)
+        #expect(try await store.fanOutBroadcasts(now: t0) == 2)
+        // Then everyone of that moment still registered has it exactly once, and no one else
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbox") == 1_199)
+        #expect(try fetchInt(path, "SELECT count(DISTINCT userId) FROM inbox") == 1_199)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox") == 1_199)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE \"to\" = '+14155559999'") == 0)
+        #expect(try await store.fanOutBroadcasts(now: t0) == 0)
+    }
+
     @Test func directMessageToAnOptedOutPersonIsStoredButNotTexted() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)

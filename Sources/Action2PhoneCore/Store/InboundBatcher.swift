@@ -14,6 +14,11 @@ import GRDB
 ///
 /// Steps run in the order they were submitted; the caller keeps one phone's steps in order by submitting
 /// the next only after the previous one is answered (`PhoneLocks`).
+///
+/// A broadcast confirmed by a step is fanned out here too, after its transaction and never inside it: one chunk
+/// of people (`SQLiteStore.fanOutChunkSize`) in a transaction of its own before the batch is answered (so a
+/// broadcast to a small organisation is complete when its YES is answered), then one chunk after each later batch,
+/// or one after another while no webhook waits.
 final class InboundBatcher: Sendable {
     /// One step: runs inside the batch's transaction and returns what its caller gets.
     typealias Step = @Sendable (Database) throws -> InboundOutcome
@@ -26,6 +31,8 @@ final class InboundBatcher: Sendable {
     private struct Queue {
         var jobs: [Job] = []
         var draining = false
+        /// A broadcast has people left to reach.
+        var fanOutPending = false
         /// Transactions run so far (tests check that steps share them).
         var transactions = 0
     }
@@ -64,29 +71,50 @@ final class InboundBatcher: Sendable {
     /// Runs batches until the queue is empty.
     private func drain() async {
         while true {
-            let batch = queue.withLock { queue -> [Job] in
+            let batch = queue.withLock { queue -> [Job]? in
                 guard !queue.jobs.isEmpty else {
+                    if queue.fanOutPending { return [] }
                     queue.draining = false
-                    return []
+                    return nil
                 }
                 let batch = Array(queue.jobs.prefix(Self.maxBatch))
                 queue.jobs.removeFirst(batch.count)
                 queue.transactions += 1
                 return batch
             }
-            guard !batch.isEmpty else { return }
-            let results = await commit(batch)
+            guard let batch else { return }
+            guard !batch.isEmpty else {
+                await fanOutChunk()
+                continue
+            }
+            let (results, fanOut) = await commit(batch)
+            if fanOut { await fanOutChunk() }
             for (job, result) in zip(batch, results) {
                 job.done.resume(with: result)
             }
         }
     }
 
-    /// Runs `batch` in one transaction and says what each step's caller gets.
-    private func commit(_ batch: [Job]) async -> [Result<InboundOutcome, any Error>] {
+    /// Writes the next chunk of a broadcast's fan-out, if any is left. A failure stops the fan-out until the next
+    /// batch, which looks again.
+    private func fanOutChunk() async {
+        let more: Bool
         do {
-            let results = try await writer.writeWithoutTransaction { db -> [Result<InboundOutcome, any Error>] in
+            more = try await writer.write { db in try SQLiteStore.fanOutBroadcastChunk(db, now: Date()) }
+        } catch {
+            if let error = error as? DatabaseError, Self.cannotWrite(error.resultCode) { health.failed("\(error.resultCode) at \(Date())") }
+            more = false
+        }
+        queue.withLock { $0.fanOutPending = more }
+    }
+
+    /// Runs `batch` in one transaction and says what each step's caller gets, and whether a broadcast has people
+    /// left to reach (one of the steps confirmed it, or an earlier fan-out was cut short).
+    private func commit(_ batch: [Job]) async -> (results: [Result<InboundOutcome, any Error>], fanOut: Bool) {
+        do {
+            let (results, fanOut) = try await writer.writeWithoutTransaction { db -> ([Result<InboundOutcome, any Error>], Bool) in
                 var results: [Result<InboundOutcome, any Error>] = []
+                var fanOut = false
                 results.reserveCapacity(batch.count)
                 // GRDB's transaction block: once SQLite has rolled the transaction back, any further statement
                 // throws (a step that swallowed an error cannot go on writing outside the transaction), and a
@@ -95,9 +123,10 @@ final class InboundBatcher: Sendable {
                     for job in batch {
                         results.append(try Self.runInSavepoint(job.step, db))
                     }
+                    fanOut = try SQLiteStore.hasUnfinishedBroadcast(db)
                     return .commit
                 }
-                return results
+                return (results, fanOut)
             }
             // A step that could not write (a full disk, an I/O error, a lock held too long) counts as a failing write
             // even when the others committed; one that met a damaged row or a constraint is that step's trouble only.
@@ -106,10 +135,10 @@ final class InboundBatcher: Sendable {
             } else {
                 health.succeeded()
             }
-            return results
+            return (results, fanOut)
         } catch {
             if let error = error as? DatabaseError { health.failed("\(error.resultCode) at \(Date())") }
-            return Array(repeating: .failure(error), count: batch.count)
+            return (Array(repeating: .failure(error), count: batch.count), false)
         }
     }
 

@@ -38,7 +38,7 @@ extension SQLiteStore {
         case .sendDirect(let recipientId, let senderId, let body):
             try sendDirect(db, recipientId: recipientId, senderId: senderId, body: body, purpose: "direct", now: now)
         case .broadcast(let senderId, let body):
-            try broadcast(db, senderId: senderId, body: body, now: now)
+            try queueBroadcast(db, senderId: senderId, body: body, now: now)
         case .deleteAccount(let userId):
             try deleteAccount(db, userId: userId, now: now)
         }
@@ -58,22 +58,56 @@ extension SQLiteStore {
         return true
     }
 
-    /// Stores a message in every registered person's inbox and queues a text to each one who can receive it.
-    /// Returns (inbox rows, texts queued).
+    /// Records a broadcast to everyone registered now, in one row: `fanOutBroadcastChunk` then stores it in their
+    /// inboxes and queues a text to each one who can receive it. Returns the broadcast's id.
     @discardableResult
-    static func broadcast(_ db: Database, senderId: Int64?, body: String, now: Date) throws -> (stored: Int, queued: Int) {
+    static func queueBroadcast(_ db: Database, senderId: Int64?, body: String, now: Date) throws -> Int64 {
         try db.execute(
-            sql: "INSERT INTO inbox (userId, kind, senderId, body, createdAt) SELECT id, 'broadcast', ?, ?, ? FROM users ORDER BY id",
+            sql: "INSERT INTO broadcasts (senderId, body, createdAt, lastUserId) VALUES (?, ?, ?, (SELECT coalesce(max(id), 0) FROM users))",
             arguments: [senderId, body, now])
+        return db.lastInsertedRowID
+    }
+
+    /// People per fan-out transaction: a chunk takes a few milliseconds, so webhooks wait at most that long.
+    static let fanOutChunkSize = 500
+
+    /// Whether a broadcast still has people to reach.
+    static func hasUnfinishedBroadcast(_ db: Database) throws -> Bool {
+        try FastStatement.first(db, "SELECT 1 FROM broadcasts WHERE finishedAt IS NULL LIMIT 1", []) { _ in true } ?? false
+    }
+
+    /// Reaches the next `fanOutChunkSize` people of the oldest unfinished broadcast, in the open transaction: each
+    /// registered at the broadcast (and not deleted since) gets it in their inbox, and each who can receive texts
+    /// gets one queued. `false` when no broadcast was left.
+    static func fanOutBroadcastChunk(_ db: Database, now: Date) throws -> Bool {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM broadcasts WHERE finishedAt IS NULL ORDER BY id LIMIT 1") else { return false }
+        let id: Int64 = try row.decode(forColumn: "id")
+        let senderId: Int64? = try row.decode(forColumn: "senderId")
+        let body: String = try row.decode(forColumn: "body")
+        let createdAt: Date = try row.decode(forColumn: "createdAt")
+        let last: Int64 = try row.decode(forColumn: "lastUserId")
+        let from: Int64 = try row.decode(forColumn: "doneThroughUserId")
+        let through =
+            try Int64.fetchOne(
+                db, sql: "SELECT max(id) FROM (SELECT id FROM users WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)",
+                arguments: [from, last, fanOutChunkSize]) ?? last
+        let done = try through >= last || Int64.fetchOne(db, sql: "SELECT 1 FROM users WHERE id > ? AND id <= ? LIMIT 1", arguments: [through, last]) == nil
+        try db.execute(
+            sql: "INSERT INTO inbox (userId, kind, senderId, body, createdAt) SELECT id, 'broadcast', ?, ?, ? FROM users WHERE id > ? AND id <= ? ORDER BY id",
+            arguments: [senderId, body, createdAt, from, through])
         let stored = db.changesCount
         try db.execute(
             sql: """
                 INSERT INTO outbox ("to", body, purpose, status, createdAt, updatedAt)
                 SELECT u.phone, ?, 'broadcast', 'queued', ?, ? FROM users u LEFT JOIN phones p ON p.phone = u.phone
-                WHERE coalesce(p.optedOut, 0) = 0 AND coalesce(p.suppressed, 0) = 0 ORDER BY u.id
+                WHERE u.id > ? AND u.id <= ? AND coalesce(p.optedOut, 0) = 0 AND coalesce(p.suppressed, 0) = 0 ORDER BY u.id
                 """,
-            arguments: [body, now, now])
-        return (stored, db.changesCount)
+            arguments: [body, now, now, from, through])
+        let queued = db.changesCount
+        try db.execute(
+            sql: "UPDATE broadcasts SET doneThroughUserId = ?, stored = stored + ?, queued = queued + ?, finishedAt = ? WHERE id = ?",
+            arguments: [done ? last : through, stored, queued, done ? now : nil, id])
+        return true
     }
 
     /// What an erased text's body becomes.

@@ -76,9 +76,22 @@ extension SQLiteStore {
         try await writer.read { db in try SQLiteFacts(db: db, phone: "").broadcastAudience() }
     }
 
-    /// An operator's broadcast: (inbox rows, texts queued).
+    @discardableResult
+    public func fanOutBroadcasts(now: Date = Date()) async throws -> Int {
+        var chunks = 0
+        while try await writer.write({ db in try Self.fanOutBroadcastChunk(db, now: now) }) { chunks += 1 }
+        return chunks
+    }
+
+    /// An operator's broadcast, fanned out before it returns (by this process, or by a server on the same database
+    /// meanwhile): (inbox rows, texts queued).
     public func operatorBroadcast(body: String, now: Date = Date()) async throws -> (stored: Int, queued: Int) {
-        try await writer.write { db in try Self.broadcast(db, senderId: nil, body: body, now: now) }
+        let id = try await writer.write { db in try Self.queueBroadcast(db, senderId: nil, body: body, now: now) }
+        try await fanOutBroadcasts(now: now)
+        return try await writer.read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT stored, queued FROM broadcasts WHERE id = ?", arguments: [id])
+            return try (row?.decode(forColumn: "stored") ?? 0, row?.decode(forColumn: "queued") ?? 0)
+        }
     }
 
     /// Opts a number out or back in on an operator's word (consent log source `operator`). Opting out ends the

@@ -117,6 +117,23 @@ enum Schema {
             try db.alter(table: "outbox") { t in t.add(column: "recipientDeleted", .boolean).notNull().defaults(to: false) }
             try db.execute(sql: "UPDATE outbox SET recipientDeleted = 1 WHERE body = '[deleted]'")
         }
+        migrator.registerMigration("v4 broadcasts fanned out after the webhook") { db in
+            // The YES that confirms a broadcast records it here; its inbox rows and texts are written afterwards, a
+            // chunk of people per transaction (SPEC §3: no fan-out inside the webhook). `doneThroughUserId` is how far
+            // the fan-out has got, so a stop in the middle resumes where it was, never writing anyone twice.
+            try db.create(table: "broadcasts") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("senderId", .integer)
+                t.column("body", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("lastUserId", .integer).notNull()
+                t.column("doneThroughUserId", .integer).notNull().defaults(to: 0)
+                t.column("stored", .integer).notNull().defaults(to: 0)
+                t.column("queued", .integer).notNull().defaults(to: 0)
+                t.column("finishedAt", .datetime)
+            }
+            try db.execute(sql: "CREATE INDEX broadcasts_unfinished ON broadcasts (id) WHERE finishedAt IS NULL")
+        }
         return migrator
     }
 }

@@ -25,6 +25,11 @@ public protocol Store: Sendable {
         decide: @escaping @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
     ) async throws -> InboundOutcome
 
+    /// Finishes every broadcast still being fanned out (one stopped in the middle, or recorded by another
+    /// process), a chunk of people per transaction. Returns how many chunks it wrote.
+    @discardableResult
+    func fanOutBroadcasts(now: Date) async throws -> Int
+
     // MARK: Outbox
 
     /// Turns rows left `sending` by a crash into `uncertain`: they may or may not have reached Twilio, so
