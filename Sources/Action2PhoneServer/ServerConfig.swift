@@ -84,7 +84,8 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 extension ServerConfig {
     /// Resolves flag > environment > default. `flags` holds only the flags given on the command line.
     /// In local mode (no Twilio credentials) the development token is read or created next to the database.
-    public static func resolve(flags: [ConfigKey: String], environment: [String: String]) throws -> ServerConfig {
+    /// `requireSender: false` for tools that only sign webhooks or run the conversation in-process (they send nothing).
+    public static func resolve(flags: [ConfigKey: String], environment: [String: String], requireSender: Bool = true) throws -> ServerConfig {
         func value(_ key: ConfigKey) -> String? {
             let v = flags[key] ?? environment[key.rawValue]
             guard let v = v?.trimmingWhitespace(), !v.isEmpty else { return nil }
@@ -122,7 +123,7 @@ extension ServerConfig {
             }
             return sid
         }
-        if !local && config.fromNumber == nil && config.messagingServiceSid == nil {
+        if requireSender && !local && config.fromNumber == nil && config.messagingServiceSid == nil {
             throw ConfigError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID: REST sends need a sender")
         }
         config.apiBaseURL = try url(value(.apiBaseURL) ?? "https://api.twilio.com", name: "TWILIO_API_BASE_URL")

@@ -14,7 +14,7 @@ struct Chat: AsyncParsableCommand {
     @Option(help: "The phone you text from.") var from = "+14155550100"
     @Option(help: "The organisation's number you text to.") var to = "+15005550006"
     @Option(help: "A running server's base or /sms URL.") var url: String?
-    @Option(help: "With --url: the URL to sign for when the server has ACTION2PHONE_PUBLIC_URL.") var publicURL: String?
+    @Option(help: "With --url: the URL to sign for, as the server's ACTION2PHONE_PUBLIC_URL (env: ACTION2PHONE_PUBLIC_URL).") var publicURL: String?
 
     func run() async throws {
         let sender = PhoneNumber.normalize(from) ?? from
@@ -24,7 +24,7 @@ struct Chat: AsyncParsableCommand {
         let accountSid = config.accountSid ?? WebhookFields.localAccountSid
         if let url {
             _ = try store.open()  // every subcommand opens and migrates --db
-            phone = try HTTPPhone(url: url, publicURL: publicURL, token: config.authToken)
+            phone = try HTTPPhone(url: url, publicURL: publicURL ?? config.publicURL, token: config.authToken)
         } else {
             phone = InProcessPhone(config: config, store: try store.open(), virtualClock: false)
         }

@@ -20,10 +20,11 @@ struct StoreOptions: ParsableArguments {
         }
     }
 
-    /// The server configuration from the environment, for this database.
+    /// The server configuration from the environment, for this database, as `chat` and `replay` need it: they sign
+    /// webhooks or run the conversation in-process, and send nothing, so no sender is required.
     func config() throws -> ServerConfig {
         do {
-            return try ServerConfig.resolve(flags: [.database: path], environment: ProcessInfo.processInfo.environment)
+            return try ServerConfig.resolve(flags: [.database: path], environment: ProcessInfo.processInfo.environment, requireSender: false)
         } catch let error as ConfigError {
             throw CLIError(error.description)
         }

@@ -51,6 +51,8 @@ struct HTTPPhone: SimulatedPhone {
     let postURL: String
     let signingURL: String
     let token: Secret
+    /// Whether the hint for a refused signature was printed (once is enough).
+    var explainedForbidden = false
     /// Over HTTP the server's clock cannot be moved: waits longer than this are refused.
     static let longestWait: Double = 10
 
@@ -77,7 +79,7 @@ struct HTTPPhone: SimulatedPhone {
         try await Task.sleep(for: .seconds(seconds))
     }
 
-    func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String]) {
+    mutating func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String]) {
         guard let url = URL(string: postURL) else { throw CLIError("'\(postURL)' is not a URL") }
         var request = URLRequest(url: url)
         request.httpMethod = "POST"
@@ -86,6 +88,12 @@ struct HTTPPhone: SimulatedPhone {
         request.httpBody = Data(FormCodec.encode(fields).utf8)
         let (data, response) = try await httpData(request)
         let body = String(decoding: data, as: UTF8.self)
+        if response.statusCode == 403 && !explainedForbidden {
+            explainedForbidden = true
+            printError(
+                "the server refused the signature (403): sign with its token (TWILIO_AUTH_TOKEN, or in local mode the same --db as the server's, "
+                    + "whose .dev-token it uses), as its account (TWILIO_ACCOUNT_SID), for its public URL (\(signingURL); ACTION2PHONE_PUBLIC_URL or --public-url)")
+        }
         return (response.statusCode, response.statusCode == 200 ? TwiML.messages(in: body) : [])
     }
 }

@@ -23,7 +23,7 @@ struct Replay: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
     @Argument(help: "Fixture files.") var fixtures: [String]
     @Option(help: "A running server's base or /sms URL, e.g. http://127.0.0.1:8080.") var url: String?
-    @Option(help: "With --url: the URL to sign for when the server has ACTION2PHONE_PUBLIC_URL.") var publicURL: String?
+    @Option(help: "With --url: the URL to sign for, as the server's ACTION2PHONE_PUBLIC_URL (env: ACTION2PHONE_PUBLIC_URL).") var publicURL: String?
     @Flag(help: "Compare replies with the fixtures' expectations; exit 1 on any mismatch.") var check = false
     @Flag(help: "Send recorded webhooks (fixtures/webhooks/*.json) byte for byte.") var raw = false
     @Flag(help: "In-process: give each fixture its own empty temporary database instead of --db.") var fresh = false
@@ -57,7 +57,11 @@ struct Replay: AsyncParsableCommand {
         if let url {
             _ = try store.open()  // every subcommand opens and migrates --db
             config = try store.config()
-            phone = try HTTPPhone(url: url, publicURL: publicURL, token: config.authToken)
+            // Refused before the first text: a server left halfway through a script is worse than none run.
+            if let wait = fixture.steps.compactMap(\.wait).max(), wait > HTTPPhone.longestWait {
+                throw CLIError("a step waits \(Int(wait)) s, and a running server's clock cannot be moved: replay this fixture in-process (without --url)")
+            }
+            phone = try HTTPPhone(url: url, publicURL: publicURL ?? config.publicURL, token: config.authToken)
         } else {
             var options = store
             if fresh {

@@ -235,10 +235,14 @@ struct CLITests {
             let wrongToken = try await Executable.run(["replay", "--check", "--url", server.base, "--db", tempDatabase(), fixture])
             #expect(wrongToken.status == 1)
             #expect(wrongToken.stderr.contains("status: expected 200, got 403"))
-            // A fixture that needs the clock moved cannot run against a live server.
+            // and says once what a refused signature needs
+            #expect(wrongToken.stderr.components(separatedBy: "the server refused the signature (403): sign with its token").count == 2, "\(wrongToken.stderr)")
+            // A fixture that needs the clock moved cannot run against a live server: refused before its first text.
             let expiry = repositoryRoot.appendingPathComponent("fixtures/conversations/session-expiry.json").path
+            let before = try server.count("inbound")
             let r2 = try await Executable.run(["replay", "--url", server.base, "--public-url", TestServer.publicURL, "--db", db, expiry])
             #expect(r2.status == 1 && r2.stderr.contains("replay this fixture in-process"))
+            #expect(try server.count("inbound") == before)
         }
     }
 
@@ -251,18 +255,17 @@ struct CLITests {
             $0.accountSid = account
             $0.isLocalMode = false
         }
-        let environment = ["TWILIO_ACCOUNT_SID": account, "TWILIO_AUTH_TOKEN": token, "TWILIO_FROM_NUMBER": "+15005550006"]
+        // (signing needs no sender, and the URL signed for is the server's public URL, from the same environment)
+        let environment = ["TWILIO_ACCOUNT_SID": account, "TWILIO_AUTH_TOKEN": token, "ACTION2PHONE_PUBLIC_URL": TestServer.publicURL]
         let fixture = repositoryRoot.appendingPathComponent("fixtures/conversations/registration-happy-path.json").path
         try await TestServer.run(config) { server in
             // When the operator replays and chats with the same credentials in the environment
-            let r = try await Executable.run(
-                ["replay", "--check", "--url", server.base, "--public-url", TestServer.publicURL, "--db", tempDatabase(), fixture], environment: environment)
+            let r = try await Executable.run(["replay", "--check", "--url", server.base, "--db", tempDatabase(), fixture], environment: environment)
             // Then the texts come from that account and are answered
             #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
             #expect(try server.count("users") == 1)
             let chat = try await Executable.run(
-                ["chat", "--url", server.base, "--public-url", TestServer.publicURL, "--db", tempDatabase(), "--from", "+14155550188"], environment: environment,
-                input: "HELP\n")
+                ["chat", "--url", server.base, "--db", tempDatabase(), "--from", "+14155550188"], environment: environment, input: "HELP\n")
             #expect(chat.status == 0, "\(chat.stdout)\n\(chat.stderr)")
             #expect(chat.stdout.contains("bot > Action2Phone") && !chat.stdout.contains("[HTTP"), "\(chat.stdout)")
         }
