@@ -20,9 +20,19 @@ public func buildApplication(
 ) -> some ApplicationProtocol {
     let router = Router(context: AppRequestContext.self)
     router.addMiddleware { ErrorLoggingMiddleware() }
-    router.get("/healthz", use: HealthController(store: store).health)
+    let health = HealthController(store: store)
+    router.get("/healthz", use: health.health)
+    router.head("/healthz", use: health.head)  // monitors that probe with HEAD
     let sms = SMSController(gate: WebhookGate(config: config), store: store, handler: handler, locks: PhoneLocks(), clock: clock)
     router.addRoutes(sms.endpoints, atPath: "/sms")
+    // A known path asked with another method: 405 naming the methods it takes, not 404.
+    for (path, allowed) in [("/sms", "POST"), ("/sms/status", "POST"), ("/healthz", "GET, HEAD")] {
+        for method in [HTTPRequest.Method.get, .head, .post, .put, .delete, .patch, .options] where !allowed.contains(method.rawValue) {
+            router.on(RouterPath(path), method: method) { _, _ in
+                Response(status: .methodNotAllowed, headers: [.allow: allowed])
+            }
+        }
+    }
     var app = Application(
         router: router,
         server: .http1(configuration: .init(idleTimeout: .seconds(75))),

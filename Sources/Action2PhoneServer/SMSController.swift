@@ -81,6 +81,12 @@ struct HealthController: Sendable {
         }
     }
 
+    /// `HEAD /healthz`: the status and headers of `GET`, without the body.
+    @Sendable func head(_ request: Request, context: AppRequestContext) async -> Response {
+        let get = await health(request, context: context)
+        return Response(status: get.status, headers: [.contentType: "application/json"])
+    }
+
     private func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }

@@ -69,6 +69,7 @@ struct TestServer {
         var status: Int
         var contentType: String?
         var body: String
+        var allow: String? = nil
     }
 
     /// POSTs `fields` to `path`, signed for the public URL unless `signature` says otherwise.
@@ -103,7 +104,9 @@ struct TestServer {
         for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
         let (data, response) = try await URLSession.shared.data(for: request)
         let http = response as! HTTPURLResponse
-        return Reply(status: http.statusCode, contentType: http.value(forHTTPHeaderField: "Content-Type"), body: String(decoding: data, as: UTF8.self))
+        return Reply(
+            status: http.statusCode, contentType: http.value(forHTTPHeaderField: "Content-Type"), body: String(decoding: data, as: UTF8.self),
+            allow: http.value(forHTTPHeaderField: "Allow"))
     }
 
     // MARK: - Looking at the database

@@ -330,6 +330,23 @@ struct StatusAndHealthTests {
         }
     }
 
+    @Test func aKnownPathAskedWithAnotherMethodIs405NamingItsMethods() async throws {
+        try await TestServer.run { server in
+            for (method, path, allow) in [
+                ("GET", "/sms", "POST"), ("PUT", "/sms", "POST"), ("HEAD", "/sms", "POST"), ("GET", "/sms/status", "POST"),
+                ("DELETE", "/sms/status", "POST"), ("POST", "/healthz", "GET, HEAD"), ("OPTIONS", "/healthz", "GET, HEAD"),
+            ] {
+                let reply = try await server.send(method, path)
+                #expect(reply.status == 405 && reply.allow == allow, "\(method) \(path): \(reply.status) \(reply.allow ?? "-")")
+            }
+            #expect(try await server.send("GET", "/nowhere").status == 404)
+            // A monitor probing with HEAD gets GET's status and headers without the body
+            let head = try await server.send("HEAD", "/healthz")
+            #expect(head.status == 200 && head.contentType == "application/json" && head.body.isEmpty)
+            #expect(try server.count("inbound") == 0)
+        }
+    }
+
     @Test func healthzAnswersJSON() async throws {
         try await TestServer.run { server in
             let reply = try await server.send("GET", "/healthz")
