@@ -191,6 +191,25 @@ struct WebhookRouteTests {
         }
     }
 
+    @Test func aTokenFromAnotherPhoneNeverGetsThatPhonesReply() async throws {
+        try await TestServer.run { server in
+            // Given a phone's text answered (its reply names the person)
+            for body in ["JOIN", "Vera"] {
+                _ = try await server.post(fields: smsFields(from: "+14155550171", body: body), headers: ["I-Twilio-Idempotency-Token": "tok-\(body)"])
+            }
+            // When another phone's own text arrives with the same token (a proxy's or a replay's mistake)
+            let other = try await server.post(fields: smsFields(from: "+14155550172", body: "HELP"), headers: ["I-Twilio-Idempotency-Token": "tok-Vera"])
+            // Then it is that phone's text, answered and stored, not the first phone's reply again
+            #expect(other.status == 200)
+            #expect(!other.body.contains("Vera") && other.body.contains("JOIN"), "\(other.body)")
+            #expect(try server.count("inbound") == 3)
+            // And the first phone's own retry still gets its first reply
+            let retry = try await server.post(fields: smsFields(from: "+14155550171", body: "Vera"), headers: ["I-Twilio-Idempotency-Token": "tok-Vera"])
+            #expect(retry.body.contains("Vera"))
+            #expect(try server.count("inbound") == 3)
+        }
+    }
+
     @Test func concurrentRetriesOfOneMessageAreRecordedOnce() async throws {
         try await TestServer.run { server in
             let fields = smsFields(body: "hi")

@@ -103,8 +103,16 @@ public struct SQLiteStore: Store {
         if let twiml = opening.previousReply {
             return .duplicate(twiml: twiml)
         }
-        if let twiml = try previousReply(db, idempotencyToken: record.idempotencyToken) {
+        var record = record
+        switch try tokenUse(db, token: record.idempotencyToken, from: record.from) {
+        case .repeated(let twiml):
             return .duplicate(twiml: twiml)
+        case .takenByAnotherSender:
+            // Twilio never reuses a token across messages: another phone's text carrying one (a proxy's or a replay's
+            // mistake) is that phone's own text, never answered with someone else's reply. Its token is not kept.
+            record.idempotencyToken = nil
+        case .unused:
+            break
         }
         var state = conversationState(stored: opening.state)
         let decision = try decide(&state, facts)
@@ -227,13 +235,25 @@ extension SQLiteStore {
         if let reply = try FastStatement.first(db, "SELECT reply FROM inbound WHERE messageSid = ?", [.text(messageSid)], { $0.text(0) }) ?? nil {
             return reply
         }
-        return try previousReply(db, idempotencyToken: idempotencyToken)
-    }
-
-    /// The reply already given to a webhook that carried `idempotencyToken` (Twilio's retry header), if any.
-    static func previousReply(_ db: Database, idempotencyToken: String?) throws -> String? {
         guard let idempotencyToken, !idempotencyToken.isEmpty else { return nil }
         return try FastStatement.first(db, "SELECT reply FROM inbound WHERE idempotencyToken = ?", [.text(idempotencyToken)]) { $0.text(0) } ?? nil
+    }
+
+    enum TokenUse: Equatable {
+        case unused
+        /// A retry: the reply first given.
+        case repeated(String)
+        case takenByAnotherSender
+    }
+
+    /// Whether a webhook from `from` carrying `token` (Twilio's `I-Twilio-Idempotency-Token`) was seen before.
+    static func tokenUse(_ db: Database, token: String?, from: String) throws -> TokenUse {
+        guard let token, !token.isEmpty else { return .unused }
+        let earlier = try FastStatement.first(db, "SELECT reply, \"from\" FROM inbound WHERE idempotencyToken = ?", [.text(token)]) {
+            (reply: $0.text(0) ?? "", from: $0.text(1))
+        }
+        guard let earlier else { return .unused }
+        return earlier.from == from ? .repeated(earlier.reply) : .takenByAnotherSender
     }
 
     /// Every field Twilio sent, in order, as [{"name":"value"}, …], with `body` as the `Body` field's value.
