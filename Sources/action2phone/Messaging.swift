@@ -110,8 +110,9 @@ struct Outbox: AsyncParsableCommand {
             let status: OutboxStatus? = uncertain ? .uncertain : failed ? .failed : nil
             let result = try await store.open().retryOutbox(ids: ids, status: status)
             print("Queued again: \(result.queued.isEmpty ? "none" : result.queued.map(String.init).joined(separator: ", ")).")
-            for refusal in result.refused { printError("refused: \(refusal.reason)") }
-            if !result.refused.isEmpty { throw ExitCode.failure }
+            // Rows named one by one are refused (exit 1); of "every uncertain/failed row", the ones that cannot go are skipped.
+            for refusal in result.refused { printError("\(ids.isEmpty ? "skipped" : "refused"): \(refusal.reason)") }
+            if !result.refused.isEmpty && !ids.isEmpty { throw ExitCode.failure }
         }
     }
 }

@@ -102,6 +102,24 @@ struct OutboxStoreTests {
         #expect(try fetchRow(path, "SELECT status FROM outbox WHERE id = 1")?["status"] as String? == "queued")
     }
 
+    @Test func retryRefusesTextsToNumbersThatOptedOutOrCannotReceiveTexts() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try queue(
+            path,
+            [(to: "+14155550101", body: "a", purpose: "direct"), (to: "+14155550102", body: "b", purpose: "direct"), (to: "+14155550103", body: "c", purpose: "direct")])
+        try executeSQL(path, "UPDATE outbox SET status = 'failed', errorCode = 21610")
+        try await store.setConsent(phone: "+14155550101", optedOut: true, note: "21610")
+        try executeSQL(path, "INSERT INTO phones (phone, suppressed, updatedAt) VALUES ('+14155550102', 1, '2026-11-25 09:00:00.000')")
+        // When an operator retries every failed text
+        let result = try await store.retryOutbox(ids: [], status: .failed)
+        // Then only the one that can go is queued; the others say why not, and stay as they were
+        #expect(result.queued == [3])
+        #expect(result.refused.map(\.id) == [1, 2])
+        #expect(result.refused[0].reason.contains("opted out") && result.refused[1].reason.contains("users unsuppress +14155550102"))
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE status = 'failed'") == 2)
+    }
+
     @Test func aTextInFlightWhenItsRecipientDeletesTheirAccountIsNeverSentAgain() async throws {
         // Given two texts being sent, to two people, and a third person's text waiting to retry after a 5xx
         let (path, store) = try store(queueing: [

@@ -117,8 +117,9 @@ extension SQLiteStore {
     }
 
     /// Queues rows again. `uncertain` rows are first looked for at Twilio before any resend; `failed` and
-    /// `undelivered` ones are sent again. Rows in any other state are refused (they were sent or are on
-    /// their way), as are unknown ids. `ids` empty means every row with `status`.
+    /// `undelivered` ones are sent again, each with a fresh set of attempts. Rows in any other state are refused
+    /// (they were sent or are on their way), as are unknown ids, and rows to a number that opted out or cannot
+    /// receive texts (the worker would only refuse them). `ids` empty means every row with `status`.
     public func retryOutbox(ids: [Int64], status: OutboxStatus? = nil, now: Date = Date()) async throws -> (queued: [Int64], refused: [OutboxRetryRefusal]) {
         try await writer.write { db in
             var targets = ids
@@ -130,6 +131,17 @@ extension SQLiteStore {
             for id in targets {
                 guard let current = try String.fetchOne(db, sql: "SELECT status FROM outbox WHERE id = ?", arguments: [id]) else {
                     refused.append(.init(id: id, reason: "no outbox row with id \(id)"))
+                    continue
+                }
+                let to = try String.fetchOne(db, sql: "SELECT \"to\" FROM outbox WHERE id = ?", arguments: [id]) ?? ""
+                let consent = try SQLiteFacts(db: db, phone: to).consent()
+                if consent.optedOut {
+                    refused.append(.init(id: id, reason: "row \(id) is to \(to), which opted out: nothing is sent to it until it texts START"))
+                    continue
+                }
+                if consent.suppressed {
+                    refused.append(
+                        .init(id: id, reason: "row \(id) is to \(to), which Twilio said cannot receive texts: action2phone users unsuppress \(to) first"))
                     continue
                 }
                 if try Bool.fetchOne(db, sql: "SELECT recipientDeleted FROM outbox WHERE id = ?", arguments: [id]) == true {
