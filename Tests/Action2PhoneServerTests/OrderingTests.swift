@@ -63,6 +63,28 @@ struct OrderingTests {
         }
     }
 
+    @Test func aTextRightBehindAPasscodeWaitsForItsCheck() async throws {
+        // A passcode text leaves the database while it is hashed (slow on purpose), then runs again: without the
+        // per-phone lock, the next text from that phone would be applied first
+        let config = TestServer.makeConfig { $0.passcodeIterations = 300_000 }
+        let (entered, handled) = AsyncStream.makeStream(of: String.self)
+        try await TestServer.run(config, handler: { SignallingHandler(inner: ConversationService(config: $1, store: $0), entered: handled) }) { server in
+            for body in ["JOIN", "Ivan", "Petrov", "ivan@example.org", "red-square-1917", "red-square-1917", "LOGOUT"] {
+                #expect(try await server.post(fields: smsFields(body: body)).status == 200)
+            }
+            // When LOGIN with the passcode reaches its handler, and MESSAGES follows while it is being hashed
+            async let login = server.post(fields: smsFields(body: "LOGIN red-square-1917"))
+            for await body in entered where body.hasPrefix("LOGIN") { break }
+            async let messages = server.post(fields: smsFields(body: "MESSAGES"))
+            let (first, second) = try await (login, messages)
+            // Then they are applied in arrival order, as one after the other would be
+            #expect(first.body.contains("Welcome back"), "\(first.body)")
+            #expect(second.body.contains("No unread messages"), "\(second.body)")
+            let bodies: [String] = try server.rows("SELECT body FROM inbound ORDER BY rowid DESC LIMIT 2").map { $0["body"] }
+            #expect(bodies == ["MESSAGES", "[redacted]"])
+        }
+    }
+
     @Test func manyPhonesRegisterInParallel() async throws {
         try await TestServer.run { server in
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -80,5 +102,16 @@ struct OrderingTests {
             #expect(try server.count("users") == 30)
             #expect(try server.count("inbound") == 180)
         }
+    }
+}
+
+/// Tells which text its handler has started on (inside the phone's lock), then handles it.
+struct SignallingHandler: InboundHandler {
+    let inner: any InboundHandler
+    let entered: AsyncStream<String>.Continuation
+
+    func handle(_ record: InboundRecord, now: Date) async throws -> InboundOutcome {
+        entered.yield(record.body)
+        return try await inner.handle(record, now: now)
     }
 }
