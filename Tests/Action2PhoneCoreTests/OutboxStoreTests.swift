@@ -243,3 +243,19 @@ struct OutboxReviewTests {
         #expect(!d.replies.joined().lowercased().contains("hunter22"))
     }
 }
+
+@Suite("Looking a text up at Twilio")
+struct ReconcileMatchTests {
+    @Test func theTextIsRecognisedAfterTwilioChangedItOnTheWay() {
+        let ours = "It’s time — bring the “red” flags… now"
+        // exactly; on a trial account; after Smart Encoding; both
+        #expect(TwilioSender.sameText(twilio: ours, ours: ours))
+        #expect(TwilioSender.sameText(twilio: "Sent from your Twilio trial account - " + ours, ours: ours))
+        #expect(TwilioSender.sameText(twilio: "It's time - bring the \"red\" flags... now", ours: ours))
+        #expect(TwilioSender.sameText(twilio: "Sent from your Twilio trial account - It's time - bring the \"red\" flags... now", ours: ours))
+        // but never another text
+        #expect(!TwilioSender.sameText(twilio: "It's time - bring the \"blue\" flags... now", ours: ours))
+        #expect(!TwilioSender.sameText(twilio: "Harvest at dawn", ours: "Harvest at dusk"))
+        #expect(!TwilioSender.sameText(twilio: "Oh, Harvest at dawn", ours: "Harvest at dawn"))
+    }
+}

@@ -24,8 +24,36 @@ public struct TwilioSender: MessageSender {
         // date_created has one-second resolution and clocks drift a little: allow 15 seconds of slack.
         let earliest = since.addingTimeInterval(-15)
         return await client.listMessages(to: to, since: earliest).map { messages in
-            messages.filter { $0.body == body && ($0.created.map { $0 >= earliest } ?? true) }
+            messages.filter { Self.sameText(twilio: $0.body ?? "", ours: body) && ($0.created.map { $0 >= earliest } ?? true) }
         }
+    }
+
+    /// Whether the body Twilio lists is the text we sent. Twilio may have changed it on the way: a trial account
+    /// prefixes it, and a Messaging Service with Smart Encoding replaces Unicode look-alikes with GSM-7 characters.
+    /// Missing our own text there would send it a second time.
+    static func sameText(twilio: String, ours: String) -> Bool {
+        if twilio == ours { return true }
+        let trial = "Sent from your Twilio trial account - "
+        let listed = twilio.hasPrefix(trial) ? String(twilio.dropFirst(trial.count)) : twilio
+        return listed == ours || smartEncoded(listed) == smartEncoded(ours)
+    }
+
+    /// `text` with the common look-alikes Smart Encoding replaces (quotes, dashes, the ellipsis, unusual spaces)
+    /// as their GSM-7 forms.
+    static func smartEncoded(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\u{2018}", "\u{2019}", "\u{201A}", "\u{201B}", "\u{2032}", "\u{02BC}": out.append("'")
+            case "\u{201C}", "\u{201D}", "\u{201E}", "\u{201F}", "\u{2033}", "\u{00AB}", "\u{00BB}": out.append("\"")
+            case "\u{2010}", "\u{2011}", "\u{2012}", "\u{2013}", "\u{2014}", "\u{2015}", "\u{2212}": out.append("-")
+            case "\u{2026}": out.append("...")
+            case "\u{00A0}", "\u{2000}"..."\u{200A}", "\u{202F}", "\u{205F}", "\u{3000}": out.append(" ")
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 }
 
