@@ -44,10 +44,12 @@ enum Output {
 
     static let userColumns = ["id", "phone", "firstName", "lastName", "email", "role", "optedOut", "suppressed", "createdAt", "lastSeenAt", "unread", "locked"]
 
-    static func userRow(_ u: UserRecord) -> [String] {
+    /// A user as a table row; for CSV (`csv`), as the JSON has it: a missing value is empty, and `locked` is true or false.
+    static func userRow(_ u: UserRecord, csv: Bool = false) -> [String] {
         [
             String(u.id), u.phone, u.firstName, u.lastName, u.email, u.role.rawValue, String(u.optedOut), String(u.suppressed), date(u.createdAt),
-            date(u.lastSeenAt), String(u.unread), u.locked ? "until \(date(u.lockedUntil))" : "false",
+            csv ? u.lastSeenAt.map { date($0) } ?? "" : date(u.lastSeenAt), String(u.unread),
+            csv ? String(u.locked) : u.locked ? "until \(date(u.lockedUntil))" : "false",
         ]
     }
 
@@ -66,9 +68,11 @@ enum Output {
 
     static let outboxColumns = ["id", "to", "status", "attempts", "twilioSid", "errorCode", "errorMessage", "createdAt", "updatedAt", "body"]
 
+    /// An outbox row as a table row; `full` (CSV): whole texts, and a missing value is empty.
     static func outboxRow(_ m: OutboxMessage, full: Bool = false) -> [String] {
-        [
-            String(m.id), m.to, m.status.rawValue, String(m.attempts), m.twilioSid ?? "-", m.errorCode.map(String.init) ?? "-",
+        let none = full ? "" : "-"
+        return [
+            String(m.id), m.to, m.status.rawValue, String(m.attempts), m.twilioSid ?? none, m.errorCode.map(String.init) ?? none,
             full ? (m.errorMessage ?? "") : oneLine(m.errorMessage ?? "-", max: 40), date(m.createdAt), date(m.updatedAt), full ? m.body : oneLine(m.body),
         ]
     }

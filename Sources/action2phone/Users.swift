@@ -131,8 +131,8 @@ private func printUsers(_ users: [UserRecord], json: Bool, csv: Bool, none: Stri
     if json {
         print(try Output.json(users))
     } else if csv {
-        print(Output.csv(Output.userColumns, users.map(Output.userRow)))
+        print(Output.csv(Output.userColumns, users.map { Output.userRow($0, csv: true) }))
     } else {
-        print(users.isEmpty ? none : Output.table(Output.userColumns, users.map(Output.userRow)))
+        print(users.isEmpty ? none : Output.table(Output.userColumns, users.map { Output.userRow($0) }))
     }
 }

@@ -77,6 +77,7 @@ struct ConversationTransitionTests {
             situation: s["registered, logged out"]!, text: "login right-passcode", evidence: .verified(true, against: storedHash), step: .idle,
             loggedIn: true, effects: [.loginSucceeded(userId: 1)], reply: "Welcome back"),
         .init(situation: s["logged in"]!, text: "LOGOUT", step: .idle, loggedIn: false, reply: "logged out"),
+        .init(situation: s["unregistered"]!, text: "LOGOUT", step: .idle, loggedIn: false, reply: "Reply JOIN to register"),
         .init(situation: s["logged in"]!, text: "DELETE", step: .confirmingDelete, loggedIn: true, reply: "YES"),
         .init(situation: s["confirming delete"]!, text: "yes", step: .idle, loggedIn: false, effects: [.deleteAccount(userId: 1)], reply: "erased"),
         .init(situation: s["confirming delete"]!, text: "nah", step: .idle, loggedIn: true, reply: "cancelled"),

@@ -48,6 +48,7 @@ struct CLITests {
         #expect(table.stdout.contains("+14155550100  Ivan"))
         let csv = try await Executable.run(["users", "list", "--db", db, "--csv"])
         #expect(csv.stdout.hasPrefix("id,phone,firstName,lastName,email,role,optedOut,suppressed,createdAt,lastSeenAt,unread,locked\n1,+14155550100,Ivan,Petrov"))
+        #expect(csv.stdout.trimmingCharacters(in: .newlines).hasSuffix("Z,0,false"), "\(csv.stdout)")
         for key in ["+14155550100", "415-555-0100", "IVAN@example.org", "1"] {
             let show = try await Executable.run(["users", "show", key, "--db", db, "--json"])
             #expect(show.status == 0, "\(key): \(show.stderr)")
@@ -163,6 +164,8 @@ struct CLITests {
         #expect(all.status == 0 && all.stderr.isEmpty, "\(all.stderr)")
         let queued = try await Executable.run(["outbox", "list", "--status", "queued", "--db", db, "--csv"])
         #expect(queued.stdout.split(separator: "\n").count == 3)
+        // (a value that is not there is empty in CSV, as it is null in JSON)
+        #expect(queued.stdout.split(separator: "\n")[1].hasPrefix("2,+14155550100,queued,0,,,,"), "\(queued.stdout)")
         // A queued text cannot be retried (it would go twice); an uncertain one can, and is looked up first.
         let refused = try await Executable.run(["outbox", "retry", "1", "--db", db])
         #expect(refused.status == 1 && refused.stderr.contains("row 1 is queued"))

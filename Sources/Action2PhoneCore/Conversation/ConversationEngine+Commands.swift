@@ -36,7 +36,9 @@ extension ConversationEngine {
             }
             login(account, passcode: step.input.argument, &state, &step)
         case .logout:
-            guard state.isLoggedIn else { return step.reply("You are not logged in, comrade. Reply LOGIN to log in.") }
+            guard state.isLoggedIn else {
+                return step.reply(step.account == nil ? Copy.needAccount : "You are not logged in, comrade. Reply LOGIN to log in.")
+            }
             state.loggedInAt = nil
             step.reply("You are logged out. Da svidaniya, comrade! Reply LOGIN to return.")
         case .messages, .more:
