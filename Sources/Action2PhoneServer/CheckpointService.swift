@@ -22,6 +22,8 @@ public struct CheckpointService: Service {
     public func run() async throws {
         do {
             try await checkpointer.handOver()
+        } catch is CancellationError {
+            return  // the server is stopping before it started (its port was taken, say): nothing to report
         } catch {
             // The writer keeps checkpointing itself every 1,000 pages; the passes below still help it.
             logger.warning("WAL checkpoints stay on the writer: could not raise its threshold", metadata: ["error": "\(error)"])

@@ -53,7 +53,9 @@ struct Serve: AsyncParsableCommand {
         do {
             config = try ServerConfig.resolve(flags: flags, environment: environment)
         } catch let error as ConfigError {
-            throw ValidationError(error.description)
+            // A bad setting is a misused flag or variable (exit 64), with this command's usage, not the tool's.
+            printError("Error: \(error.description)\nUsage: action2phone \(Serve.usageString())")
+            throw ExitCode(64)
         }
         let store = try SQLiteStore.open(path: config.databasePath)
         let lock = try ServeLock(databasePath: config.databasePath)
@@ -65,7 +67,11 @@ struct Serve: AsyncParsableCommand {
             let port = channel.localAddress?.port ?? config.port
             FileHandle.standardOutput.write(Data((banner(config, port: port) + "\n").utf8))
         })
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch where "\(error)".contains("Address already in use") {
+            throw CLIError("cannot listen on \(config.host):\(config.port): the port is in use (another server?); choose one with --port")
+        }
     }
 }
 

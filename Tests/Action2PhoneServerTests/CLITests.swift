@@ -201,6 +201,19 @@ struct CLITests {
         #expect(r.stderr.contains("\(name) must be one of trace, debug, info, notice, warning, error, critical (got '"), "\(r.stderr)")
     }
 
+    @Test func aBadSettingShowsServesUsageAndATakenPortIsNamed() async throws {
+        let bad = try await Executable.run(["serve", "--port", "0", "--db", tempDatabase()], environment: ["ACTION2PHONE_SEND_RATE": "lots"], timeout: .seconds(20))
+        #expect(bad.status == 64)
+        #expect(bad.stderr.contains("ACTION2PHONE_SEND_RATE must be a number") && bad.stderr.contains("Usage: action2phone serve"), "\(bad.stderr)")
+        try await TestServer.run { server in
+            let port = String(server.base.split(separator: ":").last!)
+            let taken = try await Executable.run(["serve", "--port", port, "--db", tempDatabase()], timeout: .seconds(20))
+            #expect(taken.status == 1)
+            #expect(taken.stderr.contains("cannot listen on 127.0.0.1:\(port): the port is in use"), "\(taken.stderr)")
+            #expect(!taken.stderr.contains("WAL checkpoints"), "\(taken.stderr)")
+        }
+    }
+
     @Test func replayCheckNamesEachMismatchAndExits1() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-fx-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
