@@ -16,7 +16,7 @@ struct Send: AsyncParsableCommand {
         let e164 = try phoneArgument(phone)
         let body = text.trimmingWhitespace()
         guard !body.isEmpty else { throw CLIError("the text is empty") }
-        guard body.utf16.count <= TwiML.maxMessageLength else { throw CLIError("the text has \(body.utf16.count) characters; the most is 1600") }
+        try checkLength(body)
         guard let texted = try await store.open().operatorSend(phone: e164, body: body) else { throw CLIError("no user with phone \(e164)") }
         print(texted ? "Stored in \(e164)'s inbox and queued to be texted." : "Stored in \(e164)'s inbox; not texted: the number opted out or cannot receive texts.")
     }
@@ -33,7 +33,7 @@ struct Broadcast: AsyncParsableCommand {
     func run() async throws {
         let body = text.trimmingWhitespace()
         guard !body.isEmpty else { throw CLIError("the text is empty") }
-        guard body.utf16.count <= TwiML.maxMessageLength else { throw CLIError("the text has \(body.utf16.count) characters; the most is 1600") }
+        try checkLength(body)
         let db = try store.open()
         let audience = try await db.broadcastAudience()
         let segments = Segments.count(body)
@@ -114,5 +114,12 @@ struct Outbox: AsyncParsableCommand {
             for refusal in result.refused { printError("\(ids.isEmpty ? "skipped" : "refused"): \(refusal.reason)") }
             if !result.refused.isEmpty && !ids.isEmpty { throw ExitCode.failure }
         }
+    }
+}
+
+/// Twilio's limit, counted as Twilio counts it (UTF-16 units: an emoji is 2).
+func checkLength(_ body: String) throws {
+    guard body.utf16.count <= TwiML.maxMessageLength else {
+        throw CLIError("the text is \(body.utf16.count) characters long as Twilio counts them (an emoji counts 2); the most is 1600")
     }
 }

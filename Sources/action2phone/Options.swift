@@ -13,6 +13,7 @@ struct StoreOptions: ParsableArguments {
 
     /// Opens or creates the database and applies migrations.
     func open() throws -> SQLiteStore {
+        guard !path.isEmpty else { throw CLIError("--db is empty: give the database file's path") }
         do {
             return try SQLiteStore.open(path: path)
         } catch {

@@ -12,6 +12,12 @@ public struct NewerDatabaseError: Error, CustomStringConvertible {
     }
 }
 
+/// A database file this process may not write (or its folder, where WAL mode keeps two files beside it).
+public struct DatabaseNotWritable: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { "it cannot be written here (\(reason)): check the permissions of the file and of its folder" }
+}
+
 /// The SQLite implementation of `Store`: a WAL-mode `DatabasePool` with a busy timeout, migrated on open.
 public struct SQLiteStore: Store {
     let writer: any DatabaseWriter
@@ -24,7 +30,12 @@ public struct SQLiteStore: Store {
     public static func open(path: String) throws -> SQLiteStore {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        return try SQLiteStore(DatabasePool(path: path, configuration: makeConfiguration()))
+        do {
+            return try SQLiteStore(DatabasePool(path: path, configuration: makeConfiguration()))
+        } catch let error as DatabaseError where [.SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM].contains(error.resultCode.primaryResultCode) {
+            // Opening applies the migrations the file lacks, and SQLite in WAL mode writes beside the file even to read.
+            throw DatabaseNotWritable(reason: error.message ?? "\(error.resultCode)")
+        }
     }
 
     /// Wraps an opened database and applies the migrations it lacks.
