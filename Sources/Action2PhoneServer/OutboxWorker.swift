@@ -43,13 +43,7 @@ public struct OutboxWorker: Service {
         if recovered > 0 {
             logger.warning("outbox: \(recovered) text(s) were being sent when the server stopped; marked uncertain, not resent (see: action2phone outbox list --status uncertain)")
         }
-        // A broadcast whose fan-out a stop cut short: its other people are reached now.
-        do {
-            let chunks = try await store.fanOutBroadcasts(now: Date())
-            if chunks > 0 { logger.notice("outbox: finished fanning out a broadcast a stop had interrupted (\(chunks) chunk(s))") }
-        } catch {
-            logger.error("outbox: cannot finish fanning out a broadcast; the next webhook tries again", metadata: ["error": "\(error)"])
-        }
+
         let clock = ContinuousClock()
         let maxOwed = min(interval * 4, .milliseconds(20))
         let owedSlots = Int(maxOwed / interval)
@@ -62,6 +56,7 @@ public struct OutboxWorker: Service {
         let inFlight = InFlight()
         let recorder = OutcomeRecorder(store: store, logger: logger)
         await withDiscardingTaskGroup { group in
+            group.addTask { await finishBroadcasts() }
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 if clock.now < nextSlot {
                     await pause(until: nextSlot)
@@ -122,6 +117,25 @@ public struct OutboxWorker: Service {
             }
         }
         logger.info("outbox: stopped")
+    }
+
+    /// Webhooks fan a broadcast out as they come (`InboundBatcher`); this finishes one they did not: cut short by a
+    /// stop, by a chunk that failed, or recorded by `action2phone broadcast` in a process that then ended. It looks
+    /// at the start and then every second.
+    func finishBroadcasts() async {
+        var lastFailure: String? = nil
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let chunks = try await store.fanOutBroadcasts(now: Date())
+                if chunks > 0 { logger.notice("outbox: finished fanning out a broadcast that was left unfinished (\(chunks) chunk(s) of people)") }
+                lastFailure = nil
+            } catch {
+                let failure = "\(error)"
+                if failure != lastFailure { logger.error("outbox: cannot fan out a broadcast; trying again every second", metadata: ["error": "\(failure)"]) }
+                lastFailure = failure
+            }
+            await pause(until: ContinuousClock.now.advanced(by: .seconds(1)))
+        }
     }
 
     /// Sends one claimed row, or, when an earlier attempt may have created it, looks for it at Twilio instead

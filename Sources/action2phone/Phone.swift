@@ -92,7 +92,7 @@ struct HTTPPhone: SimulatedPhone {
             explainedForbidden = true
             printError(
                 "the server refused the signature (403): sign with its token (TWILIO_AUTH_TOKEN, or in local mode the same --db as the server's, "
-                    + "whose .dev-token it uses), as its account (TWILIO_ACCOUNT_SID), for its public URL (\(signingURL); ACTION2PHONE_PUBLIC_URL or --public-url)")
+                    + "whose .dev-token it uses), as its account (TWILIO_ACCOUNT_SID), for its public URL (\(ServerConfig.displayed(signingURL)); ACTION2PHONE_PUBLIC_URL or --public-url)")
         }
         return (response.statusCode, response.statusCode == 200 ? TwiML.messages(in: body) : [])
     }

@@ -57,9 +57,10 @@ struct Serve: AsyncParsableCommand {
             printError("Error: \(error.description)\nUsage: action2phone \(Serve.usageString())")
             throw ExitCode(64)
         }
-        let store = try SQLiteStore.open(path: config.databasePath)
+        // Locked before the database is opened: opening migrates it, which must not happen under a running server.
         let lock = try ServeLock(databasePath: config.databasePath)
         defer { lock.release() }
+        let store = try SQLiteStore.open(path: config.databasePath)
         let handler = ConversationService(config: config, store: store, logger: logger)
         let worker = OutboxWorker(config: config, store: store, logger: logger)
         let checkpoints = CheckpointService(checkpointer: try store.makeCheckpointer(), logger: logger)
@@ -83,6 +84,8 @@ struct ServeLock {
 
     init(databasePath: String) throws {
         let path = databasePath + "-serve.lock"
+        try FileManager.default.createDirectory(
+            at: URL(fileURLWithPath: databasePath).deletingLastPathComponent(), withIntermediateDirectories: true)
         descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw CLIError("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {

@@ -147,6 +147,20 @@ struct ConversationTransitionTests {
         }
     }
 
+    @Test(arguments: ["\"info\"", ":stop:", "reset;;", "'cancel'", "Stop!!", "\u{200B}unstop"])
+    func aPasscodeThatLooksLikeAKeywordIsAPasscodeWhereOneIsAsked(_ passcode: String) throws {
+        // A keyword counts with punctuation around it elsewhere, but where a passcode is asked only exactly, as at Twilio
+        let askedLogin = Self.s["asked login passcode"]!.state
+        #expect(engine.passcodeWork(for: Inbound(text: passcode), state: askedLogin, account: ivan, now: t0) == .verify(passcode, against: storedHash))
+        var state = askedLogin
+        let d = try engine.reduce(&state, Inbound(text: passcode), evidence: .verified(false, against: storedHash), facts: facts(), now: t0)
+        #expect(d.loggedBody == Copy.redacted)
+        #expect(d.effects.allSatisfy { if case .loginFailed = $0 { true } else { false } } && d.effects.count == 1, "\(d.effects)")
+        // The same text where no passcode is asked is the keyword
+        var idle = ConversationState(loggedInAt: t0, lastActivity: t0)
+        #expect(try engine.reduce(&idle, Inbound(text: passcode), facts: facts(), now: t0).loggedBody == nil)
+    }
+
     @Test func aPasscodeSentAfterALockoutOrWithoutLoginIsRedactedAndNotEchoed() throws {
         let f = facts()
         // After "please log in first"

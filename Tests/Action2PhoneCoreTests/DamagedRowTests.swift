@@ -72,9 +72,12 @@ struct DamagedRowTests {
         _ = try await text(bot, "+14155550101", "JOIN")
         // Given a conversation state nested far deeper than any the server writes (the parser recurses)
         let nested = "{\"step\":" + String(repeating: "[", count: 100_000)
-        try executeSQL(path, "UPDATE conversations SET state = '\(nested)'")
-        #expect(StoredState.decode(nested) == nil)
-        // Then the next text is handled as a fresh one
-        #expect(try await text(bot, "+14155550101", "HELP").contains("JOIN"))
+        // (and others no parser step expects: a bare word, a value of the wrong kind, nothing, a cut document)
+        for damaged in [nested, "garbage", "true", "x", "", "]", "}", "{\"step\":{\"idle\":{}}}}", "{\"step\":[[[[]]]]}", "{\"step\":"] {
+            try executeSQL(path, "UPDATE conversations SET state = '\(damaged)'")
+            #expect(StoredState.decode(damaged) == nil, "\(damaged.prefix(20))")
+            // Then the next text is handled as a fresh one
+            #expect(try await text(bot, "+14155550101", "HELP").contains("JOIN"))
+        }
     }
 }

@@ -94,6 +94,26 @@ struct StoreEffectTests {
         #expect(try fetchInt(path, "SELECT count(DISTINCT createdAt) FROM inbox") == 1)
     }
 
+    @Test func aBroadcastWhoseSenderDeletedTheirAccountMidwayStillReachesEveryone() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Anna", role: .admin)
+        try registerMany(path, 1_200)
+        try await store.writer.write { db in
+            try SQLiteStore.queueBroadcast(db, senderId: 1, body: "Harvest at dawn", now: t0)
+            #expect(try SQLiteStore.fanOutBroadcastChunk(db, now: t0))
+        }
+        // When the sender deletes their account before the rest is written
+        #expect(try await store.deleteUser(phone: "+14155550101"))
+        // Then the rest still goes out (unsigned), and a later broadcast is not held up behind it
+        try await store.writer.write { db in try SQLiteStore.queueBroadcast(db, senderId: nil, body: "Second", now: t0) }
+        #expect(try await store.fanOutBroadcasts(now: t0) == 5)  // 701 people left of the first, 1,200 of the second
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbox WHERE body = 'Harvest at dawn'") == 1_200)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbox WHERE body = 'Harvest at dawn' AND senderId IS NULL") == 1_200)  // (the earlier ones lost it with the account)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbox WHERE body = 'Second'") == 1_200)
+        #expect(try fetchInt(path, "SELECT count(*) FROM broadcasts WHERE finishedAt IS NULL") == 0)
+    }
+
     @Test func aFanOutCutShortResumesWhereItWasForThePeopleOfThatMoment() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)

@@ -144,6 +144,27 @@ struct OutboxWorkerTests {
         #expect(Set(rows.compactMap { $0["twilioSid"] as String? }) == Set(created.map(\.sid)))
     }
 
+    @Test func aBroadcastLeftUnfinishedIsFinishedWithoutAnyWebhook() async throws {
+        // Given a broadcast recorded and cut short (by a stop, or an operator's broadcast command that ended), to 700 people
+        let h = try OutboxHarness()
+        try await DatabaseQueue(path: h.path).write { db in
+            try db.execute(
+                sql: """
+                    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 700)
+                    INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
+                    SELECT printf('+1415%07d', i), 'C', 'N' || i, 'c' || i || '@example.org', x'00', x'00', 1000, '2026-11-25 09:00:00.000' FROM n
+                    """)
+            try db.execute(sql: "INSERT INTO broadcasts (body, createdAt, lastUserId) VALUES ('Harvest at dawn', ?, 700)", arguments: [Date()])
+        }
+        // When the worker runs, with no webhook coming in
+        let worker = OutboxWorker(store: h.store, sender: SimulatedSender(logger: logger), rate: 10_000, pollInterval: .milliseconds(10), logger: logger)
+        try await h.run(worker) { try h.scalar("SELECT count(*) FROM outbox WHERE status = 'simulated'") == 700 }
+        // Then everyone has it once, and it was sent
+        #expect(try h.scalar("SELECT count(*) FROM broadcasts WHERE finishedAt IS NULL") == 0)
+        #expect(try h.scalar("SELECT count(DISTINCT userId) FROM inbox") == 700)
+        #expect(try h.scalar("SELECT count(*) FROM outbox WHERE status = 'simulated'") == 700)
+    }
+
     @Test func aLookupThatFindsNothingLeavesTheSendToALaterSlot() async throws {
         // Given, at one send a second, a text whose earlier attempt may have reached Twilio (it is looked up first,
         // and the lookup takes 100 ms) and another text

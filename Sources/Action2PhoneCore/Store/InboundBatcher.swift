@@ -16,9 +16,9 @@ import GRDB
 /// the next only after the previous one is answered (`PhoneLocks`).
 ///
 /// A broadcast confirmed by a step is fanned out here too, after its transaction and never inside it: one chunk
-/// of people (`SQLiteStore.fanOutChunkSize`) in a transaction of its own before the batch is answered (so a
-/// broadcast to a small organisation is complete when its YES is answered), then one chunk after each later batch,
-/// or one after another while no webhook waits.
+/// of people (`SQLiteStore.fanOutChunkSize`) in a transaction of its own before that batch is answered (so a
+/// broadcast to a small organisation is complete when its YES is answered), then one chunk after each later batch
+/// has been answered, or one after another while no webhook waits. (`OutboxWorker` finishes one left unfinished.)
 final class InboundBatcher: Sendable {
     /// One step: runs inside the batch's transaction and returns what its caller gets.
     typealias Step = @Sendable (Database) throws -> InboundOutcome
@@ -87,11 +87,13 @@ final class InboundBatcher: Sendable {
                 await fanOutChunk()
                 continue
             }
+            let alreadyFanningOut = queue.withLock { $0.fanOutPending }
             let (results, fanOut) = await commit(batch)
-            if fanOut { await fanOutChunk() }
+            if fanOut && !alreadyFanningOut { await fanOutChunk() }
             for (job, result) in zip(batch, results) {
                 job.done.resume(with: result)
             }
+            if fanOut && alreadyFanningOut { await fanOutChunk() }
         }
     }
 

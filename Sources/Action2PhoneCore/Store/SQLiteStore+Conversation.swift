@@ -92,8 +92,12 @@ extension SQLiteStore {
                 db, sql: "SELECT max(id) FROM (SELECT id FROM users WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)",
                 arguments: [from, last, fanOutChunkSize]) ?? last
         let done = try through >= last || Int64.fetchOne(db, sql: "SELECT 1 FROM users WHERE id > ? AND id <= ? LIMIT 1", arguments: [through, last]) == nil
+        // The sender as long as they have an account: one deleted meanwhile is no longer named (nor can be).
         try db.execute(
-            sql: "INSERT INTO inbox (userId, kind, senderId, body, createdAt) SELECT id, 'broadcast', ?, ?, ? FROM users WHERE id > ? AND id <= ? ORDER BY id",
+            sql: """
+                INSERT INTO inbox (userId, kind, senderId, body, createdAt)
+                SELECT id, 'broadcast', (SELECT s.id FROM users s WHERE s.id = ?), ?, ? FROM users WHERE id > ? AND id <= ? ORDER BY id
+                """,
             arguments: [senderId, body, createdAt, from, through])
         let stored = db.changesCount
         try db.execute(

@@ -78,16 +78,35 @@ extension SQLiteStore {
 
     @discardableResult
     public func fanOutBroadcasts(now: Date = Date()) async throws -> Int {
+        // Looked for with a read first: the server asks every second, mostly for nothing.
+        let unfinished = try await writer.read { db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM broadcasts WHERE finishedAt IS NULL)") ?? false
+        }
+        guard unfinished else { return 0 }
         var chunks = 0
         while try await writer.write({ db in try Self.fanOutBroadcastChunk(db, now: now) }) { chunks += 1 }
         return chunks
+    }
+
+    /// A broadcast recorded, whose fan-out this process could not finish: `serve` finishes it. Sending it again
+    /// would reach everyone twice.
+    public struct BroadcastRecordedNotFinished: Error, CustomStringConvertible {
+        public let id: Int64
+        public let cause: any Error
+        public var description: String {
+            "broadcast \(id) is recorded, but not yet in every inbox (\(cause)); action2phone serve finishes it on this database: do not send it again"
+        }
     }
 
     /// An operator's broadcast, fanned out before it returns (by this process, or by a server on the same database
     /// meanwhile): (inbox rows, texts queued).
     public func operatorBroadcast(body: String, now: Date = Date()) async throws -> (stored: Int, queued: Int) {
         let id = try await writer.write { db in try Self.queueBroadcast(db, senderId: nil, body: body, now: now) }
-        try await fanOutBroadcasts(now: now)
+        do {
+            try await fanOutBroadcasts(now: now)
+        } catch {
+            throw BroadcastRecordedNotFinished(id: id, cause: error)
+        }
         return try await writer.read { db in
             let row = try Row.fetchOne(db, sql: "SELECT stored, queued FROM broadcasts WHERE id = ?", arguments: [id])
             return try (row?.decode(forColumn: "stored") ?? 0, row?.decode(forColumn: "queued") ?? 0)

@@ -147,13 +147,11 @@ enum StoredState {
         mutating func value() -> JSON? {
             skipSpace()
             guard i < bytes.count else { return nil }
-            if bytes[i] == UInt8(ascii: "{") || bytes[i] == UInt8(ascii: "[") {
-                guard depth < Self.maxDepth else { return nil }
-                depth += 1
-            }
-            defer { if bytes[i - 1] == UInt8(ascii: "}") || bytes[i - 1] == UInt8(ascii: "]") { depth -= 1 } }
             switch bytes[i] {
             case UInt8(ascii: "{"):
+                guard depth < Self.maxDepth else { return nil }
+                depth += 1
+                defer { depth -= 1 }
                 i += 1
                 var members: [String: JSON] = [:]
                 skipSpace()
@@ -168,6 +166,9 @@ enum StoredState {
                 } while take(UInt8(ascii: ","))
                 return take(UInt8(ascii: "}")) ? .object(members) : nil
             case UInt8(ascii: "["):
+                guard depth < Self.maxDepth else { return nil }
+                depth += 1
+                defer { depth -= 1 }
                 i += 1
                 var items: [JSON] = []
                 skipSpace()
