@@ -119,14 +119,18 @@ public struct OutboxWorker: Service {
         logger.info("outbox: stopped")
     }
 
-    /// Webhooks fan a broadcast out as they come (`InboundBatcher`); this finishes one they did not: cut short by a
+    /// Webhooks fan a broadcast out as they come (`InboundBatcher`); this finishes one they do not: cut short by a
     /// stop, by a chunk that failed, or recorded by `action2phone broadcast` in a process that then ended. It looks
-    /// at the start and then every second.
+    /// at the start and then every second, leaves the webhooks' own fan-out alone, and stops between chunks when the
+    /// server is stopping (the rest is finished at the next start).
     func finishBroadcasts() async {
         var lastFailure: String? = nil
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                let chunks = try await store.fanOutBroadcasts(now: Date())
+                let store = self.store
+                let chunks = try await store.fanOutBroadcasts(while: {
+                    !Task.isShuttingDownGracefully && !Task.isCancelled && !store.webhooksAreFanningOut
+                })
                 if chunks > 0 { logger.notice("outbox: finished fanning out a broadcast that was left unfinished (\(chunks) chunk(s) of people)") }
                 lastFailure = nil
             } catch {

@@ -56,6 +56,9 @@ struct Serve: AsyncParsableCommand {
             // A bad setting is a misused flag or variable (exit 64), with this command's usage, not the tool's.
             printError("Error: \(error.description)\nUsage: action2phone \(Serve.usageString())")
             throw ExitCode(64)
+        } catch {
+            // Local mode keeps its development token beside the database: that folder could not be made or written.
+            throw CLIError("cannot use the database \(flags[.database] ?? environment["ACTION2PHONE_DB"] ?? "db/action2phone.sqlite"): \(error.localizedDescription)")
         }
         // Locked before the database is opened: opening migrates it, which must not happen under a running server.
         let lock = try ServeLock(databasePath: config.databasePath)
@@ -84,8 +87,12 @@ struct ServeLock {
 
     init(databasePath: String) throws {
         let path = databasePath + "-serve.lock"
-        try FileManager.default.createDirectory(
-            at: URL(fileURLWithPath: databasePath).deletingLastPathComponent(), withIntermediateDirectories: true)
+        let folder = URL(fileURLWithPath: databasePath).deletingLastPathComponent()
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        } catch {
+            throw CLIError("cannot open the database \(databasePath): cannot create its folder \(folder.path) (\(error.localizedDescription))")
+        }
         descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw CLIError("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {

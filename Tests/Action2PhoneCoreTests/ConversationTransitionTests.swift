@@ -147,18 +147,18 @@ struct ConversationTransitionTests {
         }
     }
 
-    @Test(arguments: ["\"info\"", ":stop:", "reset;;", "'cancel'", "Stop!!", "\u{200B}unstop"])
-    func aPasscodeThatLooksLikeAKeywordIsAPasscodeWhereOneIsAsked(_ passcode: String) throws {
-        // A keyword counts with punctuation around it elsewhere, but where a passcode is asked only exactly, as at Twilio
-        let askedLogin = Self.s["asked login passcode"]!.state
-        #expect(engine.passcodeWork(for: Inbound(text: passcode), state: askedLogin, account: ivan, now: t0) == .verify(passcode, against: storedHash))
-        var state = askedLogin
-        let d = try engine.reduce(&state, Inbound(text: passcode), evidence: .verified(false, against: storedHash), facts: facts(), now: t0)
-        #expect(d.loggedBody == Copy.redacted)
-        #expect(d.effects.allSatisfy { if case .loginFailed = $0 { true } else { false } } && d.effects.count == 1, "\(d.effects)")
-        // The same text where no passcode is asked is the keyword
-        var idle = ConversationState(loggedInAt: t0, lastActivity: t0)
-        #expect(try engine.reduce(&idle, Inbound(text: passcode), facts: facts(), now: t0).loggedBody == nil)
+    @Test(arguments: ["\u{201C}Stop\u{201D}", ":stop:", "Cancel.", "STOP!!", "Unsubscribe.", "Revoke!", "'cancel'", "\u{200B}unsubscribe"])
+    func anOptOutWordWithPunctuationOptsOutAtAPasscodeQuestionToo(_ text: String) throws {
+        // Keywords come first everywhere: at the passcode questions too, such a text opts out (SPEC §4), so it is
+        // never hashed, never counts as a wrong try, and can never become someone's passcode
+        for name in ["asked passcode", "asked passcode again", "asked login passcode"] {
+            let asked = Self.s[name]!.state
+            #expect(engine.passcodeWork(for: Inbound(text: text), state: asked, account: ivan, now: t0) == nil, "\(name)")
+            var state = asked
+            let d = try engine.reduce(&state, Inbound(text: text), facts: facts(), now: t0)
+            #expect(d.effects == [.optOut(text: Inbound(text: text).text)], "\(name): \(d.effects)")
+            #expect(d.replies.isEmpty && state.step == .idle)
+        }
     }
 
     @Test func aPasscodeSentAfterALockoutOrWithoutLoginIsRedactedAndNotEchoed() throws {

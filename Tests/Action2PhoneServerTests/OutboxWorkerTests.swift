@@ -165,6 +165,27 @@ struct OutboxWorkerTests {
         #expect(try h.scalar("SELECT count(*) FROM outbox WHERE status = 'simulated'") == 700)
     }
 
+    @Test func stoppingDoesNotWaitForAWholeFanOut() async throws {
+        // Given a broadcast to 100,000 people left unfinished
+        let h = try OutboxHarness()
+        try await DatabaseQueue(path: h.path).write { db in
+            try db.execute(
+                sql: """
+                    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+                    INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
+                    SELECT printf('+1415%07d', i), 'C', 'N' || i, 'c' || i || '@example.org', x'00', x'00', 1000, '2026-11-25 09:00:00.000' FROM n
+                    """)
+            try db.execute(sql: "INSERT INTO broadcasts (body, createdAt, lastUserId) VALUES ('Harvest at dawn', ?, 100000)", arguments: [Date()])
+        }
+        // When the server is told to stop as soon as the worker has written the first chunk
+        let worker = OutboxWorker(store: h.store, sender: SimulatedSender(logger: logger), rate: 1, pollInterval: .milliseconds(10), logger: logger)
+        try await h.run(worker) { try h.scalar("SELECT doneThroughUserId FROM broadcasts") > 0 }
+        // Then it stopped between chunks, not after all two hundred, and the rest is left for the next start
+        let done = try h.scalar("SELECT doneThroughUserId FROM broadcasts")
+        #expect(done > 0 && done < 100_000, "\(done)")
+        #expect(try h.scalar("SELECT count(*) FROM inbox") == done)
+    }
+
     @Test func aLookupThatFindsNothingLeavesTheSendToALaterSlot() async throws {
         // Given, at one send a second, a text whose earlier attempt may have reached Twilio (it is looked up first,
         // and the lookup takes 100 ms) and another text

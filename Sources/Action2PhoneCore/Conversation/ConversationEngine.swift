@@ -39,10 +39,9 @@ public struct ConversationEngine: Sendable {
     /// None for an opted-out number: it is answered only when it opts back in, and its YES is that, not a passcode.
     public func passcodeWork(for input: Inbound, state: ConversationState, account: Account?, optedOut: Bool = false, now: Date) -> PasscodeWork? {
         guard !optedOut else { return nil }
-        let asked = state.step.expectsPasscode
         var state = state
         _ = expire(&state, now: now)
-        switch route(input, state, passcodeAsked: asked) {
+        switch route(input, state) {
         case .answer:
             switch state.step {
             case .askedPasscode:
@@ -73,7 +72,7 @@ public struct ConversationEngine: Sendable {
         let expired = expire(&state, now: now)
         state.lastActivity = now
         let consent = try facts.consent()
-        let route = route(input, state, optedOut: consent.optedOut, passcodeAsked: stepBefore.expectsPasscode)
+        let route = route(input, state, optedOut: consent.optedOut)
         var step = StepContext(input: input, evidence: evidence, facts: facts, now: now, account: try facts.account())
         let redact = passcodeText || mustRedact(route, input, state, stepBefore: stepBefore, registered: step.account != nil)
 
@@ -147,12 +146,10 @@ public struct ConversationEngine: Sendable {
     /// YES opts in when no question is pending, or when the number is opted out: nothing is asked of it (an
     /// operator may have opted it out mid-question), and Twilio, for which YES is an opt-in word, has unblocked it.
     ///
-    /// While a passcode is asked for (`passcodeAsked`: even by a question that has just expired), a text that could be
-    /// one is matched only as Twilio matches keywords, exactly: `"info"` or `:stop:` there is a passcode, never HELP
-    /// or an opt-out logged with the passcode in it.
-    func route(_ input: Inbound, _ state: ConversationState, optedOut: Bool = false, passcodeAsked: Bool = false) -> Route {
-        let mayBePasscode = (passcodeAsked || state.step.expectsPasscode) && PasscodePolicy.lengths.contains(input.text.count)
-        let keyword = mayBePasscode ? input.text.uppercased() : input.keyword
+    /// Keywords come first in every state, a passcode question included: a text that reads as one (`"Stop!!"`) opts
+    /// out there too, so no such text can ever become a passcode, and no passcode is ever taken for a keyword.
+    func route(_ input: Inbound, _ state: ConversationState, optedOut: Bool = false) -> Route {
+        let keyword = input.keyword
         if input.optOutType == "STOP" || optOutWords.contains(keyword) { return .optOut }
         if input.optOutType == "START" || keyword == "START" || keyword == "UNSTOP" || (keyword == "YES" && (state.step == .idle || optedOut)) {
             return .optIn

@@ -65,6 +65,9 @@ final class InboundBatcher: Sendable {
         }
     }
 
+    /// Whether the drain loop is fanning a broadcast out (a chunk after each batch, or one after another while idle).
+    var isFanningOut: Bool { queue.withLock { $0.fanOutPending } }
+
     /// How many transactions have run the steps so far.
     var transactions: Int { queue.withLock { $0.transactions } }
 

@@ -77,14 +77,14 @@ extension SQLiteStore {
     }
 
     @discardableResult
-    public func fanOutBroadcasts(now: Date = Date()) async throws -> Int {
+    public func fanOutBroadcasts(while keepGoing: @escaping @Sendable () -> Bool = { true }) async throws -> Int {
         // Looked for with a read first: the server asks every second, mostly for nothing.
         let unfinished = try await writer.read { db in
             try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM broadcasts WHERE finishedAt IS NULL)") ?? false
         }
         guard unfinished else { return 0 }
         var chunks = 0
-        while try await writer.write({ db in try Self.fanOutBroadcastChunk(db, now: now) }) { chunks += 1 }
+        while keepGoing(), try await writer.write({ db in try Self.fanOutBroadcastChunk(db, now: Date()) }) { chunks += 1 }
         return chunks
     }
 
@@ -103,7 +103,7 @@ extension SQLiteStore {
     public func operatorBroadcast(body: String, now: Date = Date()) async throws -> (stored: Int, queued: Int) {
         let id = try await writer.write { db in try Self.queueBroadcast(db, senderId: nil, body: body, now: now) }
         do {
-            try await fanOutBroadcasts(now: now)
+            try await fanOutBroadcasts()
         } catch {
             throw BroadcastRecordedNotFinished(id: id, cause: error)
         }

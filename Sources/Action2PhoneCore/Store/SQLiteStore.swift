@@ -66,6 +66,8 @@ public struct SQLiteStore: Store {
         return config
     }
 
+    public var webhooksAreFanningOut: Bool { inbound.isFanningOut }
+
     /// The names of the migrations applied, in order.
     public func appliedMigrations() throws -> [String] {
         try writer.read { try Schema.migrator.appliedIdentifiers($0) }.sorted()

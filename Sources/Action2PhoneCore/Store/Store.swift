@@ -26,9 +26,13 @@ public protocol Store: Sendable {
     ) async throws -> InboundOutcome
 
     /// Finishes every broadcast still being fanned out (one stopped in the middle, or recorded by another
-    /// process), a chunk of people per transaction. Returns how many chunks it wrote.
+    /// process), a chunk of people per transaction, while `keepGoing` says so. Returns how many chunks it wrote.
     @discardableResult
-    func fanOutBroadcasts(now: Date) async throws -> Int
+    func fanOutBroadcasts(while keepGoing: @escaping @Sendable () -> Bool) async throws -> Int
+
+    /// Whether this process's webhooks are fanning a broadcast out: a chunk after each batch of them, which another
+    /// loop should not crowd.
+    var webhooksAreFanningOut: Bool { get }
 
     // MARK: Outbox
 
