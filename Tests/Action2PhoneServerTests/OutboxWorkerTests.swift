@@ -36,6 +36,19 @@ struct OutboxHarness {
         }
     }
 
+    /// Registers `count` people (ids 1…count) and records a broadcast to them whose fan-out has not begun.
+    func recordUnfinishedBroadcast(toPeople count: Int) async throws {
+        try await DatabaseQueue(path: path).write { db in
+            try db.execute(
+                sql: """
+                    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+                    INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
+                    SELECT printf('+1415%07d', i), 'C', 'N' || i, 'c' || i || '@example.org', x'00', x'00', 1000, '2026-11-25 09:00:00.000' FROM n
+                    """, arguments: [count])
+            try db.execute(sql: "INSERT INTO broadcasts (body, createdAt, lastUserId) VALUES ('Harvest at dawn', ?, ?)", arguments: [Date(), count])
+        }
+    }
+
     func rows() throws -> [Row] {
         try DatabaseQueue(path: path).read { try Row.fetchAll($0, sql: "SELECT * FROM outbox ORDER BY id") }
     }
@@ -147,15 +160,7 @@ struct OutboxWorkerTests {
     @Test func aBroadcastLeftUnfinishedIsFinishedWithoutAnyWebhook() async throws {
         // Given a broadcast recorded and cut short (by a stop, or an operator's broadcast command that ended), to 700 people
         let h = try OutboxHarness()
-        try await DatabaseQueue(path: h.path).write { db in
-            try db.execute(
-                sql: """
-                    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 700)
-                    INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
-                    SELECT printf('+1415%07d', i), 'C', 'N' || i, 'c' || i || '@example.org', x'00', x'00', 1000, '2026-11-25 09:00:00.000' FROM n
-                    """)
-            try db.execute(sql: "INSERT INTO broadcasts (body, createdAt, lastUserId) VALUES ('Harvest at dawn', ?, 700)", arguments: [Date()])
-        }
+        try await h.recordUnfinishedBroadcast(toPeople: 700)
         // When the worker runs, with no webhook coming in
         let worker = OutboxWorker(store: h.store, sender: SimulatedSender(logger: logger), rate: 10_000, pollInterval: .milliseconds(10), logger: logger)
         try await h.run(worker) { try h.scalar("SELECT count(*) FROM outbox WHERE status = 'simulated'") == 700 }
@@ -168,15 +173,7 @@ struct OutboxWorkerTests {
     @Test func stoppingDoesNotWaitForAWholeFanOut() async throws {
         // Given a broadcast to 100,000 people left unfinished
         let h = try OutboxHarness()
-        try await DatabaseQueue(path: h.path).write { db in
-            try db.execute(
-                sql: """
-                    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
-                    INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
-                    SELECT printf('+1415%07d', i), 'C', 'N' || i, 'c' || i || '@example.org', x'00', x'00', 1000, '2026-11-25 09:00:00.000' FROM n
-                    """)
-            try db.execute(sql: "INSERT INTO broadcasts (body, createdAt, lastUserId) VALUES ('Harvest at dawn', ?, 100000)", arguments: [Date()])
-        }
+        try await h.recordUnfinishedBroadcast(toPeople: 100_000)
         // When the server is told to stop as soon as the worker has written the first chunk
         let worker = OutboxWorker(store: h.store, sender: SimulatedSender(logger: logger), rate: 1, pollInterval: .milliseconds(10), logger: logger)
         try await h.run(worker) { try h.scalar("SELECT doneThroughUserId FROM broadcasts") > 0 }
