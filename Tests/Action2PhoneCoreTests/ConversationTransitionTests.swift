@@ -121,6 +121,7 @@ struct ConversationTransitionTests {
         .init(situation: s["logged in"]!, text: "\u{200B}Unsubscribe.", step: .idle, loggedIn: false, effects: [.optOut(text: "\u{200B}Unsubscribe.")], reply: ""),
         .init(situation: s["opted out"]!, text: "STOP", step: .idle, loggedIn: false, effects: [.optOut(text: "STOP")], reply: ""),
         .init(situation: s["logged in"]!, text: "stop please", step: .idle, loggedIn: true, reply: "To opt out, reply STOP alone"),
+        .init(situation: s["registered, logged out"]!, text: "stop please", step: .idle, loggedIn: false, reply: "To opt out, reply STOP alone"),
         .init(situation: s["logged in"]!, text: "stpo", step: .idle, loggedIn: true, reply: "Did you mean STOP?"),
         .init(situation: s["logged in"]!, text: "nstop", step: .idle, loggedIn: true, reply: "Did you mean STOP?"),
         .init(situation: s["opted out"]!, text: "start please", step: .idle, loggedIn: false, reply: ""),

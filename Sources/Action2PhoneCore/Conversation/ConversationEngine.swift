@@ -119,7 +119,7 @@ public struct ConversationEngine: Sendable {
             if let cancelled, let first = step.replies.first { step.replies[0] = cancelled + " " + first }
         case .unknown(let word):
             // A passcode that arrived after its question expired is never echoed back.
-            step.reply(unknownCommand(redact ? nil : word, account: step.account))
+            step.reply(unknownCommand(word, echo: !redact, account: step.account))
         }
 
         if let expired, var first = step.replies.first {
@@ -225,15 +225,16 @@ public struct ConversationEngine: Sendable {
         return text
     }
 
-    /// "Unknown command" with the closest command suggested; `word` is `nil` when it must not be echoed.
-    func unknownCommand(_ word: String?, account: Account?) -> String {
-        guard let word else {
-            guard account != nil else { return "Unknown command, comrade. Reply HELP for commands." }
-            return "Unknown command, comrade (not repeated, in case it was your passcode). To log in, reply LOGIN first. Reply HELP for commands."
-        }
+    /// "Unknown command" with the closest command suggested. `echo` false: the text may be a passcode, and is not
+    /// repeated (an opt-out word it starts with still is: saying how to opt out matters more, and reveals no secret).
+    func unknownCommand(_ word: String, echo: Bool = true, account: Account?) -> String {
         let bare = Inbound.bare(word)
         if optOutWords.contains(bare) {
             return "Unknown command \(bare), comrade. To opt out, reply \(bare) alone: with other words it does not count. Reply HELP for commands."
+        }
+        guard echo else {
+            guard account != nil else { return "Unknown command, comrade. Reply HELP for commands." }
+            return "Unknown command, comrade (not repeated, in case it was your passcode). To log in, reply LOGIN first. Reply HELP for commands."
         }
         let letters = Array(word)
         // Echoed only in GSM-7: one character outside it (Cyrillic, an emoji) would make the whole reply UCS-2.
