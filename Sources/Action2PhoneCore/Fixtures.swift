@@ -87,7 +87,11 @@ public struct FixtureError: Error, CustomStringConvertible {
 public enum WebhookFields {
     /// Every field a real inbound SMS webhook carries; `extra` adds or replaces fields.
     public static func inboundSMS(
-        from: String, to: String, body: String, messageSid: String = newMessageSid(), accountSid: String = localAccountSid,
+        from: String,
+        to: String,
+        body: String,
+        messageSid: String = newMessageSid(),
+        accountSid: String = localAccountSid,
         extra: [String: String] = [:]
     ) -> [FormField] {
         var fields: [FormField] = [

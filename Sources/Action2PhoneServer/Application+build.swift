@@ -14,7 +14,11 @@ import TwilioKit
 /// try await app.runService()   // SIGINT/SIGTERM: drain requests, stop services, exit 0
 /// ```
 public func buildApplication(
-    config: ServerConfig, store: any Store, handler: any InboundHandler, services: [any Service] = [], logger: Logger,
+    config: ServerConfig,
+    store: any Store,
+    handler: any InboundHandler,
+    services: [any Service] = [],
+    logger: Logger,
     clock: @escaping @Sendable () -> Date = { Date() },
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
@@ -51,7 +55,9 @@ extension ConversationService {
             store: store,
             engine: ConversationEngine(settings: .init(sessionTTL: config.sessionTTL, adminPhones: Set(config.adminPhones))),
             hasher: PasscodeHasher(iterations: config.passcodeIterations),
-            replyMode: config.replyMode, logger: logger)
+            replyMode: config.replyMode,
+            logger: logger
+        )
     }
 }
 
@@ -68,7 +74,11 @@ public func makeSender(config: ServerConfig, logger: Logger) -> any MessageSende
     let sender: TwilioRESTClient.Sender =
         if let from = config.fromNumber { .number(from) } else { .messagingService(config.messagingServiceSid ?? "") }
     let client = TwilioRESTClient(
-        baseURL: config.apiBaseURL, accountSid: accountSid, authToken: config.authToken.reveal(), sender: sender,
-        statusCallback: config.publicURL.map { $0 + "/sms/status" })
+        baseURL: config.apiBaseURL,
+        accountSid: accountSid,
+        authToken: config.authToken.reveal(),
+        sender: sender,
+        statusCallback: config.publicURL.map { $0 + "/sms/status" }
+    )
     return TwilioSender(client: client)
 }

@@ -12,7 +12,8 @@ public struct CheckpointService: Service {
     let idleInterval: Duration
     let logger: Logger
 
-    public init(checkpointer: WALCheckpointer, busyInterval: Duration = .milliseconds(2), idleInterval: Duration = .milliseconds(100), logger: Logger) {
+    public init(checkpointer: WALCheckpointer, busyInterval: Duration = .milliseconds(2), idleInterval: Duration = .milliseconds(100), logger: Logger)
+    {
         self.checkpointer = checkpointer
         self.busyInterval = busyInterval
         self.idleInterval = idleInterval
@@ -43,7 +44,9 @@ public struct CheckpointService: Service {
             } catch {
                 // Not fatal: the writer's own checkpoint bounds the WAL. Logged once per run of failures, and
                 // retried at the idle pace.
-                if lastFailure != "\(error)" { logger.warning("WAL checkpoint failed; the writer checkpoints itself past its threshold", metadata: ["error": "\(error)"]) }
+                if lastFailure != "\(error)" {
+                    logger.warning("WAL checkpoint failed; the writer checkpoints itself past its threshold", metadata: ["error": "\(error)"])
+                }
                 lastFailure = "\(error)"
                 pause = idleInterval
             }

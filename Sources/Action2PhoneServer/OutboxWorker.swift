@@ -23,8 +23,14 @@ public struct OutboxWorker: Service {
     let logger: Logger
 
     public init(
-        store: any Store, sender: any MessageSender, rate: Double, policy: DeliveryPolicy = DeliveryPolicy(), pollInterval: Duration = .milliseconds(100),
-        maxInFlight: Int = 32, maxPause: Duration = .seconds(30), logger: Logger
+        store: any Store,
+        sender: any MessageSender,
+        rate: Double,
+        policy: DeliveryPolicy = DeliveryPolicy(),
+        pollInterval: Duration = .milliseconds(100),
+        maxInFlight: Int = 32,
+        maxPause: Duration = .seconds(30),
+        logger: Logger
     ) {
         precondition(rate >= 0.001 && rate <= 10_000 && maxInFlight > 0 && maxPause > .zero)
         self.store = store
@@ -41,7 +47,9 @@ public struct OutboxWorker: Service {
     public func run() async throws {
         let recovered = try await store.recoverInterruptedSends(now: Date())
         if recovered > 0 {
-            logger.warning("outbox: \(recovered) text(s) were being sent when the server stopped; marked uncertain, not resent (see: action2phone outbox list --status uncertain)")
+            logger.warning(
+                "outbox: \(recovered) text(s) were being sent when the server stopped; marked uncertain, not resent (see: action2phone outbox list --status uncertain)"
+            )
         }
 
         let clock = ContinuousClock()
@@ -135,7 +143,9 @@ public struct OutboxWorker: Service {
                 lastFailure = nil
             } catch {
                 let failure = "\(error)"
-                if failure != lastFailure { logger.error("outbox: cannot fan out a broadcast; trying again every second", metadata: ["error": "\(failure)"]) }
+                if failure != lastFailure {
+                    logger.error("outbox: cannot fan out a broadcast; trying again every second", metadata: ["error": "\(failure)"])
+                }
                 lastFailure = failure
             }
             await pause(until: ContinuousClock.now.advanced(by: .seconds(1)))
@@ -151,7 +161,10 @@ public struct OutboxWorker: Service {
         case .retry(let at, _, let reason, _):
             logger.notice("outbox: will retry", metadata: metadata.merging(["a2p.retryAt": "\(at)", "a2p.reason": "\(reason)"]) { $1 })
         case .failed(let code, let reason), .uncertain(let code, let reason):
-            logger.warning("outbox: not delivered", metadata: metadata.merging(["a2p.code": "\(code.map(String.init) ?? "-")", "a2p.reason": "\(reason)"]) { $1 })
+            logger.warning(
+                "outbox: not delivered",
+                metadata: metadata.merging(["a2p.code": "\(code.map(String.init) ?? "-")", "a2p.reason": "\(reason)"]) { $1 }
+            )
         case .found:
             logger.info("outbox: an earlier attempt had reached Twilio; not sent again", metadata: metadata)
         case .notFound:
@@ -175,7 +188,12 @@ public struct OutboxWorker: Service {
                     return .found(sid: sid, twilioStatus: found.status, errorCode: found.errorCode, errorMessage: found.errorMessage)
                 }
             } catch {
-                return policy.outcome(of: .failure(.undecodable("cannot read the outbox: \(error)")), attempts: message.attempts, now: Date(), mayAlreadyExist: true)
+                return policy.outcome(
+                    of: .failure(.undecodable("cannot read the outbox: \(error)")),
+                    attempts: message.attempts,
+                    now: Date(),
+                    mayAlreadyExist: true
+                )
             }
             return .notFound
         case .failure(let failure):
@@ -201,7 +219,8 @@ public struct OutboxWorker: Service {
             let seconds = String(format: "%.1f", wait / .seconds(1))
             logger.warning(
                 "outbox: \(trouble); every send waits \(seconds) s, then one text at a time until it answers normally",
-                metadata: ["a2p.reason": "\(failure.map(String.init(describing:)) ?? "")"])
+                metadata: ["a2p.reason": "\(failure.map(String.init(describing:)) ?? "")"]
+            )
         case .resumed?:
             logger.notice("outbox: Twilio answers normally again; sending at the configured rate")
         case nil:

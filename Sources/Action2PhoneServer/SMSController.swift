@@ -33,8 +33,10 @@ struct SMSController: Sendable {
             context.logger.info("retried webhook answered with the first reply", metadata: ["a2p.messageSid": "\(record.messageSid)"])
         }
         return Response(
-            status: .ok, headers: [.contentType: TwiML.contentType],
-            body: .init(byteBuffer: ByteBuffer(string: outcome.twiml)))
+            status: .ok,
+            headers: [.contentType: TwiML.contentType],
+            body: .init(byteBuffer: ByteBuffer(string: outcome.twiml))
+        )
     }
 
     @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -61,7 +63,9 @@ struct SMSController: Sendable {
             return try await gate.admit(request, context: context)
         } catch let rejection as WebhookRejection {
             context.logger.notice(
-                "webhook rejected", metadata: ["a2p.status": "\(rejection.status.code)", "a2p.reason": "\(rejection.reason)"])
+                "webhook rejected",
+                metadata: ["a2p.status": "\(rejection.status.code)", "a2p.reason": "\(rejection.reason)"]
+            )
             throw rejection
         }
     }
@@ -101,7 +105,9 @@ struct ErrorLoggingMiddleware<Context: RequestContext>: RouterMiddleware {
             throw error
         } catch {
             context.logger.error(
-                "request failed", metadata: ["a2p.path": "\(request.uri.path)", "error": "\(String(reflecting: type(of: error))): \(error)"])
+                "request failed",
+                metadata: ["a2p.path": "\(request.uri.path)", "error": "\(String(reflecting: type(of: error))): \(error)"]
+            )
             throw HTTPError(.internalServerError)
         }
     }

@@ -30,9 +30,17 @@ public struct ServerConfig: Sendable {
 
     /// A configuration for tests and tools: local mode with the given token.
     public init(
-        authToken: Secret, accountSid: String? = nil, isLocalMode: Bool = true, databasePath: String = "db/action2phone.sqlite",
-        publicURL: String? = nil, host: String = "127.0.0.1", port: Int = 8080, replyMode: ReplyMode = .twiml,
-        sendRate: Double = 1, sessionTTL: TimeInterval = 1800, adminPhones: [String] = [],
+        authToken: Secret,
+        accountSid: String? = nil,
+        isLocalMode: Bool = true,
+        databasePath: String = "db/action2phone.sqlite",
+        publicURL: String? = nil,
+        host: String = "127.0.0.1",
+        port: Int = 8080,
+        replyMode: ReplyMode = .twiml,
+        sendRate: Double = 1,
+        sessionTTL: TimeInterval = 1800,
+        adminPhones: [String] = [],
         passcodeIterations: Int = PasscodePolicy.productionIterations
     ) {
         self.accountSid = accountSid
@@ -98,10 +106,15 @@ extension ServerConfig {
             throw ConfigError(
                 accountSid == nil
                     ? "TWILIO_AUTH_TOKEN is set but TWILIO_ACCOUNT_SID is not: set both for Twilio, or neither for local mode"
-                    : "TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: set both for Twilio, or neither for local mode")
+                    : "TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: set both for Twilio, or neither for local mode"
+            )
         }
-        if let accountSid, !(accountSid.hasPrefix("AC") && accountSid.count == 34 && accountSid.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }) {
-            throw ConfigError("TWILIO_ACCOUNT_SID must be the 34-character account SID, AC followed by 32 letters or digits (got \(accountSid.count) characters)")
+        if let accountSid,
+            !(accountSid.hasPrefix("AC") && accountSid.count == 34 && accountSid.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) })
+        {
+            throw ConfigError(
+                "TWILIO_ACCOUNT_SID must be the 34-character account SID, AC followed by 32 letters or digits (got \(accountSid.count) characters)"
+            )
         }
         let local = accountSid == nil
         var config: ServerConfig
@@ -134,7 +147,9 @@ extension ServerConfig {
             config.port = port
         }
         if let raw = value(.replyMode) {
-            guard let mode = ReplyMode(rawValue: raw.lowercased()) else { throw ConfigError("ACTION2PHONE_REPLY_MODE must be twiml or rest (got '\(raw)')") }
+            guard let mode = ReplyMode(rawValue: raw.lowercased()) else {
+                throw ConfigError("ACTION2PHONE_REPLY_MODE must be twiml or rest (got '\(raw)')")
+            }
             config.replyMode = mode
         }
         if let raw = value(.sendRate) {
@@ -144,12 +159,16 @@ extension ServerConfig {
             config.sendRate = rate
         }
         if let raw = value(.sessionTTL) {
-            guard let ttl = Int(raw), ttl > 0 else { throw ConfigError("ACTION2PHONE_SESSION_TTL must be a whole number of seconds above 0 (got '\(raw)')") }
+            guard let ttl = Int(raw), ttl > 0 else {
+                throw ConfigError("ACTION2PHONE_SESSION_TTL must be a whole number of seconds above 0 (got '\(raw)')")
+            }
             config.sessionTTL = TimeInterval(ttl)
         }
         if let raw = value(.adminPhones) {
             config.adminPhones = try raw.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }.map { phone in
-                guard let e164 = PhoneNumber.normalize(phone) else { throw ConfigError("ACTION2PHONE_ADMIN_PHONES: '\(phone)' is not a phone number") }
+                guard let e164 = PhoneNumber.normalize(phone) else {
+                    throw ConfigError("ACTION2PHONE_ADMIN_PHONES: '\(phone)' is not a phone number")
+                }
                 return e164
             }
         }

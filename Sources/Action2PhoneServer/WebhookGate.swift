@@ -50,7 +50,10 @@ struct WebhookGate: Sendable {
         let signature = request.headers[.twilioSignature]
         guard validator.isValid(signature: signature, url: url, params: fields) else {
             throw WebhookRejection(
-                .forbidden, nil, reason: signature == nil ? "missing X-Twilio-Signature" : "invalid X-Twilio-Signature for \(Self.loggable(url))")
+                .forbidden,
+                nil,
+                reason: signature == nil ? "missing X-Twilio-Signature" : "invalid X-Twilio-Signature for \(Self.loggable(url))"
+            )
         }
         if let accountSid, fields.first(where: { $0.name == "AccountSid" })?.value != accountSid {
             throw WebhookRejection(.forbidden, nil, reason: "AccountSid is not this account's")
@@ -105,7 +108,9 @@ struct WebhookRejection: HTTPResponseError {
     func response(from request: Request, context: some RequestContext) throws -> Response {
         guard let message else { return Response(status: status) }
         return Response(
-            status: status, headers: [.contentType: "text/plain; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(string: message + "\n")))
+            status: status,
+            headers: [.contentType: "text/plain; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: message + "\n"))
+        )
     }
 }

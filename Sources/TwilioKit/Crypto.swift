@@ -46,8 +46,15 @@ public enum Crypto {
             salt.withUnsafeBufferPointer { s in
                 p.withMemoryRebound(to: CChar.self) { pc in
                     PKCS5_PBKDF2_HMAC(
-                        pc.baseAddress, Int32(pc.count), s.baseAddress, Int32(s.count),
-                        Int32(iterations), EVP_sha256(), Int32(length), &out)
+                        pc.baseAddress,
+                        Int32(pc.count),
+                        s.baseAddress,
+                        Int32(s.count),
+                        Int32(iterations),
+                        EVP_sha256(),
+                        Int32(length),
+                        &out
+                    )
                 }
             }
         }

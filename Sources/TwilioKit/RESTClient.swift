@@ -30,7 +30,11 @@ public struct TwilioRESTClient: Sendable {
     private let session: URLSession
 
     public init(
-        baseURL: String = "https://api.twilio.com", accountSid: String, authToken: String, sender: Sender, statusCallback: String? = nil,
+        baseURL: String = "https://api.twilio.com",
+        accountSid: String,
+        authToken: String,
+        sender: Sender,
+        statusCallback: String? = nil,
         timeout: TimeInterval = 15
     ) {
         var base = baseURL
@@ -104,7 +108,9 @@ public struct TwilioRESTClient: Sendable {
     /// `GET …/IncomingPhoneNumbers.json?PhoneNumber=…`: the account's number, with its SMS webhook.
     public func findIncomingNumber(_ phoneNumber: String) async -> Result<IncomingNumber?, RESTFailure> {
         let query = FormCodec.encode([.init("PhoneNumber", phoneNumber)])
-        guard let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/IncomingPhoneNumbers.json?\(query)") else { return .failure(badURL) }
+        guard let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/IncomingPhoneNumbers.json?\(query)") else {
+            return .failure(badURL)
+        }
         return await perform(URLRequest(url: url), expecting: 200, as: IncomingNumberPage.self).map { $0.incomingPhoneNumbers.first }
     }
 
@@ -132,8 +138,13 @@ public struct TwilioRESTClient: Sendable {
             let body = try? JSONDecoder().decode(APIError.self, from: data)
             return .failure(
                 .http(
-                    status: response.statusCode, code: body?.code, message: body?.message ?? "[HTTP \(response.statusCode)] Failed to execute request",
-                    moreInfo: body?.moreInfo, retryAfter: Self.retryAfter(response.value(forHTTPHeaderField: "Retry-After"))))
+                    status: response.statusCode,
+                    code: body?.code,
+                    message: body?.message ?? "[HTTP \(response.statusCode)] Failed to execute request",
+                    moreInfo: body?.moreInfo,
+                    retryAfter: Self.retryAfter(response.value(forHTTPHeaderField: "Retry-After"))
+                )
+            )
         }
         do {
             return .success(try JSONDecoder().decode(T.self, from: data))

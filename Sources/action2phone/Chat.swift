@@ -8,7 +8,9 @@ import TwilioKit
 struct Chat: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Be a phone: type texts, read the bot's replies (standard input, so it works piped too).",
-        discussion: "In-process on --db by default; with --url, over HTTP to a running server, signed like Twilio. Type /quit or end the input to leave.")
+        discussion:
+            "In-process on --db by default; with --url, over HTTP to a running server, signed like Twilio. Type /quit or end the input to leave."
+    )
 
     @OptionGroup var store: StoreOptions
     @Option(help: "The phone you text from.") var from = "+14155550100"

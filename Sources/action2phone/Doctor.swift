@@ -8,7 +8,8 @@ import TwilioKit
 /// `action2phone doctor`
 struct Doctor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check what a live deployment needs: credentials accepted, the sender on the account, its SMS webhook URL.")
+        abstract: "Check what a live deployment needs: credentials accepted, the sender on the account, its SMS webhook URL."
+    )
     @OptionGroup var store: StoreOptions
 
     func run() async throws {
@@ -30,7 +31,8 @@ struct Doctor: AsyncParsableCommand {
         guard !config.isLocalMode, let accountSid = config.accountSid else {
             fail(
                 "no Twilio credentials: the server would run in local mode and send nothing",
-                fix: "export TWILIO_ACCOUNT_SID (AC…) and TWILIO_AUTH_TOKEN from the Twilio Console")
+                fix: "export TWILIO_ACCOUNT_SID (AC…) and TWILIO_AUTH_TOKEN from the Twilio Console"
+            )
             throw CLIError("no Twilio credentials")
         }
         ok("credentials present for account \(accountSid)")
@@ -43,7 +45,8 @@ struct Doctor: AsyncParsableCommand {
         case .failure(.http(let status, let code, let message, _, _)) where status == 401 || status == 403:
             fail(
                 "the REST API refused the credentials: HTTP \(status)\(code.map { " code \($0)" } ?? ""): \(message)",
-                fix: "copy the Account SID and the primary Auth Token again from the Console (test credentials do not work here)")
+                fix: "copy the Account SID and the primary Auth Token again from the Console (test credentials do not work here)"
+            )
         case .failure(let failure):
             fail("cannot reach the REST API at \(config.apiBaseURL): \(failure)", fix: "check the network and TWILIO_API_BASE_URL")
         }
@@ -63,15 +66,20 @@ struct Doctor: AsyncParsableCommand {
                     } else {
                         fail(
                             "its SMS webhook is \(number.smsUrl.map { "'\(ServerConfig.displayed($0))'" } ?? "not set"), not \(expected): signatures are checked against \(expected)",
-                            fix: "Console → Phone Numbers → \(from) → Messaging: \"A message comes in\" = Webhook, \(expected), HTTP POST")
+                            fix: "Console → Phone Numbers → \(from) → Messaging: \"A message comes in\" = Webhook, \(expected), HTTP POST"
+                        )
                     }
                 } else {
                     fail(
                         "ACTION2PHONE_PUBLIC_URL is not set, so the webhook URL cannot be checked (and signatures depend on Host headers)",
-                        fix: "export ACTION2PHONE_PUBLIC_URL=https://your.public.host (the URL Twilio calls, without /sms)")
+                        fix: "export ACTION2PHONE_PUBLIC_URL=https://your.public.host (the URL Twilio calls, without /sms)"
+                    )
                 }
             case .success(nil):
-                fail("\(from) is not a number on account \(accountSid)", fix: "set TWILIO_FROM_NUMBER to one of the account's numbers (Console → Phone Numbers)")
+                fail(
+                    "\(from) is not a number on account \(accountSid)",
+                    fix: "set TWILIO_FROM_NUMBER to one of the account's numbers (Console → Phone Numbers)"
+                )
             case .failure(let failure):
                 fail("cannot look up \(from): \(failure)", fix: "check the credentials and the network")
             }

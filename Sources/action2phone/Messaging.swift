@@ -7,7 +7,8 @@ import TwilioKit
 /// `action2phone send PHONE TEXT`
 struct Send: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Message one person: into their inbox, and texted through the outbox (sent by a running serve).")
+        abstract: "Message one person: into their inbox, and texted through the outbox (sent by a running serve)."
+    )
     @OptionGroup var store: StoreOptions
     @Argument(help: "The person's phone.") var phone: String
     @Argument(help: "The text (quote it).") var text: String
@@ -18,14 +19,19 @@ struct Send: AsyncParsableCommand {
         guard !body.isEmpty else { throw CLIError("the text is empty") }
         try checkLength(body)
         guard let texted = try await store.open().operatorSend(phone: e164, body: body) else { throw CLIError("no user with phone \(e164)") }
-        print(texted ? "Stored in \(e164)'s inbox and queued to be texted." : "Stored in \(e164)'s inbox; not texted: the number opted out or cannot receive texts.")
+        print(
+            texted
+                ? "Stored in \(e164)'s inbox and queued to be texted."
+                : "Stored in \(e164)'s inbox; not texted: the number opted out or cannot receive texts."
+        )
     }
 }
 
 /// `action2phone broadcast TEXT [--yes]`
 struct Broadcast: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Message everyone: into every inbox, and texted to each reachable person through the outbox.")
+        abstract: "Message everyone: into every inbox, and texted to each reachable person through the outbox."
+    )
     @OptionGroup var store: StoreOptions
     @Argument(help: "The text (quote it).") var text: String
     @Flag(help: "Send without asking.") var yes = false
@@ -37,7 +43,8 @@ struct Broadcast: AsyncParsableCommand {
         let db = try store.open()
         let audience = try await db.broadcastAudience()
         let segments = Segments.count(body)
-        var summary = "Broadcast to \(audience.registered) registered people: \(audience.textable) texted, \(audience.registered - audience.textable) opted out or suppressed.\n"
+        var summary =
+            "Broadcast to \(audience.registered) registered people: \(audience.textable) texted, \(audience.registered - audience.textable) opted out or suppressed.\n"
         summary += "\(segments.encoding.rawValue), \(segments.segments) segment(s) per text"
         if !segments.nonGSMCharacters.isEmpty {
             let named = segments.nonGSMCharacters.map { ch in "'\(ch)' U+" + String(ch.unicodeScalars.first!.value, radix: 16, uppercase: true) }
@@ -95,7 +102,8 @@ struct Outbox: AsyncParsableCommand {
 
     struct Retry: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Queue texts again: uncertain ones are looked up at Twilio before any resend; failed and undelivered ones are resent.")
+            abstract: "Queue texts again: uncertain ones are looked up at Twilio before any resend; failed and undelivered ones are resent."
+        )
         @OptionGroup var store: StoreOptions
         @Argument(help: "Outbox ids.") var ids: [Int64] = []
         @Flag(help: "Every uncertain text.") var uncertain = false

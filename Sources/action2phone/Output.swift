@@ -42,7 +42,9 @@ enum Output {
 
     // MARK: - Users
 
-    static let userColumns = ["id", "phone", "firstName", "lastName", "email", "role", "optedOut", "suppressed", "createdAt", "lastSeenAt", "unread", "locked"]
+    static let userColumns = [
+        "id", "phone", "firstName", "lastName", "email", "role", "optedOut", "suppressed", "createdAt", "lastSeenAt", "unread", "locked",
+    ]
 
     /// A user as a table row; for CSV (`csv`), as the JSON has it: a missing value is empty, and `locked` is true or false.
     static func userRow(_ u: UserRecord, csv: Bool = false) -> [String] {
@@ -57,7 +59,8 @@ enum Output {
         let rows: [(String, String)] = [
             ("id", String(u.id)), ("name", "\(u.firstName) \(u.lastName)"), ("phone", u.phone), ("email", u.email), ("role", u.role.rawValue),
             ("member since", date(u.createdAt)), ("last activity", date(u.lastSeenAt)), ("unread", String(u.unread)),
-            ("opted out", u.optedOut ? "yes" : "no"), ("suppressed", u.suppressed ? "yes (no broadcasts until: action2phone users unsuppress)" : "no"),
+            ("opted out", u.optedOut ? "yes" : "no"),
+            ("suppressed", u.suppressed ? "yes (no broadcasts until: action2phone users unsuppress)" : "no"),
             ("locked", u.locked ? "until \(date(u.lockedUntil))" : "no"),
         ]
         let width = rows.map(\.0.count).max() ?? 0
@@ -73,7 +76,8 @@ enum Output {
         let none = full ? "" : "-"
         return [
             String(m.id), m.to, m.status.rawValue, String(m.attempts), m.twilioSid ?? none, m.errorCode.map(String.init) ?? none,
-            full ? (m.errorMessage ?? "") : oneLine(m.errorMessage ?? "-", max: 40), date(m.createdAt), date(m.updatedAt), full ? m.body : oneLine(m.body),
+            full ? (m.errorMessage ?? "") : oneLine(m.errorMessage ?? "-", max: 40), date(m.createdAt), date(m.updatedAt),
+            full ? m.body : oneLine(m.body),
         ]
     }
 }

@@ -74,7 +74,9 @@ struct HTTPPhone: SimulatedPhone {
 
     mutating func wait(_ seconds: Double) async throws {
         guard seconds <= Self.longestWait else {
-            throw CLIError("a step waits \(Int(seconds)) s, and a running server's clock cannot be moved: replay this fixture in-process (without --url)")
+            throw CLIError(
+                "a step waits \(Int(seconds)) s, and a running server's clock cannot be moved: replay this fixture in-process (without --url)"
+            )
         }
         try await Task.sleep(for: .seconds(seconds))
     }
@@ -84,7 +86,10 @@ struct HTTPPhone: SimulatedPhone {
         var request = URLRequest(url: url)
         request.httpMethod = "POST"
         request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
-        request.setValue(TwilioSignature.compute(authToken: token.reveal(), url: signingURL, params: fields), forHTTPHeaderField: "X-Twilio-Signature")
+        request.setValue(
+            TwilioSignature.compute(authToken: token.reveal(), url: signingURL, params: fields),
+            forHTTPHeaderField: "X-Twilio-Signature"
+        )
         request.httpBody = Data(FormCodec.encode(fields).utf8)
         let (data, response) = try await httpData(request)
         let body = String(decoding: data, as: UTF8.self)
@@ -92,7 +97,8 @@ struct HTTPPhone: SimulatedPhone {
             explainedForbidden = true
             printError(
                 "the server refused the signature (403): sign with its token (TWILIO_AUTH_TOKEN, or in local mode the same --db as the server's, "
-                    + "whose .dev-token it uses), as its account (TWILIO_ACCOUNT_SID), for its public URL (\(ServerConfig.displayed(signingURL)); ACTION2PHONE_PUBLIC_URL or --public-url)")
+                    + "whose .dev-token it uses), as its account (TWILIO_ACCOUNT_SID), for its public URL (\(ServerConfig.displayed(signingURL)); ACTION2PHONE_PUBLIC_URL or --public-url)"
+            )
         }
         return (response.statusCode, response.statusCode == 200 ? TwiML.messages(in: body) : [])
     }
@@ -105,6 +111,8 @@ func httpData(_ request: URLRequest) async throws -> (Data, HTTPURLResponse) {
         guard let http = response as? HTTPURLResponse else { throw CLIError("\(request.url!): not an HTTP response") }
         return (data, http)
     } catch let error as URLError {
-        throw CLIError("cannot reach \(request.url!.absoluteString): \(error.code == .cannotConnectToHost ? "connection refused (is action2phone serve running?)" : "URLError \(error.code.rawValue)")")
+        throw CLIError(
+            "cannot reach \(request.url!.absoluteString): \(error.code == .cannotConnectToHost ? "connection refused (is action2phone serve running?)" : "URLError \(error.code.rawValue)")"
+        )
     }
 }

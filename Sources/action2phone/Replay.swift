@@ -18,7 +18,8 @@ struct Replay: AsyncParsableCommand {
             a running server, signed like Twilio with TWILIO_AUTH_TOKEN or the local-mode token next to --db. \
             --check compares each reply with the fixture's expectations and exits 1 naming every mismatch. \
             --raw sends fixtures/webhooks/*.json requests byte for byte, without re-signing (needs --url).
-            """)
+            """
+    )
 
     @OptionGroup var store: StoreOptions
     @Argument(help: "Fixture files.") var fixtures: [String]
@@ -59,7 +60,9 @@ struct Replay: AsyncParsableCommand {
             config = try store.config()
             // Refused before the first text: a server left halfway through a script is worse than none run.
             if let wait = fixture.steps.compactMap(\.wait).max(), wait > HTTPPhone.longestWait {
-                throw CLIError("a step waits \(Int(wait)) s, and a running server's clock cannot be moved: replay this fixture in-process (without --url)")
+                throw CLIError(
+                    "a step waits \(Int(wait)) s, and a running server's clock cannot be moved: replay this fixture in-process (without --url)"
+                )
             }
             phone = try HTTPPhone(url: url, publicURL: publicURL ?? config.publicURL, token: config.authToken)
         } else {
@@ -82,8 +85,13 @@ struct Replay: AsyncParsableCommand {
                 print("   ... \(Int(wait)) s later")
             }
             let fields = WebhookFields.inboundSMS(
-                from: step.from, to: fixture.to, body: step.body, messageSid: step.messageSid ?? WebhookFields.newMessageSid(), accountSid: accountSid,
-                extra: step.params ?? [:])
+                from: step.from,
+                to: fixture.to,
+                body: step.body,
+                messageSid: step.messageSid ?? WebhookFields.newMessageSid(),
+                accountSid: accountSid,
+                extra: step.params ?? [:]
+            )
             let (status, messages) = try await phone.text(fields)
             print("\(step.from) > \(step.body)")
             if status != 200 { print("   [HTTP \(status)]") }
@@ -122,7 +130,9 @@ struct Replay: AsyncParsableCommand {
         var base = url!
         while base.hasSuffix("/") { base.removeLast() }
         if base.hasSuffix("/sms") { base.removeLast(4) }
-        guard let target = URL(string: base + recorded.pathAndQuery) else { throw CLIError("\(path): cannot make a URL of \(base) and \(recorded.url)") }
+        guard let target = URL(string: base + recorded.pathAndQuery) else {
+            throw CLIError("\(path): cannot make a URL of \(base) and \(recorded.url)")
+        }
         var request = URLRequest(url: target)
         request.httpMethod = recorded.method ?? "POST"
         for (name, value) in recorded.headers ?? [:] { request.setValue(value, forHTTPHeaderField: name) }

@@ -13,7 +13,8 @@ struct Serve: AsyncParsableCommand {
             Every option falls back to its environment variable, then to the default. The auth tokens are read \
             only from the environment (TWILIO_AUTH_TOKEN, TWILIO_AUTH_TOKEN_SECONDARY): command lines are visible \
             to every user of the machine. Without Twilio credentials the server runs in local mode.
-            """)
+            """
+    )
 
     @Option(help: "SQLite database file (env: ACTION2PHONE_DB, default db/action2phone.sqlite).") var db: String?
     @Option(help: "Listen address (env: ACTION2PHONE_HOST, default 127.0.0.1).") var host: String?
@@ -58,7 +59,9 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(64)
         } catch {
             // Local mode keeps its development token beside the database: that folder could not be made or written.
-            throw CLIError("cannot use the database \(flags[.database] ?? environment["ACTION2PHONE_DB"] ?? "db/action2phone.sqlite"): \(error.localizedDescription)")
+            throw CLIError(
+                "cannot use the database \(flags[.database] ?? environment["ACTION2PHONE_DB"] ?? "db/action2phone.sqlite"): \(error.localizedDescription)"
+            )
         }
         // Locked before the database is opened: opening migrates it, which must not happen under a running server.
         let lock = try ServeLock(databasePath: config.databasePath)
@@ -67,13 +70,20 @@ struct Serve: AsyncParsableCommand {
         let handler = ConversationService(config: config, store: store, logger: logger)
         let worker = OutboxWorker(config: config, store: store, logger: logger)
         let checkpoints = CheckpointService(checkpointer: try store.makeCheckpointer(), logger: logger)
-        let app = buildApplication(config: config, store: store, handler: handler, services: [worker, checkpoints], logger: logger, onServerRunning: { channel in
-            let port = channel.localAddress?.port ?? config.port
-            FileHandle.standardOutput.write(Data((banner(config, port: port) + "\n").utf8))
-        })
+        let app = buildApplication(
+            config: config,
+            store: store,
+            handler: handler,
+            services: [worker, checkpoints],
+            logger: logger,
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? config.port
+                FileHandle.standardOutput.write(Data((banner(config, port: port) + "\n").utf8))
+            }
+        )
         do {
             try await app.runService()
-        } catch where "\(error)".contains("Address already in use") {
+        } catch  where "\(error)".contains("Address already in use") {
             throw CLIError("cannot listen on \(config.host):\(config.port): the port is in use (another server?); choose one with --port")
         }
     }
@@ -102,7 +112,8 @@ struct ServeLock {
             throw CLIError(
                 busy
                     ? "another action2phone serve is running on \(databasePath) (it holds \(path)); stop it first: two outbox workers would together send at twice the configured rate"
-                    : "cannot lock \(path): \(reason)")
+                    : "cannot lock \(path): \(reason)"
+            )
         }
     }
 
@@ -120,7 +131,9 @@ func banner(_ config: ServerConfig, port: Int) -> String {
         lines.append("mode:      TWILIO, account \(config.accountSid ?? "?")")
         lines.append("sender:    \(config.fromNumber ?? config.messagingServiceSid ?? "none")")
     }
-    lines.append("webhook:   \(config.publicURL.map { ServerConfig.displayed($0 + "/sms") } ?? "\(listen)/sms (no ACTION2PHONE_PUBLIC_URL: rebuilt from Host)")")
+    lines.append(
+        "webhook:   \(config.publicURL.map { ServerConfig.displayed($0 + "/sms") } ?? "\(listen)/sms (no ACTION2PHONE_PUBLIC_URL: rebuilt from Host)")"
+    )
     lines.append("database:  \(config.databasePath)")
     lines.append("replies:   \(config.replyMode.rawValue); outbox sends at most \(config.sendRate)/s")
     if config.passcodeIterations < PasscodePolicy.productionIterations {

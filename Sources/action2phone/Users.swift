@@ -7,7 +7,8 @@ import Foundation
 struct Users: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Look people up and manage their role and consent.",
-        subcommands: [List.self, Show.self, Find.self, Promote.self, Demote.self, Delete.self, OptOut.self, OptIn.self, Unsuppress.self])
+        subcommands: [List.self, Show.self, Find.self, Promote.self, Demote.self, Delete.self, OptOut.self, OptIn.self, Unsuppress.self]
+    )
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List registered people.")
@@ -74,7 +75,8 @@ struct Users: AsyncParsableCommand {
 
     struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Erase a person, as their DELETE command: profile, inbox and login go; the opt-out record stays.")
+            abstract: "Erase a person, as their DELETE command: profile, inbox and login go; the opt-out record stays."
+        )
         @OptionGroup var store: StoreOptions
         @Argument var phone: String
         func run() async throws {
@@ -85,7 +87,10 @@ struct Users: AsyncParsableCommand {
     }
 
     struct OptOut: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "opt-out", abstract: "Opt a number out on the person's word (consent log source: operator).")
+        static let configuration = CommandConfiguration(
+            commandName: "opt-out",
+            abstract: "Opt a number out on the person's word (consent log source: operator)."
+        )
         @OptionGroup var store: StoreOptions
         @Argument var phone: String
         @Option(help: "Why, for the consent log.") var note = "opted out by an operator"
@@ -97,7 +102,10 @@ struct Users: AsyncParsableCommand {
     }
 
     struct OptIn: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "opt-in", abstract: "Opt a number back in on the person's word (consent log source: operator).")
+        static let configuration = CommandConfiguration(
+            commandName: "opt-in",
+            abstract: "Opt a number back in on the person's word (consent log source: operator)."
+        )
         @OptionGroup var store: StoreOptions
         @Argument var phone: String
         @Option(help: "Why, for the consent log.") var note = "opted in by an operator"

@@ -26,17 +26,33 @@ let situations: [Situation] = [
     .init(name: "asked first name", state: ConversationState(step: .askedFirstName, lastActivity: recent), registered: false),
     .init(name: "asked last name", state: ConversationState(step: .askedLastName(first: "Olga"), lastActivity: recent), registered: false),
     .init(name: "asked email", state: ConversationState(step: .askedEmail(first: "Olga", last: "Ivanova"), lastActivity: recent), registered: false),
-    .init(name: "asked passcode", state: ConversationState(step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"), lastActivity: recent), registered: false),
+    .init(
+        name: "asked passcode",
+        state: ConversationState(step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"), lastActivity: recent),
+        registered: false
+    ),
     .init(
         name: "asked passcode again",
-        state: ConversationState(step: .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash), lastActivity: recent),
-        registered: false),
+        state: ConversationState(
+            step: .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash),
+            lastActivity: recent
+        ),
+        registered: false
+    ),
     .init(name: "asked login passcode", state: ConversationState(step: .askedLoginPasscode, lastActivity: recent)),
     .init(name: "confirming delete", state: ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: recent)),
-    .init(name: "confirming broadcast", state: ConversationState(step: .confirmingBroadcast(text: "Harvest"), loggedInAt: recent, lastActivity: recent), phone: adminPhone),
+    .init(
+        name: "confirming broadcast",
+        state: ConversationState(step: .confirmingBroadcast(text: "Harvest"), loggedInAt: recent, lastActivity: recent),
+        phone: adminPhone
+    ),
     .init(name: "opted out", state: ConversationState(lastActivity: recent), optedOut: true),
     // The operator opted the number out (action2phone users opt-out) while a question was open.
-    .init(name: "opted out while confirming delete", state: ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: recent), optedOut: true),
+    .init(
+        name: "opted out while confirming delete",
+        state: ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: recent),
+        optedOut: true
+    ),
 ]
 
 let inputs = [

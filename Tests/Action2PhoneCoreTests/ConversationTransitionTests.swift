@@ -28,97 +28,266 @@ struct ConversationTransitionTests {
         .init(situation: s["asked first name"]!, text: "0lga!", step: .askedFirstName, loggedIn: false, reply: "letters only"),
         .init(situation: s["asked last name"]!, text: "Ivanova", step: .askedEmail(first: "Olga", last: "Ivanova"), loggedIn: false, reply: "email"),
         .init(
-            situation: s["asked email"]!, text: "Olga@Example.ORG", step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
-            loggedIn: false, reply: "6 to 64"),
-        .init(situation: s["asked email"]!, text: "VERA@example.org", step: .askedEmail(first: "Olga", last: "Ivanova"), loggedIn: false, reply: "already registered"),
+            situation: s["asked email"]!,
+            text: "Olga@Example.ORG",
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false,
+            reply: "6 to 64"
+        ),
         .init(
-            situation: s["asked passcode"]!, text: "right-passcode", evidence: .hashed(pendingHash),
-            step: .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash), loggedIn: false, reply: "again"),
+            situation: s["asked email"]!,
+            text: "VERA@example.org",
+            step: .askedEmail(first: "Olga", last: "Ivanova"),
+            loggedIn: false,
+            reply: "already registered"
+        ),
         .init(
-            situation: s["asked passcode"]!, text: "short", step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
-            loggedIn: false, reply: "6 to 64"),
+            situation: s["asked passcode"]!,
+            text: "right-passcode",
+            evidence: .hashed(pendingHash),
+            step: .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash),
+            loggedIn: false,
+            reply: "again"
+        ),
         .init(
-            situation: s["asked passcode again"]!, text: "right-passcode", evidence: .verified(true, against: pendingHash), step: .idle, loggedIn: true,
+            situation: s["asked passcode"]!,
+            text: "short",
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false,
+            reply: "6 to 64"
+        ),
+        .init(
+            situation: s["asked passcode again"]!,
+            text: "right-passcode",
+            evidence: .verified(true, against: pendingHash),
+            step: .idle,
+            loggedIn: true,
             effects: [.register(Registration(firstName: "Olga", lastName: "Ivanova", email: "olga@example.org", passcode: pendingHash, role: .user))],
-            reply: "registered and logged in"),
+            reply: "registered and logged in"
+        ),
         .init(
-            situation: s["asked passcode again"]!, text: "other-passcode", evidence: .verified(false, against: pendingHash),
-            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"), loggedIn: false, reply: "differ"),
+            situation: s["asked passcode again"]!,
+            text: "other-passcode",
+            evidence: .verified(false, against: pendingHash),
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false,
+            reply: "differ"
+        ),
         .init(
-            situation: s["asked login passcode"]!, text: "right-passcode", evidence: .verified(true, against: storedHash), step: .idle, loggedIn: true,
-            effects: [.loginSucceeded(userId: 1)], reply: "Welcome back"),
+            situation: s["asked login passcode"]!,
+            text: "right-passcode",
+            evidence: .verified(true, against: storedHash),
+            step: .idle,
+            loggedIn: true,
+            effects: [.loginSucceeded(userId: 1)],
+            reply: "Welcome back"
+        ),
         .init(
-            situation: s["asked login passcode"]!, text: "nope-nope", evidence: .verified(false, against: storedHash), step: .askedLoginPasscode,
-            loggedIn: false, effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)], reply: "1 of 5"),
+            situation: s["asked login passcode"]!,
+            text: "nope-nope",
+            evidence: .verified(false, against: storedHash),
+            step: .askedLoginPasscode,
+            loggedIn: false,
+            effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)],
+            reply: "1 of 5"
+        ),
         // LOGIN again at the passcode question is the command, with its passcode inline, never a wrong try.
         .init(
-            situation: s["asked login passcode"]!, text: "LOGIN right-passcode", evidence: .verified(true, against: storedHash), step: .idle,
-            loggedIn: true, effects: [.loginSucceeded(userId: 1)], reply: "Welcome back"),
+            situation: s["asked login passcode"]!,
+            text: "LOGIN right-passcode",
+            evidence: .verified(true, against: storedHash),
+            step: .idle,
+            loggedIn: true,
+            effects: [.loginSucceeded(userId: 1)],
+            reply: "Welcome back"
+        ),
         .init(
-            situation: s["asked login passcode"]!, text: "login nope-nope", evidence: .verified(false, against: storedHash), step: .askedLoginPasscode,
-            loggedIn: false, effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)], reply: "1 of 5"),
+            situation: s["asked login passcode"]!,
+            text: "login nope-nope",
+            evidence: .verified(false, against: storedHash),
+            step: .askedLoginPasscode,
+            loggedIn: false,
+            effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)],
+            reply: "1 of 5"
+        ),
         .init(situation: s["asked login passcode"]!, text: "LOGIN", step: .askedLoginPasscode, loggedIn: false, reply: "passcode"),
         .init(
-            situation: s["asked login passcode"]!, text: "stale-evidence", evidence: .verified(true, against: pendingHash), step: .askedLoginPasscode,
-            loggedIn: false, reply: "passcode"),
+            situation: s["asked login passcode"]!,
+            text: "stale-evidence",
+            evidence: .verified(true, against: pendingHash),
+            step: .askedLoginPasscode,
+            loggedIn: false,
+            reply: "passcode"
+        ),
         .init(situation: s["registered, logged out"]!, text: "LOGIN", step: .askedLoginPasscode, loggedIn: false, reply: "passcode"),
         // No hashing slot came free in time: nothing was checked, nothing changes, and the person is told to resend.
         .init(
-            situation: s["asked passcode"]!, text: "right-passcode", evidence: .busy,
-            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"), loggedIn: false, reply: "not checked"),
+            situation: s["asked passcode"]!,
+            text: "right-passcode",
+            evidence: .busy,
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false,
+            reply: "not checked"
+        ),
         .init(
-            situation: s["asked passcode again"]!, text: "right-passcode", evidence: .busy,
-            step: .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash), loggedIn: false,
-            reply: "not checked"),
-        .init(situation: s["asked login passcode"]!, text: "nope-nope", evidence: .busy, step: .askedLoginPasscode, loggedIn: false, reply: "not checked"),
-        .init(situation: s["registered, logged out"]!, text: "login right-passcode", evidence: .busy, step: .idle, loggedIn: false, reply: "not checked"),
+            situation: s["asked passcode again"]!,
+            text: "right-passcode",
+            evidence: .busy,
+            step: .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash),
+            loggedIn: false,
+            reply: "not checked"
+        ),
+        .init(
+            situation: s["asked login passcode"]!,
+            text: "nope-nope",
+            evidence: .busy,
+            step: .askedLoginPasscode,
+            loggedIn: false,
+            reply: "not checked"
+        ),
+        .init(
+            situation: s["registered, logged out"]!,
+            text: "login right-passcode",
+            evidence: .busy,
+            step: .idle,
+            loggedIn: false,
+            reply: "not checked"
+        ),
         .init(situation: s["opted out"]!, text: "login right-passcode", evidence: .busy, step: .idle, loggedIn: false, reply: ""),
         .init(
-            situation: s["registered, logged out"]!, text: "login right-passcode", evidence: .verified(true, against: storedHash), step: .idle,
-            loggedIn: true, effects: [.loginSucceeded(userId: 1)], reply: "Welcome back"),
+            situation: s["registered, logged out"]!,
+            text: "login right-passcode",
+            evidence: .verified(true, against: storedHash),
+            step: .idle,
+            loggedIn: true,
+            effects: [.loginSucceeded(userId: 1)],
+            reply: "Welcome back"
+        ),
         .init(situation: s["logged in"]!, text: "LOGOUT", step: .idle, loggedIn: false, reply: "logged out"),
         .init(situation: s["unregistered"]!, text: "LOGOUT", step: .idle, loggedIn: false, reply: "Reply JOIN to register"),
         .init(situation: s["logged in"]!, text: "DELETE", step: .confirmingDelete, loggedIn: true, reply: "YES"),
         .init(situation: s["confirming delete"]!, text: "yes", step: .idle, loggedIn: false, effects: [.deleteAccount(userId: 1)], reply: "erased"),
         .init(situation: s["confirming delete"]!, text: "nah", step: .idle, loggedIn: true, reply: "cancelled"),
         .init(situation: s["logged in"]!, text: "BROADCAST hello", step: .idle, loggedIn: true, reply: "Unknown command BROADCAST"),
-        .init(situation: s["admin logged in"]!, text: "BROADCAST  Harvest  now", step: .confirmingBroadcast(text: "Harvest  now"), loggedIn: true, reply: "GSM-7"),
-        .init(situation: s["confirming broadcast"]!, text: "YES", step: .idle, loggedIn: true, effects: [.broadcast(senderId: 2, body: "Harvest")], reply: "queued"),
+        .init(
+            situation: s["admin logged in"]!,
+            text: "BROADCAST  Harvest  now",
+            step: .confirmingBroadcast(text: "Harvest  now"),
+            loggedIn: true,
+            reply: "GSM-7"
+        ),
+        .init(
+            situation: s["confirming broadcast"]!,
+            text: "YES",
+            step: .idle,
+            loggedIn: true,
+            effects: [.broadcast(senderId: 2, body: "Harvest")],
+            reply: "queued"
+        ),
         .init(situation: s["confirming broadcast"]!, text: "RESET", step: .idle, loggedIn: true, reply: "abandoned"),
         .init(
-            situation: s["admin logged in"]!, text: "SEND 415-555-0100 Report at dawn", step: .idle, loggedIn: true,
-            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "Report at dawn")], reply: "texted to +14155550100"),
+            situation: s["admin logged in"]!,
+            text: "SEND 415-555-0100 Report at dawn",
+            step: .idle,
+            loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "Report at dawn")],
+            reply: "texted to +14155550100"
+        ),
         .init(
-            situation: s["admin logged in"]!, text: "SEND ivan@example.org It’s “urgent”", step: .idle, loggedIn: true,
-            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "It’s “urgent”")], reply: "Stored"),
+            situation: s["admin logged in"]!,
+            text: "SEND ivan@example.org It’s “urgent”",
+            step: .idle,
+            loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "It’s “urgent”")],
+            reply: "Stored"
+        ),
         .init(situation: s["admin logged in"]!, text: "SEND nobody hi", step: .idle, loggedIn: true, reply: "neither a phone number nor an email"),
         .init(
-            situation: s["admin logged in"]!, text: "SEND ivan@example.org " + String(repeating: "x", count: 1601), step: .idle, loggedIn: true,
-            reply: "at most 1600 characters, comrade; yours has 1601"),
-        .init(situation: s["admin logged in"]!, text: "USERS", step: .idle, loggedIn: true, reply: "2 registered, 0 opted out, 1 admin, 1 logged in now"),
-        .init(situation: s["admin logged in"]!, text: "FIND petrov", step: .idle, loggedIn: true, reply: "Ivan Petrov, +14155550100, ivan@example.org"),
+            situation: s["admin logged in"]!,
+            text: "SEND ivan@example.org " + String(repeating: "x", count: 1601),
+            step: .idle,
+            loggedIn: true,
+            reply: "at most 1600 characters, comrade; yours has 1601"
+        ),
+        .init(
+            situation: s["admin logged in"]!,
+            text: "USERS",
+            step: .idle,
+            loggedIn: true,
+            reply: "2 registered, 0 opted out, 1 admin, 1 logged in now"
+        ),
+        .init(
+            situation: s["admin logged in"]!,
+            text: "FIND petrov",
+            step: .idle,
+            loggedIn: true,
+            reply: "Ivan Petrov, +14155550100, ivan@example.org"
+        ),
         .init(situation: s["registered, logged out"]!, text: "YES", step: .idle, loggedIn: false, reply: "already subscribed"),
         .init(situation: s["opted out"]!, text: "YES", step: .idle, loggedIn: false, effects: [.optIn(text: "YES")], reply: "Welcome back"),
         .init(
-            situation: s["opted out while confirming delete"]!, text: "yes", step: .idle, loggedIn: true, effects: [.optIn(text: "yes")],
-            reply: "Welcome back"),
+            situation: s["opted out while confirming delete"]!,
+            text: "yes",
+            step: .idle,
+            loggedIn: true,
+            effects: [.optIn(text: "yes")],
+            reply: "Welcome back"
+        ),
         .init(situation: s["asked last name"]!, text: "STOP", step: .idle, loggedIn: false, effects: [.optOut(text: "STOP")], reply: ""),
-        .init(situation: s["asked last name"]!, text: "Stop-Smith", step: .askedEmail(first: "Olga", last: "Stop-Smith"), loggedIn: false, reply: "email"),
+        .init(
+            situation: s["asked last name"]!,
+            text: "Stop-Smith",
+            step: .askedEmail(first: "Olga", last: "Stop-Smith"),
+            loggedIn: false,
+            reply: "email"
+        ),
         // A confirmation is read on its first word; a command instead of YES cancels it and runs, it is not swallowed.
         .init(
-            situation: s["confirming broadcast"]!, text: "yes please", step: .idle, loggedIn: true, effects: [.broadcast(senderId: 2, body: "Harvest")],
-            reply: "queued"),
-        .init(situation: s["confirming delete"]!, text: "Yes, erase it.", step: .idle, loggedIn: false, effects: [.deleteAccount(userId: 1)], reply: "erased"),
+            situation: s["confirming broadcast"]!,
+            text: "yes please",
+            step: .idle,
+            loggedIn: true,
+            effects: [.broadcast(senderId: 2, body: "Harvest")],
+            reply: "queued"
+        ),
+        .init(
+            situation: s["confirming delete"]!,
+            text: "Yes, erase it.",
+            step: .idle,
+            loggedIn: false,
+            effects: [.deleteAccount(userId: 1)],
+            reply: "erased"
+        ),
         .init(situation: s["confirming delete"]!, text: "yesterday", step: .idle, loggedIn: true, reply: "Deletion cancelled"),
         .init(situation: s["confirming broadcast"]!, text: "LOGOUT", step: .idle, loggedIn: false, reply: "Broadcast cancelled. You are logged out"),
-        .init(situation: s["confirming broadcast"]!, text: "users", step: .idle, loggedIn: true, reply: "Broadcast cancelled. Comrades: 2 registered"),
+        .init(
+            situation: s["confirming broadcast"]!,
+            text: "users",
+            step: .idle,
+            loggedIn: true,
+            reply: "Broadcast cancelled. Comrades: 2 registered"
+        ),
         .init(situation: s["confirming delete"]!, text: "reset please", step: .idle, loggedIn: true, reply: "abandoned"),
         .init(situation: s["confirming delete"]!, text: "hello", step: .confirmingDelete, loggedIn: true, reply: "You are confirming a DELETE"),
         // Opt-out words with quotes, punctuation or invisible characters around them still opt out; with other
         // words they do not (Twilio's rule), and the reply says how.
-        .init(situation: s["logged in"]!, text: "\u{201C}STOP\u{201D}", step: .idle, loggedIn: false, effects: [.optOut(text: "\"STOP\"")], reply: ""),
+        .init(
+            situation: s["logged in"]!,
+            text: "\u{201C}STOP\u{201D}",
+            step: .idle,
+            loggedIn: false,
+            effects: [.optOut(text: "\"STOP\"")],
+            reply: ""
+        ),
         .init(situation: s["logged in"]!, text: "stop:", step: .idle, loggedIn: false, effects: [.optOut(text: "stop:")], reply: ""),
-        .init(situation: s["logged in"]!, text: "\u{200B}Unsubscribe.", step: .idle, loggedIn: false, effects: [.optOut(text: "\u{200B}Unsubscribe.")], reply: ""),
+        .init(
+            situation: s["logged in"]!,
+            text: "\u{200B}Unsubscribe.",
+            step: .idle,
+            loggedIn: false,
+            effects: [.optOut(text: "\u{200B}Unsubscribe.")],
+            reply: ""
+        ),
         .init(situation: s["opted out"]!, text: "STOP", step: .idle, loggedIn: false, effects: [.optOut(text: "STOP")], reply: ""),
         .init(situation: s["logged in"]!, text: "stop please", step: .idle, loggedIn: true, reply: "To opt out, reply STOP alone"),
         .init(situation: s["registered, logged out"]!, text: "stop please", step: .idle, loggedIn: false, reply: "To opt out, reply STOP alone"),
@@ -127,7 +296,13 @@ struct ConversationTransitionTests {
         .init(situation: s["opted out"]!, text: "start please", step: .idle, loggedIn: false, reply: ""),
         .init(situation: s["registered, logged out"]!, text: "start please", step: .idle, loggedIn: false, reply: "already subscribed"),
         // An unknown text from a registered person who is not logged in may be the passcode: it is not echoed.
-        .init(situation: s["registered, logged out"]!, text: "red-square-1917", step: .idle, loggedIn: false, reply: "not repeated, in case it was your passcode"),
+        .init(
+            situation: s["registered, logged out"]!,
+            text: "red-square-1917",
+            step: .idle,
+            loggedIn: false,
+            reply: "not repeated, in case it was your passcode"
+        ),
         .init(situation: s["logged in"]!, text: "red-square-1917", step: .idle, loggedIn: true, reply: "Unknown command RED-SQUARE-1917"),
         // Echoed only in GSM-7, so the reply stays GSM-7
         .init(situation: s["logged in"]!, text: "привет", step: .idle, loggedIn: true, reply: "Unknown command, comrade. Reply HELP"),
@@ -185,11 +360,17 @@ struct ConversationTransitionTests {
     }
 
     @Test func adminPhoneRegistersAsAdmin() throws {
-        var state = ConversationState(step: .askedPasscodeAgain(first: "Vera", last: "C", email: "v2@example.org", pending: pendingHash), lastActivity: t0)
+        var state = ConversationState(
+            step: .askedPasscodeAgain(first: "Vera", last: "C", email: "v2@example.org", pending: pendingHash),
+            lastActivity: t0
+        )
         let f = MemoryFacts(phone: "+14155550198")
         let e = ConversationEngine(settings: .init(adminPhones: ["+14155550198"]))
         let d = try e.reduce(&state, Inbound(text: "right-passcode"), evidence: .verified(true, against: pendingHash), facts: f, now: t0)
-        guard case .register(let r) = d.effects.first else { Issue.record("no registration"); return }
+        guard case .register(let r) = d.effects.first else {
+            Issue.record("no registration")
+            return
+        }
         #expect(r.role == .admin)
     }
 
@@ -202,9 +383,14 @@ struct ConversationTransitionTests {
         #expect(engine.passcodeWork(for: Inbound(text: "STOP"), state: asked, account: nil, now: t0) == nil)
         #expect(engine.passcodeWork(for: Inbound(text: "HELP"), state: asked, account: nil, now: t0) == nil)
         let again = Self.s["asked passcode again"]!.state
-        #expect(engine.passcodeWork(for: Inbound(text: "good-passcode"), state: again, account: nil, now: t0) == .verify("good-passcode", against: pendingHash))
+        #expect(
+            engine.passcodeWork(for: Inbound(text: "good-passcode"), state: again, account: nil, now: t0)
+                == .verify("good-passcode", against: pendingHash)
+        )
         let idle = ConversationState(lastActivity: recent)
-        #expect(engine.passcodeWork(for: Inbound(text: "LOGIN  my pass"), state: idle, account: ivan, now: t0) == .verify("my pass", against: storedHash))
+        #expect(
+            engine.passcodeWork(for: Inbound(text: "LOGIN  my pass"), state: idle, account: ivan, now: t0) == .verify("my pass", against: storedHash)
+        )
         #expect(engine.passcodeWork(for: Inbound(text: "LOGIN"), state: idle, account: ivan, now: t0) == nil)
         // An opted-out number is answered only when it opts back in: nothing of it is ever hashed (its YES at an open
         // passcode question is the opt-in, and is logged as it is)
@@ -318,8 +504,14 @@ struct ConversationTransitionTests {
         var f = facts(adminPhone)
         f.accounts += (1...6).map { i in
             Account(
-                id: Int64(100 + i), phone: "+1415555090\(i)", firstName: "Olga", lastName: "Ivanova \(i)", email: "olga\(i)@example.org", createdAt: t0,
-                passcode: storedHash)
+                id: Int64(100 + i),
+                phone: "+1415555090\(i)",
+                firstName: "Olga",
+                lastName: "Ivanova \(i)",
+                email: "olga\(i)@example.org",
+                createdAt: t0,
+                passcode: storedHash
+            )
         }
         var state = ConversationState(loggedInAt: recent, lastActivity: recent)
         let six = try engine.reduce(&state, Inbound(text: "FIND ivanova"), facts: f, now: t0)
@@ -337,13 +529,27 @@ struct ConversationTransitionTests {
     }
 
     @Test func aTimedOutConfirmationSaysWhatDidNotHappenAndHowToStartAgain() throws {
-        var state = ConversationState(step: .confirmingBroadcast(text: "Harvest"), loggedInAt: t0.addingTimeInterval(-1900), lastActivity: t0.addingTimeInterval(-1801))
+        var state = ConversationState(
+            step: .confirmingBroadcast(text: "Harvest"),
+            loggedInAt: t0.addingTimeInterval(-1900),
+            lastActivity: t0.addingTimeInterval(-1801)
+        )
         let d = try engine.reduce(&state, Inbound(text: "YES"), facts: facts(adminPhone), now: t0)
-        #expect(d.replies[0].hasPrefix("Your BROADCAST timed out after 30 min of silence and nothing was sent; send LOGIN, then BROADCAST <text> to start again."))
+        #expect(
+            d.replies[0].hasPrefix(
+                "Your BROADCAST timed out after 30 min of silence and nothing was sent; send LOGIN, then BROADCAST <text> to start again."
+            )
+        )
         #expect(d.effects.isEmpty)
-        var deleting = ConversationState(step: .confirmingDelete, loggedInAt: t0.addingTimeInterval(-1900), lastActivity: t0.addingTimeInterval(-1801))
+        var deleting = ConversationState(
+            step: .confirmingDelete,
+            loggedInAt: t0.addingTimeInterval(-1900),
+            lastActivity: t0.addingTimeInterval(-1801)
+        )
         let e = try engine.reduce(&deleting, Inbound(text: "YES"), facts: facts(), now: t0)
-        #expect(e.replies[0].hasPrefix("Your DELETE timed out after 30 min of silence and nothing was deleted; send LOGIN, then DELETE to start again."))
+        #expect(
+            e.replies[0].hasPrefix("Your DELETE timed out after 30 min of silence and nothing was deleted; send LOGIN, then DELETE to start again.")
+        )
         #expect(e.effects.isEmpty)
     }
 
@@ -423,9 +629,15 @@ struct PasscodeHasherTests {
             for _ in 0..<12 {
                 group.addTask {
                     await slots.acquire()
-                    running.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+                    running.withLock {
+                        $0.now += 1
+                        $0.most = max($0.most, $0.now)
+                    }
                     try? await Task.sleep(for: .milliseconds(5))
-                    running.withLock { $0.now -= 1; $0.done += 1 }
+                    running.withLock {
+                        $0.now -= 1
+                        $0.done += 1
+                    }
                     slots.release()
                 }
             }
@@ -457,8 +669,12 @@ struct PasscodeHasherTests {
         let store = try SQLiteStore.open(path: path)
         let slots = PasscodeHasher.Slots(1)
         let service = ConversationService(
-            store: store, engine: ConversationEngine(settings: .init()), hasher: PasscodeHasher(iterations: 1000, slots: slots), replyMode: .twiml,
-            passcodeWait: .milliseconds(200))
+            store: store,
+            engine: ConversationEngine(settings: .init()),
+            hasher: PasscodeHasher(iterations: 1000, slots: slots),
+            replyMode: .twiml,
+            passcodeWait: .milliseconds(200)
+        )
         func text(_ sid: String, _ body: String) async throws -> String {
             try await service.handle(InboundRecord(messageSid: sid, from: "+14155550177", to: "+15005550006", body: body), now: Date()).twiml
         }
@@ -482,8 +698,12 @@ struct PasscodeHasherTests {
         let store = try SQLiteStore.open(path: path)
         let logs = InMemoryLogHandler()
         let service = ConversationService(
-            store: store, engine: ConversationEngine(settings: .init()), hasher: PasscodeHasher(iterations: 1000), replyMode: .twiml,
-            logger: Logger(label: "test", factory: { _ in logs }))
+            store: store,
+            engine: ConversationEngine(settings: .init()),
+            hasher: PasscodeHasher(iterations: 1000),
+            replyMode: .twiml,
+            logger: Logger(label: "test", factory: { _ in logs })
+        )
         func text(_ sid: String, _ body: String) async throws -> String {
             try await service.handle(InboundRecord(messageSid: sid, from: "+14155550177", to: "+15005550006", body: body), now: Date()).twiml
         }

@@ -10,12 +10,16 @@ import Testing
 struct DamagedRowTests {
     func service(_ store: SQLiteStore) -> ConversationService {
         ConversationService(
-            store: store, engine: ConversationEngine(settings: .init(adminPhones: ["+14155550199"])), hasher: PasscodeHasher(iterations: 1000),
-            replyMode: .twiml)
+            store: store,
+            engine: ConversationEngine(settings: .init(adminPhones: ["+14155550199"])),
+            hasher: PasscodeHasher(iterations: 1000),
+            replyMode: .twiml
+        )
     }
 
     func text(_ service: ConversationService, _ from: String, _ body: String) async throws -> String {
-        try await service.handle(InboundRecord(messageSid: WebhookFields.newMessageSid(), from: from, to: "+15005550006", body: body), now: Date()).twiml
+        try await service.handle(InboundRecord(messageSid: WebhookFields.newMessageSid(), from: from, to: "+15005550006", body: body), now: Date())
+            .twiml
     }
 
     func register(_ service: ConversationService, _ phone: String, _ first: String) async throws {
@@ -46,7 +50,8 @@ struct DamagedRowTests {
         let store = try SQLiteStore.open(path: path)
         try executeSQL(
             path,
-            "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES ('+14155550101', 'Harvest report', 'direct', 'queued', 'garbage', 'garbage')")
+            "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES ('+14155550101', 'Harvest report', 'direct', 'queued', 'garbage', 'garbage')"
+        )
         await #expect(throws: RowDecodingError.self) { try await store.outboxMessages(status: nil, limit: 10) }
         await #expect(throws: RowDecodingError.self) { try await store.claimOutbox(now: Date(), limit: 1) }
     }

@@ -18,7 +18,11 @@ struct FastStatementTests {
         let queue = try makeDatabase()
         let at = Date(timeIntervalSince1970: 1_764_576_000.25)
         try queue.inTransaction { db in
-            try FastStatement.execute(db, "INSERT INTO t (name, n, at, data) VALUES (?, ?, ?, x'00ff10')", [.text("Привет \"😀\""), .int(-42), .text(StoredDate.text(at))])
+            try FastStatement.execute(
+                db,
+                "INSERT INTO t (name, n, at, data) VALUES (?, ?, ?, x'00ff10')",
+                [.text("Привет \"😀\""), .int(-42), .text(StoredDate.text(at))]
+            )
             try FastStatement.execute(db, "INSERT INTO t (name, n, at) VALUES (?, ?, ?)", [.null, .int(Int64.max), .text(nil as String?)])
             return .commit
         }
@@ -84,7 +88,9 @@ struct FastStatementTests {
         let queue = try makeDatabase()
         try queue.inTransaction { db in
             try FastStatement.execute(db, "INSERT INTO t (id, name) VALUES (?, ?)", [.int(1), .text("a")])
-            let error = #expect(throws: DatabaseError.self) { try FastStatement.execute(db, "INSERT INTO t (id, name) VALUES (?, ?)", [.int(1), .text("b")]) }
+            let error = #expect(throws: DatabaseError.self) {
+                try FastStatement.execute(db, "INSERT INTO t (id, name) VALUES (?, ?)", [.int(1), .text("b")])
+            }
             #expect(error?.resultCode == .SQLITE_CONSTRAINT)
             try FastStatement.execute(db, "INSERT INTO t (id, name) VALUES (?, ?)", [.int(2), .text("c")])
             return .commit
@@ -126,12 +132,19 @@ struct OpenStepTests {
                     INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, role, createdAt,
                                        failedLogins, firstFailedLoginAt, lockedUntil)
                     VALUES ('+14155550100', 'Ivan', 'Petrov', 'ivan@example.org', x'0102ff', x'aa00', 600000, 'admin', ?, 3, ?, ?)
-                    """, arguments: [now, now.addingTimeInterval(-60), now.addingTimeInterval(900)])
+                    """,
+                arguments: [now, now.addingTimeInterval(-60), now.addingTimeInterval(900)]
+            )
             try db.execute(sql: "INSERT INTO phones (phone, optedOut, suppressed, updatedAt) VALUES ('+14155550100', 1, 1, ?)", arguments: [now])
-            try db.execute(sql: "INSERT INTO conversations (phone, state, updatedAt) VALUES ('+14155550100', '{\"step\":\"idle\"}', ?)", arguments: [now])
             try db.execute(
-                sql: "INSERT INTO inbound (messageSid, \"from\", \"to\", body, params, reply, receivedAt) VALUES ('SM1', '+14155550100', '+15005550006', 'HELP', '[]', '<Response/>', ?)",
-                arguments: [now])
+                sql: "INSERT INTO conversations (phone, state, updatedAt) VALUES ('+14155550100', '{\"step\":\"idle\"}', ?)",
+                arguments: [now]
+            )
+            try db.execute(
+                sql:
+                    "INSERT INTO inbound (messageSid, \"from\", \"to\", body, params, reply, receivedAt) VALUES ('SM1', '+14155550100', '+15005550006', 'HELP', '[]', '<Response/>', ?)",
+                arguments: [now]
+            )
         }
         try queue.inTransaction { db in
             // A known phone and MessageSid

@@ -12,7 +12,9 @@ struct GroupCommitTests {
 
     /// Runs `count` steps at once, one phone each, and returns what each caller was answered.
     private func runConcurrently(
-        _ store: SQLiteStore, count: Int, body: @escaping @Sendable (Int) -> String = { _ in "HELP" },
+        _ store: SQLiteStore,
+        count: Int,
+        body: @escaping @Sendable (Int) -> String = { _ in "HELP" },
         decide: @escaping @Sendable (Int) -> Decision
     ) async -> [Answer] {
         await withTaskGroup(of: Answer.self) { group in
@@ -40,8 +42,12 @@ struct GroupCommitTests {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
         let registration = Registration(
-            firstName: "Ivan", lastName: "Petrov", email: "ivan@example.org",
-            passcode: PasscodeHash(hash: [1], salt: [2], iterations: 1), role: .user)
+            firstName: "Ivan",
+            lastName: "Petrov",
+            email: "ivan@example.org",
+            passcode: PasscodeHash(hash: [1], salt: [2], iterations: 1),
+            role: .user
+        )
         let answers = await runConcurrently(store, count: 60) { i in
             // The second registration of the same phone breaks UNIQUE(users.phone) after the opt-out and the
             // first registration were written.
@@ -56,7 +62,10 @@ struct GroupCommitTests {
         for answer in answers {
             let expected = answer.stored ? 1 : 0
             for table in ["inbound", "conversations", "phones", "consentLog"] {
-                #expect(try fetchInt(path, "SELECT count(*) FROM \(table) WHERE \(table == "inbound" ? "\"from\"" : "phone") = '\(answer.phone)'") == expected)
+                #expect(
+                    try fetchInt(path, "SELECT count(*) FROM \(table) WHERE \(table == "inbound" ? "\"from\"" : "phone") = '\(answer.phone)'")
+                        == expected
+                )
             }
         }
         #expect(try fetchInt(path, "SELECT count(*) FROM users") == 0)
@@ -76,7 +85,8 @@ struct GroupCommitTests {
         }
         // When 200 texts with long bodies arrive at once
         let long = String(repeating: "Пролетарии всех стран, соединяйтесь! ", count: 40)
-        let answers = await runConcurrently(store, count: 200, body: { _ in long }) { _ in Decision(replies: ["ok"]) }
+        let body: @Sendable (Int) -> String = { _ in long }
+        let answers = await runConcurrently(store, count: 200, body: body) { _ in Decision(replies: ["ok"]) }
         // Then the disk filled: not all were stored
         #expect(answers.filter(\.stored).count < 200)
         // And exactly the acknowledged ones are in the database, each with its conversation; the earlier ones stay

@@ -19,7 +19,11 @@ struct MemoryFacts: ConversationFacts {
     func unreadCount(userId: Int64) throws -> Int { inbox[userId]?.count ?? 0 }
     func userCounts(activeSince: Date) throws -> UserCounts { counts }
     func findUsers(matching text: String, limit: Int) throws -> [Account] {
-        Array(accounts.filter { $0.fullName.lowercased().contains(text.lowercased()) || $0.email.contains(text.lowercased()) || $0.phone.contains(text) }.prefix(limit))
+        Array(
+            accounts.filter {
+                $0.fullName.lowercased().contains(text.lowercased()) || $0.email.contains(text.lowercased()) || $0.phone.contains(text)
+            }.prefix(limit)
+        )
     }
     func broadcastAudience() throws -> BroadcastAudience { audience }
 }
@@ -30,7 +34,14 @@ let pendingHash = PasscodeHash(hash: Array(repeating: 9, count: 32), salt: Array
 let userPhone = "+14155550100"
 let adminPhone = "+14155550199"
 
-func account(_ id: Int64, _ phone: String, role: Role = .user, first: String = "Ivan", last: String = "Petrov", email: String = "ivan@example.org") -> Account {
+func account(
+    _ id: Int64,
+    _ phone: String,
+    role: Role = .user,
+    first: String = "Ivan",
+    last: String = "Petrov",
+    email: String = "ivan@example.org"
+) -> Account {
     Account(id: id, phone: phone, firstName: first, lastName: last, email: email, role: role, createdAt: t0, passcode: storedHash)
 }
 

@@ -12,7 +12,8 @@ struct OutboxStoreTests {
             for r in rows {
                 try db.execute(
                     sql: "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES (?, ?, ?, 'queued', ?, ?)",
-                    arguments: [r.to, r.body, r.purpose, t0, t0])
+                    arguments: [r.to, r.body, r.purpose, t0, t0]
+                )
             }
         }
     }
@@ -63,7 +64,9 @@ struct OutboxStoreTests {
         let m = try #require(try await store.claimNextOutbox(now: t0))
         // Twilio calls back before the create request's answer is recorded
         let known = try await store.applyStatusCallback(
-            StatusCallback(fields: [.init("MessageSid", "SMearly"), .init("MessageStatus", "undelivered"), .init("ErrorCode", "30003")]), now: t0)
+            StatusCallback(fields: [.init("MessageSid", "SMearly"), .init("MessageStatus", "undelivered"), .init("ErrorCode", "30003")]),
+            now: t0
+        )
         #expect(!known)
         try await store.completeOutbox(id: m.id, outcome: .accepted(sid: "SMearly"), now: t0)
         let row = try #require(try fetchRow(path, "SELECT status, errorCode FROM outbox"))
@@ -78,7 +81,11 @@ struct OutboxStoreTests {
         let store = try SQLiteStore.open(path: path)
         try queue(path, [(to: "+14155550101", body: "x", purpose: "direct")])
         let m = try #require(try await store.claimNextOutbox(now: t0))
-        try await store.completeOutbox(id: m.id, outcome: .found(sid: "SMfound", twilioStatus: "delivered", errorCode: nil, errorMessage: nil), now: t0)
+        try await store.completeOutbox(
+            id: m.id,
+            outcome: .found(sid: "SMfound", twilioStatus: "delivered", errorCode: nil, errorMessage: nil),
+            now: t0
+        )
         #expect(try fetchRow(path, "SELECT status, twilioSid FROM outbox")?["status"] as String? == "delivered")
         #expect(try await store.firstUnrecordedSid(["SMfound", "SMother"]) == "SMother")
     }
@@ -89,10 +96,15 @@ struct OutboxStoreTests {
         // (row 2's recipient deleted their account; row 3 is an admin's text that happens to read "[deleted]")
         try queue(
             path,
-            [(to: "+14155550101", body: "x", purpose: "direct"), (to: "+14155550102", body: "[deleted]", purpose: "direct"), (to: "+14155550103", body: "[deleted]", purpose: "direct")])
+            [
+                (to: "+14155550101", body: "x", purpose: "direct"), (to: "+14155550102", body: "[deleted]", purpose: "direct"),
+                (to: "+14155550103", body: "[deleted]", purpose: "direct"),
+            ]
+        )
         try executeSQL(
             path,
-            "UPDATE outbox SET status = 'undelivered', twilioSid = 'SMold' WHERE id = 1; UPDATE outbox SET status = 'failed' WHERE id IN (2, 3); UPDATE outbox SET recipientDeleted = 1 WHERE id = 2")
+            "UPDATE outbox SET status = 'undelivered', twilioSid = 'SMold' WHERE id = 1; UPDATE outbox SET status = 'failed' WHERE id IN (2, 3); UPDATE outbox SET recipientDeleted = 1 WHERE id = 2"
+        )
         let result = try await store.retryOutbox(ids: [1, 2, 3, 99])
         #expect(result.queued == [1, 3])
         #expect(result.refused.map(\.id) == [2, 99])
@@ -107,7 +119,11 @@ struct OutboxStoreTests {
         let store = try SQLiteStore.open(path: path)
         try queue(
             path,
-            [(to: "+14155550101", body: "a", purpose: "direct"), (to: "+14155550102", body: "b", purpose: "direct"), (to: "+14155550103", body: "c", purpose: "direct")])
+            [
+                (to: "+14155550101", body: "a", purpose: "direct"), (to: "+14155550102", body: "b", purpose: "direct"),
+                (to: "+14155550103", body: "c", purpose: "direct"),
+            ]
+        )
         try executeSQL(path, "UPDATE outbox SET status = 'failed', errorCode = 21610")
         try await store.setConsent(phone: "+14155550101", optedOut: true, note: "21610")
         try executeSQL(path, "INSERT INTO phones (phone, suppressed, updatedAt) VALUES ('+14155550102', 1, '2026-11-25 09:00:00.000')")
@@ -136,7 +152,9 @@ struct OutboxStoreTests {
                     sql: """
                         INSERT INTO users (id, phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
                         VALUES (?, ?, 'A', 'B', ?, x'00', x'00', 1000, ?)
-                        """, arguments: [id, phone, "p\(id)@example.org", t0])
+                        """,
+                    arguments: [id, phone, "p\(id)@example.org", t0]
+                )
                 try SQLiteStore.deleteAccount(db, userId: Int64(id), now: t0)
             }
         }
@@ -147,7 +165,9 @@ struct OutboxStoreTests {
         // reached Twilio, else failed
         let rows = try fetchRows(path, "SELECT status, body, errorMessage FROM outbox ORDER BY id")
         #expect(rows.map { $0["status"] as String } == ["uncertain", "failed", "uncertain"])
-        #expect(rows.allSatisfy { ($0["body"] as String) == "[deleted]" && ($0["errorMessage"] as String).hasPrefix("recipient deleted their account") })
+        #expect(
+            rows.allSatisfy { ($0["body"] as String) == "[deleted]" && ($0["errorMessage"] as String).hasPrefix("recipient deleted their account") }
+        )
         #expect(try await store.claimNextOutbox(now: t0.addingTimeInterval(3600)) == nil)
     }
 
@@ -158,7 +178,10 @@ struct OutboxStoreTests {
             (to: "+14155550101", body: "broadcast", purpose: "broadcast"), (to: "+14155550101", body: "direct", purpose: "direct"),
             (to: "+14155550101", body: "reply", purpose: "reply"),
         ])
-        try executeSQL(path, "INSERT INTO phones (phone, suppressed, suppressedReason, updatedAt) VALUES ('+14155550101', 1, 'Twilio error 30003', '2026-11-25 09:00:00.000')")
+        try executeSQL(
+            path,
+            "INSERT INTO phones (phone, suppressed, suppressedReason, updatedAt) VALUES ('+14155550101', 1, 'Twilio error 30003', '2026-11-25 09:00:00.000')"
+        )
         try executeSQL(path, "UPDATE outbox SET needsReconcile = 1, attempts = 1 WHERE id = 2")
         // Then only the reply is sent; the others are not, saying why (the one that may have been sent is uncertain)
         #expect(try await sendAll(store) { try await store.claimNextOutbox(now: t0) } == ["reply"])
@@ -195,7 +218,10 @@ struct OutboxStoreTests {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
         try queue(path, [(to: "+14155550101", body: "x", purpose: "direct")])
-        try executeSQL(path, "INSERT INTO conversations (phone, state, updatedAt) VALUES ('+14155550101', '{\"step\":{\"idle\":{}},\"loggedInAt\":1795597200}', '2026-11-25 09:00:00.000')")
+        try executeSQL(
+            path,
+            "INSERT INTO conversations (phone, state, updatedAt) VALUES ('+14155550101', '{\"step\":{\"idle\":{}},\"loggedInAt\":1795597200}', '2026-11-25 09:00:00.000')"
+        )
         #expect(try await store.conversationSnapshot(phone: "+14155550101").0.isLoggedIn)  // given: logged in
         let m = try #require(try await store.claimNextOutbox(now: t0))
         try await store.completeOutbox(id: m.id, outcome: .failed(code: 21610, message: "unsubscribed"), now: t0)
@@ -217,7 +243,10 @@ struct OutboxReviewTests {
     @Test func aRetriedOlderRowWaitsWhileANewerOneToTheSameNumberIsSending() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
-        try OutboxStoreTests().queue(path, [(to: "+14155550101", body: "old", purpose: "reply"), (to: "+14155550101", body: "new", purpose: "reply")])
+        try OutboxStoreTests().queue(
+            path,
+            [(to: "+14155550101", body: "old", purpose: "reply"), (to: "+14155550101", body: "new", purpose: "reply")]
+        )
         try executeSQL(path, "UPDATE outbox SET status = 'failed' WHERE id = 1; UPDATE outbox SET status = 'sending' WHERE id = 2")
         _ = try await store.retryOutbox(ids: [1])
         #expect(try await store.claimNextOutbox(now: t0) == nil)
@@ -232,7 +261,11 @@ struct OutboxReviewTests {
         let first = try #require(try await store.claimNextOutbox(now: t0))
         try await store.completeOutbox(id: first.id, outcome: .accepted(sid: "SMsame"), now: t0)
         let second = try #require(try await store.claimNextOutbox(now: t0))
-        try await store.completeOutbox(id: second.id, outcome: .found(sid: "SMsame", twilioStatus: "sent", errorCode: nil, errorMessage: nil), now: t0)
+        try await store.completeOutbox(
+            id: second.id,
+            outcome: .found(sid: "SMsame", twilioStatus: "sent", errorCode: nil, errorMessage: nil),
+            now: t0
+        )
         #expect(try fetchRow(path, "SELECT status, twilioSid FROM outbox WHERE id = \(second.id)")?["status"] as String? == "uncertain")
     }
 

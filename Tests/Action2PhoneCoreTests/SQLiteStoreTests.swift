@@ -17,13 +17,20 @@ struct SQLiteStoreTests {
             try store.appliedMigrations() == [
                 "v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times",
                 "v3 outbox recipientDeleted", "v4 broadcasts fanned out after the webhook",
-            ])
+            ]
+        )
         let queue = try DatabaseQueue(path: path)
         #expect(try queue.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
         // and every commit synced (2 = FULL): an acknowledged webhook survives a power loss
         #expect(try store.writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
-        let tables = try queue.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") }
-        #expect(tables == ["broadcasts", "consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "pendingCallbacks", "phones", "users"])
+        let tables = try queue.read {
+            try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        }
+        #expect(
+            tables == [
+                "broadcasts", "consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "pendingCallbacks", "phones", "users",
+            ]
+        )
     }
 
     @Test func aVersionOneDatabaseIsUpgradedWithItsFailedLoginsKept() async throws {
@@ -38,11 +45,15 @@ struct SQLiteStoreTests {
                 sql: """
                     INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt, failedLogins, firstFailedLoginAt)
                     VALUES ('+14155550100', 'Ivan', 'Petrov', 'ivan@example.org', x'00', x'00', 1000, ?, 2, ?)
-                    """, arguments: [first, first])
+                    """,
+                arguments: [first, first]
+            )
             // and a text to someone who deleted their account then (its body erased)
             try db.execute(
-                sql: "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES ('+14155550101', '[deleted]', 'direct', 'failed', ?, ?)",
-                arguments: [first, first])
+                sql:
+                    "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES ('+14155550101', '[deleted]', 'direct', 'failed', ?, ?)",
+                arguments: [first, first]
+            )
         }
         try old.close()
         // When the store opens it
@@ -58,7 +69,11 @@ struct SQLiteStoreTests {
     @Test func reopeningKeepsDataAndAppliesNothingTwice() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
-        _ = try await store.processInbound(InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "hi"), replyMode: .twiml, now: Date()) { _, _ in
+        _ = try await store.processInbound(
+            InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "hi"),
+            replyMode: .twiml,
+            now: Date()
+        ) { _, _ in
             Decision(replies: ["hello"], loggedBody: "hi")
         }
         let again = try SQLiteStore.open(path: path)
@@ -68,7 +83,11 @@ struct SQLiteStoreTests {
     @Test func consentLogIsAppendOnly() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
-        _ = try await store.processInbound(InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "STOP"), replyMode: .twiml, now: Date()) { _, _ in
+        _ = try await store.processInbound(
+            InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "STOP"),
+            replyMode: .twiml,
+            now: Date()
+        ) { _, _ in
             Decision(replies: [], effects: [.optOut(text: "STOP")], loggedBody: "STOP")
         }
         #expect(try fetchInt(path, "SELECT count(*) FROM consentLog") == 1)
@@ -82,7 +101,11 @@ struct SQLiteStoreTests {
         let store = try SQLiteStore.open(path: path)
         struct Boom: Error {}
         await #expect(throws: Boom.self) {
-            try await store.processInbound(InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "x"), replyMode: .rest, now: Date()) { state, facts in
+            try await store.processInbound(
+                InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "x"),
+                replyMode: .rest,
+                now: Date()
+            ) { state, facts in
                 state.lastActivity = Date()
                 _ = try facts.consent()
                 throw Boom()
@@ -98,7 +121,9 @@ struct SQLiteStoreTests {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
         let record = InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "x")
-        _ = try await store.processInbound(record, replyMode: .rest, now: Date()) { _, _ in Decision(replies: ["\u{1}\u{7}", "real"], loggedBody: "x") }
+        _ = try await store.processInbound(record, replyMode: .rest, now: Date()) { _, _ in
+            Decision(replies: ["\u{1}\u{7}", "real"], loggedBody: "x")
+        }
         #expect(try fetchRows(path, "SELECT body FROM outbox").map { $0["body"] as String } == ["real"])
     }
 
@@ -114,7 +139,13 @@ struct SQLiteStoreTests {
     @Test func loggedBodyReplacesTheBodyEverywhere() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
-        let record = InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "hunter22", fields: [.init("Body", "hunter22"), .init("MessageSid", "SM1")])
+        let record = InboundRecord(
+            messageSid: "SM1",
+            from: "+14155550100",
+            to: "+15005550006",
+            body: "hunter22",
+            fields: [.init("Body", "hunter22"), .init("MessageSid", "SM1")]
+        )
         _ = try await store.processInbound(record, replyMode: .twiml, now: Date()) { _, _ in Decision(replies: ["ok"], loggedBody: "[redacted]") }
         let row = try #require(try fetchRow(path, "SELECT body, params FROM inbound"))
         #expect(row["body"] as String == "[redacted]")
@@ -145,7 +176,10 @@ struct PhoneNumberTests {
         #expect(PhoneNumber.canonicalSender("+14155550100") == "+14155550100")
     }
 
-    @Test(arguments: ["+14155550100", "+4479111234", "+1234567", "+123456789012345", "+1234567890123456", "+04155550100", "+1 415 555 0100", "+1415555010a", "+", ""])
+    @Test(arguments: [
+        "+14155550100", "+4479111234", "+1234567", "+123456789012345", "+1234567890123456", "+04155550100", "+1 415 555 0100", "+1415555010a", "+",
+        "",
+    ])
     func theE164ShortcutAgreesWithNormalize(_ raw: String) {
         #expect(PhoneNumber.isE164(raw) == (PhoneNumber.normalize(raw) == raw))
         #expect(PhoneNumber.canonicalSender(raw) == (raw.hasPrefix("+") ? (PhoneNumber.normalize(raw) ?? raw) : raw))
@@ -214,11 +248,14 @@ struct ConversationStateStorageTests {
             """
             INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
             VALUES ('+14155550100', 'Ivan', 'Petrov', 'ivan@example.org', x'01', x'02', 1, '2026-11-30 10:00:00.000')
-            """)
+            """
+        )
         let at = Date(timeIntervalSince1970: 1_795_597_200.25)
         for (sid, phone) in [("SM1", "+14155550100"), ("SM2", "+14155550199")] {
-            _ = try await store.processInbound(InboundRecord(messageSid: sid, from: phone, to: "+15005550006", body: "x"), replyMode: .twiml, now: at) {
-                _, _ in Decision(replies: [])
+            _ = try await store.processInbound(InboundRecord(messageSid: sid, from: phone, to: "+15005550006", body: "x"), replyMode: .twiml, now: at)
+            {
+                _,
+                _ in Decision(replies: [])
             }
         }
         #expect(try fetchRow(path, "SELECT lastSeenAt FROM users WHERE phone = '+14155550100'")?["lastSeenAt"] == StoredDate.text(at))
@@ -229,8 +266,13 @@ struct ConversationStateStorageTests {
         // A session must not expire early because a stored time lost its fraction of a second.
         let store = try SQLiteStore.open(path: makeTestDatabasePath())
         let at = Date(timeIntervalSince1970: 1_795_597_200.75)
-        _ = try await store.processInbound(InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "x"), replyMode: .twiml, now: at) {
-            state, _ in
+        _ = try await store.processInbound(
+            InboundRecord(messageSid: "SM1", from: "+14155550100", to: "+15005550006", body: "x"),
+            replyMode: .twiml,
+            now: at
+        ) {
+            state,
+            _ in
             state.lastActivity = at
             state.loggedInAt = at
             return Decision(replies: [])

@@ -12,12 +12,17 @@ struct StoreEffectTests {
     func step(_ store: SQLiteStore, from phone: String, _ effects: [Effect], body: String = "x") async throws {
         _ = try await store.processInbound(
             InboundRecord(messageSid: WebhookFields.newMessageSid(), from: phone, to: "+15005550006", body: body, fields: [.init("Body", body)]),
-            replyMode: .twiml, now: t0
+            replyMode: .twiml,
+            now: t0
         ) { _, _ in Decision(replies: ["ok"], effects: effects) }
     }
 
     func register(_ store: SQLiteStore, _ phone: String, _ first: String, role: Role = .user) async throws {
-        try await step(store, from: phone, [.register(Registration(firstName: first, lastName: "X", email: "\(first.lowercased())@example.org", passcode: hash, role: role))])
+        try await step(
+            store,
+            from: phone,
+            [.register(Registration(firstName: first, lastName: "X", email: "\(first.lowercased())@example.org", passcode: hash, role: role))]
+        )
     }
 
     @Test func usersCountsOnlyRegisteredPeopleAsOptedOutAndEveryStopIsLogged() async throws {
@@ -63,7 +68,8 @@ struct StoreEffectTests {
             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < \(count))
             INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
             SELECT printf('+1415%07d', i), 'Comrade', 'Number' || i, 'c' || i || '@example.org', x'00', x'00', 1000, '2026-11-25 09:00:00.000' FROM n
-            """)
+            """
+        )
     }
 
     @Test func aLargeBroadcastIsFannedOutInChunksAfterItsWebhookReachingEachPersonOnce() async throws {
@@ -109,7 +115,8 @@ struct StoreEffectTests {
         try await store.writer.write { db in try SQLiteStore.queueBroadcast(db, senderId: nil, body: "Second", now: t0) }
         #expect(try await store.fanOutBroadcasts() == 5)  // 701 people left of the first, 1,200 of the second
         #expect(try fetchInt(path, "SELECT count(*) FROM inbox WHERE body = 'Harvest at dawn'") == 1_200)
-        #expect(try fetchInt(path, "SELECT count(*) FROM inbox WHERE body = 'Harvest at dawn' AND senderId IS NULL") == 1_200)  // (the earlier ones lost it with the account)
+        // (the earlier ones lost their sender with the account)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbox WHERE body = 'Harvest at dawn' AND senderId IS NULL") == 1_200)
         #expect(try fetchInt(path, "SELECT count(*) FROM inbox WHERE body = 'Second'") == 1_200)
         #expect(try fetchInt(path, "SELECT count(*) FROM broadcasts WHERE finishedAt IS NULL") == 0)
     }
@@ -207,7 +214,10 @@ struct StoreEffectTests {
         let store = try SQLiteStore.open(path: path)
         try await register(store, "+14155550102", "Boris")
         let found = try await DatabaseQueue(path: path).read { db in
-            (try SQLiteFacts(db: db, phone: "x").findUsers(matching: "%", limit: 5), try SQLiteFacts(db: db, phone: "x").findUsers(matching: "bor", limit: 5))
+            (
+                try SQLiteFacts(db: db, phone: "x").findUsers(matching: "%", limit: 5),
+                try SQLiteFacts(db: db, phone: "x").findUsers(matching: "bor", limit: 5)
+            )
         }
         #expect(found.0.isEmpty)
         #expect(found.1.map(\.firstName) == ["Boris"])

@@ -11,14 +11,19 @@ struct StoredStateTests {
         .idle, .askedFirstName, .askedLastName(first: "Ivan"), .askedEmail(first: "Анна", last: "O'Neil"),
         .askedPasscode(first: "Ivan", last: "Petrov", email: "ivan@example.org"),
         .askedPasscodeAgain(first: "Ivan", last: "Petrov", email: "ivan@example.org", pending: pending),
-        .askedLoginPasscode, .confirmingDelete, .confirmingBroadcast(text: "Meeting at 6 — bring 🍞 & \"tea\"\\\n"), .confirmingBroadcast(text: "a/b \u{8}\u{c}\u{1}\u{7f}\u{2028} é"),
+        .askedLoginPasscode, .confirmingDelete, .confirmingBroadcast(text: "Meeting at 6 — bring 🍞 & \"tea\"\\\n"),
+        .confirmingBroadcast(text: "a/b \u{8}\u{c}\u{1}\u{7f}\u{2028} é"),
         .askedLastName(first: "tab\there"), .askedLastName(first: ""),
     ]
     static let states: [ConversationState] = steps.flatMap { step in
         [
             ConversationState(step: step),
             ConversationState(step: step, lastActivity: Date(timeIntervalSince1970: 1_764_069_980.123_456)),
-            ConversationState(step: step, loggedInAt: Date(timeIntervalSince1970: 1_764_000_000.5), lastActivity: Date(timeIntervalSince1970: 1_764_069_981)),
+            ConversationState(
+                step: step,
+                loggedInAt: Date(timeIntervalSince1970: 1_764_000_000.5),
+                lastActivity: Date(timeIntervalSince1970: 1_764_069_981)
+            ),
         ]
     }
 
@@ -54,14 +59,18 @@ struct StoredStateTests {
 
     @Test func unknownKeysAreIgnoredAsCodableDoes() {
         let text = #"{"future":[1,{"a":null}],"step":{"askedLastName":{"first":"Ivan","middle":"I."}},"lastActivity":1764069980.25}"#
-        #expect(StoredState.decode(text) == ConversationState(step: .askedLastName(first: "Ivan"), lastActivity: Date(timeIntervalSince1970: 1_764_069_980.25)))
+        #expect(
+            StoredState.decode(text)
+                == ConversationState(step: .askedLastName(first: "Ivan"), lastActivity: Date(timeIntervalSince1970: 1_764_069_980.25))
+        )
     }
 
     @Test func datesAreFormattedExactlyAsGRDBFormatsThem() {
         // Given dates across centuries, leap days, and milliseconds on both sides of each boundary
         var dates: [Date] = [
             Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: -0.0005), Date(timeIntervalSince1970: 951_782_400),  // 2000-02-29
-            Date(timeIntervalSince1970: 1_764_069_980.9999), Date(timeIntervalSince1970: 4_102_444_799.999), Date(timeIntervalSince1970: -2_208_988_800.25),
+            Date(timeIntervalSince1970: 1_764_069_980.9999), Date(timeIntervalSince1970: 4_102_444_799.999),
+            Date(timeIntervalSince1970: -2_208_988_800.25),
         ]
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<2_000 { dates.append(Date(timeIntervalSince1970: Double.random(in: -2_000_000_000...4_000_000_000, using: &generator))) }

@@ -18,7 +18,9 @@ struct CLITests {
     /// Registers Ivan (+14155550100) through `chat`, piped.
     func registerIvan(_ db: String) async throws -> Executable.Result {
         try await Executable.run(
-            ["chat", "--db", db, "--from", "415-555-0100"], input: "JOIN\nIvan\nPetrov\nivan@example.org\nsecret-pass\nsecret-pass\nPROFILE\n")
+            ["chat", "--db", db, "--from", "415-555-0100"],
+            input: "JOIN\nIvan\nPetrov\nivan@example.org\nsecret-pass\nsecret-pass\nPROFILE\n"
+        )
     }
 
     @Test func chatReadsStandardInputAndPrintsReplies() async throws {
@@ -39,7 +41,8 @@ struct CLITests {
         #expect(array.count == 1)
         #expect(
             Set(array[0].keys)
-                == ["id", "phone", "firstName", "lastName", "email", "role", "optedOut", "suppressed", "createdAt", "lastSeenAt", "unread", "locked"])
+                == ["id", "phone", "firstName", "lastName", "email", "role", "optedOut", "suppressed", "createdAt", "lastSeenAt", "unread", "locked"]
+        )
         #expect(array[0]["phone"] as? String == "+14155550100")
         #expect(array[0]["role"] as? String == "user")
         #expect((array[0]["createdAt"] as? String)?.hasSuffix("Z") == true)
@@ -47,7 +50,11 @@ struct CLITests {
         #expect(table.stdout.hasPrefix("id  phone"))
         #expect(table.stdout.contains("+14155550100  Ivan"))
         let csv = try await Executable.run(["users", "list", "--db", db, "--csv"])
-        #expect(csv.stdout.hasPrefix("id,phone,firstName,lastName,email,role,optedOut,suppressed,createdAt,lastSeenAt,unread,locked\n1,+14155550100,Ivan,Petrov"))
+        #expect(
+            csv.stdout.hasPrefix(
+                "id,phone,firstName,lastName,email,role,optedOut,suppressed,createdAt,lastSeenAt,unread,locked\n1,+14155550100,Ivan,Petrov"
+            )
+        )
         #expect(csv.stdout.trimmingCharacters(in: .newlines).hasSuffix("Z,0,false"), "\(csv.stdout)")
         for key in ["+14155550100", "415-555-0100", "IVAN@example.org", "1"] {
             let show = try await Executable.run(["users", "show", key, "--db", db, "--json"])
@@ -84,7 +91,9 @@ struct CLITests {
         _ = try await Executable.run(["users", "opt-out", "+14155550100", "--db", db])
         let again = try await Executable.run(["users", "opt-in", "+14155550100", "--db", db])
         #expect(again.status == 0 && again.stdout.contains("+14155550100 is opted in"))
-        let optedOut = try await DatabasePool(path: db).read { try Bool.fetchOne($0, sql: "SELECT optedOut FROM phones WHERE phone = '+14155550100'") }
+        let optedOut = try await DatabasePool(path: db).read {
+            try Bool.fetchOne($0, sql: "SELECT optedOut FROM phones WHERE phone = '+14155550100'")
+        }
         #expect(optedOut == false)
     }
 
@@ -93,7 +102,10 @@ struct CLITests {
         let db = tempDatabase()
         _ = try await registerIvan(db)
         try await DatabasePool(path: db).write {
-            try $0.execute(sql: "INSERT INTO phones (phone, suppressed, suppressedReason, updatedAt) VALUES ('+14155550100', 1, 'Twilio error 30003', datetime('now'))")
+            try $0.execute(
+                sql:
+                    "INSERT INTO phones (phone, suppressed, suppressedReason, updatedAt) VALUES ('+14155550100', 1, 'Twilio error 30003', datetime('now'))"
+            )
         }
         // When an operator clears it, then tries again
         let cleared = try await Executable.run(["users", "unsuppress", "415-555-0100", "--db", db])
@@ -102,7 +114,11 @@ struct CLITests {
         #expect(cleared.status == 0 && cleared.stdout.contains("+14155550100 can be texted again"))
         #expect(again.status == 1 && again.stderr.contains("+14155550100 is not suppressed"))
         let row = try await DatabasePool(path: db).read {
-            try Row.fetchOne($0, sql: "SELECT suppressed, suppressedReason, (SELECT count(*) FROM consentLog WHERE action = 'unsuppress' AND source = 'operator') AS logged FROM phones")
+            try Row.fetchOne(
+                $0,
+                sql:
+                    "SELECT suppressed, suppressedReason, (SELECT count(*) FROM consentLog WHERE action = 'unsuppress' AND source = 'operator') AS logged FROM phones"
+            )
         }
         #expect(row?["suppressed"] as Bool? == false && row?["suppressedReason"] as String? == nil && row?["logged"] as Int? == 1)
     }
@@ -173,7 +189,9 @@ struct CLITests {
         // A queued text cannot be retried (it would go twice); an uncertain one can, and is looked up first.
         let refused = try await Executable.run(["outbox", "retry", "1", "--db", db])
         #expect(refused.status == 1 && refused.stderr.contains("row 1 is queued"))
-        try await DatabasePool(path: db).write { try $0.execute(sql: "UPDATE outbox SET status = 'uncertain', firstAttemptAt = createdAt WHERE id = 1") }
+        try await DatabasePool(path: db).write {
+            try $0.execute(sql: "UPDATE outbox SET status = 'uncertain', firstAttemptAt = createdAt WHERE id = 1")
+        }
         let retried = try await Executable.run(["outbox", "retry", "--uncertain", "--db", db])
         #expect(retried.status == 0 && retried.stdout.contains("Queued again: 1."))
         let row = try await DatabasePool(path: db).read { try Row.fetchOne($0, sql: "SELECT status, needsReconcile FROM outbox WHERE id = 1") }
@@ -187,7 +205,9 @@ struct CLITests {
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         let db = scratch.appendingPathComponent("db/operator.sqlite").path
         let r = try await Executable.run(
-            ["replay", "--fresh", "--check"] + files, environment: ["ACTION2PHONE_ADMIN_PHONES": "+14155550199", "TMPDIR": scratch.path, "ACTION2PHONE_DB": db])
+            ["replay", "--fresh", "--check"] + files,
+            environment: ["ACTION2PHONE_ADMIN_PHONES": "+14155550199", "TMPDIR": scratch.path, "ACTION2PHONE_DB": db]
+        )
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("== registration happy path"))
         #expect(r.stdout.contains("+14155550100 > join\nbot > Welcome, future comrade!"))
@@ -206,7 +226,11 @@ struct CLITests {
     }
 
     @Test func aBadSettingShowsServesUsageAndATakenPortIsNamed() async throws {
-        let bad = try await Executable.run(["serve", "--port", "0", "--db", tempDatabase()], environment: ["ACTION2PHONE_SEND_RATE": "lots"], timeout: .seconds(20))
+        let bad = try await Executable.run(
+            ["serve", "--port", "0", "--db", tempDatabase()],
+            environment: ["ACTION2PHONE_SEND_RATE": "lots"],
+            timeout: .seconds(20)
+        )
         #expect(bad.status == 64)
         #expect(bad.stderr.contains("ACTION2PHONE_SEND_RATE must be a number") && bad.stderr.contains("Usage: action2phone serve"), "\(bad.stderr)")
         try await TestServer.run { server in
@@ -223,11 +247,16 @@ struct CLITests {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let fixture = dir.appendingPathComponent("wrong.json")
         try Data(
-            #"{"name":"wrong","to":"+15005550006","steps":[{"from":"+14155550100","body":"HELP","expect":{"contains":["JOIN"]}},{"from":"+14155550100","body":"JOIN","expect":{"contains":["passcode"],"empty":true}}]}"#.utf8
+            #"{"name":"wrong","to":"+15005550006","steps":[{"from":"+14155550100","body":"HELP","expect":{"contains":["JOIN"]}},{"from":"+14155550100","body":"JOIN","expect":{"contains":["passcode"],"empty":true}}]}"#
+                .utf8
         ).write(to: fixture)
         let r = try await Executable.run(["replay", "--fresh", "--check", fixture.path])
         #expect(r.status == 1)
-        #expect(r.stderr.contains("MISMATCH \(fixture.path) step 2 (JOIN): expected the reply to contain \"passcode\", got \"Welcome, future comrade! Reply with your first name.\""))
+        #expect(
+            r.stderr.contains(
+                "MISMATCH \(fixture.path) step 2 (JOIN): expected the reply to contain \"passcode\", got \"Welcome, future comrade! Reply with your first name.\""
+            )
+        )
         #expect(r.stderr.contains("step 2 (JOIN): expected no reply"))
         #expect(r.stdout.contains("check: 2 mismatch(es)."))
         let far = dir.appendingPathComponent("far.json")
@@ -256,7 +285,10 @@ struct CLITests {
             #expect(wrongToken.status == 1)
             #expect(wrongToken.stderr.contains("status: expected 200, got 403"))
             // and says once what a refused signature needs
-            #expect(wrongToken.stderr.components(separatedBy: "the server refused the signature (403): sign with its token").count == 2, "\(wrongToken.stderr)")
+            #expect(
+                wrongToken.stderr.components(separatedBy: "the server refused the signature (403): sign with its token").count == 2,
+                "\(wrongToken.stderr)"
+            )
             // A fixture that needs the clock moved cannot run against a live server: refused before its first text.
             let expiry = repositoryRoot.appendingPathComponent("fixtures/conversations/session-expiry.json").path
             let before = try server.count("inbound")
@@ -285,7 +317,10 @@ struct CLITests {
             #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
             #expect(try server.count("users") == 1)
             let chat = try await Executable.run(
-                ["chat", "--url", server.base, "--db", tempDatabase(), "--from", "+14155550188"], environment: environment, input: "HELP\n")
+                ["chat", "--url", server.base, "--db", tempDatabase(), "--from", "+14155550188"],
+                environment: environment,
+                input: "HELP\n"
+            )
             #expect(chat.status == 0, "\(chat.stdout)\n\(chat.stderr)")
             #expect(chat.stdout.contains("bot > Action2Phone") && !chat.stdout.contains("[HTTP"), "\(chat.stdout)")
         }
@@ -298,7 +333,9 @@ struct CLITests {
             $0.isLocalMode = false
         }
         let dir = repositoryRoot.appendingPathComponent("fixtures/webhooks")
-        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }.sorted().map { dir.appendingPathComponent($0).path }
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }.sorted().map {
+            dir.appendingPathComponent($0).path
+        }
         #expect(files.count >= 14)
         try await TestServer.run(config) { server in
             let r = try await Executable.run(["replay", "--raw", "--check", "--url", server.base] + files)

@@ -21,7 +21,9 @@ struct DatabaseTroubleTests {
             }
             var statuses: [Int] = []
             for i in 0..<60 {
-                let reply = try await server.post(fields: smsFields(from: "+1415555\(String(format: "%04d", 6000 + i))", body: String(repeating: "x", count: 1500)))
+                let reply = try await server.post(
+                    fields: smsFields(from: "+1415555\(String(format: "%04d", 6000 + i))", body: String(repeating: "x", count: 1500))
+                )
                 statuses.append(reply.status)
             }
             // Then webhooks fail with a 5xx (Twilio logs it), never a 4xx or a false 200, and health says so
@@ -51,7 +53,8 @@ struct DatabaseTroubleTests {
                     sql: """
                         INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
                         VALUES ('+14155550102', 'Boris', 'Petrov', 'boris@example.org', x'00', x'00', 1000, 'garbage')
-                        """)
+                        """
+                )
             }
             // When that person texts
             let damaged = try await server.post(fields: smsFields(from: "+14155550102", body: "HELP"))

@@ -107,14 +107,23 @@ final class FakeTwilio: Sendable {
             let wanted = request.uri.queryParameters["PhoneNumber"].map(String.init) ?? ""
             guard wanted == Self.from else { return Self.json(200, #"{"incoming_phone_numbers":[]}"#) }
             let url = self.state.withLock { $0.smsURL }
-            return Self.json(200, #"{"incoming_phone_numbers":[{"sid":"PN1","phone_number":"\#(Self.from)","sms_url":"\#(url)","sms_method":"POST"}]}"#)
+            return Self.json(
+                200,
+                #"{"incoming_phone_numbers":[{"sid":"PN1","phone_number":"\#(Self.from)","sms_url":"\#(url)","sms_method":"POST"}]}"#
+            )
         }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         var logger = Logger(label: "fake-twilio")
         logger.logLevel = .critical
         let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0); continuation.finish() }, logger: logger)
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: {
+                continuation.yield($0.localAddress?.port ?? 0)
+                continuation.finish()
+            },
+            logger: logger
+        )
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -151,7 +160,10 @@ final class FakeTwilio: Sendable {
         }
         if let down = outageAnswer() { return down }
         func error(_ status: Int, _ code: Int, _ message: String) -> Response {
-            Self.json(status, #"{"code":\#(code),"message":"\#(message)","more_info":"https://www.twilio.com/docs/errors/\#(code)","status":\#(status)}"#)
+            Self.json(
+                status,
+                #"{"code":\#(code),"message":"\#(message)","more_info":"https://www.twilio.com/docs/errors/\#(code)","status":\#(status)}"#
+            )
         }
         switch to {
         case "+15005550001": return error(400, 21211, "The 'To' number +15005550001 is not a valid phone number.")
@@ -198,12 +210,21 @@ final class FakeTwilio: Sendable {
             next = #""/2010-04-01/Accounts/\#(Self.accountSid)/Messages.json?\#(query)""#
         }
         return Self.json(
-            200, #"{"messages":[\#(shown.map(Self.resource).joined(separator: ","))],"page":\#(page),"page_size":\#(size),"next_page_uri":\#(next)}"#)
+            200,
+            #"{"messages":[\#(shown.map(Self.resource).joined(separator: ","))],"page":\#(page),"page_size":\#(size),"next_page_uri":\#(next)}"#
+        )
     }
 
     private func record(to: String, from: String?, body: String, callback: String?) -> Created {
         let created = Created(
-            sid: "SM" + Crypto.hex(Crypto.randomBytes(16)), to: to, from: from, body: body, statusCallback: callback, at: .now, date: Date())
+            sid: "SM" + Crypto.hex(Crypto.randomBytes(16)),
+            to: to,
+            from: from,
+            body: body,
+            statusCallback: callback,
+            at: .now,
+            date: Date()
+        )
         state.withLock { $0.created.append(created) }
         return created
     }
@@ -214,7 +235,8 @@ final class FakeTwilio: Sendable {
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
         let body = String(decoding: try! JSONEncoder().encode(m.body), as: UTF8.self)
-        return #"{"sid":"\#(m.sid)","status":"queued","to":"\#(m.to)","from":"\#(m.from ?? "")","body":\#(body),"num_segments":"1","num_media":"0","price":null,"error_code":null,"error_message":null,"date_created":"\#(formatter.string(from: m.date))","direction":"outbound-api","api_version":"2010-04-01"}"#
+        return
+            #"{"sid":"\#(m.sid)","status":"queued","to":"\#(m.to)","from":"\#(m.from ?? "")","body":\#(body),"num_segments":"1","num_media":"0","price":null,"error_code":null,"error_message":null,"date_created":"\#(formatter.string(from: m.date))","direction":"outbound-api","api_version":"2010-04-01"}"#
     }
 
     static func json(_ status: Int, _ body: String) -> Response {

@@ -45,8 +45,12 @@ struct FixtureConversationTests {
             for (i, step) in fixture.steps.enumerated() {
                 if let wait = step.wait { clock.advance(wait) }
                 let fields = WebhookFields.inboundSMS(
-                    from: step.from, to: fixture.to, body: step.body, messageSid: step.messageSid ?? WebhookFields.newMessageSid(),
-                    extra: step.params ?? [:])
+                    from: step.from,
+                    to: fixture.to,
+                    body: step.body,
+                    messageSid: step.messageSid ?? WebhookFields.newMessageSid(),
+                    extra: step.params ?? [:]
+                )
                 let reply = try await server.post(fields: fields)
                 let problems = step.expect?.mismatches(status: reply.status, messages: TwiML.messages(in: reply.body)) ?? []
                 #expect(problems.isEmpty, "\(fixture.name), step \(i + 1) (\(step.body.prefix(40))): \(problems.joined(separator: "; "))")

@@ -1,7 +1,7 @@
+import Action2PhoneCore
 import Foundation
 import Testing
 import TwilioKit
-import Action2PhoneCore
 
 #if canImport(Glibc)
 import Glibc
@@ -71,7 +71,11 @@ struct FuzzTests {
         case 2: return request(Array("Body=".utf8) + [0xC3, 0x28, 0xFF, 0xFE] + Array("&From=x".utf8))
         case 3: return request(Array(("Body=" + String(repeating: "A", count: 60_000)).utf8))
         case 4: return request(Array(String(repeating: "From=%2B14155550100&", count: 3000).utf8))
-        case 5: return request(valid, type: ["application/json", "text/plain", "multipart/form-data", "", "x/y; charset=\u{1}"].randomElement(using: &rng)!)
+        case 5:
+            return request(
+                valid,
+                type: ["application/json", "text/plain", "multipart/form-data", "", "x/y; charset=\u{1}"].randomElement(using: &rng)!
+            )
         case 6: return request(valid, type: nil)
         case 7:  // truncated: more declared than sent
             return request(Array(valid.prefix(valid.count / 2)), declaredLength: valid.count)
@@ -90,7 +94,7 @@ struct FuzzTests {
     @Test func thousandsOfMalformedRequestsGet4xxNever5xx() async throws {
         try await TestServer.run { server in
             let port = Int(server.base.split(separator: ":").last!)!
-            var rng = SplitMix64(state: 20261125)
+            var rng = SplitMix64(state: 20_261_125)
             let requests = (0..<2100).map { Self.malformed($0, rng: &rng) }
             var fiveHundreds: [String] = []
             var answered = 0

@@ -10,7 +10,10 @@ struct InterleavingTests {
     /// (PROFILE and LOGOUT: either order ends logged out), then a stray word.
     static func script(_ i: Int) -> [[String]] {
         let pass = "pass-\(i)-word"
-        return [["JOIN"], ["Ivan"], ["Number\(String(repeating: "x", count: i % 7))"], ["c\(i)@example.org"], [pass], [pass], ["MESSAGES"], ["PROFILE", "LOGOUT"], ["MESAGES"]]
+        return [
+            ["JOIN"], ["Ivan"], ["Number\(String(repeating: "x", count: i % 7))"], ["c\(i)@example.org"], [pass], [pass], ["MESSAGES"],
+            ["PROFILE", "LOGOUT"], ["MESAGES"],
+        ]
     }
 
     static func phone(_ i: Int) -> String { "+1415555\(String(format: "%04d", 9000 + i))" }
@@ -47,7 +50,9 @@ struct InterleavingTests {
                         for texts in Self.script(i) {
                             // Texts in one group are sent at the same instant; groups follow each other.
                             try await withThrowingTaskGroup(of: Int.self) { same in
-                                for text in texts { same.addTask { try await server.post(fields: smsFields(from: Self.phone(i), body: text)).status } }
+                                for text in texts {
+                                    same.addTask { try await server.post(fields: smsFields(from: Self.phone(i), body: text)).status }
+                                }
                                 for try await status in same { #expect(status == 200) }
                             }
                         }

@@ -14,7 +14,10 @@ struct OrderingTests {
             for i in 0..<20 {
                 group.addTask {
                     try await locks.withLock("+14155550100") {
-                        let n = inside.withLock { $0 += 1; return $0 }
+                        let n = inside.withLock {
+                            $0 += 1
+                            return $0
+                        }
                         #expect(n == 1, "two holders of one phone's lock at once")
                         try await Task.sleep(for: .milliseconds(2))
                         log.withLock { $0.append("\(i)") }
@@ -37,7 +40,10 @@ struct OrderingTests {
             for i in 0..<10 {
                 group.addTask {
                     try await locks.withLock("+1415555010\(i)") {
-                        let n = inside.withLock { $0 += 1; return $0 }
+                        let n = inside.withLock {
+                            $0 += 1
+                            return $0
+                        }
                         peak.withLock { $0 = max($0, n) }
                         try await Task.sleep(for: .milliseconds(50))
                         inside.withLock { $0 -= 1 }
@@ -68,7 +74,10 @@ struct OrderingTests {
         // per-phone lock, the next text from that phone would be applied first
         let config = TestServer.makeConfig { $0.passcodeIterations = 300_000 }
         let (entered, handled) = AsyncStream.makeStream(of: String.self)
-        try await TestServer.run(config, handler: { SignallingHandler(inner: ConversationService(config: $1, store: $0), entered: handled) }) { server in
+        let handler: (SQLiteStore, ServerConfig) -> any InboundHandler = {
+            SignallingHandler(inner: ConversationService(config: $1, store: $0), entered: handled)
+        }
+        try await TestServer.run(config, handler: handler) { server in
             for body in ["JOIN", "Ivan", "Petrov", "ivan@example.org", "red-square-1917", "red-square-1917", "LOGOUT"] {
                 #expect(try await server.post(fields: smsFields(body: body)).status == 200)
             }

@@ -1,7 +1,8 @@
 import Action2PhoneCore
-@testable import Action2PhoneServer
 import Testing
 import TwilioKit
+
+@testable import Action2PhoneServer
 
 @Suite("Outbox pause while Twilio is in trouble")
 struct OutboxPauseTests {
@@ -30,7 +31,9 @@ struct OutboxPauseTests {
     @Test func normalAnswersLeaveTheOutboxOpen() {
         let pause = OutboxPause(policy: policy)
         #expect(pause.observe(nil, started: at(0), now: at(0.1)) == nil)
-        #expect(pause.observe(.http(status: 400, code: 21211, message: "bad To", moreInfo: nil, retryAfter: nil), started: at(0), now: at(0.1)) == nil)
+        #expect(
+            pause.observe(.http(status: 400, code: 21211, message: "bad To", moreInfo: nil, retryAfter: nil), started: at(0), now: at(0.1)) == nil
+        )
         #expect(pause.gate(now: at(0.1)) == .open)
     }
 

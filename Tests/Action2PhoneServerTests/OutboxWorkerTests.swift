@@ -1,11 +1,12 @@
 import Action2PhoneCore
-@testable import Action2PhoneServer
 import Foundation
 import GRDB
 import Logging
 import ServiceLifecycle
 import Testing
 import TwilioKit
+
+@testable import Action2PhoneServer
 
 /// Runs the real outbox worker with the real REST client against a local fake of Twilio's API.
 struct OutboxHarness {
@@ -19,8 +20,13 @@ struct OutboxHarness {
 
     func client(_ base: String, timeout: TimeInterval = 5) -> TwilioRESTClient {
         TwilioRESTClient(
-            baseURL: base, accountSid: FakeTwilio.accountSid, authToken: FakeTwilio.authToken, sender: .number(FakeTwilio.from),
-            statusCallback: "https://bot.example.org/sms/status", timeout: timeout)
+            baseURL: base,
+            accountSid: FakeTwilio.accountSid,
+            authToken: FakeTwilio.authToken,
+            sender: .number(FakeTwilio.from),
+            statusCallback: "https://bot.example.org/sms/status",
+            timeout: timeout
+        )
     }
 
     static let fastPolicy = DeliveryPolicy(maxAttempts: 4, baseDelay: 0.05, maxDelay: 2, jitter: 1...1)
@@ -31,7 +37,8 @@ struct OutboxHarness {
             for t in texts {
                 try db.execute(
                     sql: "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES (?, ?, 'direct', 'queued', ?, ?)",
-                    arguments: [t.to, t.body, Date(), Date()])
+                    arguments: [t.to, t.body, Date(), Date()]
+                )
             }
         }
     }
@@ -44,7 +51,9 @@ struct OutboxHarness {
                     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
                     INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
                     SELECT printf('+1415%07d', i), 'C', 'N' || i, 'c' || i || '@example.org', x'00', x'00', 1000, '2026-11-25 09:00:00.000' FROM n
-                    """, arguments: [count])
+                    """,
+                arguments: [count]
+            )
             try db.execute(sql: "INSERT INTO broadcasts (body, createdAt, lastUserId) VALUES ('Harvest at dawn', ?, ?)", arguments: [Date(), count])
         }
     }
@@ -112,8 +121,13 @@ struct OutboxWorkerTests {
         var policy = OutboxHarness.fastPolicy
         policy.maxAttempts = maxAttempts
         return OutboxWorker(
-            store: h.store, sender: TwilioSender(client: h.client(base, timeout: timeout)), rate: rate, policy: policy, pollInterval: .milliseconds(10),
-            logger: logger)
+            store: h.store,
+            sender: TwilioSender(client: h.client(base, timeout: timeout)),
+            rate: rate,
+            policy: policy,
+            pollInterval: .milliseconds(10),
+            logger: logger
+        )
     }
 
     @Test func sendsEachTextOnceAtTheConfiguredRateEvenlySpaced() async throws {
@@ -125,14 +139,25 @@ struct OutboxWorkerTests {
         try await fake.run { base in
             // When the worker runs
             let recording = RecordingSender(TwilioSender(client: h.client(base))) { starts.withLock { $0.append(.now) } }
-            let worker = OutboxWorker(store: h.store, sender: recording, rate: 10, policy: OutboxHarness.fastPolicy, pollInterval: .milliseconds(10), logger: logger)
+            let worker = OutboxWorker(
+                store: h.store,
+                sender: recording,
+                rate: 10,
+                policy: OutboxHarness.fastPolicy,
+                pollInterval: .milliseconds(10),
+                logger: logger
+            )
             try await h.run(worker)
         }
         // Then each was created once, with the sender, the body and the status callback URL
         let created = fake.created
         #expect(created.count == 12)
         #expect(Set(created.map(\.to)).count == 12)
-        #expect(created.allSatisfy { $0.from == FakeTwilio.from && $0.statusCallback == "https://bot.example.org/sms/status" && $0.body.hasPrefix("Harvest report") })
+        #expect(
+            created.allSatisfy {
+                $0.from == FakeTwilio.from && $0.statusCallback == "https://bot.example.org/sms/status" && $0.body.hasPrefix("Harvest report")
+            }
+        )
         // And the worker kept to 1/rate = 100 ms: a slot lost to a late wake-up may be made up, but at most
         // 20 ms is ever owed, so no run of sends comes faster than the rate allows, and twelve sends span at
         // least eleven intervals less that. (The times are taken when each send's task starts: on a machine as
@@ -162,7 +187,13 @@ struct OutboxWorkerTests {
         let h = try OutboxHarness()
         try await h.recordUnfinishedBroadcast(toPeople: 700)
         // When the worker runs, with no webhook coming in
-        let worker = OutboxWorker(store: h.store, sender: SimulatedSender(logger: logger), rate: 10_000, pollInterval: .milliseconds(10), logger: logger)
+        let worker = OutboxWorker(
+            store: h.store,
+            sender: SimulatedSender(logger: logger),
+            rate: 10_000,
+            pollInterval: .milliseconds(10),
+            logger: logger
+        )
         try await h.run(worker) { try h.scalar("SELECT count(*) FROM outbox WHERE status = 'simulated'") == 700 }
         // Then everyone has it once, and it was sent
         #expect(try h.scalar("SELECT count(*) FROM broadcasts WHERE finishedAt IS NULL") == 0)
@@ -196,7 +227,14 @@ struct OutboxWorkerTests {
         try await fake.run { base in
             let sender = RecordingSender(TwilioSender(client: h.client(base)), lookupDelay: .milliseconds(100))
             recording.withLock { $0 = sender }
-            let worker = OutboxWorker(store: h.store, sender: sender, rate: 1, policy: OutboxHarness.fastPolicy, pollInterval: .milliseconds(10), logger: logger)
+            let worker = OutboxWorker(
+                store: h.store,
+                sender: sender,
+                rate: 1,
+                policy: OutboxHarness.fastPolicy,
+                pollInterval: .milliseconds(10),
+                logger: logger
+            )
             try await h.run(worker)
         }
         // Then it was not there, and was sent once like the other, in a slot of its own: a whole interval (1 s, less
@@ -209,7 +247,10 @@ struct OutboxWorkerTests {
         #expect(calls.map(\.isLookup) == [true, false])
         #expect(calls[1].at - calls[0].at >= .milliseconds(500), "\(calls.map(\.at))")
         let rows = try h.rows()
-        #expect(rows.allSatisfy { ($0["status"] as String) == "sent" && ($0["attempts"] as Int) <= 2 && ($0["needsReconcile"] as Bool) == false }, "\(rows)")
+        #expect(
+            rows.allSatisfy { ($0["status"] as String) == "sent" && ($0["attempts"] as Int) <= 2 && ($0["needsReconcile"] as Bool) == false },
+            "\(rows)"
+        )
     }
 
     @Test func theLookupReadsBackToTheFirstAttemptPageByPage() async throws {
@@ -490,17 +531,34 @@ struct DeliveryPolicyTests {
     @Test func classification() {
         let p = DeliveryPolicy(maxAttempts: 3, baseDelay: 1, maxDelay: 10, jitter: 1...1)
         #expect(p.outcome(of: .success(.accepted(sid: "SM1")), attempts: 1, now: now) == .accepted(sid: "SM1"))
-        #expect(p.outcome(of: .failure(.http(status: 400, code: 21211, message: "bad", moreInfo: nil, retryAfter: nil)), attempts: 1, now: now) == .failed(code: 21211, message: "bad"))
-        #expect(p.outcome(of: .failure(.http(status: 401, code: nil, message: "who", moreInfo: nil, retryAfter: nil)), attempts: 1, now: now) == .failed(code: 401, message: "who"))
+        #expect(
+            p.outcome(of: .failure(.http(status: 400, code: 21211, message: "bad", moreInfo: nil, retryAfter: nil)), attempts: 1, now: now)
+                == .failed(code: 21211, message: "bad")
+        )
+        #expect(
+            p.outcome(of: .failure(.http(status: 401, code: nil, message: "who", moreInfo: nil, retryAfter: nil)), attempts: 1, now: now)
+                == .failed(code: 401, message: "who")
+        )
         #expect(
             p.outcome(of: .failure(.http(status: 429, code: 20429, message: "slow", moreInfo: nil, retryAfter: 5)), attempts: 1, now: now)
-                == .retry(at: now.addingTimeInterval(5), code: 20429, message: "slow", reconcile: false))
+                == .retry(at: now.addingTimeInterval(5), code: 20429, message: "slow", reconcile: false)
+        )
         #expect(
             p.outcome(of: .failure(.http(status: 503, code: nil, message: "down", moreInfo: nil, retryAfter: nil)), attempts: 2, now: now)
-                == .retry(at: now.addingTimeInterval(2), code: nil, message: "down", reconcile: true))
-        #expect(p.outcome(of: .failure(.transport(.notSent, "refused")), attempts: 1, now: now) == .retry(at: now.addingTimeInterval(1), code: nil, message: "refused", reconcile: false))
-        #expect(p.outcome(of: .failure(.transport(.maybeSent, "lost")), attempts: 3, now: now) == .uncertain(code: nil, message: "gave up after 3 attempts: lost"))
-        #expect(p.outcome(of: .failure(.transport(.notSent, "refused")), attempts: 3, now: now) == .failed(code: nil, message: "gave up after 3 attempts: refused"))
+                == .retry(at: now.addingTimeInterval(2), code: nil, message: "down", reconcile: true)
+        )
+        #expect(
+            p.outcome(of: .failure(.transport(.notSent, "refused")), attempts: 1, now: now)
+                == .retry(at: now.addingTimeInterval(1), code: nil, message: "refused", reconcile: false)
+        )
+        #expect(
+            p.outcome(of: .failure(.transport(.maybeSent, "lost")), attempts: 3, now: now)
+                == .uncertain(code: nil, message: "gave up after 3 attempts: lost")
+        )
+        #expect(
+            p.outcome(of: .failure(.transport(.notSent, "refused")), attempts: 3, now: now)
+                == .failed(code: nil, message: "gave up after 3 attempts: refused")
+        )
     }
 
     @Test func retryAfterParsesSecondsAndDates() {
@@ -516,11 +574,24 @@ struct RestReplyModeTests {
         let fake = FakeTwilio()
         try await fake.run { base in
             let config = TestServer.makeConfig { $0.replyMode = .rest }
-            let client = TwilioRESTClient(baseURL: base, accountSid: FakeTwilio.accountSid, authToken: FakeTwilio.authToken, sender: .number(FakeTwilio.from))
+            let client = TwilioRESTClient(
+                baseURL: base,
+                accountSid: FakeTwilio.accountSid,
+                authToken: FakeTwilio.authToken,
+                sender: .number(FakeTwilio.from)
+            )
             try await TestServer.run(
                 config,
                 services: { store in
-                    [OutboxWorker(store: store, sender: TwilioSender(client: client), rate: 50, pollInterval: .milliseconds(10), logger: Logger(label: "t"))]
+                    [
+                        OutboxWorker(
+                            store: store,
+                            sender: TwilioSender(client: client),
+                            rate: 50,
+                            pollInterval: .milliseconds(10),
+                            logger: Logger(label: "t")
+                        )
+                    ]
                 }
             ) { server in
                 // When a phone texts three times in REST mode
@@ -554,8 +625,13 @@ struct OutboxLowRateTests {
         let peakSending = Locked(0)
         try await fake.run { base in
             let worker = OutboxWorker(
-                store: h.store, sender: TwilioSender(client: h.client(base)), rate: 5, policy: OutboxHarness.fastPolicy, pollInterval: .milliseconds(10),
-                logger: Logger(label: "t"))
+                store: h.store,
+                sender: TwilioSender(client: h.client(base)),
+                rate: 5,
+                policy: OutboxHarness.fastPolicy,
+                pollInterval: .milliseconds(10),
+                logger: Logger(label: "t")
+            )
             var enqueued = false
             try await h.run(worker) {
                 if !enqueued {

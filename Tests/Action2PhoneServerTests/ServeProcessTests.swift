@@ -1,7 +1,7 @@
+import Action2PhoneCore
 import Foundation
 import GRDB
 import Testing
-import Action2PhoneCore
 
 /// The built `action2phone` executable, run as operators run it.
 enum Executable {
@@ -29,7 +29,12 @@ enum Executable {
     }
 
     /// Runs `action2phone arguments…` to completion with `input` on standard input.
-    static func run(_ arguments: [String], environment: [String: String] = [:], input: String = "", timeout: Duration = .seconds(60)) async throws -> Result {
+    static func run(
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        input: String = "",
+        timeout: Duration = .seconds(60)
+    ) async throws -> Result {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -70,8 +75,10 @@ struct ServeProcessTests {
         let store = try Action2PhoneCoreStore.open(db)
         try await store.write { db in
             try db.execute(
-                sql: "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES ('+15005550777', 'slow but sure', 'operator', 'queued', ?, ?)",
-                arguments: [Date(), Date()])
+                sql:
+                    "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES ('+15005550777', 'slow but sure', 'operator', 'queued', ?, ?)",
+                arguments: [Date(), Date()]
+            )
         }
         let fake = FakeTwilio()
         try await fake.run { base in
@@ -81,11 +88,15 @@ struct ServeProcessTests {
                     "TWILIO_ACCOUNT_SID": FakeTwilio.accountSid, "TWILIO_AUTH_TOKEN": FakeTwilio.authToken, "TWILIO_FROM_NUMBER": FakeTwilio.from,
                     "TWILIO_API_BASE_URL": base,
                 ],
-                output: dir.appendingPathComponent("out.log"))
+                output: dir.appendingPathComponent("out.log")
+            )
             // When SIGTERM arrives while the send is in flight
             let deadline = ContinuousClock.now.advanced(by: .seconds(20))
             while fake.posts(to: "+15005550777").isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(!fake.posts(to: "+15005550777").isEmpty, "the server never sent: \(String(decoding: (try? Data(contentsOf: dir.appendingPathComponent("out.log"))) ?? Data(), as: UTF8.self))")
+            #expect(
+                !fake.posts(to: "+15005550777").isEmpty,
+                "the server never sent: \(String(decoding: (try? Data(contentsOf: dir.appendingPathComponent("out.log"))) ?? Data(), as: UTF8.self))"
+            )
             process.terminate()
             // Then it exits 0 after the send finished, and the row is sent, not uncertain
             let status = await Executable.waitForExit(process, timeout: .seconds(10))
@@ -124,7 +135,9 @@ struct ServeProcessTests {
         let third = try Executable.start(["serve", "--port", "0", "--db", db], environment: [:], output: dir.appendingPathComponent("third.log"))
         defer { if third.isRunning { third.interrupt() } }
         func thirdLog() -> String { String(decoding: (try? Data(contentsOf: dir.appendingPathComponent("third.log"))) ?? Data(), as: UTF8.self) }
-        while !thirdLog().contains("listening") && ContinuousClock.now < deadline.advanced(by: .seconds(20)) { try await Task.sleep(for: .milliseconds(20)) }
+        while !thirdLog().contains("listening") && ContinuousClock.now < deadline.advanced(by: .seconds(20)) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         #expect(thirdLog().contains("listening"), "\(thirdLog())")
     }
 
@@ -135,7 +148,10 @@ struct ServeProcessTests {
         for arguments in [["users", "list"], ["serve", "--port", "0"]] {
             let r = try await Executable.run(arguments + ["--db", db])
             #expect(r.status == 1)
-            #expect(r.stderr.contains("migrated by a newer version of action2phone (migrations this version does not know: 'v99 from the future')"), "\(r.stderr)")
+            #expect(
+                r.stderr.contains("migrated by a newer version of action2phone (migrations this version does not know: 'v99 from the future')"),
+                "\(r.stderr)"
+            )
         }
     }
 }

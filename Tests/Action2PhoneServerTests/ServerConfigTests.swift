@@ -28,7 +28,11 @@ struct ServerConfigTests {
     @Test func flagBeatsEnvironment() throws {
         let config = try ServerConfig.resolve(
             flags: [.database: db, .port: "9000", .replyMode: "rest"],
-            environment: ["ACTION2PHONE_PORT": "7000", "ACTION2PHONE_REPLY_MODE": "twiml", "ACTION2PHONE_SEND_RATE": "2.5", "ACTION2PHONE_PUBLIC_URL": "https://bot.example.org/"])
+            environment: [
+                "ACTION2PHONE_PORT": "7000", "ACTION2PHONE_REPLY_MODE": "twiml", "ACTION2PHONE_SEND_RATE": "2.5",
+                "ACTION2PHONE_PUBLIC_URL": "https://bot.example.org/",
+            ]
+        )
         #expect(config.port == 9000)
         #expect(config.replyMode == .rest)
         #expect(config.sendRate == 2.5)
@@ -41,7 +45,8 @@ struct ServerConfigTests {
         let token = "tok-0123456789abcdef-secret"
         let config = try ServerConfig.resolve(
             flags: [.database: db],
-            environment: ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": token, "TWILIO_FROM_NUMBER": "+15005550006"])
+            environment: ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": token, "TWILIO_FROM_NUMBER": "+15005550006"]
+        )
         let store = try SQLiteStore.open(path: db)
         let worker = OutboxWorker(config: config, store: store, logger: Logger(label: "test"))
         let gate = WebhookGate(config: config)
@@ -65,10 +70,15 @@ struct ServerConfigTests {
     @Test func twilioModeNeedsBothCredentialsAndASender() throws {
         #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_ACCOUNT_SID": sid]) }
         #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_AUTH_TOKEN": "t"]) }
-        #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": "t"]) }
+        #expect(throws: ConfigError.self) {
+            try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": "t"])
+        }
         let config = try ServerConfig.resolve(
             flags: [.database: db],
-            environment: ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": "tok", "TWILIO_AUTH_TOKEN_SECONDARY": "tok2", "TWILIO_FROM_NUMBER": "(415) 555-0100"])
+            environment: [
+                "TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": "tok", "TWILIO_AUTH_TOKEN_SECONDARY": "tok2", "TWILIO_FROM_NUMBER": "(415) 555-0100",
+            ]
+        )
         #expect(!config.isLocalMode)
         #expect(config.fromNumber == "+14155550100")
         #expect(config.webhookTokens.map { $0.reveal() } == ["tok", "tok2"])
@@ -78,7 +88,8 @@ struct ServerConfigTests {
     @Test(arguments: [
         ["ACTION2PHONE_PORT": "70000"], ["ACTION2PHONE_PORT": "http"], ["ACTION2PHONE_REPLY_MODE": "sms"], ["ACTION2PHONE_SEND_RATE": "0"],
         ["ACTION2PHONE_SESSION_TTL": "-5"], ["ACTION2PHONE_ADMIN_PHONES": "+14155550100, nobody"], ["ACTION2PHONE_PUBLIC_URL": "bot.example.org"],
-        ["ACTION2PHONE_PUBLIC_URL": "https://bot.example.org/sms?x=1"], ["TWILIO_ACCOUNT_SID": "AC123", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+14155550100"],
+        ["ACTION2PHONE_PUBLIC_URL": "https://bot.example.org/sms?x=1"],
+        ["TWILIO_ACCOUNT_SID": "AC123", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+14155550100"],
         ["TWILIO_ACCOUNT_SID": "AC 0000000000000000000000000000000", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+14155550100"],
         ["ACTION2PHONE_PBKDF2_ITERATIONS": "3000000000"], ["TWILIO_MESSAGING_SERVICE_SID": "MG x/../"],
     ])

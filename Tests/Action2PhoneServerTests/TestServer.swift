@@ -25,15 +25,21 @@ struct TestServer {
     static func makeConfig(_ customize: (inout ServerConfig) -> Void = { _ in }) -> ServerConfig {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-\(UUID().uuidString)")
         var config = ServerConfig(
-            authToken: Secret(token), databasePath: dir.appendingPathComponent("test.sqlite").path, publicURL: publicURL, port: 0,
-            passcodeIterations: 1000)
+            authToken: Secret(token),
+            databasePath: dir.appendingPathComponent("test.sqlite").path,
+            publicURL: publicURL,
+            port: 0,
+            passcodeIterations: 1000
+        )
         customize(&config)
         return config
     }
 
     /// Starts the server, runs `body` against it, then shuts it down gracefully.
     static func run(
-        _ config: ServerConfig = makeConfig(), logger: Logger = Logger(label: "test"), clock: @escaping @Sendable () -> Date = { Date() },
+        _ config: ServerConfig = makeConfig(),
+        logger: Logger = Logger(label: "test"),
+        clock: @escaping @Sendable () -> Date = { Date() },
         handler makeHandler: (SQLiteStore, ServerConfig) -> any InboundHandler = { ConversationService(config: $1, store: $0) },
         services makeServices: (SQLiteStore) -> [any Service] = { _ in [] },
         _ body: (TestServer) async throws -> Void
@@ -41,7 +47,12 @@ struct TestServer {
         let store = try SQLiteStore.open(path: config.databasePath)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let app = buildApplication(
-            config: config, store: store, handler: makeHandler(store, config), services: makeServices(store), logger: logger, clock: clock
+            config: config,
+            store: store,
+            handler: makeHandler(store, config),
+            services: makeServices(store),
+            logger: logger,
+            clock: clock
         ) { channel in
             continuation.yield(channel.localAddress?.port ?? 0)
             continuation.finish()
@@ -74,7 +85,10 @@ struct TestServer {
 
     /// POSTs `fields` to `path`, signed for the public URL unless `signature` says otherwise.
     func post(
-        _ path: String = "/sms", fields: [FormField], signature: Signature = .valid, contentType: String = "application/x-www-form-urlencoded",
+        _ path: String = "/sms",
+        fields: [FormField],
+        signature: Signature = .valid,
+        contentType: String = "application/x-www-form-urlencoded",
         headers: [String: String] = [:]
     ) async throws -> Reply {
         let body = FormCodec.encode(fields)
@@ -96,7 +110,8 @@ struct TestServer {
         case none
     }
 
-    func send(_ method: String, _ path: String, body: Data? = nil, contentType: String? = nil, headers: [String: String] = [:]) async throws -> Reply {
+    func send(_ method: String, _ path: String, body: Data? = nil, contentType: String? = nil, headers: [String: String] = [:]) async throws -> Reply
+    {
         var request = URLRequest(url: URL(string: base + path)!)
         request.httpMethod = method
         request.httpBody = body
@@ -105,8 +120,11 @@ struct TestServer {
         let (data, response) = try await URLSession.shared.data(for: request)
         let http = response as! HTTPURLResponse
         return Reply(
-            status: http.statusCode, contentType: http.value(forHTTPHeaderField: "Content-Type"), body: String(decoding: data, as: UTF8.self),
-            allow: http.value(forHTTPHeaderField: "Allow"))
+            status: http.statusCode,
+            contentType: http.value(forHTTPHeaderField: "Content-Type"),
+            body: String(decoding: data, as: UTF8.self),
+            allow: http.value(forHTTPHeaderField: "Allow")
+        )
     }
 
     // MARK: - Looking at the database
@@ -133,7 +151,13 @@ struct TestError: Error, CustomStringConvertible {
 }
 
 /// A webhook like Twilio sends for an inbound SMS.
-func smsFields(from: String = "+14155550100", body: String, sid: String = "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(), account: String = "AC00000000000000000000000000000001", extra: [FormField] = []) -> [FormField] {
+func smsFields(
+    from: String = "+14155550100",
+    body: String,
+    sid: String = "SM" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
+    account: String = "AC00000000000000000000000000000001",
+    extra: [FormField] = []
+) -> [FormField] {
     [
         .init("ToCountry", "US"), .init("ToState", "CA"), .init("SmsMessageSid", sid), .init("NumMedia", "0"),
         .init("ToCity", ""), .init("FromZip", "02134"), .init("SmsSid", sid), .init("FromState", "MA"), .init("SmsStatus", "received"),

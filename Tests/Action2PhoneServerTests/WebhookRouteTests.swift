@@ -73,7 +73,12 @@ struct WebhookRouteTests {
     func undecodableFormIs400(_ body: String) async throws {
         try await TestServer.run { server in
             let reply = try await server.send(
-                "POST", "/sms", body: Data(body.utf8), contentType: "application/x-www-form-urlencoded", headers: ["X-Twilio-Signature": "x"])
+                "POST",
+                "/sms",
+                body: Data(body.utf8),
+                contentType: "application/x-www-form-urlencoded",
+                headers: ["X-Twilio-Signature": "x"]
+            )
             #expect(reply.status == 400)
             #expect(try server.count("inbound") == 0)
         }
@@ -107,7 +112,10 @@ struct WebhookRouteTests {
 
     @Test func signatureForAnotherURLIs403() async throws {
         try await TestServer.run { server in
-            let reply = try await server.post(fields: smsFields(body: "hi"), signature: .signedWith(token: TestServer.token, url: "https://evil.example.org/sms"))
+            let reply = try await server.post(
+                fields: smsFields(body: "hi"),
+                signature: .signedWith(token: TestServer.token, url: "https://evil.example.org/sms")
+            )
             #expect(reply.status == 403)
         }
     }
@@ -198,13 +206,19 @@ struct WebhookRouteTests {
                 _ = try await server.post(fields: smsFields(from: "+14155550171", body: body), headers: ["I-Twilio-Idempotency-Token": "tok-\(body)"])
             }
             // When another phone's own text arrives with the same token (a proxy's or a replay's mistake)
-            let other = try await server.post(fields: smsFields(from: "+14155550172", body: "HELP"), headers: ["I-Twilio-Idempotency-Token": "tok-Vera"])
+            let other = try await server.post(
+                fields: smsFields(from: "+14155550172", body: "HELP"),
+                headers: ["I-Twilio-Idempotency-Token": "tok-Vera"]
+            )
             // Then it is that phone's text, answered and stored, not the first phone's reply again
             #expect(other.status == 200)
             #expect(!other.body.contains("Vera") && other.body.contains("JOIN"), "\(other.body)")
             #expect(try server.count("inbound") == 3)
             // And the first phone's own retry still gets its first reply
-            let retry = try await server.post(fields: smsFields(from: "+14155550171", body: "Vera"), headers: ["I-Twilio-Idempotency-Token": "tok-Vera"])
+            let retry = try await server.post(
+                fields: smsFields(from: "+14155550171", body: "Vera"),
+                headers: ["I-Twilio-Idempotency-Token": "tok-Vera"]
+            )
             #expect(retry.body.contains("Vera"))
             #expect(try server.count("inbound") == 3)
         }
@@ -234,13 +248,21 @@ struct WebhookRouteTests {
         let config = TestServer.makeConfig { $0.publicURL = nil }
         try await TestServer.run(config) { server in
             let host = String(server.base.dropFirst("http://".count))
-            let plain = try await server.post(fields: smsFields(body: "hi"), signature: .signedWith(token: TestServer.token, url: "http://\(host)/sms"))
+            let plain = try await server.post(
+                fields: smsFields(body: "hi"),
+                signature: .signedWith(token: TestServer.token, url: "http://\(host)/sms")
+            )
             #expect(plain.status == 200)
             let proxied = try await server.post(
-                fields: smsFields(body: "hi"), signature: .signedWith(token: TestServer.token, url: "https://\(host)/sms"),
-                headers: ["X-Forwarded-Proto": "https"])
+                fields: smsFields(body: "hi"),
+                signature: .signedWith(token: TestServer.token, url: "https://\(host)/sms"),
+                headers: ["X-Forwarded-Proto": "https"]
+            )
             #expect(proxied.status == 200)
-            let wrongScheme = try await server.post(fields: smsFields(body: "hi"), signature: .signedWith(token: TestServer.token, url: "https://\(host)/sms"))
+            let wrongScheme = try await server.post(
+                fields: smsFields(body: "hi"),
+                signature: .signedWith(token: TestServer.token, url: "https://\(host)/sms")
+            )
             #expect(wrongScheme.status == 403)
         }
     }
@@ -293,7 +315,8 @@ struct StatusAndHealthTests {
     func statusFields(_ sid: String, _ status: String, errorCode: String? = nil) -> [FormField] {
         var f: [FormField] = [
             .init("AccountSid", "AC00000000000000000000000000000001"), .init("From", "+15005550006"), .init("To", "+14155550100"),
-            .init("MessageSid", sid), .init("SmsSid", sid), .init("MessageStatus", status), .init("SmsStatus", status), .init("ApiVersion", "2010-04-01"),
+            .init("MessageSid", sid), .init("SmsSid", sid), .init("MessageStatus", status), .init("SmsStatus", status),
+            .init("ApiVersion", "2010-04-01"),
         ]
         if let errorCode { f.append(.init("ErrorCode", errorCode)) }
         return f
@@ -302,7 +325,8 @@ struct StatusAndHealthTests {
     @Test func callbacksMoveARowForwardOnly() async throws {
         try await TestServer.run { server in
             try server.execute(
-                "INSERT INTO outbox (\"to\", body, purpose, status, twilioSid, createdAt, updatedAt) VALUES ('+14155550100', 'x', 'direct', 'sending', 'SMabc', datetime('now'), datetime('now'))")
+                "INSERT INTO outbox (\"to\", body, purpose, status, twilioSid, createdAt, updatedAt) VALUES ('+14155550100', 'x', 'direct', 'sending', 'SMabc', datetime('now'), datetime('now'))"
+            )
             func status() throws -> String { try server.rows("SELECT status FROM outbox")[0]["status"] }
             let r1 = try await server.post("/sms/status", fields: statusFields("SMabc", "sent"))
             #expect(r1.status == 204)
@@ -328,7 +352,8 @@ struct StatusAndHealthTests {
     @Test func undeliveredRecordsTheErrorAndSuppressesUnreachableNumbers() async throws {
         try await TestServer.run { server in
             try server.execute(
-                "INSERT INTO outbox (\"to\", body, purpose, status, twilioSid, createdAt, updatedAt) VALUES ('+14155550100', 'x', 'direct', 'sent', 'SMdef', datetime('now'), datetime('now'))")
+                "INSERT INTO outbox (\"to\", body, purpose, status, twilioSid, createdAt, updatedAt) VALUES ('+14155550100', 'x', 'direct', 'sent', 'SMdef', datetime('now'), datetime('now'))"
+            )
             let r3 = try await server.post("/sms/status", fields: statusFields("SMdef", "undelivered", errorCode: "30006"))
             #expect(r3.status == 204)
             let row = try server.rows("SELECT status, errorCode FROM outbox")[0]

@@ -11,7 +11,10 @@ struct CryptoTests {
     }
 
     @Test func hmacSHA256() {
-        #expect(Crypto.hex(Crypto.hmac(.sha256, key: Array("key".utf8), message: fox)) == "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8")
+        #expect(
+            Crypto.hex(Crypto.hmac(.sha256, key: Array("key".utf8), message: fox))
+                == "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        )
     }
 
     @Test func sha256() {
@@ -21,10 +24,12 @@ struct CryptoTests {
     @Test func pbkdf2RFC7914Vectors() {
         #expect(
             Crypto.hex(Crypto.pbkdf2SHA256(password: Array("passwd".utf8), salt: Array("salt".utf8), iterations: 1, length: 64))
-                == "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783")
+                == "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783"
+        )
         #expect(
             Crypto.hex(Crypto.pbkdf2SHA256(password: Array("Password".utf8), salt: Array("NaCl".utf8), iterations: 80000, length: 64))
-                == "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56a1d425a1225833549adb841b51c9b3176a272bdebba1d078478f62b397f33c8d")
+                == "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56a1d425a1225833549adb841b51c9b3176a272bdebba1d078478f62b397f33c8d"
+        )
     }
 
     @Test func randomBytesDiffer() {

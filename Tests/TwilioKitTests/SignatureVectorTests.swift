@@ -26,67 +26,266 @@ struct SignatureVectorTests {
 
     static let formVectors: [Vector] = [
         .init(number: 1, signature: "RSOYDt4T1cUTdK1PDd93/VVr8B8=", signedURL: u, inputURL: u, params: p),
-        .init(number: 2, signature: "RSOYDt4T1cUTdK1PDd93/VVr8B8=", signedURL: u, inputURL: "https://mycompany.com:1234/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 3, signature: "kvajT1Ptam85bY51eRf/AJRuM3w=", signedURL: "https://mycompany.com:443/myapp.php?foo=1&bar=2", inputURL: u, params: p),
-        .init(number: 4, signature: "0ZXoZLH/DfblKGATFgpif+LLRf4=", signedURL: "http://mycompany.com:80/myapp.php?foo=1&bar=2", inputURL: "http://mycompany.com/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 5, signature: "Zmvh+3yNM1Phv2jhDCwEM3q5ebU=", signedURL: "http://mycompany.com:1234/myapp.php?foo=1&bar=2", inputURL: "http://mycompany.com:1234/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 6, signature: "CYn1h0gLBdNxDGkKJg6hYohgeD8=", signedURL: "https://mycompany.com:1234/myapp.php?foo=1&bar=2", inputURL: "https://mycompany.com:1234/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 7, signature: "IK+Dwps556ElfBT0I3Rgjkr1wJU=", signedURL: u, inputURL: u, params: [
-            .init("Sid", "CA123"), .init("SidAccount", "AC123"), .init("Digits", "5678"), .init("Digits", "1234"), .init("Digits", "1234"),
-        ]),
-        .init(number: 8, signature: "83O6e2vORAoJHUNzJjDWN1jz+BA=", signedURL: u, inputURL: u, params: [
-            .init("MessagingBinding.Address", "+1415xxxxxxx"), .init("MessagingBinding.Address", "+1325xxxxxxx"),
-        ]),
-        .init(number: 12, signature: "CukzLTc1tT5dXEDIHm/tKBanW10=", signedURL: "https://user:pass@mycompany.com/myapp.php?foo=1&bar=2", inputURL: "https://user:pass@mycompany.com/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 13, signature: "ZQFR1PTIZXF2MXB8ZnKCvnnA+rI=", signedURL: "https://user:pass@mycompany.com:443/myapp.php?foo=1&bar=2", inputURL: "https://user:pass@mycompany.com/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 14, signature: "2YRLlVAflCqxaNicjMpJcSTgzSs=", signedURL: "https://user@mycompany.com/myapp.php?foo=1&bar=2", inputURL: "https://user@mycompany.com/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 15, signature: "aZfj4hyX1MLZhSS6QIL18Vn2/RA=", signedURL: "https://user@mycompany.com:443/myapp.php?foo=1&bar=2", inputURL: "https://user@mycompany.com/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 16, signature: "TfZzewPq8wqrGlMfyAud8+/IvJ0=", signedURL: u + "&Body=It%27s+amazing", inputURL: u + "&Body=It's+amazing", params: p),
-        .init(number: 17, signature: "vOEb5UThFn24KEfnOFLQY2AE5FY=", signedURL: u, inputURL: "https://mycompany.com:1234/myapp.php?foo=1&bar=2", params: g),
-        .init(number: 18, signature: "n2xBNyzSW7rfYStDtOFiFMv7qNo=", signedURL: "http://mycompany.com/myapp.php?foo=1&bar=2", inputURL: "http://mycompany.com:1234/myapp.php?foo=1&bar=2", params: g),
-        .init(number: 20, signature: "NBdBDr/T/lgjI+tlgpXjKZQZs/k=", signedURL: u, inputURL: u, params: FormCodec.decode("property=value&boolean=true")!),
+        .init(
+            number: 2,
+            signature: "RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+            signedURL: u,
+            inputURL: "https://mycompany.com:1234/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 3,
+            signature: "kvajT1Ptam85bY51eRf/AJRuM3w=",
+            signedURL: "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+            inputURL: u,
+            params: p
+        ),
+        .init(
+            number: 4,
+            signature: "0ZXoZLH/DfblKGATFgpif+LLRf4=",
+            signedURL: "http://mycompany.com:80/myapp.php?foo=1&bar=2",
+            inputURL: "http://mycompany.com/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 5,
+            signature: "Zmvh+3yNM1Phv2jhDCwEM3q5ebU=",
+            signedURL: "http://mycompany.com:1234/myapp.php?foo=1&bar=2",
+            inputURL: "http://mycompany.com:1234/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 6,
+            signature: "CYn1h0gLBdNxDGkKJg6hYohgeD8=",
+            signedURL: "https://mycompany.com:1234/myapp.php?foo=1&bar=2",
+            inputURL: "https://mycompany.com:1234/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 7,
+            signature: "IK+Dwps556ElfBT0I3Rgjkr1wJU=",
+            signedURL: u,
+            inputURL: u,
+            params: [
+                .init("Sid", "CA123"), .init("SidAccount", "AC123"), .init("Digits", "5678"), .init("Digits", "1234"), .init("Digits", "1234"),
+            ]
+        ),
+        .init(
+            number: 8,
+            signature: "83O6e2vORAoJHUNzJjDWN1jz+BA=",
+            signedURL: u,
+            inputURL: u,
+            params: [
+                .init("MessagingBinding.Address", "+1415xxxxxxx"), .init("MessagingBinding.Address", "+1325xxxxxxx"),
+            ]
+        ),
+        .init(
+            number: 12,
+            signature: "CukzLTc1tT5dXEDIHm/tKBanW10=",
+            signedURL: "https://user:pass@mycompany.com/myapp.php?foo=1&bar=2",
+            inputURL: "https://user:pass@mycompany.com/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 13,
+            signature: "ZQFR1PTIZXF2MXB8ZnKCvnnA+rI=",
+            signedURL: "https://user:pass@mycompany.com:443/myapp.php?foo=1&bar=2",
+            inputURL: "https://user:pass@mycompany.com/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 14,
+            signature: "2YRLlVAflCqxaNicjMpJcSTgzSs=",
+            signedURL: "https://user@mycompany.com/myapp.php?foo=1&bar=2",
+            inputURL: "https://user@mycompany.com/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 15,
+            signature: "aZfj4hyX1MLZhSS6QIL18Vn2/RA=",
+            signedURL: "https://user@mycompany.com:443/myapp.php?foo=1&bar=2",
+            inputURL: "https://user@mycompany.com/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 16,
+            signature: "TfZzewPq8wqrGlMfyAud8+/IvJ0=",
+            signedURL: u + "&Body=It%27s+amazing",
+            inputURL: u + "&Body=It's+amazing",
+            params: p
+        ),
+        .init(
+            number: 17,
+            signature: "vOEb5UThFn24KEfnOFLQY2AE5FY=",
+            signedURL: u,
+            inputURL: "https://mycompany.com:1234/myapp.php?foo=1&bar=2",
+            params: g
+        ),
+        .init(
+            number: 18,
+            signature: "n2xBNyzSW7rfYStDtOFiFMv7qNo=",
+            signedURL: "http://mycompany.com/myapp.php?foo=1&bar=2",
+            inputURL: "http://mycompany.com:1234/myapp.php?foo=1&bar=2",
+            params: g
+        ),
+        .init(
+            number: 20,
+            signature: "NBdBDr/T/lgjI+tlgpXjKZQZs/k=",
+            signedURL: u,
+            inputURL: u,
+            params: FormCodec.decode("property=value&boolean=true")!
+        ),
         .init(number: 21, signature: "zYQTYrRWXE7LtzbG4PfP7/bkkGo=", signedURL: u, inputURL: u, params: []),
-        .init(number: 22, signature: "1xaxFBvyzXYvWplzNOSs28HWO94=", signedURL: "https://mycompany.com/myapp.php", inputURL: "https://mycompany.com/myapp.php", params: p),
-        .init(number: 23, signature: "hYkNsTBttoNGkyCS0p+wWmQoRTg=", signedURL: "https://mycompany.com/myapp.php?foo=1&bar=2&type=thiswontbeusedinthesignaturegeneratorandsoshouldbeignored", inputURL: "https://mycompany.com/myapp.php?foo=1&bar=2&type=thiswontbeusedinthesignaturegeneratorandsoshouldbeignored", params: p),
-        .init(number: 24, signature: "er2tvAP1Wx+iuTTE2BPgvEaN1cs=", signedURL: "https://mycompany.com/myapp.php?foo=hello%20world&bar=test%2Bvalue", inputURL: "https://mycompany.com/myapp.php?foo=hello%20world&bar=test%2Bvalue", params: p),
-        .init(number: 25, signature: "dCPiR4WtQ6QFN6pJh81CtlCcWLQ=", signedURL: u, inputURL: u, params: [
-            .init("Message", "Hello & goodbye! @#$%^*()"), .init("From", "+1 (415) 867-5309"), .init("Special", "unicode: ñáéíóú"),
-        ]),
-        .init(number: 26, signature: "9HHp/OqQMEwdrVebHDdA/+tqjX8=", signedURL: u, inputURL: u, params: [
-            .init("Digits", ""), .init("CallSid", "CA1234567890ABCDE"), .init("EmptyParam", ""),
-        ]),
-        .init(number: 27, signature: "L9lTTwIlxM1xGAtLRwhOSZggRhM=", signedURL: u, inputURL: u, params: [
-            .init("Digits", ""), .init("CallSid", "CA1234567890ABCDE"), .init("NullParam", ""),
-        ]),
-        .init(number: 28, signature: "enveUe73ZTVLAekHxez3Qx6JuuQ=", signedURL: u, inputURL: u, params: [
-            .init("Zebra", "last"), .init("Alpha", "first"), .init("Beta", "second"), .init("Gamma", "third"),
-        ]),
-        .init(number: 29, signature: "G/Hx6mqqnjUNlPAoi2Sp9bGst0g=", signedURL: "https://mycompany.com/webhook/España?año=2023", inputURL: "https://mycompany.com/webhook/España?año=2023", params: p),
-        .init(number: 30, signature: "jDK7WKT8wiNrwggd4ceTv4e1MJ4=", signedURL: u, inputURL: u, params: [
-            .init("callSid", "lowercase"), .init("CallSid", "uppercase"), .init("CALLSID", "allcaps"),
-        ]),
-        .init(number: 31, signature: "A9lH3u16NjyiiM/+wylw5rirFUs=", signedURL: "https://mycompany.com:443//myapp.php?foo=1&bar=2", inputURL: "https://mycompany.com:443//myapp.php?foo=1&bar=2", params: p),
-        .init(number: 32, signature: "g9IN/x4Cft2g517EjYvEvM/W7LU=", signedURL: "https://MyCompany.com/myapp.php?foo=1&bar=2", inputURL: "https://MyCompany.com/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 33, signature: "PCqOZm8cnu/L6+u5i5fuEd+Iac4=", signedURL: "https://MyCompany.com:1234/myapp.php?foo=1&bar=2", inputURL: "https://MyCompany.com:1234/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 34, signature: "XY7AlKOKL6im4yWyX84gldUrtis=", signedURL: "http://MyCompany.com/myapp.php?foo=1&bar=2", inputURL: "http://MyCompany.com/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 35, signature: "PJ08CxXr7KLPjEQCTc8LkUSMwSM=", signedURL: "http://username:password@MyCompany.com/myapp.php?foo=1&bar=2", inputURL: "http://username:password@MyCompany.com/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 36, signature: "hy/l8pca+LFms4cvRdv8uiP6NGc=", signedURL: "HTTP://username:password@MyCompany.com/myapp.php?foo=1&bar=2", inputURL: "HTTP://username:password@MyCompany.com/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 37, signature: "SkTSKyDJH9kUlhItI0slbgZ1UsI=", signedURL: "http://Username:Password@MyCompany.com/myapp.php?foo=1&bar=2", inputURL: "http://Username:Password@MyCompany.com/myapp.php?foo=1&bar=2", params: p),
-        .init(number: 38, signature: "L/OH5YylLD5NRKLltdqwSvS0BnU=", signedURL: "https://example.com/myapp.php?foo=1&bar=2", inputURL: "https://example.com/myapp.php?foo=1&bar=2", params: [
-            .init("CallSid", "CA1234567890ABCDE"), .init("Caller", "+14158675310"), .init("Digits", "1234"),
-            .init("From", "+14158675310"), .init("To", "+18005551212"),
-        ]),
-        .init(number: 39, signature: "fF+xx6dTinOaCdZ0aIeNkHr/ZAA=", signedURL: "http://www.postbin.org/1ed898x", inputURL: "http://www.postbin.org/1ed898x", params: [
-            .init("AccountSid", "AC9a9f9392lad99kla0sklakjs90j092j3"), .init("ApiVersion", "2010-04-01"),
-            .init("CallSid", "CAd800bb12c0426a7ea4230e492fef2a4f"), .init("CallStatus", "ringing"),
-            .init("Called", "+15306384866"), .init("CalledCity", "OAKLAND"), .init("CalledCountry", "US"),
-            .init("CalledState", "CA"), .init("CalledZip", "94612"), .init("Caller", "+15306666666"),
-            .init("CallerCity", "SOUTH LAKE TAHOE"), .init("CallerCountry", "US"), .init("CallerName", "CA Wireless Call"),
-            .init("CallerState", "CA"), .init("CallerZip", "89449"), .init("Direction", "inbound"),
-            .init("From", "+15306666666"), .init("FromCity", "SOUTH LAKE TAHOE"), .init("FromCountry", "US"),
-            .init("FromState", "CA"), .init("FromZip", "89449"), .init("To", "+15306384866"), .init("ToCity", "OAKLAND"),
-            .init("ToCountry", "US"), .init("ToState", "CA"), .init("ToZip", "94612"),
-        ], token: "1c892n40nd03kdnc0112slzkl3091j20"),
+        .init(
+            number: 22,
+            signature: "1xaxFBvyzXYvWplzNOSs28HWO94=",
+            signedURL: "https://mycompany.com/myapp.php",
+            inputURL: "https://mycompany.com/myapp.php",
+            params: p
+        ),
+        .init(
+            number: 23,
+            signature: "hYkNsTBttoNGkyCS0p+wWmQoRTg=",
+            signedURL: "https://mycompany.com/myapp.php?foo=1&bar=2&type=thiswontbeusedinthesignaturegeneratorandsoshouldbeignored",
+            inputURL: "https://mycompany.com/myapp.php?foo=1&bar=2&type=thiswontbeusedinthesignaturegeneratorandsoshouldbeignored",
+            params: p
+        ),
+        .init(
+            number: 24,
+            signature: "er2tvAP1Wx+iuTTE2BPgvEaN1cs=",
+            signedURL: "https://mycompany.com/myapp.php?foo=hello%20world&bar=test%2Bvalue",
+            inputURL: "https://mycompany.com/myapp.php?foo=hello%20world&bar=test%2Bvalue",
+            params: p
+        ),
+        .init(
+            number: 25,
+            signature: "dCPiR4WtQ6QFN6pJh81CtlCcWLQ=",
+            signedURL: u,
+            inputURL: u,
+            params: [
+                .init("Message", "Hello & goodbye! @#$%^*()"), .init("From", "+1 (415) 867-5309"), .init("Special", "unicode: ñáéíóú"),
+            ]
+        ),
+        .init(
+            number: 26,
+            signature: "9HHp/OqQMEwdrVebHDdA/+tqjX8=",
+            signedURL: u,
+            inputURL: u,
+            params: [
+                .init("Digits", ""), .init("CallSid", "CA1234567890ABCDE"), .init("EmptyParam", ""),
+            ]
+        ),
+        .init(
+            number: 27,
+            signature: "L9lTTwIlxM1xGAtLRwhOSZggRhM=",
+            signedURL: u,
+            inputURL: u,
+            params: [
+                .init("Digits", ""), .init("CallSid", "CA1234567890ABCDE"), .init("NullParam", ""),
+            ]
+        ),
+        .init(
+            number: 28,
+            signature: "enveUe73ZTVLAekHxez3Qx6JuuQ=",
+            signedURL: u,
+            inputURL: u,
+            params: [
+                .init("Zebra", "last"), .init("Alpha", "first"), .init("Beta", "second"), .init("Gamma", "third"),
+            ]
+        ),
+        .init(
+            number: 29,
+            signature: "G/Hx6mqqnjUNlPAoi2Sp9bGst0g=",
+            signedURL: "https://mycompany.com/webhook/España?año=2023",
+            inputURL: "https://mycompany.com/webhook/España?año=2023",
+            params: p
+        ),
+        .init(
+            number: 30,
+            signature: "jDK7WKT8wiNrwggd4ceTv4e1MJ4=",
+            signedURL: u,
+            inputURL: u,
+            params: [
+                .init("callSid", "lowercase"), .init("CallSid", "uppercase"), .init("CALLSID", "allcaps"),
+            ]
+        ),
+        .init(
+            number: 31,
+            signature: "A9lH3u16NjyiiM/+wylw5rirFUs=",
+            signedURL: "https://mycompany.com:443//myapp.php?foo=1&bar=2",
+            inputURL: "https://mycompany.com:443//myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 32,
+            signature: "g9IN/x4Cft2g517EjYvEvM/W7LU=",
+            signedURL: "https://MyCompany.com/myapp.php?foo=1&bar=2",
+            inputURL: "https://MyCompany.com/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 33,
+            signature: "PCqOZm8cnu/L6+u5i5fuEd+Iac4=",
+            signedURL: "https://MyCompany.com:1234/myapp.php?foo=1&bar=2",
+            inputURL: "https://MyCompany.com:1234/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 34,
+            signature: "XY7AlKOKL6im4yWyX84gldUrtis=",
+            signedURL: "http://MyCompany.com/myapp.php?foo=1&bar=2",
+            inputURL: "http://MyCompany.com/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 35,
+            signature: "PJ08CxXr7KLPjEQCTc8LkUSMwSM=",
+            signedURL: "http://username:password@MyCompany.com/myapp.php?foo=1&bar=2",
+            inputURL: "http://username:password@MyCompany.com/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 36,
+            signature: "hy/l8pca+LFms4cvRdv8uiP6NGc=",
+            signedURL: "HTTP://username:password@MyCompany.com/myapp.php?foo=1&bar=2",
+            inputURL: "HTTP://username:password@MyCompany.com/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 37,
+            signature: "SkTSKyDJH9kUlhItI0slbgZ1UsI=",
+            signedURL: "http://Username:Password@MyCompany.com/myapp.php?foo=1&bar=2",
+            inputURL: "http://Username:Password@MyCompany.com/myapp.php?foo=1&bar=2",
+            params: p
+        ),
+        .init(
+            number: 38,
+            signature: "L/OH5YylLD5NRKLltdqwSvS0BnU=",
+            signedURL: "https://example.com/myapp.php?foo=1&bar=2",
+            inputURL: "https://example.com/myapp.php?foo=1&bar=2",
+            params: [
+                .init("CallSid", "CA1234567890ABCDE"), .init("Caller", "+14158675310"), .init("Digits", "1234"),
+                .init("From", "+14158675310"), .init("To", "+18005551212"),
+            ]
+        ),
+        .init(
+            number: 39,
+            signature: "fF+xx6dTinOaCdZ0aIeNkHr/ZAA=",
+            signedURL: "http://www.postbin.org/1ed898x",
+            inputURL: "http://www.postbin.org/1ed898x",
+            params: [
+                .init("AccountSid", "AC9a9f9392lad99kla0sklakjs90j092j3"), .init("ApiVersion", "2010-04-01"),
+                .init("CallSid", "CAd800bb12c0426a7ea4230e492fef2a4f"), .init("CallStatus", "ringing"),
+                .init("Called", "+15306384866"), .init("CalledCity", "OAKLAND"), .init("CalledCountry", "US"),
+                .init("CalledState", "CA"), .init("CalledZip", "94612"), .init("Caller", "+15306666666"),
+                .init("CallerCity", "SOUTH LAKE TAHOE"), .init("CallerCountry", "US"), .init("CallerName", "CA Wireless Call"),
+                .init("CallerState", "CA"), .init("CallerZip", "89449"), .init("Direction", "inbound"),
+                .init("From", "+15306666666"), .init("FromCity", "SOUTH LAKE TAHOE"), .init("FromCountry", "US"),
+                .init("FromState", "CA"), .init("FromZip", "89449"), .init("To", "+15306384866"), .init("ToCity", "OAKLAND"),
+                .init("ToCountry", "US"), .init("ToState", "CA"), .init("ToZip", "94612"),
+            ],
+            token: "1c892n40nd03kdnc0112slzkl3091j20"
+        ),
     ]
 
     @Test(arguments: formVectors)
@@ -107,7 +306,9 @@ struct SignatureVectorTests {
     }
 
     @Test func vector7SignedTailIsDistinctSortedValues() {
-        let params: [FormField] = [.init("Sid", "CA123"), .init("SidAccount", "AC123"), .init("Digits", "5678"), .init("Digits", "1234"), .init("Digits", "1234")]
+        let params: [FormField] = [
+            .init("Sid", "CA123"), .init("SidAccount", "AC123"), .init("Digits", "5678"), .init("Digits", "1234"), .init("Digits", "1234"),
+        ]
         #expect(String(decoding: TwilioSignature.signedParams(params), as: UTF8.self) == "Digits1234Digits5678SidCA123SidAccountAC123")
     }
 
@@ -127,7 +328,9 @@ struct SignatureVectorTests {
 
     @Test func signedStringMatchesDocumentedExample() {
         let signed = Self.u + String(decoding: TwilioSignature.signedParams(Self.p), as: UTF8.self)
-        #expect(signed == "https://mycompany.com/myapp.php?foo=1&bar=2CallSidCA1234567890ABCDECaller+14158675309Digits1234From+14158675309To+18005551212")
+        #expect(
+            signed == "https://mycompany.com/myapp.php?foo=1&bar=2CallSidCA1234567890ABCDECaller+14158675309Digits1234From+14158675309To+18005551212"
+        )
     }
 
     // MARK: - Vectors that must fail
@@ -183,7 +386,13 @@ struct SignatureVectorTests {
     @Test func separatorsAreFoundAsBytesNotCharacters() {
         let v = RequestValidator(authTokens: [Self.token])
         let fragmentAfterMark = "https://a/b#\u{0301}"
-        #expect(v.isValid(signature: TwilioSignature.compute(authToken: Self.token, url: "https://a/b", params: Self.p), url: fragmentAfterMark, params: Self.p))
+        #expect(
+            v.isValid(
+                signature: TwilioSignature.compute(authToken: Self.token, url: "https://a/b", params: Self.p),
+                url: fragmentAfterMark,
+                params: Self.p
+            )
+        )
         let portAfterMark = "https://a\u{0600}:443/b"
         #expect(TwilioSignature.urlVariants(portAfterMark) == [portAfterMark, "https://a\u{0600}/b"])
         let quote = "https://a/b?x='\u{0301}"

@@ -15,13 +15,15 @@ struct TwiMLTests {
     @Test func oneMessageEscapedWithoutAddedWhitespace() {
         #expect(
             TwiML.messagingResponse(["Tom & Jerry <3 > all"])
-                == #"<?xml version="1.0" encoding="UTF-8"?><Response><Message>Tom &amp; Jerry &lt;3 &gt; all</Message></Response>"#)
+                == #"<?xml version="1.0" encoding="UTF-8"?><Response><Message>Tom &amp; Jerry &lt;3 &gt; all</Message></Response>"#
+        )
     }
 
     @Test func severalMessagesInOrder() {
         #expect(
             TwiML.messagingResponse(["one", "two"])
-                == #"<?xml version="1.0" encoding="UTF-8"?><Response><Message>one</Message><Message>two</Message></Response>"#)
+                == #"<?xml version="1.0" encoding="UTF-8"?><Response><Message>one</Message><Message>two</Message></Response>"#
+        )
     }
 
     @Test func controlCharactersAreDroppedNewlinesKept() {

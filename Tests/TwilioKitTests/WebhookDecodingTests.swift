@@ -5,7 +5,8 @@ import Testing
 @Suite("Webhook decoding")
 struct WebhookDecodingTests {
     @Test func realCapturedPayloadDecodes() throws {
-        let body = "ToCountry=US&ToState=MI&SmsMessageSid=SM0123&NumMedia=0&ToCity=&FromZip=02134&SmsSid=SM0123&FromState=MA&SmsStatus=received&FromCity=BOSTON&Body=It%27s+working%21%21%21&FromCountry=US&To=%2B15005550006&ToZip=&NumSegments=1&ReferralNumMedia=0&MessageSid=SM0123&AccountSid=AC123&From=%2B14155550100&ApiVersion=2010-04-01&FutureField=x"
+        let body =
+            "ToCountry=US&ToState=MI&SmsMessageSid=SM0123&NumMedia=0&ToCity=&FromZip=02134&SmsSid=SM0123&FromState=MA&SmsStatus=received&FromCity=BOSTON&Body=It%27s+working%21%21%21&FromCountry=US&To=%2B15005550006&ToZip=&NumSegments=1&ReferralNumMedia=0&MessageSid=SM0123&AccountSid=AC123&From=%2B14155550100&ApiVersion=2010-04-01&FutureField=x"
         let m = try IncomingMessage(fields: #require(FormCodec.decode(body)))
         #expect(m.messageSid == "SM0123")
         #expect(m.from == "+14155550100")

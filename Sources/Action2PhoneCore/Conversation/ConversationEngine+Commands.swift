@@ -16,7 +16,8 @@ extension ConversationEngine {
                 return step.reply(
                     state.isLoggedIn
                         ? "You are already registered and logged in, comrade \(account.firstName). Reply HELP for commands."
-                        : "You are already registered, comrade \(account.firstName). Reply LOGIN to log in.")
+                        : "You are already registered, comrade \(account.firstName). Reply LOGIN to log in."
+                )
             }
             state.step = .askedFirstName
             step.reply(Copy.askFirstName)
@@ -49,7 +50,8 @@ extension ConversationEngine {
             let unread = try step.facts.unreadCount(userId: account.id)
             step.reply(
                 "Comrade \(account.fullName)\(account.role == .admin ? " (admin)" : "")\nEmail: \(account.email)\nPhone: \(account.phone)\n"
-                    + "Member since \(Copy.day(account.createdAt))\nUnread: \(unread). Reply MESSAGES to read, HELP for commands.")
+                    + "Member since \(Copy.day(account.createdAt))\nUnread: \(unread). Reply MESSAGES to read, HELP for commands."
+            )
         case .delete:
             guard requireLogin(state, &step) != nil else { return }
             state.step = .confirmingDelete
@@ -64,7 +66,8 @@ extension ConversationEngine {
             guard requireLogin(state, &step) != nil else { return }
             let c = try step.facts.userCounts(activeSince: step.now.addingTimeInterval(-settings.sessionTTL))
             step.reply(
-                "Comrades: \(c.registered) registered, \(c.optedOut) opted out, \(Copy.plural(c.admins, "admin")), \(c.loggedIn) logged in now. Reply HELP for commands.")
+                "Comrades: \(c.registered) registered, \(c.optedOut) opted out, \(Copy.plural(c.admins, "admin")), \(c.loggedIn) logged in now. Reply HELP for commands."
+            )
         case .find:
             guard requireLogin(state, &step) != nil else { return }
             try find(&step)
@@ -162,7 +165,8 @@ extension ConversationEngine {
         state.step = .confirmingBroadcast(text: body)
         step.reply(
             "Broadcast to \(Copy.plural(audience.registered, "comrade")): \(audience.textable) texted"
-                + (skipped > 0 ? " (\(skipped) opted out or unreachable)" : "") + ". \(encoding). Reply YES to send, or RESET to cancel.")
+                + (skipped > 0 ? " (\(skipped) opted out or unreachable)" : "") + ". \(encoding). Reply YES to send, or RESET to cancel."
+        )
     }
 
     func find(_ step: inout StepContext) throws {

@@ -55,7 +55,8 @@ extension ConversationEngine {
             state.loggedInAt = step.now
             step.reply(
                 "Welcome to the collective, comrade \(first)! You are registered and logged in"
-                    + (role == .admin ? " as an admin" : "") + ". Reply MESSAGES, PROFILE or HELP.")
+                    + (role == .admin ? " as an admin" : "") + ". Reply MESSAGES, PROFILE or HELP."
+            )
         case .askedLoginPasscode:
             guard let account = step.account else {
                 state.step = .idle
@@ -64,7 +65,9 @@ extension ConversationEngine {
             login(account, passcode: text, &state, &step)
         case .confirmingDelete:
             state.step = .idle
-            guard step.input.firstKeyword == "YES" else { return step.reply("Deletion cancelled: your data stays, comrade. Reply HELP for commands.") }
+            guard step.input.firstKeyword == "YES" else {
+                return step.reply("Deletion cancelled: your data stays, comrade. Reply HELP for commands.")
+            }
             guard let account = step.account, state.isLoggedIn else { return step.reply(Copy.needLogin) }
             step.effects.append(.deleteAccount(userId: account.id))
             state.loggedInAt = nil
@@ -76,7 +79,8 @@ extension ConversationEngine {
             let audience = try step.facts.broadcastAudience()
             step.effects.append(.broadcast(senderId: account.id, body: body))
             step.reply(
-                "Broadcast sent to the inboxes of \(Copy.plural(audience.registered, "comrade")); \(Copy.plural(audience.textable, "text")) queued. Reply HELP for commands.")
+                "Broadcast sent to the inboxes of \(Copy.plural(audience.registered, "comrade")); \(Copy.plural(audience.textable, "text")) queued. Reply HELP for commands."
+            )
         }
     }
 
@@ -98,7 +102,8 @@ extension ConversationEngine {
             let unread = (try? step.facts.unreadCount(userId: account.id)) ?? 0
             return step.reply(
                 "Welcome back, comrade \(account.firstName)! You have \(Copy.plural(unread, "unread message")). "
-                    + (unread > 0 ? "Reply MESSAGES to read them." : "Reply HELP for commands."))
+                    + (unread > 0 ? "Reply MESSAGES to read them." : "Reply HELP for commands.")
+            )
         }
         // The window slides: the failures of the last 15 minutes count, whenever the first of them was.
         let recent = account.recentFailedLogins.filter { step.now.timeIntervalSince($0) < settings.failureWindow } + [step.now]

@@ -65,7 +65,11 @@ public struct ConversationEngine: Sendable {
     /// Decides the answer to one text. `evidence` is the result of `passcodeWork`, when there was any;
     /// `passcodeText` says the text was treated as a passcode before this call, so it is redacted regardless.
     public func reduce(
-        _ state: inout ConversationState, _ input: Inbound, evidence: PasscodeEvidence? = nil, facts: any ConversationFacts, now: Date,
+        _ state: inout ConversationState,
+        _ input: Inbound,
+        evidence: PasscodeEvidence? = nil,
+        facts: any ConversationFacts,
+        now: Date,
         passcodeText: Bool = false
     ) throws -> Decision {
         let stepBefore = state.step
@@ -124,7 +128,8 @@ public struct ConversationEngine: Sendable {
 
         if let expired, var first = step.replies.first {
             let consequence = expired.timedOutConsequence.map { " and \($0)" } ?? ""
-            first = "Your \(expired.flowName ?? "flow") timed out after \(Copy.duration(settings.sessionTTL)) of silence\(consequence); "
+            first =
+                "Your \(expired.flowName ?? "flow") timed out after \(Copy.duration(settings.sessionTTL)) of silence\(consequence); "
                 + "send \(expired.restartCommand) to start again. " + first
             step.replies[0] = first
         }

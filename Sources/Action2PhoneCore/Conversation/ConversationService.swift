@@ -18,7 +18,11 @@ public struct ConversationService: InboundHandler {
     public static let defaultPasscodeWait: Duration = .seconds(8)
 
     public init(
-        store: any Store, engine: ConversationEngine, hasher: PasscodeHasher, replyMode: ReplyMode, passcodeWait: Duration = defaultPasscodeWait,
+        store: any Store,
+        engine: ConversationEngine,
+        hasher: PasscodeHasher,
+        replyMode: ReplyMode,
+        passcodeWait: Duration = defaultPasscodeWait,
         logger: Logger = Logger(label: "action2phone")
     ) {
         self.store = store
@@ -40,18 +44,30 @@ public struct ConversationService: InboundHandler {
                 // It matches no passcode, so the person can never log in, and would only hear "wrong passcode".
                 logger.error(
                     "the stored passcode of this number's account is damaged and matches no passcode; the person cannot log in until the account is deleted (action2phone users delete) and registered again",
-                    metadata: ["a2p.phone": "\(record.from)"])
+                    metadata: ["a2p.phone": "\(record.from)"]
+                )
             }
             let evidence = await hasher.perform(needed.work, waitingAtMost: passcodeWait)
             return try await step(record, input, prepared: (needed.work, evidence), now: now)
         }
     }
 
-    private func step(_ record: InboundRecord, _ input: Inbound, prepared: (PasscodeWork, PasscodeEvidence)?, now: Date) async throws -> InboundOutcome {
+    private func step(
+        _ record: InboundRecord,
+        _ input: Inbound,
+        prepared: (PasscodeWork, PasscodeEvidence)?,
+        now: Date
+    ) async throws -> InboundOutcome {
         let engine = self.engine
         return try await store.processInbound(record, replyMode: replyMode, now: now) { state, facts in
             var evidence: PasscodeEvidence? = nil
-            if let work = engine.passcodeWork(for: input, state: state, account: try facts.account(), optedOut: try facts.consent().optedOut, now: now) {
+            if let work = engine.passcodeWork(
+                for: input,
+                state: state,
+                account: try facts.account(),
+                optedOut: try facts.consent().optedOut,
+                now: now
+            ) {
                 guard let prepared else { throw PasscodeWorkNeeded(work: work) }
                 // Work done for another state (it changed meanwhile) is not used: the step asks again.
                 evidence = prepared.0 == work ? prepared.1 : nil

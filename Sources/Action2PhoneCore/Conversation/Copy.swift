@@ -13,7 +13,8 @@ enum Copy {
     static let askPasscode = "Choose a passcode of 6 to 64 characters and reply with it. Never reuse your bank password, comrade."
     static let askPasscodeAgain = "Reply with the same passcode again to confirm."
     static let askLoginPasscode = "Reply with your passcode, comrade, or RESET to stop."
-    static let passcodesBusy = "The passcode office has a queue around the block, comrade: your passcode was not checked. Send the same text again in a minute."
+    static let passcodesBusy =
+        "The passcode office has a queue around the block, comrade: your passcode was not checked. Send the same text again in a minute."
     static let needAccount = "You need an account first, comrade. Reply JOIN to register."
     static let needLogin = "Please log in first, comrade: reply LOGIN."
     static let confirmDelete = "This erases your profile and inbox forever. Reply YES to confirm, or RESET to keep them."

@@ -53,8 +53,16 @@ public struct Account: Sendable, Equatable {
     public var lockedUntil: Date?
 
     public init(
-        id: Int64, phone: String, firstName: String, lastName: String, email: String, role: Role = .user, createdAt: Date,
-        passcode: PasscodeHash, recentFailedLogins: [Date] = [], lockedUntil: Date? = nil
+        id: Int64,
+        phone: String,
+        firstName: String,
+        lastName: String,
+        email: String,
+        role: Role = .user,
+        createdAt: Date,
+        passcode: PasscodeHash,
+        recentFailedLogins: [Date] = [],
+        lockedUntil: Date? = nil
     ) {
         self.id = id
         self.phone = phone

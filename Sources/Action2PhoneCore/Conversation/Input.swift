@@ -111,9 +111,20 @@ extension Inbound {
 
 /// The words the bot understands, with their aliases.
 enum Command: String, CaseIterable, Sendable {
-    case join = "JOIN", login = "LOGIN", logout = "LOGOUT", messages = "MESSAGES", more = "MORE", profile = "PROFILE"
-    case delete = "DELETE", send = "SEND", broadcast = "BROADCAST", users = "USERS", find = "FIND"
-    case help = "HELP", reset = "RESET", start = "START"
+    case join = "JOIN"
+    case login = "LOGIN"
+    case logout = "LOGOUT"
+    case messages = "MESSAGES"
+    case more = "MORE"
+    case profile = "PROFILE"
+    case delete = "DELETE"
+    case send = "SEND"
+    case broadcast = "BROADCAST"
+    case users = "USERS"
+    case find = "FIND"
+    case help = "HELP"
+    case reset = "RESET"
+    case start = "START"
 
     static let aliases: [String: Command] = [
         "REGISTER": .join, "SIGNUP": .join, "INBOX": .messages, "ME": .profile, "INFO": .help, "?": .help,
@@ -139,7 +150,9 @@ enum Command: String, CaseIterable, Sendable {
     static let suggestable: [(word: String, letters: [Character], isAdminOnly: Bool)] =
         allCases.map { (word: $0.rawValue, letters: Array($0.rawValue), isAdminOnly: $0.isAdminOnly) }
         + [(word: "STOP", letters: Array("STOP"), isAdminOnly: false)]
-        + aliases.filter { $0.key.count > 2 }.sorted { $0.key < $1.key }.map { (word: $0.key, letters: Array($0.key), isAdminOnly: $0.value.isAdminOnly) }
+        + aliases.filter { $0.key.count > 2 }.sorted { $0.key < $1.key }.map {
+            (word: $0.key, letters: Array($0.key), isAdminOnly: $0.value.isAdminOnly)
+        }
 }
 
 /// Carrier and Twilio opt-out words (twilio.md §7): a message that is exactly one of them opts out.

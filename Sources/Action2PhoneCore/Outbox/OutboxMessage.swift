@@ -19,8 +19,18 @@ public struct OutboxMessage: Sendable, Equatable, Codable {
     public var needsReconcile: Bool
 
     public init(
-        id: Int64, to: String, body: String, status: OutboxStatus, attempts: Int = 0, twilioSid: String? = nil, errorCode: Int? = nil,
-        errorMessage: String? = nil, createdAt: Date, updatedAt: Date, purpose: String = "direct", firstAttemptAt: Date? = nil,
+        id: Int64,
+        to: String,
+        body: String,
+        status: OutboxStatus,
+        attempts: Int = 0,
+        twilioSid: String? = nil,
+        errorCode: Int? = nil,
+        errorMessage: String? = nil,
+        createdAt: Date,
+        updatedAt: Date,
+        purpose: String = "direct",
+        firstAttemptAt: Date? = nil,
         needsReconcile: Bool = false
     ) {
         self.id = id

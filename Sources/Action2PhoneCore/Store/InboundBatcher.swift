@@ -149,8 +149,11 @@ final class InboundBatcher: Sendable {
 
     /// Whether `code` says the database cannot take writes at all, as opposed to refusing one statement.
     static func cannotWrite(_ code: ResultCode) -> Bool {
-        [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_NOMEM, .SQLITE_PERM, .SQLITE_CORRUPT, .SQLITE_NOTADB]
-            .contains(code.primaryResultCode)
+        [
+            .SQLITE_FULL, .SQLITE_IOERR, .SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_NOMEM, .SQLITE_PERM,
+            .SQLITE_CORRUPT, .SQLITE_NOTADB,
+        ]
+        .contains(code.primaryResultCode)
     }
 
     /// The step's own result, or throws when its failure aborted the whole transaction.

@@ -19,22 +19,29 @@ extension SQLiteStore {
                     INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, role, createdAt, lastSeenAt)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
-                arguments: [phone, r.firstName, r.lastName, r.email, Data(r.passcode.hash), Data(r.passcode.salt), r.passcode.iterations, r.role.rawValue, now, now])
+                arguments: [
+                    phone, r.firstName, r.lastName, r.email, Data(r.passcode.hash), Data(r.passcode.salt), r.passcode.iterations, r.role.rawValue,
+                    now, now,
+                ]
+            )
         case .loginFailed(let userId, let recent, let lockedUntil):
             // failedLogins and firstFailedLoginAt summarise failedLoginTimes for operators.
             try db.execute(
                 sql: "UPDATE users SET failedLogins = ?, firstFailedLoginAt = ?, failedLoginTimes = ?, lockedUntil = ? WHERE id = ?",
-                arguments: [recent.count, recent.first, FailedLoginTimes.encode(recent), lockedUntil, userId])
+                arguments: [recent.count, recent.first, FailedLoginTimes.encode(recent), lockedUntil, userId]
+            )
         case .loginSucceeded(let userId):
             try db.execute(
                 sql: "UPDATE users SET failedLogins = 0, firstFailedLoginAt = NULL, failedLoginTimes = NULL, lockedUntil = NULL WHERE id = ?",
-                arguments: [userId])
+                arguments: [userId]
+            )
         case .markRead(let ids):
             guard !ids.isEmpty else { return }
             let placeholders = databaseQuestionMarks(count: ids.count)
             try db.execute(
                 sql: "UPDATE inbox SET readAt = ? WHERE readAt IS NULL AND id IN (\(placeholders))",
-                arguments: StatementArguments([now] + ids.map { $0 as (any DatabaseValueConvertible) }))
+                arguments: StatementArguments([now] + ids.map { $0 as (any DatabaseValueConvertible) })
+            )
         case .sendDirect(let recipientId, let senderId, let body):
             try sendDirect(db, recipientId: recipientId, senderId: senderId, body: body, purpose: "direct", now: now)
         case .broadcast(let senderId, let body):
@@ -51,7 +58,8 @@ extension SQLiteStore {
         guard let phone = try String.fetchOne(db, sql: "SELECT phone FROM users WHERE id = ?", arguments: [recipientId]) else { return false }
         try db.execute(
             sql: "INSERT INTO inbox (userId, kind, senderId, body, createdAt) VALUES (?, 'direct', ?, ?, ?)",
-            arguments: [recipientId, senderId, body, now])
+            arguments: [recipientId, senderId, body, now]
+        )
         let consent = try SQLiteFacts(db: db, phone: phone).consent()
         guard !consent.optedOut, !consent.suppressed else { return false }
         try enqueue(db, to: phone, body: body, purpose: purpose, inReplyTo: nil, now: now)
@@ -64,7 +72,8 @@ extension SQLiteStore {
     static func queueBroadcast(_ db: Database, senderId: Int64?, body: String, now: Date) throws -> Int64 {
         try db.execute(
             sql: "INSERT INTO broadcasts (senderId, body, createdAt, lastUserId) VALUES (?, ?, ?, (SELECT coalesce(max(id), 0) FROM users))",
-            arguments: [senderId, body, now])
+            arguments: [senderId, body, now]
+        )
         return db.lastInsertedRowID
     }
 
@@ -89,16 +98,20 @@ extension SQLiteStore {
         let from: Int64 = try row.decode(forColumn: "doneThroughUserId")
         let through =
             try Int64.fetchOne(
-                db, sql: "SELECT max(id) FROM (SELECT id FROM users WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)",
-                arguments: [from, last, fanOutChunkSize]) ?? last
-        let done = try through >= last || Int64.fetchOne(db, sql: "SELECT 1 FROM users WHERE id > ? AND id <= ? LIMIT 1", arguments: [through, last]) == nil
+                db,
+                sql: "SELECT max(id) FROM (SELECT id FROM users WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)",
+                arguments: [from, last, fanOutChunkSize]
+            ) ?? last
+        let done =
+            try through >= last || Int64.fetchOne(db, sql: "SELECT 1 FROM users WHERE id > ? AND id <= ? LIMIT 1", arguments: [through, last]) == nil
         // The sender as long as they have an account: one deleted meanwhile is no longer named (nor can be).
         try db.execute(
             sql: """
                 INSERT INTO inbox (userId, kind, senderId, body, createdAt)
                 SELECT id, 'broadcast', (SELECT s.id FROM users s WHERE s.id = ?), ?, ? FROM users WHERE id > ? AND id <= ? ORDER BY id
                 """,
-            arguments: [senderId, body, createdAt, from, through])
+            arguments: [senderId, body, createdAt, from, through]
+        )
         let stored = db.changesCount
         try db.execute(
             sql: """
@@ -106,11 +119,13 @@ extension SQLiteStore {
                 SELECT u.phone, ?, 'broadcast', 'queued', ?, ? FROM users u LEFT JOIN phones p ON p.phone = u.phone
                 WHERE u.id > ? AND u.id <= ? AND coalesce(p.optedOut, 0) = 0 AND coalesce(p.suppressed, 0) = 0 ORDER BY u.id
                 """,
-            arguments: [body, now, now, from, through])
+            arguments: [body, now, now, from, through]
+        )
         let queued = db.changesCount
         try db.execute(
             sql: "UPDATE broadcasts SET doneThroughUserId = ?, stored = stored + ?, queued = queued + ?, finishedAt = ? WHERE id = ?",
-            arguments: [done ? last : through, stored, queued, done ? now : nil, id])
+            arguments: [done ? last : through, stored, queued, done ? now : nil, id]
+        )
         return true
     }
 
@@ -130,7 +145,8 @@ extension SQLiteStore {
                 UPDATE outbox SET status = CASE WHEN needsReconcile THEN 'uncertain' ELSE 'failed' END,
                 errorMessage = 'recipient deleted their account', updatedAt = ? WHERE "to" = ? AND status = 'queued'
                 """,
-            arguments: [now, phone])
+            arguments: [now, phone]
+        )
         try db.execute(sql: "UPDATE outbox SET body = ?, recipientDeleted = 1 WHERE \"to\" = ?", arguments: [deletedBody, phone])
         try resetConversation(db, phone: phone, now: now)
     }
@@ -139,7 +155,8 @@ extension SQLiteStore {
     static func resetConversation(_ db: Database, phone: String, now: Date) throws {
         try db.execute(
             sql: "UPDATE conversations SET state = ?, updatedAt = ? WHERE phone = ?",
-            arguments: [StoredState.encode(ConversationState()), now, phone])
+            arguments: [StoredState.encode(ConversationState()), now, phone]
+        )
     }
 }
 
@@ -215,7 +232,15 @@ final class SQLiteFacts: ConversationFacts {
                 WHERE i.userId = ? AND i.readAt IS NULL ORDER BY i.id LIMIT ?
                 """,
             arguments: [userId, limit]
-        ).map { try InboxItem(id: $0.decode(forColumn: "id"), senderName: $0.decode(forColumn: "sender"), kind: $0.decode(forColumn: "kind"), body: $0.decode(forColumn: "body"), createdAt: $0.decode(forColumn: "createdAt")) }
+        ).map {
+            try InboxItem(
+                id: $0.decode(forColumn: "id"),
+                senderName: $0.decode(forColumn: "sender"),
+                kind: $0.decode(forColumn: "kind"),
+                body: $0.decode(forColumn: "body"),
+                createdAt: $0.decode(forColumn: "createdAt")
+            )
+        }
     }
 
     func unreadCount(userId: Int64) throws -> Int {
@@ -232,8 +257,14 @@ final class SQLiteFacts: ConversationFacts {
                        (SELECT count(*) FROM conversations c JOIN users u ON u.phone = c.phone
                          WHERE json_extract(c.state, '$.loggedInAt') IS NOT NULL AND c.updatedAt >= ?) AS loggedIn
                 """,
-            arguments: [activeSince])!
-        return try UserCounts(registered: row.decode(forColumn: "registered"), optedOut: row.decode(forColumn: "optedOut"), admins: row.decode(forColumn: "admins"), loggedIn: row.decode(forColumn: "loggedIn"))
+            arguments: [activeSince]
+        )!
+        return try UserCounts(
+            registered: row.decode(forColumn: "registered"),
+            optedOut: row.decode(forColumn: "optedOut"),
+            admins: row.decode(forColumn: "admins"),
+            loggedIn: row.decode(forColumn: "loggedIn")
+        )
     }
 
     func findUsers(matching text: String, limit: Int) throws -> [Account] {
@@ -258,7 +289,8 @@ final class SQLiteFacts: ConversationFacts {
                 SELECT count(*) AS registered,
                        coalesce(sum(coalesce(p.optedOut, 0) = 0 AND coalesce(p.suppressed, 0) = 0), 0) AS textable
                 FROM users u LEFT JOIN phones p ON p.phone = u.phone
-                """)!
+                """
+        )!
         return try BroadcastAudience(registered: row.decode(forColumn: "registered"), textable: row.decode(forColumn: "textable"))
     }
 
@@ -273,20 +305,40 @@ final class SQLiteFacts: ConversationFacts {
             throw DatabaseError(resultCode: .SQLITE_MISMATCH, message: "users.createdAt is not a date", sql: nil)
         }
         return Account(
-            id: row.int64(first), phone: row.text(first + 1) ?? "", firstName: row.text(first + 2) ?? "", lastName: row.text(first + 3) ?? "",
-            email: row.text(first + 4) ?? "", role: row.text(first + 5).flatMap(Role.init(rawValue:)) ?? .user, createdAt: createdAt,
+            id: row.int64(first),
+            phone: row.text(first + 1) ?? "",
+            firstName: row.text(first + 2) ?? "",
+            lastName: row.text(first + 3) ?? "",
+            email: row.text(first + 4) ?? "",
+            role: row.text(first + 5).flatMap(Role.init(rawValue:)) ?? .user,
+            createdAt: createdAt,
             passcode: PasscodeHash(hash: row.bytes(first + 7), salt: row.bytes(first + 8), iterations: Int(row.int64(first + 9))),
             recentFailedLogins: FailedLoginTimes.decode(row.text(first + 13), count: Int(row.int64(first + 10)), first: row.date(first + 11)),
-            lockedUntil: row.date(first + 12))
+            lockedUntil: row.date(first + 12)
+        )
     }
 
     static func account(_ row: Row) throws -> Account {
         try Account(
-            id: row.decode(forColumn: "id"), phone: row.decode(forColumn: "phone"), firstName: row.decode(forColumn: "firstName"), lastName: row.decode(forColumn: "lastName"), email: row.decode(forColumn: "email"),
-            role: Role(rawValue: row.decode(forColumn: "role")) ?? .user, createdAt: row.decode(forColumn: "createdAt"),
-            passcode: PasscodeHash(hash: [UInt8](row.decode(Data.self, forColumn: "passcodeHash")), salt: [UInt8](row.decode(Data.self, forColumn: "passcodeSalt")), iterations: row.decode(forColumn: "passcodeIterations")),
-            recentFailedLogins: FailedLoginTimes.decode(row.decode(forColumn: "failedLoginTimes"), count: row.decode(forColumn: "failedLogins"), first: row.decode(forColumn: "firstFailedLoginAt")),
-            lockedUntil: row.decode(forColumn: "lockedUntil"))
+            id: row.decode(forColumn: "id"),
+            phone: row.decode(forColumn: "phone"),
+            firstName: row.decode(forColumn: "firstName"),
+            lastName: row.decode(forColumn: "lastName"),
+            email: row.decode(forColumn: "email"),
+            role: Role(rawValue: row.decode(forColumn: "role")) ?? .user,
+            createdAt: row.decode(forColumn: "createdAt"),
+            passcode: PasscodeHash(
+                hash: [UInt8](row.decode(Data.self, forColumn: "passcodeHash")),
+                salt: [UInt8](row.decode(Data.self, forColumn: "passcodeSalt")),
+                iterations: row.decode(forColumn: "passcodeIterations")
+            ),
+            recentFailedLogins: FailedLoginTimes.decode(
+                row.decode(forColumn: "failedLoginTimes"),
+                count: row.decode(forColumn: "failedLogins"),
+                first: row.decode(forColumn: "firstFailedLoginAt")
+            ),
+            lockedUntil: row.decode(forColumn: "lockedUntil")
+        )
     }
 }
 

@@ -13,9 +13,20 @@ extension SQLiteStore {
     static func userRecord(_ row: Row, now: Date) throws -> UserRecord {
         let lockedUntil: Date? = try row.decode(forColumn: "lockedUntil")
         return try UserRecord(
-            id: row.decode(forColumn: "id"), phone: row.decode(forColumn: "phone"), firstName: row.decode(forColumn: "firstName"), lastName: row.decode(forColumn: "lastName"), email: row.decode(forColumn: "email"),
-            role: Role(rawValue: row.decode(forColumn: "role")) ?? .user, optedOut: row.decode(forColumn: "optedOut"), suppressed: row.decode(forColumn: "suppressed"), createdAt: row.decode(forColumn: "createdAt"),
-            lastSeenAt: row.decode(forColumn: "lastSeenAt"), unread: row.decode(forColumn: "unread"), locked: lockedUntil.map { $0 > now } ?? false, lockedUntil: lockedUntil)
+            id: row.decode(forColumn: "id"),
+            phone: row.decode(forColumn: "phone"),
+            firstName: row.decode(forColumn: "firstName"),
+            lastName: row.decode(forColumn: "lastName"),
+            email: row.decode(forColumn: "email"),
+            role: Role(rawValue: row.decode(forColumn: "role")) ?? .user,
+            optedOut: row.decode(forColumn: "optedOut"),
+            suppressed: row.decode(forColumn: "suppressed"),
+            createdAt: row.decode(forColumn: "createdAt"),
+            lastSeenAt: row.decode(forColumn: "lastSeenAt"),
+            unread: row.decode(forColumn: "unread"),
+            locked: lockedUntil.map { $0 > now } ?? false,
+            lockedUntil: lockedUntil
+        )
     }
 
     public func listUsers(_ filter: UserFilter, now: Date = Date()) async throws -> [UserRecord] {
@@ -33,7 +44,9 @@ extension SQLiteStore {
     public func user(_ key: String, now: Date = Date()) async throws -> UserRecord? {
         try await writer.read { db in
             try Row.fetchOne(
-                db, sql: Self.userSelect + " WHERE u.phone = ? OR u.email = ? OR CAST(u.id AS TEXT) = ? LIMIT 1", arguments: [key, key, key]
+                db,
+                sql: Self.userSelect + " WHERE u.phone = ? OR u.email = ? OR CAST(u.id AS TEXT) = ? LIMIT 1",
+                arguments: [key, key, key]
             ).map { try Self.userRecord($0, now: now) }
         }
     }
@@ -126,11 +139,15 @@ extension SQLiteStore {
     public func unsuppress(phone: String, now: Date = Date()) async throws -> Bool {
         try await writer.write { db in
             try db.execute(
-                sql: "UPDATE phones SET suppressed = 0, suppressedReason = NULL, updatedAt = ? WHERE phone = ? AND suppressed", arguments: [now, phone])
+                sql: "UPDATE phones SET suppressed = 0, suppressedReason = NULL, updatedAt = ? WHERE phone = ? AND suppressed",
+                arguments: [now, phone]
+            )
             guard db.changesCount > 0 else { return false }
             try db.execute(
-                sql: "INSERT INTO consentLog (phone, action, source, text, createdAt) VALUES (?, 'unsuppress', 'operator', 'cleared by an operator', ?)",
-                arguments: [phone, now])
+                sql:
+                    "INSERT INTO consentLog (phone, action, source, text, createdAt) VALUES (?, 'unsuppress', 'operator', 'cleared by an operator', ?)",
+                arguments: [phone, now]
+            )
             return true
         }
     }
@@ -139,7 +156,11 @@ extension SQLiteStore {
     /// `undelivered` ones are sent again, each with a fresh set of attempts. Rows in any other state are refused
     /// (they were sent or are on their way), as are unknown ids, and rows to a number that opted out or cannot
     /// receive texts (the worker would only refuse them). `ids` empty means every row with `status`.
-    public func retryOutbox(ids: [Int64], status: OutboxStatus? = nil, now: Date = Date()) async throws -> (queued: [Int64], refused: [OutboxRetryRefusal]) {
+    public func retryOutbox(
+        ids: [Int64],
+        status: OutboxStatus? = nil,
+        now: Date = Date()
+    ) async throws -> (queued: [Int64], refused: [OutboxRetryRefusal]) {
         try await writer.write { db in
             var targets = ids
             if ids.isEmpty, let status {
@@ -160,7 +181,11 @@ extension SQLiteStore {
                 }
                 if consent.suppressed {
                     refused.append(
-                        .init(id: id, reason: "row \(id) is to \(to), which Twilio said cannot receive texts: action2phone users unsuppress \(to) first"))
+                        .init(
+                            id: id,
+                            reason: "row \(id) is to \(to), which Twilio said cannot receive texts: action2phone users unsuppress \(to) first"
+                        )
+                    )
                     continue
                 }
                 if try Bool.fetchOne(db, sql: "SELECT recipientDeleted FROM outbox WHERE id = ?", arguments: [id]) == true {
@@ -176,7 +201,8 @@ extension SQLiteStore {
                         UPDATE outbox SET status = 'queued', nextAttemptAt = NULL, attempts = 0, twilioSid = NULL,
                         needsReconcile = (needsReconcile OR ? = 'uncertain') AND firstAttemptAt IS NOT NULL, updatedAt = ? WHERE id = ?
                         """,
-                    arguments: [current, now, id])
+                    arguments: [current, now, id]
+                )
                 queued.append(id)
             }
             return (queued, refused)

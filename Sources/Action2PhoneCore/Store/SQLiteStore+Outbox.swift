@@ -11,7 +11,8 @@ extension SQLiteStore {
                     errorMessage = 'interrupted while sending: it may or may not have reached Twilio (action2phone outbox retry resends it)'
                     WHERE status = 'sending'
                     """,
-                arguments: [now])
+                arguments: [now]
+            )
             return db.changesCount
         }
     }
@@ -46,13 +47,18 @@ extension SQLiteStore {
                 guard let row = found else { return nil }
                 let id: Int64 = try row.decode(forColumn: "id")
                 let refusal: String? =
-                    if try row.decode(Bool.self, forColumn: "optedOut") { "not sent: the recipient opted out" } else if try row.decode(Bool.self, forColumn: "suppressed") {
+                    if try row.decode(Bool.self, forColumn: "optedOut") {
+                        "not sent: the recipient opted out"
+                    } else if try row.decode(Bool.self, forColumn: "suppressed") {
                         "not sent: the number cannot receive texts (suppressed; action2phone users unsuppress clears it)"
                     } else { nil }
                 if let refusal {
                     // Uncertain rather than failed when an earlier attempt may have reached Twilio.
                     let status = try row.decode(Bool.self, forColumn: "needsReconcile") ? "uncertain" : "failed"
-                    try db.execute(sql: "UPDATE outbox SET status = ?, errorMessage = ?, updatedAt = ? WHERE id = ?", arguments: [status, refusal, now, id])
+                    try db.execute(
+                        sql: "UPDATE outbox SET status = ?, errorMessage = ?, updatedAt = ? WHERE id = ?",
+                        arguments: [status, refusal, now, id]
+                    )
                     continue
                 }
                 return try Row.fetchOne(
@@ -100,7 +106,13 @@ extension SQLiteStore {
 
     static func complete(_ db: Database, id: Int64, outcome: DeliveryOutcome, now: Date) throws {
         try {
-            guard let row = try Row.fetchOne(db, sql: "SELECT \"to\", recipientDeleted, needsReconcile FROM outbox WHERE id = ? AND status = 'sending'", arguments: [id]) else {
+            guard
+                let row = try Row.fetchOne(
+                    db,
+                    sql: "SELECT \"to\", recipientDeleted, needsReconcile FROM outbox WHERE id = ? AND status = 'sending'",
+                    arguments: [id]
+                )
+            else {
                 return  // not ours any more (an operator changed it): leave it alone
             }
             let to: String = try row.decode(forColumn: "to")
@@ -113,7 +125,9 @@ extension SQLiteStore {
                     outcome = .failed(code: nil, message: "recipient deleted their account")
                 case .retry(_, let code, let message, let reconcile):
                     let reason = "recipient deleted their account; \(message)"
-                    outcome = try reconcile || row.decode(Bool?.self, forColumn: "needsReconcile") == true ? .uncertain(code: code, message: reason) : .failed(code: code, message: reason)
+                    outcome =
+                        try reconcile || row.decode(Bool?.self, forColumn: "needsReconcile") == true
+                        ? .uncertain(code: code, message: reason) : .failed(code: code, message: reason)
                 default:
                     break
                 }
@@ -133,7 +147,8 @@ extension SQLiteStore {
                         UPDATE outbox SET status = 'sent', twilioSid = ?, needsReconcile = 0, nextAttemptAt = NULL,
                         errorCode = NULL, errorMessage = NULL, updatedAt = ? WHERE id = ?
                         """,
-                    arguments: [sid, now, id])
+                    arguments: [sid, now, id]
+                )
                 _ = try Self.applyStatus(db, sid: sid, twilioStatus: twilioStatus, errorCode: code, errorMessage: message, now: now)
                 try Self.applyPendingCallbacks(db, sid: sid, now: now)
             case .accepted(let sid):
@@ -142,7 +157,8 @@ extension SQLiteStore {
                         UPDATE outbox SET status = 'sent', twilioSid = ?, needsReconcile = 0, nextAttemptAt = NULL,
                         errorCode = NULL, errorMessage = NULL, updatedAt = ? WHERE id = ?
                         """,
-                    arguments: [sid, now, id])
+                    arguments: [sid, now, id]
+                )
                 try Self.applyPendingCallbacks(db, sid: sid, now: now)
             case .notFound:
                 // The lookup was not a send: its attempt is given back.
@@ -151,13 +167,15 @@ extension SQLiteStore {
                         UPDATE outbox SET status = 'queued', needsReconcile = 0, nextAttemptAt = NULL, attempts = max(attempts - 1, 0),
                         updatedAt = ? WHERE id = ?
                         """,
-                    arguments: [now, id])
+                    arguments: [now, id]
+                )
             case .simulated:
                 try db.execute(sql: "UPDATE outbox SET status = 'simulated', updatedAt = ? WHERE id = ?", arguments: [now, id])
             case .failed(let code, let message):
                 try db.execute(
                     sql: "UPDATE outbox SET status = 'failed', errorCode = ?, errorMessage = ?, nextAttemptAt = NULL, updatedAt = ? WHERE id = ?",
-                    arguments: [code, message, now, id])
+                    arguments: [code, message, now, id]
+                )
                 if let code { try Self.recordRecipientError(db, phone: to, code: code, now: now) }
             case .retry(let at, let code, let message, let reconcile):
                 try db.execute(
@@ -165,11 +183,13 @@ extension SQLiteStore {
                         UPDATE outbox SET status = 'queued', nextAttemptAt = ?, errorCode = ?, errorMessage = ?,
                         needsReconcile = needsReconcile OR ?, updatedAt = ? WHERE id = ?
                         """,
-                    arguments: [at, code, message, reconcile, now, id])
+                    arguments: [at, code, message, reconcile, now, id]
+                )
             case .uncertain(let code, let message):
                 try db.execute(
                     sql: "UPDATE outbox SET status = 'uncertain', errorCode = ?, errorMessage = ?, nextAttemptAt = NULL, updatedAt = ? WHERE id = ?",
-                    arguments: [code, message, now, id])
+                    arguments: [code, message, now, id]
+                )
             }
         }()
     }
@@ -179,7 +199,11 @@ extension SQLiteStore {
         return try await writer.read { db in
             let taken = Set(
                 try String.fetchAll(
-                    db, sql: "SELECT twilioSid FROM outbox WHERE twilioSid IN (\(databaseQuestionMarks(count: sids.count)))", arguments: StatementArguments(sids)))
+                    db,
+                    sql: "SELECT twilioSid FROM outbox WHERE twilioSid IN (\(databaseQuestionMarks(count: sids.count)))",
+                    arguments: StatementArguments(sids)
+                )
+            )
             return sids.first { !taken.contains($0) }
         }
     }
@@ -187,7 +211,8 @@ extension SQLiteStore {
     public func outboxMessages(status: OutboxStatus?, limit: Int) async throws -> [OutboxMessage] {
         try await writer.read { db in
             try Row.fetchAll(
-                db, sql: "SELECT * FROM outbox WHERE (? IS NULL OR status = ?) ORDER BY id DESC LIMIT ?",
+                db,
+                sql: "SELECT * FROM outbox WHERE (? IS NULL OR status = ?) ORDER BY id DESC LIMIT ?",
                 arguments: [status?.rawValue, status?.rawValue, limit]
             ).map(Self.outboxMessage)
         }
@@ -195,8 +220,19 @@ extension SQLiteStore {
 
     static func outboxMessage(_ row: Row) throws -> OutboxMessage {
         try OutboxMessage(
-            id: row.decode(forColumn: "id"), to: row.decode(forColumn: "to"), body: row.decode(forColumn: "body"), status: OutboxStatus(rawValue: row.decode(forColumn: "status")) ?? .failed, attempts: row.decode(forColumn: "attempts"),
-            twilioSid: row.decode(forColumn: "twilioSid"), errorCode: row.decode(forColumn: "errorCode"), errorMessage: row.decode(forColumn: "errorMessage"), createdAt: row.decode(forColumn: "createdAt"),
-            updatedAt: row.decode(forColumn: "updatedAt"), purpose: row.decode(forColumn: "purpose"), firstAttemptAt: row.decode(forColumn: "firstAttemptAt"), needsReconcile: row.decode(forColumn: "needsReconcile"))
+            id: row.decode(forColumn: "id"),
+            to: row.decode(forColumn: "to"),
+            body: row.decode(forColumn: "body"),
+            status: OutboxStatus(rawValue: row.decode(forColumn: "status")) ?? .failed,
+            attempts: row.decode(forColumn: "attempts"),
+            twilioSid: row.decode(forColumn: "twilioSid"),
+            errorCode: row.decode(forColumn: "errorCode"),
+            errorMessage: row.decode(forColumn: "errorMessage"),
+            createdAt: row.decode(forColumn: "createdAt"),
+            updatedAt: row.decode(forColumn: "updatedAt"),
+            purpose: row.decode(forColumn: "purpose"),
+            firstAttemptAt: row.decode(forColumn: "firstAttemptAt"),
+            needsReconcile: row.decode(forColumn: "needsReconcile")
+        )
     }
 }

@@ -93,7 +93,9 @@ public struct SQLiteStore: Store {
     }
 
     public func processInbound(
-        _ record: InboundRecord, replyMode: ReplyMode, now: Date,
+        _ record: InboundRecord,
+        replyMode: ReplyMode,
+        now: Date,
         decide: @escaping @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
     ) async throws -> InboundOutcome {
         // The inbound log's JSON is built here, on the request's task, not on the single writer; the step
@@ -106,7 +108,11 @@ public struct SQLiteStore: Store {
 
     /// One webhook's step, inside the batch's transaction.
     private static func processInbound(
-        _ db: Database, _ record: InboundRecord, params: String, replyMode: ReplyMode, now: Date,
+        _ db: Database,
+        _ record: InboundRecord,
+        params: String,
+        replyMode: ReplyMode,
+        now: Date,
         decide: (inout ConversationState, any ConversationFacts) throws -> Decision
     ) throws -> InboundOutcome {
         // One statement reads what every step needs: an earlier reply to this MessageSid, the conversation,
@@ -151,8 +157,13 @@ public struct SQLiteStore: Store {
         }
         let loggedBody = decision.loggedBody ?? record.body
         try insertInbound(
-            db, record: record, loggedBody: loggedBody, params: loggedBody == record.body ? params : paramsJSON(record.fields, body: loggedBody),
-            reply: twiml, now: now)
+            db,
+            record: record,
+            loggedBody: loggedBody,
+            params: loggedBody == record.body ? params : paramsJSON(record.fields, body: loggedBody),
+            reply: twiml,
+            now: now
+        )
         return .processed(twiml: twiml)
     }
 
@@ -164,16 +175,22 @@ public struct SQLiteStore: Store {
 
     public func applyStatusCallback(_ callback: StatusCallback, now: Date) async throws -> Bool {
         try await writer.write { db in
-            if try Self.applyStatus(db, sid: callback.messageSid, twilioStatus: callback.messageStatus, errorCode: callback.errorCode,
-                errorMessage: callback.errorMessage, now: now)
-            {
+            if try Self.applyStatus(
+                db,
+                sid: callback.messageSid,
+                twilioStatus: callback.messageStatus,
+                errorCode: callback.errorCode,
+                errorMessage: callback.errorMessage,
+                now: now
+            ) {
                 return true
             }
             // Not recorded yet: kept, and applied when the send's SID is written.
             try db.execute(sql: "DELETE FROM pendingCallbacks WHERE receivedAt < ?", arguments: [now.addingTimeInterval(-86_400)])
             try db.execute(
                 sql: "INSERT INTO pendingCallbacks (messageSid, status, errorCode, errorMessage, receivedAt) VALUES (?, ?, ?, ?, ?)",
-                arguments: [callback.messageSid, callback.messageStatus, callback.errorCode, callback.errorMessage, now])
+                arguments: [callback.messageSid, callback.messageStatus, callback.errorCode, callback.errorMessage, now]
+            )
             return false
         }
     }
@@ -200,12 +217,15 @@ public struct SQLiteStore: Store {
         if let target, !moved, target != current { return true }
         if let target, moved {
             try db.execute(
-                sql: "UPDATE outbox SET status = ?, errorCode = COALESCE(?, errorCode), errorMessage = COALESCE(?, errorMessage), updatedAt = ? WHERE id = ?",
-                arguments: [target.rawValue, errorCode, errorMessage, now, id])
+                sql:
+                    "UPDATE outbox SET status = ?, errorCode = COALESCE(?, errorCode), errorMessage = COALESCE(?, errorMessage), updatedAt = ? WHERE id = ?",
+                arguments: [target.rawValue, errorCode, errorMessage, now, id]
+            )
         } else if errorCode != nil {
             try db.execute(
                 sql: "UPDATE outbox SET errorCode = COALESCE(errorCode, ?), errorMessage = COALESCE(errorMessage, ?), updatedAt = ? WHERE id = ?",
-                arguments: [errorCode, errorMessage, now, id])
+                arguments: [errorCode, errorMessage, now, id]
+            )
         }
         // Only news about the row says anything about the number: callbacks repeat, and a repeat arriving after the
         // person opted back in (or an operator unsuppressed them) must not undo that.
@@ -230,7 +250,11 @@ public struct SQLiteStore: Store {
 
     /// Applies, then forgets, the callbacks that arrived for `sid` before it was recorded.
     static func applyPendingCallbacks(_ db: Database, sid: String, now: Date) throws {
-        let pending = try Row.fetchAll(db, sql: "SELECT status, errorCode, errorMessage FROM pendingCallbacks WHERE messageSid = ? ORDER BY id", arguments: [sid])
+        let pending = try Row.fetchAll(
+            db,
+            sql: "SELECT status, errorCode, errorMessage FROM pendingCallbacks WHERE messageSid = ? ORDER BY id",
+            arguments: [sid]
+        )
         for p in pending {
             _ = try applyStatus(db, sid: sid, twilioStatus: p["status"], errorCode: p["errorCode"], errorMessage: p["errorMessage"], now: now)
         }
@@ -297,11 +321,14 @@ extension SQLiteStore {
             [
                 .text(record.messageSid), .text(token), .text(record.from), .text(record.to), .text(loggedBody), .int(Int64(record.numMedia)),
                 .text(params), .text(reply), .text(StoredDate.text(now)),
-            ])
+            ]
+        )
     }
 
     static func loadConversation(_ db: Database, phone: String) throws -> ConversationState {
-        conversationState(stored: try FastStatement.first(db, "SELECT state FROM conversations WHERE phone = ?", [.text(phone)]) { $0.text(0) } ?? nil)
+        conversationState(
+            stored: try FastStatement.first(db, "SELECT state FROM conversations WHERE phone = ?", [.text(phone)]) { $0.text(0) } ?? nil
+        )
     }
 
     /// The state stored as `text`; a new conversation when there is none. A state written by an older
@@ -312,34 +339,43 @@ extension SQLiteStore {
 
     static func saveConversation(_ db: Database, phone: String, state: ConversationState, now: Date) throws {
         try FastStatement.execute(
-            db, "INSERT INTO conversations (phone, state, updatedAt) VALUES (?, ?, ?) ON CONFLICT(phone) DO UPDATE SET state = excluded.state, updatedAt = excluded.updatedAt",
-            [.text(phone), .text(StoredState.encode(state)), .text(StoredDate.text(now))])
+            db,
+            "INSERT INTO conversations (phone, state, updatedAt) VALUES (?, ?, ?) ON CONFLICT(phone) DO UPDATE SET state = excluded.state, updatedAt = excluded.updatedAt",
+            [.text(phone), .text(StoredState.encode(state)), .text(StoredDate.text(now))]
+        )
     }
 
     static func enqueue(_ db: Database, to: String, body: String, purpose: String, inReplyTo: String?, now: Date) throws {
         try db.execute(
             sql: "INSERT INTO outbox (\"to\", body, purpose, status, inReplyTo, createdAt, updatedAt) VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-            arguments: [to, body, purpose, inReplyTo, now, now])
+            arguments: [to, body, purpose, inReplyTo, now, now]
+        )
     }
 
     static func setOptedOut(_ db: Database, phone: String, optedOut: Bool, source: String, text: String?, now: Date) throws {
         try db.execute(
-            sql: "INSERT INTO phones (phone, optedOut, updatedAt) VALUES (?, ?, ?) ON CONFLICT(phone) DO UPDATE SET optedOut = excluded.optedOut, updatedAt = excluded.updatedAt",
-            arguments: [phone, optedOut, now])
+            sql:
+                "INSERT INTO phones (phone, optedOut, updatedAt) VALUES (?, ?, ?) ON CONFLICT(phone) DO UPDATE SET optedOut = excluded.optedOut, updatedAt = excluded.updatedAt",
+            arguments: [phone, optedOut, now]
+        )
         try db.execute(
             sql: "INSERT INTO consentLog (phone, action, source, text, createdAt) VALUES (?, ?, ?, ?, ?)",
-            arguments: [phone, optedOut ? "optOut" : "optIn", source, text, now])
+            arguments: [phone, optedOut ? "optOut" : "optIn", source, text, now]
+        )
     }
 
     static func setSuppressed(_ db: Database, phone: String, reason: String, now: Date) throws {
         let already = try Bool.fetchOne(db, sql: "SELECT suppressed FROM phones WHERE phone = ?", arguments: [phone]) ?? false
         guard !already else { return }
         try db.execute(
-            sql: "INSERT INTO phones (phone, suppressed, suppressedReason, updatedAt) VALUES (?, 1, ?, ?) ON CONFLICT(phone) DO UPDATE SET suppressed = 1, suppressedReason = excluded.suppressedReason, updatedAt = excluded.updatedAt",
-            arguments: [phone, reason, now])
+            sql:
+                "INSERT INTO phones (phone, suppressed, suppressedReason, updatedAt) VALUES (?, 1, ?, ?) ON CONFLICT(phone) DO UPDATE SET suppressed = 1, suppressedReason = excluded.suppressedReason, updatedAt = excluded.updatedAt",
+            arguments: [phone, reason, now]
+        )
         try db.execute(
             sql: "INSERT INTO consentLog (phone, action, source, text, createdAt) VALUES (?, 'suppress', 'twilio', ?, ?)",
-            arguments: [phone, reason, now])
+            arguments: [phone, reason, now]
+        )
     }
 }
 

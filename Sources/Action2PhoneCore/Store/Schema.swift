@@ -44,7 +44,8 @@ enum Schema {
                     BEGIN SELECT RAISE(ABORT, 'consentLog is append-only'); END;
                     CREATE TRIGGER consentLog_no_delete BEFORE DELETE ON consentLog
                     BEGIN SELECT RAISE(ABORT, 'consentLog is append-only'); END;
-                    """)
+                    """
+            )
             // Conversation state per number: the pending question, its answers so far, the login.
             try db.create(table: "conversations") { t in
                 t.primaryKey("phone", .text)

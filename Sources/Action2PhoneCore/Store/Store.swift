@@ -21,7 +21,9 @@ public protocol Store: Sendable {
     /// message (with the body `decide` says to log) and the TwiML reply, and in REST reply mode queues
     /// the replies in the outbox. A `MessageSid` already recorded returns `.duplicate` and changes nothing.
     func processInbound(
-        _ record: InboundRecord, replyMode: ReplyMode, now: Date,
+        _ record: InboundRecord,
+        replyMode: ReplyMode,
+        now: Date,
         decide: @escaping @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
     ) async throws -> InboundOutcome
 
@@ -82,7 +84,15 @@ public struct InboundRecord: Sendable, Equatable {
     /// Every field Twilio sent.
     public var fields: [FormField]
 
-    public init(messageSid: String, idempotencyToken: String? = nil, from: String, to: String, body: String, numMedia: Int = 0, fields: [FormField] = []) {
+    public init(
+        messageSid: String,
+        idempotencyToken: String? = nil,
+        from: String,
+        to: String,
+        body: String,
+        numMedia: Int = 0,
+        fields: [FormField] = []
+    ) {
         self.messageSid = messageSid
         self.idempotencyToken = idempotencyToken
         self.from = from
@@ -94,9 +104,14 @@ public struct InboundRecord: Sendable, Equatable {
 
     public init(_ message: IncomingMessage, idempotencyToken: String?) {
         self.init(
-            messageSid: message.messageSid, idempotencyToken: idempotencyToken,
-            from: PhoneNumber.canonicalSender(message.from), to: message.to, body: message.body,
-            numMedia: message.numMedia, fields: message.fields)
+            messageSid: message.messageSid,
+            idempotencyToken: idempotencyToken,
+            from: PhoneNumber.canonicalSender(message.from),
+            to: message.to,
+            body: message.body,
+            numMedia: message.numMedia,
+            fields: message.fields
+        )
     }
 }
 
