@@ -96,14 +96,14 @@ extension SQLiteStore {
         let createdAt: Date = try row.decode(forColumn: "createdAt")
         let last: Int64 = try row.decode(forColumn: "lastUserId")
         let from: Int64 = try row.decode(forColumn: "doneThroughUserId")
-        let through =
-            try Int64.fetchOne(
-                db,
-                sql: "SELECT max(id) FROM (SELECT id FROM users WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)",
-                arguments: [from, last, fanOutChunkSize]
-            ) ?? last
-        let done =
-            try through >= last || Int64.fetchOne(db, sql: "SELECT 1 FROM users WHERE id > ? AND id <= ? LIMIT 1", arguments: [through, last]) == nil
+        // The chunk's people; fewer than a whole chunk means nobody is left after them.
+        let chunk = try Row.fetchOne(
+            db,
+            sql: "SELECT count(*) AS people, max(id) AS through FROM (SELECT id FROM users WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)",
+            arguments: [from, last, fanOutChunkSize]
+        )
+        let through: Int64 = try chunk?.decode(Int64?.self, forColumn: "through") ?? last
+        let done = try through >= last || (chunk?.decode(Int.self, forColumn: "people") ?? 0) < fanOutChunkSize
         // The sender as long as they have an account: one deleted meanwhile is no longer named (nor can be).
         try db.execute(
             sql: """

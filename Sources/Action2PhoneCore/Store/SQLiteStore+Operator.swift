@@ -169,11 +169,12 @@ extension SQLiteStore {
             var queued: [Int64] = []
             var refused: [OutboxRetryRefusal] = []
             for id in targets {
-                guard let current = try String.fetchOne(db, sql: "SELECT status FROM outbox WHERE id = ?", arguments: [id]) else {
+                guard let row = try Row.fetchOne(db, sql: "SELECT status, \"to\", recipientDeleted FROM outbox WHERE id = ?", arguments: [id]) else {
                     refused.append(.init(id: id, reason: "no outbox row with id \(id)"))
                     continue
                 }
-                let to = try String.fetchOne(db, sql: "SELECT \"to\" FROM outbox WHERE id = ?", arguments: [id]) ?? ""
+                let current: String = try row.decode(forColumn: "status")
+                let to: String = try row.decode(forColumn: "to")
                 let consent = try SQLiteFacts(db: db, phone: to).consent()
                 if consent.optedOut {
                     refused.append(.init(id: id, reason: "row \(id) is to \(to), which opted out: nothing is sent to it until it texts START"))
@@ -188,7 +189,7 @@ extension SQLiteStore {
                     )
                     continue
                 }
-                if try Bool.fetchOne(db, sql: "SELECT recipientDeleted FROM outbox WHERE id = ?", arguments: [id]) == true {
+                if try row.decode(Bool.self, forColumn: "recipientDeleted") {
                     refused.append(.init(id: id, reason: "row \(id) was to a person who deleted their account"))
                     continue
                 }
