@@ -81,6 +81,25 @@ public enum ConfigKey: String, CaseIterable, Sendable {
     case adminPhones = "ACTION2PHONE_ADMIN_PHONES"
     /// Not in SPEC §2: lowers PBKDF2's cost for tests and benchmarks only.
     case passcodeIterations = "ACTION2PHONE_PBKDF2_ITERATIONS"
+
+    /// `serve`'s flag for this setting, if it has one.
+    public var flag: String? {
+        switch self {
+        case .accountSid: "--account-sid"
+        case .fromNumber: "--from-number"
+        case .messagingServiceSid: "--messaging-service-sid"
+        case .apiBaseURL: "--api-base-url"
+        case .publicURL: "--public-url"
+        case .database: "--db"
+        case .host: "--host"
+        case .port: "--port"
+        case .replyMode: "--reply-mode"
+        case .sendRate: "--send-rate"
+        case .sessionTTL: "--session-ttl"
+        case .adminPhones: "--admin-phones"
+        case .authToken, .secondaryAuthToken, .passcodeIterations: nil
+        }
+    }
 }
 
 /// A configuration value that cannot be used, with what to do about it.
@@ -99,6 +118,8 @@ extension ServerConfig {
             guard let v = v?.trimmingWhitespace(), !v.isEmpty else { return nil }
             return v
         }
+        /// Where a bad value came from, as the operator wrote it: the flag, or else the environment variable.
+        func name(_ key: ConfigKey) -> String { flags[key] != nil ? key.flag ?? key.rawValue : key.rawValue }
         let databasePath = value(.database) ?? "db/action2phone.sqlite"
         let accountSid = value(.accountSid)
         let token = value(.authToken)
@@ -113,7 +134,7 @@ extension ServerConfig {
             !(accountSid.hasPrefix("AC") && accountSid.count == 34 && accountSid.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) })
         {
             throw ConfigError(
-                "TWILIO_ACCOUNT_SID must be the 34-character account SID, AC followed by 32 letters or digits (got \(accountSid.count) characters)"
+                "\(name(.accountSid)) must be the 34-character account SID, AC followed by 32 letters or digits (got \(accountSid.count) characters)"
             )
         }
         let local = accountSid == nil
@@ -127,47 +148,47 @@ extension ServerConfig {
         }
         config.secondaryAuthToken = value(.secondaryAuthToken).map(Secret.init)
         config.fromNumber = try value(.fromNumber).map { raw in
-            guard let e164 = PhoneNumber.normalize(raw) else { throw ConfigError("TWILIO_FROM_NUMBER '\(raw)' is not a phone number") }
+            guard let e164 = PhoneNumber.normalize(raw) else { throw ConfigError("\(name(.fromNumber)) '\(raw)' is not a phone number") }
             return e164
         }
         config.messagingServiceSid = try value(.messagingServiceSid).map { sid in
             guard sid.hasPrefix("MG"), sid.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
-                throw ConfigError("TWILIO_MESSAGING_SERVICE_SID must start with MG and hold only letters and digits (got '\(sid)')")
+                throw ConfigError("\(name(.messagingServiceSid)) must start with MG and hold only letters and digits (got '\(sid)')")
             }
             return sid
         }
         if requireSender && !local && config.fromNumber == nil && config.messagingServiceSid == nil {
             throw ConfigError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID: REST sends need a sender")
         }
-        config.apiBaseURL = try url(value(.apiBaseURL) ?? "https://api.twilio.com", name: "TWILIO_API_BASE_URL")
-        config.publicURL = try value(.publicURL).map { try url($0, name: "ACTION2PHONE_PUBLIC_URL") }
+        config.apiBaseURL = try url(value(.apiBaseURL) ?? "https://api.twilio.com", name: name(.apiBaseURL))
+        config.publicURL = try value(.publicURL).map { try url($0, name: name(.publicURL)) }
         config.host = value(.host) ?? "127.0.0.1"
         if let raw = value(.port) {
-            guard let port = Int(raw), (0...65535).contains(port) else { throw ConfigError("ACTION2PHONE_PORT must be 0...65535 (got '\(raw)')") }
+            guard let port = Int(raw), (0...65535).contains(port) else { throw ConfigError("\(name(.port)) must be 0...65535 (got '\(raw)')") }
             config.port = port
         }
         if let raw = value(.replyMode) {
             guard let mode = ReplyMode(rawValue: raw.lowercased()) else {
-                throw ConfigError("ACTION2PHONE_REPLY_MODE must be twiml or rest (got '\(raw)')")
+                throw ConfigError("\(name(.replyMode)) must be twiml or rest (got '\(raw)')")
             }
             config.replyMode = mode
         }
         if let raw = value(.sendRate) {
             guard let rate = Double(raw), rate >= 0.01, rate <= 10_000 else {
-                throw ConfigError("ACTION2PHONE_SEND_RATE must be a number of messages per second from 0.01 to 10000 (got '\(raw)')")
+                throw ConfigError("\(name(.sendRate)) must be a number of messages per second from 0.01 to 10000 (got '\(raw)')")
             }
             config.sendRate = rate
         }
         if let raw = value(.sessionTTL) {
             guard let ttl = Int(raw), ttl > 0 else {
-                throw ConfigError("ACTION2PHONE_SESSION_TTL must be a whole number of seconds above 0 (got '\(raw)')")
+                throw ConfigError("\(name(.sessionTTL)) must be a whole number of seconds above 0 (got '\(raw)')")
             }
             config.sessionTTL = TimeInterval(ttl)
         }
         if let raw = value(.adminPhones) {
             config.adminPhones = try raw.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }.map { phone in
                 guard let e164 = PhoneNumber.normalize(phone) else {
-                    throw ConfigError("ACTION2PHONE_ADMIN_PHONES: '\(phone)' is not a phone number")
+                    throw ConfigError("\(name(.adminPhones)): '\(phone)' is not a phone number")
                 }
                 return e164
             }

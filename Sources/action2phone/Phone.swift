@@ -74,9 +74,7 @@ struct HTTPPhone: SimulatedPhone {
 
     mutating func wait(_ seconds: Double) async throws {
         guard seconds <= Self.longestWait else {
-            throw CLIError(
-                "a step waits \(Int(seconds)) s, and a running server's clock cannot be moved: replay this fixture in-process (without --url)"
-            )
+            throw NeedsMovedClock(wait: seconds)
         }
         try await Task.sleep(for: .seconds(seconds))
     }

@@ -292,6 +292,9 @@ struct ConversationTransitionTests {
         .init(situation: s["logged in"]!, text: "stop please", step: .idle, loggedIn: true, reply: "To opt out, reply STOP alone"),
         .init(situation: s["registered, logged out"]!, text: "stop please", step: .idle, loggedIn: false, reply: "To opt out, reply STOP alone"),
         .init(situation: s["logged in"]!, text: "stpo", step: .idle, loggedIn: true, reply: "Did you mean STOP?"),
+        // A command in quotes or with punctuation is still the command ("the first word counts")
+        .init(situation: s["logged in"]!, text: "\u{201C}profile\u{201D}", step: .idle, loggedIn: true, reply: "Ivan Petrov"),
+        .init(situation: s["logged in"]!, text: "Logout!", step: .idle, loggedIn: false, reply: "logged out"),
         .init(situation: s["logged in"]!, text: "nstop", step: .idle, loggedIn: true, reply: "Did you mean STOP?"),
         .init(situation: s["opted out"]!, text: "start please", step: .idle, loggedIn: false, reply: ""),
         .init(situation: s["registered, logged out"]!, text: "start please", step: .idle, loggedIn: false, reply: "already subscribed"),

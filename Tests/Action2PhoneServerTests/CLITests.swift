@@ -295,6 +295,13 @@ struct CLITests {
             let r2 = try await Executable.run(["replay", "--url", server.base, "--public-url", TestServer.publicURL, "--db", db, expiry])
             #expect(r2.status == 1 && r2.stderr.contains("replay this fixture in-process"))
             #expect(try server.count("inbound") == before)
+            // and the fixtures after it still play
+            let help = repositoryRoot.appendingPathComponent("fixtures/conversations/help-reset-unknown.json").path
+            let r3 = try await Executable.run(
+                ["replay", "--check", "--url", server.base, "--public-url", TestServer.publicURL, "--db", db, expiry, help])
+            #expect(r3.status == 1)
+            #expect(r3.stdout.contains("check: all replies as expected.") && r3.stdout.contains("not played (they move the clock"), "\(r3.stdout)")
+            #expect(try server.count("inbound") > before)
         }
     }
 

@@ -60,6 +60,25 @@ struct ServerConfigTests {
         #expect("\(worker)".contains("TwilioRESTClient(baseURL: https://api.twilio.com"))
     }
 
+    @Test func aBadValueIsNamedAsTheOperatorGaveIt() {
+        let cases: [(ConfigKey, String)] = [
+            (.sendRate, "0"), (.port, "99999"), (.replyMode, "x"), (.sessionTTL, "0"), (.publicURL, "ftp://x"), (.adminPhones, "junk"),
+        ]
+        for (key, bad) in cases {
+            #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db, key: bad], environment: [:]) }
+            do {
+                _ = try ServerConfig.resolve(flags: [.database: db, key: bad], environment: [:])
+            } catch {
+                #expect("\(error)".hasPrefix(key.flag!), "\(error)")
+            }
+            do {
+                _ = try ServerConfig.resolve(flags: [.database: db], environment: [key.rawValue: bad])
+            } catch {
+                #expect("\(error)".hasPrefix(key.rawValue), "\(error)")
+            }
+        }
+    }
+
     @Test func aPasswordInAURLIsNeverShown() {
         #expect(ServerConfig.displayed("https://twuser:S3cretPw@bot.example.org/sms?x=a@b") == "https://twuser:***@bot.example.org/sms?x=a@b")
         #expect(ServerConfig.displayed("https://twuser@bot.example.org") == "https://twuser@bot.example.org")

@@ -145,7 +145,7 @@ extension ConversationEngine {
         let texted =
             consent.optedOut
             ? "not texted: they opted out."
-            : consent.suppressed ? "not texted: their number cannot receive texts." : "texted to \(recipient.phone)."
+            : consent.suppressed ? "not texted: their number cannot receive texts." : "queued to be texted to \(recipient.phone)."
         step.reply("Stored in comrade \(recipient.fullName)'s inbox and \(texted) Reply HELP for commands.")
     }
 

@@ -65,7 +65,7 @@ extension ConversationEngine {
             login(account, passcode: text, &state, &step)
         case .confirmingDelete:
             state.step = .idle
-            guard step.input.firstKeyword == "YES" else {
+            guard step.input.command == "YES" else {
                 return step.reply("Deletion cancelled: your data stays, comrade. Reply HELP for commands.")
             }
             guard let account = step.account, state.isLoggedIn else { return step.reply(Copy.needLogin) }
@@ -74,7 +74,7 @@ extension ConversationEngine {
             step.reply("Your data is erased, comrade. The collective will miss you. Reply JOIN to register again.")
         case .confirmingBroadcast(let body):
             state.step = .idle
-            guard step.input.firstKeyword == "YES" else { return step.reply("Broadcast cancelled, comrade. Reply HELP for commands.") }
+            guard step.input.command == "YES" else { return step.reply("Broadcast cancelled, comrade. Reply HELP for commands.") }
             guard let account = step.account, account.role == .admin, state.isLoggedIn else { return step.reply(Copy.needLogin) }
             let audience = try step.facts.broadcastAudience()
             step.effects.append(.broadcast(senderId: account.id, body: body))

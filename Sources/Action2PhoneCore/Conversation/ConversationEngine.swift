@@ -165,7 +165,7 @@ public struct ConversationEngine: Sendable {
         // At the login passcode question, LOGIN again (bare, or with the passcode as HELP shows it) is the
         // command: "LOGIN secret" is not the passcode "LOGIN secret", and is not a wrong try.
         if state.step == .askedLoginPasscode && input.command == "LOGIN" { return .command(.login) }
-        if state.step.isConfirmation, input.firstKeyword != "YES", let command = Command(word: input.command), command != .start {
+        if state.step.isConfirmation, input.command != "YES", let command = Command(word: input.command), command != .start {
             // A greeting gets the question again; any other command cancels the confirmation and runs.
             return command == .help ? .help : command == .reset ? .reset : .cancelThen(command)
         }

@@ -11,16 +11,16 @@ public struct Inbound: Sendable, Equatable {
     /// The text as received, only trimmed: message contents (SEND, BROADCAST) keep every character.
     public var raw: String
 
+    /// The first word, upper-cased, for matching commands, as `keyword` reads a word: `"profile"` is PROFILE, and
+    /// `YES,` in `yes, send it` is YES.
+    public let command: String
+
     public init(text: String, numMedia: Int = 0, optOutType: String? = nil) {
         self.raw = text.trimmingWhitespace()
         self.text = Inbound.normalize(text)
         self.numMedia = numMedia
         self.optOutType = optOutType?.uppercased()
-    }
-
-    /// The first word, upper-cased, for matching commands.
-    public var command: String {
-        String(text.prefix { $0 != " " }).uppercased()
+        self.command = Inbound.bare(String(self.text.prefix { $0 != " " }).uppercased())
     }
 
     /// Everything after the first word.
@@ -32,9 +32,6 @@ public struct Inbound: Sendable, Equatable {
     /// The whole text upper-cased, for matching keywords: without punctuation or quotes around it (`STOP.`,
     /// `"stop"`, `stop:`) or invisible characters a keyboard or a copy left in it. A lone `?` stays (HELP).
     var keyword: String { Inbound.bare(text.uppercased()) }
-
-    /// The first word as `keyword` reads it: `YES,` in `yes, send it` is YES.
-    var firstKeyword: String { Inbound.bare(command) }
 
     static func bare(_ word: String) -> String {
         var s = Substring(word)
