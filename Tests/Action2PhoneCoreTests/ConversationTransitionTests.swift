@@ -306,10 +306,48 @@ struct ConversationTransitionTests {
             loggedIn: false,
             reply: "not repeated, in case it was your passcode"
         ),
-        .init(situation: s["logged in"]!, text: "red-square-1917", step: .idle, loggedIn: true, reply: "Unknown command RED-SQUARE-1917"),
+        // (logged in too: a person sending their passcode where none is asked)
+        .init(
+            situation: s["logged in"]!,
+            text: "red-square-1917",
+            step: .idle,
+            loggedIn: true,
+            reply: "Unknown command, comrade (not repeated, in case it was your passcode). Reply HELP"
+        ),
+        .init(situation: s["logged in"]!, text: "mesages", step: .idle, loggedIn: true, reply: "Did you mean MESSAGES?"),
+        .init(situation: s["unregistered"]!, text: "red-square-1917", step: .idle, loggedIn: false, reply: "Unknown command RED-SQUARE-1917"),
         // Echoed only in GSM-7, so the reply stays GSM-7
-        .init(situation: s["logged in"]!, text: "привет", step: .idle, loggedIn: true, reply: "Unknown command, comrade. Reply HELP"),
-        .init(situation: s["logged in"]!, text: "🛑", step: .idle, loggedIn: true, reply: "Unknown command, comrade. Reply HELP"),
+        .init(situation: s["unregistered"]!, text: "привет", step: .idle, loggedIn: false, reply: "Unknown command, comrade. Reply HELP"),
+        .init(situation: s["unregistered"]!, text: "🛑", step: .idle, loggedIn: false, reply: "Unknown command, comrade. Reply HELP"),
+        // What reads as STOP to a person is honoured as one (the safe side); with other words it still is not
+        .init(situation: s["logged in"]!, text: "STOP?", step: .idle, loggedIn: false, effects: [.optOut(text: "STOP?")], reply: ""),
+        .init(situation: s["logged in"]!, text: "(stop)", step: .idle, loggedIn: false, effects: [.optOut(text: "(stop)")], reply: ""),
+        .init(situation: s["logged in"]!, text: "Stop\u{2026}", step: .idle, loggedIn: false, effects: [.optOut(text: "Stop\u{2026}")], reply: ""),
+        .init(
+            situation: s["logged in"]!,
+            text: "\u{FF33}\u{FF34}\u{FF2F}\u{FF30}",
+            step: .idle,
+            loggedIn: false,
+            effects: [.optOut(text: "\u{FF33}\u{FF34}\u{FF2F}\u{FF30}")],
+            reply: ""
+        ),
+        .init(situation: s["logged in"]!, text: "S\u{00AD}TOP", step: .idle, loggedIn: false, effects: [.optOut(text: "S\u{00AD}TOP")], reply: ""),
+        .init(situation: s["logged in"]!, text: "stop? really", step: .idle, loggedIn: true, reply: "To opt out, reply STOP alone"),
+        // A passcode that starts with a command word could never be sent alone: refused, and never hashed
+        .init(
+            situation: s["asked passcode"]!,
+            text: "LOGIN Zq9xK7",
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false,
+            reply: "cannot start with a command word"
+        ),
+        .init(
+            situation: s["asked passcode"]!,
+            text: "help me 12345",
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false,
+            reply: "cannot start with a command word"
+        ),
     ]
 
     @Test(arguments: rows)

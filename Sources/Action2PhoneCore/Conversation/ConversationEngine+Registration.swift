@@ -29,6 +29,11 @@ extension ConversationEngine {
             guard PasscodePolicy.lengths.contains(text.count) else {
                 return step.reply("A passcode needs 6 to 64 characters, comrade. Reply with another one.")
             }
+            guard !step.input.startsWithCommandWord else {
+                return step.reply(
+                    "A passcode cannot start with a command word (such as LOGIN or HELP): sent alone it would be read as one. Reply with another one."
+                )
+            }
             guard case .hashed(let hash) = step.evidence else { return step.reply(Copy.askPasscode) }
             state.step = .askedPasscodeAgain(first: first, last: last, email: email, pending: hash)
             step.reply(Copy.askPasscodeAgain)

@@ -45,7 +45,7 @@ public struct ConversationEngine: Sendable {
         case .answer:
             switch state.step {
             case .askedPasscode:
-                return PasscodePolicy.lengths.contains(input.text.count) ? .hash(input.text) : nil
+                return PasscodePolicy.lengths.contains(input.text.count) && !input.startsWithCommandWord ? .hash(input.text) : nil
             case .askedPasscodeAgain(_, _, _, let pending):
                 return .verify(input.text, against: pending)
             case .askedLoginPasscode:
@@ -123,7 +123,7 @@ public struct ConversationEngine: Sendable {
             if let cancelled, let first = step.replies.first { step.replies[0] = cancelled + " " + first }
         case .unknown(let word):
             // A passcode that arrived after its question expired is never echoed back.
-            step.reply(unknownCommand(word, echo: !redact, account: step.account))
+            step.reply(unknownCommand(word, echo: !redact, account: step.account, loggedIn: state.isLoggedIn))
         }
 
         if let expired, var first = step.replies.first {
@@ -155,7 +155,7 @@ public struct ConversationEngine: Sendable {
     /// out there too, so no such text can ever become a passcode, and no passcode is ever taken for a keyword.
     func route(_ input: Inbound, _ state: ConversationState, optedOut: Bool = false) -> Route {
         let keyword = input.keyword
-        if input.optOutType == "STOP" || optOutWords.contains(keyword) { return .optOut }
+        if input.optOutType == "STOP" || optOutWords.contains(keyword) || input.optOutKeyword.map(optOutWords.contains) == true { return .optOut }
         if input.optOutType == "START" || keyword == "START" || keyword == "UNSTOP" || (keyword == "YES" && (state.step == .idle || optedOut)) {
             return .optIn
         }
@@ -188,7 +188,7 @@ public struct ConversationEngine: Sendable {
         if input.command == "LOGIN" && !input.argument.isEmpty { return true }
         switch route {
         case .optOut, .optIn, .help, .reset, .empty: return false
-        case .unknown where registered && !state.isLoggedIn: return true
+        case .unknown where registered: return true
         default: return stepBefore.expectsPasscode || (route == .answer && state.step.expectsPasscode)
         }
     }
@@ -230,25 +230,26 @@ public struct ConversationEngine: Sendable {
         return text
     }
 
-    /// "Unknown command" with the closest command suggested. `echo` false: the text may be a passcode, and is not
-    /// repeated (an opt-out word it starts with still is: saying how to opt out matters more, and reveals no secret).
-    func unknownCommand(_ word: String, echo: Bool = true, account: Account?) -> String {
-        let bare = Inbound.bare(word)
+    /// "Unknown command" with the closest command suggested. `echo` false: the text may be a passcode (any unknown
+    /// text from a registered person), and is not repeated; the nearest command is still suggested, and an opt-out
+    /// word it starts with is named (saying how to opt out matters more, and reveals no secret).
+    func unknownCommand(_ word: String, echo: Bool = true, account: Account?, loggedIn: Bool = false) -> String {
+        let bare = Inbound.bare(word, lenient: true)
         if optOutWords.contains(bare) {
             return "Unknown command \(bare), comrade. To opt out, reply \(bare) alone: with other words it does not count. Reply HELP for commands."
         }
-        guard echo else {
-            guard account != nil else { return "Unknown command, comrade. Reply HELP for commands." }
-            return "Unknown command, comrade (not repeated, in case it was your passcode). To log in, reply LOGIN first. Reply HELP for commands."
-        }
         let letters = Array(word)
+        let suggestion = letters.count >= 3 ? Self.nearestCommand(to: letters, isAdmin: account?.role == .admin) : nil
+        let hint = suggestion.map { " Did you mean \($0)?" } ?? ""
+        guard echo else {
+            guard account != nil else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
+            let how = loggedIn ? "" : " To log in, reply LOGIN first."
+            return "Unknown command, comrade (not repeated, in case it was your passcode).\(hint)\(how) Reply HELP for commands."
+        }
         // Echoed only in GSM-7: one character outside it (Cyrillic, an emoji) would make the whole reply UCS-2.
         let echoed = letters.count > 20 ? String(letters.prefix(20)) + "..." : word
         let unknown = Segments.count(echoed).encoding == .gsm7 ? "Unknown command \(echoed), comrade." : "Unknown command, comrade."
-        guard letters.count >= 3, let suggestion = Self.nearestCommand(to: letters, isAdmin: account?.role == .admin) else {
-            return unknown + " Reply HELP for commands."
-        }
-        return unknown + " Did you mean \(suggestion)? Reply HELP for commands."
+        return unknown + hint + " Reply HELP for commands."
     }
 
     /// The command or alias at most one edit from `letters` (two from a word of five letters or more), nearest

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Foundation
 
 /// One inbound text as the conversation sees it.
 public struct Inbound: Sendable, Equatable {
@@ -16,6 +17,8 @@ public struct Inbound: Sendable, Equatable {
     public let command: String
 
     public init(text: String, numMedia: Int = 0, optOutType: String? = nil) {
+        // A NUL would cut the text short where SQLite binds it; it carries nothing a person typed.
+        let text = text.utf8.contains(0) ? text.replacing("\u{0}", with: "") : text
         self.raw = text.trimmingWhitespace()
         self.text = Inbound.normalize(text)
         self.numMedia = numMedia
@@ -33,20 +36,43 @@ public struct Inbound: Sendable, Equatable {
     /// `"stop"`, `stop:`) or invisible characters a keyboard or a copy left in it. A lone `?` stays (HELP).
     var keyword: String { Inbound.bare(text.uppercased()) }
 
-    static func bare(_ word: String) -> String {
+    /// The whole text as opt-out words are matched, more leniently than `keyword`: a text that reads as STOP to a
+    /// person (`STOP?`, `(STOP)`, `STOP…`, full-width letters) is honoured as one, stopping being the safe side.
+    /// Only short texts can be one.
+    var optOutKeyword: String? {
+        guard text.utf8.count <= 40 else { return nil }
+        let folded = text.utf8.allSatisfy { $0 < 0x80 } ? text : text.precomposedStringWithCompatibilityMapping
+        return Inbound.bare(folded.uppercased(), lenient: true)
+    }
+
+    /// `word` without the punctuation and quotes around it, or the invisible characters in it; `lenient` also
+    /// drops brackets, question marks, dashes and the like around it. A word that is all punctuation (`?`) stays.
+    static func bare(_ word: String, lenient: Bool = false) -> String {
         var s = Substring(word)
         func isAround(_ c: Character) -> Bool {
             c == "." || c == "!" || c == "," || c == ";" || c == ":" || c == "\"" || c == "'" || c == "\u{3002}" || isInvisible(c)
+                || (lenient && lenientAround.contains(c))
         }
         while let l = s.last, isAround(l) { s = s.dropLast() }
         while let f = s.first, isAround(f) { s = s.dropFirst() }
         if s.contains(where: isInvisible) { s = Substring(s.filter { !isInvisible($0) }) }
-        return String(s)
+        return s.isEmpty ? word : String(s)
     }
 
-    /// Zero-width spaces and joiners, the word joiner and the byte-order mark.
+    static let lenientAround: Set<Character> = [
+        "?", "\u{2026}", "(", ")", "[", "]", "{", "}", "<", ">", "\u{00AB}", "\u{00BB}", "`", "*", "#", "-", "~", "_", "\u{00A1}", "\u{00BF}",
+    ]
+
+    /// Zero-width spaces and joiners, the word joiner, the byte-order mark, the soft hyphen and direction marks.
     static func isInvisible(_ c: Character) -> Bool {
-        c == "\u{200B}" || c == "\u{200C}" || c == "\u{200D}" || c == "\u{2060}" || c == "\u{FEFF}"
+        c == "\u{200B}" || c == "\u{200C}" || c == "\u{200D}" || c == "\u{2060}" || c == "\u{FEFF}" || c == "\u{00AD}" || c == "\u{200E}"
+            || c == "\u{200F}" || c == "\u{061C}"
+    }
+
+    /// Whether a text would be read as a command or keyword for its first word (`LOGIN x`, `help me 123`): such a
+    /// text cannot be a passcode, or sending it alone could never log in and would be stored as a command.
+    var startsWithCommandWord: Bool {
+        Command(word: command) != nil || optOutWords.contains(command) || command == "YES"
     }
 
     /// The raw text after its first `count` words, white space after them dropped.
