@@ -603,6 +603,8 @@ struct ConversationTransitionTests {
         #expect(input.argument == "\"my pass\"")
         #expect(input.raw == "login   “my  pass”")
         #expect(Inbound(text: "BROADCAST  It’s  here").rawRemainder(afterWords: 1) == "It’s  here")
+        // A NUL, which would cut the text short where SQLite binds it, is dropped
+        #expect(Inbound(text: "SEND x Harvest\u{0} at dawn").rawRemainder(afterWords: 2) == "Harvest at dawn")
     }
 
     @Test(arguments: [("LGOIN", 1), ("MESAGES", 1), ("JOIN", 0), ("", 4), ("ABCD", 4)])
