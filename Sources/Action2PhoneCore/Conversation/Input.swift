@@ -48,25 +48,34 @@ public struct Inbound: Sendable, Equatable {
     /// `word` without the punctuation and quotes around it, or the invisible characters in it; `lenient` also
     /// drops brackets, question marks, dashes and the like around it. A word that is all punctuation (`?`) stays.
     static func bare(_ word: String, lenient: Bool = false) -> String {
-        var s = Substring(word)
-        func isAround(_ c: Character) -> Bool {
-            c == "." || c == "!" || c == "," || c == ";" || c == ":" || c == "\"" || c == "'" || c == "\u{3002}" || isInvisible(c)
-                || (lenient && lenientAround.contains(c))
-        }
-        while let l = s.last, isAround(l) { s = s.dropLast() }
-        while let f = s.first, isAround(f) { s = s.dropFirst() }
-        if s.contains(where: isInvisible) { s = Substring(s.filter { !isInvisible($0) }) }
-        return s.isEmpty ? word : String(s)
+        // By Unicode scalars (every mark is one): no grapheme breaking on the hot path, and ASCII skips the scan.
+        let scalars = word.unicodeScalars
+        var start = scalars.startIndex
+        var end = scalars.endIndex
+        while start < end, isAround(scalars[scalars.index(before: end)], lenient: lenient) { end = scalars.index(before: end) }
+        while start < end, isAround(scalars[start], lenient: lenient) { start = scalars.index(after: start) }
+        guard start < end else { return word }
+        var inner = String(scalars[start..<end])
+        if !inner.utf8.allSatisfy({ $0 < 0x80 }) { inner.unicodeScalars.removeAll(where: isInvisible) }
+        return inner
     }
 
-    static let lenientAround: Set<Character> = [
-        "?", "\u{2026}", "(", ")", "[", "]", "{", "}", "<", ">", "\u{00AB}", "\u{00BB}", "`", "*", "#", "-", "~", "_", "\u{00A1}", "\u{00BF}",
-    ]
+    /// Punctuation and quotes that may stand around a word; `lenient` adds brackets, question marks, dashes and the like.
+    static func isAround(_ u: Unicode.Scalar, lenient: Bool) -> Bool {
+        switch u {
+        case ".", "!", ",", ";", ":", "\"", "'", "\u{3002}": true
+        case "?", "\u{2026}", "(", ")", "[", "]", "{", "}", "<", ">", "\u{00AB}", "\u{00BB}", "`", "*", "#", "-", "~", "_", "\u{00A1}", "\u{00BF}":
+            lenient
+        default: isInvisible(u)
+        }
+    }
 
     /// Zero-width spaces and joiners, the word joiner, the byte-order mark, the soft hyphen and direction marks.
-    static func isInvisible(_ c: Character) -> Bool {
-        c == "\u{200B}" || c == "\u{200C}" || c == "\u{200D}" || c == "\u{2060}" || c == "\u{FEFF}" || c == "\u{00AD}" || c == "\u{200E}"
-            || c == "\u{200F}" || c == "\u{061C}"
+    static func isInvisible(_ u: Unicode.Scalar) -> Bool {
+        switch u {
+        case "\u{200B}", "\u{200C}", "\u{200D}", "\u{2060}", "\u{FEFF}", "\u{00AD}", "\u{200E}", "\u{200F}", "\u{061C}": true
+        default: false
+        }
     }
 
     /// Whether a text would be read as a command or keyword for its first word (`LOGIN x`, `help me 123`): such a
