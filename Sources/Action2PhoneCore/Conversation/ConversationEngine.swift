@@ -155,7 +155,7 @@ public struct ConversationEngine: Sendable {
     /// out there too, so no such text can ever become a passcode, and no passcode is ever taken for a keyword.
     func route(_ input: Inbound, _ state: ConversationState, optedOut: Bool = false) -> Route {
         let keyword = input.keyword
-        if input.optOutType == "STOP" || optOutWords.contains(keyword) || input.optOutKeyword.map(optOutWords.contains) == true { return .optOut }
+        if input.optOutType == "STOP" || input.readsAsOptOutWord { return .optOut }
         if input.optOutType == "START" || keyword == "START" || keyword == "UNSTOP" || (keyword == "YES" && (state.step == .idle || optedOut)) {
             return .optIn
         }

@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 
-/// One inbound text as the conversation sees it.
+/// One inbound text as the conversation sees it. What routing reads is worked out once, here: a text is routed
+/// twice (for its passcode work, then for its step).
 public struct Inbound: Sendable, Equatable {
     /// Trimmed, curly quotes straightened, runs of white space folded to one space.
-    public var text: String
-    public var numMedia: Int
+    public let text: String
+    public let numMedia: Int
     /// `STOP`, `START` or `HELP` when Twilio's Advanced Opt-Out matched a keyword.
-    public var optOutType: String?
+    public let optOutType: String?
 
     /// The text as received, only trimmed: message contents (SEND, BROADCAST) keep every character.
-    public var raw: String
+    public let raw: String
 
     /// The first word, upper-cased, for matching commands, as `keyword` reads a word: `"profile"` is PROFILE, and
     /// `YES,` in `yes, send it` is YES.
@@ -24,6 +25,8 @@ public struct Inbound: Sendable, Equatable {
         self.numMedia = numMedia
         self.optOutType = optOutType?.uppercased()
         self.command = Inbound.bare(String(self.text.prefix { $0 != " " }).uppercased())
+        self.keyword = Inbound.bare(self.text.uppercased())
+        self.readsAsOptOutWord = optOutWords.contains(keyword) || Inbound.optOutKeyword(self.text).map(optOutWords.contains) == true
     }
 
     /// Everything after the first word.
@@ -34,12 +37,15 @@ public struct Inbound: Sendable, Equatable {
 
     /// The whole text upper-cased, for matching keywords: without punctuation or quotes around it (`STOP.`,
     /// `"stop"`, `stop:`) or invisible characters a keyboard or a copy left in it. A lone `?` stays (HELP).
-    var keyword: String { Inbound.bare(text.uppercased()) }
+    let keyword: String
 
-    /// The whole text as opt-out words are matched, more leniently than `keyword`: a text that reads as STOP to a
-    /// person (`STOP?`, `(STOP)`, `STOP…`, full-width letters) is honoured as one, stopping being the safe side.
-    /// Only short texts can be one.
-    var optOutKeyword: String? {
+    /// Whether the text is an opt-out word as `keyword` reads it, or as `optOutKeyword` does.
+    let readsAsOptOutWord: Bool
+
+    /// `text` as opt-out words are matched, more leniently than `keyword`: a text that reads as STOP to a person
+    /// (`STOP?`, `(STOP)`, `STOP…`, full-width letters) is honoured as one, stopping being the safe side. Only short
+    /// texts can be one.
+    static func optOutKeyword(_ text: String) -> String? {
         guard text.utf8.count <= 40 else { return nil }
         let folded = text.utf8.allSatisfy { $0 < 0x80 } ? text : text.precomposedStringWithCompatibilityMapping
         return Inbound.bare(folded.uppercased(), lenient: true)
