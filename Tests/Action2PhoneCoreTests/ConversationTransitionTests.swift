@@ -594,6 +594,14 @@ struct ConversationTransitionTests {
         #expect(e.effects.isEmpty)
     }
 
+    @Test func aNameEndingInAFullStopEndsItsSentence() throws {
+        var state = ConversationState(step: .askedFirstName, lastActivity: recent)
+        let first = try engine.reduce(&state, Inbound(text: "J."), facts: facts(registered: false), now: t0)
+        #expect(first.replies == ["Thank you, J. Reply with your last name."])
+        let last = try engine.reduce(&state, Inbound(text: "Smith Jr."), facts: facts(registered: false), now: t0)
+        #expect(last.replies == ["Good, comrade J. Smith Jr. Reply with your email address."])
+    }
+
     // MARK: - Input normalisation
 
     @Test func inputIsTrimmedFoldedAndStraightened() {
@@ -790,6 +798,18 @@ struct PasscodeRedactionTests {
         let d = try engine.reduce(&state, Inbound(text: "LOGIN hunter22secret"), facts: facts(), now: t0)
         #expect(d.loggedBody == "[redacted]")
         #expect(!d.replies.joined().lowercased().contains("hunter22"))
+    }
+
+    @Test(arguments: [Step.confirmingDelete, .confirmingBroadcast(text: "Harvest")])
+    func anythingButYesAtAConfirmationIsRedacted(_ step: Step) throws {
+        let f = step == .confirmingDelete ? facts() : facts(adminPhone)
+        var state = ConversationState(step: step, loggedInAt: recent, lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "hunter22secret"), facts: f, now: t0)
+        #expect(d.loggedBody == "[redacted]" && d.effects.isEmpty && state.step == .idle)
+        #expect(!d.replies.joined().lowercased().contains("hunter22"))
+        var confirming = ConversationState(step: step, loggedInAt: recent, lastActivity: recent)
+        let yes = try engine.reduce(&confirming, Inbound(text: "yes"), facts: f, now: t0)
+        #expect(yes.loggedBody == nil && yes.effects.count == 1)
     }
 
     @Test func keywordsAtAPasscodePromptAreLoggedAsSent() throws {

@@ -2,9 +2,17 @@ import Action2PhoneCore
 import Foundation
 import GRDB
 
+/// Every test's files go under one folder per test process, removed when the process exits: the suite writes
+/// hundreds of SQLite files, and leaving them would fill a CI machine's temporary folder run after run.
+let testScratch: URL = {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-tests-\(getpid())")
+    atexit { try? FileManager.default.removeItem(at: FileManager.default.temporaryDirectory.appendingPathComponent("a2p-tests-\(getpid())")) }
+    return root
+}()
+
 /// A fresh SQLite file per test (WAL needs a real file).
 func makeTestDatabasePath() -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("a2p-core-\(UUID().uuidString)/test.sqlite").path
+    testScratch.appendingPathComponent("a2p-core-\(UUID().uuidString)/test.sqlite").path
 }
 
 /// Synchronous reads of a test database (GRDB picks its async overloads inside async tests otherwise).

@@ -6,7 +6,7 @@ import Testing
 import TwilioKit
 
 func tempDatabase() -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("a2p-cli-\(UUID().uuidString)/a.sqlite").path
+    testScratch.appendingPathComponent("a2p-cli-\(UUID().uuidString)/a.sqlite").path
 }
 
 func jsonObject(_ text: String) throws -> Any {
@@ -201,7 +201,7 @@ struct CLITests {
 
     @Test func replayChecksEveryFixtureInProcess() async throws {
         let files = conversationFixtureFiles().map { repositoryRoot.appendingPathComponent("fixtures/conversations/\($0)").path }
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-tmp-\(UUID().uuidString)")
+        let scratch = testScratch.appendingPathComponent("a2p-tmp-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         let db = scratch.appendingPathComponent("db/operator.sqlite").path
         let r = try await Executable.run(
@@ -243,7 +243,7 @@ struct CLITests {
     }
 
     @Test func replayCheckNamesEachMismatchAndExits1() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-fx-\(UUID().uuidString)")
+        let dir = testScratch.appendingPathComponent("a2p-fx-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let fixture = dir.appendingPathComponent("wrong.json")
         try Data(

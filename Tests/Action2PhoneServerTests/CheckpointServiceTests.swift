@@ -10,7 +10,7 @@ import Testing
 struct CheckpointServiceTests {
     @Test func copiesWhatTheServerWritesIntoTheFileAndStopsOnShutdown() async throws {
         // Given a store and the checkpoint service running beside it
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-ckpt-\(UUID().uuidString)")
+        let folder = testScratch.appendingPathComponent("a2p-ckpt-\(UUID().uuidString)")
         let path = folder.appendingPathComponent("a2p.sqlite").path
         let store = try SQLiteStore.open(path: path)
         let service = CheckpointService(checkpointer: try store.makeCheckpointer(), logger: Logger(label: "test"))

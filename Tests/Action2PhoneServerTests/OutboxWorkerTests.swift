@@ -14,7 +14,7 @@ struct OutboxHarness {
     let store: SQLiteStore
 
     init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-outbox-\(UUID().uuidString)/test.sqlite").path
+        path = testScratch.appendingPathComponent("a2p-outbox-\(UUID().uuidString)/test.sqlite").path
         store = try SQLiteStore.open(path: path)
     }
 

@@ -35,7 +35,7 @@ enum Executable {
         input: String = "",
         timeout: Duration = .seconds(60)
     ) async throws -> Result {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-cli-\(UUID().uuidString)")
+        let dir = testScratch.appendingPathComponent("a2p-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let files = ["in", "out", "err"].map { dir.appendingPathComponent($0) }
@@ -69,7 +69,7 @@ enum Executable {
 @Suite("action2phone serve as a process")
 struct ServeProcessTests {
     @Test func sigtermFinishesTheSendInFlightAndExitsZero() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
+        let dir = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
         let db = dir.appendingPathComponent("a.sqlite").path
         // Given a text queued for a number whose send takes 400 ms at the fake Twilio
         let store = try Action2PhoneCoreStore.open(db)
@@ -112,7 +112,7 @@ struct ServeProcessTests {
     }
 
     @Test func aSecondServeOnTheSameDatabaseIsRefused() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
+        let dir = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
         let db = dir.appendingPathComponent("a.sqlite").path
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let log = dir.appendingPathComponent("first.log")
@@ -142,7 +142,7 @@ struct ServeProcessTests {
     }
 
     @Test func aDatabaseFromANewerVersionIsRefused() async throws {
-        let db = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-proc-\(UUID().uuidString)/a.sqlite").path
+        let db = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)/a.sqlite").path
         let store = try Action2PhoneCoreStore.open(db)
         try await store.write { try $0.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99 from the future')") }
         for arguments in [["users", "list"], ["serve", "--port", "0"]] {

@@ -8,7 +8,7 @@ import TwilioKit
 
 @Suite("Configuration: flag > environment > default")
 struct ServerConfigTests {
-    let db = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-cfg-\(UUID().uuidString)/x.sqlite").path
+    let db = testScratch.appendingPathComponent("a2p-cfg-\(UUID().uuidString)/x.sqlite").path
     let sid = "AC" + String(repeating: "0", count: 32)
 
     @Test func defaultsAreLocalModeWithADevToken() throws {

@@ -11,6 +11,14 @@ import TwilioKit
 import FoundationNetworking
 #endif
 
+/// Every test's files go under one folder per test process, removed when the process exits: the suite writes
+/// hundreds of SQLite files, and leaving them would fill a CI machine's temporary folder run after run.
+let testScratch: URL = {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-tests-\(getpid())")
+    atexit { try? FileManager.default.removeItem(at: FileManager.default.temporaryDirectory.appendingPathComponent("a2p-tests-\(getpid())")) }
+    return root
+}()
+
 /// A real server on a loopback port with a fresh SQLite file, for HTTP-level tests.
 struct TestServer {
     static let token = "test-auth-token-0123456789abcdef"
@@ -23,7 +31,7 @@ struct TestServer {
 
     /// A local-mode configuration signed with `token`, on a temporary database.
     static func makeConfig(_ customize: (inout ServerConfig) -> Void = { _ in }) -> ServerConfig {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-\(UUID().uuidString)")
+        let dir = testScratch.appendingPathComponent("a2p-\(UUID().uuidString)")
         var config = ServerConfig(
             authToken: Secret(token),
             databasePath: dir.appendingPathComponent("test.sqlite").path,

@@ -11,11 +11,11 @@ extension ConversationEngine {
         case .askedFirstName:
             guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("first")) }
             state.step = .askedLastName(first: name)
-            step.reply("Thank you, \(name). Reply with your last name.")
+            step.reply("Thank you, \(Copy.endingSentence(name)) Reply with your last name.")
         case .askedLastName(let first):
             guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("last")) }
             state.step = .askedEmail(first: first, last: name)
-            step.reply("Good, comrade \(first) \(name). Reply with your email address.")
+            step.reply("Good, comrade \(first) \(Copy.endingSentence(name)) Reply with your email address.")
         case .askedEmail(let first, let last):
             guard let email = Self.validEmail(text) else {
                 return step.reply("That is not an email address, comrade (like ivan@example.org). Reply with your email.")

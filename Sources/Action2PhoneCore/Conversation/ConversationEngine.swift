@@ -182,13 +182,15 @@ public struct ConversationEngine: Sendable {
     }
 
     /// A passcode text is never logged: any `LOGIN <something>`, any text sent while a passcode question was
-    /// pending (even one that has just expired) unless it is a keyword, and any unknown text from a registered
-    /// person who is not logged in: sent after "please log in first" or a lockout, it is often the passcode.
+    /// pending (even one that has just expired) unless it is a keyword, any unknown text from a registered
+    /// person (sent after "please log in first" or a lockout, it is often the passcode), and anything but YES
+    /// sent at a DELETE or BROADCAST confirmation, for the same reason.
     func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step, registered: Bool) -> Bool {
         if input.command == "LOGIN" && !input.argument.isEmpty { return true }
         switch route {
         case .optOut, .optIn, .help, .reset, .empty: return false
         case .unknown where registered: return true
+        case .answer where stepBefore.isConfirmation: return input.command != "YES"
         default: return stepBefore.expectsPasscode || (route == .answer && state.step.expectsPasscode)
         }
     }

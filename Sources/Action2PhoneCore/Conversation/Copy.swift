@@ -69,6 +69,11 @@ enum Copy {
         return "\(months[((c.month ?? 1) - 1) % 12]) \(c.day ?? 0)"
     }
 
+    /// `name` ending a sentence: its own full stop serves ("Smith Jr." gives "Smith Jr.", not "Smith Jr..").
+    static func endingSentence(_ name: String) -> String {
+        name.hasSuffix(".") ? name : name + "."
+    }
+
     static func plural(_ n: Int, _ one: String, _ many: String? = nil) -> String {
         "\(n) \(n == 1 ? one : (many ?? one + "s"))"
     }
