@@ -15,6 +15,10 @@ import TwilioKit
 /// already in flight, failed or not, can only lengthen the pause by its `Retry-After`. So a burst of failures
 /// (32 sends timing out one after another over 15 s) counts once, and a slow success from before the trouble
 /// does not end it.
+///
+/// Twilio refusing the credentials (`DeliveryPolicy.refusesCredentials`) holds every send instead, with no probe:
+/// each text sent would fail the same way. The hold lasts until a check of the credentials that spends no text
+/// succeeds (`credentialsAccepted()`), or until the next start.
 final class OutboxPause: Sendable {
     /// What the worker may start now.
     enum Gate: Equatable {
@@ -24,12 +28,16 @@ final class OutboxPause: Sendable {
         case closed(until: ContinuousClock.Instant)
         /// One send at a time, until one is answered normally.
         case probing
+        /// Nothing until Twilio accepts the credentials again.
+        case held
     }
 
     /// A change worth telling the operator about.
     enum Change: Equatable {
         case paused(for: Duration, first: Bool)
         case resumed
+        case credentialsRefused
+        case credentialsAccepted
     }
 
     private struct State {
@@ -38,6 +46,7 @@ final class OutboxPause: Sendable {
         /// When the latest pause began.
         var since: ContinuousClock.Instant?
         var until: ContinuousClock.Instant?
+        var credentialsRefused = false
     }
 
     private let state = Locked(State())
@@ -51,6 +60,7 @@ final class OutboxPause: Sendable {
 
     func gate(now: ContinuousClock.Instant) -> Gate {
         state.withLock { s in
+            if s.credentialsRefused { return .held }
             if let until = s.until, now < until { return .closed(until: until) }
             return s.pauses > 0 ? .probing : .open
         }
@@ -59,11 +69,18 @@ final class OutboxPause: Sendable {
     /// Notes how a request to Twilio that started at `started` ended (`failure` nil: it was answered normally).
     func observe(_ failure: RESTFailure?, started: ContinuousClock.Instant, now: ContinuousClock.Instant) -> Change? {
         state.withLock { s in
+            if let failure, DeliveryPolicy.refusesCredentials(failure) {
+                guard !s.credentialsRefused else { return nil }
+                s.credentialsRefused = true
+                return .credentialsRefused
+            }
+            // While held, answers to requests already in flight change nothing: only a check lifts the hold.
+            guard !s.credentialsRefused else { return nil }
             let fresh = s.since.map { started >= $0 } ?? true
             let pausedNow = s.until.map { now < $0 } ?? false
             guard let failure, DeliveryPolicy.isOutage(failure) else {
                 guard s.pauses > 0, fresh, !pausedNow else { return nil }
-                s = State()
+                s = State(credentialsRefused: s.credentialsRefused)
                 return .resumed
             }
             let retryAfter = failure.retryAfter.map { Duration.seconds(min(max($0, 0), policy.maxDelay)) } ?? .zero
@@ -77,6 +94,15 @@ final class OutboxPause: Sendable {
             s.since = now
             s.until = now.advanced(by: wait)
             return .paused(for: wait, first: s.pauses == 1)
+        }
+    }
+
+    /// Notes that a check found the credentials accepted: sends resume (`credentialsAccepted`, when they were held).
+    func credentialsAccepted() -> Change? {
+        state.withLock { s in
+            guard s.credentialsRefused else { return nil }
+            s.credentialsRefused = false
+            return .credentialsAccepted
         }
     }
 }

@@ -7,7 +7,9 @@ import TwilioKit
 
 /// Sends the outbox: claims due rows, starts at most `rate` sends per second, evenly spaced (several may be
 /// in flight when Twilio is slow, but never two to the same number), and records each outcome. While Twilio
-/// is in trouble, every send waits and one text at a time probes (`OutboxPause`).
+/// is in trouble, every send waits and one text at a time probes (`OutboxPause`). When Twilio refuses the
+/// credentials, every send is held, and the credentials are checked every `credentialsCheckInterval` without
+/// sending anything: the texts queued stay queued, and only those already in flight fail.
 ///
 /// On start, rows a crash left `sending` become `uncertain`. On graceful shutdown it stops claiming and
 /// lets the sends in flight finish; a send is never cut off.
@@ -19,6 +21,7 @@ public struct OutboxWorker: Service {
     let interval: Duration
     let pollInterval: Duration
     let maxInFlight: Int
+    let credentialsCheckInterval: Duration
     let outagePause: OutboxPause
     let logger: Logger
 
@@ -30,9 +33,10 @@ public struct OutboxWorker: Service {
         pollInterval: Duration = .milliseconds(100),
         maxInFlight: Int = 32,
         maxPause: Duration = .seconds(30),
+        credentialsCheckInterval: Duration = .seconds(60),
         logger: Logger
     ) {
-        precondition(rate >= 0.001 && rate <= 10_000 && maxInFlight > 0 && maxPause > .zero)
+        precondition(rate >= 0.001 && rate <= 10_000 && maxInFlight > 0 && maxPause > .zero && credentialsCheckInterval > .zero)
         self.store = store
         self.sender = sender
         self.policy = policy
@@ -40,6 +44,7 @@ public struct OutboxWorker: Service {
         self.interval = .nanoseconds(Int64(1e9 / rate))
         self.pollInterval = pollInterval
         self.maxInFlight = maxInFlight
+        self.credentialsCheckInterval = credentialsCheckInterval
         self.outagePause = OutboxPause(policy: policy, maxPause: maxPause)
         self.logger = logger
     }
@@ -73,6 +78,11 @@ public struct OutboxWorker: Service {
                 let gate = outagePause.gate(now: clock.now)
                 if case .closed(let until) = gate {
                     await pause(until: until)
+                    continue
+                }
+                if gate == .held {
+                    await pause(until: clock.now.advanced(by: credentialsCheckInterval))
+                    if !Task.isShuttingDownGracefully && !Task.isCancelled { await checkCredentials() }
                     continue
                 }
                 let limit = gate == .probing ? 1 : maxInFlight
@@ -207,12 +217,27 @@ public struct OutboxWorker: Service {
         return observed(await sender.send(to: message.to, body: message.body), started: started, isSend: true)
     }
 
+    /// Asks Twilio whether it accepts the credentials again, while sends are held for their refusal.
+    private func checkCredentials() async {
+        switch await sender.checkCredentials() {
+        case .success:
+            if outagePause.credentialsAccepted() != nil {
+                logger.notice(
+                    "outbox: Twilio accepts the credentials again; sending resumes. Texts that failed with code 20003 are not resent on their own (see: action2phone outbox retry --failed)"
+                )
+            }
+        case .failure(let failure):
+            logger.debug("outbox: the credentials are still not accepted", metadata: ["a2p.reason": "\(failure)"])
+        }
+    }
+
     /// Tells the pause how Twilio answered a request that started at `started`, and the operator when that
-    /// starts or ends a pause. Only a send answered normally ends a pause: a lookup can work (or be refused)
-    /// while creates fail, so for lookups only trouble counts.
+    /// starts or ends a pause or a hold. Only a send answered normally ends a pause: a lookup can work (or be
+    /// refused) while creates fail, so for lookups only trouble counts.
     private func observed<T>(_ result: Result<T, RESTFailure>, started: ContinuousClock.Instant, isSend: Bool) -> Result<T, RESTFailure> {
         let failure: RESTFailure? = if case .failure(let failure) = result { failure } else { nil }
-        guard isSend || failure.map(DeliveryPolicy.isOutage) == true else { return result }
+        let trouble = failure.map { DeliveryPolicy.isOutage($0) || DeliveryPolicy.refusesCredentials($0) } ?? false
+        guard isSend || trouble else { return result }
         switch outagePause.observe(failure, started: started, now: .now) {
         case .paused(let wait, let first)?:
             let trouble = first ? "Twilio is in trouble" : "Twilio is still in trouble"
@@ -223,6 +248,14 @@ public struct OutboxWorker: Service {
             )
         case .resumed?:
             logger.notice("outbox: Twilio answers normally again; sending at the configured rate")
+        case .credentialsRefused?:
+            let seconds = Int(credentialsCheckInterval / .seconds(1))
+            logger.error(
+                "outbox: Twilio refuses the credentials; every send is held, queued texts wait, and the credentials are checked every \(seconds) s. Fix TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN and restart (see: action2phone doctor)",
+                metadata: ["a2p.reason": "\(failure.map(String.init(describing:)) ?? "")"]
+            )
+        case .credentialsAccepted?:
+            break
         case nil:
             break
         }

@@ -24,6 +24,8 @@ import TwilioKit
 /// | +15005550777 | answers 201 after 400 ms |
 /// | anything else | 201 |
 ///
+/// While `refuseCredentials(true)` holds, every request answers 401 (code 20003), as after a rotated token.
+///
 /// The message list answers in pages of `PageSize` (50 by default) with Twilio's `next_page_uri`.
 ///
 /// During an outage (`outage(for:)`, from the next Messages request until both its time has passed and it has
@@ -55,6 +57,10 @@ final class FakeTwilio: Sendable {
         var outageMinimum = 0
         /// Requests answered 503 because of the outage.
         var outageAnswers = 0
+        var credentialsRefused = false
+        var accountFetches = 0
+        /// Every Messages create request, refused ones included.
+        var createRequests = 0
     }
 
     let state = Mutex(State())
@@ -76,6 +82,9 @@ final class FakeTwilio: Sendable {
         }
     }
     var outageAnswers: Int { state.withLock { $0.outageAnswers } }
+    func refuseCredentials(_ refused: Bool) { state.withLock { $0.credentialsRefused = refused } }
+    var accountFetches: Int { state.withLock { $0.accountFetches } }
+    var createRequests: Int { state.withLock { $0.createRequests } }
 
     /// Counts the request and answers it 503 while an outage lasts.
     private func outageAnswer(lookup: Bool = false) -> Response? {
@@ -99,6 +108,7 @@ final class FakeTwilio: Sendable {
         router.post(RouterPath(messages)) { request, context in try await self.create(request, context) }
         router.get(RouterPath(messages)) { request, context in try self.list(request) }
         router.get(RouterPath("/2010-04-01/Accounts/\(Self.accountSid).json")) { request, _ in
+            self.state.withLock { $0.accountFetches += 1 }
             try self.authorize(request)
             return Self.json(200, #"{"sid":"\#(Self.accountSid)","status":"active","friendly_name":"Test account"}"#)
         }
@@ -142,12 +152,13 @@ final class FakeTwilio: Sendable {
 
     private func authorize(_ request: Request) throws {
         let expected = "Basic " + Crypto.base64(Array("\(Self.accountSid):\(Self.authToken)".utf8))
-        guard request.headers[.authorization] == expected else {
+        guard request.headers[.authorization] == expected, !state.withLock({ $0.credentialsRefused }) else {
             throw FakeError(401, #"{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}"#)
         }
     }
 
     private func create(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        state.withLock { $0.createRequests += 1 }
         try authorize(request)
         let buffer = try await request.body.collect(upTo: 64 * 1024)
         guard let fields = FormCodec.decode(Array(buffer.readableBytesView)) else { return Self.json(400, "{}") }

@@ -28,6 +28,24 @@ struct OutboxPauseTests {
         #expect(!DeliveryPolicy.isOutage(.http(status: 401, code: 20003, message: "Authenticate", moreInfo: nil, retryAfter: nil)))
     }
 
+    @Test func refusedCredentialsHoldUntilACheckAcceptsThem() {
+        let pause = OutboxPause(policy: policy)
+        let refused = RESTFailure.http(status: 401, code: 20003, message: "Authenticate", moreInfo: nil, retryAfter: nil)
+        #expect(DeliveryPolicy.refusesCredentials(refused))
+        #expect(!DeliveryPolicy.refusesCredentials(.http(status: 400, code: 21211, message: "bad To", moreInfo: nil, retryAfter: nil)))
+        #expect(pause.observe(refused, started: at(0), now: at(0.1)) == .credentialsRefused)
+        #expect(pause.gate(now: at(0.1)) == .held)
+        // More refusals from sends already in flight are said once; an outage on top, and its end, change nothing
+        #expect(pause.observe(refused, started: at(0), now: at(0.2)) == nil)
+        #expect(pause.observe(unavailable, started: at(0), now: at(0.3)) == nil)
+        #expect(pause.observe(nil, started: at(0.4), now: at(0.5)) == nil)
+        #expect(pause.gate(now: at(100)) == .held)
+        // Only a check that finds them accepted lifts the hold
+        #expect(pause.credentialsAccepted() == .credentialsAccepted)
+        #expect(pause.gate(now: at(100)) == .open)
+        #expect(pause.credentialsAccepted() == nil)
+    }
+
     @Test func normalAnswersLeaveTheOutboxOpen() {
         let pause = OutboxPause(policy: policy)
         #expect(pause.observe(nil, started: at(0), now: at(0.1)) == nil)

@@ -111,6 +111,7 @@ struct RecordingSender: MessageSender {
         try? await Task.sleep(for: lookupDelay)
         return await inner.findExisting(to: to, body: body, since: since)
     }
+    func checkCredentials() async -> Result<Void, RESTFailure> { await inner.checkCredentials() }
 }
 
 @Suite("Outbox worker against a fake Twilio API")
@@ -341,6 +342,49 @@ struct OutboxWorkerTests {
         #expect(rows.map { $0["status"] as String } == Array(repeating: "sent", count: 20))
         #expect(rows.allSatisfy { ($0["attempts"] as Int) <= 2 }, "\(rows.map { $0["attempts"] as Int })")
         for number in numbers { #expect(fake.created(to: number).count == 1, "\(number)") }
+    }
+
+    @Test func refusedCredentialsHoldEverySendInsteadOfFailingTheQueue() async throws {
+        // Given 20 texts, and a Twilio that refuses the credentials (a rotated token) until it is fixed
+        let h = try OutboxHarness()
+        let numbers = (0..<20).map { "+1415555\(4000 + $0)" }
+        try h.enqueue(numbers.map { (to: $0, body: "the committee meets at six") })
+        let fake = FakeTwilio()
+        fake.refuseCredentials(true)
+        var duringHold: (failed: Int, queued: Int, creates: Int)? = nil
+        try await fake.run { base in
+            let worker = OutboxWorker(
+                store: h.store,
+                sender: TwilioSender(client: h.client(base)),
+                rate: 50,
+                policy: OutboxHarness.fastPolicy,
+                pollInterval: .milliseconds(10),
+                credentialsCheckInterval: .milliseconds(200),
+                logger: logger
+            )
+            try await h.run(worker) {
+                // When, after two checks found them still refused (about 0.4 s), the credentials are accepted again
+                if duringHold == nil, fake.accountFetches >= 2 {
+                    duringHold = (
+                        try h.scalar("SELECT count(*) FROM outbox WHERE status = 'failed'"),
+                        try h.scalar("SELECT count(*) FROM outbox WHERE status = 'queued'"),
+                        fake.createRequests
+                    )
+                    fake.refuseCredentials(false)
+                }
+                return try duringHold != nil && h.scalar("SELECT count(*) FROM outbox WHERE status IN ('queued', 'sending')") == 0
+            }
+        }
+        // Then during the refusal only the texts already in flight failed (SPEC: a 4xx fails at once), nothing
+        // more was sent, and the rest stayed queued
+        let hold = try #require(duringHold)
+        #expect((1...4).contains(hold.failed), "\(hold.failed) failed")
+        #expect(hold.creates == hold.failed && hold.queued == 20 - hold.failed, "\(hold)")
+        // And once they were accepted, the queued texts went out, each once; the failed ones keep Twilio's code
+        let rows = try h.rows()
+        #expect(rows.filter { $0["status"] as String == "sent" }.count == 20 - hold.failed)
+        #expect(rows.filter { $0["status"] as String == "failed" }.allSatisfy { $0["errorCode"] as Int? == 20003 })
+        for number in numbers { #expect(fake.created(to: number).count <= 1, "\(number)") }
     }
 
     @Test func lookupsThatWorkDoNotEndAPauseWhileCreatesFail() async throws {

@@ -40,6 +40,12 @@ public struct DeliveryPolicy: Sendable {
         }
     }
 
+    /// Whether `failure` is Twilio refusing the account's credentials (401, code 20003): every other request
+    /// would be refused too, until an operator fixes them (twilio.md §6: never retry it).
+    public static func refusesCredentials(_ failure: RESTFailure) -> Bool {
+        if case .http(let status, let code, _, _, _) = failure { status == 401 || code == 20003 } else { false }
+    }
+
     /// The outcome of attempt number `attempts` (1-based) that ended with `result`. When an earlier attempt may
     /// have created the message (`mayAlreadyExist`), an attempt that ends without success is `uncertain`,
     /// never `failed`: an operator decides.

@@ -8,6 +8,8 @@ public protocol MessageSender: Sendable {
     func send(to: String, body: String) async -> Result<SentMessage, RESTFailure>
     /// Messages with this body that Twilio created for `to` since about `since`, newest first.
     func findExisting(to: String, body: String, since: Date) async -> Result<[MessageResource], RESTFailure>
+    /// Whether Twilio accepts the credentials, asked without sending anything.
+    func checkCredentials() async -> Result<Void, RESTFailure>
 }
 
 /// Sends through Twilio's Messages API.
@@ -26,6 +28,10 @@ public struct TwilioSender: MessageSender {
         return await client.listMessages(to: to, since: earliest).map { messages in
             messages.filter { Self.sameText(twilio: $0.body ?? "", ours: body) && ($0.created.map { $0 >= earliest } ?? true) }
         }
+    }
+
+    public func checkCredentials() async -> Result<Void, RESTFailure> {
+        await client.fetchAccount().map { _ in () }
     }
 
     /// Whether the body Twilio lists is the text we sent. Twilio may have changed it on the way: a trial account
@@ -71,4 +77,6 @@ public struct SimulatedSender: MessageSender {
     public func findExisting(to: String, body: String, since: Date) async -> Result<[MessageResource], RESTFailure> {
         .success([])
     }
+
+    public func checkCredentials() async -> Result<Void, RESTFailure> { .success(()) }
 }
