@@ -55,7 +55,12 @@ struct StoreEffectTests {
         #expect(try fetchInt(path, "SELECT count(*) FROM inbox WHERE kind = 'broadcast' AND body = 'Harvest at dawn'") == 4)
         #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE purpose = 'broadcast' AND status = 'queued'") == 2)
         #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE \"to\" IN ('+14155550102', '+14155550103')") == 0)
-        // And the facts agree with what was queued
+        // And the facts agree with what was queued, also after a stranger opted out, Boris was suppressed as well,
+        // and Dmitri opted out and back in (each number counted once, only people counted)
+        try executeSQL(path, "INSERT INTO phones (phone, optedOut, updatedAt) VALUES ('+14155559999', 1, '2026-11-25 09:00:00.000')")
+        try executeSQL(path, "UPDATE phones SET suppressed = 1 WHERE phone = '+14155550102'")
+        try await step(store, from: "+14155550104", [.optOut(text: "STOP")])
+        try await step(store, from: "+14155550104", [.optIn(text: "START")])
         let audience = try await DatabaseQueue(path: path).read { try SQLiteFacts(db: $0, phone: "+14155550101").broadcastAudience() }
         #expect(audience == BroadcastAudience(registered: 4, textable: 2))
     }
