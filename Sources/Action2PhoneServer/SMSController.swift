@@ -85,10 +85,10 @@ struct HealthController: Sendable {
         }
     }
 
-    /// `HEAD /healthz`: the status and headers of `GET`, without the body.
+    /// `HEAD /healthz`: the status and headers of `GET` (its `Content-Length` included), without the body.
     @Sendable func head(_ request: Request, context: AppRequestContext) async -> Response {
         let get = await health(request, context: context)
-        return Response(status: get.status, headers: [.contentType: "application/json"])
+        return Response(status: get.status, headers: get.headers)
     }
 
     private func json(_ status: HTTPResponse.Status, _ body: String) -> Response {

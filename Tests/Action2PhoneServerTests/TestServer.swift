@@ -89,6 +89,7 @@ struct TestServer {
         var contentType: String?
         var body: String
         var allow: String? = nil
+        var contentLength: String? = nil
     }
 
     /// POSTs `fields` to `path`, signed for the public URL unless `signature` says otherwise.
@@ -131,7 +132,8 @@ struct TestServer {
             status: http.statusCode,
             contentType: http.value(forHTTPHeaderField: "Content-Type"),
             body: String(decoding: data, as: UTF8.self),
-            allow: http.value(forHTTPHeaderField: "Allow")
+            allow: http.value(forHTTPHeaderField: "Allow"),
+            contentLength: http.value(forHTTPHeaderField: "Content-Length")
         )
     }
 

@@ -386,7 +386,9 @@ struct StatusAndHealthTests {
             #expect(try await server.send("GET", "/nowhere").status == 404)
             // A monitor probing with HEAD gets GET's status and headers without the body
             let head = try await server.send("HEAD", "/healthz")
+            let get = try await server.send("GET", "/healthz")
             #expect(head.status == 200 && head.contentType == "application/json" && head.body.isEmpty)
+            #expect(head.contentLength == "\(get.body.utf8.count)" && get.contentLength == head.contentLength)
             #expect(try server.count("inbound") == 0)
         }
     }
