@@ -18,7 +18,9 @@ import TwilioKit
 ///
 /// Twilio refusing the credentials (`DeliveryPolicy.refusesCredentials`) holds every send instead, with no probe:
 /// each text sent would fail the same way. The hold lasts until a check of the credentials that spends no text
-/// succeeds (`credentialsAccepted()`), or until the next start.
+/// finds them accepted, or cannot tell (`liftHold`), or until the next start; one text at a time then probes, as
+/// after an outage, so a check that was wrong costs one text. A refusal of a request that started before the hold
+/// was lifted does not hold again.
 final class OutboxPause: Sendable {
     /// What the worker may start now.
     enum Gate: Equatable {
@@ -47,6 +49,8 @@ final class OutboxPause: Sendable {
         var since: ContinuousClock.Instant?
         var until: ContinuousClock.Instant?
         var credentialsRefused = false
+        /// When the latest hold was lifted.
+        var heldUntil: ContinuousClock.Instant?
     }
 
     private let state = Locked(State())
@@ -70,7 +74,7 @@ final class OutboxPause: Sendable {
     func observe(_ failure: RESTFailure?, started: ContinuousClock.Instant, now: ContinuousClock.Instant) -> Change? {
         state.withLock { s in
             if let failure, DeliveryPolicy.refusesCredentials(failure) {
-                guard !s.credentialsRefused else { return nil }
+                guard !s.credentialsRefused, s.heldUntil.map({ started >= $0 }) ?? true else { return nil }
                 s.credentialsRefused = true
                 return .credentialsRefused
             }
@@ -80,7 +84,7 @@ final class OutboxPause: Sendable {
             let pausedNow = s.until.map { now < $0 } ?? false
             guard let failure, DeliveryPolicy.isOutage(failure) else {
                 guard s.pauses > 0, fresh, !pausedNow else { return nil }
-                s = State(credentialsRefused: s.credentialsRefused)
+                s = State(heldUntil: s.heldUntil)
                 return .resumed
             }
             let retryAfter = failure.retryAfter.map { Duration.seconds(min(max($0, 0), policy.maxDelay)) } ?? .zero
@@ -97,11 +101,15 @@ final class OutboxPause: Sendable {
         }
     }
 
-    /// Notes that a check found the credentials accepted: sends resume (`credentialsAccepted`, when they were held).
-    func credentialsAccepted() -> Change? {
+    /// Lifts a hold (a check found the credentials accepted, or could not tell): one text at a time probes until one
+    /// is answered normally. `credentialsAccepted` when sends were held.
+    func liftHold(now: ContinuousClock.Instant) -> Change? {
         state.withLock { s in
             guard s.credentialsRefused else { return nil }
             s.credentialsRefused = false
+            s.heldUntil = now
+            s.pauses = max(s.pauses, 1)
+            s.since = now
             return .credentialsAccepted
         }
     }

@@ -9,7 +9,7 @@ import TwilioKit
 /// in flight when Twilio is slow, but never two to the same number), and records each outcome. While Twilio
 /// is in trouble, every send waits and one text at a time probes (`OutboxPause`). When Twilio refuses the
 /// credentials, every send is held, and the credentials are checked every `credentialsCheckInterval` without
-/// sending anything: the texts queued stay queued, and only those already in flight fail.
+/// sending anything: the texts queued stay queued, and only those in flight or already claimed fail.
 ///
 /// On start, rows a crash left `sending` become `uncertain`. On graceful shutdown it stops claiming and
 /// lets the sends in flight finish; a send is never cut off.
@@ -66,6 +66,7 @@ public struct OutboxWorker: Service {
         var window = SlidingWindow(capacity: max(1, Int(rate.rounded(.up))), interval: interval)
         var nextSlot = clock.now
         var idle = true
+        var lastCheck: CredentialsCheck? = nil
         let inFlight = InFlight()
         let recorder = OutcomeRecorder(store: store, logger: logger)
         await withDiscardingTaskGroup { group in
@@ -82,7 +83,7 @@ public struct OutboxWorker: Service {
                 }
                 if gate == .held {
                     await pause(until: clock.now.advanced(by: credentialsCheckInterval))
-                    if !Task.isShuttingDownGracefully && !Task.isCancelled { await checkCredentials() }
+                    lastCheck = await checkCredentials(after: lastCheck)
                     continue
                 }
                 let limit = gate == .probing ? 1 : maxInFlight
@@ -217,18 +218,33 @@ public struct OutboxWorker: Service {
         return observed(await sender.send(to: message.to, body: message.body), started: started, isSend: true)
     }
 
-    /// Asks Twilio whether it accepts the credentials again, while sends are held for their refusal.
-    private func checkCredentials() async {
-        switch await sender.checkCredentials() {
-        case .success:
-            if outagePause.credentialsAccepted() != nil {
+    /// Asks Twilio whether it accepts the credentials again, while sends are held for their refusal, and lifts the
+    /// hold unless they are still refused. A finding is logged when it differs from the `last` one. A stop cuts the
+    /// check short (it changes nothing at Twilio).
+    private func checkCredentials(after last: CredentialsCheck?) async -> CredentialsCheck? {
+        let sender = self.sender
+        let check = await cancelWhenGracefulShutdown { await sender.checkCredentials() }
+        guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return last }
+        switch check {
+        case .accepted:
+            if outagePause.liftHold(now: .now) != nil {
                 logger.notice(
-                    "outbox: Twilio accepts the credentials again; sending resumes. Texts that failed with code 20003 are not resent on their own (see: action2phone outbox retry --failed)"
+                    "outbox: Twilio accepts the credentials again; sending resumes, one text at a time until one is sent. Texts that failed with code 20003 are not resent on their own (see: action2phone outbox list --status failed, then outbox retry ID…)"
                 )
             }
-        case .failure(let failure):
-            logger.debug("outbox: the credentials are still not accepted", metadata: ["a2p.reason": "\(failure)"])
+        case .refused(let reason):
+            if check != last {
+                logger.warning("outbox: the credentials are still refused; every send stays held", metadata: ["a2p.reason": "\(reason)"])
+            }
+        case .unknown(let reason):
+            if outagePause.liftHold(now: .now) != nil {
+                logger.warning(
+                    "outbox: cannot tell from the account whether Twilio accepts the credentials; trying one text at a time",
+                    metadata: ["a2p.reason": "\(reason)"]
+                )
+            }
         }
+        return check
     }
 
     /// Tells the pause how Twilio answered a request that started at `started`, and the operator when that

@@ -5,10 +5,11 @@ import GRDB
 /// Every test's files go under one folder per test process, removed when the process exits: the suite writes
 /// hundreds of SQLite files, and leaving them would fill a CI machine's temporary folder run after run.
 let testScratch: URL = {
-    let root = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-tests-\(getpid())")
-    atexit { try? FileManager.default.removeItem(at: FileManager.default.temporaryDirectory.appendingPathComponent("a2p-tests-\(getpid())")) }
-    return root
+    atexit { try? FileManager.default.removeItem(at: scratchRoot) }
+    return scratchRoot
 }()
+
+private let scratchRoot = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-tests-\(getpid())-\(UUID().uuidString)")
 
 /// A fresh SQLite file per test (WAL needs a real file).
 func makeTestDatabasePath() -> String {

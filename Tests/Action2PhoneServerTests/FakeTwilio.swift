@@ -59,6 +59,7 @@ final class FakeTwilio: Sendable {
         var outageAnswers = 0
         var credentialsRefused = false
         var accountFetches = 0
+        var accountStatus = "active"
         /// Every Messages create request, refused ones included.
         var createRequests = 0
     }
@@ -83,6 +84,7 @@ final class FakeTwilio: Sendable {
     }
     var outageAnswers: Int { state.withLock { $0.outageAnswers } }
     func refuseCredentials(_ refused: Bool) { state.withLock { $0.credentialsRefused = refused } }
+    func setAccountStatus(_ status: String) { state.withLock { $0.accountStatus = status } }
     var accountFetches: Int { state.withLock { $0.accountFetches } }
     var createRequests: Int { state.withLock { $0.createRequests } }
 
@@ -110,7 +112,8 @@ final class FakeTwilio: Sendable {
         router.get(RouterPath("/2010-04-01/Accounts/\(Self.accountSid).json")) { request, _ in
             self.state.withLock { $0.accountFetches += 1 }
             try self.authorize(request)
-            return Self.json(200, #"{"sid":"\#(Self.accountSid)","status":"active","friendly_name":"Test account"}"#)
+            let status = self.state.withLock { $0.accountStatus }
+            return Self.json(200, #"{"sid":"\#(Self.accountSid)","status":"\#(status)","friendly_name":"Test account"}"#)
         }
         router.get(RouterPath("/2010-04-01/Accounts/\(Self.accountSid)/IncomingPhoneNumbers.json")) { request, _ in
             try self.authorize(request)

@@ -40,10 +40,18 @@ struct OutboxPauseTests {
         #expect(pause.observe(unavailable, started: at(0), now: at(0.3)) == nil)
         #expect(pause.observe(nil, started: at(0.4), now: at(0.5)) == nil)
         #expect(pause.gate(now: at(100)) == .held)
-        // Only a check that finds them accepted lifts the hold
-        #expect(pause.credentialsAccepted() == .credentialsAccepted)
-        #expect(pause.gate(now: at(100)) == .open)
-        #expect(pause.credentialsAccepted() == nil)
+        // Only a check lifts the hold, and one text at a time probes then
+        #expect(pause.liftHold(now: at(100)) == .credentialsAccepted)
+        #expect(pause.gate(now: at(100)) == .probing)
+        #expect(pause.liftHold(now: at(100)) == nil)
+        // A refusal of a request that started before the hold was lifted does not hold again
+        #expect(pause.observe(refused, started: at(99), now: at(100.5)) == nil)
+        #expect(pause.gate(now: at(100.5)) == .probing)
+        // A probe answered normally resumes the full rate; a fresh refusal holds again
+        #expect(pause.observe(nil, started: at(101), now: at(101.1)) == .resumed)
+        #expect(pause.gate(now: at(101.1)) == .open)
+        #expect(pause.observe(refused, started: at(102), now: at(102.1)) == .credentialsRefused)
+        #expect(pause.gate(now: at(102.1)) == .held)
     }
 
     @Test func normalAnswersLeaveTheOutboxOpen() {

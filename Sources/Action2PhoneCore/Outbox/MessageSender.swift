@@ -8,8 +8,19 @@ public protocol MessageSender: Sendable {
     func send(to: String, body: String) async -> Result<SentMessage, RESTFailure>
     /// Messages with this body that Twilio created for `to` since about `since`, newest first.
     func findExisting(to: String, body: String, since: Date) async -> Result<[MessageResource], RESTFailure>
-    /// Whether Twilio accepts the credentials, asked without sending anything.
-    func checkCredentials() async -> Result<Void, RESTFailure>
+    /// Whether Twilio accepts the credentials for sending, asked without sending anything.
+    func checkCredentials() async -> CredentialsCheck
+}
+
+/// What a check of the credentials found (`MessageSender.checkCredentials`).
+public enum CredentialsCheck: Sendable, Equatable {
+    /// Accepted, and the account is active.
+    case accepted
+    /// Refused (401, code 20003), or the account is not active: a text sent now would fail.
+    case refused(String)
+    /// The check itself could not tell (test credentials may not read the account, Twilio may be down): only a text
+    /// sent will.
+    case unknown(String)
 }
 
 /// Sends through Twilio's Messages API.
@@ -30,8 +41,16 @@ public struct TwilioSender: MessageSender {
         }
     }
 
-    public func checkCredentials() async -> Result<Void, RESTFailure> {
-        await client.fetchAccount().map { _ in () }
+    public func checkCredentials() async -> CredentialsCheck {
+        switch await client.fetchAccount() {
+        case .success(let account):
+            guard let status = account.status, status != "active" else { return .accepted }
+            return .refused("the account is \(status)")
+        case .failure(let failure) where DeliveryPolicy.refusesCredentials(failure):
+            return .refused("\(failure)")
+        case .failure(let failure):
+            return .unknown("\(failure)")
+        }
     }
 
     /// Whether the body Twilio lists is the text we sent. Twilio may have changed it on the way: a trial account
@@ -78,5 +97,5 @@ public struct SimulatedSender: MessageSender {
         .success([])
     }
 
-    public func checkCredentials() async -> Result<Void, RESTFailure> { .success(()) }
+    public func checkCredentials() async -> CredentialsCheck { .accepted }
 }
