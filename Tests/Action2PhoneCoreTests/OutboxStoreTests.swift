@@ -45,6 +45,18 @@ struct OutboxStoreTests {
         #expect(order == ["reply", "broadcast 1", "reply after broadcast", "broadcast 2"])
     }
 
+    @Test func aReplyHeldBackByItsNumbersBroadcastTextTakesThatTextAlongFirst() async throws {
+        // Given a broadcast queued to five people, then a reply to the last of them (REST reply mode)
+        let (_, store) = try store(
+            queueing: (1...5).map { (to: "+1415555010\($0)", body: "broadcast \($0)", purpose: "broadcast") } + [
+                (to: "+14155550105", body: "reply", purpose: "reply")
+            ]
+        )
+        // Then that person's broadcast text goes next, then the reply: not after the whole broadcast
+        let order = try await sendAll(store) { try await store.claimNextOutbox(now: t0) }
+        #expect(order == ["broadcast 5", "reply", "broadcast 1", "broadcast 2", "broadcast 3", "broadcast 4"])
+    }
+
     @Test func aProbeTakesTheTextTriedLeastOftenRepliesFirstAmongEqualsKeepingEachNumbersOrder() async throws {
         let (path, store) = try store(queueing: [
             (to: "+14155550101", body: "tried twice", purpose: "broadcast"), (to: "+14155550102", body: "tried once", purpose: "broadcast"),

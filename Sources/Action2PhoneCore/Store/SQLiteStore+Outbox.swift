@@ -35,7 +35,8 @@ extension SQLiteStore {
 
     /// Claims one due row inside the open transaction (rows claimed before it in the same transaction count
     /// as `sending`, so two texts to one number are never claimed together): the oldest reply, else the oldest
-    /// text; or, for a probe, the one tried least often (replies first among equals).
+    /// text holding a reply back, else the oldest text; or, for a probe, the one tried least often (replies first
+    /// among equals).
     static func claimOne(_ db: Database, now: Date, leastTriedFirst: Bool = false) throws -> OutboxMessage? {
         try {
             // A bounded loop: rows whose number opted out after they were queued fail here and the next is tried, as
@@ -43,7 +44,8 @@ extension SQLiteStore {
             // person has just texted.
             for _ in 0..<100 {
                 func fetch(_ sql: String) throws -> Row? { try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [now]) }
-                let found = leastTriedFirst ? try fetch(DueSQL.probe) : try fetch(DueSQL.reply) ?? fetch(DueSQL.any)
+                let found =
+                    leastTriedFirst ? try fetch(DueSQL.probe) : try fetch(DueSQL.reply) ?? fetch(DueSQL.replyBlocker) ?? fetch(DueSQL.any)
                 guard let row = found else { return nil }
                 let id: Int64 = try row.decode(forColumn: "id")
                 let refusal: String? =
@@ -89,6 +91,16 @@ extension SQLiteStore {
         // Conversation replies go before direct messages and broadcasts: a person waiting for an answer should
         // not wait behind a 10,000-text broadcast. Texts to one number never overtake each other.
         static let reply = due("AND o.purpose = 'reply'", orderBy: "o.id")
+        // A reply held back by an earlier text to its number (a broadcast queued to that person) takes that text
+        // along first, so it does not wait for the whole broadcast. Found from the few queued replies.
+        static let replyBlocker = """
+            SELECT o.id, o.needsReconcile, coalesce(p.optedOut, 0) AS optedOut, coalesce(p.suppressed, 0) AND o.purpose != 'reply' AS suppressed
+            FROM outbox r JOIN outbox o ON o."to" = r."to" AND o.status = 'queued' AND o.id < r.id LEFT JOIN phones p ON p.phone = o."to"
+            WHERE r.status = 'queued' AND r.purpose = 'reply' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?)
+              AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id != o.id
+                              AND (e.status = 'sending' OR (e.status = 'queued' AND e.id < o.id)))
+            ORDER BY r.id LIMIT 1
+            """
         static let any = due("", orderBy: "o.id")
         // A probe goes round the queue (each one that fails spends an attempt), replies first among equals.
         static let probe = due("", orderBy: "o.attempts, o.purpose != 'reply', o.id")
