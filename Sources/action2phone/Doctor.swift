@@ -40,6 +40,11 @@ struct Doctor: AsyncParsableCommand {
         let client = TwilioRESTClient(baseURL: config.apiBaseURL, accountSid: accountSid, authToken: config.authToken.reveal(), sender: sender)
 
         switch await client.fetchAccount() {
+        case .success(let account) where account.status.map({ $0 != "active" }) ?? false:
+            fail(
+                "the account \(account.friendlyName ?? account.sid) is \(account.status ?? ""): Twilio sends nothing from it",
+                fix: "reactivate the account in the Twilio Console, or use the credentials of an active one"
+            )
         case .success(let account):
             ok("the REST API accepts the credentials (\(account.friendlyName ?? account.sid), \(account.status ?? "status unknown"))")
         case .failure(.http(let status, let code, let message, _, _)) where status == 401 || status == 403:
@@ -48,8 +53,17 @@ struct Doctor: AsyncParsableCommand {
                 fix: "copy the Account SID and the primary Auth Token again from the Console (test credentials do not work here)"
             )
         case .failure(let failure):
-            fail("cannot reach the REST API at \(config.apiBaseURL): \(failure)", fix: "check the network and TWILIO_API_BASE_URL")
+            if case .http(let status, _, _, _, _) = failure, status == 429 || status >= 500 {
+                fail(
+                    "the REST API at \(config.apiBaseURL) is in trouble or limiting requests: \(failure)",
+                    fix: "try again in a minute (Twilio's status: https://status.twilio.com)"
+                )
+            } else {
+                fail("cannot reach the REST API at \(config.apiBaseURL): \(failure)", fix: "check the network and TWILIO_API_BASE_URL")
+            }
         }
+        // The number is looked up with the same credentials: after a failure above it would only fail again.
+        guard failures == 0 else { throw CLIError("\(failures) check(s) failed (see above)") }
 
         if let from = config.fromNumber {
             switch await client.findIncomingNumber(from) {
@@ -58,11 +72,13 @@ struct Doctor: AsyncParsableCommand {
                 if let publicURL = config.publicURL {
                     let signed = publicURL + "/sms"
                     let expected = ServerConfig.displayed(signed)
-                    if number.smsUrl == signed {
+                    if number.smsUrl == signed, let method = number.smsMethod, method.uppercased() != "POST" {
+                        fail(
+                            "its SMS webhook is \(expected), but called with HTTP \(method)",
+                            fix: "set \"A message comes in\" to HTTP POST in the Console"
+                        )
+                    } else if number.smsUrl == signed {
                         ok("its SMS webhook is \(expected)\(number.smsMethod.map { " (\($0))" } ?? "")")
-                        if let method = number.smsMethod, method.uppercased() != "POST" {
-                            fail("its SMS webhook method is \(method)", fix: "set \"A message comes in\" to HTTP POST in the Console")
-                        }
                     } else {
                         fail(
                             "its SMS webhook is \(number.smsUrl.map { "'\(ServerConfig.displayed($0))'" } ?? "not set"), not \(expected): signatures are checked against \(expected)",

@@ -116,6 +116,9 @@ struct Outbox: AsyncParsableCommand {
 
         func run() async throws {
             let status: OutboxStatus? = uncertain ? .uncertain : failed ? .failed : nil
+            // An id given twice is one row: the second would be refused as already queued, after the first worked.
+            var seen = Set<Int64>()
+            let ids = self.ids.filter { seen.insert($0).inserted }
             let result = try await store.open().retryOutbox(ids: ids, status: status)
             print("Queued again: \(result.queued.isEmpty ? "none" : result.queued.map(String.init).joined(separator: ", ")).")
             // Rows named one by one are refused (exit 1); of "every uncertain/failed row", the ones that cannot go are skipped.

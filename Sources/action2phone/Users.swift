@@ -132,6 +132,15 @@ private func setRole(_ store: StoreOptions, _ phone: String, _ role: Role) async
     let e164 = try phoneArgument(phone)
     guard try await store.open().setRole(phone: e164, role) else { throw CLIError("no user with phone \(e164)") }
     print("\(e164) is now \(role == .admin ? "an admin" : "a user").")
+    // A number in ACTION2PHONE_ADMIN_PHONES registers as an admin: after a DELETE and a new JOIN the role would be back.
+    let listed = (ProcessInfo.processInfo.environment["ACTION2PHONE_ADMIN_PHONES"] ?? "").split(separator: ",").compactMap {
+        PhoneNumber.normalize($0.trimmingWhitespace())
+    }
+    if role == .user && listed.contains(e164) {
+        printError(
+            "note: \(e164) is in ACTION2PHONE_ADMIN_PHONES: registered again (after a DELETE) it would be an admin again; remove it there too, and restart serve"
+        )
+    }
 }
 
 /// A list of users as JSON, CSV or a table (`none` when there are none).

@@ -144,7 +144,14 @@ struct CLITests {
         #expect(try await Executable.run(["users", "promote", "415-555-0100", "--db", db]).status == 0)
         let admins = try await Executable.run(["users", "list", "--admins", "--db", db, "--json"])
         #expect((try jsonObject(admins.stdout) as? [[String: Any]])?.first?["role"] as? String == "admin")
-        #expect(try await Executable.run(["users", "demote", "+14155550100", "--db", db]).status == 0)
+        // Demoting a number the environment lists as an admin's says the role would come back with a new JOIN
+        let listed = try await Executable.run(
+            ["users", "demote", "+14155550100", "--db", db],
+            environment: ["ACTION2PHONE_ADMIN_PHONES": "+14155550199, 415-555-0100"]
+        )
+        #expect(listed.status == 0 && listed.stderr.contains("+14155550100 is in ACTION2PHONE_ADMIN_PHONES"), "\(listed.stderr)")
+        let plain = try await Executable.run(["users", "demote", "+14155550100", "--db", db])
+        #expect(plain.status == 0 && plain.stderr.isEmpty)
         let none = try await Executable.run(["users", "list", "--admins", "--db", db, "--json"])
         #expect((try jsonObject(none.stdout) as? [Any])?.isEmpty == true)
         let delete = try await Executable.run(["users", "delete", "+14155550100", "--db", db])
@@ -192,6 +199,10 @@ struct CLITests {
         try await DatabasePool(path: db).write {
             try $0.execute(sql: "UPDATE outbox SET status = 'uncertain', firstAttemptAt = createdAt WHERE id = 1")
         }
+        try await DatabasePool(path: db).write { try $0.execute(sql: "UPDATE outbox SET status = 'failed' WHERE id = 2") }
+        // An id given twice is one row, queued once, not refused the second time
+        let twice = try await Executable.run(["outbox", "retry", "2", "2", "--db", db])
+        #expect(twice.status == 0 && twice.stdout.contains("Queued again: 2.") && twice.stderr.isEmpty, "\(twice.stderr)")
         let retried = try await Executable.run(["outbox", "retry", "--uncertain", "--db", db])
         #expect(retried.status == 0 && retried.stdout.contains("Queued again: 1."))
         let row = try await DatabasePool(path: db).read { try Row.fetchOne($0, sql: "SELECT status, needsReconcile FROM outbox WHERE id = 1") }
@@ -400,6 +411,15 @@ struct DoctorTests {
             let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)
             #expect(r.status == 1)
             #expect(r.stdout.contains("FAIL  the REST API refused the credentials: HTTP 401 code 20003"))
+            // The number is not looked up with credentials just refused (it would only fail again)
+            #expect(!r.stdout.contains("cannot look up") && r.stdout.components(separatedBy: "FAIL").count == 2, "\(r.stdout)")
+        }
+        let suspended = FakeTwilio()
+        suspended.setAccountStatus("suspended")
+        try await suspended.run { base in
+            let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: environment(base))
+            #expect(r.status == 1)
+            #expect(r.stdout.contains("FAIL  the account Test account is suspended: Twilio sends nothing from it"), "\(r.stdout)")
         }
         try await FakeTwilio().run { base in
             var env = environment(base, publicURL: nil)
