@@ -333,6 +333,10 @@ struct ConversationTransitionTests {
         ),
         .init(situation: s["logged in"]!, text: "S\u{00AD}TOP", step: .idle, loggedIn: false, effects: [.optOut(text: "S\u{00AD}TOP")], reply: ""),
         .init(situation: s["logged in"]!, text: "stop? really", step: .idle, loggedIn: true, reply: "To opt out, reply STOP alone"),
+        .init(situation: s["unregistered"]!, text: "OPT OUT", step: .idle, loggedIn: false, reply: "To opt out, reply STOP alone"),
+        .init(situation: s["logged in"]!, text: "opt-out", step: .idle, loggedIn: true, reply: "To opt out, reply STOP alone"),
+        .init(situation: s["registered, logged out"]!, text: "please stop texting me", step: .idle, loggedIn: false, reply: "reply STOP alone"),
+        .init(situation: s["logged in"]!, text: "see you at the end", step: .idle, loggedIn: true, reply: "Unknown command, comrade (not"),
         // A passcode that starts with a command word could never be sent alone: refused, and never hashed
         .init(
             situation: s["asked passcode"]!,
@@ -567,6 +571,14 @@ struct ConversationTransitionTests {
         let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(), now: t0)
         #expect(d.replies == ["You are confirming a DELETE: Reply YES to erase your data, or RESET to keep it."])
         #expect(state.step == .confirmingDelete)
+    }
+
+    @Test func aBroadcastConfirmedAfterTheAdminRoleWasRemovedIsNotSentAndSaysWhy() throws {
+        // Given a logged-in member at a broadcast confirmation whose admin role an operator has just removed
+        var state = ConversationState(step: .confirmingBroadcast(text: "Harvest"), loggedInAt: recent, lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "YES"), facts: facts(), now: t0)
+        #expect(d.effects.isEmpty && state.step == .idle && state.isLoggedIn)
+        #expect(d.replies == ["You are no longer an admin, comrade: the broadcast was not sent. Reply HELP for commands."])
     }
 
     @Test func aTimedOutConfirmationSaysWhatDidNotHappenAndHowToStartAgain() throws {

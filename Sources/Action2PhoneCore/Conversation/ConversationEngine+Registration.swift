@@ -80,7 +80,11 @@ extension ConversationEngine {
         case .confirmingBroadcast(let body):
             state.step = .idle
             guard step.input.command == "YES" else { return step.reply("Broadcast cancelled, comrade. Reply HELP for commands.") }
-            guard let account = step.account, account.role == .admin, state.isLoggedIn else { return step.reply(Copy.needLogin) }
+            guard let account = step.account, state.isLoggedIn else { return step.reply(Copy.needLogin) }
+            // An operator may have removed the admin role since the BROADCAST (action2phone users demote).
+            guard account.role == .admin else {
+                return step.reply("You are no longer an admin, comrade: the broadcast was not sent. Reply HELP for commands.")
+            }
             let audience = try step.facts.broadcastAudience()
             step.effects.append(.broadcast(senderId: account.id, body: body))
             step.reply(

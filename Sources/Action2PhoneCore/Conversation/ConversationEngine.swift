@@ -123,7 +123,9 @@ public struct ConversationEngine: Sendable {
             if let cancelled, let first = step.replies.first { step.replies[0] = cancelled + " " + first }
         case .unknown(let word):
             // A passcode that arrived after its question expired is never echoed back.
-            step.reply(unknownCommand(word, echo: !redact, account: step.account, loggedIn: state.isLoggedIn))
+            step.reply(
+                unknownCommand(word, echo: !redact, account: step.account, loggedIn: state.isLoggedIn, optingOut: input.mentionsOptingOut)
+            )
         }
 
         if let expired, var first = step.replies.first {
@@ -234,11 +236,15 @@ public struct ConversationEngine: Sendable {
 
     /// "Unknown command" with the closest command suggested. `echo` false: the text may be a passcode (any unknown
     /// text from a registered person), and is not repeated; the nearest command is still suggested, and an opt-out
-    /// word it starts with is named (saying how to opt out matters more, and reveals no secret).
-    func unknownCommand(_ word: String, echo: Bool = true, account: Account?, loggedIn: Bool = false) -> String {
+    /// word it starts with is named (saying how to opt out matters more, and reveals no secret); a text that asks to
+    /// opt out otherwise (`optingOut`) is told to send STOP.
+    func unknownCommand(_ word: String, echo: Bool = true, account: Account?, loggedIn: Bool = false, optingOut: Bool = false) -> String {
         let bare = Inbound.bare(word, lenient: true)
         if optOutWords.contains(bare) {
             return "Unknown command \(bare), comrade. To opt out, reply \(bare) alone: with other words it does not count. Reply HELP for commands."
+        }
+        if optingOut {
+            return "Unknown command, comrade. To opt out, reply STOP alone: with other words it does not count. Reply HELP for commands."
         }
         let letters = Array(word)
         let suggestion = letters.count >= 3 ? Self.nearestCommand(to: letters, isAdmin: account?.role == .admin) : nil

@@ -90,6 +90,15 @@ public struct Inbound: Sendable, Equatable {
         Command(word: command) != nil || optOutWords.contains(command) || command == "YES"
     }
 
+    /// Whether a short text asks to opt out in words Twilio does not honour ("please stop texting me", "opt out"): it
+    /// is told to send STOP alone. Only words unlikely in other sentences count (END, CANCEL and QUIT do not).
+    var mentionsOptingOut: Bool {
+        guard text.utf8.count <= 60 else { return false }
+        let words = text.uppercased().split { !$0.isLetter && $0 != "-" }
+        if words.contains(where: { ["STOP", "STOPALL", "UNSUBSCRIBE", "OPTOUT", "OPT-OUT", "REVOKE"].contains($0) }) { return true }
+        return zip(words, words.dropFirst()).contains { $0 == "OPT" && $1 == "OUT" }
+    }
+
     /// The raw text after its first `count` words, white space after them dropped.
     func rawRemainder(afterWords count: Int) -> String {
         var rest = Substring(raw)
