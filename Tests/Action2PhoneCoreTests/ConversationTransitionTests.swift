@@ -545,6 +545,20 @@ struct ConversationTransitionTests {
         #expect(second.replies == ["1) Vera Commissar, Nov 25: " + emoji, "That is all. Reply HELP for commands."])
     }
 
+    @Test func aPageSplitInTwoCarriesItsEndingInItsLastText() throws {
+        // Given one message just long enough that, with its heading, it takes two texts
+        var f = facts()
+        let body = String(repeating: "Comrades, ", count: 159).trimmingCharacters(in: .whitespaces)
+        f.inbox[1] = [InboxItem(id: 1, senderName: "Vera Commissar", kind: "direct", body: body, createdAt: t0)]
+        var state = ConversationState(loggedInAt: recent, lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "MESSAGES"), facts: f, now: t0)
+        // Then the ending shares the second text with the message's tail rather than coming as a third
+        #expect(d.replies.count == 1)
+        let texts = TwiML.split(d.replies[0])
+        #expect(texts.count == 2 && texts[1].hasSuffix("Comrades,\nThat is all. Reply HELP for commands."), "\(texts.map(\.count))")
+        #expect(texts.joined(separator: " ") == "1) Vera Commissar, Nov 25: " + body + "\nThat is all. Reply HELP for commands.")
+    }
+
     @Test func findSaysWhenMoreMatchThanItShows() throws {
         var f = facts(adminPhone)
         f.accounts += (1...6).map { i in
@@ -569,8 +583,26 @@ struct ConversationTransitionTests {
     @Test func helpInAConfirmationSaysYesAndResetOnce() throws {
         var state = ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: recent)
         let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(), now: t0)
-        #expect(d.replies == ["You are confirming a DELETE: Reply YES to erase your data, or RESET to keep it."])
+        #expect(d.replies == ["You are confirming a DELETE. Reply YES to erase your data, or RESET to keep it."])
+        var asked = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
+        let atLogin = try engine.reduce(&asked, Inbound(text: "HELP"), facts: facts(), now: t0)
+        #expect(atLogin.replies == ["You are in the login. Reply with your passcode, comrade, or RESET to stop."])
         #expect(state.step == .confirmingDelete)
+    }
+
+    @Test func helpWhileLockedSaysUntilWhen() throws {
+        var locked = facts()
+        locked.accounts[0].lockedUntil = t0.addingTimeInterval(600)
+        var state = ConversationState(lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0)
+        #expect(
+            d.replies == [
+                "Comrade Ivan: wrong passcodes locked the account until \(Copy.clock(t0.addingTimeInterval(600))); reply LOGIN then. STOP opts out."
+            ]
+        )
+        // Once the lock has passed, HELP is as before
+        let later = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0.addingTimeInterval(601))
+        #expect(later.replies == ["Comrade Ivan: reply LOGIN to log in, STOP to opt out."])
     }
 
     @Test func aBroadcastConfirmedAfterTheAdminRoleWasRemovedIsNotSentAndSaysWhy() throws {

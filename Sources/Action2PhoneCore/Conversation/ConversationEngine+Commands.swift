@@ -92,8 +92,8 @@ extension ConversationEngine {
     }
 
     /// Unread messages, oldest first, as many as fit one reply (always at least one); they become read. Lengths are
-    /// in UTF-16 units, as Twilio counts them. A message too long to share a text with its ending gets the
-    /// ending in a text of its own.
+    /// in UTF-16 units, as Twilio counts them. A page over one text's 1600 is split into several (SPEC §3); the ending
+    /// goes in the last of them when it fits there, else in a text of its own.
     func showInbox(_ account: Account, _ step: inout StepContext) throws {
         let total = try step.facts.unreadCount(userId: account.id)
         guard total > 0 else { return step.reply("No unread messages, comrade. The Party will write soon. Reply HELP for commands.") }
@@ -113,7 +113,8 @@ extension ConversationEngine {
         let ending = remaining > 0 ? "\(remaining) more: reply MORE." : "That is all. Reply HELP for commands."
         step.effects.append(.markRead(shown))
         let page = lines.joined(separator: "\n")
-        if page.utf16.count + 1 + ending.utf16.count <= TwiML.maxMessageLength {
+        let lastText = TwiML.split(page).last ?? page
+        if lastText.utf16.count + 1 + ending.utf16.count <= TwiML.maxMessageLength {
             step.reply(page + "\n" + ending)
         } else {
             step.reply(page)

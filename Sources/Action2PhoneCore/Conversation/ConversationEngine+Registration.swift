@@ -150,7 +150,7 @@ extension ConversationEngine {
 
 extension Copy {
     static func invalidName(_ which: String) -> String {
-        "A name is letters only, comrade (1 to 40, spaces, - and ' allowed). Reply with your \(which) name."
+        "A name is letters only, comrade (1 to 40, spaces, - ' and . allowed). Reply with your \(which) name."
     }
 
     static func locked(until: Date) -> String {

@@ -87,12 +87,12 @@ public struct ConversationEngine: Sendable {
             return Decision(replies: [], effects: [.optOut(text: input.text)], loggedBody: nil)
         case .optIn:
             guard consent.optedOut else {
-                step.reply(Copy.alreadySubscribed + " " + helpText(state, step.account))
+                step.reply(Copy.alreadySubscribed + " " + helpText(state, step.account, now: step.now))
                 break
             }
             state.step = .idle
             step.effects.append(.optIn(text: input.text))
-            step.reply(Copy.welcomeBack + " " + helpText(state, step.account))
+            step.reply(Copy.welcomeBack + " " + helpText(state, step.account, now: step.now))
         case _ where consent.optedOut:
             // Nothing more is ever texted to an opted-out number until it opts back in.
             return Decision(replies: [], loggedBody: redact ? Copy.redacted : nil)
@@ -100,7 +100,7 @@ public struct ConversationEngine: Sendable {
             // Only a text that needed its passcode checked gets here; it was not checked, so nothing changes.
             step.reply(Copy.passcodesBusy)
         case .help:
-            step.reply(helpText(state, step.account))
+            step.reply(helpText(state, step.account, now: step.now))
         case .reset:
             if let flow = state.step.flowName {
                 state.step = .idle
@@ -212,19 +212,23 @@ public struct ConversationEngine: Sendable {
 
     // MARK: - Help and unknown words
 
-    func helpText(_ state: ConversationState, _ account: Account?) -> String {
+    func helpText(_ state: ConversationState, _ account: Account?, now: Date) -> String {
         switch state.step {
         case .idle: break
         case .confirmingDelete, .confirmingBroadcast:
             // The prompt already says what YES and RESET do.
-            return "You are confirming a \(state.step.flowName ?? "command"): \(Copy.prompt(for: state.step))"
+            return "You are confirming a \(state.step.flowName ?? "command"). \(Copy.prompt(for: state.step))"
         default:
-            return "You are in the \(state.step.flowName ?? "flow"): \(Copy.prompt(for: state.step)) Reply RESET to abandon it."
+            let prompt = Copy.prompt(for: state.step)
+            return "You are in the \(state.step.flowName ?? "flow"). \(prompt)" + (prompt.contains("RESET") ? "" : " Reply RESET to abandon it.")
         }
         guard let account else {
             return "Action2Phone, comrade: reply JOIN to register, LOGIN if you have an account, STOP to opt out. Msg&data rates may apply."
         }
         guard state.isLoggedIn else {
+            if let until = account.lockedUntil, until > now {
+                return "Comrade \(account.firstName): wrong passcodes locked the account until \(Copy.clock(until)); reply LOGIN then. STOP opts out."
+            }
             return "Comrade \(account.firstName): reply LOGIN to log in, STOP to opt out."
         }
         var text = "Reply MESSAGES, MORE, PROFILE, LOGOUT, DELETE or RESET, comrade. STOP opts out."
