@@ -202,6 +202,34 @@ struct ConversationTransitionTests {
             reply: "Stored"
         ),
         .init(situation: s["admin logged in"]!, text: "SEND nobody hi", step: .idle, loggedIn: true, reply: "neither a phone number nor an email"),
+        // A national number written with spaces, as FIND takes it; the text keeps its own leading number
+        .init(
+            situation: s["admin logged in"]!,
+            text: "SEND (415) 555-0100 5 tractors at dawn",
+            step: .idle,
+            loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "5 tractors at dawn")],
+            reply: "texted to +14155550100"
+        ),
+        .init(
+            situation: s["admin logged in"]!,
+            text: "SEND 1 415 555 0100 Report",
+            step: .idle,
+            loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "Report")],
+            reply: "texted to +14155550100"
+        ),
+        .init(
+            situation: s["admin logged in"]!,
+            text: "SEND 415-555-0100 2 more",
+            step: .idle,
+            loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "2 more")],
+            reply: "texted to +14155550100"
+        ),
+        .init(situation: s["admin logged in"]!, text: "SEND (415) 555-0100", step: .idle, loggedIn: true, reply: "Usage: SEND"),
+        .init(situation: s["admin logged in"]!, text: "SEND (415) hi", step: .idle, loggedIn: true, reply: "(415) is neither a phone number"),
+        .init(situation: s["admin logged in"]!, text: "SEND +1 415 555 0100 hi", step: .idle, loggedIn: true, reply: "without spaces"),
         .init(
             situation: s["admin logged in"]!,
             text: "SEND ivan@example.org " + String(repeating: "x", count: 1601),

@@ -126,8 +126,10 @@ extension ConversationEngine {
 
     func send(from sender: Account, _ step: inout StepContext) throws {
         let usage = "Usage: SEND <phone or email> <text>, comrade."
-        let target = String(step.input.argument.prefix { $0 != " " })
-        let body = step.input.rawRemainder(afterWords: 2)
+        let words = step.input.argument.split(separator: " ", maxSplits: 4)
+        let spaced = Self.spacedPhone(words)
+        let target = spaced?.phone ?? words.first.map(String.init) ?? ""
+        let body = step.input.rawRemainder(afterWords: 1 + (spaced?.words ?? 1))
         guard !target.isEmpty, !body.isEmpty else { return step.reply(usage) }
         guard body.utf16.count <= TwiML.maxMessageLength else {
             return step.reply("A message is at most 1600 characters, comrade; yours has \(body.utf16.count). Send a shorter SEND.")
@@ -138,7 +140,8 @@ extension ConversationEngine {
         } else if let phone = PhoneNumber.normalize(target) {
             key = phone
         } else {
-            return step.reply("\(target.prefix(30)) is neither a phone number nor an email. " + usage)
+            let hint = target.hasPrefix("+") ? " (write an international number without spaces)" : ""
+            return step.reply("\(target.prefix(30)) is neither a phone number nor an email\(hint). " + usage)
         }
         guard let recipient = try step.facts.account(phoneOrEmail: key) else {
             return step.reply("No comrade with \(key.prefix(40)). Reply FIND <text> to search.")
@@ -150,6 +153,21 @@ extension ConversationEngine {
             ? "not texted: they opted out."
             : consent.suppressed ? "not texted: their number cannot receive texts." : "queued to be texted to \(recipient.phone)."
         step.reply("Stored in comrade \(recipient.fullName)'s inbox and \(texted) Reply HELP for commands.")
+    }
+
+    /// A national phone number written in several words at the start of `words` (`(415) 555-0102`, `415 555 0102`,
+    /// `1 415 555 0102`): the fewest words, up to four, that make one; `nil` when the first word is one alone, or
+    /// none do. International numbers (`+…`) must be one word: spaced, where they end is ambiguous.
+    static func spacedPhone(_ words: [Substring]) -> (phone: String, words: Int)? {
+        let phoneCharacters = Set("0123456789()-.")
+        guard words.count >= 2, let first = words.first, first.allSatisfy(phoneCharacters.contains), !first.hasPrefix("00"),
+            PhoneNumber.normalize(String(first)) == nil
+        else { return nil }
+        for count in 2...min(4, words.count) {
+            guard words[count - 1].allSatisfy(phoneCharacters.contains) else { return nil }
+            if let phone = PhoneNumber.normalize(words[0..<count].joined(separator: " ")) { return (phone, count) }
+        }
+        return nil
     }
 
     func prepareBroadcast(_ state: inout ConversationState, _ step: inout StepContext) throws {
