@@ -1,6 +1,7 @@
 import Action2PhoneCore
 import Foundation
 import GRDB
+import InMemoryLogging
 import Logging
 import ServiceLifecycle
 import Testing
@@ -546,10 +547,15 @@ struct OutboxWorkerTests {
 
     @Test func localModeSimulatesAndLogs() async throws {
         let h = try OutboxHarness()
-        try h.enqueue([(to: "+14155550100", body: "hello from local mode")])
-        let worker = OutboxWorker(store: h.store, sender: SimulatedSender(logger: logger), rate: 50, pollInterval: .milliseconds(10), logger: logger)
+        try h.enqueue([(to: "+14155550100", body: "hello from local mode\n2026-12-01 error : forged line")])
+        let logs = InMemoryLogHandler()
+        let logged = Logger(label: "test", factory: { _ in logs })
+        let worker = OutboxWorker(store: h.store, sender: SimulatedSender(logger: logged), rate: 50, pollInterval: .milliseconds(10), logger: logger)
         try await h.run(worker)
         #expect(try h.rows()[0]["status"] as String == "simulated")
+        // The text is logged on one line: its line break cannot forge an entry of its own
+        let lines = logs.entries.map { "\($0.message)" }.filter { $0.hasPrefix("local mode, not sent") }
+        #expect(lines == [#"local mode, not sent: SMS to +14155550100: "hello from local mode\n2026-12-01 error : forged line""#])
     }
 
     @Test func statusCallbacksMoveSentRowsForward() async throws {

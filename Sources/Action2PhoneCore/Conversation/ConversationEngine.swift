@@ -255,8 +255,10 @@ public struct ConversationEngine: Sendable {
         let hint = suggestion.map { " Did you mean \($0)?" } ?? ""
         guard echo else {
             guard account != nil else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
-            let how = loggedIn ? "" : " To log in, reply LOGIN first."
-            return "Unknown command, comrade (not repeated, in case it was your passcode).\(hint)\(how) Reply HELP for commands."
+            // Logged in, the person has no reason to be told why: "ok thanks" is simply not understood.
+            guard !loggedIn else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
+            return
+                "Unknown command, comrade (not repeated, in case it was your passcode).\(hint) To log in, reply LOGIN first. Reply HELP for commands."
         }
         // Echoed only in GSM-7: one character outside it (Cyrillic, an emoji) would make the whole reply UCS-2.
         let echoed = letters.count > 20 ? String(letters.prefix(20)) + "..." : word

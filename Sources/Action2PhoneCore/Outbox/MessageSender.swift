@@ -89,7 +89,8 @@ public struct SimulatedSender: MessageSender {
     public init(logger: Logger) { self.logger = logger }
 
     public func send(to: String, body: String) async -> Result<SentMessage, RESTFailure> {
-        logger.info("local mode, not sent: SMS to \(to): \(body)")
+        // Quoted and escaped: a text's line breaks must not start lines of the log that look like entries of their own.
+        logger.info("local mode, not sent: SMS to \(to): \(body.debugDescription)")
         return .success(.simulated)
     }
 
