@@ -18,9 +18,10 @@ import TwilioKit
 ///
 /// Twilio refusing the credentials (`DeliveryPolicy.refusesCredentials`) holds every send instead, with no probe:
 /// each text sent would fail the same way. The hold lasts until a check of the credentials that spends no text
-/// finds them accepted, or cannot tell (`liftHold`), or until the next start; one text at a time then probes, as
-/// after an outage, so a check that was wrong costs one text. A refusal of a request that started before the hold
-/// was lifted does not hold again.
+/// finds them accepted (`liftHold`), or until the next start; one text at a time then probes, as after an outage.
+/// Should that probe be refused too (Twilio reads the account but will not send for it), the hold comes back and
+/// each further check waits twice as long (`checkWait`), up to an hour, so it costs few texts. A refusal of a
+/// request that started before the hold was lifted does not hold again.
 final class OutboxPause: Sendable {
     /// What the worker may start now.
     enum Gate: Equatable {
@@ -38,7 +39,8 @@ final class OutboxPause: Sendable {
     enum Change: Equatable {
         case paused(for: Duration, first: Bool)
         case resumed
-        case credentialsRefused
+        /// `first`: since sending last worked (a probe refused after a lift is not).
+        case credentialsRefused(first: Bool)
         case credentialsAccepted
     }
 
@@ -51,6 +53,8 @@ final class OutboxPause: Sendable {
         var credentialsRefused = false
         /// When the latest hold was lifted.
         var heldUntil: ContinuousClock.Instant?
+        /// Holds lifted since sending last worked.
+        var lifts = 0
     }
 
     private let state = Locked(State())
@@ -76,7 +80,7 @@ final class OutboxPause: Sendable {
             if let failure, DeliveryPolicy.refusesCredentials(failure) {
                 guard !s.credentialsRefused, s.heldUntil.map({ started >= $0 }) ?? true else { return nil }
                 s.credentialsRefused = true
-                return .credentialsRefused
+                return .credentialsRefused(first: s.lifts == 0)
             }
             // While held, answers to requests already in flight change nothing: only a check lifts the hold.
             guard !s.credentialsRefused else { return nil }
@@ -101,16 +105,24 @@ final class OutboxPause: Sendable {
         }
     }
 
-    /// Lifts a hold (a check found the credentials accepted, or could not tell): one text at a time probes until one
-    /// is answered normally. `credentialsAccepted` when sends were held.
+    /// Lifts a hold (a check found the credentials accepted): one text at a time probes until one is answered
+    /// normally. `credentialsAccepted` when sends were held.
     func liftHold(now: ContinuousClock.Instant) -> Change? {
         state.withLock { s in
             guard s.credentialsRefused else { return nil }
             s.credentialsRefused = false
             s.heldUntil = now
+            s.lifts += 1
             s.pauses = max(s.pauses, 1)
             s.since = now
             return .credentialsAccepted
         }
+    }
+
+    /// How long a hold waits before its next check: `interval`, doubled for each lift since sending last worked
+    /// (each one cost a probe that was refused), at most an hour.
+    func checkWait(interval: Duration) -> Duration {
+        let lifts = state.withLock { $0.lifts }
+        return min(interval * (1 << min(lifts, 16)), max(interval, .seconds(3600)))
     }
 }

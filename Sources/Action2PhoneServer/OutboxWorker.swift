@@ -82,8 +82,8 @@ public struct OutboxWorker: Service {
                     continue
                 }
                 if gate == .held {
-                    await pause(until: clock.now.advanced(by: credentialsCheckInterval))
-                    lastCheck = await checkCredentials(after: lastCheck)
+                    await pause(until: clock.now.advanced(by: outagePause.checkWait(interval: credentialsCheckInterval)))
+                    if !Task.isShuttingDownGracefully && !Task.isCancelled { lastCheck = await checkCredentials(after: lastCheck) }
                     continue
                 }
                 let limit = gate == .probing ? 1 : maxInFlight
@@ -219,8 +219,8 @@ public struct OutboxWorker: Service {
     }
 
     /// Asks Twilio whether it accepts the credentials again, while sends are held for their refusal, and lifts the
-    /// hold unless they are still refused. A finding is logged when it differs from the `last` one. A stop cuts the
-    /// check short (it changes nothing at Twilio).
+    /// hold when they are. A finding is logged when it differs from the `last` one. A stop cuts the check short (it
+    /// changes nothing at Twilio).
     private func checkCredentials(after last: CredentialsCheck?) async -> CredentialsCheck? {
         let sender = self.sender
         let check = await cancelWhenGracefulShutdown { await sender.checkCredentials() }
@@ -237,11 +237,9 @@ public struct OutboxWorker: Service {
                 logger.warning("outbox: the credentials are still refused; every send stays held", metadata: ["a2p.reason": "\(reason)"])
             }
         case .unknown(let reason):
-            if outagePause.liftHold(now: .now) != nil {
-                logger.warning(
-                    "outbox: cannot tell from the account whether Twilio accepts the credentials; trying one text at a time",
-                    metadata: ["a2p.reason": "\(reason)"]
-                )
+            // Twilio or the network failed the check: sends stay held (a probe would only risk a text) until one works.
+            if check != last {
+                logger.warning("outbox: cannot check the credentials; every send stays held", metadata: ["a2p.reason": "\(reason)"])
             }
         }
         return check
@@ -264,12 +262,20 @@ public struct OutboxWorker: Service {
             )
         case .resumed?:
             logger.notice("outbox: Twilio answers normally again; sending at the configured rate")
-        case .credentialsRefused?:
-            let seconds = Int(credentialsCheckInterval / .seconds(1))
-            logger.error(
-                "outbox: Twilio refuses the credentials; every send is held, queued texts wait, and the credentials are checked every \(seconds) s. Fix TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN and restart (see: action2phone doctor)",
-                metadata: ["a2p.reason": "\(failure.map(String.init(describing:)) ?? "")"]
-            )
+        case .credentialsRefused(let first)?:
+            let seconds = Int(outagePause.checkWait(interval: credentialsCheckInterval) / .seconds(1))
+            let reason: Logger.Metadata = ["a2p.reason": "\(failure.map(String.init(describing:)) ?? "")"]
+            if first {
+                logger.error(
+                    "outbox: Twilio refuses the credentials; every send is held, queued texts wait, and the credentials are checked every \(seconds) s. Fix TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN and restart (see: action2phone doctor)",
+                    metadata: reason
+                )
+            } else {
+                logger.warning(
+                    "outbox: Twilio accepts the credentials for the account but still refuses to send; held again, next check in \(seconds) s",
+                    metadata: reason
+                )
+            }
         case .credentialsAccepted?:
             break
         case nil:

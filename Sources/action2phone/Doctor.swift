@@ -39,6 +39,7 @@ struct Doctor: AsyncParsableCommand {
         let sender: TwilioRESTClient.Sender = config.fromNumber.map { .number($0) } ?? .messagingService(config.messagingServiceSid ?? "")
         let client = TwilioRESTClient(baseURL: config.apiBaseURL, accountSid: accountSid, authToken: config.authToken.reveal(), sender: sender)
 
+        var accountRead = true
         switch await client.fetchAccount() {
         case .success(let account) where account.status.map({ $0 != "active" }) ?? false:
             fail(
@@ -48,11 +49,13 @@ struct Doctor: AsyncParsableCommand {
         case .success(let account):
             ok("the REST API accepts the credentials (\(account.friendlyName ?? account.sid), \(account.status ?? "status unknown"))")
         case .failure(.http(let status, let code, let message, _, _)) where status == 401 || status == 403:
+            accountRead = false
             fail(
                 "the REST API refused the credentials: HTTP \(status)\(code.map { " code \($0)" } ?? ""): \(message)",
                 fix: "copy the Account SID and the primary Auth Token again from the Console (test credentials do not work here)"
             )
         case .failure(let failure):
+            accountRead = false
             if case .http(let status, _, _, _, _) = failure, status == 429 || status >= 500 {
                 fail(
                     "the REST API at \(config.apiBaseURL) is in trouble or limiting requests: \(failure)",
@@ -62,8 +65,8 @@ struct Doctor: AsyncParsableCommand {
                 fail("cannot reach the REST API at \(config.apiBaseURL): \(failure)", fix: "check the network and TWILIO_API_BASE_URL")
             }
         }
-        // The number is looked up with the same credentials: after a failure above it would only fail again.
-        guard failures == 0 else { throw CLIError("\(failures) check(s) failed (see above)") }
+        // The number is looked up with the same credentials: when the account could not be read, it would only fail again.
+        guard accountRead else { throw CLIError("\(failures) check(s) failed (see above)") }
 
         if let from = config.fromNumber {
             switch await client.findIncomingNumber(from) {

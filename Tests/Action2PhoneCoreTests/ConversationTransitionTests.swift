@@ -230,6 +230,18 @@ struct ConversationTransitionTests {
         .init(situation: s["admin logged in"]!, text: "SEND (415) 555-0100", step: .idle, loggedIn: true, reply: "Usage: SEND"),
         .init(situation: s["admin logged in"]!, text: "SEND (415) hi", step: .idle, loggedIn: true, reply: "(415) is neither a phone number"),
         .init(situation: s["admin logged in"]!, text: "SEND +1 415 555 0100 hi", step: .idle, loggedIn: true, reply: "without spaces"),
+        // A number a digit short is not joined to a message that starts with a number into someone else's
+        .init(situation: s["admin logged in"]!, text: "SEND 415555010 0 comrades", step: .idle, loggedIn: true, reply: "neither a phone number"),
+        .init(situation: s["admin logged in"]!, text: "SEND 415 555 010 0 comrades", step: .idle, loggedIn: true, reply: "neither a phone number"),
+        .init(situation: s["admin logged in"]!, text: "SEND 415 5550100 comrades", step: .idle, loggedIn: true, reply: "neither a phone number"),
+        .init(
+            situation: s["admin logged in"]!,
+            text: "SEND 1 (415) 555.0100 Report",
+            step: .idle,
+            loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "Report")],
+            reply: "texted to +14155550100"
+        ),
         .init(
             situation: s["admin logged in"]!,
             text: "SEND ivan@example.org " + String(repeating: "x", count: 1601),

@@ -57,6 +57,21 @@ struct OutboxStoreTests {
         #expect(order == ["broadcast 5", "reply", "broadcast 1", "broadcast 2", "broadcast 3", "broadcast 4"])
     }
 
+    @Test func aReplyHeldBackByATextWaitingToRetryWaitsWithIt() async throws {
+        // Given a reply behind a text to the same number that waits a minute to be retried (a 429)
+        let (path, store) = try store(queueing: [
+            (to: "+14155550101", body: "broadcast 1", purpose: "broadcast"), (to: "+14155550102", body: "broadcast 2", purpose: "broadcast"),
+            (to: "+14155550101", body: "reply", purpose: "reply"),
+        ])
+        try executeSQL(path, "UPDATE outbox SET attempts = 1, nextAttemptAt = '2026-11-25 09:01:00.000' WHERE body = 'broadcast 1'")
+        // Then neither goes now (each number's texts stay in order), and the others do
+        let now = try await sendAll(store) { try await store.claimNextOutbox(now: t0) }
+        #expect(now == ["broadcast 2"])
+        // And a minute later the held text goes, then the reply
+        let later = try await sendAll(store) { try await store.claimNextOutbox(now: t0.addingTimeInterval(61)) }
+        #expect(later == ["broadcast 1", "reply"])
+    }
+
     @Test func aProbeTakesTheTextTriedLeastOftenRepliesFirstAmongEqualsKeepingEachNumbersOrder() async throws {
         let (path, store) = try store(queueing: [
             (to: "+14155550101", body: "tried twice", purpose: "broadcast"), (to: "+14155550102", body: "tried once", purpose: "broadcast"),

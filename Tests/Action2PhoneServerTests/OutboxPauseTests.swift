@@ -33,7 +33,7 @@ struct OutboxPauseTests {
         let refused = RESTFailure.http(status: 401, code: 20003, message: "Authenticate", moreInfo: nil, retryAfter: nil)
         #expect(DeliveryPolicy.refusesCredentials(refused))
         #expect(!DeliveryPolicy.refusesCredentials(.http(status: 400, code: 21211, message: "bad To", moreInfo: nil, retryAfter: nil)))
-        #expect(pause.observe(refused, started: at(0), now: at(0.1)) == .credentialsRefused)
+        #expect(pause.observe(refused, started: at(0), now: at(0.1)) == .credentialsRefused(first: true))
         #expect(pause.gate(now: at(0.1)) == .held)
         // More refusals from sends already in flight are said once; an outage on top, and its end, change nothing
         #expect(pause.observe(refused, started: at(0), now: at(0.2)) == nil)
@@ -50,8 +50,29 @@ struct OutboxPauseTests {
         // A probe answered normally resumes the full rate; a fresh refusal holds again
         #expect(pause.observe(nil, started: at(101), now: at(101.1)) == .resumed)
         #expect(pause.gate(now: at(101.1)) == .open)
-        #expect(pause.observe(refused, started: at(102), now: at(102.1)) == .credentialsRefused)
+        #expect(pause.observe(refused, started: at(102), now: at(102.1)) == .credentialsRefused(first: true))
         #expect(pause.gate(now: at(102.1)) == .held)
+        #expect(pause.checkWait(interval: .seconds(60)) == .seconds(60))
+    }
+
+    @Test func aProbeRefusedAfterALiftHoldsAgainAndEachCheckWaitsTwiceAsLong() {
+        // Given a hold, lifted by a check, whose probe is refused again (Twilio reads the account but will not send)
+        let pause = OutboxPause(policy: policy)
+        let refused = RESTFailure.http(status: 401, code: 20003, message: "Authenticate", moreInfo: nil, retryAfter: nil)
+        _ = pause.observe(refused, started: at(0), now: at(0.1))
+        var now = 0.1
+        for wait in [120, 240, 480, 960, 1920, 3600, 3600] {
+            #expect(pause.liftHold(now: at(now)) == .credentialsAccepted)
+            // Then it is held again, said as a repeat, and the next check waits longer, up to an hour
+            #expect(pause.observe(refused, started: at(now + 1), now: at(now + 2)) == .credentialsRefused(first: false))
+            #expect(pause.checkWait(interval: .seconds(60)) == .seconds(wait))
+            now += 10
+        }
+        // And once a probe is answered normally, the next hold is a first one again, checked at the base interval
+        _ = pause.liftHold(now: at(now))
+        #expect(pause.observe(nil, started: at(now + 1), now: at(now + 2)) == .resumed)
+        #expect(pause.observe(refused, started: at(now + 3), now: at(now + 4)) == .credentialsRefused(first: true))
+        #expect(pause.checkWait(interval: .seconds(60)) == .seconds(60))
     }
 
     @Test func normalAnswersLeaveTheOutboxOpen() {

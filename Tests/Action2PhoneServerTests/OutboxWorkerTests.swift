@@ -400,7 +400,7 @@ struct OutboxWorkerTests {
             fake.refuseCredentials(true)
             guard case .refused(let reason) = await sender.checkCredentials() else { throw TestError("not refused") }
             #expect(reason.contains("401") && reason.contains("20003"))
-            // An account the credentials cannot read (test credentials answer 403) cannot tell
+            // An answer that is neither the account nor a refusal (here a 404) cannot tell
             let elsewhere = TwilioSender(client: h.client(base + "/elsewhere"))
             guard case .unknown = await elsewhere.checkCredentials() else { throw TestError("not unknown") }
         }

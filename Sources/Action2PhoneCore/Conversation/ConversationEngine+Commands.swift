@@ -155,17 +155,22 @@ extension ConversationEngine {
         step.reply("Stored in comrade \(recipient.fullName)'s inbox and \(texted) Reply HELP for commands.")
     }
 
-    /// A national phone number written in several words at the start of `words` (`(415) 555-0102`, `415 555 0102`,
-    /// `1 415 555 0102`): the fewest words, up to four, that make one; `nil` when the first word is one alone, or
-    /// none do. International numbers (`+…`) must be one word: spaced, where they end is ambiguous.
+    /// A US phone number written in several words at the start of `words`, in one of the usual groupings
+    /// (`415 555 0102`, `(415) 555-0102`, `1 415 555 0102`, `1 (415) 555-0102`); `nil` when the first word is a number
+    /// alone, or no grouping matches. Only these: a looser rule would join a mistyped number to a message that starts
+    /// with a number (`415555010 5 comrades`) into someone else's. International numbers (`+…`) must be one word.
     static func spacedPhone(_ words: [Substring]) -> (phone: String, words: Int)? {
+        guard words.count >= 2, let first = words.first, PhoneNumber.normalize(String(first)) == nil else { return nil }
         let phoneCharacters = Set("0123456789()-.")
-        guard words.count >= 2, let first = words.first, first.allSatisfy(phoneCharacters.contains), !first.hasPrefix("00"),
-            PhoneNumber.normalize(String(first)) == nil
-        else { return nil }
-        for count in 2...min(4, words.count) {
-            guard words[count - 1].allSatisfy(phoneCharacters.contains) else { return nil }
-            if let phone = PhoneNumber.normalize(words[0..<count].joined(separator: " ")) { return (phone, count) }
+        // A word's digits, when it is made of phone characters only; a group of seven must be written 555-0102.
+        func matches(_ word: Substring, _ digits: Int) -> Bool {
+            word.allSatisfy(phoneCharacters.contains) && word.filter(\.isNumber).count == digits
+                && (digits != 7 || word.contains("-") || word.contains("."))
+        }
+        for grouping in [[3, 3, 4], [3, 7], [1, 3, 3, 4], [1, 3, 7]] where grouping.count <= words.count {
+            let taken = words.prefix(grouping.count)
+            guard zip(taken, grouping).allSatisfy(matches) else { continue }
+            if let phone = PhoneNumber.normalize(taken.joined(separator: " ")) { return (phone, grouping.count) }
         }
         return nil
     }

@@ -18,8 +18,7 @@ public enum CredentialsCheck: Sendable, Equatable {
     case accepted
     /// Refused (401, code 20003), or the account is not active: a text sent now would fail.
     case refused(String)
-    /// The check itself could not tell (test credentials may not read the account, Twilio may be down): only a text
-    /// sent will.
+    /// The check itself could not tell: Twilio or the network failed it.
     case unknown(String)
 }
 
