@@ -174,7 +174,8 @@ extension ServerConfig {
             config.replyMode = mode
         }
         if let raw = value(.sendRate) {
-            guard let rate = Double(raw), rate >= 0.01, rate <= 10_000 else {
+            // Decimal only: Double also reads hexadecimal ("0x10" is 16).
+            guard raw.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), let rate = Double(raw), rate >= 0.01, rate <= 10_000 else {
                 throw ConfigError("\(name(.sendRate)) must be a number of messages per second from 0.01 to 10000 (got '\(raw)')")
             }
             config.sendRate = rate

@@ -52,6 +52,7 @@ struct Users: AsyncParsableCommand {
 
         func validate() throws {
             if json && csv { throw ValidationError("--json and --csv exclude each other") }
+            if text.trimmingWhitespace().isEmpty { throw ValidationError("give some text to search for (users list shows everyone)") }
         }
 
         func run() async throws {

@@ -68,6 +68,9 @@ struct CLITests {
         }
         let find = try await Executable.run(["users", "find", "petr", "--db", db, "--json"])
         #expect((try jsonObject(find.stdout) as? [[String: Any]])?.count == 1)
+        // An empty search is a mistake, not a way to list everyone
+        let empty = try await Executable.run(["users", "find", " ", "--db", db])
+        #expect(empty.status == 64 && empty.stderr.contains("give some text to search for"), "\(empty.stderr)")
     }
 
     @Test func optOutAndInOnAnOperatorsWord() async throws {
