@@ -229,7 +229,7 @@ public struct OutboxWorker: Service {
         case .accepted:
             if outagePause.liftHold(now: .now) != nil {
                 logger.notice(
-                    "outbox: Twilio accepts the credentials again; sending resumes, one text at a time until one is sent. Texts that failed with code 20003 are not resent on their own (see: action2phone outbox list --status failed, and --status uncertain, then outbox retry ID…)"
+                    "outbox: Twilio accepts the credentials again; sending resumes, one text at a time until one is answered normally. Texts that failed with code 20003 are not resent on their own (see: action2phone outbox list --status failed, and --status uncertain, then outbox retry ID…)"
                 )
             }
         case .refused(let reason):

@@ -196,7 +196,8 @@ struct OutboxWorkerTests {
             pollInterval: .milliseconds(10),
             logger: logger
         )
-        try await h.run(worker) { try h.scalar("SELECT count(*) FROM outbox WHERE status = 'simulated'") == 700 }
+        // (a deadline, not a measure: it takes about a second, far longer on a machine busy building)
+        try await h.run(worker, timeout: .seconds(60)) { try h.scalar("SELECT count(*) FROM outbox WHERE status = 'simulated'") == 700 }
         // Then everyone has it once, and it was sent
         #expect(try h.scalar("SELECT count(*) FROM broadcasts WHERE finishedAt IS NULL") == 0)
         #expect(try h.scalar("SELECT count(DISTINCT userId) FROM inbox") == 700)
@@ -392,7 +393,7 @@ struct OutboxWorkerTests {
         let h = try OutboxHarness()
         let fake = FakeTwilio()
         try await fake.run { base in
-            let sender = TwilioSender(client: h.client(base))
+            let sender = TwilioSender(client: h.client(base, timeout: 30))  // a deadline only: the suite runs many servers at once
             #expect(await sender.checkCredentials() == .accepted)
             fake.setAccountStatus("suspended")
             #expect(await sender.checkCredentials() == .refused("the account is suspended"))
@@ -401,7 +402,7 @@ struct OutboxWorkerTests {
             guard case .refused(let reason) = await sender.checkCredentials() else { throw TestError("not refused") }
             #expect(reason.contains("401") && reason.contains("20003"))
             // An answer that is neither the account nor a refusal (here a 404) cannot tell
-            let elsewhere = TwilioSender(client: h.client(base + "/elsewhere"))
+            let elsewhere = TwilioSender(client: h.client(base + "/elsewhere", timeout: 30))
             guard case .unknown = await elsewhere.checkCredentials() else { throw TestError("not unknown") }
         }
         #expect(fake.createRequests == 0)

@@ -226,7 +226,7 @@ public struct ConversationEngine: Sendable {
             return "Action2Phone, comrade: reply JOIN to register, LOGIN if you have an account, STOP to opt out. Msg&data rates may apply."
         }
         guard state.isLoggedIn else {
-            if let until = account.lockedUntil, until > now {
+            if isLocked(account, now: now), let until = account.lockedUntil {
                 return "Comrade \(account.firstName): wrong passcodes locked the account until \(Copy.clock(until)); reply LOGIN then. STOP opts out."
             }
             return "Comrade \(account.firstName): reply LOGIN to log in, STOP to opt out."

@@ -78,10 +78,11 @@ extension SQLiteStore {
 
     /// The statements that find the next due row, built once.
     private enum DueSQL {
-        static func due(_ filter: String, orderBy order: String) -> String {
+        /// The due row `o` at the front of its number's queue, among `rows`, that `filter` keeps, first in `order`.
+        static func due(_ filter: String, orderBy order: String, from rows: String = "outbox o") -> String {
             """
             SELECT o.id, o.needsReconcile, coalesce(p.optedOut, 0) AS optedOut, coalesce(p.suppressed, 0) AND o.purpose != 'reply' AS suppressed
-            FROM outbox o LEFT JOIN phones p ON p.phone = o."to"
+            FROM \(rows) LEFT JOIN phones p ON p.phone = o."to"
             WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?) \(filter)
               AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id != o.id
                               AND (e.status = 'sending' OR (e.status = 'queued' AND e.id < o.id)))
@@ -93,14 +94,11 @@ extension SQLiteStore {
         static let reply = due("AND o.purpose = 'reply'", orderBy: "o.id")
         // A reply held back by an earlier text to its number (a broadcast queued to that person) takes that text
         // along first, so it does not wait for the whole broadcast. Found from the few queued replies.
-        static let replyBlocker = """
-            SELECT o.id, o.needsReconcile, coalesce(p.optedOut, 0) AS optedOut, coalesce(p.suppressed, 0) AND o.purpose != 'reply' AS suppressed
-            FROM outbox r JOIN outbox o ON o."to" = r."to" AND o.status = 'queued' AND o.id < r.id LEFT JOIN phones p ON p.phone = o."to"
-            WHERE r.status = 'queued' AND r.purpose = 'reply' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?)
-              AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id != o.id
-                              AND (e.status = 'sending' OR (e.status = 'queued' AND e.id < o.id)))
-            ORDER BY r.id LIMIT 1
-            """
+        static let replyBlocker = due(
+            "AND r.status = 'queued' AND r.purpose = 'reply'",
+            orderBy: "r.id",
+            from: #"outbox r JOIN outbox o ON o."to" = r."to" AND o.id < r.id"#
+        )
         static let any = due("", orderBy: "o.id")
         // A probe goes round the queue (each one that fails spends an attempt), replies first among equals.
         static let probe = due("", orderBy: "o.attempts, o.purpose != 'reply', o.id")
