@@ -34,15 +34,24 @@ struct Chat: AsyncParsableCommand {
         if interactive {
             print("Texting \(to) as \(sender)\(url.map { " via \($0)" } ?? " (in-process, \(store.path))"). Try HELP; /quit to leave.")
         }
+        var refused = 0
         while true {
             if interactive { print("you > ", terminator: "") }
             guard let line = readLine(strippingNewline: true) else { break }
             if line.trimmingWhitespace() == "/quit" { break }
             let (status, messages) = try await phone.text(WebhookFields.inboundSMS(from: sender, to: to, body: line, accountSid: accountSid))
             if !interactive { print("you > " + line) }
-            if status != 200 { print("     [HTTP \(status)]") }
+            if status != 200 {
+                refused += 1
+                print("     [HTTP \(status)]")
+            }
             if messages.isEmpty { print("bot > (no reply)") }
             for m in messages { print("bot > " + m.replacing("\n", with: "\n      ")) }
+        }
+        // A script piping texts in learns that some were not accepted.
+        if refused > 0 {
+            printError("\(refused) text(s) not accepted by the server (see [HTTP …] above)")
+            throw ExitCode.failure
         }
     }
 }

@@ -344,6 +344,16 @@ struct CLITests {
             )
             #expect(chat.status == 0, "\(chat.stdout)\n\(chat.stderr)")
             #expect(chat.stdout.contains("bot > Action2Phone") && !chat.stdout.contains("[HTTP"), "\(chat.stdout)")
+            // And a chat signed with another token is refused, and says so in its exit status
+            var wrong = environment
+            wrong["TWILIO_AUTH_TOKEN"] = "another-token-0123456789abcdef01"
+            let refused = try await Executable.run(
+                ["chat", "--url", server.base, "--db", tempDatabase(), "--from", "+14155550188"],
+                environment: wrong,
+                input: "HELP\nHELP\n"
+            )
+            #expect(refused.status == 1 && refused.stdout.contains("[HTTP 403]"), "\(refused.stdout)\n\(refused.stderr)")
+            #expect(refused.stderr.contains("2 text(s) not accepted by the server"), "\(refused.stderr)")
         }
     }
 
