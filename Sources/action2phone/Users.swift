@@ -2,12 +2,15 @@
 import Action2PhoneCore
 import ArgumentParser
 import Foundation
+import TwilioKit
 
 /// `action2phone users …`
 struct Users: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Look people up and manage their role and consent.",
-        subcommands: [List.self, Show.self, Find.self, Promote.self, Demote.self, Delete.self, OptOut.self, OptIn.self, Unsuppress.self]
+        subcommands: [
+            List.self, Show.self, Find.self, Promote.self, Demote.self, ResetPasscode.self, Delete.self, OptOut.self, OptIn.self, Unsuppress.self,
+        ]
     )
 
     struct List: AsyncParsableCommand {
@@ -72,6 +75,27 @@ struct Users: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
         @Argument var phone: String
         func run() async throws { try await setRole(store, phone, .user) }
+    }
+
+    struct ResetPasscode: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "reset-passcode",
+            abstract: "Give a person who forgot their passcode a temporary one, printed once; unlocks and logs the account out.",
+            discussion: """
+                Tell the passcode to the person yourself, by voice or in person: it is stored only hashed, and texting \
+                it from the bot would store it in the outbox. They log in with LOGIN <passcode>.
+                """
+        )
+        @OptionGroup var store: StoreOptions
+        @Argument var phone: String
+        func run() async throws {
+            let e164 = try phoneArgument(phone)
+            let passcode = temporaryPasscode()
+            let hash = await PasscodeHasher(iterations: try store.config().passcodeIterations).hash(passcode)
+            guard try await store.open().resetPasscode(phone: e164, to: hash) else { throw CLIError("no user with phone \(e164)") }
+            print("Temporary passcode for \(e164): \(passcode)")
+            print("The account is unlocked and logged out. Tell the passcode to the person yourself; they reply LOGIN \(passcode).")
+        }
     }
 
     struct Delete: AsyncParsableCommand {
@@ -142,6 +166,20 @@ private func setRole(_ store: StoreOptions, _ phone: String, _ role: Role) async
             "note: \(e164) is in ACTION2PHONE_ADMIN_PHONES: registered again (after a DELETE) it would be an admin again; remove it there too, and restart serve"
         )
     }
+}
+
+/// Twelve characters in three groups (`k7mq-4xp2-cw9h`, about 59 bits), from letters and digits that cannot be
+/// misread for one another when said aloud or written down.
+func temporaryPasscode() -> String {
+    let alphabet = Array("abcdefghjkmnpqrstuvwxyz23456789")
+    var characters: [Character] = []
+    while characters.count < 12 {
+        // Bytes past the last whole multiple of the alphabet are dropped: every character equally likely.
+        for byte in Crypto.randomBytes(16) where Int(byte) < 256 - 256 % alphabet.count && characters.count < 12 {
+            characters.append(alphabet[Int(byte) % alphabet.count])
+        }
+    }
+    return [characters[0..<4], characters[4..<8], characters[8..<12]].map { String($0) }.joined(separator: "-")
 }
 
 /// A list of users as JSON, CSV or a table (`none` when there are none).

@@ -522,7 +522,11 @@ struct ConversationTransitionTests {
     @Test func fifthFailureInsideTheWindowLocksForFifteenMinutes() throws {
         let (d, state) = try wrongPasscode(after: [14, 10, 5, 1])
         #expect(d.effects == [.loginFailed(userId: 1, recentFailures: [], lockedUntil: t0.addingTimeInterval(900))])
-        #expect(d.replies == ["Wrong passcode 5 times. The account is locked until 09:15 UTC. Try LOGIN again then, comrade."])
+        #expect(
+            d.replies == [
+                "Wrong passcode 5 times. The account is locked until 09:15 UTC. Try LOGIN again then, comrade, or ask an organiser to reset your passcode."
+            ]
+        )
         #expect(state.step == .idle)
     }
 
@@ -631,7 +635,7 @@ struct ConversationTransitionTests {
         let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0)
         #expect(
             d.replies == [
-                "Comrade Ivan: wrong passcodes locked the account until \(Copy.clock(t0.addingTimeInterval(600))); reply LOGIN then. STOP opts out."
+                "Comrade Ivan: wrong passcodes locked the account until \(Copy.clock(t0.addingTimeInterval(600))); reply LOGIN then, or ask an organiser to reset your passcode. STOP opts out."
             ]
         )
         // Once the lock has passed, HELP is as before

@@ -73,6 +73,31 @@ struct CLITests {
         #expect(empty.status == 64 && empty.stderr.contains("give some text to search for"), "\(empty.stderr)")
     }
 
+    @Test func aForgottenPasscodeIsResetByTheOperatorToATemporaryOne() async throws {
+        // Given Ivan, locked out after five wrong passcodes
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        let wrong = (1...5).map { "LOGIN wrong-\($0)" }.joined(separator: "\n")
+        let locked = try await Executable.run(["chat", "--db", db, "--from", "415-555-0100"], input: "LOGOUT\n" + wrong + "\n")
+        #expect(locked.stdout.contains("ask an organiser to reset your passcode"), "\(locked.stdout)")
+        // When the operator resets his passcode
+        let reset = try await Executable.run(["users", "reset-passcode", "415-555-0100", "--db", db])
+        #expect(reset.status == 0, "\(reset.stderr)")
+        let passcode = try #require(reset.stdout.split(separator: "\n").first?.split(separator: " ").last.map(String.init))
+        #expect(passcode.wholeMatch(of: /[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}/) != nil, "\(passcode)")
+        // Then the temporary passcode logs him in at once (the lock is gone), and the old one no longer does
+        let login = try await Executable.run(["chat", "--db", db, "--from", "415-555-0100"], input: "LOGIN secret-pass\nLOGIN \(passcode)\n")
+        #expect(login.stdout.contains("Wrong passcode (1 of 5 tries)") && login.stdout.contains("Welcome back, comrade Ivan"), "\(login.stdout)")
+        // And it is stored nowhere in clear
+        let stored = try await DatabasePool(path: db).read { db in
+            try String.fetchAll(db, sql: "SELECT body FROM inbound UNION ALL SELECT params FROM inbound UNION ALL SELECT state FROM conversations")
+        }
+        #expect(!stored.contains { $0.contains(passcode) })
+        // And an unknown number is refused
+        let nobody = try await Executable.run(["users", "reset-passcode", "+14155550999", "--db", db])
+        #expect(nobody.status == 1 && nobody.stderr.contains("no user with phone +14155550999"))
+    }
+
     @Test func optOutAndInOnAnOperatorsWord() async throws {
         // Given Ivan, registered and logged in, who has just been asked to confirm DELETE
         let db = tempDatabase()

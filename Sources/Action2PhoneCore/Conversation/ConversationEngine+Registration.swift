@@ -154,6 +154,6 @@ extension Copy {
     }
 
     static func locked(until: Date) -> String {
-        "The account is locked until \(clock(until)). Try LOGIN again then, comrade."
+        "The account is locked until \(clock(until)). Try LOGIN again then, comrade, or ask an organiser to reset your passcode."
     }
 }

@@ -227,7 +227,8 @@ public struct ConversationEngine: Sendable {
         }
         guard state.isLoggedIn else {
             if isLocked(account, now: now), let until = account.lockedUntil {
-                return "Comrade \(account.firstName): wrong passcodes locked the account until \(Copy.clock(until)); reply LOGIN then. STOP opts out."
+                return
+                    "Comrade \(account.firstName): wrong passcodes locked the account until \(Copy.clock(until)); reply LOGIN then, or ask an organiser to reset your passcode. STOP opts out."
             }
             return "Comrade \(account.firstName): reply LOGIN to log in, STOP to opt out."
         }

@@ -66,6 +66,24 @@ extension SQLiteStore {
         }
     }
 
+    /// Gives the account on `phone` a new passcode (`users reset-passcode`: a temporary one the operator passes on),
+    /// clears its failed logins and lock, and ends its login and any question; `false` when no one has that phone.
+    public func resetPasscode(phone: String, to passcode: PasscodeHash, now: Date = Date()) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE users SET passcodeHash = ?, passcodeSalt = ?, passcodeIterations = ?, failedLogins = 0, firstFailedLoginAt = NULL,
+                                     failedLoginTimes = NULL, lockedUntil = NULL
+                    WHERE phone = ?
+                    """,
+                arguments: [Data(passcode.hash), Data(passcode.salt), passcode.iterations, phone]
+            )
+            guard db.changesCount > 0 else { return false }
+            try Self.resetConversation(db, phone: phone, now: now)
+            return true
+        }
+    }
+
     /// As the `DELETE` command; `false` when no one has that phone.
     public func deleteUser(phone: String, now: Date = Date()) async throws -> Bool {
         try await writer.write { db in
