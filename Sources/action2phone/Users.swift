@@ -80,21 +80,28 @@ struct Users: AsyncParsableCommand {
     struct ResetPasscode: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "reset-passcode",
-            abstract: "Give a person who forgot their passcode a temporary one, printed once; unlocks and logs the account out.",
+            abstract: "Give a person who forgot their passcode a new one, printed once; unlocks and logs the account out.",
             discussion: """
-                Tell the passcode to the person yourself, by voice or in person: it is stored only hashed, and texting \
-                it from the bot would store it in the outbox. They log in with LOGIN <passcode>.
+                Tell the passcode to the person yourself, by voice or in person: it is stored only hashed, and sending \
+                it through the bot would keep it in their inbox and the outbox. They log in with LOGIN <passcode>, \
+                typed exactly; it stays their passcode (there is no command to change it).
                 """
         )
         @OptionGroup var store: StoreOptions
         @Argument var phone: String
         func run() async throws {
             let e164 = try phoneArgument(phone)
-            let passcode = temporaryPasscode()
-            let hash = await PasscodeHasher(iterations: try store.config().passcodeIterations).hash(passcode)
-            guard try await store.open().resetPasscode(phone: e164, to: hash) else { throw CLIError("no user with phone \(e164)") }
-            print("Temporary passcode for \(e164): \(passcode)")
-            print("The account is unlocked and logged out. Tell the passcode to the person yourself; they reply LOGIN \(passcode).")
+            let database = try store.open()
+            guard try await database.user(e164) != nil else { throw CLIError("no user with phone \(e164)") }
+            let iterations = try store.config().passcodeIterations
+            if iterations < PasscodePolicy.productionIterations {
+                printError("warning: PBKDF2 at \(iterations) iterations (ACTION2PHONE_PBKDF2_ITERATIONS): for tests only, a weak hash")
+            }
+            let passcode = newPasscode()
+            let hash = await PasscodeHasher(iterations: iterations).hash(passcode)
+            guard try await database.resetPasscode(phone: e164, to: hash) else { throw CLIError("no user with phone \(e164)") }
+            print("New passcode for \(e164): \(passcode)")
+            print("The account is unlocked and logged out. Tell the passcode to the person yourself; they reply LOGIN \(passcode), typed exactly.")
         }
     }
 
@@ -168,17 +175,21 @@ private func setRole(_ store: StoreOptions, _ phone: String, _ role: Role) async
     }
 }
 
-/// Twelve characters in three groups (`k7mq-4xp2-cw9h`, about 59 bits), from letters and digits that cannot be
-/// misread for one another when said aloud or written down.
-func temporaryPasscode() -> String {
-    let alphabet = Array("abcdefghjkmnpqrstuvwxyz23456789")
-    var characters: [Character] = []
-    while characters.count < 12 {
-        // Bytes past the last whole multiple of the alphabet are dropped: every character equally likely.
-        for byte in Crypto.randomBytes(16) where Int(byte) < 256 - 256 % alphabet.count && characters.count < 12 {
-            characters.append(alphabet[Int(byte) % alphabet.count])
+/// A digit, then eleven letters and digits, in three groups (`7kmq-4xp2-cw9h`, about 57 bits): no 0/o, 1/l or i
+/// to misread when written down, and a digit first so that a phone's keyboard does not capitalise it when it is
+/// texted alone.
+func newPasscode() -> String {
+    func draw(_ count: Int, from alphabet: [Character]) -> [Character] {
+        var drawn: [Character] = []
+        while drawn.count < count {
+            // Bytes past the last whole multiple of the alphabet are dropped: every character equally likely.
+            for byte in Crypto.randomBytes(16) where Int(byte) < 256 - 256 % alphabet.count && drawn.count < count {
+                drawn.append(alphabet[Int(byte) % alphabet.count])
+            }
         }
+        return drawn
     }
+    let characters = draw(1, from: Array("23456789")) + draw(11, from: Array("abcdefghjkmnpqrstuvwxyz23456789"))
     return [characters[0..<4], characters[4..<8], characters[8..<12]].map { String($0) }.joined(separator: "-")
 }
 

@@ -635,9 +635,14 @@ struct ConversationTransitionTests {
         let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0)
         #expect(
             d.replies == [
-                "Comrade Ivan: wrong passcodes locked the account until \(Copy.clock(t0.addingTimeInterval(600))); reply LOGIN then, or ask an organiser to reset your passcode. STOP opts out."
+                "Comrade Ivan: locked until \(Copy.clock(t0.addingTimeInterval(600))) after wrong passcodes. LOGIN then, or ask an organiser. STOP opts out."
             ]
         )
+        // (one text even with the longest name allowed)
+        locked.accounts[0].firstName = String(repeating: "W", count: 40)
+        let long = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0)
+        #expect(long.replies.count == 1 && Segments.count(long.replies[0]).segments == 1, "\(long.replies)")
+        locked.accounts[0].firstName = "Ivan"
         // Once the lock has passed, HELP is as before
         let later = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0.addingTimeInterval(601))
         #expect(later.replies == ["Comrade Ivan: reply LOGIN to log in, STOP to opt out."])

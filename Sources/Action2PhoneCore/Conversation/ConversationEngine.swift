@@ -227,8 +227,9 @@ public struct ConversationEngine: Sendable {
         }
         guard state.isLoggedIn else {
             if isLocked(account, now: now), let until = account.lockedUntil {
+                // At most 141 characters, with a name of 40: one text.
                 return
-                    "Comrade \(account.firstName): wrong passcodes locked the account until \(Copy.clock(until)); reply LOGIN then, or ask an organiser to reset your passcode. STOP opts out."
+                    "Comrade \(account.firstName): locked until \(Copy.clock(until)) after wrong passcodes. LOGIN then, or ask an organiser. STOP opts out."
             }
             return "Comrade \(account.firstName): reply LOGIN to log in, STOP to opt out."
         }

@@ -66,7 +66,7 @@ extension SQLiteStore {
         }
     }
 
-    /// Gives the account on `phone` a new passcode (`users reset-passcode`: a temporary one the operator passes on),
+    /// Gives the account on `phone` a new passcode (`users reset-passcode`: one the operator passes on),
     /// clears its failed logins and lock, and ends its login and any question; `false` when no one has that phone.
     public func resetPasscode(phone: String, to passcode: PasscodeHash, now: Date = Date()) async throws -> Bool {
         try await writer.write { db in
