@@ -19,6 +19,12 @@ public struct ServerConfig: Sendable {
     public var sendRate: Double
     public var sessionTTL: TimeInterval
     public var adminPhones: [String]
+
+    /// Said by `serve` and `users reset-passcode` when passcodes would be hashed with fewer iterations than production's.
+    public var weakHashingWarning: String? {
+        guard passcodeIterations < PasscodePolicy.productionIterations else { return nil }
+        return "PBKDF2 at \(passcodeIterations) iterations (ACTION2PHONE_PBKDF2_ITERATIONS): for tests only"
+    }
     public var passcodeIterations: Int
     /// No Twilio credentials: a generated development token, and nothing is sent.
     public var isLocalMode: Bool

@@ -136,9 +136,7 @@ func banner(_ config: ServerConfig, port: Int) -> String {
     )
     lines.append("database:  \(config.databasePath)")
     lines.append("replies:   \(config.replyMode.rawValue); outbox sends at most \(config.sendRate)/s")
-    if config.passcodeIterations < PasscodePolicy.productionIterations {
-        lines.append("WARNING:   PBKDF2 at \(config.passcodeIterations) iterations (ACTION2PHONE_PBKDF2_ITERATIONS): for tests only")
-    }
+    if let warning = config.weakHashingWarning { lines.append("WARNING:   " + warning) }
     return lines.joined(separator: "\n")
 }
 

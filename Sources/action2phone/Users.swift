@@ -93,12 +93,10 @@ struct Users: AsyncParsableCommand {
             let e164 = try phoneArgument(phone)
             let database = try store.open()
             guard try await database.user(e164) != nil else { throw CLIError("no user with phone \(e164)") }
-            let iterations = try store.config().passcodeIterations
-            if iterations < PasscodePolicy.productionIterations {
-                printError("warning: PBKDF2 at \(iterations) iterations (ACTION2PHONE_PBKDF2_ITERATIONS): for tests only, a weak hash")
-            }
+            let config = try store.config()
+            if let warning = config.weakHashingWarning { printError("warning: \(warning), a weak hash") }
             let passcode = newPasscode()
-            let hash = await PasscodeHasher(iterations: iterations).hash(passcode)
+            let hash = await PasscodeHasher(iterations: config.passcodeIterations).hash(passcode)
             guard try await database.resetPasscode(phone: e164, to: hash) else { throw CLIError("no user with phone \(e164)") }
             print("New passcode for \(e164): \(passcode)")
             print("The account is unlocked and logged out. Tell the passcode to the person yourself; they reply LOGIN \(passcode), typed exactly.")
