@@ -16,7 +16,7 @@ struct SQLiteStoreTests {
         #expect(
             try store.appliedMigrations() == [
                 "v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times",
-                "v3 outbox recipientDeleted", "v4 broadcasts fanned out after the webhook",
+                "v3 outbox recipientDeleted", "v4 broadcasts fanned out after the webhook", "v5 admins index",
             ]
         )
         let queue = try DatabaseQueue(path: path)

@@ -39,6 +39,26 @@ struct StoreEffectTests {
         #expect(try fetchInt(path, "SELECT count(*) FROM consentLog WHERE phone = '+14155550102' AND action = 'optOut'") == 2)
     }
 
+    @Test func usersCountsAdminsFromTheirOwnIndexAndAPromotionCounts() async throws {
+        // Given two admins among three people, and a third promoted by an operator
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Anna", role: .admin)
+        try await register(store, "+14155550102", "Boris")
+        try await register(store, "+14155550103", "Clara", role: .admin)
+        try await register(store, "+14155550104", "Dmitri")
+        #expect(try await store.setRole(phone: "+14155550104", .admin))
+        #expect(try await store.setRole(phone: "+14155550103", .user))
+        // Then USERS counts the two admins there are now
+        let counts = try await DatabaseQueue(path: path).read { try SQLiteFacts(db: $0, phone: "+14155550101").userCounts(activeSince: t0) }
+        #expect(counts.registered == 4 && counts.admins == 2)
+        // And SQLite finds them through the admins' index, not by reading every person
+        let plan = try await DatabaseQueue(path: path).read {
+            try Row.fetchAll($0, sql: "EXPLAIN QUERY PLAN SELECT count(*) FROM users WHERE role = 'admin'").map { $0["detail"] as String }
+        }
+        #expect(plan.contains { $0.contains("users_admins") }, "\(plan)")
+    }
+
     @Test func broadcastFillsEveryInboxButTextsOnlyReachablePeople() async throws {
         // Given three people, one opted out and one suppressed
         let path = makeTestDatabasePath()

@@ -135,6 +135,12 @@ enum Schema {
             }
             try db.execute(sql: "CREATE INDEX broadcasts_unfinished ON broadcasts (id) WHERE finishedAt IS NULL")
         }
+        migrator.registerMigration("v5 admins index") { db in
+            // USERS counts the admins inside a webhook's transaction, and `users list --admins` lists them: without
+            // this they read every person (27 ms at 200,000 people, while every other webhook waits). Only admins
+            // are in it, so registering or texting writes nothing more.
+            try db.execute(sql: "CREATE INDEX users_admins ON users (id) WHERE role = 'admin'")
+        }
         return migrator
     }
 }
