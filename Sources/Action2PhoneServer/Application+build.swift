@@ -53,7 +53,9 @@ extension ConversationService {
     public init(config: ServerConfig, store: any Store, logger: Logger = Logger(label: "action2phone")) {
         self.init(
             store: store,
-            engine: ConversationEngine(settings: .init(sessionTTL: config.sessionTTL, adminPhones: Set(config.adminPhones))),
+            engine: ConversationEngine(
+                settings: .init(sessionTTL: config.sessionTTL, adminPhones: Set(config.adminPhones), localTime: config.localTime)
+            ),
             hasher: PasscodeHasher(iterations: config.passcodeIterations),
             replyMode: config.replyMode,
             logger: logger

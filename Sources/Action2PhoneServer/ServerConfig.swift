@@ -19,6 +19,8 @@ public struct ServerConfig: Sendable {
     public var sendRate: Double
     public var sessionTTL: TimeInterval
     public var adminPhones: [String]
+    /// The zone of the times and dates the bot texts (`ACTION2PHONE_TIME_ZONE`, UTC by default).
+    public var localTime: LocalTime = .utc
 
     /// Said by `serve` and `users reset-passcode` when passcodes would be hashed with fewer iterations than production's.
     public var weakHashingWarning: String? {
@@ -85,6 +87,8 @@ public enum ConfigKey: String, CaseIterable, Sendable {
     case sendRate = "ACTION2PHONE_SEND_RATE"
     case sessionTTL = "ACTION2PHONE_SESSION_TTL"
     case adminPhones = "ACTION2PHONE_ADMIN_PHONES"
+    /// Not in SPEC §2: the organisation's time zone for times and dates in texts.
+    case timeZone = "ACTION2PHONE_TIME_ZONE"
     /// Not in SPEC §2: lowers PBKDF2's cost for tests and benchmarks only.
     case passcodeIterations = "ACTION2PHONE_PBKDF2_ITERATIONS"
 
@@ -103,6 +107,7 @@ public enum ConfigKey: String, CaseIterable, Sendable {
         case .sendRate: "--send-rate"
         case .sessionTTL: "--session-ttl"
         case .adminPhones: "--admin-phones"
+        case .timeZone: "--time-zone"
         case .authToken, .secondaryAuthToken, .passcodeIterations: nil
         }
     }
@@ -199,6 +204,12 @@ extension ServerConfig {
                 }
                 return e164
             }
+        }
+        if let raw = value(.timeZone) {
+            guard let time = LocalTime(named: raw) else {
+                throw ConfigError("\(name(.timeZone)) must be a time zone name such as America/New_York, Europe/London or UTC (got '\(raw)')")
+            }
+            config.localTime = time
         }
         if let raw = value(.passcodeIterations) {
             guard let n = Int(raw), PasscodePolicy.iterationRange.contains(n) else {

@@ -28,6 +28,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Outbound messages per second (env: ACTION2PHONE_SEND_RATE, default 1).") var sendRate: String?
     @Option(help: "Seconds a login lasts without activity (env: ACTION2PHONE_SESSION_TTL, default 1800).") var sessionTTL: String?
     @Option(help: "Comma-separated numbers that register as admins (env: ACTION2PHONE_ADMIN_PHONES).") var adminPhones: String?
+    @Option(help: "Time zone of the times and dates in texts, e.g. America/New_York (env: ACTION2PHONE_TIME_ZONE, default UTC).")
+    var timeZone: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env: LOG_LEVEL).") var logLevel: String?
 
     var flags: [ConfigKey: String] {
@@ -44,6 +46,7 @@ struct Serve: AsyncParsableCommand {
         f[.sendRate] = sendRate
         f[.sessionTTL] = sessionTTL
         f[.adminPhones] = adminPhones
+        f[.timeZone] = timeZone
         return f
     }
 
@@ -135,7 +138,7 @@ func banner(_ config: ServerConfig, port: Int) -> String {
         "webhook:   \(config.publicURL.map { ServerConfig.displayed($0 + "/sms") } ?? "\(listen)/sms (no ACTION2PHONE_PUBLIC_URL: rebuilt from Host)")"
     )
     lines.append("database:  \(config.databasePath)")
-    lines.append("replies:   \(config.replyMode.rawValue); outbox sends at most \(config.sendRate)/s")
+    lines.append("replies:   \(config.replyMode.rawValue); outbox sends at most \(config.sendRate)/s; times in \(config.localTime.name)")
     if let warning = config.weakHashingWarning { lines.append("WARNING:   " + warning) }
     return lines.joined(separator: "\n")
 }

@@ -635,13 +635,18 @@ struct ConversationTransitionTests {
         let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0)
         #expect(
             d.replies == [
-                "Comrade Ivan: locked until \(Copy.clock(t0.addingTimeInterval(600))) after wrong passcodes. LOGIN then, or ask an organiser. STOP opts out."
+                "Comrade Ivan: locked until 09:10 UTC after wrong passcodes. LOGIN then, or ask an organiser. STOP opts out."
             ]
         )
         // (one text even with the longest name allowed)
         locked.accounts[0].firstName = String(repeating: "W", count: 40)
         let long = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0)
         #expect(long.replies.count == 1 && Segments.count(long.replies[0]).segments == 1, "\(long.replies)")
+        // and in the time of the city with the longest name
+        let banderas = ConversationEngine(settings: .init(localTime: LocalTime(named: "America/Bahia_Banderas")!))
+        let far = try banderas.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0)
+        #expect(far.replies.count == 1 && far.replies[0].contains("03:10 Bahia Banderas time"), "\(far.replies)")
+        #expect(Segments.count(far.replies[0]).segments == 1, "\(far.replies)")
         locked.accounts[0].firstName = "Ivan"
         // Once the lock has passed, HELP is as before
         let later = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0.addingTimeInterval(601))

@@ -21,6 +21,7 @@ struct ServerConfigTests {
         #expect(config.sessionTTL == 1800)
         #expect(config.apiBaseURL == "https://api.twilio.com")
         #expect(config.passcodeIterations == 600_000)
+        #expect(config.localTime == .utc)
         #expect(config.devTokenPath == db + ".dev-token")
         #expect(try DevToken.loadOrCreate(forDatabase: db) == config.authToken)
     }
@@ -63,6 +64,7 @@ struct ServerConfigTests {
     @Test func aBadValueIsNamedAsTheOperatorGaveIt() {
         let cases: [(ConfigKey, String)] = [
             (.sendRate, "0"), (.port, "99999"), (.replyMode, "x"), (.sessionTTL, "0"), (.publicURL, "ftp://x"), (.adminPhones, "junk"),
+            (.timeZone, "Mars/Olympus_Mons"),
         ]
         for (key, bad) in cases {
             #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db, key: bad], environment: [:]) }
@@ -121,6 +123,16 @@ struct ServerConfigTests {
             #expect(environment.keys.contains { error.description.contains($0) })
         } catch {
             Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test func theTimeZoneIsNamedInAnyCaseAndAnUnknownOneSaysWhatIsWanted() throws {
+        let config = try ServerConfig.resolve(flags: [.database: db], environment: ["ACTION2PHONE_TIME_ZONE": " america/new_york "])
+        #expect(config.localTime.name == "America/New_York")
+        let flag = try ServerConfig.resolve(flags: [.database: db, .timeZone: "Europe/London"], environment: ["ACTION2PHONE_TIME_ZONE": "UTC"])
+        #expect(flag.localTime.name == "Europe/London")
+        #expect(throws: ConfigError("ACTION2PHONE_TIME_ZONE must be a time zone name such as America/New_York, Europe/London or UTC (got 'EST+5')")) {
+            try ServerConfig.resolve(flags: [.database: db], environment: ["ACTION2PHONE_TIME_ZONE": "EST+5"])
         }
     }
 

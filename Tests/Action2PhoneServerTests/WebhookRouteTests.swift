@@ -28,6 +28,24 @@ struct WebhookRouteTests {
         }
     }
 
+    @Test func theConfiguredTimeZoneReachesTheTexts() async throws {
+        // Given a server in New York time, at 03:00 UTC on Nov 25 (22:00 on Nov 24 there)
+        let config = TestServer.makeConfig { $0.localTime = LocalTime(named: "America/New_York")! }
+        let now = Date(timeIntervalSince1970: 1_795_597_200 - 6 * 3600)
+        let clock: @Sendable () -> Date = { now }
+        try await TestServer.run(config, clock: clock) { server in
+            func text(_ body: String) async throws -> String { try await server.post(fields: smsFields(body: body)).body }
+            for answer in ["JOIN", "Ivan", "Petrov", "ivan@example.org", "hammer-1917", "hammer-1917"] { _ = try await text(answer) }
+            // Then PROFILE gives the day he joined there
+            #expect(try await text("PROFILE").contains("Member since 2026-11-24\n"))
+            // And a lockout ends at New York's time
+            _ = try await text("LOGOUT")
+            var last = ""
+            for _ in 1...5 { last = try await text("LOGIN sickle-wrong") }
+            #expect(last.contains("locked until 22:15 New York time."), "\(last)")
+        }
+    }
+
     @Test func oversizedBodyIs413AndStoresNothing() async throws {
         try await TestServer.run { server in
             let fields = smsFields(body: String(repeating: "x", count: 70_000))

@@ -31,7 +31,7 @@ extension ConversationEngine {
             }
             if isLocked(account, now: step.now) {
                 state.step = .idle
-                return step.reply(Copy.locked(until: account.lockedUntil!))
+                return step.reply(Copy.locked(until: account.lockedUntil!, settings.localTime))
             }
             if step.input.argument.isEmpty {
                 state.step = .askedLoginPasscode
@@ -52,7 +52,7 @@ extension ConversationEngine {
             let unread = try step.facts.unreadCount(userId: account.id)
             step.reply(
                 "Comrade \(account.fullName)\(account.role == .admin ? " (admin)" : "")\nEmail: \(account.email)\nPhone: \(account.phone)\n"
-                    + "Member since \(Copy.day(account.createdAt))\nUnread: \(unread). Reply MESSAGES to read, HELP for commands."
+                    + "Member since \(settings.localTime.day(account.createdAt))\nUnread: \(unread). Reply MESSAGES to read, HELP for commands."
             )
         case .delete:
             guard requireLogin(state, &step) != nil else { return }
@@ -103,7 +103,7 @@ extension ConversationEngine {
         var shown: [Int64] = []
         for (i, item) in candidates.enumerated() {
             let from = item.senderName ?? "The Bureau"
-            let line = "\(i + 1)) \(from)\(item.kind == "broadcast" ? " to all" : ""), \(Copy.shortDay(item.createdAt)): \(item.body)"
+            let line = "\(i + 1)) \(from)\(item.kind == "broadcast" ? " to all" : ""), \(settings.localTime.shortDay(item.createdAt)): \(item.body)"
             if !lines.isEmpty && used + line.utf16.count + 1 > settings.inboxPageCharacters { break }
             lines.append(line)
             used += line.utf16.count + 1

@@ -98,7 +98,7 @@ extension ConversationEngine {
     func login(_ account: Account, passcode: String, _ state: inout ConversationState, _ step: inout StepContext) {
         if isLocked(account, now: step.now) {
             state.step = .idle
-            return step.reply(Copy.locked(until: account.lockedUntil!))
+            return step.reply(Copy.locked(until: account.lockedUntil!, settings.localTime))
         }
         guard case .verified(let matches, let checked) = step.evidence, checked == account.passcode else {
             state.step = .askedLoginPasscode
@@ -120,7 +120,7 @@ extension ConversationEngine {
             let until = step.now.addingTimeInterval(settings.lockDuration)
             step.effects.append(.loginFailed(userId: account.id, recentFailures: [], lockedUntil: until))
             state.step = .idle
-            return step.reply("Wrong passcode \(settings.maxFailedLogins) times. " + Copy.locked(until: until))
+            return step.reply("Wrong passcode \(settings.maxFailedLogins) times. " + Copy.locked(until: until, settings.localTime))
         }
         step.effects.append(.loginFailed(userId: account.id, recentFailures: recent, lockedUntil: nil))
         state.step = .askedLoginPasscode
@@ -153,7 +153,7 @@ extension Copy {
         "A name is letters only, comrade (1 to 40, spaces, - ' and . allowed). Reply with your \(which) name."
     }
 
-    static func locked(until: Date) -> String {
-        "The account is locked until \(clock(until)). Try LOGIN again then, comrade, or ask an organiser to reset your passcode."
+    static func locked(until: Date, _ time: LocalTime) -> String {
+        "The account is locked until \(time.clock(until)). Try LOGIN again then, comrade, or ask an organiser to reset your passcode."
     }
 }

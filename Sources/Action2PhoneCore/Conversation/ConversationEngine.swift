@@ -22,10 +22,13 @@ public struct ConversationEngine: Sendable {
         /// Characters of inbox text in one `MESSAGES` reply (one TwiML message).
         public var inboxPageCharacters = 1200
         public var findLimit = 5
+        /// The zone of the times and dates in texts.
+        public var localTime: LocalTime
 
-        public init(sessionTTL: TimeInterval = 1800, adminPhones: Set<String> = []) {
+        public init(sessionTTL: TimeInterval = 1800, adminPhones: Set<String> = [], localTime: LocalTime = .utc) {
             self.sessionTTL = sessionTTL
             self.adminPhones = adminPhones
+            self.localTime = localTime
         }
     }
 
@@ -227,9 +230,9 @@ public struct ConversationEngine: Sendable {
         }
         guard state.isLoggedIn else {
             if isLocked(account, now: now), let until = account.lockedUntil {
-                // At most 141 characters, with a name of 40: one text.
+                // At most 141 characters with a name of 40 in UTC, 157 with the longest city's time: one text.
                 return
-                    "Comrade \(account.firstName): locked until \(Copy.clock(until)) after wrong passcodes. LOGIN then, or ask an organiser. STOP opts out."
+                    "Comrade \(account.firstName): locked until \(settings.localTime.clock(until)) after wrong passcodes. LOGIN then, or ask an organiser. STOP opts out."
             }
             return "Comrade \(account.firstName): reply LOGIN to log in, STOP to opt out."
         }

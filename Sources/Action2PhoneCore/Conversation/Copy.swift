@@ -42,33 +42,6 @@ enum Copy {
         return "\(s) s"
     }
 
-    private static let utc = TimeZone(identifier: "UTC")!
-
-    /// `09:45 UTC`
-    static func clock(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = utc
-        let c = calendar.dateComponents([.hour, .minute], from: date)
-        return String(format: "%02d:%02d UTC", c.hour ?? 0, c.minute ?? 0)
-    }
-
-    /// `2026-11-25`
-    static func day(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = utc
-        let c = calendar.dateComponents([.year, .month, .day], from: date)
-        return String(format: "%04d-%02d-%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0)
-    }
-
-    /// `Nov 25`
-    static func shortDay(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = utc
-        let c = calendar.dateComponents([.month, .day], from: date)
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        return "\(months[((c.month ?? 1) - 1) % 12]) \(c.day ?? 0)"
-    }
-
     /// `name` ending a sentence: its own full stop serves ("Smith Jr." gives "Smith Jr.", not "Smith Jr..").
     static func endingSentence(_ name: String) -> String {
         name.hasSuffix(".") ? name : name + "."

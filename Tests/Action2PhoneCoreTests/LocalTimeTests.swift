@@ -1,0 +1,57 @@
+import Foundation
+import Testing
+
+@testable import Action2PhoneCore
+
+@Suite("The organisation's time zone in texts")
+struct LocalTimeTests {
+    @Test(arguments: [
+        ("America/New_York", "America/New_York", "04:00 New York time"), ("america/new_york", "America/New_York", "04:00 New York time"),
+        ("Europe/London", "Europe/London", "09:00 London time"), ("Asia/Kolkata", "Asia/Kolkata", "14:30 Kolkata time"),
+        ("America/Argentina/Buenos_Aires", "America/Argentina/Buenos_Aires", "06:00 Buenos Aires time"), ("UTC", "UTC", "09:00 UTC"),
+        ("utc", "UTC", "09:00 UTC"), ("GMT", "GMT", "09:00 UTC"), ("Etc/GMT+5", "Etc/GMT+5", "04:00 GMT-5"),
+    ])
+    func aZoneIsNamedAsIANASpellsItAndLabelsItsTimes(name: String, spelled: String, clock: String) throws {
+        // t0 is 2026-11-25 09:00 UTC
+        let time = try #require(LocalTime(named: name))
+        #expect(time.name == spelled)
+        #expect(time.clock(t0) == clock)
+    }
+
+    @Test(arguments: ["Mars/Olympus_Mons", "New York", "+03:00", "EST5EDT6", "America/"])
+    func aNameThatIsNoZoneIsRefused(name: String) {
+        #expect(LocalTime(named: name) == nil)
+    }
+
+    @Test func summerTimeIsFollowed() throws {
+        // 2026-07-01 12:00 UTC is 08:00 in New York (UTC-4 then), 13:00 in London
+        let july = Date(timeIntervalSince1970: 1_782_907_200)
+        #expect(try #require(LocalTime(named: "America/New_York")).clock(july) == "08:00 New York time")
+        #expect(try #require(LocalTime(named: "Europe/London")).clock(july) == "13:00 London time")
+    }
+
+    @Test func aLockAProfileAndAnInboxSayTheOrganisationsTimeAndDay() throws {
+        // Given an organisation in New York, and Ivan, who joined at 03:00 UTC on Nov 25 (22:00 on Nov 24 there)
+        let newYork = ConversationEngine(settings: .init(adminPhones: [adminPhone], localTime: LocalTime(named: "America/New_York")!))
+        let lateEvening = t0.addingTimeInterval(-6 * 3600)
+        var f = facts()
+        f.accounts[0].createdAt = lateEvening
+        f.inbox[1] = [InboxItem(id: 1, senderName: "Vera Commissar", kind: "direct", body: "Meeting at 8", createdAt: lateEvening)]
+        // When he is locked out until 09:15 UTC
+        var locked = f
+        locked.accounts[0].lockedUntil = t0.addingTimeInterval(900)
+        var state = ConversationState(lastActivity: t0)
+        let lock = try newYork.reduce(&state, Inbound(text: "LOGIN"), facts: locked, now: t0)
+        // Then the lock ends at 04:15 New York time
+        #expect(lock.replies.count == 1 && lock.replies[0].contains("locked until 04:15 New York time."), "\(lock.replies)")
+        // And, logged in, his profile and inbox give New York's day
+        var loggedIn = ConversationState(loggedInAt: t0, lastActivity: t0)
+        let profile = try newYork.reduce(&loggedIn, Inbound(text: "PROFILE"), facts: f, now: t0)
+        #expect(profile.replies[0].contains("Member since 2026-11-24\n"), "\(profile.replies)")
+        let inbox = try newYork.reduce(&loggedIn, Inbound(text: "MESSAGES"), facts: f, now: t0)
+        #expect(inbox.replies[0].hasPrefix("1) Vera Commissar, Nov 24: Meeting at 8"), "\(inbox.replies)")
+        // While in UTC they are Nov 25, as before
+        let utc = try engine.reduce(&loggedIn, Inbound(text: "PROFILE"), facts: f, now: t0)
+        #expect(utc.replies[0].contains("Member since 2026-11-25\n"), "\(utc.replies)")
+    }
+}
