@@ -207,7 +207,9 @@ extension ServerConfig {
         }
         if let raw = value(.timeZone) {
             guard let time = LocalTime(named: raw) else {
-                throw ConfigError("\(name(.timeZone)) must be a time zone name such as America/New_York, Europe/London or UTC (got '\(raw)')")
+                throw ConfigError(
+                    "\(name(.timeZone)) must be a time zone name from the IANA list, such as America/New_York, Europe/London or UTC (got '\(raw)')"
+                )
             }
             config.localTime = time
         }

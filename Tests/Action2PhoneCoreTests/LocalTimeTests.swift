@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TwilioKit
 
 @testable import Action2PhoneCore
 
@@ -9,7 +10,12 @@ struct LocalTimeTests {
         ("America/New_York", "America/New_York", "04:00 New York time"), ("america/new_york", "America/New_York", "04:00 New York time"),
         ("Europe/London", "Europe/London", "09:00 London time"), ("Asia/Kolkata", "Asia/Kolkata", "14:30 Kolkata time"),
         ("America/Argentina/Buenos_Aires", "America/Argentina/Buenos_Aires", "06:00 Buenos Aires time"), ("UTC", "UTC", "09:00 UTC"),
-        ("utc", "UTC", "09:00 UTC"), ("GMT", "GMT", "09:00 UTC"), ("Etc/GMT+5", "Etc/GMT+5", "04:00 GMT-5"),
+        ("utc", "UTC", "09:00 UTC"), ("GMT", "GMT", "09:00 UTC"),
+        // A city longer than Bahia Banderas is labelled with its offset (Saskatchewan keeps UTC-6 all year)
+        ("Canada/East-Saskatchewan", "Canada/East-Saskatchewan", "03:00 GMT-6"),
+        // Current names the system's list leaves out, and the old country ones, in any case
+        ("asia/kolkata", "Asia/Kolkata", "14:30 Kolkata time"), ("us/pacific", "US/Pacific", "01:00 Pacific time"),
+        ("etc/gmt+5", "Etc/GMT+5", "04:00 GMT-5"), ("Etc/UTC", "Etc/UTC", "09:00 UTC"),
     ])
     func aZoneIsNamedAsIANASpellsItAndLabelsItsTimes(name: String, spelled: String, clock: String) throws {
         // t0 is 2026-11-25 09:00 UTC
@@ -18,9 +24,26 @@ struct LocalTimeTests {
         #expect(time.clock(t0) == clock)
     }
 
-    @Test(arguments: ["Mars/Olympus_Mons", "New York", "+03:00", "EST5EDT6", "America/"])
+    // Abbreviations and offsets too: Foundation reads them, but PST follows summer time and GMT+5 is the opposite
+    // of IANA's Etc/GMT+5
+    @Test(arguments: [
+        "Mars/Olympus_Mons", "New York", "+03:00", "EST5EDT6", "America/", "PST", "GMT+5", "UTC+3", "GMT-0500", "Factory", "", "SystemV/EST5",
+        "Asia//Kolkata",
+    ])
     func aNameThatIsNoZoneIsRefused(name: String) {
         #expect(LocalTime(named: name) == nil)
+    }
+
+    @Test func inEveryZoneALockoutsHelpFitsOneTextWithTheLongestName() throws {
+        var locked = facts()
+        locked.accounts[0].firstName = String(repeating: "W", count: 40)
+        locked.accounts[0].lockedUntil = t0.addingTimeInterval(600)
+        for name in TimeZone.knownTimeZoneIdentifiers + ["UTC"] {
+            let time = try #require(LocalTime(named: name), "\(name)")
+            var state = ConversationState(lastActivity: t0)
+            let help = try ConversationEngine(settings: .init(localTime: time)).reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0)
+            #expect(help.replies.count == 1 && Segments.count(help.replies[0]).segments == 1, "\(name): \(help.replies)")
+        }
     }
 
     @Test func summerTimeIsFollowed() throws {
