@@ -84,7 +84,7 @@ struct Users: AsyncParsableCommand {
             discussion: """
                 Tell the passcode to the person yourself, by voice or in person: it is stored only hashed, and sending \
                 it through the bot would keep it in their inbox and the outbox. They log in with LOGIN <passcode>, \
-                typed exactly; it stays their passcode (there is no command to change it).
+                typed exactly, and can then text PASSCODE to choose their own.
                 """
         )
         @OptionGroup var store: StoreOptions
@@ -99,7 +99,9 @@ struct Users: AsyncParsableCommand {
             let hash = await PasscodeHasher(iterations: config.passcodeIterations).hash(passcode)
             guard try await database.resetPasscode(phone: e164, to: hash) else { throw CLIError("no user with phone \(e164)") }
             print("New passcode for \(e164): \(passcode)")
-            print("The account is unlocked and logged out. Tell the passcode to the person yourself; they reply LOGIN \(passcode), typed exactly.")
+            print(
+                "The account is unlocked and logged out. Tell the passcode to the person yourself; they reply LOGIN \(passcode), typed exactly, then PASSCODE to choose their own."
+            )
         }
     }
 

@@ -40,6 +40,12 @@ let situations: [Situation] = [
         registered: false
     ),
     .init(name: "asked login passcode", state: ConversationState(step: .askedLoginPasscode, lastActivity: recent)),
+    .init(name: "asked current passcode", state: ConversationState(step: .askedCurrentPasscode, loggedInAt: recent, lastActivity: recent)),
+    .init(name: "asked new passcode", state: ConversationState(step: .askedNewPasscode, loggedInAt: recent, lastActivity: recent)),
+    .init(
+        name: "asked new passcode again",
+        state: ConversationState(step: .askedNewPasscodeAgain(pending: pendingHash), loggedInAt: recent, lastActivity: recent)
+    ),
     .init(name: "confirming delete", state: ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: recent)),
     .init(
         name: "confirming broadcast",
@@ -59,6 +65,7 @@ let inputs = [
     "JOIN", "REGISTER", "SIGNUP", "LOGIN", "LOGIN wrong-passcode", "LOGOUT", "MESSAGES", "INBOX", "MORE", "PROFILE", "ME", "DELETE",
     "SEND +14155550100 hi", "BROADCAST hello", "USERS", "FIND ivan", "HELP", "INFO", "?", "RESET", "MENU", "START", "UNSTOP", "YES",
     "STOP", "stop", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "Petrov", "MESAGES", "", "hello",
+    "PASSCODE", "password", "PASSCODE right-passcode", "right-passcode",
 ]
 
 @Suite("Conversation engine: every state × every input")
@@ -111,7 +118,7 @@ struct ConversationMatrixTests {
         if situation.state.step.expectsPasscode && !["HELP", "INFO", "?", "RESET", "MENU", "START", "UNSTOP"].contains(keyword) && !text.isEmpty {
             #expect(decision.loggedBody == "[redacted]")
         }
-        if text.hasPrefix("LOGIN ") && situation.state.step == .idle {
+        if (text.hasPrefix("LOGIN ") || text.hasPrefix("PASSCODE ")) && situation.state.step == .idle {
             #expect(decision.loggedBody == "[redacted]")
         }
         #expect(state.lastActivity == t0)

@@ -91,6 +91,57 @@ struct ConversationTransitionTests {
             effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)],
             reply: "1 of 5"
         ),
+        // PASSCODE: the current passcode, then the new one twice.
+        .init(situation: s["logged in"]!, text: "passcode", step: .askedCurrentPasscode, loggedIn: true, reply: "current passcode"),
+        .init(situation: s["logged in"]!, text: "PASSWORD", step: .askedCurrentPasscode, loggedIn: true, reply: "current passcode"),
+        .init(situation: s["registered, logged out"]!, text: "PASSCODE", step: .idle, loggedIn: false, reply: "log in first"),
+        .init(situation: s["unregistered"]!, text: "PASSCODE", step: .idle, loggedIn: false, reply: "JOIN"),
+        .init(
+            situation: s["asked current passcode"]!,
+            text: "right-passcode",
+            evidence: .verified(true, against: storedHash),
+            step: .askedNewPasscode,
+            loggedIn: true,
+            effects: [.loginSucceeded(userId: 1)],
+            reply: "new passcode"
+        ),
+        .init(
+            situation: s["asked current passcode"]!,
+            text: "nope-nope",
+            evidence: .verified(false, against: storedHash),
+            step: .askedCurrentPasscode,
+            loggedIn: true,
+            effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)],
+            reply: "Wrong passcode (1 of 5 tries). Reply with your current passcode, or RESET to keep it."
+        ),
+        .init(
+            situation: s["asked new passcode"]!,
+            text: "fresh-passcode",
+            evidence: .hashed(pendingHash),
+            step: .askedNewPasscodeAgain(pending: pendingHash),
+            loggedIn: true,
+            reply: "same passcode again"
+        ),
+        .init(situation: s["asked new passcode"]!, text: "short", step: .askedNewPasscode, loggedIn: true, reply: "6 to 64"),
+        .init(situation: s["asked new passcode"]!, text: "LOGIN is-my-word", step: .askedNewPasscode, loggedIn: true, reply: "command word"),
+        .init(
+            situation: s["asked new passcode again"]!,
+            text: "fresh-passcode",
+            evidence: .verified(true, against: pendingHash),
+            step: .idle,
+            loggedIn: true,
+            effects: [.changePasscode(userId: 1, passcode: pendingHash)],
+            reply: "Your passcode is changed"
+        ),
+        .init(
+            situation: s["asked new passcode again"]!,
+            text: "other-passcode",
+            evidence: .verified(false, against: pendingHash),
+            step: .askedNewPasscode,
+            loggedIn: true,
+            reply: "The passcodes differ, comrade. Choose a new passcode"
+        ),
+        .init(situation: s["asked new passcode"]!, text: "RESET", step: .idle, loggedIn: true, reply: "passcode change is abandoned"),
         // LOGIN again at the passcode question is the command, with its passcode inline, never a wrong try.
         .init(
             situation: s["asked login passcode"]!,
@@ -626,6 +677,65 @@ struct ConversationTransitionTests {
         let atLogin = try engine.reduce(&asked, Inbound(text: "HELP"), facts: facts(), now: t0)
         #expect(atLogin.replies == ["You are in the login. Reply with your passcode, comrade, or RESET to stop."])
         #expect(state.step == .confirmingDelete)
+    }
+
+    @Test func aFifthWrongCurrentPasscodeLocksTheAccountAndEndsTheLogin() throws {
+        // Given Ivan, logged in, with 4 wrong passcodes in the last 15 minutes, asked for his current passcode
+        var tried = ivan
+        tried.recentFailedLogins = [10, 5, 2, 1].map { t0.addingTimeInterval(-$0 * 60) }
+        var f = facts()
+        f.accounts = [tried, vera]
+        var state = ConversationState(step: .askedCurrentPasscode, loggedInAt: recent, lastActivity: recent)
+        // When a fifth wrong one comes
+        #expect(engine.passcodeWork(for: Inbound(text: "guess-5"), state: state, account: tried, now: t0) == .verify("guess-5", against: storedHash))
+        let d = try engine.reduce(&state, Inbound(text: "guess-5"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
+        // Then the account is locked, and the phone is logged out: a phone left logged in cannot keep guessing
+        #expect(d.effects == [.loginFailed(userId: 1, recentFailures: [], lockedUntil: t0.addingTimeInterval(900))])
+        #expect(state.step == .idle && !state.isLoggedIn)
+        #expect(
+            d.replies == [
+                "Wrong passcode 5 times. The account is locked until 09:15 UTC. Try LOGIN again then, comrade, or ask an organiser to reset your passcode."
+            ]
+        )
+        #expect(d.loggedBody == "[redacted]")
+        // And while locked, the question is not checked at all
+        var again = ConversationState(step: .askedCurrentPasscode, loggedInAt: recent, lastActivity: recent)
+        var locked = f
+        locked.accounts[0].lockedUntil = t0.addingTimeInterval(900)
+        #expect(engine.passcodeWork(for: Inbound(text: "guess-6"), state: again, account: locked.accounts[0], now: t0) == nil)
+        let refused = try engine.reduce(&again, Inbound(text: "guess-6"), facts: locked, now: t0)
+        #expect(refused.effects.isEmpty && !again.isLoggedIn && refused.replies[0].contains("locked until 09:15 UTC"))
+    }
+
+    @Test func aPasscodeChangeThatTimesOutSaysThePasscodeIsUnchanged() throws {
+        var state = ConversationState(
+            step: .askedNewPasscodeAgain(pending: pendingHash),
+            loggedInAt: recent,
+            lastActivity: t0.addingTimeInterval(-1801)
+        )
+        let d = try engine.reduce(&state, Inbound(text: "fresh-passcode"), facts: facts(), now: t0)
+        #expect(d.effects.isEmpty && state.step == .idle && !state.isLoggedIn)
+        #expect(
+            d.replies[0].hasPrefix(
+                "Your passcode change timed out after 30 min of silence and your passcode is unchanged; send LOGIN, then PASSCODE to start again."
+            )
+        )
+        #expect(d.loggedBody == "[redacted]")
+    }
+
+    @Test func helpInAPasscodeChangeSaysWhereItIs() throws {
+        var state = ConversationState(step: .askedNewPasscode, loggedInAt: recent, lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(), now: t0)
+        #expect(
+            d.replies == [
+                "You are in the passcode change. Choose a new passcode of 6 to 64 characters and reply with it, or RESET to keep the old one."
+            ]
+        )
+        // And the logged-in HELP names PASSCODE, in one text for an admin too
+        var admin = ConversationState(loggedInAt: recent, lastActivity: recent)
+        let help = try engine.reduce(&admin, Inbound(text: "HELP"), facts: facts(adminPhone), now: t0)
+        #expect(help.replies.count == 1 && help.replies[0].contains("PASSCODE"), "\(help.replies)")
+        #expect(Segments.count(help.replies[0]).segments == 1, "\(help.replies)")
     }
 
     @Test func helpWhileLockedSaysUntilWhen() throws {

@@ -11,7 +11,8 @@ struct StoredStateTests {
         .idle, .askedFirstName, .askedLastName(first: "Ivan"), .askedEmail(first: "Анна", last: "O'Neil"),
         .askedPasscode(first: "Ivan", last: "Petrov", email: "ivan@example.org"),
         .askedPasscodeAgain(first: "Ivan", last: "Petrov", email: "ivan@example.org", pending: pending),
-        .askedLoginPasscode, .confirmingDelete, .confirmingBroadcast(text: "Meeting at 6 — bring 🍞 & \"tea\"\\\n"),
+        .askedLoginPasscode, .askedCurrentPasscode, .askedNewPasscode, .askedNewPasscodeAgain(pending: pending), .confirmingDelete,
+        .confirmingBroadcast(text: "Meeting at 6 — bring 🍞 & \"tea\"\\\n"),
         .confirmingBroadcast(text: "a/b \u{8}\u{c}\u{1}\u{7f}\u{2028} é"),
         .askedLastName(first: "tab\there"), .askedLastName(first: ""),
     ]
@@ -52,6 +53,7 @@ struct StoredStateTests {
         #"{"step":{"askedPasscodeAgain":{"first":"A","last":"B","email":"a@b.c","pending":{"hash":[1,2],"salt":[3],"iterations":0}}}}"#,
         #"{"step":{"askedPasscodeAgain":{"first":"A","last":"B","email":"a@b.c","pending":{"hash":[],"salt":[3],"iterations":1000}}}}"#,
         #"{"step":{"askedPasscodeAgain":{"first":"A","last":"B","email":"a@b.c","pending":{"hash":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16],"salt":[3],"iterations":1e18}}}}"#,
+        #"{"step":{"askedNewPasscodeAgain":{"pending":{"hash":[1,2],"salt":[3],"iterations":0}}}}"#, #"{"step":{"askedNewPasscodeAgain":{}}}"#,
     ])
     func textThatIsNotAStateDecodesToNil(text: String) {
         #expect(StoredState.decode(text) == nil)

@@ -28,6 +28,35 @@ struct WebhookRouteTests {
         }
     }
 
+    @Test func aPersonChangesTheirPasscodeAndOnlyTheNewOneLogsIn() async throws {
+        try await TestServer.run { server in
+            func text(_ body: String) async throws -> String { try await server.post(fields: smsFields(body: body)).body }
+            for answer in ["JOIN", "Ivan", "Petrov", "ivan@example.org", "hammer-1917", "hammer-1917"] { _ = try await text(answer) }
+            let before = try server.rows("SELECT passcodeHash FROM users")[0]["passcodeHash"] as Data
+            // When he changes it (after a wrong current passcode and a confirmation that differs)
+            #expect(try await text("PASSCODE").contains("current passcode"))
+            #expect(try await text("sickle-1918").contains("Wrong passcode (1 of 5 tries)"))
+            #expect(try await text("hammer-1917").contains("Choose a new passcode"))
+            #expect(try await text("sickle-1918").contains("same passcode again"))
+            #expect(try await text("sickle-1919").contains("The passcodes differ"))
+            #expect(try await text("sickle-1918").contains("same passcode again"))
+            #expect(try await text("sickle-1918").contains("Your passcode is changed"))
+            // Then the stored hash is another, and the wrong try is forgotten
+            let after = try server.rows("SELECT passcodeHash, failedLogins FROM users")[0]
+            #expect(after["passcodeHash"] as Data != before && after["failedLogins"] as Int == 0)
+            // And only the new passcode logs in
+            _ = try await text("LOGOUT")
+            #expect(try await text("LOGIN hammer-1917").contains("Wrong passcode"))
+            #expect(try await text("LOGIN sickle-1918").contains("Welcome back"))
+            // And no passcode was kept in clear anywhere: the inbound log, its fields, the conversation state
+            for table in ["inbound", "conversations"] {
+                let kept = try server.rows("SELECT * FROM \(table)").map { row in row.columnNames.map { "\(row[$0] ?? "")" }.joined(separator: " ") }
+                #expect(!kept.contains { $0.contains("hammer") || $0.contains("sickle") }, "\(table): \(kept)")
+            }
+            #expect(try server.count("inbound") == 16)
+        }
+    }
+
     @Test func theConfiguredTimeZoneReachesTheTexts() async throws {
         // Given a server in New York time, at 03:00 UTC on Nov 25 (22:00 on Nov 24 there)
         let config = TestServer.makeConfig { $0.localTime = LocalTime(named: "America/New_York")! }

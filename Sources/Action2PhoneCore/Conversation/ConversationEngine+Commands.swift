@@ -54,6 +54,11 @@ extension ConversationEngine {
                 "Comrade \(account.fullName)\(account.role == .admin ? " (admin)" : "")\nEmail: \(account.email)\nPhone: \(account.phone)\n"
                     + "Member since \(settings.localTime.day(account.createdAt))\nUnread: \(unread). Reply MESSAGES to read, HELP for commands."
             )
+        case .passcode:
+            // The current passcode first: a phone left logged in is not enough to take the account.
+            guard requireLogin(state, &step) != nil else { return }
+            state.step = .askedCurrentPasscode
+            step.reply(Copy.askCurrentPasscode)
         case .delete:
             guard requireLogin(state, &step) != nil else { return }
             state.step = .confirmingDelete

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 
-/// Answers to the pending question: registration, login passcode, and the YES confirmations.
+/// Answers to the pending question: registration, login passcode, passcode change, and the YES confirmations.
 extension ConversationEngine {
     func answer(_ state: inout ConversationState, _ step: inout StepContext) throws {
         let text = step.input.text
@@ -26,15 +26,7 @@ extension ConversationEngine {
             state.step = .askedPasscode(first: first, last: last, email: email)
             step.reply(Copy.askPasscode)
         case .askedPasscode(let first, let last, let email):
-            guard PasscodePolicy.lengths.contains(text.count) else {
-                return step.reply("A passcode needs 6 to 64 characters, comrade. Reply with another one.")
-            }
-            guard !step.input.startsWithCommandWord else {
-                return step.reply(
-                    "A passcode cannot start with a command word (such as LOGIN or HELP): sent alone it would be read as one. Reply with another one."
-                )
-            }
-            guard case .hashed(let hash) = step.evidence else { return step.reply(Copy.askPasscode) }
+            guard let hash = newPasscode(&step, ask: Copy.askPasscode) else { return }
             state.step = .askedPasscodeAgain(first: first, last: last, email: email, pending: hash)
             step.reply(Copy.askPasscodeAgain)
         case .askedPasscodeAgain(let first, let last, let email, let pending):
@@ -68,6 +60,48 @@ extension ConversationEngine {
                 return step.reply(Copy.needAccount)
             }
             login(account, passcode: text, &state, &step)
+        case .askedCurrentPasscode:
+            guard let account = step.account, state.isLoggedIn else {
+                state.step = .idle
+                return step.reply(step.account == nil ? Copy.needAccount : Copy.needLogin)
+            }
+            if isLocked(account, now: step.now) {
+                state.step = .idle
+                state.loggedInAt = nil
+                return step.reply(Copy.locked(until: account.lockedUntil!, settings.localTime))
+            }
+            guard case .verified(let matches, let checked) = step.evidence, checked == account.passcode else {
+                return step.reply(Copy.askCurrentPasscode)
+            }
+            guard matches else {
+                return wrongPasscode(
+                    account,
+                    retry: .askedCurrentPasscode,
+                    ask: "Reply with your current passcode, or RESET to keep it.",
+                    &state,
+                    &step
+                )
+            }
+            step.effects.append(.loginSucceeded(userId: account.id))
+            state.step = .askedNewPasscode
+            step.reply(Copy.askNewPasscode)
+        case .askedNewPasscode:
+            guard let hash = newPasscode(&step, ask: Copy.askNewPasscode) else { return }
+            state.step = .askedNewPasscodeAgain(pending: hash)
+            step.reply(Copy.askPasscodeAgain)
+        case .askedNewPasscodeAgain(let pending):
+            guard case .verified(let matches, let checked) = step.evidence, checked == pending else {
+                return step.reply(Copy.askPasscodeAgain)
+            }
+            guard matches else {
+                state.step = .askedNewPasscode
+                return step.reply("The passcodes differ, comrade. " + Copy.askNewPasscode)
+            }
+            state.step = .idle
+            // An operator may have deleted the account or ended the login (users reset-passcode) meanwhile.
+            guard let account = step.account, state.isLoggedIn else { return step.reply(Copy.needLogin) }
+            step.effects.append(.changePasscode(userId: account.id, passcode: pending))
+            step.reply("Your passcode is changed, comrade. Use it at your next LOGIN. Reply HELP for commands.")
         case .confirmingDelete:
             state.step = .idle
             guard step.input.command == "YES" else {
@@ -114,17 +148,44 @@ extension ConversationEngine {
                     + (unread > 0 ? "Reply MESSAGES to read them." : "Reply HELP for commands.")
             )
         }
-        // The window slides: the failures of the last 15 minutes count, whenever the first of them was.
+        wrongPasscode(account, retry: .askedLoginPasscode, ask: "Reply with your passcode, or RESET to stop.", &state, &step)
+    }
+
+    /// Counts a wrong passcode against `account`: the failures of the last 15 minutes count, whenever the first
+    /// of them was (the window slides), and the fifth locks the account for 15 minutes, ending the question and
+    /// any login. Below that, `retry` asks again.
+    func wrongPasscode(_ account: Account, retry: Step, ask: String, _ state: inout ConversationState, _ step: inout StepContext) {
         let recent = account.recentFailedLogins.filter { step.now.timeIntervalSince($0) < settings.failureWindow } + [step.now]
         if recent.count >= settings.maxFailedLogins {
             let until = step.now.addingTimeInterval(settings.lockDuration)
             step.effects.append(.loginFailed(userId: account.id, recentFailures: [], lockedUntil: until))
             state.step = .idle
+            state.loggedInAt = nil
             return step.reply("Wrong passcode \(settings.maxFailedLogins) times. " + Copy.locked(until: until, settings.localTime))
         }
         step.effects.append(.loginFailed(userId: account.id, recentFailures: recent, lockedUntil: nil))
-        state.step = .askedLoginPasscode
-        step.reply("Wrong passcode (\(recent.count) of \(settings.maxFailedLogins) tries). Reply with your passcode, or RESET to stop.")
+        state.step = retry
+        step.reply("Wrong passcode (\(recent.count) of \(settings.maxFailedLogins) tries). " + ask)
+    }
+
+    /// The hashed passcode a person chose, or `nil` with the reason it cannot be one (or, without the hash, `ask`
+    /// again) in the reply.
+    func newPasscode(_ step: inout StepContext, ask: String) -> PasscodeHash? {
+        guard PasscodePolicy.lengths.contains(step.input.text.count) else {
+            step.reply("A passcode needs 6 to 64 characters, comrade. Reply with another one.")
+            return nil
+        }
+        guard !step.input.startsWithCommandWord else {
+            step.reply(
+                "A passcode cannot start with a command word (such as LOGIN or HELP): sent alone it would be read as one. Reply with another one."
+            )
+            return nil
+        }
+        guard case .hashed(let hash) = step.evidence else {
+            step.reply(ask)
+            return nil
+        }
+        return hash
     }
 
     // MARK: - Validation

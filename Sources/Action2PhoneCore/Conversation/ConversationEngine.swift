@@ -47,11 +47,11 @@ public struct ConversationEngine: Sendable {
         switch route(input, state) {
         case .answer:
             switch state.step {
-            case .askedPasscode:
+            case .askedPasscode, .askedNewPasscode:
                 return PasscodePolicy.lengths.contains(input.text.count) && !input.startsWithCommandWord ? .hash(input.text) : nil
-            case .askedPasscodeAgain(_, _, _, let pending):
+            case .askedPasscodeAgain(_, _, _, let pending), .askedNewPasscodeAgain(let pending):
                 return .verify(input.text, against: pending)
-            case .askedLoginPasscode:
+            case .askedLoginPasscode, .askedCurrentPasscode:
                 guard let account, !isLocked(account, now: now) else { return nil }
                 return .verify(input.text, against: account.passcode)
             default:
@@ -186,12 +186,12 @@ public struct ConversationEngine: Sendable {
         }
     }
 
-    /// A passcode text is never logged: any `LOGIN <something>`, any text sent while a passcode question was
+    /// A passcode text is never logged: any `LOGIN <something>` or `PASSCODE <something>`, any text sent while a passcode question was
     /// pending (even one that has just expired) unless it is a keyword, any unknown text from a registered
     /// person (sent after "please log in first" or a lockout, it is often the passcode), and anything but YES
     /// sent at a DELETE or BROADCAST confirmation, for the same reason.
     func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step, registered: Bool) -> Bool {
-        if input.command == "LOGIN" && !input.argument.isEmpty { return true }
+        if (input.command == "LOGIN" || Command(word: input.command) == .passcode) && !input.argument.isEmpty { return true }
         switch route {
         case .optOut, .optIn, .help, .reset, .empty: return false
         case .unknown where registered: return true
@@ -230,13 +230,14 @@ public struct ConversationEngine: Sendable {
         }
         guard state.isLoggedIn else {
             if isLocked(account, now: now), let until = account.lockedUntil {
-                // At most 141 characters with a name of 40 in UTC, 157 with the longest city's time: one text.
+                // With a name of 40: 143 characters in UTC, 159 with the longest label ("Bahia Banderas time"): one text.
                 return
                     "Comrade \(account.firstName): locked until \(settings.localTime.clock(until)) after wrong passcodes. LOGIN then, or ask an organiser. STOP opts out."
             }
             return "Comrade \(account.firstName): reply LOGIN to log in, STOP to opt out."
         }
-        var text = "Reply MESSAGES, MORE, PROFILE, LOGOUT, DELETE or RESET, comrade. STOP opts out."
+        // MORE is left to the inbox page that offers it; an admin's HELP is 158 characters: one text.
+        var text = "Reply MESSAGES, PROFILE, PASSCODE, LOGOUT, DELETE or RESET, comrade. STOP opts out."
         if account.role == .admin {
             text += " Admin: SEND <phone or email> <text>, BROADCAST <text>, USERS, FIND <text>."
         }

@@ -28,6 +28,10 @@ public enum Step: Codable, Sendable, Equatable {
     /// The first passcode, already hashed: the confirmation is verified against it.
     case askedPasscodeAgain(first: String, last: String, email: String, pending: PasscodeHash)
     case askedLoginPasscode
+    /// PASSCODE: the current passcode first, then the new one twice (the first, hashed, checks the second).
+    case askedCurrentPasscode
+    case askedNewPasscode
+    case askedNewPasscodeAgain(pending: PasscodeHash)
     case confirmingDelete
     case confirmingBroadcast(text: String)
 
@@ -37,6 +41,7 @@ public enum Step: Codable, Sendable, Equatable {
         case .idle: nil
         case .askedFirstName, .askedLastName, .askedEmail, .askedPasscode, .askedPasscodeAgain: "registration"
         case .askedLoginPasscode: "login"
+        case .askedCurrentPasscode, .askedNewPasscode, .askedNewPasscodeAgain: "passcode change"
         case .confirmingDelete: "DELETE"
         case .confirmingBroadcast: "BROADCAST"
         }
@@ -47,6 +52,7 @@ public enum Step: Codable, Sendable, Equatable {
         switch self {
         case .idle, .askedFirstName, .askedLastName, .askedEmail, .askedPasscode, .askedPasscodeAgain: "JOIN"
         case .askedLoginPasscode: "LOGIN"
+        case .askedCurrentPasscode, .askedNewPasscode, .askedNewPasscodeAgain: "LOGIN, then PASSCODE"
         case .confirmingDelete: "LOGIN, then DELETE"
         case .confirmingBroadcast: "LOGIN, then BROADCAST <text>"
         }
@@ -57,6 +63,7 @@ public enum Step: Codable, Sendable, Equatable {
         switch self {
         case .confirmingDelete: "nothing was deleted"
         case .confirmingBroadcast: "nothing was sent"
+        case .askedCurrentPasscode, .askedNewPasscode, .askedNewPasscodeAgain: "your passcode is unchanged"
         default: nil
         }
     }
@@ -81,7 +88,7 @@ public enum Step: Codable, Sendable, Equatable {
     /// Whether the step expects a passcode, so that the text must never be logged.
     var expectsPasscode: Bool {
         switch self {
-        case .askedPasscode, .askedPasscodeAgain, .askedLoginPasscode: true
+        case .askedPasscode, .askedPasscodeAgain, .askedLoginPasscode, .askedCurrentPasscode, .askedNewPasscode, .askedNewPasscodeAgain: true
         default: false
         }
     }

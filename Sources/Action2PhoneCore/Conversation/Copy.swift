@@ -13,6 +13,8 @@ enum Copy {
     static let askPasscode = "Choose a passcode of 6 to 64 characters and reply with it. Never reuse your bank password, comrade."
     static let askPasscodeAgain = "Reply with the same passcode again to confirm."
     static let askLoginPasscode = "Reply with your passcode, comrade, or RESET to stop."
+    static let askCurrentPasscode = "Reply with your current passcode, comrade, or RESET to keep it."
+    static let askNewPasscode = "Choose a new passcode of 6 to 64 characters and reply with it, or RESET to keep the old one."
     static let passcodesBusy =
         "The passcode office has a queue around the block, comrade: your passcode was not checked. Send the same text again in a minute."
     static let needAccount = "You need an account first, comrade. Reply JOIN to register."
@@ -29,6 +31,9 @@ enum Copy {
         case .askedPasscode: askPasscode
         case .askedPasscodeAgain: askPasscodeAgain
         case .askedLoginPasscode: askLoginPasscode
+        case .askedCurrentPasscode: askCurrentPasscode
+        case .askedNewPasscode: askNewPasscode
+        case .askedNewPasscodeAgain: askPasscodeAgain
         case .confirmingDelete: "Reply YES to erase your data, or RESET to keep it."
         case .confirmingBroadcast: "Reply YES to send the broadcast, or RESET to cancel it."
         }

@@ -14,6 +14,8 @@ public enum Effect: Sendable, Equatable {
     case loginFailed(userId: Int64, recentFailures: [Date], lockedUntil: Date?)
     /// A right passcode: failures are forgotten.
     case loginSucceeded(userId: Int64)
+    /// PASSCODE: the new passcode replaces the old one (failures are forgotten, as after a right passcode).
+    case changePasscode(userId: Int64, passcode: PasscodeHash)
     /// Inbox messages shown, now read.
     case markRead([Int64])
     /// A direct message: into the recipient's inbox, and texted unless they opted out or are suppressed.

@@ -165,6 +165,7 @@ enum Command: String, CaseIterable, Sendable {
     case more = "MORE"
     case profile = "PROFILE"
     case delete = "DELETE"
+    case passcode = "PASSCODE"
     case send = "SEND"
     case broadcast = "BROADCAST"
     case users = "USERS"
@@ -174,7 +175,7 @@ enum Command: String, CaseIterable, Sendable {
     case start = "START"
 
     static let aliases: [String: Command] = [
-        "REGISTER": .join, "SIGNUP": .join, "INBOX": .messages, "ME": .profile, "INFO": .help, "?": .help,
+        "REGISTER": .join, "SIGNUP": .join, "INBOX": .messages, "ME": .profile, "PASSWORD": .passcode, "INFO": .help, "?": .help,
         "MENU": .reset, "UNSTOP": .start,
         // Greetings get the help text rather than "unknown command".
         "HI": .help, "HELLO": .help, "HEY": .help, "PRIVET": .help,

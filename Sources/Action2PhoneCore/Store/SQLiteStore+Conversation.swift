@@ -35,6 +35,15 @@ extension SQLiteStore {
                 sql: "UPDATE users SET failedLogins = 0, firstFailedLoginAt = NULL, failedLoginTimes = NULL, lockedUntil = NULL WHERE id = ?",
                 arguments: [userId]
             )
+        case .changePasscode(let userId, let passcode):
+            try db.execute(
+                sql: """
+                    UPDATE users SET passcodeHash = ?, passcodeSalt = ?, passcodeIterations = ?, failedLogins = 0, firstFailedLoginAt = NULL,
+                                     failedLoginTimes = NULL, lockedUntil = NULL
+                    WHERE id = ?
+                    """,
+                arguments: [Data(passcode.hash), Data(passcode.salt), passcode.iterations, userId]
+            )
         case .markRead(let ids):
             guard !ids.isEmpty else { return }
             let placeholders = databaseQuestionMarks(count: ids.count)

@@ -29,9 +29,11 @@ enum StoredState {
             JSONText.append(email, to: &out)
             out += ","
             names(first: first, last: last, to: &out)
-            out += ",\"pending\":{\"hash\":" + bytes(pending.hash) + ",\"iterations\":" + String(pending.iterations)
-            out += ",\"salt\":" + bytes(pending.salt) + "}"
+            out += "," + self.pending(pending)
         case .askedLoginPasscode: out += "\"askedLoginPasscode\":{"
+        case .askedCurrentPasscode: out += "\"askedCurrentPasscode\":{"
+        case .askedNewPasscode: out += "\"askedNewPasscode\":{"
+        case .askedNewPasscodeAgain(let pending): out += "\"askedNewPasscodeAgain\":{" + self.pending(pending)
         case .confirmingDelete: out += "\"confirmingDelete\":{"
         case .confirmingBroadcast(let text):
             out += "\"confirmingBroadcast\":{\"text\":"
@@ -47,7 +49,12 @@ enum StoredState {
         guard let state = try? JSONDecoder.store.decode(ConversationState.self, from: Data(text.utf8)) else { return nil }
         // As the parser refuses it: a pending hash that cannot be checked is a damaged state.
         if case .askedPasscodeAgain(_, _, _, let pending) = state.step, !pending.isUsable { return nil }
+        if case .askedNewPasscodeAgain(let pending) = state.step, !pending.isUsable { return nil }
         return state
+    }
+
+    private static func pending(_ pending: PasscodeHash) -> String {
+        "\"pending\":{\"hash\":" + bytes(pending.hash) + ",\"iterations\":" + String(pending.iterations) + ",\"salt\":" + bytes(pending.salt) + "}"
     }
 
     private static func names(first: String, last: String, to out: inout String) {
@@ -69,6 +76,14 @@ enum StoredState {
             let (name, fieldsValue) = stepObject.first, case .object(let fields) = fieldsValue
         else { return nil }
         func string(_ key: String) -> String? { if case .string(let s)? = fields[key] { s } else { nil } }
+        /// A damaged pending hash (one that cannot be checked) is none: the state starts afresh.
+        func pending() -> PasscodeHash? {
+            guard case .object(let p)? = fields["pending"], let hash = p["hash"]?.bytes, let salt = p["salt"]?.bytes,
+                case .number(let iterations)? = p["iterations"], let count = Int(exactly: iterations)
+            else { return nil }
+            let pending = PasscodeHash(hash: hash, salt: salt, iterations: count)
+            return pending.isUsable ? pending : nil
+        }
         func date(_ key: String) -> Date?? {
             switch top[key] {
             case nil, .null?: .some(nil)
@@ -90,14 +105,14 @@ enum StoredState {
             guard let first = string("first"), let last = string("last"), let email = string("email") else { return nil }
             step = .askedPasscode(first: first, last: last, email: email)
         case "askedPasscodeAgain":
-            guard let first = string("first"), let last = string("last"), let email = string("email"),
-                case .object(let p)? = fields["pending"], let hash = p["hash"]?.bytes, let salt = p["salt"]?.bytes,
-                case .number(let iterations)? = p["iterations"], let count = Int(exactly: iterations)
-            else { return nil }
-            let pending = PasscodeHash(hash: hash, salt: salt, iterations: count)
-            guard pending.isUsable else { return nil }  // damaged: the state starts afresh
+            guard let first = string("first"), let last = string("last"), let email = string("email"), let pending = pending() else { return nil }
             step = .askedPasscodeAgain(first: first, last: last, email: email, pending: pending)
         case "askedLoginPasscode": step = .askedLoginPasscode
+        case "askedCurrentPasscode": step = .askedCurrentPasscode
+        case "askedNewPasscode": step = .askedNewPasscode
+        case "askedNewPasscodeAgain":
+            guard let pending = pending() else { return nil }
+            step = .askedNewPasscodeAgain(pending: pending)
         case "confirmingDelete": step = .confirmingDelete
         case "confirmingBroadcast":
             guard let text = string("text") else { return nil }
