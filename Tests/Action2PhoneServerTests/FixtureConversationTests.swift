@@ -26,6 +26,7 @@ func conversationFixtureFiles() -> [String] {
 let fixturePasscodes = [
     "red-square-1917", "tractor-2024", "tractor-2025", "tractor-2026", "five-year-plan", "wrong-one", "wrong-two", "wrong-three",
     "wrong-four", "wrong-five", "people-first-1", "war-and-peace", "libraries-4all", "far-far-away", "poyekhali-61", "mathematics-1",
+    "given-by-bureau", "not-my-passcode", "my-own-choice", "my-own-choise",
 ]
 
 @Suite("Scripted conversations over signed HTTP")
@@ -33,7 +34,7 @@ struct FixtureConversationTests {
     static let admin = "+14155550199"
 
     @Test func everyFixtureIsFound() {
-        #expect(conversationFixtureFiles().count >= 9)
+        #expect(conversationFixtureFiles().count >= 10)
     }
 
     @Test(arguments: conversationFixtureFiles())
