@@ -123,7 +123,7 @@ struct ConversationTransitionTests {
             reply: "same passcode again"
         ),
         .init(situation: s["asked new passcode"]!, text: "short", step: .askedNewPasscode, loggedIn: true, reply: "6 to 64"),
-        .init(situation: s["asked new passcode"]!, text: "LOGIN is-my-word", step: .askedNewPasscode, loggedIn: true, reply: "command word"),
+        .init(situation: s["asked new passcode"]!, text: "YES i choose this", step: .askedNewPasscode, loggedIn: true, reply: "command word"),
         .init(
             situation: s["asked new passcode again"]!,
             text: "fresh-passcode",
@@ -142,6 +142,33 @@ struct ConversationTransitionTests {
             reply: "The passcodes differ, comrade. Choose a new passcode"
         ),
         .init(situation: s["asked new passcode"]!, text: "RESET", step: .idle, loggedIn: true, reply: "passcode change is abandoned"),
+        // A command in a passcode change cancels it and runs, and is never a wrong try
+        .init(
+            situation: s["asked current passcode"]!,
+            text: "LOGOUT",
+            step: .idle,
+            loggedIn: false,
+            reply: "Passcode change cancelled: your passcode is unchanged. You are logged out."
+        ),
+        .init(
+            situation: s["asked current passcode"]!,
+            text: "LOGIN right-passcode",
+            step: .idle,
+            loggedIn: true,
+            reply: "Passcode change cancelled: your passcode is unchanged. You are already logged in"
+        ),
+        .init(situation: s["asked new passcode"]!, text: "MESSAGES", step: .idle, loggedIn: true, reply: "Passcode change cancelled"),
+        .init(situation: s["asked new passcode again"]!, text: "LOGOUT", step: .idle, loggedIn: false, reply: "Passcode change cancelled"),
+        // but at the current passcode, PASSCODE may begin an old passcode: it is checked as one
+        .init(
+            situation: s["asked current passcode"]!,
+            text: "Passcode 1917",
+            evidence: .verified(false, against: storedHash),
+            step: .askedCurrentPasscode,
+            loggedIn: true,
+            effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)],
+            reply: "Wrong passcode (1 of 5 tries)"
+        ),
         // LOGIN again at the passcode question is the command, with its passcode inline, never a wrong try.
         .init(
             situation: s["asked login passcode"]!,
@@ -705,6 +732,24 @@ struct ConversationTransitionTests {
         #expect(engine.passcodeWork(for: Inbound(text: "guess-6"), state: again, account: locked.accounts[0], now: t0) == nil)
         let refused = try engine.reduce(&again, Inbound(text: "guess-6"), facts: locked, now: t0)
         #expect(refused.effects.isEmpty && !again.isLoggedIn && refused.replies[0].contains("locked until 09:15 UTC"))
+    }
+
+    @Test func aTextStartingWithPasswordIsNeverLoggedNorHintedAt() throws {
+        // Passcodes chosen before PASSCODE and PASSWORD were commands may be "password" or "Password!"
+        for text in ["password", "Password!", "PASSCODE", "password 1917"] {
+            for loggedIn in [false, true] {
+                var state = ConversationState(loggedInAt: loggedIn ? recent : nil, lastActivity: recent)
+                let d = try engine.reduce(&state, Inbound(text: text), facts: facts(), now: t0)
+                #expect(d.loggedBody == "[redacted]", "\(text), logged in: \(loggedIn)")
+            }
+        }
+        // And an unknown text near PASSWORD, redacted, is not told so in the stored reply
+        var state = ConversationState(lastActivity: recent)
+        let near = try engine.reduce(&state, Inbound(text: "passw0rd"), facts: facts(), now: t0)
+        #expect(near.loggedBody == "[redacted]" && !near.replies[0].contains("PASSWORD") && !near.replies[0].contains("PASSCODE"), "\(near.replies)")
+        // while a typo of another command still gets its hint
+        let typo = try engine.reduce(&state, Inbound(text: "mesages"), facts: facts(), now: t0)
+        #expect(typo.replies[0].contains("Did you mean MESSAGES?"))
     }
 
     @Test func aPasscodeChangeThatTimesOutSaysThePasscodeIsUnchanged() throws {

@@ -119,7 +119,7 @@ public struct ConversationEngine: Sendable {
         case .command(let command):
             try run(command, &state, &step)
         case .cancelThen(let command):
-            // A command instead of YES: the confirmation is cancelled, and the command runs, not swallowed.
+            // A command instead of YES or a passcode: the question is cancelled, and the command runs, not swallowed.
             let cancelled = state.step.cancelledNote
             state.step = .idle
             try run(command, &state, &step)
@@ -174,6 +174,14 @@ public struct ConversationEngine: Sendable {
             // A greeting gets the question again; any other command cancels the confirmation and runs.
             return command == .help ? .help : command == .reset ? .reset : .cancelThen(command)
         }
+        // In a passcode change, a command (LOGOUT, LOGIN <passcode>) cancels it and runs: no passcode can start with
+        // one, so it is never a wrong try. At the current passcode, PASSCODE or PASSWORD is an answer: passcodes
+        // chosen before they were commands may start with them.
+        if state.step.isPasscodeChange, let command = Command(word: input.command), command != .start,
+            command != .passcode || state.step != .askedCurrentPasscode
+        {
+            return command == .help ? .help : command == .reset ? .reset : .cancelThen(command)
+        }
         if state.step != .idle { return .answer }
         guard let command = Command(word: input.command) else { return .unknown(input.command) }
         switch command {
@@ -186,12 +194,13 @@ public struct ConversationEngine: Sendable {
         }
     }
 
-    /// A passcode text is never logged: any `LOGIN <something>` or `PASSCODE <something>`, any text sent while a passcode question was
+    /// A passcode text is never logged: any `LOGIN <something>`, any text starting with PASSCODE or PASSWORD (a
+    /// passcode chosen before they were commands may be one of them), any text sent while a passcode question was
     /// pending (even one that has just expired) unless it is a keyword, any unknown text from a registered
     /// person (sent after "please log in first" or a lockout, it is often the passcode), and anything but YES
     /// sent at a DELETE or BROADCAST confirmation, for the same reason.
     func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step, registered: Bool) -> Bool {
-        if (input.command == "LOGIN" || Command(word: input.command) == .passcode) && !input.argument.isEmpty { return true }
+        if input.command == "LOGIN" && !input.argument.isEmpty || Command(word: input.command) == .passcode { return true }
         switch route {
         case .optOut, .optIn, .help, .reset, .empty: return false
         case .unknown where registered: return true
@@ -260,6 +269,9 @@ public struct ConversationEngine: Sendable {
         let suggestion = letters.count >= 3 ? Self.nearestCommand(to: letters, isAdmin: account?.role == .admin) : nil
         let hint = suggestion.map { " Did you mean \($0)?" } ?? ""
         guard echo else {
+            // The reply is stored beside the redacted text: "Did you mean PASSWORD?" would say what the passcode
+            // looks like.
+            let hint = Command(word: suggestion ?? "") == .passcode ? "" : hint
             guard account != nil else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
             // Logged in, the person has no reason to be told why: "ok thanks" is simply not understood.
             guard !loggedIn else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }

@@ -76,12 +76,21 @@ public enum Step: Codable, Sendable, Equatable {
         }
     }
 
-    /// What a command sent instead of the YES says first.
+    /// What a command sent instead of the answer says first.
     var cancelledNote: String? {
         switch self {
         case .confirmingDelete: "Deletion cancelled: your data stays."
         case .confirmingBroadcast: "Broadcast cancelled."
+        case .askedCurrentPasscode, .askedNewPasscode, .askedNewPasscodeAgain: "Passcode change cancelled: your passcode is unchanged."
         default: nil
+        }
+    }
+
+    /// Whether the step is one of PASSCODE's questions.
+    var isPasscodeChange: Bool {
+        switch self {
+        case .askedCurrentPasscode, .askedNewPasscode, .askedNewPasscodeAgain: true
+        default: false
         }
     }
 
