@@ -105,6 +105,27 @@ struct CLITests {
         #expect(nobody.status == 1 && nobody.stderr.contains("no user with phone +14155550999"))
     }
 
+    @Test func backupCopiesTheDatabaseAndNeverOverwrites() async throws {
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        let copy = URL(fileURLWithPath: db).deletingLastPathComponent().appendingPathComponent("backup.sqlite").path
+        let first = try await Executable.run(["backup", "--db", db, copy])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(
+            first.stdout.contains("to \(copy)") && first.stdout.contains("checked): 1 person, 7 inbound texts, 0 outbox rows."),
+            "\(first.stdout)"
+        )
+        // The copy is a database the tools read as the original
+        let list = try await Executable.run(["users", "list", "--db", copy, "--json"])
+        #expect(list.stdout.contains("ivan@example.org"))
+        // A second backup to the same file is refused; a missing database is named
+        let again = try await Executable.run(["backup", "--db", db, copy])
+        #expect(again.status == 1 && again.stderr.contains("exists: choose a new file"), "\(again.stderr)")
+        let missing = try await Executable.run(["backup", "--db", db + ".nope", copy + "2"])
+        #expect(missing.status == 1 && missing.stderr.contains("there is no database at"), "\(missing.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: db + ".nope"))
+    }
+
     @Test func optOutAndInOnAnOperatorsWord() async throws {
         // Given Ivan, registered and logged in, who has just been asked to confirm DELETE
         let db = tempDatabase()
