@@ -36,14 +36,7 @@ extension SQLiteStore {
                 arguments: [userId]
             )
         case .changePasscode(let userId, let passcode):
-            try db.execute(
-                sql: """
-                    UPDATE users SET passcodeHash = ?, passcodeSalt = ?, passcodeIterations = ?, failedLogins = 0, firstFailedLoginAt = NULL,
-                                     failedLoginTimes = NULL, lockedUntil = NULL
-                    WHERE id = ?
-                    """,
-                arguments: [Data(passcode.hash), Data(passcode.salt), passcode.iterations, userId]
-            )
+            try Self.setPasscode(db, passcode, userId: userId)
         case .markRead(let ids):
             guard !ids.isEmpty else { return }
             let placeholders = databaseQuestionMarks(count: ids.count)
@@ -144,6 +137,19 @@ extension SQLiteStore {
     /// Erases a person: profile, inbox and login go; their logged texts and the texts sent to them lose their
     /// bodies; texts still queued for them are cancelled, and one being sent is never sent again (`complete`).
     /// The number's consent state and log stay.
+    /// A new passcode for the account, as PASSCODE and `users reset-passcode` set it: failures and any lock end with
+    /// the old one.
+    static func setPasscode(_ db: Database, _ passcode: PasscodeHash, userId: Int64) throws {
+        try db.execute(
+            sql: """
+                UPDATE users SET passcodeHash = ?, passcodeSalt = ?, passcodeIterations = ?, failedLogins = 0, firstFailedLoginAt = NULL,
+                                 failedLoginTimes = NULL, lockedUntil = NULL
+                WHERE id = ?
+                """,
+            arguments: [Data(passcode.hash), Data(passcode.salt), passcode.iterations, userId]
+        )
+    }
+
     static func deleteAccount(_ db: Database, userId: Int64, now: Date) throws {
         guard let phone = try String.fetchOne(db, sql: "SELECT phone FROM users WHERE id = ?", arguments: [userId]) else { return }
         try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [userId])

@@ -70,15 +70,8 @@ extension SQLiteStore {
     /// clears its failed logins and lock, and ends its login and any question; `false` when no one has that phone.
     public func resetPasscode(phone: String, to passcode: PasscodeHash, now: Date = Date()) async throws -> Bool {
         try await writer.write { db in
-            try db.execute(
-                sql: """
-                    UPDATE users SET passcodeHash = ?, passcodeSalt = ?, passcodeIterations = ?, failedLogins = 0, firstFailedLoginAt = NULL,
-                                     failedLoginTimes = NULL, lockedUntil = NULL
-                    WHERE phone = ?
-                    """,
-                arguments: [Data(passcode.hash), Data(passcode.salt), passcode.iterations, phone]
-            )
-            guard db.changesCount > 0 else { return false }
+            guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM users WHERE phone = ?", arguments: [phone]) else { return false }
+            try Self.setPasscode(db, passcode, userId: id)
             try Self.resetConversation(db, phone: phone, now: now)
             return true
         }
