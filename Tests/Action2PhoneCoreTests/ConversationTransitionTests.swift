@@ -26,6 +26,15 @@ struct ConversationTransitionTests {
         .init(situation: s["registered, logged out"]!, text: "JOIN", step: .idle, loggedIn: false, reply: "already registered"),
         .init(situation: s["asked first name"]!, text: "Olga", step: .askedLastName(first: "Olga"), loggedIn: false, reply: "last name"),
         .init(situation: s["asked first name"]!, text: "0lga!", step: .askedFirstName, loggedIn: false, reply: "letters only"),
+        .init(
+            situation: s["asked first name"]!,
+            text: "login",
+            step: .askedFirstName,
+            loggedIn: false,
+            reply: "LOGIN is a command, comrade, and this number has no account yet. Reply with your first name to register, or RESET to stop."
+        ),
+        // (an alias may be a name: Me is not refused)
+        .init(situation: s["asked first name"]!, text: "Me", step: .askedLastName(first: "Me"), loggedIn: false, reply: "last name"),
         .init(situation: s["asked last name"]!, text: "Ivanova", step: .askedEmail(first: "Olga", last: "Ivanova"), loggedIn: false, reply: "email"),
         .init(
             situation: s["asked email"]!,

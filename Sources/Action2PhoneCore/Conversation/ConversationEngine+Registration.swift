@@ -9,6 +9,12 @@ extension ConversationEngine {
         case .idle:
             return
         case .askedFirstName:
+            // A command alone ("LOGIN", from someone who thought they had an account) is not taken as a name.
+            if step.input.argument.isEmpty, let command = Command(word: step.input.command), command.rawValue == step.input.command {
+                return step.reply(
+                    "\(command.rawValue) is a command, comrade, and this number has no account yet. Reply with your first name to register, or RESET to stop."
+                )
+            }
             guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("first")) }
             state.step = .askedLastName(first: name)
             step.reply("Thank you, \(Copy.endingSentence(name)) Reply with your last name.")
