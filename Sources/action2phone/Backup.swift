@@ -8,22 +8,26 @@ struct Backup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Copy the whole database to a new file, consistently, while serve may be running.",
         discussion: """
-            The copy is the database as it was at one moment (SQLite's online backup), checked before it is \
-            given its name; an existing file is never overwritten. To restore: stop serve, put the copy at the \
-            database's path (removing that path's -wal and -shm files), and start serve again.
+            The copy is the database as it was at one moment (SQLite's online backup); the database itself is \
+            only read. The copy is private to its owner, checked before it is given its name, and never written \
+            over an existing file. To restore: stop serve, put the copy at the database's path (removing that \
+            path's -wal and -shm files), and start serve again.
             """
     )
     @OptionGroup var store: StoreOptions
     @Argument(help: "The new file to write.") var file: String
 
     func run() async throws {
-        guard FileManager.default.fileExists(atPath: store.path) else { throw CLIError("there is no database at \(store.path) to back up") }
-        let database = try store.open()
+        guard !store.path.isEmpty else { throw CLIError("--db is empty: give the database file's path") }
         do {
-            let summary = try database.backup(to: file)
+            let summary = try SQLiteStore.backup(databaseAt: store.path, to: file)
+            if summary.leftoversRemoved > 0 {
+                printError("note: removed \(summary.leftoversRemoved) unfinished copy(ies) an interrupted backup to \(file) had left")
+            }
             let megabytes = String(format: "%.1f", Double(summary.bytes) / 1_048_576)
+            let people = summary.users == 1 ? "1 person" : "\(summary.users) people"
             print(
-                "Backed up \(store.path) to \(file) (\(megabytes) MB, checked): \(summary.users == 1 ? "1 person" : "\(summary.users) people"), \(summary.inbound) inbound texts, \(summary.outbox) outbox rows."
+                "Backed up \(store.path) to \(file) (\(megabytes) MB, checked): \(people), \(summary.inbound) inbound texts, \(summary.outbox) outbox rows."
             )
         } catch let error as BackupError {
             throw CLIError("cannot back up to \(file): \(error.description)")

@@ -31,7 +31,7 @@ struct BackupTests {
             for n in 200..<1_200 { try await inbound(store, n) }
         }
         // When a backup is taken
-        let summary = try store.backup(to: destination)
+        let summary = try SQLiteStore.backup(databaseAt: path, to: destination)
         try await writing.value
         // Then the copy holds every text stored before it began, none half-written, and no more than were stored
         #expect((200...1_200).contains(summary.inbound), "\(summary)")
@@ -48,16 +48,65 @@ struct BackupTests {
         #expect(!folder.contains { $0.contains(".partial-") }, "\(folder)")
     }
 
-    @Test func anExistingFileOrAMissingFolderIsRefusedAndNothingIsWritten() throws {
+    @Test func nothingAtTheDestinationIsOverwrittenOrReadIntoTheCopy() throws {
         let path = makeTestDatabasePath()
-        let store = try SQLiteStore.open(path: path)
+        _ = try SQLiteStore.open(path: path)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
-        let existing = folder.appendingPathComponent("keep.sqlite").path
-        try Data("precious".utf8).write(to: URL(fileURLWithPath: existing))
-        #expect(throws: BackupError.self) { try store.backup(to: existing) }
-        #expect(try String(contentsOfFile: existing, encoding: .utf8) == "precious")
-        #expect(throws: BackupError.self) { try store.backup(to: folder.appendingPathComponent("no/such/folder.sqlite").path) }
-        #expect(throws: BackupError.self) { try store.backup(to: path) }
+        func at(_ name: String) -> String { folder.appendingPathComponent(name).path }
+        // A file there, or a WAL SQLite would replay into the copy on its first open (another database's)
+        try Data("precious".utf8).write(to: URL(fileURLWithPath: at("keep.sqlite")))
+        try Data("another database's log".utf8).write(to: URL(fileURLWithPath: at("stale.sqlite-wal")))
+        try FileManager.default.createSymbolicLink(atPath: at("dangling.sqlite"), withDestinationPath: at("nowhere"))
+        for taken in ["keep.sqlite", "stale.sqlite", "dangling.sqlite", "test.sqlite"] {
+            #expect(throws: BackupError.self, "\(taken)") { try SQLiteStore.backup(databaseAt: path, to: at(taken)) }
+        }
+        #expect(try String(contentsOfFile: at("keep.sqlite"), encoding: .utf8) == "precious")
+        #expect(try String(contentsOfFile: at("stale.sqlite-wal"), encoding: .utf8) == "another database's log")
+        // Nor a name SQLite or action2phone keeps beside a database: a copy named test.sqlite-journal would be
+        // rolled back into the live database
+        for reserved in ["test.sqlite-journal", "test.sqlite-wal", "other.sqlite-shm", "test.sqlite.dev-token", "test.sqlite-serve.lock"] {
+            #expect(throws: BackupError.self, "\(reserved)") { try SQLiteStore.backup(databaseAt: path, to: at(reserved)) }
+        }
+        #expect(throws: BackupError.self) { try SQLiteStore.backup(databaseAt: path, to: at("no/such/folder.sqlite")) }
+        #expect(throws: BackupError.self) { try SQLiteStore.backup(databaseAt: path, to: "") }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.contains(".partial-") }.isEmpty)
+    }
+
+    @Test func theSourceIsOnlyReadAndMustBeADatabaseOfOurs() throws {
+        // Given a database from before v5: the backup is of it as it is, not upgraded first
+        let path = makeTestDatabasePath()
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let old = try DatabaseQueue(path: path)
+        try Schema.migrator.migrate(old, upTo: "v4 broadcasts fanned out after the webhook")
+        try old.close()
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let copy = folder.appendingPathComponent("copy.sqlite").path
+        _ = try SQLiteStore.backup(databaseAt: path, to: copy)
+        for file in [path, copy] {
+            let applied = try DatabaseQueue(path: file).read { try Schema.migrator.appliedIdentifiers($0) }
+            #expect(!applied.contains("v5 admins index") && applied.contains("v4 broadcasts fanned out after the webhook"), "\(file)")
+        }
+        // And an empty file, a missing one, or another program's database is refused, and left as it was
+        let empty = folder.appendingPathComponent("empty.sqlite").path
+        FileManager.default.createFile(atPath: empty, contents: nil)
+        let foreign = folder.appendingPathComponent("foreign.sqlite").path
+        try DatabaseQueue(path: foreign).write { try $0.execute(sql: "CREATE TABLE t (x)") }
+        for source in [empty, foreign, folder.appendingPathComponent("missing.sqlite").path] {
+            #expect(throws: BackupError.self, "\(source)") { try SQLiteStore.backup(databaseAt: source, to: source + ".copy") }
+            #expect(!FileManager.default.fileExists(atPath: source + ".copy"))
+        }
+        #expect(try FileManager.default.attributesOfItem(atPath: empty)[.size] as? NSNumber == 0)
+    }
+
+    @Test func whatAnInterruptedBackupLeftIsRemovedByTheNext() throws {
+        let path = makeTestDatabasePath()
+        _ = try SQLiteStore.open(path: path)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let destination = folder.appendingPathComponent("nightly.sqlite").path
+        FileManager.default.createFile(atPath: destination + ".partial-0badf00d", contents: Data("half".utf8))
+        FileManager.default.createFile(atPath: destination + ".partial-0badf00d-journal", contents: Data("half".utf8))
+        let summary = try SQLiteStore.backup(databaseAt: path, to: destination)
+        #expect(summary.leftoversRemoved == 2)
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.contains(".partial-") }.isEmpty)
     }
 }

@@ -2,12 +2,14 @@
 import Foundation
 import GRDB
 
-/// What `SQLiteStore.backup(to:)` copied.
+/// What `SQLiteStore.backup(databaseAt:to:)` copied.
 public struct BackupSummary: Sendable, Equatable {
     public var users: Int
     public var inbound: Int
     public var outbox: Int
     public var bytes: Int
+    /// Unfinished copies an interrupted backup to the same file had left, now removed.
+    public var leftoversRemoved: Int
 }
 
 /// A backup that could not be made; nothing was left at the destination.
@@ -16,51 +18,91 @@ public struct BackupError: Error, CustomStringConvertible {
 }
 
 extension SQLiteStore {
-    /// A copy of the whole database at `destination` as it was at one moment, taken while `serve` may be writing:
-    /// SQLite's online backup, read from one snapshot, so no webhook waits for it. The copy is written beside
-    /// `destination` under a temporary name, checked (`PRAGMA quick_check`), and only then renamed: `destination`
-    /// is either absent or a whole database. A destination that exists is refused, never overwritten.
+    /// A copy of the whole database at `source`, as it was at one moment, written to `destination` while `serve`
+    /// may be writing: SQLite's online backup, read from one snapshot, so no webhook waits for it. The source is
+    /// only read (not migrated). The copy is written beside `destination` under a temporary name, readable by its
+    /// owner alone from the start (it holds passcode hashes and people's details), checked (`PRAGMA quick_check`),
+    /// and only then renamed: `destination` is either absent or a whole database. Anything already at
+    /// `destination`, or at the names SQLite would read beside it (`-wal`, `-shm`, `-journal`), is refused, never
+    /// overwritten or read into the copy.
     ///
     /// ```swift
-    /// let summary = try store.backup(to: "backups/2026-12-01.sqlite")
+    /// let summary = try SQLiteStore.backup(databaseAt: "db/action2phone.sqlite", to: "backups/2026-12-01.sqlite")
     /// ```
-    public func backup(to destination: String) throws -> BackupSummary {
+    public static func backup(databaseAt source: String, to destination: String) throws -> BackupSummary {
         let files = FileManager.default
-        guard !files.fileExists(atPath: destination) else {
-            throw BackupError(description: "\(destination) exists: choose a new file (a backup never overwrites one)")
+        func exists(_ path: String) -> Bool { (try? files.attributesOfItem(atPath: path)) != nil }  // a dangling link too
+        guard !destination.isEmpty else { throw BackupError(description: "give the path of the new file") }
+        guard isSQLiteFile(source) else { throw BackupError(description: "there is no database at \(source)") }
+        let destinationURL = URL(fileURLWithPath: destination)
+        let name = destinationURL.lastPathComponent
+        let reserved = ["-wal", "-shm", "-journal", ".dev-token", "-serve.lock"]
+        if let suffix = reserved.first(where: { name.hasSuffix($0) }) {
+            throw BackupError(
+                description: "\(destination): a name ending in \(suffix) is one SQLite or action2phone keeps beside a database; choose another"
+            )
         }
-        let folder = URL(fileURLWithPath: destination).deletingLastPathComponent().path
+        if let taken = ["", "-wal", "-shm", "-journal"].map({ destination + $0 }).first(where: exists) {
+            throw BackupError(description: "\(taken) exists: choose a new file (a backup never overwrites one, nor lets SQLite read one into it)")
+        }
+        let folder = destinationURL.deletingLastPathComponent().path
         var isFolder: ObjCBool = false
         guard files.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
             throw BackupError(description: "the folder \(folder) does not exist")
         }
-        let partial = destination + ".partial-\(UUID().uuidString)"
+        // What a backup to this same file left when it was interrupted (a signal skips the clean-up below).
+        let leftovers = ((try? files.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasPrefix(name + ".partial-") }
+        for leftover in leftovers { try? files.removeItem(atPath: (folder as NSString).appendingPathComponent(leftover)) }
+
+        let partial = destination + ".partial-" + UUID().uuidString.prefix(8)
         defer { for suffix in ["", "-wal", "-shm", "-journal"] { try? files.removeItem(atPath: partial + suffix) } }
-        let copy = try DatabaseQueue(path: partial)
-        try writer.backup(to: copy)
-        let (check, summary) = try copy.read { db in
-            (
-                try String.fetchAll(db, sql: "PRAGMA quick_check"),
-                BackupSummary(
-                    users: try Int.fetchOne(db, sql: "SELECT count(*) FROM users") ?? 0,
-                    inbound: try Int.fetchOne(db, sql: "SELECT count(*) FROM inbound") ?? 0,
-                    outbox: try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox") ?? 0,
-                    bytes: try Int.fetchOne(db, sql: "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()") ?? 0
-                )
-            )
-        }
-        // Closing ends the copy's WAL: everything is in the one file that is renamed.
-        try copy.close()
-        guard check == ["ok"] else {
-            throw BackupError(description: "the copy did not pass SQLite's check (\(check.prefix(3).joined(separator: "; "))); nothing was written")
-        }
         do {
-            // Passcode hashes and people's details: readable by the operator alone, wherever the copy goes.
-            try files.setAttributes([.posixPermissions: 0o600], ofItemAtPath: partial)
+            // Created empty and private first: SQLite gives its journal files the same permissions.
+            guard files.createFile(atPath: partial, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                throw BackupError(description: "cannot create a file in \(folder)")
+            }
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(5)
+            let original = try DatabaseQueue(path: source, configuration: configuration)
+            let isOurs = try original.read { db in try db.tableExists("grdb_migrations") && db.tableExists("users") }
+            guard isOurs else { throw BackupError(description: "\(source) is not an action2phone database") }
+            let copy = try DatabaseQueue(path: partial)
+            try original.backup(to: copy)
+            try original.close()
+            let (check, summary) = try copy.read { db in
+                (
+                    try String.fetchAll(db, sql: "PRAGMA quick_check"),
+                    BackupSummary(
+                        users: try Int.fetchOne(db, sql: "SELECT count(*) FROM users") ?? 0,
+                        inbound: try Int.fetchOne(db, sql: "SELECT count(*) FROM inbound") ?? 0,
+                        outbox: try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox") ?? 0,
+                        bytes: try Int.fetchOne(db, sql: "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()") ?? 0,
+                        leftoversRemoved: leftovers.count
+                    )
+                )
+            }
+            // Closing ends the copy's WAL: everything is in the one file that is renamed.
+            try copy.close()
+            guard check == ["ok"] else {
+                throw BackupError(
+                    description: "the copy did not pass SQLite's check (\(check.prefix(3).joined(separator: "; "))); nothing was written"
+                )
+            }
             try files.moveItem(atPath: partial, toPath: destination)
+            return summary
+        } catch let error as BackupError {
+            throw error
+        } catch let error as DatabaseError {
+            throw BackupError(description: "SQLite could not make the copy in \(folder): \(error.message ?? "\(error.resultCode)")")
         } catch {
-            throw BackupError(description: "cannot move the finished copy to \(destination): \(error.localizedDescription)")
+            throw BackupError(description: "cannot write \(destination): \(error.localizedDescription)")
         }
-        return summary
+    }
+
+    /// Whether `path` is a file that starts as an SQLite database does (a 0-byte or other file is not one).
+    private static func isSQLiteFile(_ path: String) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        return (try? handle.read(upToCount: 16)) == Data("SQLite format 3\u{0}".utf8)
     }
 }
