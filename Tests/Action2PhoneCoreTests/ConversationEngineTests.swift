@@ -114,9 +114,9 @@ struct ConversationMatrixTests {
             #expect(state.step == .idle)
             #expect(state.isLoggedIn == situation.state.isLoggedIn)
         }
-        // A passcode, inline or as an answer, is never logged. (In a passcode change a greeting is HELP: no passcode
-        // can be one, as none may start with a command word.)
-        let help = situation.state.step.isPasscodeChange && Command(word: keyword) == .help
+        // A passcode, inline or as an answer, is never logged. (At a passcode question a greeting is HELP: no
+        // passcode can be one, as none may start with a command word.)
+        let help = (situation.state.step.isPasscodeChange || situation.state.step == .askedLoginPasscode) && Command(word: keyword) == .help
         if situation.state.step.expectsPasscode && !["HELP", "INFO", "?", "RESET", "MENU", "START", "UNSTOP"].contains(keyword) && !help
             && !text.isEmpty
         {

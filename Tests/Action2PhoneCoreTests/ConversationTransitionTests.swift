@@ -150,7 +150,36 @@ struct ConversationTransitionTests {
             loggedIn: true,
             reply: "The passcodes differ, comrade. Choose a new passcode"
         ),
-        .init(situation: s["asked new passcode"]!, text: "RESET", step: .idle, loggedIn: true, reply: "passcode change is abandoned"),
+        .init(
+            situation: s["asked new passcode"]!,
+            text: "RESET",
+            step: .idle,
+            loggedIn: true,
+            reply: "Done: the passcode change is abandoned and your passcode is unchanged, comrade."
+        ),
+        // A text that cannot be a passcode (6 to 64 characters) is not checked, nor counted as a wrong try
+        .init(situation: s["asked current passcode"]!, text: "yes", step: .askedCurrentPasscode, loggedIn: true, reply: "6 to 64 characters"),
+        .init(situation: s["asked login passcode"]!, text: "ok", step: .askedLoginPasscode, loggedIn: false, reply: "so that was not it"),
+        .init(situation: s["registered, logged out"]!, text: "LOGIN abc", step: .askedLoginPasscode, loggedIn: false, reply: "so that was not it"),
+        // A command at the login question runs instead of counting as a wrong passcode
+        .init(situation: s["asked login passcode"]!, text: "MESSAGES", step: .idle, loggedIn: false, reply: "Please log in first"),
+        .init(situation: s["asked login passcode"]!, text: "JOIN", step: .idle, loggedIn: false, reply: "already registered"),
+        // Registration: a command alone is not a last name (More is), nor a passcode's confirmation
+        .init(
+            situation: s["asked last name"]!,
+            text: "LOGIN",
+            step: .askedLastName(first: "Olga"),
+            loggedIn: false,
+            reply: "LOGIN is a command, comrade. You are registering: reply with your last name, or RESET to stop."
+        ),
+        .init(situation: s["asked last name"]!, text: "More", step: .askedEmail(first: "Olga", last: "More"), loggedIn: false, reply: "email"),
+        .init(
+            situation: s["asked passcode again"]!,
+            text: "LOGIN",
+            step: .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash),
+            loggedIn: false,
+            reply: "That is a command, comrade, not your passcode."
+        ),
         // A command in a passcode change cancels it and runs, and is never a wrong try
         .init(
             situation: s["asked current passcode"]!,
@@ -730,7 +759,7 @@ struct ConversationTransitionTests {
         #expect(state.step == .idle && !state.isLoggedIn)
         #expect(
             d.replies == [
-                "Wrong passcode 5 times. The account is locked until 09:15 UTC. Try LOGIN again then, comrade, or ask an organiser to reset your passcode."
+                "Wrong passcode 5 times: you are logged out. The account is locked until 09:15 UTC. Try LOGIN again then, comrade, or ask an organiser to reset your passcode."
             ]
         )
         #expect(d.loggedBody == "[redacted]")
@@ -788,8 +817,42 @@ struct ConversationTransitionTests {
         // And the logged-in HELP names PASSCODE, in one text for an admin too
         var admin = ConversationState(loggedInAt: recent, lastActivity: recent)
         let help = try engine.reduce(&admin, Inbound(text: "HELP"), facts: facts(adminPhone), now: t0)
-        #expect(help.replies.count == 1 && help.replies[0].contains("PASSCODE"), "\(help.replies)")
+        #expect(help.replies.count == 1 && help.replies[0].contains("PASSCODE") && help.replies[0].contains("MORE"), "\(help.replies)")
         #expect(Segments.count(help.replies[0]).segments == 1, "\(help.replies)")
+    }
+
+    @Test func aLockedMemberIsToldUntilWhenNotToLogIn() throws {
+        var locked = facts()
+        locked.accounts[0].lockedUntil = t0.addingTimeInterval(600)
+        for text in ["MESSAGES", "PASSCODE", "PROFILE"] {
+            var state = ConversationState(lastActivity: recent)
+            let d = try engine.reduce(&state, Inbound(text: text), facts: locked, now: t0)
+            #expect(
+                d.replies == [
+                    "The account is locked until 09:10 UTC. Try LOGIN again then, comrade, or ask an organiser to reset your passcode."
+                ],
+                "\(text)"
+            )
+        }
+    }
+
+    @Test func optingBackInSaysTheNextStepInOneText() throws {
+        for (registered, next) in [(false, "Reply JOIN to register."), (true, "Reply LOGIN to log in.")] {
+            var state = ConversationState(lastActivity: recent)
+            let d = try engine.reduce(&state, Inbound(text: "START"), facts: facts(registered: registered, optedOut: true), now: t0)
+            #expect(d.replies == ["Welcome back to the collective, comrade! You will get texts again. " + next])
+        }
+        var loggedIn = ConversationState(loggedInAt: recent, lastActivity: recent)
+        let already = try engine.reduce(&loggedIn, Inbound(text: "YES"), facts: facts(), now: t0)
+        #expect(already.replies == ["You are already subscribed, comrade. Reply HELP for commands."])
+    }
+
+    @Test func oneUnreadMessageIsReadAsIt() throws {
+        var f = facts()
+        f.inbox[1] = [InboxItem(id: 1, senderName: "Vera Commissar", kind: "direct", body: "Hi", createdAt: t0)]
+        var state = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "right-passcode"), evidence: .verified(true, against: storedHash), facts: f, now: t0)
+        #expect(d.replies == ["Welcome back, comrade Ivan! You have 1 unread message. Reply MESSAGES to read it."])
     }
 
     @Test func helpWhileLockedSaysUntilWhen() throws {

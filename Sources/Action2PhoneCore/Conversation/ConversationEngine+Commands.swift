@@ -31,7 +31,7 @@ extension ConversationEngine {
             }
             if isLocked(account, now: step.now) {
                 state.step = .idle
-                return step.reply(Copy.locked(until: account.lockedUntil!, settings.localTime))
+                return step.reply(Copy.locked(until: account.lockedUntil!, in: settings.localTime))
             }
             if step.input.argument.isEmpty {
                 state.step = .askedLoginPasscode
@@ -90,7 +90,8 @@ extension ConversationEngine {
             return nil
         }
         guard state.isLoggedIn else {
-            step.reply(Copy.needLogin)
+            // Locked, "reply LOGIN" would only be refused: say until when.
+            step.reply(isLocked(account, now: step.now) ? Copy.locked(until: account.lockedUntil!, in: settings.localTime) : Copy.needLogin)
             return nil
         }
         return account

@@ -10,15 +10,13 @@ extension ConversationEngine {
             return
         case .askedFirstName:
             // A command alone ("LOGIN", from someone who thought they had an account) is not taken as a name.
-            if step.input.argument.isEmpty, let command = Command(word: step.input.command), command.rawValue == step.input.command {
-                return step.reply(
-                    "\(command.rawValue) is a command, comrade, and this number has no account yet. Reply with your first name to register, or RESET to stop."
-                )
-            }
+            if let command = commandAlone(step.input) { return step.reply(Copy.commandNotFirstName(command)) }
             guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("first")) }
             state.step = .askedLastName(first: name)
             step.reply("Thank you, \(Copy.endingSentence(name)) Reply with your last name.")
         case .askedLastName(let first):
+            // (More is a surname as well as a command: Thomas More registers.)
+            if let command = commandAlone(step.input), command != .more { return step.reply(Copy.commandNotLastName(command)) }
             guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("last")) }
             state.step = .askedEmail(first: first, last: name)
             step.reply("Good, comrade \(first) \(Copy.endingSentence(name)) Reply with your email address.")
@@ -36,6 +34,10 @@ extension ConversationEngine {
             state.step = .askedPasscodeAgain(first: first, last: last, email: email, pending: hash)
             step.reply(Copy.askPasscodeAgain)
         case .askedPasscodeAgain(let first, let last, let email, let pending):
+            // The passcode being confirmed cannot start with a command word, so this is a command sent by mistake.
+            if step.input.startsWithCommandWord {
+                return step.reply("That is a command, comrade, not your passcode. " + Copy.askPasscodeAgain + " Or RESET to stop.")
+            }
             guard case .verified(let matches, let checked) = step.evidence, checked == pending else {
                 return step.reply(Copy.askPasscodeAgain)
             }
@@ -74,20 +76,13 @@ extension ConversationEngine {
             if isLocked(account, now: step.now) {
                 state.step = .idle
                 state.loggedInAt = nil
-                return step.reply(Copy.locked(until: account.lockedUntil!, settings.localTime))
+                return step.reply(Copy.locked(until: account.lockedUntil!, in: settings.localTime))
             }
+            guard PasscodePolicy.lengths.contains(text.count) else { return step.reply(Copy.impossiblePasscode + Copy.retryCurrentPasscode) }
             guard case .verified(let matches, let checked) = step.evidence, checked == account.passcode else {
                 return step.reply(Copy.askCurrentPasscode)
             }
-            guard matches else {
-                return wrongPasscode(
-                    account,
-                    retry: .askedCurrentPasscode,
-                    ask: "Reply with your current passcode, or RESET to keep it.",
-                    &state,
-                    &step
-                )
-            }
+            guard matches else { return wrongPasscode(account, retry: .askedCurrentPasscode, ask: Copy.retryCurrentPasscode, &state, &step) }
             step.effects.append(.loginSucceeded(userId: account.id))
             state.step = .askedNewPasscode
             step.reply(Copy.askNewPasscode)
@@ -138,7 +133,12 @@ extension ConversationEngine {
     func login(_ account: Account, passcode: String, _ state: inout ConversationState, _ step: inout StepContext) {
         if isLocked(account, now: step.now) {
             state.step = .idle
-            return step.reply(Copy.locked(until: account.lockedUntil!, settings.localTime))
+            return step.reply(Copy.locked(until: account.lockedUntil!, in: settings.localTime))
+        }
+        // Passcodes have 6 to 64 characters: another length cannot be one, and is not counted as a wrong try.
+        guard PasscodePolicy.lengths.contains(passcode.count) else {
+            state.step = .askedLoginPasscode
+            return step.reply(Copy.impossiblePasscode + Copy.retryLoginPasscode)
         }
         guard case .verified(let matches, let checked) = step.evidence, checked == account.passcode else {
             state.step = .askedLoginPasscode
@@ -151,10 +151,17 @@ extension ConversationEngine {
             let unread = (try? step.facts.unreadCount(userId: account.id)) ?? 0
             return step.reply(
                 "Welcome back, comrade \(account.firstName)! You have \(Copy.plural(unread, "unread message")). "
-                    + (unread > 0 ? "Reply MESSAGES to read them." : "Reply HELP for commands.")
+                    + (unread > 1 ? "Reply MESSAGES to read them." : unread == 1 ? "Reply MESSAGES to read it." : "Reply HELP for commands.")
             )
         }
-        wrongPasscode(account, retry: .askedLoginPasscode, ask: "Reply with your passcode, or RESET to stop.", &state, &step)
+        wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, &state, &step)
+    }
+
+    /// The command a text is, when it is nothing but a command's own name (`LOGIN`, `messages`; not an alias, which
+    /// may be a name, such as Me).
+    func commandAlone(_ input: Inbound) -> Command? {
+        guard input.argument.isEmpty, let command = Command(word: input.command), command.rawValue == input.command else { return nil }
+        return command
     }
 
     /// Counts a wrong passcode against `account`: the failures of the last 15 minutes count, whenever the first
@@ -165,9 +172,13 @@ extension ConversationEngine {
         if recent.count >= settings.maxFailedLogins {
             let until = step.now.addingTimeInterval(settings.lockDuration)
             step.effects.append(.loginFailed(userId: account.id, recentFailures: [], lockedUntil: until))
+            let wasLoggedIn = state.isLoggedIn
             state.step = .idle
             state.loggedInAt = nil
-            return step.reply("Wrong passcode \(settings.maxFailedLogins) times. " + Copy.locked(until: until, settings.localTime))
+            return step.reply(
+                "Wrong passcode \(settings.maxFailedLogins) times\(wasLoggedIn ? ": you are logged out" : ""). "
+                    + Copy.locked(until: until, in: settings.localTime)
+            )
         }
         step.effects.append(.loginFailed(userId: account.id, recentFailures: recent, lockedUntil: nil))
         state.step = retry
@@ -216,11 +227,21 @@ extension ConversationEngine {
 }
 
 extension Copy {
+    static let impossiblePasscode = "A passcode has 6 to 64 characters, comrade, so that was not it. "
+
+    static func commandNotFirstName(_ command: Command) -> String {
+        "\(command.rawValue) is a command, comrade, and this number has no account yet. Reply with your first name to register, or RESET to stop."
+    }
+
+    static func commandNotLastName(_ command: Command) -> String {
+        "\(command.rawValue) is a command, comrade. You are registering: reply with your last name, or RESET to stop."
+    }
+
     static func invalidName(_ which: String) -> String {
         "A name is letters only, comrade (1 to 40, spaces, - ' and . allowed). Reply with your \(which) name."
     }
 
-    static func locked(until: Date, _ time: LocalTime) -> String {
+    static func locked(until: Date, in time: LocalTime) -> String {
         "The account is locked until \(time.clock(until)). Try LOGIN again then, comrade, or ask an organiser to reset your passcode."
     }
 }

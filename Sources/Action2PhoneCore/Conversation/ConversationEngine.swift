@@ -49,16 +49,20 @@ public struct ConversationEngine: Sendable {
             switch state.step {
             case .askedPasscode, .askedNewPasscode:
                 return PasscodePolicy.lengths.contains(input.text.count) && !input.startsWithCommandWord ? .hash(input.text) : nil
-            case .askedPasscodeAgain(_, _, _, let pending), .askedNewPasscodeAgain(let pending):
+            case .askedPasscodeAgain(_, _, _, let pending):
+                return input.startsWithCommandWord ? nil : .verify(input.text, against: pending)
+            case .askedNewPasscodeAgain(let pending):
                 return .verify(input.text, against: pending)
             case .askedLoginPasscode, .askedCurrentPasscode:
-                guard let account, !isLocked(account, now: now) else { return nil }
+                guard let account, !isLocked(account, now: now), PasscodePolicy.lengths.contains(input.text.count) else { return nil }
                 return .verify(input.text, against: account.passcode)
             default:
                 return nil
             }
         case .command(.login):
-            guard let account, !state.isLoggedIn, !isLocked(account, now: now), !input.argument.isEmpty else { return nil }
+            guard let account, !state.isLoggedIn, !isLocked(account, now: now), PasscodePolicy.lengths.contains(input.argument.count) else {
+                return nil
+            }
             return .verify(input.argument, against: account.passcode)
         default:
             return nil
@@ -89,13 +93,15 @@ public struct ConversationEngine: Sendable {
             state = ConversationState(lastActivity: now)
             return Decision(replies: [], effects: [.optOut(text: input.text)], loggedBody: nil)
         case .optIn:
+            // One text: the next step, not the whole HELP (with it, a welcome back took two).
+            let next = step.account == nil ? "Reply JOIN to register." : state.isLoggedIn ? "Reply HELP for commands." : "Reply LOGIN to log in."
             guard consent.optedOut else {
-                step.reply(Copy.alreadySubscribed + " " + helpText(state, step.account, now: step.now))
+                step.reply(Copy.alreadySubscribed + " " + next)
                 break
             }
             state.step = .idle
             step.effects.append(.optIn(text: input.text))
-            step.reply(Copy.welcomeBack + " " + helpText(state, step.account, now: step.now))
+            step.reply(Copy.welcomeBack + " " + next)
         case _ where consent.optedOut:
             // Nothing more is ever texted to an opted-out number until it opts back in.
             return Decision(replies: [], loggedBody: redact ? Copy.redacted : nil)
@@ -106,8 +112,9 @@ public struct ConversationEngine: Sendable {
             step.reply(helpText(state, step.account, now: step.now))
         case .reset:
             if let flow = state.step.flowName {
+                let consequence = state.step.timedOutConsequence.map { " and \($0)" } ?? ""
                 state.step = .idle
-                step.reply("Done: the \(flow) is abandoned, comrade. Reply HELP for commands.")
+                step.reply("Done: the \(flow) is abandoned\(consequence), comrade. Reply HELP for commands.")
             } else {
                 step.reply("Nothing to reset, comrade. Reply HELP for commands.")
             }
@@ -120,7 +127,8 @@ public struct ConversationEngine: Sendable {
             try run(command, &state, &step)
         case .cancelThen(let command):
             // A command instead of YES or a passcode: the question is cancelled, and the command runs, not swallowed.
-            let cancelled = state.step.cancelledNote
+            // (PASSCODE in a passcode change starts it again: nothing to say was cancelled.)
+            let cancelled = command == .passcode && state.step.isPasscodeChange ? nil : state.step.cancelledNote
             state.step = .idle
             try run(command, &state, &step)
             if let cancelled, let first = step.replies.first { step.replies[0] = cancelled + " " + first }
@@ -174,11 +182,14 @@ public struct ConversationEngine: Sendable {
             // A greeting gets the question again; any other command cancels the confirmation and runs.
             return command == .help ? .help : command == .reset ? .reset : .cancelThen(command)
         }
-        // In a passcode change, a command (LOGOUT, LOGIN <passcode>) cancels it and runs: no passcode can start with
-        // one, so it is never a wrong try. At the current passcode, PASSCODE or PASSWORD is an answer: passcodes
-        // chosen before they were commands may start with them.
-        if state.step.isPasscodeChange, let command = Command(word: input.command), command != .start,
-            command != .passcode || state.step != .askedCurrentPasscode
+        // At a passcode question a command (MESSAGES, LOGOUT, JOIN) cancels it and runs, and is never a wrong try
+        // that could lock the account: passcodes chosen since JOIN refused command words cannot start with one.
+        // Where the passcode asked for may be an old one, PASSCODE or PASSWORD is an answer: passcodes chosen before
+        // they were commands may start with them. (A passcode from before that rule, "help me 1917", still logs in
+        // with LOGIN <passcode>; to change it, an organiser runs users reset-passcode.)
+        let asksOldPasscode = state.step == .askedLoginPasscode || state.step == .askedCurrentPasscode
+        if state.step == .askedLoginPasscode || state.step.isPasscodeChange, let command = Command(word: input.command), command != .start,
+            command != .passcode || !asksOldPasscode
         {
             return command == .help ? .help : command == .reset ? .reset : .cancelThen(command)
         }
@@ -200,7 +211,7 @@ public struct ConversationEngine: Sendable {
     /// person (sent after "please log in first" or a lockout, it is often the passcode), and anything but YES
     /// sent at a DELETE or BROADCAST confirmation, for the same reason.
     func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step, registered: Bool) -> Bool {
-        if input.command == "LOGIN" && !input.argument.isEmpty || Command(word: input.command) == .passcode { return true }
+        if (input.command == "LOGIN" && !input.argument.isEmpty) || Command(word: input.command) == .passcode { return true }
         switch route {
         case .optOut, .optIn, .help, .reset, .empty: return false
         case .unknown where registered: return true
@@ -245,8 +256,8 @@ public struct ConversationEngine: Sendable {
             }
             return "Comrade \(account.firstName): reply LOGIN to log in, STOP to opt out."
         }
-        // MORE is left to the inbox page that offers it; an admin's HELP is 158 characters: one text.
-        var text = "Reply MESSAGES, PROFILE, PASSCODE, LOGOUT, DELETE or RESET, comrade. STOP opts out."
+        // RESET, which has nothing to do with no question open, is left out: an admin's HELP is 157 characters, one text.
+        var text = "Reply MESSAGES, MORE, PROFILE, PASSCODE, LOGOUT or DELETE, comrade. STOP opts out."
         if account.role == .admin {
             text += " Admin: SEND <phone or email> <text>, BROADCAST <text>, USERS, FIND <text>."
         }

@@ -14,6 +14,9 @@ enum Copy {
     static let askPasscodeAgain = "Reply with the same passcode again to confirm."
     static let askLoginPasscode = "Reply with your passcode, comrade, or RESET to stop."
     static let askCurrentPasscode = "Reply with your current passcode, comrade, or RESET to keep it."
+    /// After a wrong or impossible passcode, the question again.
+    static let retryLoginPasscode = "Reply with your passcode, or RESET to stop."
+    static let retryCurrentPasscode = "Reply with your current passcode, or RESET to keep it."
     static let askNewPasscode = "Choose a new passcode of 6 to 64 characters and reply with it, or RESET to keep the old one."
     static let passcodesBusy =
         "The passcode office has a queue around the block, comrade: your passcode was not checked. Send the same text again in a minute."
