@@ -22,7 +22,8 @@ struct Backup: AsyncParsableCommand {
         do {
             let summary = try SQLiteStore.backup(databaseAt: store.path, to: file)
             if summary.leftoversRemoved > 0 {
-                printError("note: removed \(summary.leftoversRemoved) unfinished copy(ies) an interrupted backup to \(file) had left")
+                let copies = summary.leftoversRemoved == 1 ? "the unfinished copy" : "\(summary.leftoversRemoved) unfinished copies"
+                printError("note: removed \(copies) that interrupted backups to \(file) had left")
             }
             let megabytes = String(format: "%.1f", Double(summary.bytes) / 1_048_576)
             let people = summary.users == 1 ? "1 person" : "\(summary.users) people"

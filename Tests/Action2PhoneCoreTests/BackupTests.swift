@@ -35,6 +35,7 @@ struct BackupTests {
         try await writing.value
         // Then the copy holds every text stored before it began, none half-written, and no more than were stored
         #expect((200...1_200).contains(summary.inbound), "\(summary)")
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound") == 1_200)
         let copy = try DatabaseQueue(path: destination)
         #expect(try await copy.read { try String.fetchAll($0, sql: "PRAGMA integrity_check") } == ["ok"])
         #expect(try await copy.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM inbound") } == summary.inbound)
@@ -103,10 +104,17 @@ struct BackupTests {
         _ = try SQLiteStore.open(path: path)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         let destination = folder.appendingPathComponent("nightly.sqlite").path
-        FileManager.default.createFile(atPath: destination + ".partial-0badf00d", contents: Data("half".utf8))
-        FileManager.default.createFile(atPath: destination + ".partial-0badf00d-journal", contents: Data("half".utf8))
+        // Given an interrupted backup's copy and its journal, an hour old, and another backup's being written now
+        let hourAgo = Date().addingTimeInterval(-3600)
+        for file in [".partial-0badf00d", ".partial-0badf00d-journal"] {
+            FileManager.default.createFile(atPath: destination + file, contents: Data("half".utf8), attributes: [.modificationDate: hourAgo])
+        }
+        FileManager.default.createFile(atPath: destination + ".partial-1234abcd", contents: Data("in progress".utf8))
+        // When a backup to the same file runs
         let summary = try SQLiteStore.backup(databaseAt: path, to: destination)
-        #expect(summary.leftoversRemoved == 2)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.contains(".partial-") }.isEmpty)
+        // Then the old copy is gone, counted once, and the one being written is left alone
+        #expect(summary.leftoversRemoved == 1)
+        let left = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.contains(".partial-") }
+        #expect(left == ["nightly.sqlite.partial-1234abcd"])
     }
 }

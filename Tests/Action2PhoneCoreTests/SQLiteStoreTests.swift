@@ -21,6 +21,10 @@ struct SQLiteStoreTests {
         )
         let queue = try DatabaseQueue(path: path)
         #expect(try queue.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
+        // and readable by its owner alone, its WAL too
+        for file in [path, path + "-wal"] {
+            #expect((try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? NSNumber)?.intValue == 0o600, "\(file)")
+        }
         // and every commit synced (2 = FULL): an acknowledged webhook survives a power loss
         #expect(try store.writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
         let tables = try queue.read {
@@ -48,6 +52,14 @@ struct SQLiteStoreTests {
                     """,
                 arguments: [first, first]
             )
+            // and an admin
+            try db.execute(
+                sql: """
+                    INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, role, createdAt)
+                    VALUES ('+14155550199', 'Vera', 'Commissar', 'vera@example.org', x'00', x'00', 1000, 'admin', ?)
+                    """,
+                arguments: [first]
+            )
             // and a text to someone who deleted their account then (its body erased)
             try db.execute(
                 sql:
@@ -64,6 +76,8 @@ struct SQLiteStoreTests {
         #expect(account?.recentFailedLogins == [first, first])
         // and the erased text is marked as to a deleted account (v3), so it is never retried
         #expect(try fetchInt(path, "SELECT recipientDeleted FROM outbox") == 1)
+        // and the admins' index (v5) holds the admin there was
+        #expect(try fetchInt(path, "SELECT count(*) FROM users INDEXED BY users_admins WHERE role = 'admin'") == 1)
     }
 
     @Test func reopeningKeepsDataAndAppliesNothingTwice() async throws {

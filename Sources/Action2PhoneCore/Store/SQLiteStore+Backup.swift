@@ -4,11 +4,15 @@ import GRDB
 
 /// What `SQLiteStore.backup(databaseAt:to:)` copied.
 public struct BackupSummary: Sendable, Equatable {
+    /// Registered people in the copy.
     public var users: Int
+    /// Inbound texts logged in the copy.
     public var inbound: Int
+    /// Outbox rows in the copy.
     public var outbox: Int
+    /// The copy's size.
     public var bytes: Int
-    /// Unfinished copies an interrupted backup to the same file had left, now removed.
+    /// Unfinished copies that interrupted backups to the same file had left, now removed.
     public var leftoversRemoved: Int
 }
 
@@ -50,9 +54,7 @@ extension SQLiteStore {
         guard files.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
             throw BackupError(description: "the folder \(folder) does not exist")
         }
-        // What a backup to this same file left when it was interrupted (a signal skips the clean-up below).
-        let leftovers = ((try? files.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasPrefix(name + ".partial-") }
-        for leftover in leftovers { try? files.removeItem(atPath: (folder as NSString).appendingPathComponent(leftover)) }
+        let leftovers = removeLeftovers(of: name, in: folder)
 
         let partial = destination + ".partial-" + UUID().uuidString.prefix(8)
         defer { for suffix in ["", "-wal", "-shm", "-journal"] { try? files.removeItem(atPath: partial + suffix) } }
@@ -61,11 +63,7 @@ extension SQLiteStore {
             guard files.createFile(atPath: partial, contents: nil, attributes: [.posixPermissions: 0o600]) else {
                 throw BackupError(description: "cannot create a file in \(folder)")
             }
-            var configuration = Configuration()
-            configuration.busyMode = .timeout(5)
-            let original = try DatabaseQueue(path: source, configuration: configuration)
-            let isOurs = try original.read { db in try db.tableExists("grdb_migrations") && db.tableExists("users") }
-            guard isOurs else { throw BackupError(description: "\(source) is not an action2phone database") }
+            let original = try openForReading(source)
             let copy = try DatabaseQueue(path: partial)
             try original.backup(to: copy)
             try original.close()
@@ -77,7 +75,7 @@ extension SQLiteStore {
                         inbound: try Int.fetchOne(db, sql: "SELECT count(*) FROM inbound") ?? 0,
                         outbox: try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox") ?? 0,
                         bytes: try Int.fetchOne(db, sql: "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()") ?? 0,
-                        leftoversRemoved: leftovers.count
+                        leftoversRemoved: leftovers
                     )
                 )
             }
@@ -97,6 +95,38 @@ extension SQLiteStore {
         } catch {
             throw BackupError(description: "cannot write \(destination): \(error.localizedDescription)")
         }
+    }
+
+    /// `source`, read-only, once it is known to be an action2phone database; errors name it.
+    private static func openForReading(_ source: String) throws -> DatabaseQueue {
+        do {
+            var configuration = Configuration()
+            configuration.readonly = true
+            configuration.busyMode = .timeout(5)
+            let original = try DatabaseQueue(path: source, configuration: configuration)
+            let isOurs = try original.read { db in try db.tableExists("grdb_migrations") && db.tableExists("users") }
+            guard isOurs else { throw BackupError(description: "\(source) is not an action2phone database") }
+            return original
+        } catch let error as DatabaseError {
+            throw BackupError(description: "SQLite could not read \(source): \(error.message ?? "\(error.resultCode)")")
+        }
+    }
+
+    /// Removes what interrupted backups to `name` left in `folder` (a signal skips the clean-up in `backup`), and
+    /// returns how many unfinished copies that was. Only copies untouched for 10 minutes: one being written now,
+    /// by another backup to the same file, is left alone.
+    private static func removeLeftovers(of name: String, in folder: String) -> Int {
+        let files = FileManager.default
+        let stale = Date().addingTimeInterval(-600)
+        var copies = Set<String>()
+        for leftover in ((try? files.contentsOfDirectory(atPath: folder)) ?? []) where leftover.hasPrefix(name + ".partial-") {
+            let path = (folder as NSString).appendingPathComponent(leftover)
+            guard let modified = (try? files.attributesOfItem(atPath: path))?[.modificationDate] as? Date, modified < stale else { continue }
+            try? files.removeItem(atPath: path)
+            // A copy and its -journal, -wal and -shm are one unfinished copy.
+            copies.insert(String(leftover.prefix(name.count + ".partial-".count + 8)))
+        }
+        return copies.count
     }
 
     /// Whether `path` is a file that starts as an SQLite database does (a 0-byte or other file is not one).

@@ -134,9 +134,6 @@ extension SQLiteStore {
     /// What an erased text's body becomes.
     static let deletedBody = "[deleted]"
 
-    /// Erases a person: profile, inbox and login go; their logged texts and the texts sent to them lose their
-    /// bodies; texts still queued for them are cancelled, and one being sent is never sent again (`complete`).
-    /// The number's consent state and log stay.
     /// A new passcode for the account, as PASSCODE and `users reset-passcode` set it: failures and any lock end with
     /// the old one.
     static func setPasscode(_ db: Database, _ passcode: PasscodeHash, userId: Int64) throws {
@@ -150,6 +147,9 @@ extension SQLiteStore {
         )
     }
 
+    /// Erases a person: profile, inbox and login go; their logged texts and the texts sent to them lose their
+    /// bodies; texts still queued for them are cancelled, and one being sent is never sent again (`complete`).
+    /// The number's consent state and log stay.
     static func deleteAccount(_ db: Database, userId: Int64, now: Date) throws {
         guard let phone = try String.fetchOne(db, sql: "SELECT phone FROM users WHERE id = ?", arguments: [userId]) else { return }
         try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [userId])

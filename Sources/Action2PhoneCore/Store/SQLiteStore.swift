@@ -30,6 +30,11 @@ public struct SQLiteStore: Store {
     public static func open(path: String) throws -> SQLiteStore {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        // A new database is private to its owner (it holds passcode hashes and people's details); SQLite gives its
+        // -wal and -shm the same permissions. An existing one keeps the permissions its operator chose.
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        }
         do {
             return try SQLiteStore(DatabasePool(path: path, configuration: makeConfiguration()))
         } catch let error as DatabaseError where [.SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM].contains(error.resultCode.primaryResultCode) {
