@@ -161,6 +161,33 @@ struct ConversationTransitionTests {
         .init(situation: s["asked current passcode"]!, text: "yes", step: .askedCurrentPasscode, loggedIn: true, reply: "6 to 64 characters"),
         .init(situation: s["asked login passcode"]!, text: "ok", step: .askedLoginPasscode, loggedIn: false, reply: "so that was not it"),
         .init(situation: s["registered, logged out"]!, text: "LOGIN abc", step: .askedLoginPasscode, loggedIn: false, reply: "so that was not it"),
+        // HELP with more words is an answer there: a passcode from before command words were refused may be one
+        .init(
+            situation: s["asked login passcode"]!,
+            text: "help me 1917",
+            evidence: .verified(true, against: storedHash),
+            step: .idle,
+            loggedIn: true,
+            effects: [.loginSucceeded(userId: 1)],
+            reply: "Welcome back"
+        ),
+        // A confirmation that cannot be a passcode differs, unchecked
+        .init(situation: s["asked new passcode again"]!, text: "ok", step: .askedNewPasscode, loggedIn: true, reply: "The passcodes differ"),
+        .init(
+            situation: s["asked passcode again"]!,
+            text: "ok",
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false,
+            reply: "The passcodes differ"
+        ),
+        // START at a question: already subscribed, and the question again
+        .init(
+            situation: s["asked last name"]!,
+            text: "START",
+            step: .askedLastName(first: "Olga"),
+            loggedIn: false,
+            reply: "You are already subscribed, comrade. Reply with your last name."
+        ),
         // A command at the login question runs instead of counting as a wrong passcode
         .init(situation: s["asked login passcode"]!, text: "MESSAGES", step: .idle, loggedIn: false, reply: "Please log in first"),
         .init(situation: s["asked login passcode"]!, text: "JOIN", step: .idle, loggedIn: false, reply: "already registered"),
@@ -759,7 +786,7 @@ struct ConversationTransitionTests {
         #expect(state.step == .idle && !state.isLoggedIn)
         #expect(
             d.replies == [
-                "Wrong passcode 5 times: you are logged out. The account is locked until 09:15 UTC. Try LOGIN again then, comrade, or ask an organiser to reset your passcode."
+                "Wrong passcode 5 times: you are logged out, and locked until 09:15 UTC. LOGIN then, comrade, or ask an organiser to reset your passcode."
             ]
         )
         #expect(d.loggedBody == "[redacted]")
@@ -845,6 +872,14 @@ struct ConversationTransitionTests {
         var loggedIn = ConversationState(loggedInAt: recent, lastActivity: recent)
         let already = try engine.reduce(&loggedIn, Inbound(text: "YES"), facts: facts(), now: t0)
         #expect(already.replies == ["You are already subscribed, comrade. Reply HELP for commands."])
+    }
+
+    @Test func aLockedMemberOptingBackInIsToldWhenToLogIn() throws {
+        var locked = facts(optedOut: true)
+        locked.accounts[0].lockedUntil = t0.addingTimeInterval(600)
+        var state = ConversationState(lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "START"), facts: locked, now: t0)
+        #expect(d.replies == ["Welcome back to the collective, comrade! You will get texts again. Reply LOGIN after 09:10 UTC."])
     }
 
     @Test func oneUnreadMessageIsReadAsIt() throws {

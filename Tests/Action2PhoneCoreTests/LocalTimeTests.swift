@@ -50,8 +50,16 @@ struct LocalTimeTests {
         for name in TimeZone.knownTimeZoneIdentifiers + ["UTC"] {
             let time = try #require(LocalTime(named: name), "\(name)")
             var state = ConversationState(lastActivity: t0)
-            let help = try ConversationEngine(settings: .init(localTime: time)).reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0)
+            let engine = ConversationEngine(settings: .init(localTime: time))
+            let help = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0)
             #expect(help.replies.count == 1 && Segments.count(help.replies[0]).segments == 1, "\(name): \(help.replies)")
+            // and so does the fifth wrong passcode in a passcode change, which also logs out
+            var tried = facts()
+            tried.accounts[0].firstName = String(repeating: "W", count: 40)
+            tried.accounts[0].recentFailedLogins = [t0, t0, t0, t0]
+            var changing = ConversationState(step: .askedCurrentPasscode, loggedInAt: t0, lastActivity: t0)
+            let lock = try engine.reduce(&changing, Inbound(text: "guess-5"), evidence: .verified(false, against: storedHash), facts: tried, now: t0)
+            #expect(lock.replies.count == 1 && Segments.count(lock.replies[0]).segments == 1, "\(name): \(lock.replies)")
         }
     }
 

@@ -38,9 +38,7 @@ extension ConversationEngine {
             if step.input.startsWithCommandWord {
                 return step.reply("That is a command, comrade, not your passcode. " + Copy.askPasscodeAgain + " Or RESET to stop.")
             }
-            guard case .verified(let matches, let checked) = step.evidence, checked == pending else {
-                return step.reply(Copy.askPasscodeAgain)
-            }
+            guard let matches = confirms(pending, step) else { return step.reply(Copy.askPasscodeAgain) }
             guard matches else {
                 state.step = .askedPasscode(first: first, last: last, email: email)
                 return step.reply("The passcodes differ, comrade. " + Copy.askPasscode)
@@ -91,9 +89,7 @@ extension ConversationEngine {
             state.step = .askedNewPasscodeAgain(pending: hash)
             step.reply(Copy.askPasscodeAgain)
         case .askedNewPasscodeAgain(let pending):
-            guard case .verified(let matches, let checked) = step.evidence, checked == pending else {
-                return step.reply(Copy.askPasscodeAgain)
-            }
+            guard let matches = confirms(pending, step) else { return step.reply(Copy.askPasscodeAgain) }
             guard matches else {
                 state.step = .askedNewPasscode
                 return step.reply("The passcodes differ, comrade. " + Copy.askNewPasscode)
@@ -175,14 +171,25 @@ extension ConversationEngine {
             let wasLoggedIn = state.isLoggedIn
             state.step = .idle
             state.loggedInAt = nil
+            // Logged in, it says so, in one text with any zone's label.
             return step.reply(
-                "Wrong passcode \(settings.maxFailedLogins) times\(wasLoggedIn ? ": you are logged out" : ""). "
-                    + Copy.locked(until: until, in: settings.localTime)
+                wasLoggedIn
+                    ? "Wrong passcode \(settings.maxFailedLogins) times: you are logged out, and locked until \(settings.localTime.clock(until)). "
+                        + "LOGIN then, comrade, or ask an organiser to reset your passcode."
+                    : "Wrong passcode \(settings.maxFailedLogins) times. " + Copy.locked(until: until, in: settings.localTime)
             )
         }
         step.effects.append(.loginFailed(userId: account.id, recentFailures: recent, lockedUntil: nil))
         state.step = retry
         step.reply("Wrong passcode (\(recent.count) of \(settings.maxFailedLogins) tries). " + ask)
+    }
+
+    /// Whether the text confirms the `pending` passcode; `nil` when that is not known (no evidence, or evidence
+    /// about another hash). A text that cannot be a passcode (not 6 to 64 characters) differs without a check.
+    func confirms(_ pending: PasscodeHash, _ step: StepContext) -> Bool? {
+        guard PasscodePolicy.lengths.contains(step.input.text.count) else { return false }
+        guard case .verified(let matches, let checked) = step.evidence, checked == pending else { return nil }
+        return matches
     }
 
     /// The hashed passcode a person chose, or `nil` with the reason it cannot be one (or, without the hash, `ask`

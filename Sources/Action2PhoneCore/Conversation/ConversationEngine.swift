@@ -50,9 +50,9 @@ public struct ConversationEngine: Sendable {
             case .askedPasscode, .askedNewPasscode:
                 return PasscodePolicy.lengths.contains(input.text.count) && !input.startsWithCommandWord ? .hash(input.text) : nil
             case .askedPasscodeAgain(_, _, _, let pending):
-                return input.startsWithCommandWord ? nil : .verify(input.text, against: pending)
+                return input.startsWithCommandWord || !PasscodePolicy.lengths.contains(input.text.count) ? nil : .verify(input.text, against: pending)
             case .askedNewPasscodeAgain(let pending):
-                return .verify(input.text, against: pending)
+                return PasscodePolicy.lengths.contains(input.text.count) ? .verify(input.text, against: pending) : nil
             case .askedLoginPasscode, .askedCurrentPasscode:
                 guard let account, !isLocked(account, now: now), PasscodePolicy.lengths.contains(input.text.count) else { return nil }
                 return .verify(input.text, against: account.passcode)
@@ -94,14 +94,13 @@ public struct ConversationEngine: Sendable {
             return Decision(replies: [], effects: [.optOut(text: input.text)], loggedBody: nil)
         case .optIn:
             // One text: the next step, not the whole HELP (with it, a welcome back took two).
-            let next = step.account == nil ? "Reply JOIN to register." : state.isLoggedIn ? "Reply HELP for commands." : "Reply LOGIN to log in."
             guard consent.optedOut else {
-                step.reply(Copy.alreadySubscribed + " " + next)
+                step.reply(Copy.alreadySubscribed + " " + nextStep(state, step.account, now: step.now))
                 break
             }
             state.step = .idle
             step.effects.append(.optIn(text: input.text))
-            step.reply(Copy.welcomeBack + " " + next)
+            step.reply(Copy.welcomeBack + " " + nextStep(state, step.account, now: step.now))
         case _ where consent.optedOut:
             // Nothing more is ever texted to an opted-out number until it opts back in.
             return Decision(replies: [], loggedBody: redact ? Copy.redacted : nil)
@@ -160,7 +159,8 @@ public struct ConversationEngine: Sendable {
     }
 
     /// The keyword layer comes before any state: opt-out, opt-in and help words, then RESET, then the
-    /// pending question (LOGIN is still LOGIN at the login passcode question), then commands.
+    /// pending question (LOGIN is still LOGIN at the login passcode question, and at a passcode question or a
+    /// confirmation another command cancels it and runs), then commands.
     /// YES opts in when no question is pending, or when the number is opted out: nothing is asked of it (an
     /// operator may have opted it out mid-question), and Twilio, for which YES is an opt-in word, has unblocked it.
     ///
@@ -187,11 +187,13 @@ public struct ConversationEngine: Sendable {
         // Where the passcode asked for may be an old one, PASSCODE or PASSWORD is an answer: passcodes chosen before
         // they were commands may start with them. (A passcode from before that rule, "help me 1917", still logs in
         // with LOGIN <passcode>; to change it, an organiser runs users reset-passcode.)
+        // HELP, RESET and their aliases with more words ("help me 1917") stay answers too: alone they are keywords,
+        // handled above.
         let asksOldPasscode = state.step == .askedLoginPasscode || state.step == .askedCurrentPasscode
-        if state.step == .askedLoginPasscode || state.step.isPasscodeChange, let command = Command(word: input.command), command != .start,
-            command != .passcode || !asksOldPasscode
+        if state.step == .askedLoginPasscode || state.step.isPasscodeChange, let command = Command(word: input.command),
+            ![.start, .help, .reset].contains(command), command != .passcode || !asksOldPasscode
         {
-            return command == .help ? .help : command == .reset ? .reset : .cancelThen(command)
+            return .cancelThen(command)
         }
         if state.step != .idle { return .answer }
         guard let command = Command(word: input.command) else { return .unknown(input.command) }
@@ -262,6 +264,15 @@ public struct ConversationEngine: Sendable {
             text += " Admin: SEND <phone or email> <text>, BROADCAST <text>, USERS, FIND <text>."
         }
         return text
+    }
+
+    /// What to send next, in a few words: the pending question, or how to begin.
+    func nextStep(_ state: ConversationState, _ account: Account?, now: Date) -> String {
+        if state.step != .idle { return Copy.prompt(for: state.step) }
+        guard let account else { return "Reply JOIN to register." }
+        if state.isLoggedIn { return "Reply HELP for commands." }
+        if isLocked(account, now: now), let until = account.lockedUntil { return "Reply LOGIN after \(settings.localTime.clock(until))." }
+        return "Reply LOGIN to log in."
     }
 
     /// "Unknown command" with the closest command suggested. `echo` false: the text may be a passcode (any unknown

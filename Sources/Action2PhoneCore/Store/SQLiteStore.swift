@@ -31,10 +31,10 @@ public struct SQLiteStore: Store {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         // A new database is private to its owner (it holds passcode hashes and people's details); SQLite gives its
-        // -wal and -shm the same permissions. An existing one keeps the permissions its operator chose.
-        if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
-        }
+        // -wal and -shm the same permissions. O_EXCL: an existing file (one another process has just created too),
+        // or a link to one SQLite should create, is never replaced; it keeps the permissions it has.
+        let descriptor = Foundation.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        if descriptor >= 0 { close(descriptor) }
         do {
             return try SQLiteStore(DatabasePool(path: path, configuration: makeConfiguration()))
         } catch let error as DatabaseError where [.SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM].contains(error.resultCode.primaryResultCode) {
