@@ -882,6 +882,16 @@ struct ConversationTransitionTests {
         #expect(d.replies == ["Welcome back to the collective, comrade! You will get texts again. Reply LOGIN after 09:10 UTC."])
     }
 
+    @Test func aPasscodeFromAnOrganiserIsToBeReplacedWhichTheLoginSays() throws {
+        var f = facts()
+        f.accounts[0].passcodeFromOrganiser = true
+        f.accounts[0].firstName = String(repeating: "W", count: 40)
+        var state = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "right-passcode"), evidence: .verified(true, against: storedHash), facts: f, now: t0)
+        #expect(d.replies.count == 1 && d.replies[0].hasSuffix("An organiser set your passcode: reply PASSCODE to choose your own."))
+        #expect(Segments.count(d.replies[0]).segments == 1, "\(d.replies)")
+    }
+
     @Test func oneUnreadMessageIsReadAsIt() throws {
         var f = facts()
         f.inbox[1] = [InboxItem(id: 1, senderName: "Vera Commissar", kind: "direct", body: "Hi", createdAt: t0)]

@@ -17,6 +17,7 @@ struct SQLiteStoreTests {
             try store.appliedMigrations() == [
                 "v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times",
                 "v3 outbox recipientDeleted", "v4 broadcasts fanned out after the webhook", "v5 admins index",
+                "v6 passcode from an organiser",
             ]
         )
         let queue = try DatabaseQueue(path: path)

@@ -145,10 +145,12 @@ extension ConversationEngine {
             state.loggedInAt = step.now
             step.effects.append(.loginSucceeded(userId: account.id))
             let unread = (try? step.facts.unreadCount(userId: account.id)) ?? 0
-            return step.reply(
-                "Welcome back, comrade \(account.firstName)! You have \(Copy.plural(unread, "unread message")). "
-                    + (unread > 1 ? "Reply MESSAGES to read them." : unread == 1 ? "Reply MESSAGES to read it." : "Reply HELP for commands.")
-            )
+            // A passcode an organiser gave is known to them: the first thing to do is choose one's own.
+            let next =
+                account.passcodeFromOrganiser
+                ? "An organiser set your passcode: reply PASSCODE to choose your own."
+                : unread > 1 ? "Reply MESSAGES to read them." : unread == 1 ? "Reply MESSAGES to read it." : "Reply HELP for commands."
+            return step.reply("Welcome back, comrade \(account.firstName)! You have \(Copy.plural(unread, "unread message")). " + next)
         }
         wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, &state, &step)
     }

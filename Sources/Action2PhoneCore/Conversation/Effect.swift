@@ -53,6 +53,8 @@ public struct Account: Sendable, Equatable {
     /// When the wrong passcodes not yet forgotten were sent, oldest first.
     public var recentFailedLogins: [Date]
     public var lockedUntil: Date?
+    /// The passcode is one an organiser gave (`users reset-passcode`), not yet replaced with PASSCODE.
+    public var passcodeFromOrganiser: Bool
 
     public init(
         id: Int64,
@@ -64,7 +66,8 @@ public struct Account: Sendable, Equatable {
         createdAt: Date,
         passcode: PasscodeHash,
         recentFailedLogins: [Date] = [],
-        lockedUntil: Date? = nil
+        lockedUntil: Date? = nil,
+        passcodeFromOrganiser: Bool = false
     ) {
         self.id = id
         self.phone = phone
@@ -76,6 +79,7 @@ public struct Account: Sendable, Equatable {
         self.passcode = passcode
         self.recentFailedLogins = recentFailedLogins
         self.lockedUntil = lockedUntil
+        self.passcodeFromOrganiser = passcodeFromOrganiser
     }
 
     public var fullName: String { firstName + " " + lastName }

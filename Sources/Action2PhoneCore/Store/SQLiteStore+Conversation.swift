@@ -36,7 +36,7 @@ extension SQLiteStore {
                 arguments: [userId]
             )
         case .changePasscode(let userId, let passcode):
-            try Self.setPasscode(db, passcode, userId: userId)
+            try Self.setPasscode(db, passcode, userId: userId, fromOrganiser: false)
         case .markRead(let ids):
             guard !ids.isEmpty else { return }
             let placeholders = databaseQuestionMarks(count: ids.count)
@@ -134,16 +134,16 @@ extension SQLiteStore {
     /// What an erased text's body becomes.
     static let deletedBody = "[deleted]"
 
-    /// A new passcode for the account, as PASSCODE and `users reset-passcode` set it: failures and any lock end with
-    /// the old one.
-    static func setPasscode(_ db: Database, _ passcode: PasscodeHash, userId: Int64) throws {
+    /// A new passcode for the account, as PASSCODE and `users reset-passcode` (`fromOrganiser`) set it: failures and
+    /// any lock end with the old one.
+    static func setPasscode(_ db: Database, _ passcode: PasscodeHash, userId: Int64, fromOrganiser: Bool) throws {
         try db.execute(
             sql: """
                 UPDATE users SET passcodeHash = ?, passcodeSalt = ?, passcodeIterations = ?, failedLogins = 0, firstFailedLoginAt = NULL,
-                                 failedLoginTimes = NULL, lockedUntil = NULL
+                                 failedLoginTimes = NULL, lockedUntil = NULL, passcodeFromOrganiser = ?
                 WHERE id = ?
                 """,
-            arguments: [Data(passcode.hash), Data(passcode.salt), passcode.iterations, userId]
+            arguments: [Data(passcode.hash), Data(passcode.salt), passcode.iterations, fromOrganiser, userId]
         )
     }
 
@@ -316,7 +316,7 @@ final class SQLiteFacts: ConversationFacts {
     /// The columns `account(_: FastStatement.Row)` reads, in its order.
     static let accountColumns =
         "id, phone, firstName, lastName, email, role, createdAt, passcodeHash, passcodeSalt, passcodeIterations, failedLogins, firstFailedLoginAt, lockedUntil, "
-        + "failedLoginTimes"
+        + "failedLoginTimes, passcodeFromOrganiser"
 
     /// The account in a row of `accountColumns`, starting at column `first`.
     static func account(_ row: FastStatement.Row, from first: CInt = 0) throws -> Account {
@@ -333,7 +333,8 @@ final class SQLiteFacts: ConversationFacts {
             createdAt: createdAt,
             passcode: PasscodeHash(hash: row.bytes(first + 7), salt: row.bytes(first + 8), iterations: Int(row.int64(first + 9))),
             recentFailedLogins: FailedLoginTimes.decode(row.text(first + 13), count: Int(row.int64(first + 10)), first: row.date(first + 11)),
-            lockedUntil: row.date(first + 12)
+            lockedUntil: row.date(first + 12),
+            passcodeFromOrganiser: row.int64(first + 14) != 0
         )
     }
 
@@ -356,7 +357,8 @@ final class SQLiteFacts: ConversationFacts {
                 count: row.decode(forColumn: "failedLogins"),
                 first: row.decode(forColumn: "firstFailedLoginAt")
             ),
-            lockedUntil: row.decode(forColumn: "lockedUntil")
+            lockedUntil: row.decode(forColumn: "lockedUntil"),
+            passcodeFromOrganiser: row.decode(forColumn: "passcodeFromOrganiser")
         )
     }
 }

@@ -71,7 +71,7 @@ extension SQLiteStore {
     public func resetPasscode(phone: String, to passcode: PasscodeHash, now: Date = Date()) async throws -> Bool {
         try await writer.write { db in
             guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM users WHERE phone = ?", arguments: [phone]) else { return false }
-            try Self.setPasscode(db, passcode, userId: id)
+            try Self.setPasscode(db, passcode, userId: id, fromOrganiser: true)
             try Self.resetConversation(db, phone: phone, now: now)
             return true
         }

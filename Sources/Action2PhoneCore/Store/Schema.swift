@@ -141,6 +141,10 @@ enum Schema {
             // are in it, so registering or texting writes nothing more.
             try db.execute(sql: "CREATE INDEX users_admins ON users (id) WHERE role = 'admin'")
         }
+        migrator.registerMigration("v6 passcode from an organiser") { db in
+            // Set by users reset-passcode, cleared by PASSCODE: the login reply suggests choosing one's own.
+            try db.alter(table: "users") { t in t.add(column: "passcodeFromOrganiser", .boolean).notNull().defaults(to: false) }
+        }
         return migrator
     }
 }
