@@ -88,11 +88,18 @@ struct Users: AsyncParsableCommand {
                 """
         )
         @OptionGroup var store: StoreOptions
-        @Argument var phone: String
+        @Argument(help: "Phone (E.164 or 415-555-0100) or email, as users show takes them.") var who: String
         func run() async throws {
-            let e164 = try phoneArgument(phone)
             let database = try store.open()
-            guard try await database.user(e164) != nil else { throw CLIError("no user with phone \(e164)") }
+            // By email too: a person who forgot their passcode may well be known to the organiser by it.
+            let e164: String
+            if who.contains("@") {
+                guard let user = try await database.user(who.lowercased()) else { throw CLIError("no user with email \(who)") }
+                e164 = user.phone
+            } else {
+                e164 = try phoneArgument(who)
+                guard try await database.user(e164) != nil else { throw CLIError("no user with phone \(e164)") }
+            }
             let config = try store.config()
             if let warning = config.weakHashingWarning { printError("warning: \(warning), a weak hash") }
             let passcode = newPasscode()

@@ -108,9 +108,13 @@ struct CLITests {
         let after = try await Executable.run(["chat", "--db", db, "--from", "415-555-0100"], input: "YES\nMESSAGES\n")
         #expect(after.stdout.contains("Please log in first") && !after.stdout.contains("erased"), "\(after.stdout)")
         #expect(try await Executable.run(["users", "show", "415-555-0100", "--db", db]).status == 0)
-        // And an unknown number is refused
+        // And it finds him by email too; an unknown number or email is refused
+        let byEmail = try await Executable.run(["users", "reset-passcode", "IVAN@example.org", "--db", db])
+        #expect(byEmail.status == 0 && byEmail.stdout.hasPrefix("New passcode for +14155550100: "), "\(byEmail.stdout)\(byEmail.stderr)")
         let nobody = try await Executable.run(["users", "reset-passcode", "+14155550999", "--db", db])
         #expect(nobody.status == 1 && nobody.stderr.contains("no user with phone +14155550999"))
+        let noEmail = try await Executable.run(["users", "reset-passcode", "nobody@example.org", "--db", db])
+        #expect(noEmail.status == 1 && noEmail.stderr.contains("no user with email nobody@example.org"))
     }
 
     @Test func backupCopiesTheDatabaseAndNeverOverwrites() async throws {
