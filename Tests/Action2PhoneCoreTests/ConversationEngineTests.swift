@@ -114,8 +114,13 @@ struct ConversationMatrixTests {
             #expect(state.step == .idle)
             #expect(state.isLoggedIn == situation.state.isLoggedIn)
         }
-        // A passcode, inline or as an answer, is never logged.
-        if situation.state.step.expectsPasscode && !["HELP", "INFO", "?", "RESET", "MENU", "START", "UNSTOP"].contains(keyword) && !text.isEmpty {
+        // A passcode, inline or as an answer, is never logged. (Where a new passcode is asked, a greeting is HELP: no
+        // new passcode can start with a command word.)
+        let asksNew = situation.state.step.isPasscodeChange && situation.state.step != .askedCurrentPasscode
+        let greeting = asksNew && Command(word: keyword) == .help
+        if situation.state.step.expectsPasscode && !["HELP", "INFO", "?", "RESET", "MENU", "START", "UNSTOP"].contains(keyword) && !greeting
+            && !text.isEmpty
+        {
             #expect(decision.loggedBody == "[redacted]")
         }
         if (text.hasPrefix("LOGIN ") || text.hasPrefix("PASSCODE ")) && situation.state.step == .idle {

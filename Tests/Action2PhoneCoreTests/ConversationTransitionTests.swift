@@ -174,6 +174,22 @@ struct ConversationTransitionTests {
         // A confirmation that cannot be a passcode differs, unchecked
         .init(situation: s["asked new passcode again"]!, text: "ok", step: .askedNewPasscode, loggedIn: true, reply: "The passcodes differ"),
         .init(
+            situation: s["asked new passcode again"]!,
+            text: "YES that one",
+            step: .askedNewPasscodeAgain(pending: pendingHash),
+            loggedIn: true,
+            reply: "That is a command, comrade, not your passcode."
+        ),
+        // HELP and RESET with more words work as anywhere while a new passcode is asked (none can start with them)
+        .init(situation: s["asked new passcode"]!, text: "reset please", step: .idle, loggedIn: true, reply: "passcode change is abandoned"),
+        .init(
+            situation: s["asked new passcode again"]!,
+            text: "help me",
+            step: .askedNewPasscodeAgain(pending: pendingHash),
+            loggedIn: true,
+            reply: "passcode change"
+        ),
+        .init(
             situation: s["asked passcode again"]!,
             text: "ok",
             step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
@@ -799,6 +815,19 @@ struct ConversationTransitionTests {
         #expect(refused.effects.isEmpty && !again.isLoggedIn && refused.replies[0].contains("locked until 09:15 UTC"))
     }
 
+    @Test func helpWithMoreWordsFromARegisteredPersonIsNotLogged() throws {
+        // An older passcode may be "help me 1917": sent at an expired question, or after "please log in first"
+        var expired = ConversationState(step: .askedLoginPasscode, lastActivity: t0.addingTimeInterval(-1801))
+        let late = try engine.reduce(&expired, Inbound(text: "help me 1917"), facts: facts(), now: t0)
+        #expect(late.loggedBody == "[redacted]")
+        var idle = ConversationState(lastActivity: recent)
+        #expect(try engine.reduce(&idle, Inbound(text: "reset it 1917"), facts: facts(), now: t0).loggedBody == "[redacted]")
+        // while HELP alone, and a stranger's "help me", are kept as sent
+        #expect(try engine.reduce(&idle, Inbound(text: "HELP"), facts: facts(), now: t0).loggedBody == nil)
+        var stranger = ConversationState(lastActivity: recent)
+        #expect(try engine.reduce(&stranger, Inbound(text: "help me"), facts: facts(registered: false), now: t0).loggedBody == nil)
+    }
+
     @Test func aTextStartingWithPasswordIsNeverLoggedNorHintedAt() throws {
         // Passcodes chosen before PASSCODE and PASSWORD were commands may be "password" or "Password!"
         for text in ["password", "Password!", "PASSCODE", "password 1917"] {
@@ -888,8 +917,13 @@ struct ConversationTransitionTests {
         f.accounts[0].firstName = String(repeating: "W", count: 40)
         var state = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
         let d = try engine.reduce(&state, Inbound(text: "right-passcode"), evidence: .verified(true, against: storedHash), facts: f, now: t0)
-        #expect(d.replies.count == 1 && d.replies[0].hasSuffix("An organiser set your passcode: reply PASSCODE to choose your own."))
+        #expect(d.replies.count == 1 && d.replies[0].hasSuffix("Reply PASSCODE to replace the passcode an organiser gave you."))
         #expect(Segments.count(d.replies[0]).segments == 1, "\(d.replies)")
+        // (one text with 9,999 unread too)
+        f.inbox[1] = (1...9_999).map { InboxItem(id: Int64($0), senderName: nil, kind: "broadcast", body: "x", createdAt: t0) }
+        var again = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
+        let many = try engine.reduce(&again, Inbound(text: "right-passcode"), evidence: .verified(true, against: storedHash), facts: f, now: t0)
+        #expect(many.replies[0].contains("9999 unread") && Segments.count(many.replies[0]).segments == 1, "\(many.replies)")
     }
 
     @Test func oneUnreadMessageIsReadAsIt() throws {

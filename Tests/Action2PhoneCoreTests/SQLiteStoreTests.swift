@@ -77,8 +77,24 @@ struct SQLiteStoreTests {
         #expect(account?.recentFailedLogins == [first, first])
         // and the erased text is marked as to a deleted account (v3), so it is never retried
         #expect(try fetchInt(path, "SELECT recipientDeleted FROM outbox") == 1)
+        // and no one's passcode is taken for an organiser's (v6)
+        #expect(try fetchInt(path, "SELECT count(*) FROM users WHERE passcodeFromOrganiser") == 0)
         // and the admins' index (v5) holds the admin there was
         #expect(try fetchInt(path, "SELECT count(*) FROM users INDEXED BY users_admins WHERE role = 'admin'") == 1)
+    }
+
+    @Test func aDatabaseThroughALinkIsCreatedPrivateAtItsTarget() throws {
+        // Given db/action2phone.sqlite linked to a file on another volume, not yet created
+        let path = makeTestDatabasePath()
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("volume"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: "volume/live.sqlite")
+        // When the store opens it
+        _ = try SQLiteStore.open(path: path)
+        // Then the target is the database, readable by its owner alone, and the link is still a link
+        let target = folder.appendingPathComponent("volume/live.sqlite").path
+        #expect((try FileManager.default.attributesOfItem(atPath: target)[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: path) == "volume/live.sqlite")
     }
 
     @Test func reopeningKeepsDataAndAppliesNothingTwice() async throws {

@@ -35,9 +35,7 @@ extension ConversationEngine {
             step.reply(Copy.askPasscodeAgain)
         case .askedPasscodeAgain(let first, let last, let email, let pending):
             // The passcode being confirmed cannot start with a command word, so this is a command sent by mistake.
-            if step.input.startsWithCommandWord {
-                return step.reply("That is a command, comrade, not your passcode. " + Copy.askPasscodeAgain + " Or RESET to stop.")
-            }
+            if step.input.startsWithCommandWord { return step.reply(Copy.commandNotPasscode) }
             guard let matches = confirms(pending, step) else { return step.reply(Copy.askPasscodeAgain) }
             guard matches else {
                 state.step = .askedPasscode(first: first, last: last, email: email)
@@ -89,6 +87,7 @@ extension ConversationEngine {
             state.step = .askedNewPasscodeAgain(pending: hash)
             step.reply(Copy.askPasscodeAgain)
         case .askedNewPasscodeAgain(let pending):
+            if step.input.startsWithCommandWord { return step.reply(Copy.commandNotPasscode) }
             guard let matches = confirms(pending, step) else { return step.reply(Copy.askPasscodeAgain) }
             guard matches else {
                 state.step = .askedNewPasscode
@@ -148,7 +147,7 @@ extension ConversationEngine {
             // A passcode an organiser gave is known to them: the first thing to do is choose one's own.
             let next =
                 account.passcodeFromOrganiser
-                ? "An organiser set your passcode: reply PASSCODE to choose your own."
+                ? "Reply PASSCODE to replace the passcode an organiser gave you."
                 : unread > 1 ? "Reply MESSAGES to read them." : unread == 1 ? "Reply MESSAGES to read it." : "Reply HELP for commands."
             return step.reply("Welcome back, comrade \(account.firstName)! You have \(Copy.plural(unread, "unread message")). " + next)
         }
@@ -237,6 +236,8 @@ extension ConversationEngine {
 
 extension Copy {
     static let impossiblePasscode = "A passcode has 6 to 64 characters, comrade, so that was not it. "
+    /// At a confirmation: the passcode being confirmed cannot start with a command word, so this was sent by mistake.
+    static let commandNotPasscode = "That is a command, comrade, not your passcode. " + askPasscodeAgain + " Or RESET to stop."
 
     static func commandNotFirstName(_ command: Command) -> String {
         "\(command.rawValue) is a command, comrade, and this number has no account yet. Reply with your first name to register, or RESET to stop."

@@ -52,7 +52,7 @@ public struct ConversationEngine: Sendable {
             case .askedPasscodeAgain(_, _, _, let pending):
                 return input.startsWithCommandWord || !PasscodePolicy.lengths.contains(input.text.count) ? nil : .verify(input.text, against: pending)
             case .askedNewPasscodeAgain(let pending):
-                return PasscodePolicy.lengths.contains(input.text.count) ? .verify(input.text, against: pending) : nil
+                return input.startsWithCommandWord || !PasscodePolicy.lengths.contains(input.text.count) ? nil : .verify(input.text, against: pending)
             case .askedLoginPasscode, .askedCurrentPasscode:
                 guard let account, !isLocked(account, now: now), PasscodePolicy.lengths.contains(input.text.count) else { return nil }
                 return .verify(input.text, against: account.passcode)
@@ -190,10 +190,10 @@ public struct ConversationEngine: Sendable {
         // HELP, RESET and their aliases with more words ("help me 1917") stay answers too: alone they are keywords,
         // handled above.
         let asksOldPasscode = state.step == .askedLoginPasscode || state.step == .askedCurrentPasscode
-        if state.step == .askedLoginPasscode || state.step.isPasscodeChange, let command = Command(word: input.command),
-            ![.start, .help, .reset].contains(command), command != .passcode || !asksOldPasscode
+        if state.step == .askedLoginPasscode || state.step.isPasscodeChange, let command = Command(word: input.command), command != .start,
+            !asksOldPasscode || ![.help, .reset, .passcode].contains(command)
         {
-            return .cancelThen(command)
+            return command == .help ? .help : command == .reset ? .reset : .cancelThen(command)
         }
         if state.step != .idle { return .answer }
         guard let command = Command(word: input.command) else { return .unknown(input.command) }
@@ -215,6 +215,10 @@ public struct ConversationEngine: Sendable {
     func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step, registered: Bool) -> Bool {
         if (input.command == "LOGIN" && !input.argument.isEmpty) || Command(word: input.command) == .passcode { return true }
         switch route {
+        // HELP, RESET or START with more words may be an older passcode ("help me 1917"), sent at an expired question
+        // or after "please log in first".
+        case .optIn where !input.argument.isEmpty, .help where !input.argument.isEmpty, .reset where !input.argument.isEmpty:
+            return stepBefore.expectsPasscode || registered
         case .optOut, .optIn, .help, .reset, .empty: return false
         case .unknown where registered: return true
         case .answer where stepBefore.isConfirmation: return input.command != "YES"

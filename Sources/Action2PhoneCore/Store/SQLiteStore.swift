@@ -31,9 +31,13 @@ public struct SQLiteStore: Store {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         // A new database is private to its owner (it holds passcode hashes and people's details); SQLite gives its
-        // -wal and -shm the same permissions. O_EXCL: an existing file (one another process has just created too),
-        // or a link to one SQLite should create, is never replaced; it keeps the permissions it has.
-        let descriptor = Foundation.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        // -wal and -shm the same permissions. O_EXCL: an existing file (one another process has just created too)
+        // is never replaced, and keeps the permissions it has. A link to a file not yet there has that file created.
+        var file = path
+        if let link = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
+            file = link.hasPrefix("/") ? link : folder.appendingPathComponent(link).path
+        }
+        let descriptor = Foundation.open(file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
         if descriptor >= 0 { close(descriptor) }
         do {
             return try SQLiteStore(DatabasePool(path: path, configuration: makeConfiguration()))
