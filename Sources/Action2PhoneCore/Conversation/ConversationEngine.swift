@@ -184,11 +184,9 @@ public struct ConversationEngine: Sendable {
         }
         // At a passcode question a command (MESSAGES, LOGOUT, JOIN) cancels it and runs, and is never a wrong try
         // that could lock the account: passcodes chosen since JOIN refused command words cannot start with one.
-        // Where the passcode asked for may be an old one, PASSCODE or PASSWORD is an answer: passcodes chosen before
-        // they were commands may start with them. (A passcode from before that rule, "help me 1917", still logs in
-        // with LOGIN <passcode>; to change it, an organiser runs users reset-passcode.)
-        // HELP, RESET and their aliases with more words ("help me 1917") stay answers too: alone they are keywords,
-        // handled above.
+        // Where an existing passcode is asked for (login, current passcode), a text starting with PASSCODE, PASSWORD,
+        // HELP or RESET (or their aliases) is an answer: a passcode chosen before they were refused may start with
+        // them ("help me 1917"; HELP and RESET alone are keywords, handled above). Where a new one is asked, none can.
         let asksOldPasscode = state.step == .askedLoginPasscode || state.step == .askedCurrentPasscode
         if state.step == .askedLoginPasscode || state.step.isPasscodeChange, let command = Command(word: input.command), command != .start,
             !asksOldPasscode || ![.help, .reset, .passcode].contains(command)
