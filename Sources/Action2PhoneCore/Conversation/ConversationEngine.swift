@@ -49,9 +49,8 @@ public struct ConversationEngine: Sendable {
             switch state.step {
             case .askedPasscode, .askedNewPasscode:
                 return PasscodePolicy.lengths.contains(input.text.count) && !input.startsWithCommandWord ? .hash(input.text) : nil
-            case .askedPasscodeAgain(_, _, _, let pending):
-                return input.startsWithCommandWord || !PasscodePolicy.lengths.contains(input.text.count) ? nil : .verify(input.text, against: pending)
-            case .askedNewPasscodeAgain(let pending):
+            case .askedPasscodeAgain(_, _, _, let pending), .askedNewPasscodeAgain(let pending):
+                // A confirmation starting with a command word (sent by mistake) or of an impossible length needs no hash.
                 return input.startsWithCommandWord || !PasscodePolicy.lengths.contains(input.text.count) ? nil : .verify(input.text, against: pending)
             case .askedLoginPasscode, .askedCurrentPasscode:
                 guard let account, !isLocked(account, now: now), PasscodePolicy.lengths.contains(input.text.count) else { return nil }
