@@ -92,13 +92,10 @@ struct Users: AsyncParsableCommand {
         func run() async throws {
             let database = try store.open()
             // By email too: a person who forgot their passcode may well be known to the organiser by it.
-            let e164: String
-            if who.contains("@") {
-                guard let user = try await database.user(who.lowercased()) else { throw CLIError("no user with email \(who)") }
-                e164 = user.phone
-            } else {
-                e164 = try phoneArgument(who)
-                guard try await database.user(e164) != nil else { throw CLIError("no user with phone \(e164)") }
+            let byEmail = who.contains("@")
+            let key = byEmail ? who.lowercased() : try phoneArgument(who)
+            guard let e164 = try await database.user(key)?.phone else {
+                throw CLIError(byEmail ? "no user with email \(who)" : "no user with phone \(key)")
             }
             let config = try store.config()
             if let warning = config.weakHashingWarning { printError("warning: \(warning), a weak hash") }
