@@ -69,7 +69,7 @@ struct Outbox: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Outbound texts, newest first.")
         @OptionGroup var store: StoreOptions
         @Option(help: "Only this status: \(OutboxStatus.allCases.map(\.rawValue).joined(separator: ", ")).") var status: String?
-        @Option(help: "At most this many.") var limit = 100
+        @Option(parsing: .unconditional, help: "At most this many.") var limit = 100
         @Flag(help: "JSON: an array of rows.") var json = false
         @Flag(help: "CSV with a header row.") var csv = false
 

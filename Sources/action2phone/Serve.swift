@@ -18,15 +18,16 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "SQLite database file (env: ACTION2PHONE_DB, default db/action2phone.sqlite).") var db: String?
     @Option(help: "Listen address (env: ACTION2PHONE_HOST, default 127.0.0.1).") var host: String?
-    @Option(help: "Listen port (env: ACTION2PHONE_PORT, default 8080).") var port: String?
+    @Option(parsing: .unconditional, help: "Listen port (env: ACTION2PHONE_PORT, default 8080).") var port: String?
     @Option(help: "Public base URL Twilio calls, e.g. https://bot.example.org (env: ACTION2PHONE_PUBLIC_URL).") var publicURL: String?
     @Option(help: "Twilio account SID, AC… (env: TWILIO_ACCOUNT_SID).") var accountSid: String?
     @Option(help: "Sender number for REST sends (env: TWILIO_FROM_NUMBER).") var fromNumber: String?
     @Option(help: "Messaging Service SID for REST sends (env: TWILIO_MESSAGING_SERVICE_SID).") var messagingServiceSid: String?
     @Option(help: "Twilio REST API base URL (env: TWILIO_API_BASE_URL).") var apiBaseURL: String?
     @Option(help: "twiml or rest (env: ACTION2PHONE_REPLY_MODE, default twiml).") var replyMode: String?
-    @Option(help: "Outbound messages per second (env: ACTION2PHONE_SEND_RATE, default 1).") var sendRate: String?
-    @Option(help: "Seconds a login lasts without activity (env: ACTION2PHONE_SESSION_TTL, default 1800).") var sessionTTL: String?
+    @Option(parsing: .unconditional, help: "Outbound messages per second (env: ACTION2PHONE_SEND_RATE, default 1).") var sendRate: String?
+    @Option(parsing: .unconditional, help: "Seconds a login lasts without activity (env: ACTION2PHONE_SESSION_TTL, default 1800).") var sessionTTL:
+        String?
     @Option(help: "Comma-separated numbers that register as admins (env: ACTION2PHONE_ADMIN_PHONES).") var adminPhones: String?
     @Option(help: "Time zone of the times and dates in texts, e.g. America/New_York (env: ACTION2PHONE_TIME_ZONE, default UTC).")
     var timeZone: String?

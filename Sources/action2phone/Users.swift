@@ -18,7 +18,7 @@ struct Users: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
         @Flag(help: "Only people who opted out.") var optedOut = false
         @Flag(help: "Only admins.") var admins = false
-        @Option(help: "At most this many.") var limit = 1000
+        @Option(parsing: .unconditional, help: "At most this many.") var limit = 1000
         @Flag(help: "JSON: an array of users.") var json = false
         @Flag(help: "CSV with a header row.") var csv = false
 

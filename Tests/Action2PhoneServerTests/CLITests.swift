@@ -304,6 +304,20 @@ struct CLITests {
         #expect(r.stderr.contains("\(name) must be one of trace, debug, info, notice, warning, error, critical (got '"), "\(r.stderr)")
     }
 
+    /// A negative number after a flag is that flag's value, refused with the range, not "Missing value".
+    @Test(arguments: [
+        (["serve", "--port", "0", "--send-rate", "-1"], "--send-rate must be a number of messages per second from 0.01 to 10000 (got '-1')"),
+        (["serve", "--port", "0", "--session-ttl", "-60"], "--session-ttl must be"),
+        (["serve", "--port", "-8080"], "--port must be"),
+        (["users", "list", "--limit", "-5"], "--limit must be at least 1"),
+        (["outbox", "list", "--limit", "-5"], "--limit must be at least 1"),
+    ])
+    func aNegativeNumberIsRefusedAsTheFlagsValue(_ arguments: [String], _ message: String) async throws {
+        let r = try await Executable.run(arguments + ["--db", tempDatabase()], timeout: .seconds(20))
+        #expect(r.status == 64)
+        #expect(r.stderr.contains(message) && !r.stderr.contains("Missing value"), "\(r.stderr)")
+    }
+
     @Test func aBadSettingShowsServesUsageAndATakenPortIsNamed() async throws {
         let bad = try await Executable.run(
             ["serve", "--port", "0", "--db", tempDatabase()],
