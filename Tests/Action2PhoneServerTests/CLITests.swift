@@ -247,7 +247,7 @@ struct CLITests {
         #expect(broadcast.status == 0 && broadcast.stdout.contains("Stored in 1 inboxes; 1 texts queued."))
         let outbox = try await Executable.run(["outbox", "list", "--db", db, "--json"])
         let rows = try #require(try jsonObject(outbox.stdout) as? [[String: Any]])
-        #expect(rows.count == 2)
+        try #require(rows.count == 2)
         #expect(Set(rows[0].keys) == ["id", "to", "body", "status", "attempts", "twilioSid", "errorCode", "errorMessage", "createdAt", "updatedAt"])
         #expect(rows.map { $0["body"] as? String } == ["Harvest at dawn", "Report at dawn"])
         #expect(outbox.stderr.isEmpty)

@@ -68,7 +68,7 @@ struct OutboxHarness {
     }
 
     /// Runs `worker` until no row is `queued` or `sending` (or `timeout`), then shuts it down gracefully.
-    func run(_ worker: OutboxWorker, timeout: Duration = .seconds(15), until done: (() async throws -> Bool)? = nil) async throws {
+    func run(_ worker: OutboxWorker, timeout: Duration = .seconds(60), until done: (() async throws -> Bool)? = nil) async throws {
         let group = ServiceGroup(configuration: .init(services: [worker], logger: Logger(label: "test")))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -247,7 +247,7 @@ struct OutboxWorkerTests {
         #expect(fake.created.count == 2 && Set(fake.created.map(\.to)).count == 2)
         #expect(fake.state.withLock { $0.lists } == 1)
         let calls = try #require(recording.current).calls.current.filter { $0.to == "+14155554000" }
-        #expect(calls.map(\.isLookup) == [true, false])
+        try #require(calls.map(\.isLookup) == [true, false])
         #expect(calls[1].at - calls[0].at >= .milliseconds(500), "\(calls.map(\.at))")
         let rows = try h.rows()
         #expect(
@@ -321,7 +321,7 @@ struct OutboxWorkerTests {
         let fake = FakeTwilio()
         try await fake.run { base in try await h.run(worker(h, base)) }
         let posts = fake.posts(to: "+15005550430")
-        #expect(posts.count == 2)
+        try #require(posts.count == 2)
         #expect(posts[1] - posts[0] >= .milliseconds(45))
         #expect(fake.created(to: "+15005550430").count == 1)
         #expect(fake.state.withLock { $0.lists } == 0)  // a 429 was never processed: no reconciliation needed
