@@ -131,6 +131,15 @@ struct ConversationTransitionTests {
             loggedIn: true,
             reply: "same passcode again"
         ),
+        // The current passcode again is no change (after an organiser's reset, they would still know it): asked again
+        .init(
+            situation: s["asked new passcode"]!,
+            text: "right-passcode",
+            evidence: .reused(storedHash),
+            step: .askedNewPasscode,
+            loggedIn: true,
+            reply: "That is the passcode you have now, comrade. Reply with a different one, or RESET to keep it."
+        ),
         .init(situation: s["asked new passcode"]!, text: "short", step: .askedNewPasscode, loggedIn: true, reply: "6 to 64"),
         .init(situation: s["asked new passcode"]!, text: "YES i choose this", step: .askedNewPasscode, loggedIn: true, reply: "command word"),
         .init(
@@ -625,6 +634,12 @@ struct ConversationTransitionTests {
             engine.passcodeWork(for: Inbound(text: "good-passcode"), state: again, account: nil, now: t0)
                 == .verify("good-passcode", against: pendingHash)
         )
+        // A new passcode in a passcode change is checked against the current one (at registration there is none)
+        let askedNew = Self.s["asked new passcode"]!.state
+        #expect(
+            engine.passcodeWork(for: Inbound(text: "good-passcode"), state: askedNew, account: ivan, now: t0)
+                == .hash("good-passcode", unlike: storedHash)
+        )
         let idle = ConversationState(lastActivity: recent)
         #expect(
             engine.passcodeWork(for: Inbound(text: "LOGIN  my pass"), state: idle, account: ivan, now: t0) == .verify("my pass", against: storedHash)
@@ -1059,6 +1074,19 @@ struct PasscodeHasherTests {
         // PBKDF2 traps on a zero, negative or 64-bit cost, or an empty output: that took the whole server down
         #expect(!damaged.isUsable)
         #expect(await !PasscodeHasher(iterations: 1000).verify("tractor-2026", against: damaged))
+    }
+
+    @Test func aNewPasscodeIsHashedOnlyWhenItIsNotTheCurrentOne() async {
+        let hasher = PasscodeHasher(iterations: 1000)
+        let current = await hasher.hash("tractor-2026")
+        #expect(await hasher.perform(.hash("tractor-2026", unlike: current)) == .reused(current))
+        guard case .hashed(let changed) = await hasher.perform(.hash("tractor-2027", unlike: current)) else {
+            Issue.record("a different passcode was not hashed")
+            return
+        }
+        #expect(changed != current)
+        #expect(await hasher.verify("tractor-2027", against: changed))
+        #expect(await !hasher.verify("tractor-2026", against: changed))
     }
 
     @Test func productionCostIsAtLeast600k() {

@@ -206,6 +206,10 @@ extension ConversationEngine {
             )
             return nil
         }
+        if case .reused = step.evidence {
+            step.reply("That is the passcode you have now, comrade. Reply with a different one, or RESET to keep it.")
+            return nil
+        }
         guard case .hashed(let hash) = step.evidence else {
             step.reply(ask)
             return nil

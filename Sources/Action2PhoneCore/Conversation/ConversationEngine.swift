@@ -48,7 +48,9 @@ public struct ConversationEngine: Sendable {
         case .answer:
             switch state.step {
             case .askedPasscode, .askedNewPasscode:
-                return PasscodePolicy.lengths.contains(input.text.count) && !input.startsWithCommandWord ? .hash(input.text) : nil
+                guard PasscodePolicy.lengths.contains(input.text.count), !input.startsWithCommandWord else { return nil }
+                // A changed passcode must differ from the current one (after `users reset-passcode`, the organiser knows it).
+                return .hash(input.text, unlike: state.step == .askedNewPasscode ? account?.passcode : nil)
             case .askedPasscodeAgain(_, _, _, let pending), .askedNewPasscodeAgain(let pending):
                 // A confirmation starting with a command word (sent by mistake) or of an impossible length needs no hash.
                 return input.startsWithCommandWord || !PasscodePolicy.lengths.contains(input.text.count) ? nil : .verify(input.text, against: pending)
@@ -324,8 +326,9 @@ public struct ConversationEngine: Sendable {
 
 /// Slow work a text needs before its step can be decided.
 public enum PasscodeWork: Sendable, Equatable {
-    /// Hash a new passcode.
-    case hash(String)
+    /// Hash a new passcode; with `unlike`, unless it is the passcode that hash was made from (a passcode change
+    /// that would keep the old one).
+    case hash(String, unlike: PasscodeHash? = nil)
     /// Check a passcode against a stored hash.
     case verify(String, against: PasscodeHash)
 }
@@ -333,6 +336,8 @@ public enum PasscodeWork: Sendable, Equatable {
 /// The outcome of `PasscodeWork`.
 public enum PasscodeEvidence: Sendable, Equatable {
     case hashed(PasscodeHash)
+    /// The new passcode is the one `unlike` was made from, the hash it was checked against: nothing was hashed.
+    case reused(PasscodeHash)
     /// Whether the passcode matched, and the hash it was checked against (a hash that changed meanwhile
     /// makes the evidence stale).
     case verified(Bool, against: PasscodeHash)

@@ -29,8 +29,13 @@ public struct PasscodeHasher: Sendable {
     /// within `limit`.
     public func perform(_ work: PasscodeWork, waitingAtMost limit: Duration? = nil) async -> PasscodeEvidence {
         switch work {
-        case .hash(let passcode):
-            return await hash(passcode, waitingAtMost: limit).map { .hashed($0) } ?? .busy
+        case .hash(let passcode, let current):
+            let iterations = self.iterations
+            // One slot for both: a burst of logins between the check and the hash would otherwise lose the check.
+            return await offload(waitingAtMost: limit) { () -> PasscodeEvidence in
+                if let current, Self.matches(passcode, current) { return .reused(current) }
+                return .hashed(Self.newHash(passcode, iterations: iterations))
+            } ?? .busy
         case .verify(let passcode, let stored):
             return await verify(passcode, against: stored, waitingAtMost: limit).map { .verified($0, against: stored) } ?? .busy
         }
@@ -46,20 +51,26 @@ public struct PasscodeHasher: Sendable {
 
     private func hash(_ passcode: String, waitingAtMost limit: Duration?) async -> PasscodeHash? {
         let iterations = self.iterations
-        return await offload(waitingAtMost: limit) {
-            let salt = Crypto.randomBytes(16)
-            let key = Crypto.pbkdf2SHA256(password: Array(passcode.utf8), salt: salt, iterations: iterations)
-            return PasscodeHash(hash: key, salt: salt, iterations: iterations)
-        }
+        return await offload(waitingAtMost: limit) { Self.newHash(passcode, iterations: iterations) }
     }
 
     private func verify(_ passcode: String, against stored: PasscodeHash, waitingAtMost limit: Duration?) async -> Bool? {
         // A damaged stored record matches nothing (checking it would trap the process).
         guard stored.isUsable else { return false }
-        return await offload(waitingAtMost: limit) {
-            let key = Crypto.pbkdf2SHA256(password: Array(passcode.utf8), salt: stored.salt, iterations: stored.iterations, length: stored.hash.count)
-            return Crypto.constantTimeEqual(key, stored.hash)
-        }
+        return await offload(waitingAtMost: limit) { Self.matches(passcode, stored) }
+    }
+
+    private static func newHash(_ passcode: String, iterations: Int) -> PasscodeHash {
+        let salt = Crypto.randomBytes(16)
+        let key = Crypto.pbkdf2SHA256(password: Array(passcode.utf8), salt: salt, iterations: iterations)
+        return PasscodeHash(hash: key, salt: salt, iterations: iterations)
+    }
+
+    /// Whether `passcode` is the one `stored` was made from; a damaged record matches nothing.
+    private static func matches(_ passcode: String, _ stored: PasscodeHash) -> Bool {
+        guard stored.isUsable else { return false }
+        let key = Crypto.pbkdf2SHA256(password: Array(passcode.utf8), salt: stored.salt, iterations: stored.iterations, length: stored.hash.count)
+        return Crypto.constantTimeEqual(key, stored.hash)
     }
 
     /// Runs `work` on the hashing queue once a slot is free; `nil` when none came free within `limit`.
