@@ -9,4 +9,41 @@ struct Action2Phone: AsyncParsableCommand {
         abstract: "Action2Phone: an SMS bot on Twilio, and the tools to run it.",
         subcommands: [Serve.self, Replay.self, Chat.self, Users.self, Send.self, Broadcast.self, Outbox.self, Doctor.self, Backup.self]
     )
+
+    static func main() async {
+        await main(markingTexts(Array(CommandLine.arguments.dropFirst())))
+    }
+
+    /// The options of the commands that take a free text, which may start with "-" ("-5 degrees tonight",
+    /// "- bring the hammer"): flags, and options that take a value.
+    private static let textCommands: [String: (flags: Set<String>, valued: Set<String>)] = [
+        "send": (["-h", "--help"], ["--db"]),
+        "broadcast": (["-h", "--help", "--yes"], ["--db"]),
+    ]
+
+    /// The parser reads a text starting with "-" as flags: an `h` among them showed the help and sent nothing
+    /// (exit 0), and "-5 degrees" was a missing argument. When `send` or `broadcast` has such a text, its own
+    /// options go first and every other argument after `--`, where nothing is a flag. Other commands, and texts
+    /// without a leading "-", are left as they are.
+    static func markingTexts(_ arguments: [String]) -> [String] {
+        guard let command = arguments.first, let options = textCommands[command] else { return arguments }
+        var own: [String] = []
+        var others: [String] = []
+        var rest = arguments.dropFirst()
+        while let argument = rest.popFirst() {
+            if argument == "--" {
+                others += rest
+                break
+            } else if options.valued.contains(argument) {
+                own.append(argument)
+                if let value = rest.popFirst() { own.append(value) }
+            } else if options.flags.contains(argument) || options.valued.contains(where: { argument.hasPrefix($0 + "=") }) {
+                own.append(argument)
+            } else {
+                others.append(argument)
+            }
+        }
+        guard others.contains(where: { $0.hasPrefix("-") }) else { return arguments }
+        return [command] + own + ["--"] + others
+    }
 }

@@ -228,6 +228,26 @@ struct CLITests {
         #expect(try await Executable.run(["users", "delete", "+14155550100", "--db", db]).status == 1)
     }
 
+    @Test func aTextStartingWithADashIsSentNotReadAsFlags() async throws {
+        // "- bring the hammer" has an h: read as flags, it showed the help, exited 0 and sent nothing
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        for text in ["- bring the hammer", "-5 degrees tonight"] {
+            let send = try await Executable.run(["send", "4155550100", text, "--db", db])
+            #expect(send.status == 0 && send.stdout.contains("queued to be texted"), "\(text): \(send.stdout) \(send.stderr)")
+        }
+        let broadcast = try await Executable.run(["broadcast", "--db", db, "-Meeting at the hall", "--yes"])
+        #expect(broadcast.status == 0 && broadcast.stdout.contains("1 texts queued"), "\(broadcast.stdout) \(broadcast.stderr)")
+        let outbox = try await Executable.run(["outbox", "list", "--db", db, "--json"])
+        let rows = try #require(try jsonObject(outbox.stdout) as? [[String: Any]])
+        #expect(rows.map { $0["body"] as? String } == ["-Meeting at the hall", "-5 degrees tonight", "- bring the hammer"])
+        // A misspelt flag is still an error, never sent as text; the help is still the help
+        let misspelt = try await Executable.run(["broadcast", "-Meeting at the hall", "--yse", "--db", db])
+        #expect(misspelt.status == 64 && misspelt.stderr.contains("--yse"), "\(misspelt.stderr)")
+        let help = try await Executable.run(["send", "--help"])
+        #expect(help.status == 0 && help.stdout.contains("USAGE: action2phone send"))
+    }
+
     @Test func sendBroadcastAndTheOutbox() async throws {
         let db = tempDatabase()
         _ = try await registerIvan(db)
