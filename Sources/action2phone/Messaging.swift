@@ -107,15 +107,17 @@ struct Outbox: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
         @Argument(help: "Outbox ids.") var ids: [Int64] = []
         @Flag(help: "Every uncertain text.") var uncertain = false
-        @Flag(help: "Every failed text.") var failed = false
+        @Flag(help: "Every failed text, but those not sent because the number had opted out, and conversation replies.")
+        var failed = false
+        @Flag(help: "Every undelivered text, but conversation replies.") var undelivered = false
 
         func validate() throws {
-            let choices = (ids.isEmpty ? 0 : 1) + (uncertain ? 1 : 0) + (failed ? 1 : 0)
-            if choices != 1 { throw ValidationError("give outbox ids, or --uncertain, or --failed") }
+            let choices = (ids.isEmpty ? 0 : 1) + (uncertain ? 1 : 0) + (failed ? 1 : 0) + (undelivered ? 1 : 0)
+            if choices != 1 { throw ValidationError("give outbox ids, or one of --uncertain, --failed, --undelivered (not both ids and a flag)") }
         }
 
         func run() async throws {
-            let status: OutboxStatus? = uncertain ? .uncertain : failed ? .failed : nil
+            let status: OutboxStatus? = uncertain ? .uncertain : failed ? .failed : undelivered ? .undelivered : nil
             // An id given twice is one row: the second would be refused as already queued, after the first worked.
             var seen = Set<Int64>()
             let ids = self.ids.filter { seen.insert($0).inserted }

@@ -151,7 +151,10 @@ struct OutboxStoreTests {
                 (to: "+14155550103", body: "c", purpose: "direct"),
             ]
         )
-        try executeSQL(path, "UPDATE outbox SET status = 'failed', errorCode = 21610")
+        try executeSQL(
+            path,
+            "UPDATE outbox SET status = 'failed', errorCode = 21610 WHERE id = 1; UPDATE outbox SET status = 'failed', errorCode = 21211 WHERE id > 1"
+        )
         try await store.setConsent(phone: "+14155550101", optedOut: true, note: "21610")
         try executeSQL(path, "INSERT INTO phones (phone, suppressed, updatedAt) VALUES ('+14155550102', 1, '2026-11-25 09:00:00.000')")
         // When an operator retries every failed text
@@ -161,6 +164,53 @@ struct OutboxStoreTests {
         #expect(result.refused.map(\.id) == [1, 2])
         #expect(result.refused[0].reason.contains("opted out") && result.refused[1].reason.contains("users unsuppress +14155550102"))
         #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE status = 'failed'") == 2)
+    }
+
+    @Test func retryingEveryFailedTextLeavesWhatAStopRefusedAndStaleReplies() async throws {
+        // Given a text to Ivan (its earlier attempt met a 30007), a conversation reply to Olga that Twilio's outage
+        // made fail and a text to her that Twilio refused (21211), and two to Pavel undelivered by a carrier
+        let (path, store) = try store(queueing: [
+            (to: "+14155550101", body: "meeting moved", purpose: "direct"),
+            (to: "+14155550102", body: "Reply with your first name.", purpose: "reply"),
+            (to: "+14155550102", body: "hello Olga", purpose: "direct"), (to: "+14155550103", body: "hello Pavel", purpose: "direct"),
+            (to: "+14155550103", body: "Reply with your email.", purpose: "reply"),
+        ])
+        try executeSQL(
+            path,
+            """
+            UPDATE outbox SET errorCode = 30007, errorMessage = 'filtered' WHERE id = 1;
+            UPDATE outbox SET status = 'failed', errorCode = 20500, errorMessage = 'gave up after 8 attempts' WHERE id = 2;
+            UPDATE outbox SET status = 'failed', errorCode = 21211, errorMessage = 'invalid To' WHERE id = 3;
+            UPDATE outbox SET status = 'undelivered', errorCode = 30008 WHERE id IN (4, 5);
+            """
+        )
+        // When Ivan texts STOP before his texts go, the worker refuses them; later he texts START
+        try await store.setConsent(phone: "+14155550101", optedOut: true, note: "STOP")
+        #expect(try await store.claimOutbox(now: t0, limit: 10).isEmpty)
+        let refusedRow = try #require(try fetchRow(path, "SELECT status, errorCode, errorMessage FROM outbox WHERE id = 1"))
+        #expect(refusedRow["status"] as String == "failed" && refusedRow["errorCode"] as Int? == nil)
+        #expect(refusedRow["errorMessage"] as String == "not sent: the recipient opted out")
+        try await store.setConsent(phone: "+14155550101", optedOut: false, note: "START")
+        // Then of every failed text, only Olga's direct one is retried: what Ivan stopped and the stale reply are
+        // skipped, each said why
+        let failed = try await store.retryOutbox(ids: [], status: .failed)
+        #expect(failed.queued == [3])
+        #expect(failed.refused.map(\.id) == [1, 2])
+        #expect(failed.refused[0].reason.contains("had opted out") && failed.refused[1].reason.contains("conversation's reply"), "\(failed.refused)")
+        #expect(failed.refused.allSatisfy { $0.reason.contains("action2phone outbox retry \($0.id) sends it") })
+        // And every undelivered one is Pavel's direct message, not his reply
+        let undelivered = try await store.retryOutbox(ids: [], status: .undelivered)
+        #expect(undelivered.queued == [4] && undelivered.refused.map(\.id) == [5])
+        // And by id, an operator sends what they name
+        #expect(try await store.retryOutbox(ids: [1, 2]).queued == [1, 2])
+        // And a text sent in local mode after a retry keeps no error from before it
+        var sent = 0
+        while let message = try await store.claimOutbox(now: t0, limit: 1).first {
+            try await store.completeOutbox(id: message.id, outcome: .simulated, now: t0)
+            sent += 1
+        }
+        #expect(sent == 4)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE status = 'simulated' AND errorCode IS NULL AND errorMessage IS NULL") == 4)
     }
 
     @Test func aTextInFlightWhenItsRecipientDeletesTheirAccountIsNeverSentAgain() async throws {

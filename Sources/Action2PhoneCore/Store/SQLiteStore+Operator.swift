@@ -166,7 +166,9 @@ extension SQLiteStore {
     /// Queues rows again. `uncertain` rows are first looked for at Twilio before any resend; `failed` and
     /// `undelivered` ones are sent again, each with a fresh set of attempts. Rows in any other state are refused
     /// (they were sent or are on their way), as are unknown ids, and rows to a number that opted out or cannot
-    /// receive texts (the worker would only refuse them). `ids` empty means every row with `status`.
+    /// receive texts (the worker would only refuse them). `ids` empty means every row with `status`; of every failed
+    /// or undelivered row, those not sent because their number had opted out and conversation replies (out of date by
+    /// now) are skipped: an operator sends them by id.
     public func retryOutbox(
         ids: [Int64],
         status: OutboxStatus? = nil,
@@ -180,7 +182,13 @@ extension SQLiteStore {
             var queued: [Int64] = []
             var refused: [OutboxRetryRefusal] = []
             for id in targets {
-                guard let row = try Row.fetchOne(db, sql: "SELECT status, \"to\", recipientDeleted FROM outbox WHERE id = ?", arguments: [id]) else {
+                guard
+                    let row = try Row.fetchOne(
+                        db,
+                        sql: "SELECT status, \"to\", recipientDeleted, purpose, errorCode, errorMessage FROM outbox WHERE id = ?",
+                        arguments: [id]
+                    )
+                else {
                     refused.append(.init(id: id, reason: "no outbox row with id \(id)"))
                     continue
                 }
@@ -203,6 +211,22 @@ extension SQLiteStore {
                 if try row.decode(Bool.self, forColumn: "recipientDeleted") {
                     refused.append(.init(id: id, reason: "row \(id) was to a person who deleted their account"))
                     continue
+                }
+                if ids.isEmpty, current != "uncertain" {
+                    let errorCode: Int? = try row.decode(forColumn: "errorCode")
+                    let errorMessage: String? = try row.decode(forColumn: "errorMessage")
+                    if errorCode == 21610 || errorMessage == Self.optedOutRefusal {
+                        refused.append(
+                            .init(id: id, reason: "row \(id) was not sent because \(to) had opted out: action2phone outbox retry \(id) sends it")
+                        )
+                        continue
+                    }
+                    if try row.decode(String.self, forColumn: "purpose") == "reply" {
+                        refused.append(
+                            .init(id: id, reason: "row \(id) is a conversation's reply, out of date by now: action2phone outbox retry \(id) sends it")
+                        )
+                        continue
+                    }
                 }
                 guard ["uncertain", "failed", "undelivered"].contains(current) else {
                     refused.append(.init(id: id, reason: "row \(id) is \(current): only uncertain, failed or undelivered rows can be retried"))

@@ -29,6 +29,9 @@ extension SQLiteStore {
         }
     }
 
+    /// Why a text whose number opted out after it was queued failed.
+    static let optedOutRefusal = "not sent: the recipient opted out"
+
     public func claimProbe(now: Date) async throws -> OutboxMessage? {
         try await writer.write { db in try Self.claimOne(db, now: now, leastTriedFirst: true) }
     }
@@ -50,7 +53,7 @@ extension SQLiteStore {
                 let id: Int64 = try row.decode(forColumn: "id")
                 let refusal: String? =
                     if try row.decode(Bool.self, forColumn: "optedOut") {
-                        "not sent: the recipient opted out"
+                        optedOutRefusal
                     } else if try row.decode(Bool.self, forColumn: "suppressed") {
                         "not sent: the number cannot receive texts (suppressed; action2phone users unsuppress clears it)"
                     } else { nil }
@@ -58,7 +61,7 @@ extension SQLiteStore {
                     // Uncertain rather than failed when an earlier attempt may have reached Twilio.
                     let status = try row.decode(Bool.self, forColumn: "needsReconcile") ? "uncertain" : "failed"
                     try db.execute(
-                        sql: "UPDATE outbox SET status = ?, errorMessage = ?, updatedAt = ? WHERE id = ?",
+                        sql: "UPDATE outbox SET status = ?, errorCode = NULL, errorMessage = ?, updatedAt = ? WHERE id = ?",
                         arguments: [status, refusal, now, id]
                     )
                     continue
@@ -180,7 +183,11 @@ extension SQLiteStore {
                     arguments: [now, id]
                 )
             case .simulated:
-                try db.execute(sql: "UPDATE outbox SET status = 'simulated', updatedAt = ? WHERE id = ?", arguments: [now, id])
+                // (An error from before an operator's retry no longer applies.)
+                try db.execute(
+                    sql: "UPDATE outbox SET status = 'simulated', errorCode = NULL, errorMessage = NULL, updatedAt = ? WHERE id = ?",
+                    arguments: [now, id]
+                )
             case .failed(let code, let message):
                 try db.execute(
                     sql: "UPDATE outbox SET status = 'failed', errorCode = ?, errorMessage = ?, nextAttemptAt = NULL, updatedAt = ? WHERE id = ?",
