@@ -503,6 +503,22 @@ struct ConversationTransitionTests {
         // A command in quotes or with punctuation is still the command ("the first word counts")
         .init(situation: s["logged in"]!, text: "\u{201C}profile\u{201D}", step: .idle, loggedIn: true, reply: "Ivan Petrov"),
         .init(situation: s["logged in"]!, text: "Logout!", step: .idle, loggedIn: false, reply: "logged out"),
+        // A question mark after a command word too; and "Log in", "Log out", "Sign up", as phones autocorrect them
+        .init(situation: s["logged in"]!, text: "Profile?", step: .idle, loggedIn: true, reply: "Ivan Petrov"),
+        .init(situation: s["logged in"]!, text: "Help?", step: .idle, loggedIn: true, reply: "Reply MESSAGES, MORE, PROFILE"),
+        .init(situation: s["logged in"]!, text: "Log out", step: .idle, loggedIn: false, reply: "logged out"),
+        .init(situation: s["registered, logged out"]!, text: "Log in", step: .askedLoginPasscode, loggedIn: false, reply: "passcode"),
+        .init(
+            situation: s["registered, logged out"]!,
+            text: "Log In right-passcode",
+            evidence: .verified(true, against: storedHash),
+            step: .idle,
+            loggedIn: true,
+            effects: [.loginSucceeded(userId: 1)],
+            reply: "Welcome back"
+        ),
+        .init(situation: s["unregistered"]!, text: "Sign up", step: .askedFirstName, loggedIn: false, reply: "first name"),
+        .init(situation: s["unregistered"]!, text: "Log book", step: .idle, loggedIn: false, reply: "Unknown command LOG"),
         .init(situation: s["logged in"]!, text: "nstop", step: .idle, loggedIn: true, reply: "Did you mean STOP?"),
         .init(situation: s["opted out"]!, text: "start please", step: .idle, loggedIn: false, reply: ""),
         .init(situation: s["registered, logged out"]!, text: "start please", step: .idle, loggedIn: false, reply: "already subscribed"),
@@ -645,6 +661,9 @@ struct ConversationTransitionTests {
             engine.passcodeWork(for: Inbound(text: "LOGIN  my pass"), state: idle, account: ivan, now: t0) == .verify("my pass", against: storedHash)
         )
         #expect(engine.passcodeWork(for: Inbound(text: "LOGIN"), state: idle, account: ivan, now: t0) == nil)
+        #expect(
+            engine.passcodeWork(for: Inbound(text: "Log in my pass"), state: idle, account: ivan, now: t0) == .verify("my pass", against: storedHash)
+        )
         // An opted-out number is answered only when it opts back in: nothing of it is ever hashed (its YES at an open
         // passcode question is the opt-in, and is logged as it is)
         let askedLogin = Self.s["asked login passcode"]!.state
