@@ -225,6 +225,44 @@ struct ConversationTransitionTests {
             reply: "LOGIN is a command, comrade. You are registering: reply with your last name, or RESET to stop."
         ),
         .init(situation: s["asked last name"]!, text: "More", step: .askedEmail(first: "Olga", last: "More"), loggedIn: false, reply: "email"),
+        // A request where a name is asked is not taken for the name
+        .init(
+            situation: s["asked first name"]!,
+            text: "stop please",
+            step: .askedFirstName,
+            loggedIn: false,
+            reply:
+                "That is not a name, comrade. To opt out, reply STOP alone: with other words it does not count. Reply with your first name to register, or RESET to stop."
+        ),
+        .init(situation: s["asked first name"]!, text: "please stop texting me", step: .askedFirstName, loggedIn: false, reply: "reply STOP alone"),
+        .init(
+            situation: s["asked last name"]!,
+            text: "Help me",
+            step: .askedLastName(first: "Olga"),
+            loggedIn: false,
+            reply: "HELP alone says where you are"
+        ),
+        .init(
+            situation: s["asked last name"]!,
+            text: "Unsubscribe me",
+            step: .askedLastName(first: "Olga"),
+            loggedIn: false,
+            reply: "reply STOP alone"
+        ),
+        .init(
+            situation: s["asked last name"]!,
+            text: "Reset please",
+            step: .askedLastName(first: "Olga"),
+            loggedIn: false,
+            reply: "RESET alone stops"
+        ),
+        .init(
+            situation: s["asked last name"]!,
+            text: "Endicott",
+            step: .askedEmail(first: "Olga", last: "Endicott"),
+            loggedIn: false,
+            reply: "email"
+        ),
         .init(
             situation: s["asked passcode again"]!,
             text: "LOGIN",
@@ -696,7 +734,7 @@ struct ConversationTransitionTests {
     @Test func failuresOutsideTheWindowAreForgotten() throws {
         let (d, _) = try wrongPasscode(after: [16, 16, 15.5, 15])
         #expect(d.effects == [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)])
-        #expect(d.replies == ["Wrong passcode (1 of 5 tries). Reply with your passcode, or RESET to stop."])
+        #expect(d.replies == ["Wrong passcode (1 of 5 tries). Reply with your passcode, or RESET to stop. Forgot it? Ask an organiser to reset it."])
     }
 
     @Test func theWindowSlidesOnlyTheFailuresOlderThanFifteenMinutesAreForgotten() throws {
@@ -705,7 +743,7 @@ struct ConversationTransitionTests {
         let (d, state) = try wrongPasscode(after: [16, 1, 0.5, 0.25])
         let kept = [1, 0.5, 0.25].map { t0.addingTimeInterval(-$0 * 60) }
         #expect(d.effects == [.loginFailed(userId: 1, recentFailures: kept + [t0], lockedUntil: nil)])
-        #expect(d.replies == ["Wrong passcode (4 of 5 tries). Reply with your passcode, or RESET to stop."])
+        #expect(d.replies == ["Wrong passcode (4 of 5 tries). Reply with your passcode, or RESET to stop. Forgot it? Ask an organiser to reset it."])
         #expect(state.step == .askedLoginPasscode)
         // And a fifth within 15 minutes of the first of them locks, whenever an older one was
         let (locked, _) = try wrongPasscode(after: [30, 16, 14.9, 1, 0.5, 0.25])
@@ -817,7 +855,9 @@ struct ConversationTransitionTests {
         #expect(d.replies == ["You are confirming a DELETE. Reply YES to erase your data, or RESET to keep it."])
         var asked = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
         let atLogin = try engine.reduce(&asked, Inbound(text: "HELP"), facts: facts(), now: t0)
-        #expect(atLogin.replies == ["You are in the login. Reply with your passcode, comrade, or RESET to stop."])
+        #expect(
+            atLogin.replies == ["You are in the login. Reply with your passcode, comrade, or RESET to stop. Forgot it? Ask an organiser to reset it."]
+        )
         #expect(state.step == .confirmingDelete)
     }
 

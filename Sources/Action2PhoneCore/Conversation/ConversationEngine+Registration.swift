@@ -11,12 +11,16 @@ extension ConversationEngine {
         case .askedFirstName:
             // A command alone ("LOGIN", from someone who thought they had an account) is not taken as a name.
             if let command = commandAlone(step.input) { return step.reply(Copy.commandNotFirstName(command)) }
+            if let request = requestNotName(step.input) { return step.reply(request + " Reply with your first name to register, or RESET to stop.") }
             guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("first")) }
             state.step = .askedLastName(first: name)
             step.reply("Thank you, \(Copy.endingSentence(name)) Reply with your last name.")
         case .askedLastName(let first):
             // (More is a surname as well as a command: Thomas More registers.)
             if let command = commandAlone(step.input), command != .more { return step.reply(Copy.commandNotLastName(command)) }
+            if let request = requestNotName(step.input) {
+                return step.reply(request + " You are registering: reply with your last name, or RESET to stop.")
+            }
             guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("last")) }
             state.step = .askedEmail(first: first, last: name)
             step.reply("Good, comrade \(first) \(Copy.endingSentence(name)) Reply with your email address.")
@@ -156,6 +160,19 @@ extension ConversationEngine {
 
     /// The command a text is, when it is nothing but a command's own name (`LOGIN`, `messages`; not an alias, which
     /// may be a name, such as Me).
+    /// What to say to a request sent where a name is asked ("stop please", "help me", "reset please", "please stop
+    /// texting me"): words no name starts with. `nil` for a name.
+    func requestNotName(_ input: Inbound) -> String? {
+        if optOutWords.contains(input.command) || input.mentionsOptingOut {
+            return "That is not a name, comrade. To opt out, reply STOP alone: with other words it does not count."
+        }
+        switch input.command {
+        case "HELP", "INFO": return "That is not a name, comrade. HELP alone says where you are."
+        case "RESET", "MENU": return "That is not a name, comrade. RESET alone stops registering."
+        default: return nil
+        }
+    }
+
     func commandAlone(_ input: Inbound) -> Command? {
         guard input.argument.isEmpty, let command = Command(word: input.command), command.rawValue == input.command else { return nil }
         return command

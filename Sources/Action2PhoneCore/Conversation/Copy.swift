@@ -15,7 +15,8 @@ enum Copy {
     static let askLoginPasscode = "Reply with your passcode, comrade, or RESET to stop."
     static let askCurrentPasscode = "Reply with your current passcode, comrade, or RESET to keep it."
     /// After a wrong or impossible passcode, the question again.
-    static let retryLoginPasscode = "Reply with your passcode, or RESET to stop."
+    static let retryLoginPasscode = "Reply with your passcode, or RESET to stop. " + forgotPasscode
+    static let forgotPasscode = "Forgot it? Ask an organiser to reset it."
     static let retryCurrentPasscode = "Reply with your current passcode, or RESET to keep it."
     static let askNewPasscode = "Choose a new passcode of 6 to 64 characters and reply with it, or RESET to keep the old one."
     static let passcodesBusy =
@@ -33,7 +34,7 @@ enum Copy {
         case .askedEmail: "Reply with your email address."
         case .askedPasscode: askPasscode
         case .askedPasscodeAgain: askPasscodeAgain
-        case .askedLoginPasscode: askLoginPasscode
+        case .askedLoginPasscode: askLoginPasscode + " " + forgotPasscode
         case .askedCurrentPasscode: askCurrentPasscode
         case .askedNewPasscode: askNewPasscode
         case .askedNewPasscodeAgain: askPasscodeAgain
