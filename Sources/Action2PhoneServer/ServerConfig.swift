@@ -172,7 +172,7 @@ extension ServerConfig {
             throw ConfigError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID: REST sends need a sender")
         }
         config.apiBaseURL = try url(value(.apiBaseURL) ?? "https://api.twilio.com", name: name(.apiBaseURL))
-        config.publicURL = try value(.publicURL).map { try url($0, name: name(.publicURL)) }
+        config.publicURL = try value(.publicURL).map { try publicURL($0, name: name(.publicURL)) }
         config.host = value(.host) ?? "127.0.0.1"
         if let raw = value(.port) {
             guard let port = Int(raw), (0...65535).contains(port) else { throw ConfigError("\(name(.port)) must be 0...65535 (got '\(raw)')") }
@@ -223,6 +223,20 @@ extension ServerConfig {
     }
 
     /// An http(s) base URL without a trailing slash, query or fragment.
+    /// The base URL Twilio reaches the server at. The webhook's URL pasted from the Twilio Console (`…/sms`) is
+    /// refused: signatures would be checked against `…/sms/sms`, and every webhook refused.
+    static func publicURL(_ raw: String, name: String) throws -> String {
+        let base = try url(raw, name: name)
+        for route in ["/sms", "/sms/status"]
+        where base.lowercased().hasSuffix(route) && base.split(separator: "/").count >= 2 + route.split(separator: "/").count {
+            let suggested = String(base.dropLast(route.count))
+            throw ConfigError(
+                "\(name) is the base URL, without \(route): the webhook's URL is it followed by /sms (got '\(displayed(raw))', which would make it \(displayed(base))/sms; give \(displayed(suggested)))"
+            )
+        }
+        return base
+    }
+
     static func url(_ raw: String, name: String) throws -> String {
         var s = raw
         let lower = s.lowercased()

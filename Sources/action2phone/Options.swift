@@ -11,11 +11,16 @@ struct StoreOptions: ParsableArguments {
 
     var path: String { db ?? ProcessInfo.processInfo.environment["ACTION2PHONE_DB"].flatMap { $0.isEmpty ? nil : $0 } ?? "db/action2phone.sqlite" }
 
-    /// Opens or creates the database and applies migrations.
-    func open() throws -> SQLiteStore {
+    /// Opens or creates the database and applies migrations. A new one is said on stderr: an operator in the wrong
+    /// directory, or with a mistyped path, would otherwise read "No one is registered yet." as their members gone.
+    /// (`replay --fresh` makes its databases new on purpose: `announcingNew` false.)
+    func open(announcingNew: Bool = true) throws -> SQLiteStore {
         guard !path.isEmpty else { throw CLIError("--db is empty: give the database file's path") }
+        let existed = FileManager.default.fileExists(atPath: path)
         do {
-            return try SQLiteStore.open(path: path)
+            let store = try SQLiteStore.open(path: path)
+            if !existed && announcingNew { printError("(no database was at \(path): created a new, empty one)") }
+            return store
         } catch {
             throw CLIError("cannot open the database \(path): \(error)")
         }

@@ -81,7 +81,7 @@ struct Replay: AsyncParsableCommand {
                 scratch = directory
             }
             config = try options.config()
-            phone = InProcessPhone(config: config, store: try options.open(), virtualClock: true)
+            phone = InProcessPhone(config: config, store: try options.open(announcingNew: !fresh), virtualClock: true)
         }
         // The account the texts come from: a server with Twilio credentials refuses any other (403).
         let accountSid = config.accountSid ?? WebhookFields.localAccountSid

@@ -206,6 +206,25 @@ struct CLITests {
         #expect(status.stderr.contains("--status must be one of"))
     }
 
+    @Test func aMissingDatabaseIsCreatedSaySoAndAListCutShortSaysSo() async throws {
+        // A mistyped path: the empty database made in its place is named, so "no one" is not read as members gone
+        let db = tempDatabase()
+        let first = try await Executable.run(["users", "list", "--db", db])
+        #expect(first.status == 0 && first.stdout.contains("No one is registered yet."))
+        #expect(first.stderr.contains("(no database was at \(db): created a new, empty one)"), "\(first.stderr)")
+        _ = try await registerIvan(db)
+        _ = try await Executable.run(
+            ["chat", "--db", db, "--from", "415-555-0101"],
+            input: "JOIN\nOlga\nIvanova\nolga@example.org\nsecret-pass\nsecret-pass\n"
+        )
+        // An export cut short by --limit says so on stderr, and stdout stays the rows
+        let cut = try await Executable.run(["users", "list", "--db", db, "--limit", "1", "--csv"])
+        #expect(cut.status == 0 && cut.stdout.split(separator: "\n").count == 2, "\(cut.stdout)")
+        #expect(cut.stderr.contains("(the first 1 shown; there are more: --limit N shows more)"), "\(cut.stderr)")
+        let whole = try await Executable.run(["users", "list", "--db", db, "--limit", "2", "--csv"])
+        #expect(whole.stdout.split(separator: "\n").count == 3 && whole.stderr.isEmpty, "\(whole.stderr)")
+    }
+
     @Test func promoteDemoteAndDelete() async throws {
         let db = tempDatabase()
         _ = try await registerIvan(db)

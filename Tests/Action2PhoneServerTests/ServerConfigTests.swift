@@ -81,6 +81,23 @@ struct ServerConfigTests {
         }
     }
 
+    @Test func aPublicURLEndingInTheWebhooksPathIsRefusedWithTheBase() throws {
+        // The webhook's URL pasted from the Twilio Console: signatures would be checked against …/sms/sms
+        for pasted in ["https://bot.example.org/sms", "https://bot.example.org/sms/", "https://u:pw@bot.example.org/a2p/SMS/status"] {
+            #expect {
+                try ServerConfig.resolve(flags: [.database: db, .publicURL: pasted], environment: [:])
+            } throws: { error in
+                let text = "\(error)"
+                return text.hasPrefix("--public-url is the base URL, without /sms") && text.contains("give https://")
+                    && !text.contains("pw@")
+            }
+        }
+        // A base whose host or path only contains sms stays as it is
+        for base in ["https://sms", "https://sms.example.org", "https://bot.example.org/smsbot"] {
+            #expect(try ServerConfig.resolve(flags: [.database: db], environment: ["ACTION2PHONE_PUBLIC_URL": base]).publicURL == base)
+        }
+    }
+
     @Test func aPasswordInAURLIsNeverShown() {
         #expect(ServerConfig.displayed("https://twuser:S3cretPw@bot.example.org/sms?x=a@b") == "https://twuser:***@bot.example.org/sms?x=a@b")
         #expect(ServerConfig.displayed("https://twuser@bot.example.org") == "https://twuser@bot.example.org")
