@@ -9,12 +9,19 @@ import TwilioKit
 struct StoreEffectTests {
     let hash = PasscodeHash(hash: Array(repeating: 3, count: 32), salt: Array(repeating: 4, count: 16), iterations: 1000)
 
-    func step(_ store: SQLiteStore, from phone: String, _ effects: [Effect], body: String = "x") async throws {
+    func step(
+        _ store: SQLiteStore,
+        from phone: String,
+        _ effects: [Effect],
+        body: String = "x",
+        reply: String = "ok",
+        replyMode: ReplyMode = .twiml
+    ) async throws {
         _ = try await store.processInbound(
             InboundRecord(messageSid: WebhookFields.newMessageSid(), from: phone, to: "+15005550006", body: body, fields: [.init("Body", body)]),
-            replyMode: .twiml,
+            replyMode: replyMode,
             now: t0
-        ) { _, _ in Decision(replies: ["ok"], effects: effects) }
+        ) { _, _ in Decision(replies: [reply], effects: effects) }
     }
 
     func register(_ store: SQLiteStore, _ phone: String, _ first: String, role: Role = .user) async throws {
@@ -205,6 +212,37 @@ struct StoreEffectTests {
         #expect(try fetchInt(path, "SELECT count(*) FROM phones WHERE phone = '+14155550102'") == 1)
         // And the sender's account is untouched
         #expect(try fetchInt(path, "SELECT count(*) FROM users") == 1)
+    }
+
+    @Test func deleteErasesThePersonFromAdminsCommandsAndTheirReplies() async throws {
+        // Given an admin who found Boris, wrote to him by email (the reply sent through the outbox), and counted users
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Anna", role: .admin)
+        try await register(store, "+14155550102", "Boris")
+        try await register(store, "+14155550103", "Clara")
+        try await step(store, from: "+14155550101", [], body: "FIND bor", reply: "Boris X, +14155550102, boris@example.org")
+        try await step(
+            store,
+            from: "+14155550101",
+            [],
+            body: "SEND Boris@Example.org hi",
+            reply: "Stored in comrade Boris X's inbox.",
+            replyMode: .rest
+        )
+        try await step(store, from: "+14155550101", [], body: "FIND cla", reply: "Clara X, +14155550103, clara@example.org")
+        try await step(store, from: "+14155550101", [], body: "USERS", reply: "3 registered")
+        try executeSQL(path, "UPDATE outbox SET status = 'sent'")
+        // When Boris deletes his account
+        try await step(store, from: "+14155550102", [.deleteAccount(userId: 2)], body: "YES")
+        // Then nothing the admin's log or the outbox keeps names him: not his phone, email or name
+        for column in ["body", "reply", "params"] {
+            #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE \(column) LIKE '%boris%' OR \(column) LIKE '%0102%'") == 0, "\(column)")
+        }
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE body LIKE '%Boris%'") == 0)
+        // And the admin's other rows, Clara's among them, are as they were
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body IN ('FIND cla', 'USERS') AND reply LIKE '%<Message>%'") == 2)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body = '[deleted]' AND \"from\" = '+14155550101'") == 2)
     }
 
     @Test func loginFailuresAndLocksPersist() async throws {

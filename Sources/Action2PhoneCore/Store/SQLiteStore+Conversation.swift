@@ -151,7 +151,34 @@ extension SQLiteStore {
     /// bodies; texts still queued for them are cancelled, and one being sent is never sent again (`complete`).
     /// The number's consent state and log stay.
     static func deleteAccount(_ db: Database, userId: Int64, now: Date) throws {
-        guard let phone = try String.fetchOne(db, sql: "SELECT phone FROM users WHERE id = ?", arguments: [userId]) else { return }
+        guard let person = try Row.fetchOne(db, sql: "SELECT phone, email, firstName, lastName FROM users WHERE id = ?", arguments: [userId])
+        else { return }
+        let phone: String = try person.decode(forColumn: "phone")
+        // Admins' commands and the bot's answers to them name the person (FIND's list, SEND's confirmation, an email
+        // typed after SEND): in the inbound log and in replies sent through the outbox, those go too. Only the rows of
+        // people who are admins now are read (through the sender index): an admin demoted since keeps theirs.
+        let email: String = try person.decode(forColumn: "email")
+        let name = try person.decode(String.self, forColumn: "firstName") + " " + person.decode(String.self, forColumn: "lastName")
+        func namesThem(_ column: String) -> String {
+            "(instr(\(column), :phone) OR instr(lower(\(column)), :email) OR instr(\(column), :name))"
+        }
+        let arguments: StatementArguments = ["phone": phone, "email": email, "name": name, "deleted": deletedBody, "empty": TwiML.empty]
+        try db.execute(
+            sql: """
+                UPDATE inbound SET body = :deleted, params = '[]', reply = :empty
+                WHERE "from" IN (SELECT phone FROM users WHERE role = 'admin') AND (\(namesThem("body")) OR \(namesThem("reply")))
+                """,
+            arguments: arguments
+        )
+        // (A reply still to be sent goes as it is: the admin asked for it a moment ago.)
+        try db.execute(
+            sql: """
+                UPDATE outbox SET body = :deleted
+                WHERE "to" IN (SELECT phone FROM users WHERE role = 'admin') AND purpose = 'reply' AND status NOT IN ('queued', 'sending')
+                AND \(namesThem("body"))
+                """,
+            arguments: arguments
+        )
         try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [userId])
         try db.execute(sql: "UPDATE inbound SET body = ?, params = '[]', reply = ? WHERE \"from\" = ?", arguments: [deletedBody, TwiML.empty, phone])
         // Uncertain rather than failed when an earlier attempt may have reached Twilio.
