@@ -285,4 +285,23 @@ struct StoreEffectTests {
         #expect(found.0.isEmpty)
         #expect(found.1.map(\.firstName) == ["Boris"])
     }
+
+    @Test(arguments: [
+        ("анна", ["Анна"]), ("ИВАНОВА", ["Анна"]), ("анна иванова", ["Анна"]), ("zoë", ["Zoë"]), ("555-0102", ["Boris"]),
+        ("(415) 555", ["Boris", "Анна", "Zoë"]), ("5550103", ["Анна"]), ("-", []), ("12", []),
+    ])
+    func findMatchesOtherScriptsInAnyCaseAndPhonesWrittenWithDashes(_ text: String, _ names: [String]) async throws {
+        // Given names as people write them, and numbers that FIND is given in parts, as phones show them
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550102", "Boris")
+        try await step(
+            store,
+            from: "+14155550103",
+            [.register(Registration(firstName: "Анна", lastName: "Иванова", email: "anna@example.org", passcode: hash, role: .user))]
+        )
+        try await register(store, "+14155550104", "Zoë")
+        let found = try await DatabaseQueue(path: path).read { db in try SQLiteFacts(db: db, phone: "x").findUsers(matching: text, limit: 5) }
+        #expect(found.map(\.firstName) == names)
+    }
 }

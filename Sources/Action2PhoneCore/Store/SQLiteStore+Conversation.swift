@@ -310,17 +310,34 @@ final class SQLiteFacts: ConversationFacts {
     }
 
     func findUsers(matching text: String, limit: Int) throws -> [Account] {
-        let escaped = text.replacing("\\", with: "\\\\").replacing("%", with: "\\%").replacing("_", with: "\\_")
-        let pattern = "%" + escaped + "%"
-        let phonePattern = PhoneNumber.normalize(text).map { "%" + $0 + "%" } ?? pattern
+        func like(_ text: String) -> String {
+            "%" + text.replacing("\\", with: "\\\\").replacing("%", with: "\\%").replacing("_", with: "\\_") + "%"
+        }
+        let pattern = like(text)
+        // SQLite's LIKE ignores the case of ASCII letters only: a name in another script is also looked for as
+        // written in capitals, in small letters, and capitalised (анна finds Анна, ИВАНОВА finds Иванова).
+        var namePatterns = [pattern]
+        if !text.utf8.allSatisfy({ $0 < 0x80 }) {
+            for variant in [text.lowercased(), text.uppercased(), text.capitalized] where !namePatterns.contains(like(variant)) {
+                namePatterns.append(like(variant))
+            }
+        }
+        // A whole number in any form, else a part of one written with dashes, dots or spaces (555-0105) by its digits.
+        var phonePattern = pattern
+        if let phone = PhoneNumber.normalize(text) {
+            phonePattern = like(phone)
+        } else if text.allSatisfy({ "0123456789+-.() ".contains($0) }), text.filter(\.isNumber).count >= 3 {
+            phonePattern = like((text.hasPrefix("+") ? "+" : "") + text.filter(\.isNumber))
+        }
+        let name = Array(repeating: "firstName || ' ' || lastName LIKE ? ESCAPE '\\'", count: namePatterns.count).joined(separator: " OR ")
         return try Row.fetchAll(
             db,
             sql: """
                 SELECT * FROM users
-                WHERE firstName || ' ' || lastName LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\' OR phone LIKE ? ESCAPE '\\' OR phone LIKE ? ESCAPE '\\'
+                WHERE \(name) OR email LIKE ? ESCAPE '\\' OR phone LIKE ? ESCAPE '\\' OR phone LIKE ? ESCAPE '\\'
                 ORDER BY id LIMIT ?
                 """,
-            arguments: [pattern, pattern, pattern, phonePattern, limit]
+            arguments: StatementArguments(namePatterns + [pattern, pattern, phonePattern]) + [limit]
         ).map(Self.account)
     }
 
