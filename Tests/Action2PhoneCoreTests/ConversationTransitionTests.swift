@@ -43,6 +43,28 @@ struct ConversationTransitionTests {
             loggedIn: false,
             reply: "6 to 64"
         ),
+        // The address as people write it in a sentence, or with a full stop or brackets around it
+        .init(
+            situation: s["asked email"]!,
+            text: "My email is <Olga@Example.org>.",
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false,
+            reply: "6 to 64"
+        ),
+        .init(
+            situation: s["asked email"]!,
+            text: "olga@example.org.",
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false,
+            reply: "6 to 64"
+        ),
+        .init(
+            situation: s["asked email"]!,
+            text: "olga@example.org or olga@example.com",
+            step: .askedEmail(first: "Olga", last: "Ivanova"),
+            loggedIn: false,
+            reply: "not an email address"
+        ),
         .init(
             situation: s["asked email"]!,
             text: "VERA@example.org",
@@ -405,6 +427,14 @@ struct ConversationTransitionTests {
             step: .idle,
             loggedIn: true,
             effects: [.sendDirect(recipientId: 1, senderId: 2, body: "It’s “urgent”")],
+            reply: "Stored"
+        ),
+        .init(
+            situation: s["admin logged in"]!,
+            text: "SEND Ivan@example.org, the meeting moved",
+            step: .idle,
+            loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "the meeting moved")],
             reply: "Stored"
         ),
         .init(situation: s["admin logged in"]!, text: "SEND nobody hi", step: .idle, loggedIn: true, reply: "neither a phone number nor an email"),

@@ -134,7 +134,8 @@ extension ConversationEngine {
         let usage = "Usage: SEND <phone or email> <text>, comrade."
         let words = step.input.argument.split(separator: " ", maxSplits: 4)
         let spaced = Self.spacedPhone(words)
-        let target = spaced?.phone ?? words.first.map(String.init) ?? ""
+        // (A comma or colon after the address is punctuation: "SEND ivan@example.org, the meeting moved".)
+        let target = spaced?.phone ?? words.first.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: ",;:.")) } ?? ""
         let body = step.input.rawRemainder(afterWords: 1 + (spaced?.words ?? 1))
         guard !target.isEmpty, !body.isEmpty else { return step.reply(usage) }
         guard body.utf16.count <= TwiML.maxMessageLength else {

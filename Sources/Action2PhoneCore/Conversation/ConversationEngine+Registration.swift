@@ -244,9 +244,13 @@ extension ConversationEngine {
         return text
     }
 
-    /// A plausible email address, lower-cased: one `@`, a dotted domain, no spaces, at most 254 characters.
+    /// A plausible email address, lower-cased: one `@`, a dotted domain, no spaces, at most 254 characters. The one
+    /// word with an `@` is taken, without the punctuation and brackets around it ("kate@example.org.",
+    /// "<kate@example.org>", "my email is kate@example.org").
     static func validEmail(_ text: String) -> String? {
-        let email = text.lowercased()
+        let words = text.split(separator: " ").filter { $0.contains("@") }
+        guard words.count == 1 else { return nil }
+        let email = words[0].trimmingCharacters(in: CharacterSet(charactersIn: "<>()[]{}.,;:!?\"'`*")).lowercased()
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
         guard email.count <= 254, parts.count == 2, !parts[0].isEmpty, !email.contains(" "),
             parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix("."), !parts[1].contains("..")
