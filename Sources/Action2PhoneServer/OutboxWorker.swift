@@ -104,6 +104,8 @@ public struct OutboxWorker: Service {
                         if gate == .probing { try await store.claimProbe(now: Date()).map { [$0] } ?? [] } else {
                             try await store.claimOutbox(now: Date(), limit: wanted)
                         }
+                } catch is CancellationError {
+                    continue  // the server is stopping (a taken port stops it before it starts): nothing went wrong
                 } catch {
                     logger.error("outbox: cannot claim the next text", metadata: ["error": "\(error)"])
                     await pause(until: clock.now.advanced(by: pollInterval))
