@@ -599,7 +599,22 @@ struct ConversationTransitionTests {
             reply: "not repeated, in case it was your passcode"
         ),
         // (logged in too: a person sending their passcode where none is asked; without saying why, as "ok thanks" gets it)
-        .init(situation: s["logged in"]!, text: "red-square-1917", step: .idle, loggedIn: true, reply: "Unknown command, comrade. Reply HELP"),
+        .init(
+            situation: s["logged in"]!,
+            text: "red-square-1917",
+            step: .idle,
+            loggedIn: true,
+            reply: "Unknown command, comrade. Organisers do not read replies here. Reply HELP for commands."
+        ),
+        // (a reply to an organiser's text, logged out: told no one reads it, within one text)
+        .init(
+            situation: s["registered, logged out"]!,
+            text: "Thanks! I'll be there",
+            step: .idle,
+            loggedIn: false,
+            reply:
+                "Unknown command, comrade (not repeated, in case it was your passcode). Organisers do not read replies here. To log in, reply LOGIN; HELP lists commands."
+        ),
         .init(situation: s["logged in"]!, text: "mesages", step: .idle, loggedIn: true, reply: "Did you mean MESSAGES?"),
         .init(situation: s["unregistered"]!, text: "red-square-1917", step: .idle, loggedIn: false, reply: "Unknown command RED-SQUARE-1917"),
         // Echoed only in GSM-7, so the reply stays GSM-7
@@ -622,7 +637,7 @@ struct ConversationTransitionTests {
         .init(situation: s["unregistered"]!, text: "OPT OUT", step: .idle, loggedIn: false, reply: "To opt out, reply STOP alone"),
         .init(situation: s["logged in"]!, text: "opt-out", step: .idle, loggedIn: true, reply: "To opt out, reply STOP alone"),
         .init(situation: s["registered, logged out"]!, text: "please stop texting me", step: .idle, loggedIn: false, reply: "reply STOP alone"),
-        .init(situation: s["logged in"]!, text: "see you at the end", step: .idle, loggedIn: true, reply: "Unknown command, comrade. Reply"),
+        .init(situation: s["logged in"]!, text: "see you at the end", step: .idle, loggedIn: true, reply: "Unknown command, comrade. Organisers"),
         // A passcode that starts with a command word could never be sent alone: refused, and never hashed
         .init(
             situation: s["asked passcode"]!,

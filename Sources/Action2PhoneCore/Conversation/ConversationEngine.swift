@@ -298,10 +298,13 @@ public struct ConversationEngine: Sendable {
             // looks like.
             let hint = Command(word: suggestion ?? "") == .passcode ? "" : hint
             guard account != nil else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
+            // A member's text that is no command is often a reply to an organiser's message ("Thanks!", "I'll be
+            // there"): without a typo to point at, they are told no one reads it.
+            let unread = hint.isEmpty ? " " + Copy.repliesUnread : ""
             // Logged in, the person has no reason to be told why: "ok thanks" is simply not understood.
-            guard !loggedIn else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
+            guard !loggedIn else { return "Unknown command, comrade.\(hint)\(unread) Reply HELP for commands." }
             return
-                "Unknown command, comrade (not repeated, in case it was your passcode).\(hint) To log in, reply LOGIN first. Reply HELP for commands."
+                "Unknown command, comrade (not repeated, in case it was your passcode).\(hint)\(unread) To log in, reply LOGIN; HELP lists commands."
         }
         // Echoed only in GSM-7: one character outside it (Cyrillic, an emoji) would make the whole reply UCS-2.
         let echoed = letters.count > 20 ? String(letters.prefix(20)) + "..." : word

@@ -23,6 +23,8 @@ enum Copy {
         "The passcode office has a queue around the block, comrade: your passcode was not checked. Send the same text again in a minute."
     static let needAccount = "You need an account first, comrade. Reply JOIN to register."
     static let needLogin = "Please log in first, comrade: reply LOGIN."
+    /// To a member whose text is no command: the number is the bot's, and replies to organisers' texts go nowhere.
+    static let repliesUnread = "Organisers do not read replies here."
     static let confirmDelete = "This erases your profile and inbox forever. Reply YES to confirm, or RESET to keep them."
 
     /// The question a step is waiting on, for HELP and for repeating it.
