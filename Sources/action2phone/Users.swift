@@ -172,8 +172,18 @@ struct Users: AsyncParsableCommand {
 
 private func setRole(_ store: StoreOptions, _ phone: String, _ role: Role) async throws {
     let e164 = try phoneArgument(phone)
-    guard try await store.open().setRole(phone: e164, role) else { throw CLIError("no user with phone \(e164)") }
-    print("\(e164) is now \(role == .admin ? "an admin" : "a user").")
+    let database = try store.open()
+    let named = role == .admin ? "an admin" : "a user"
+    guard let before = try await database.user(e164) else { throw CLIError("no user with phone \(e164)") }
+    if before.role == role {
+        print("\(e164) is already \(named): nothing changed.")
+    } else {
+        guard try await database.setRole(phone: e164, role) else { throw CLIError("no user with phone \(e164)") }
+        print("\(e164) is now \(named).")
+        if role == .user, try await database.listUsers(UserFilter(admins: true, limit: 1)).isEmpty {
+            printError("note: no admin is left: no one can SEND, BROADCAST, FIND or count USERS by text until someone is promoted")
+        }
+    }
     // A number in ACTION2PHONE_ADMIN_PHONES registers as an admin: after a DELETE and a new JOIN the role would be back.
     let listed = (ProcessInfo.processInfo.environment["ACTION2PHONE_ADMIN_PHONES"] ?? "").split(separator: ",").compactMap {
         PhoneNumber.normalize($0.trimmingWhitespace())

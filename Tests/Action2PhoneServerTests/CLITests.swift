@@ -229,6 +229,8 @@ struct CLITests {
         let db = tempDatabase()
         _ = try await registerIvan(db)
         #expect(try await Executable.run(["users", "promote", "415-555-0100", "--db", db]).status == 0)
+        let again = try await Executable.run(["users", "promote", "415-555-0100", "--db", db])
+        #expect(again.status == 0 && again.stdout.contains("+14155550100 is already an admin: nothing changed."), "\(again.stdout)")
         let admins = try await Executable.run(["users", "list", "--admins", "--db", db, "--json"])
         #expect((try jsonObject(admins.stdout) as? [[String: Any]])?.first?["role"] as? String == "admin")
         // Demoting a number the environment lists as an admin's says the role would come back with a new JOIN
@@ -237,8 +239,10 @@ struct CLITests {
             environment: ["ACTION2PHONE_ADMIN_PHONES": "+14155550199, 415-555-0100"]
         )
         #expect(listed.status == 0 && listed.stderr.contains("+14155550100 is in ACTION2PHONE_ADMIN_PHONES"), "\(listed.stderr)")
+        // (the last admin: no one is left to use the admin commands)
+        #expect(listed.stderr.contains("note: no admin is left"), "\(listed.stderr)")
         let plain = try await Executable.run(["users", "demote", "+14155550100", "--db", db])
-        #expect(plain.status == 0 && plain.stderr.isEmpty)
+        #expect(plain.status == 0 && plain.stdout.contains("already a user") && plain.stderr.isEmpty)
         let none = try await Executable.run(["users", "list", "--admins", "--db", db, "--json"])
         #expect((try jsonObject(none.stdout) as? [Any])?.isEmpty == true)
         let delete = try await Executable.run(["users", "delete", "+14155550100", "--db", db])
