@@ -3,7 +3,8 @@
 /// E.164 phone numbers: `+` then 8 to 15 digits.
 public enum PhoneNumber {
     /// Normalises `703-123-4567`, `(703) 123 4567`, `1 703 123 4567`, `+44 7911 123456` or `0044…` to E.164;
-    /// `nil` when the text is not a phone number. Ten digits take the default country (+1).
+    /// `nil` when the text is not a phone number. Ten digits take the default country (+1). The national trunk
+    /// prefix some write in an international number (`+44 (0) 7911 123456`) is dropped.
     public static func normalize(_ raw: String, defaultCountryCode: String = "1") -> String? {
         var text = Substring(raw.trimmingWhitespace())
         var international = false
@@ -14,6 +15,7 @@ public enum PhoneNumber {
             international = true
             text = text.dropFirst(2)
         }
+        if international, let trunk = text.firstRange(of: "(0)") { text.removeSubrange(trunk) }
         var digits = ""
         for ch in text {
             if ch.isASCII && ch.isNumber {
