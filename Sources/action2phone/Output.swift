@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Action2PhoneCore
 import Foundation
+import TwilioKit
 
 /// Table, CSV and JSON output.
 enum Output {
@@ -76,7 +77,9 @@ enum Output {
         let none = full ? "" : "-"
         return [
             String(m.id), m.to, m.status.rawValue, String(m.attempts), m.twilioSid ?? none, m.errorCode.map(String.init) ?? none,
-            full ? (m.errorMessage ?? "") : oneLine(m.errorMessage ?? "-", max: 40), date(m.createdAt), date(m.updatedAt),
+            // (In the table, a code from a status callback, which carries no message, says what it means.)
+            full ? (m.errorMessage ?? "") : oneLine(m.errorMessage ?? m.errorCode.flatMap(TwilioErrorCodes.meaning) ?? "-", max: 40),
+            date(m.createdAt), date(m.updatedAt),
             full ? m.body : oneLine(m.body),
         ]
     }

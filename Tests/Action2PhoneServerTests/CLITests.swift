@@ -319,6 +319,14 @@ struct CLITests {
         let row = try await DatabasePool(path: db).read { try Row.fetchOne($0, sql: "SELECT status, needsReconcile FROM outbox WHERE id = 1") }
         #expect(row?["status"] as String? == "queued" && row?["needsReconcile"] as Bool? == true)
         #expect(try await Executable.run(["outbox", "retry", "--db", db]).status == 64)
+        // A status callback's code comes without a message: the table says what it means, JSON keeps what was stored
+        try await DatabasePool(path: db).write {
+            try $0.execute(sql: "UPDATE outbox SET status = 'undelivered', errorCode = 30006, errorMessage = NULL WHERE id = 2")
+        }
+        let undelivered = try await Executable.run(["outbox", "list", "--status", "undelivered", "--db", db])
+        #expect(undelivered.stdout.contains("30006") && undelivered.stdout.contains("landline or unreachable carrier"), "\(undelivered.stdout)")
+        let json = try await Executable.run(["outbox", "list", "--status", "undelivered", "--db", db, "--json"])
+        #expect(try #require(try jsonObject(json.stdout) as? [[String: Any]]).first?["errorMessage"] is NSNull)
     }
 
     @Test func replayChecksEveryFixtureInProcess() async throws {
