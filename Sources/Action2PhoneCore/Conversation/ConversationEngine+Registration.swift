@@ -158,8 +158,6 @@ extension ConversationEngine {
         wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, &state, &step)
     }
 
-    /// The command a text is, when it is nothing but a command's own name (`LOGIN`, `messages`; not an alias, which
-    /// may be a name, such as Me).
     /// What to say to a request sent where a name is asked ("stop please", "help me", "reset please", "please stop
     /// texting me"): words no name starts with. `nil` for a name.
     func requestNotName(_ input: Inbound) -> String? {
@@ -173,6 +171,8 @@ extension ConversationEngine {
         }
     }
 
+    /// The command a text is, when it is nothing but a command's own name (`LOGIN`, `messages`; not an alias, which
+    /// may be a name, such as Me).
     func commandAlone(_ input: Inbound) -> Command? {
         guard input.argument.isEmpty, let command = Command(word: input.command), command.rawValue == input.command else { return nil }
         return command
