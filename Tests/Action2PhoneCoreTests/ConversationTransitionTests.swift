@@ -587,6 +587,39 @@ struct ConversationTransitionTests {
         ),
         .init(situation: s["unregistered"]!, text: "Sign up", step: .askedFirstName, loggedIn: false, reply: "first name"),
         .init(situation: s["unregistered"]!, text: "Log book", step: .idle, loggedIn: false, reply: "Unknown command LOG"),
+        // Where an existing passcode is asked, those loose forms are answers, as before they were read: a passcode
+        // chosen then may be one ("log in 1917", "Start?")
+        .init(
+            situation: s["asked login passcode"]!,
+            text: "log in 1917",
+            evidence: .verified(true, against: storedHash),
+            step: .idle,
+            loggedIn: true,
+            effects: [.loginSucceeded(userId: 1)],
+            reply: "Welcome back"
+        ),
+        .init(
+            situation: s["asked login passcode"]!,
+            text: "Start?",
+            evidence: .verified(true, against: storedHash),
+            step: .idle,
+            loggedIn: true,
+            effects: [.loginSucceeded(userId: 1)],
+            reply: "Welcome back"
+        ),
+        .init(
+            situation: s["asked current passcode"]!,
+            text: "Reset?",
+            evidence: .verified(true, against: storedHash),
+            step: .askedNewPasscode,
+            loggedIn: true,
+            effects: [.loginSucceeded(userId: 1)],
+            reply: "new passcode"
+        ),
+        // "Yes?" is a question: it confirms nothing, and opts nothing in
+        .init(situation: s["confirming delete"]!, text: "Yes?", step: .idle, loggedIn: true, reply: "Deletion cancelled"),
+        .init(situation: s["opted out"]!, text: "Yes?", step: .idle, loggedIn: false, reply: ""),
+        .init(situation: s["opted out"]!, text: "Start?", step: .idle, loggedIn: false, reply: ""),
         .init(situation: s["logged in"]!, text: "nstop", step: .idle, loggedIn: true, reply: "Did you mean STOP?"),
         .init(situation: s["opted out"]!, text: "start please", step: .idle, loggedIn: false, reply: ""),
         .init(situation: s["registered, logged out"]!, text: "start please", step: .idle, loggedIn: false, reply: "already subscribed"),
@@ -667,6 +700,16 @@ struct ConversationTransitionTests {
         } else {
             #expect(decision.replies.joined().contains(row.reply), "\(decision.replies)")
         }
+    }
+
+    @Test(arguments: ["log in 1917", "Log out 1917", "sign up 2024", "Start?", "Reset?", "help? me 1917", "messages? 1234"])
+    func aLooselyReadCommandAtTheLoginQuestionIsCheckedAsThePasscodeAndNeverLogged(_ text: String) throws {
+        // A passcode chosen before "Log in" and "Help?" were read as commands may be one of them
+        let asked = Self.s["asked login passcode"]!.state
+        #expect(engine.passcodeWork(for: Inbound(text: text), state: asked, account: ivan, now: t0) == .verify(text, against: storedHash))
+        var state = asked
+        let d = try engine.reduce(&state, Inbound(text: text), evidence: .verified(true, against: storedHash), facts: facts(), now: t0)
+        #expect(d.effects == [.loginSucceeded(userId: 1)] && d.loggedBody == "[redacted]", "\(d)")
     }
 
     @Test(arguments: ["\u{201C}Stop\u{201D}", ":stop:", "Cancel.", "STOP!!", "Unsubscribe.", "Revoke!", "'cancel'", "\u{200B}unsubscribe"])

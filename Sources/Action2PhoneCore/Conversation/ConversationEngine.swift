@@ -176,6 +176,9 @@ public struct ConversationEngine: Sendable {
         if input.optOutType == "HELP" || keyword == "HELP" || keyword == "INFO" || keyword == "?" { return .help }
         if keyword == "RESET" || keyword == "MENU" { return .reset }
         if input.text.isEmpty { return .empty }
+        let asksOldPasscode = state.step == .askedLoginPasscode || state.step == .askedCurrentPasscode
+        // (A loosely read command there is an answer, as before such forms were read: "log in 1917" may be a passcode.)
+        if asksOldPasscode && input.commandIsLoose { return .answer }
         // At the login passcode question, LOGIN again (bare, or with the passcode as HELP shows it) is the
         // command: "LOGIN secret" is not the passcode "LOGIN secret", and is not a wrong try.
         if state.step == .askedLoginPasscode && input.command == "LOGIN" { return .command(.login) }
@@ -188,7 +191,6 @@ public struct ConversationEngine: Sendable {
         // Where an existing passcode is asked for (login, current passcode), a text starting with PASSCODE, PASSWORD,
         // HELP or RESET (or their aliases) is an answer: a passcode chosen before they were refused may start with
         // them ("help me 1917"; HELP and RESET alone are keywords, handled above). Where a new one is asked, none can.
-        let asksOldPasscode = state.step == .askedLoginPasscode || state.step == .askedCurrentPasscode
         if state.step == .askedLoginPasscode || state.step.isPasscodeChange, let command = Command(word: input.command), command != .start,
             !asksOldPasscode || ![.help, .reset, .passcode].contains(command)
         {

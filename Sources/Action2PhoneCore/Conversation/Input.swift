@@ -14,11 +14,16 @@ public struct Inbound: Sendable, Equatable {
     public let raw: String
 
     /// The first word, upper-cased, for matching commands, as `keyword` reads a word: `"profile"` is PROFILE, and
-    /// `YES,` in `yes, send it` is YES. "Log in", "Log out" and "Sign up", as phones autocorrect LOGIN, LOGOUT and
-    /// SIGNUP, are one word.
+    /// `YES,` in `yes, send it` is YES. A command's word with a question mark after it is that command (`Help?`,
+    /// `Messages?`; not `Yes?`, a question, not a confirmation), and "Log in", "Log out" and "Sign up", as phones
+    /// autocorrect LOGIN, LOGOUT and SIGNUP, are one word.
     public let command: String
     /// How many words of `text` `command` took (1, or 2 for "Log in").
     let commandWords: Int
+    /// Whether `command` was read loosely (a question mark dropped, or two words joined): where an existing passcode
+    /// is asked for, such a text is an answer, as it was before these forms were read (a passcode chosen then may
+    /// be one, such as "log in 1917").
+    let commandIsLoose: Bool
 
     public init(text: String, numMedia: Int = 0, optOutType: String? = nil) {
         // A NUL would cut the text short where SQLite binds it; it carries nothing a person typed.
@@ -27,7 +32,7 @@ public struct Inbound: Sendable, Equatable {
         self.text = Inbound.normalize(text)
         self.numMedia = numMedia
         self.optOutType = optOutType?.uppercased()
-        (self.command, self.commandWords) = Inbound.firstWord(self.text)
+        (self.command, self.commandWords, self.commandIsLoose) = Inbound.firstWord(self.text)
         self.keyword = Inbound.bare(self.text.uppercased())
         self.readsAsOptOutWord = optOutWords.contains(keyword) || Inbound.optOutKeyword(self.text).map(optOutWords.contains) == true
     }
@@ -42,13 +47,16 @@ public struct Inbound: Sendable, Equatable {
         return String(rest)
     }
 
-    /// `command` and how many words it took.
-    static func firstWord(_ text: String) -> (command: String, words: Int) {
+    /// `command`, how many words it took, and whether it was read loosely.
+    static func firstWord(_ text: String) -> (command: String, words: Int, loose: Bool) {
         let first = bare(String(text.prefix { $0 != " " }).uppercased())
-        guard first == "LOG" || first == "SIGN" else { return (first, 1) }
+        if first.count > 1, first.hasSuffix("?"), case let asked = bare(String(first.dropLast())), Command(word: asked) != nil {
+            return (asked, 1, true)
+        }
+        guard first == "LOG" || first == "SIGN" else { return (first, 1, false) }
         let second = bare(String(text.drop { $0 != " " }.dropFirst().prefix { $0 != " " }).uppercased())
         let joined = first + second
-        return joined == "LOGIN" || joined == "LOGOUT" || joined == "SIGNUP" ? (joined, 2) : (first, 1)
+        return joined == "LOGIN" || joined == "LOGOUT" || joined == "SIGNUP" ? (joined, 2, true) : (first, 1, false)
     }
 
     /// The whole text upper-cased, for matching keywords: without punctuation or quotes around it (`STOP.`,
@@ -67,8 +75,8 @@ public struct Inbound: Sendable, Equatable {
         return Inbound.bare(folded.uppercased(), lenient: true)
     }
 
-    /// `word` without the punctuation and quotes around it (`HELP?`, `MESSAGES!`), or the invisible characters in it;
-    /// `lenient` also drops brackets, dashes and the like around it. A word that is all punctuation (`?`) stays.
+    /// `word` without the punctuation and quotes around it, or the invisible characters in it; `lenient` also
+    /// drops brackets, question marks, dashes and the like around it. A word that is all punctuation (`?`) stays.
     static func bare(_ word: String, lenient: Bool = false) -> String {
         // By Unicode scalars (every mark is one): no grapheme breaking on the hot path, and ASCII skips the scan.
         let scalars = word.unicodeScalars
@@ -82,11 +90,11 @@ public struct Inbound: Sendable, Equatable {
         return inner
     }
 
-    /// Punctuation and quotes that may stand around a word; `lenient` adds brackets, dashes and the like.
+    /// Punctuation and quotes that may stand around a word; `lenient` adds brackets, question marks, dashes and the like.
     static func isAround(_ u: Unicode.Scalar, lenient: Bool) -> Bool {
         switch u {
-        case ".", "!", "?", ",", ";", ":", "\"", "'", "\u{3002}": true
-        case "\u{2026}", "(", ")", "[", "]", "{", "}", "<", ">", "\u{00AB}", "\u{00BB}", "`", "*", "#", "-", "~", "_", "\u{00A1}", "\u{00BF}":
+        case ".", "!", ",", ";", ":", "\"", "'", "\u{3002}": true
+        case "?", "\u{2026}", "(", ")", "[", "]", "{", "}", "<", ">", "\u{00AB}", "\u{00BB}", "`", "*", "#", "-", "~", "_", "\u{00A1}", "\u{00BF}":
             lenient
         default: isInvisible(u)
         }
