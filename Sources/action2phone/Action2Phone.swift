@@ -22,9 +22,10 @@ struct Action2Phone: AsyncParsableCommand {
     ]
 
     /// The parser reads a text starting with "-" as flags: an `h` among them showed the help and sent nothing
-    /// (exit 0), and "-5 degrees" was a missing argument. When `send` or `broadcast` has such a text, its own
-    /// options go first and every other argument after `--`, where nothing is a flag. Other commands, and texts
-    /// without a leading "-", are left as they are.
+    /// (exit 0), and "-5 degrees" was a missing argument. When `send` or `broadcast` has an argument that reads as
+    /// text (`textLike`), its own options go first and every other argument after `--`, where nothing is a flag; an
+    /// unknown flag then stays an error (an argument too many). Other commands, and arguments that may be flags
+    /// (`--dry-run`, `-x`), are left to the parser.
     static func markingTexts(_ arguments: [String]) -> [String] {
         guard let command = arguments.first, let options = textCommands[command] else { return arguments }
         var own: [String] = []
@@ -43,7 +44,16 @@ struct Action2Phone: AsyncParsableCommand {
                 others.append(argument)
             }
         }
-        guard others.contains(where: { $0.hasPrefix("-") }) else { return arguments }
+        guard others.contains(where: textLike) else { return arguments }
         return [command] + own + ["--"] + others
+    }
+
+    /// A "-" that starts a text, not a flag: followed by white space somewhere in the argument ("- bring the
+    /// hammer", "-Meeting at six"), or by something other than a letter or a second "-" ("-5").
+    static func textLike(_ argument: String) -> Bool {
+        guard argument.hasPrefix("-"), argument.count > 1 else { return false }
+        if argument.contains(where: \.isWhitespace) { return true }
+        let second = argument.dropFirst().first!
+        return !second.isLetter && second != "-"
     }
 }

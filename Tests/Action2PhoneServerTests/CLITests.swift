@@ -264,9 +264,15 @@ struct CLITests {
         let outbox = try await Executable.run(["outbox", "list", "--db", db, "--json"])
         let rows = try #require(try jsonObject(outbox.stdout) as? [[String: Any]])
         #expect(rows.map { $0["body"] as? String } == ["-Meeting at the hall", "-5 degrees tonight", "- bring the hammer"])
-        // A misspelt flag is still an error, never sent as text; the help is still the help
-        let misspelt = try await Executable.run(["broadcast", "-Meeting at the hall", "--yse", "--db", db])
-        #expect(misspelt.status == 64 && misspelt.stderr.contains("--yse"), "\(misspelt.stderr)")
+        // A misspelt or unknown flag is still an error, never sent as text, with or without a text; the help is
+        // still the help
+        for arguments in [
+            ["broadcast", "-Meeting at the hall", "--yse"], ["broadcast", "--yes", "--dry-run"], ["send", "4155550100", "--dry-run"],
+        ] {
+            let refused = try await Executable.run(arguments + ["--db", db])
+            #expect(refused.status == 64 && refused.stderr.hasPrefix("Error: "), "\(arguments): \(refused.stderr)")
+        }
+        #expect(try await Executable.run(["outbox", "list", "--db", db, "--json"]).stdout.contains("dry-run") == false)
         let help = try await Executable.run(["send", "--help"])
         #expect(help.status == 0 && help.stdout.contains("USAGE: action2phone send"))
     }
