@@ -107,9 +107,8 @@ struct Outbox: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
         @Argument(help: "Outbox ids.") var ids: [Int64] = []
         @Flag(help: "Every uncertain text.") var uncertain = false
-        @Flag(help: "Every failed text, but those not sent because the number had opted out, and conversation replies.")
-        var failed = false
-        @Flag(help: "Every undelivered text, but conversation replies.") var undelivered = false
+        @Flag(help: "Every failed text, but those not sent because the number had opted out.") var failed = false
+        @Flag(help: "Every undelivered text.") var undelivered = false
 
         func validate() throws {
             let choices = (ids.isEmpty ? 0 : 1) + (uncertain ? 1 : 0) + (failed ? 1 : 0) + (undelivered ? 1 : 0)

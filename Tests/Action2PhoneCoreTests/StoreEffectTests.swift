@@ -243,6 +243,42 @@ struct StoreEffectTests {
         // And the admin's other rows, Clara's among them, are as they were
         #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body IN ('FIND cla', 'USERS') AND reply LIKE '%<Message>%'") == 2)
         #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body = '[deleted]' AND \"from\" = '+14155550101'") == 2)
+        // And the erased reply is never sent again as "[deleted]"
+        let erased = try #require(try fetchInt(path, "SELECT id FROM outbox WHERE body = '[deleted]'"))
+        let retried = try await store.retryOutbox(ids: [Int64(erased)])
+        #expect(retried.queued.isEmpty && retried.refused.first?.reason.contains("erased when a person deleted their account") == true)
+    }
+
+    @Test(arguments: [
+        // (text in an admin's row, whether it names Ann: an@example.org, +14155550102, Ann Lee)
+        ("FIND an", false), ("Ivan Petrov, +14155550109, ivan@example.org", false), ("Joann Leeds", false),
+        ("SEND An@Example.org hi", true), ("mail an@example.org.", true), ("an@example.org.uk", false),
+        ("SEND 415 555 0102 the tractors", true), ("SEND (415) 555-0102 hi", true), ("+141555501023", false),
+        ("Stored in comrade Ann Lee's inbox", true), ("call 14155550102", true), ("4155550102", true), ("24155550102", false),
+    ])
+    func aPersonIsNamedOnlyAsAWholeWordOrNumber(_ text: String, _ named: Bool) {
+        let ann = PersonMentions(phone: "+14155550102", email: "an@example.org", name: "Ann Lee")
+        #expect(ann.isNamed(in: text) == named)
+    }
+
+    @Test func deleteLeavesRowsThatOnlyContainThePersonsDetailsInsideOthers() async throws {
+        // Given Ann (an@example.org), whose address is inside Ivan's, and an admin who found Ivan and wrote to Ann
+        // by her number in spaced form
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Admin", role: .admin)
+        try await step(
+            store,
+            from: "+14155550102",
+            [.register(Registration(firstName: "Ann", lastName: "Lee", email: "an@example.org", passcode: hash, role: .user))]
+        )
+        try await step(store, from: "+14155550101", [], body: "FIND petrov", reply: "Ivan Petrov, +14155550109, ivan@example.org")
+        try await step(store, from: "+14155550101", [], body: "SEND 415 555 0102 hello", reply: "Stored.")
+        // When Ann deletes her account
+        try await step(store, from: "+14155550102", [.deleteAccount(userId: 2)], body: "YES")
+        // Then the row naming her in spaced form is erased, and Ivan's is not
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body = 'FIND petrov'") == 1)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body LIKE '%555 0102%'") == 0)
     }
 
     @Test func loginFailuresAndLocksPersist() async throws {

@@ -154,31 +154,12 @@ extension SQLiteStore {
         guard let person = try Row.fetchOne(db, sql: "SELECT phone, email, firstName, lastName FROM users WHERE id = ?", arguments: [userId])
         else { return }
         let phone: String = try person.decode(forColumn: "phone")
-        // Admins' commands and the bot's answers to them name the person (FIND's list, SEND's confirmation, an email
-        // typed after SEND): in the inbound log and in replies sent through the outbox, those go too. Only the rows of
-        // people who are admins now are read (through the sender index): an admin demoted since keeps theirs.
-        let email: String = try person.decode(forColumn: "email")
-        let name = try person.decode(String.self, forColumn: "firstName") + " " + person.decode(String.self, forColumn: "lastName")
-        func namesThem(_ column: String) -> String {
-            "(instr(\(column), :phone) OR instr(lower(\(column)), :email) OR instr(\(column), :name))"
-        }
-        let arguments: StatementArguments = ["phone": phone, "email": email, "name": name, "deleted": deletedBody, "empty": TwiML.empty]
-        try db.execute(
-            sql: """
-                UPDATE inbound SET body = :deleted, params = '[]', reply = :empty
-                WHERE "from" IN (SELECT phone FROM users WHERE role = 'admin') AND (\(namesThem("body")) OR \(namesThem("reply")))
-                """,
-            arguments: arguments
+        let mentions = PersonMentions(
+            phone: phone,
+            email: try person.decode(forColumn: "email"),
+            name: try person.decode(String.self, forColumn: "firstName") + " " + person.decode(String.self, forColumn: "lastName")
         )
-        // (A reply still to be sent goes as it is: the admin asked for it a moment ago.)
-        try db.execute(
-            sql: """
-                UPDATE outbox SET body = :deleted
-                WHERE "to" IN (SELECT phone FROM users WHERE role = 'admin') AND purpose = 'reply' AND status NOT IN ('queued', 'sending')
-                AND \(namesThem("body"))
-                """,
-            arguments: arguments
-        )
+        try eraseMentions(db, of: mentions)
         try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [userId])
         try db.execute(sql: "UPDATE inbound SET body = ?, params = '[]', reply = ? WHERE \"from\" = ?", arguments: [deletedBody, TwiML.empty, phone])
         // Uncertain rather than failed when an earlier attempt may have reached Twilio.
@@ -191,6 +172,50 @@ extension SQLiteStore {
         )
         try db.execute(sql: "UPDATE outbox SET body = ?, recipientDeleted = 1 WHERE \"to\" = ?", arguments: [deletedBody, phone])
         try resetConversation(db, phone: phone, now: now)
+    }
+
+    /// Admins' commands and the bot's answers to them name people (FIND's list, SEND's confirmation, a number or an
+    /// email typed after SEND): of a person who deletes their account, those rows go too, in the inbound log and in
+    /// replies sent through the outbox. SQLite finds candidates (through the sender index: only the rows of people
+    /// who are admins now; an admin demoted since keeps theirs), and `PersonMentions` keeps those that name the person
+    /// as a whole word or number (Ann's an@example.org is not in ivan@example.org).
+    static func eraseMentions(_ db: Database, of person: PersonMentions) throws {
+        let digitsOnly = "replace(replace(replace(replace(replace(body, ' ', ''), '-', ''), '.', ''), '(', ''), ')', '')"
+        func candidates(_ column: String) -> String {
+            "(instr(\(column), :phone) OR instr(lower(\(column)), :email) OR instr(\(column), :name) OR instr(\(digitsOnly), :digits))"
+        }
+        let arguments: StatementArguments = ["phone": person.phone, "email": person.email, "name": person.name, "digits": person.nationalDigits]
+        let inbound = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT rowid, body, reply FROM inbound
+                WHERE "from" IN (SELECT phone FROM users WHERE role = 'admin') AND (\(candidates("body")) OR instr(reply, :phone) OR instr(lower(reply), :email) OR instr(reply, :name))
+                """,
+            arguments: arguments
+        )
+        for row in inbound where try person.isNamed(in: row.decode(forColumn: "body")) || person.isNamed(in: row.decode(forColumn: "reply")) {
+            try db.execute(
+                sql: "UPDATE inbound SET body = ?, params = '[]', reply = ? WHERE rowid = ?",
+                arguments: [deletedBody, TwiML.empty, try row.decode(Int64.self, forColumn: "rowid")]
+            )
+        }
+        // A reply still to be sent goes as it is (the admin asked for it a moment ago); an erased one is marked as
+        // a deleted person's texts are, so that no retry sends "[deleted]".
+        let outbox = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, body FROM outbox
+                WHERE "to" IN (SELECT phone FROM users WHERE role = 'admin') AND purpose = 'reply' AND status NOT IN ('queued', 'sending')
+                AND \(candidates("body"))
+                """,
+            arguments: arguments
+        )
+        for row in outbox where try person.isNamed(in: row.decode(forColumn: "body")) {
+            try db.execute(
+                sql: "UPDATE outbox SET body = ?, recipientDeleted = 1 WHERE id = ?",
+                arguments: [deletedBody, try row.decode(Int64.self, forColumn: "id")]
+            )
+        }
     }
 
     /// Ends the login and any question of `phone` (DELETE, or Twilio reporting the number opted out).

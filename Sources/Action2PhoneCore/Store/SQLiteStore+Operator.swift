@@ -167,8 +167,8 @@ extension SQLiteStore {
     /// `undelivered` ones are sent again, each with a fresh set of attempts. Rows in any other state are refused
     /// (they were sent or are on their way), as are unknown ids, and rows to a number that opted out or cannot
     /// receive texts (the worker would only refuse them). `ids` empty means every row with `status`; of every failed
-    /// or undelivered row, those not sent because their number had opted out and conversation replies (out of date by
-    /// now) are skipped: an operator sends them by id.
+    /// or undelivered row, those not sent because their number had opted out are skipped (a START later is no
+    /// consent to what was stopped): an operator sends them by id.
     public func retryOutbox(
         ids: [Int64],
         status: OutboxStatus? = nil,
@@ -185,7 +185,7 @@ extension SQLiteStore {
                 guard
                     let row = try Row.fetchOne(
                         db,
-                        sql: "SELECT status, \"to\", recipientDeleted, purpose, errorCode, errorMessage FROM outbox WHERE id = ?",
+                        sql: "SELECT status, \"to\", recipientDeleted, errorCode, errorMessage FROM outbox WHERE id = ?",
                         arguments: [id]
                     )
                 else {
@@ -209,7 +209,7 @@ extension SQLiteStore {
                     continue
                 }
                 if try row.decode(Bool.self, forColumn: "recipientDeleted") {
-                    refused.append(.init(id: id, reason: "row \(id) was to a person who deleted their account"))
+                    refused.append(.init(id: id, reason: "row \(id) was erased when a person deleted their account"))
                     continue
                 }
                 if ids.isEmpty, current != "uncertain" {
@@ -218,12 +218,6 @@ extension SQLiteStore {
                     if errorCode == 21610 || errorMessage == Self.optedOutRefusal {
                         refused.append(
                             .init(id: id, reason: "row \(id) was not sent because \(to) had opted out: action2phone outbox retry \(id) sends it")
-                        )
-                        continue
-                    }
-                    if try row.decode(String.self, forColumn: "purpose") == "reply" {
-                        refused.append(
-                            .init(id: id, reason: "row \(id) is a conversation's reply, out of date by now: action2phone outbox retry \(id) sends it")
                         )
                         continue
                     }
