@@ -431,6 +431,14 @@ struct ConversationTransitionTests {
         ),
         .init(
             situation: s["admin logged in"]!,
+            text: "SEND (415) 555-0100: the meeting moved",
+            step: .idle,
+            loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "the meeting moved")],
+            reply: "Stored"
+        ),
+        .init(
+            situation: s["admin logged in"]!,
             text: "SEND Ivan@example.org, the meeting moved",
             step: .idle,
             loggedIn: true,

@@ -132,10 +132,13 @@ extension ConversationEngine {
 
     func send(from sender: Account, _ step: inout StepContext) throws {
         let usage = "Usage: SEND <phone or email> <text>, comrade."
-        let words = step.input.argument.split(separator: " ", maxSplits: 4)
+        // (A comma or colon after the address is punctuation: "SEND ivan@example.org, the meeting moved",
+        // "SEND (415) 555-0102: the meeting moved".)
+        let words = step.input.argument.split(separator: " ", maxSplits: 4).map {
+            Substring($0.trimmingCharacters(in: CharacterSet(charactersIn: ",;:")))
+        }
         let spaced = Self.spacedPhone(words)
-        // (A comma or colon after the address is punctuation: "SEND ivan@example.org, the meeting moved".)
-        let target = spaced?.phone ?? words.first.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: ",;:.")) } ?? ""
+        let target = spaced?.phone ?? words.first.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: ".")) } ?? ""
         let body = step.input.rawRemainder(afterWords: 1 + (spaced?.words ?? 1))
         guard !target.isEmpty, !body.isEmpty else { return step.reply(usage) }
         guard body.utf16.count <= TwiML.maxMessageLength else {
