@@ -222,7 +222,6 @@ extension ServerConfig {
         return config
     }
 
-    /// An http(s) base URL without a trailing slash, query or fragment.
     /// The base URL Twilio reaches the server at. The webhook's URL pasted from the Twilio Console (`…/sms`) is
     /// refused: signatures would be checked against `…/sms/sms`, and every webhook refused.
     static func publicURL(_ raw: String, name: String) throws -> String {
@@ -237,6 +236,7 @@ extension ServerConfig {
         return base
     }
 
+    /// An http(s) base URL without a trailing slash, query or fragment.
     static func url(_ raw: String, name: String) throws -> String {
         var s = raw
         let lower = s.lowercased()

@@ -3,6 +3,7 @@
 /// What Twilio's delivery error codes mean (twilio.md §6). A status callback carries the code alone
 /// (`ErrorCode`, no message): these say what it was to an operator reading the outbox.
 public enum TwilioErrorCodes {
+    /// A few words on what `code` means; `nil` for a code not listed here.
     public static func meaning(_ code: Int) -> String? {
         switch code {
         case 21211: "invalid 'To' number"

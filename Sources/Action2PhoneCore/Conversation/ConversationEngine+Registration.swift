@@ -252,7 +252,7 @@ extension ConversationEngine {
         guard words.count == 1 else { return nil }
         let email = words[0].trimmingCharacters(in: CharacterSet(charactersIn: "<>()[]{}.,;:!?\"'`*")).lowercased()
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
-        guard email.count <= 254, parts.count == 2, !parts[0].isEmpty, !email.contains(" "),
+        guard email.count <= 254, parts.count == 2, !parts[0].isEmpty,
             parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix("."), !parts[1].contains("..")
         else { return nil }
         return email
