@@ -647,6 +647,7 @@ struct ConversationTransitionTests {
             loggedIn: true,
             reply: "Unknown command, comrade. Organisers do not read replies here. Reply HELP for commands."
         ),
+        .init(situation: s["admin logged in"]!, text: "red-square-1917", step: .idle, loggedIn: true, reply: "Unknown command, comrade. Reply HELP"),
         // (a reply to an organiser's text, logged out: told no one reads it, within one text)
         .init(
             situation: s["registered, logged out"]!,

@@ -301,8 +301,8 @@ public struct ConversationEngine: Sendable {
             let hint = Command(word: suggestion ?? "") == .passcode ? "" : hint
             guard account != nil else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
             // A member's text that is no command is often a reply to an organiser's message ("Thanks!", "I'll be
-            // there"): without a typo to point at, they are told no one reads it.
-            let unread = hint.isEmpty ? " " + Copy.repliesUnread : ""
+            // there"): without a typo to point at, they are told no one reads it (an admin knows).
+            let unread = hint.isEmpty && account?.role != .admin ? " " + Copy.repliesUnread : ""
             // Logged in, the person has no reason to be told why: "ok thanks" is simply not understood.
             guard !loggedIn else { return "Unknown command, comrade.\(hint)\(unread) Reply HELP for commands." }
             return
