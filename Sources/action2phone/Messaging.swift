@@ -82,12 +82,11 @@ struct Outbox: AsyncParsableCommand {
         }
 
         func run() async throws {
-            // One more than asked for says whether rows were left out (said on stderr: stdout stays the rows).
-            var rows = try await store.open().outboxMessages(status: status.flatMap(OutboxStatus.init), limit: min(limit, Int.max - 1) + 1)
-            if rows.count > limit {
-                rows.removeLast()
-                printError("(the newest \(limit) shown; there are more: --limit N shows more)")
-            }
+            let rows = within(
+                try await store.open().outboxMessages(status: status.flatMap(OutboxStatus.init), limit: oneMore(limit)),
+                limit: limit,
+                note: "(the newest \(limit) shown; there are more: --limit N shows more)"
+            )
             if json {
                 print(try Output.json(rows.map(OutboxJSON.init)))
             } else if csv {

@@ -51,6 +51,17 @@ func phoneArgument(_ raw: String) throws -> String {
     return phone
 }
 
+/// A list fetched with one row more than `limit` (`oneMore(limit)`), cut to `limit`; whether rows were left out is
+/// said on stderr (`note`), so that stdout stays the rows and a list cut short does not pass for the whole one.
+func within<Row>(_ rows: [Row], limit: Int, note: String) -> [Row] {
+    guard rows.count > limit else { return rows }
+    printError(note)
+    return Array(rows.prefix(limit))
+}
+
+/// `limit` and one more, to tell whether there are more (`within`).
+func oneMore(_ limit: Int) -> Int { min(limit, Int.max - 1) + 1 }
+
 /// Writes to standard error.
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))

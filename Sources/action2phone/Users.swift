@@ -28,13 +28,11 @@ struct Users: AsyncParsableCommand {
         }
 
         func run() async throws {
-            // One more than asked for says whether people were left out (said on stderr: stdout stays the rows, so an
-            // export cut short does not pass for the whole list).
-            var users = try await store.open().listUsers(UserFilter(optedOut: optedOut, admins: admins, limit: min(limit, Int.max - 1) + 1))
-            if users.count > limit {
-                users.removeLast()
-                printError("(the first \(limit) shown; there are more: --limit N shows more)")
-            }
+            let users = within(
+                try await store.open().listUsers(UserFilter(optedOut: optedOut, admins: admins, limit: oneMore(limit))),
+                limit: limit,
+                note: "(the first \(limit) shown; there are more: --limit N shows more)"
+            )
             try printUsers(users, json: json, csv: csv, none: "No one is registered\(optedOut || admins ? " who matches" : " yet").")
         }
     }
