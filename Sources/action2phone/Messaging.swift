@@ -105,7 +105,7 @@ struct Outbox: AsyncParsableCommand {
         )
         @OptionGroup var store: StoreOptions
         @Argument(help: "Outbox ids.") var ids: [Int64] = []
-        @Flag(help: "Every uncertain text.") var uncertain = false
+        @Flag(help: "Every uncertain text, but those not sent because the number had opted out.") var uncertain = false
         @Flag(help: "Every failed text, but those not sent because the number had opted out.") var failed = false
         @Flag(help: "Every undelivered text.") var undelivered = false
 

@@ -166,9 +166,9 @@ extension SQLiteStore {
     /// Queues rows again. `uncertain` rows are first looked for at Twilio before any resend; `failed` and
     /// `undelivered` ones are sent again, each with a fresh set of attempts. Rows in any other state are refused
     /// (they were sent or are on their way), as are unknown ids, and rows to a number that opted out or cannot
-    /// receive texts (the worker would only refuse them). `ids` empty means every row with `status`; of every failed
-    /// or undelivered row, those not sent because their number had opted out are skipped (a START later is no
-    /// consent to what was stopped): an operator sends them by id.
+    /// receive texts (the worker would only refuse them). `ids` empty means every row with `status`, but those not
+    /// sent because their number had opted out, which are skipped (a START later is no consent to what was stopped):
+    /// an operator sends them by id.
     public func retryOutbox(
         ids: [Int64],
         status: OutboxStatus? = nil,
@@ -212,7 +212,7 @@ extension SQLiteStore {
                     refused.append(.init(id: id, reason: "row \(id) was erased when a person deleted their account"))
                     continue
                 }
-                if ids.isEmpty, current != "uncertain" {
+                if ids.isEmpty {
                     let errorCode: Int? = try row.decode(forColumn: "errorCode")
                     let errorMessage: String? = try row.decode(forColumn: "errorMessage")
                     if errorCode == 21610 || errorMessage == Self.optedOutRefusal {
