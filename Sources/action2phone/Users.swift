@@ -45,7 +45,18 @@ struct Users: AsyncParsableCommand {
 
         func run() async throws {
             let key = who.contains("@") ? who.lowercased() : (PhoneNumber.normalize(who) ?? who)
-            guard let user = try await store.open().user(key) else { throw CLIError("no user with phone, email or id '\(who)'") }
+            let database = try store.open()
+            guard let user = try await database.user(key) else {
+                // A number no one is registered with may still have opted out (and never registered, or deleted
+                // their account since): what the operator asking about it needs to know.
+                var consent: NumberConsent? = nil
+                if let phone = PhoneNumber.normalize(who) { consent = try await database.numberConsent(phone: phone) }
+                let state = consent.map { c in
+                    let now = c.optedOut ? "is opted out" : c.suppressed ? "is suppressed (cannot receive texts)" : "may be texted"
+                    return "; the number \(now) (last change: \(c.lastAction) by \(c.lastSource), \(Output.date(c.lastChange)))"
+                }
+                throw CLIError("no user with phone, email or id '\(who)'" + (state ?? ""))
+            }
             print(json ? try Output.json(user) : Output.userDetail(user))
         }
     }

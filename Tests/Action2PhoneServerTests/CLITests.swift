@@ -163,6 +163,16 @@ struct CLITests {
             try Bool.fetchOne($0, sql: "SELECT optedOut FROM phones WHERE phone = '+14155550100'")
         }
         #expect(optedOut == false)
+        // And a number no one is registered with that opted out (never registered, or deleted since) is shown as such
+        _ = try await Executable.run(["chat", "--db", db, "--from", "415-555-0177"], input: "STOP\n")
+        let stranger = try await Executable.run(["users", "show", "(415) 555-0177", "--db", db])
+        #expect(stranger.status == 1)
+        #expect(
+            stranger.stderr.contains("no user with phone, email or id '(415) 555-0177'; the number is opted out (last change: optOut by keyword, "),
+            "\(stranger.stderr)"
+        )
+        let unknown = try await Executable.run(["users", "show", "415-555-0178", "--db", db])
+        #expect(unknown.status == 1 && unknown.stderr.contains("no user with phone, email or id '415-555-0178'\n"), "\(unknown.stderr)")
     }
 
     @Test func unsuppressClearsASuppressionOnce() async throws {

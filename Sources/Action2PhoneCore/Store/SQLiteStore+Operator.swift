@@ -41,6 +41,27 @@ extension SQLiteStore {
     }
 
     /// One user by E.164 phone, email (any case) or numeric id.
+    /// The consent state of a number, registered or not, and its latest change in the consent log; `nil` when it
+    /// never changed (it may be texted).
+    public func numberConsent(phone: String) async throws -> NumberConsent? {
+        try await writer.read { db in
+            guard let state = try Row.fetchOne(db, sql: "SELECT optedOut, suppressed FROM phones WHERE phone = ?", arguments: [phone]),
+                let last = try Row.fetchOne(
+                    db,
+                    sql: "SELECT action, source, createdAt FROM consentLog WHERE phone = ? ORDER BY id DESC LIMIT 1",
+                    arguments: [phone]
+                )
+            else { return nil }
+            return NumberConsent(
+                optedOut: try state.decode(forColumn: "optedOut"),
+                suppressed: try state.decode(forColumn: "suppressed"),
+                lastAction: try last.decode(forColumn: "action"),
+                lastSource: try last.decode(forColumn: "source"),
+                lastChange: try last.decode(forColumn: "createdAt")
+            )
+        }
+    }
+
     public func user(_ key: String, now: Date = Date()) async throws -> UserRecord? {
         try await writer.read { db in
             try Row.fetchOne(

@@ -40,6 +40,17 @@ public struct UserRecord: Sendable, Equatable, Encodable {
 }
 
 /// Which users `users list` shows.
+/// A number's consent state, whoever it belongs to, and its latest change (`action2phone users show` on a number
+/// no one registered with: one that opted out and never registered, or whose owner deleted their account).
+public struct NumberConsent: Sendable, Equatable {
+    public var optedOut: Bool
+    public var suppressed: Bool
+    /// `optOut`, `optIn`, `suppress` or `unsuppress`; by `keyword`, `twilio` or `operator`.
+    public var lastAction: String
+    public var lastSource: String
+    public var lastChange: Date
+}
+
 public struct UserFilter: Sendable {
     public var optedOut = false
     public var admins = false
