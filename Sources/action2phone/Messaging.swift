@@ -107,7 +107,7 @@ struct Outbox: AsyncParsableCommand {
         @Argument(help: "Outbox ids.") var ids: [Int64] = []
         @Flag(help: "Every uncertain text, but those not sent because the number had opted out.") var uncertain = false
         @Flag(help: "Every failed text, but those not sent because the number had opted out.") var failed = false
-        @Flag(help: "Every undelivered text.") var undelivered = false
+        @Flag(help: "Every undelivered text, but those not sent because the number had opted out.") var undelivered = false
 
         func validate() throws {
             let choices = (ids.isEmpty ? 0 : 1) + (uncertain ? 1 : 0) + (failed ? 1 : 0) + (undelivered ? 1 : 0)

@@ -52,7 +52,10 @@ struct Users: AsyncParsableCommand {
                 var consent: NumberConsent? = nil
                 if let phone = PhoneNumber.normalize(who) { consent = try await database.numberConsent(phone: phone) }
                 let state = consent.map { c in
-                    let now = c.optedOut ? "is opted out" : c.suppressed ? "is suppressed (cannot receive texts)" : "may be texted"
+                    let now =
+                        c.optedOut && c.suppressed
+                        ? "is opted out and suppressed"
+                        : c.optedOut ? "is opted out" : c.suppressed ? "is suppressed (cannot receive texts)" : "may be texted"
                     return "; the number \(now) (last change: \(c.lastAction) by \(c.lastSource), \(Output.date(c.lastChange)))"
                 }
                 throw CLIError("no user with phone, email or id '\(who)'" + (state ?? ""))

@@ -582,6 +582,7 @@ struct ConversationTransitionTests {
         // A question mark after a command word too; and "Log in", "Log out", "Sign up", as phones autocorrect them
         .init(situation: s["logged in"]!, text: "Profile?", step: .idle, loggedIn: true, reply: "Ivan Petrov"),
         .init(situation: s["logged in"]!, text: "Help?", step: .idle, loggedIn: true, reply: "Reply MESSAGES, MORE, PROFILE"),
+        .init(situation: s["logged in"]!, text: "Messages??", step: .idle, loggedIn: true, reply: "No unread"),
         .init(situation: s["logged in"]!, text: "Log out", step: .idle, loggedIn: false, reply: "logged out"),
         .init(situation: s["registered, logged out"]!, text: "Log in", step: .askedLoginPasscode, loggedIn: false, reply: "passcode"),
         .init(
@@ -719,6 +720,11 @@ struct ConversationTransitionTests {
         var state = asked
         let d = try engine.reduce(&state, Inbound(text: text), evidence: .verified(true, against: storedHash), facts: facts(), now: t0)
         #expect(d.effects == [.loginSucceeded(userId: 1)] && d.loggedBody == "[redacted]", "\(d)")
+        // And sent by a registered person where no question is open, it runs, and is not logged either (before such
+        // forms were read it was an unknown text, redacted as one)
+        var idle = Self.s["registered, logged out"]!.state
+        let atIdle = try engine.reduce(&idle, Inbound(text: text), facts: facts(), now: t0)
+        #expect(atIdle.loggedBody == "[redacted]", "\(atIdle)")
     }
 
     @Test(arguments: ["\u{201C}Stop\u{201D}", ":stop:", "Cancel.", "STOP!!", "Unsubscribe.", "Revoke!", "'cancel'", "\u{200B}unsubscribe"])

@@ -215,6 +215,9 @@ public struct ConversationEngine: Sendable {
     /// sent at a DELETE or BROADCAST confirmation, for the same reason.
     func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step, registered: Bool) -> Bool {
         if (input.command == "LOGIN" && !input.argument.isEmpty) || Command(word: input.command) == .passcode { return true }
+        // A loosely read command ("messages? 1234", "sign up 1917") from a registered person was an unknown text, and
+        // so redacted, before such forms were read: an older passcode may be one.
+        if input.commandIsLoose && registered { return true }
         switch route {
         // HELP, RESET or START with more words may be an older passcode ("help me 1917"), sent at an expired question
         // or after "please log in first".

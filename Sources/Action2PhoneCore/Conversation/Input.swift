@@ -50,9 +50,9 @@ public struct Inbound: Sendable, Equatable {
     /// `command`, how many words it took, and whether it was read loosely.
     static func firstWord(_ text: String) -> (command: String, words: Int, loose: Bool) {
         let first = bare(String(text.prefix { $0 != " " }).uppercased())
-        if first.count > 1, first.hasSuffix("?"), case let asked = bare(String(first.dropLast())), Command(word: asked) != nil {
-            return (asked, 1, true)
-        }
+        var asked = first
+        while asked.count > 1, asked.hasSuffix("?") { asked.removeLast() }
+        if asked != first, case let word = bare(asked), Command(word: word) != nil { return (word, 1, true) }
         guard first == "LOG" || first == "SIGN" else { return (first, 1, false) }
         let second = bare(String(text.drop { $0 != " " }.dropFirst().prefix { $0 != " " }).uppercased())
         let joined = first + second

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
 /// How a person is named in other people's texts and the bot's answers: their phone (E.164, or its digits written
-/// with spaces, dashes, dots or brackets), their email (in any case) or their full name, each as a whole word or
-/// number: an@example.org is not in ivan@example.org, nor Al Smith in Hal Smithers, nor +14155550102 in +141555501023.
+/// with spaces, dashes, dots or brackets), their email or their full name (both in any case), each as a whole word
+/// or number: an@example.org is not in ivan@example.org, nor Al Smith in Hal Smithers or Sal-Al Smith, nor
+/// +14155550102 in +141555501023.
 struct PersonMentions {
     let phone: String
     let email: String
@@ -16,16 +17,20 @@ struct PersonMentions {
 
     func isNamed(in text: String) -> Bool {
         let characters = Array(text)
-        return Self.containsWord(characters, Array(name))
-            || Self.containsEmail(Array(text.lowercased()), Array(email.lowercased()))
+        let lowered = Array(text.lowercased())
+        return Self.containsWord(lowered, Array(name.lowercased()))
+            || Self.containsEmail(lowered, Array(email.lowercased()))
             || Set([nationalDigits, phone.filter(\.isNumber)]).contains { Self.containsNumber(characters, Array($0)) }
     }
 
-    /// `word` with no letter or digit against either end.
+    /// `word` with no letter or digit against either end, nor a joined name (`Mary-Ann`, `Lee-Smith`; `Lee's` is
+    /// still Lee).
     static func containsWord(_ text: [Character], _ word: [Character]) -> Bool {
-        occurrences(of: word, in: text).contains { start, end in
-            (start == 0 || !text[start - 1].isLetter && !text[start - 1].isNumber)
-                && (end == text.count || !text[end].isLetter && !text[end].isNumber)
+        func isWord(_ c: Character) -> Bool { c.isLetter || c.isNumber }
+        return occurrences(of: word, in: text).contains { start, end in
+            let before = start == 0 || !isWord(text[start - 1]) && !(start >= 2 && "-'.".contains(text[start - 1]) && isWord(text[start - 2]))
+            let after = end == text.count || !isWord(text[end]) && !(end + 1 < text.count && text[end] == "-" && isWord(text[end + 1]))
+            return before && after
         }
     }
 

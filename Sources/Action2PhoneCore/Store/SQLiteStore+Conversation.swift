@@ -181,40 +181,51 @@ extension SQLiteStore {
     /// as a whole word or number (Ann's an@example.org is not in ivan@example.org).
     static func eraseMentions(_ db: Database, of person: PersonMentions) throws {
         let digitsOnly = "replace(replace(replace(replace(replace(body, ' ', ''), '-', ''), '.', ''), '(', ''), ')', '')"
-        func candidates(_ column: String) -> String {
-            "(instr(\(column), :phone) OR instr(lower(\(column)), :email) OR instr(\(column), :name) OR instr(\(digitsOnly), :digits))"
+        // (SQLite's lower() knows ASCII letters only: a name in another script makes every row of an admin a candidate.)
+        let asciiName = person.name.utf8.allSatisfy { $0 < 0x80 }
+        func names(_ column: String) -> String {
+            "instr(\(column), :phone) OR instr(lower(\(column)), :email) OR \(asciiName ? "instr(lower(\(column)), :name)" : "1")"
         }
-        let arguments: StatementArguments = ["phone": person.phone, "email": person.email, "name": person.name, "digits": person.nationalDigits]
-        let inbound = try Row.fetchAll(
+        let arguments: StatementArguments = [
+            "phone": person.phone, "email": person.email.lowercased(), "name": person.name.lowercased(), "digits": person.nationalDigits,
+        ]
+        // Replies sent through the outbox (REST mode) first: the command each answered is erased with it, since in
+        // that mode the inbound log keeps no reply to look at ("FIND petrov" names no one by itself).
+        // A reply still to be sent goes as it is (the admin asked for it a moment ago); an erased one is marked as a
+        // deleted person's texts are, so that no retry sends "[deleted]".
+        let replies = try Row.fetchAll(
             db,
             sql: """
-                SELECT rowid, body, reply FROM inbound
-                WHERE "from" IN (SELECT phone FROM users WHERE role = 'admin') AND (\(candidates("body")) OR instr(reply, :phone) OR instr(lower(reply), :email) OR instr(reply, :name))
+                SELECT id, body, inReplyTo FROM outbox
+                WHERE "to" IN (SELECT phone FROM users WHERE role = 'admin') AND purpose = 'reply' AND status NOT IN ('queued', 'sending')
+                AND (\(names("body")))
                 """,
             arguments: arguments
         )
-        for row in inbound where try person.isNamed(in: row.decode(forColumn: "body")) || person.isNamed(in: row.decode(forColumn: "reply")) {
+        func erase(command messageSid: String) throws {
             try db.execute(
-                sql: "UPDATE inbound SET body = ?, params = '[]', reply = ? WHERE rowid = ?",
-                arguments: [deletedBody, TwiML.empty, try row.decode(Int64.self, forColumn: "rowid")]
+                sql: "UPDATE inbound SET body = ?, params = '[]', reply = ? WHERE messageSid = ?",
+                arguments: [deletedBody, TwiML.empty, messageSid]
             )
         }
-        // A reply still to be sent goes as it is (the admin asked for it a moment ago); an erased one is marked as
-        // a deleted person's texts are, so that no retry sends "[deleted]".
-        let outbox = try Row.fetchAll(
-            db,
-            sql: """
-                SELECT id, body FROM outbox
-                WHERE "to" IN (SELECT phone FROM users WHERE role = 'admin') AND purpose = 'reply' AND status NOT IN ('queued', 'sending')
-                AND \(candidates("body"))
-                """,
-            arguments: arguments
-        )
-        for row in outbox where try person.isNamed(in: row.decode(forColumn: "body")) {
+        for row in replies where try person.isNamed(in: row.decode(forColumn: "body")) {
             try db.execute(
                 sql: "UPDATE outbox SET body = ?, recipientDeleted = 1 WHERE id = ?",
                 arguments: [deletedBody, try row.decode(Int64.self, forColumn: "id")]
             )
+            if let messageSid: String = try row.decode(forColumn: "inReplyTo") { try erase(command: messageSid) }
+        }
+        let inbound = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT messageSid, body, reply FROM inbound
+                WHERE "from" IN (SELECT phone FROM users WHERE role = 'admin')
+                AND (\(names("body")) OR instr(\(digitsOnly), :digits) OR \(names("reply")))
+                """,
+            arguments: arguments
+        )
+        for row in inbound where try person.isNamed(in: row.decode(forColumn: "body")) || person.isNamed(in: row.decode(forColumn: "reply")) {
+            try erase(command: try row.decode(forColumn: "messageSid"))
         }
     }
 

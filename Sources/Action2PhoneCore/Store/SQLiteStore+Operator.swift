@@ -40,7 +40,6 @@ extension SQLiteStore {
         }
     }
 
-    /// One user by E.164 phone, email (any case) or numeric id.
     /// The consent state of a number, registered or not, and its latest change in the consent log; `nil` when it
     /// never changed (it may be texted).
     public func numberConsent(phone: String) async throws -> NumberConsent? {
@@ -62,6 +61,7 @@ extension SQLiteStore {
         }
     }
 
+    /// One user by E.164 phone, email (any case) or numeric id.
     public func user(_ key: String, now: Date = Date()) async throws -> UserRecord? {
         try await writer.read { db in
             try Row.fetchOne(

@@ -39,7 +39,6 @@ public struct UserRecord: Sendable, Equatable, Encodable {
     }
 }
 
-/// Which users `users list` shows.
 /// A number's consent state, whoever it belongs to, and its latest change (`action2phone users show` on a number
 /// no one registered with: one that opted out and never registered, or whose owner deleted their account).
 public struct NumberConsent: Sendable, Equatable {
@@ -51,6 +50,7 @@ public struct NumberConsent: Sendable, Equatable {
     public var lastChange: Date
 }
 
+/// Which users `users list` shows.
 public struct UserFilter: Sendable {
     public var optedOut = false
     public var admins = false
