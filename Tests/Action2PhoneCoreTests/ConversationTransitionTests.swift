@@ -419,7 +419,15 @@ struct ConversationTransitionTests {
             step: .idle,
             loggedIn: true,
             effects: [.sendDirect(recipientId: 1, senderId: 2, body: "Report at dawn")],
-            reply: "texted to +14155550100"
+            reply: "texted to +14155550100. Reply HELP"
+        ),
+        .init(
+            situation: s["admin logged in"]!,
+            text: "SEND 415-555-0100 " + String(repeating: "tractors ", count: 20),
+            step: .idle,
+            loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: String(repeating: "tractors ", count: 20).trimmingWhitespace())],
+            reply: "texted to +14155550100. 2 SMS segments. Reply HELP"
         ),
         .init(
             situation: s["admin logged in"]!,
@@ -427,7 +435,8 @@ struct ConversationTransitionTests {
             step: .idle,
             loggedIn: true,
             effects: [.sendDirect(recipientId: 1, senderId: 2, body: "It’s “urgent”")],
-            reply: "Stored"
+            // (no preview as BROADCAST has: the reply says what the text cost, for next time)
+            reply: "queued to be texted to +14155550100. UCS-2 forced by U+2019 (curly quote), 1 SMS segment. Reply HELP"
         ),
         .init(
             situation: s["admin logged in"]!,

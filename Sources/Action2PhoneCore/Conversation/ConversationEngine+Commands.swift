@@ -161,8 +161,19 @@ extension ConversationEngine {
         let texted =
             consent.optedOut
             ? "not texted: they opted out."
-            : consent.suppressed ? "not texted: their number cannot receive texts." : "queued to be texted to \(recipient.phone)."
+            : consent.suppressed
+                ? "not texted: their number cannot receive texts." : "queued to be texted to \(recipient.phone)." + Self.cost(of: body)
         step.reply("Stored in comrade \(recipient.fullName)'s inbox and \(texted) Reply HELP for commands.")
+    }
+
+    /// What a direct message costs, when more than one GSM-7 segment, as BROADCAST's preview says it (SEND has no
+    /// preview: the admin learns it for next time): " UCS-2 forced by U+2019 (curly quote), 2 SMS segments."
+    static func cost(of body: String) -> String {
+        let count = Segments.count(body)
+        if let forcing = count.nonGSMCharacters.first {
+            return " UCS-2 forced by \(Copy.describe(forcing)), \(Copy.plural(count.segments, "SMS segment"))."
+        }
+        return count.segments > 1 ? " \(Copy.plural(count.segments, "SMS segment"))." : ""
     }
 
     /// A US phone number written in several words at the start of `words`, in one of the usual groupings
