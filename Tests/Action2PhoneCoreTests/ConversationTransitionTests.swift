@@ -766,6 +766,9 @@ struct ConversationTransitionTests {
         let again = try engine.reduce(&lockedState, Inbound(text: "red-square-1917"), facts: locked, now: t0)
         #expect(again.loggedBody == Copy.redacted)
         #expect(!again.replies.joined().localizedCaseInsensitiveContains("red-square"))
+        // (and told until when, not to LOGIN, which the lock would refuse; within one text)
+        #expect(again.replies.count == 1 && again.replies[0].hasPrefix("Unknown command, comrade (not repeated). The account is locked until"))
+        #expect(!again.replies[0].contains("To log in") && again.replies[0].count <= 160, "\(again.replies)")
         // Not a person's passcode: an unregistered number's unknown word is kept and echoed
         var stranger = ConversationState(lastActivity: t0)
         let word = try engine.reduce(&stranger, Inbound(text: "red-square-1917"), facts: facts(registered: false), now: t0)

@@ -135,7 +135,14 @@ public struct ConversationEngine: Sendable {
         case .unknown(let word):
             // A passcode that arrived after its question expired is never echoed back.
             step.reply(
-                unknownCommand(word, echo: !redact, account: step.account, loggedIn: state.isLoggedIn, optingOut: input.mentionsOptingOut)
+                unknownCommand(
+                    word,
+                    echo: !redact,
+                    account: step.account,
+                    loggedIn: state.isLoggedIn,
+                    optingOut: input.mentionsOptingOut,
+                    now: step.now
+                )
             )
         }
 
@@ -286,8 +293,16 @@ public struct ConversationEngine: Sendable {
     /// "Unknown command" with the closest command suggested. `echo` false: the text may be a passcode (any unknown
     /// text from a registered person), and is not repeated; the nearest command is still suggested, and an opt-out
     /// word it starts with is named (saying how to opt out matters more, and reveals no secret); a text that asks to
-    /// opt out otherwise (`optingOut`) is told to send STOP.
-    func unknownCommand(_ word: String, echo: Bool = true, account: Account?, loggedIn: Bool = false, optingOut: Bool = false) -> String {
+    /// opt out otherwise (`optingOut`) is told to send STOP. A locked account (at `now`) is told until when, rather
+    /// than to log in.
+    func unknownCommand(
+        _ word: String,
+        echo: Bool = true,
+        account: Account?,
+        loggedIn: Bool = false,
+        optingOut: Bool = false,
+        now: Date? = nil
+    ) -> String {
         let bare = Inbound.bare(word, lenient: true)
         if optOutWords.contains(bare) {
             return "Unknown command \(bare), comrade. To opt out, reply \(bare) alone: with other words it does not count. Reply HELP for commands."
@@ -308,6 +323,9 @@ public struct ConversationEngine: Sendable {
             let unread = hint.isEmpty && account?.role != .admin ? " " + Copy.repliesUnread : ""
             // Logged in, the person has no reason to be told why: "ok thanks" is simply not understood.
             guard !loggedIn else { return "Unknown command, comrade.\(hint)\(unread) Reply HELP for commands." }
+            if let account, let now, isLocked(account, now: now) {
+                return "Unknown command, comrade (not repeated). " + Copy.locked(until: account.lockedUntil!, in: settings.localTime)
+            }
             return
                 "Unknown command, comrade (not repeated, in case it was your passcode).\(hint)\(unread) To log in, reply LOGIN; HELP lists commands."
         }
