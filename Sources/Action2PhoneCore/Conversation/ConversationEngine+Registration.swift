@@ -11,16 +11,14 @@ extension ConversationEngine {
         case .askedFirstName:
             // A command alone ("LOGIN", from someone who thought they had an account) is not taken as a name.
             if let command = commandAlone(step.input) { return step.reply(Copy.commandNotFirstName(command)) }
-            if let request = requestNotName(step.input) { return step.reply(request + " Reply with your first name to register, or RESET to stop.") }
+            if let request = requestNotName(step.input) { return step.reply(request + " " + Copy.firstNameAgain) }
             guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("first")) }
             state.step = .askedLastName(first: name)
             step.reply("Thank you, \(Copy.endingSentence(name)) Reply with your last name.")
         case .askedLastName(let first):
             // (More is a surname as well as a command: Thomas More registers.)
             if let command = commandAlone(step.input), command != .more { return step.reply(Copy.commandNotLastName(command)) }
-            if let request = requestNotName(step.input) {
-                return step.reply(request + " You are registering: reply with your last name, or RESET to stop.")
-            }
+            if let request = requestNotName(step.input) { return step.reply(request + " " + Copy.lastNameAgain) }
             guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("last")) }
             state.step = .askedEmail(first: first, last: name)
             step.reply("Good, comrade \(first) \(Copy.endingSentence(name)) Reply with your email address.")
@@ -264,12 +262,16 @@ extension Copy {
     /// At a confirmation: the passcode being confirmed cannot start with a command word, so this was sent by mistake.
     static let commandNotPasscode = "That is a command, comrade, not your passcode. " + askPasscodeAgain + " Or RESET to stop."
 
+    /// The name questions asked again after a text that is not a name.
+    static let firstNameAgain = "Reply with your first name to register, or RESET to stop."
+    static let lastNameAgain = "You are registering: reply with your last name, or RESET to stop."
+
     static func commandNotFirstName(_ command: Command) -> String {
-        "\(command.rawValue) is a command, comrade, and this number has no account yet. Reply with your first name to register, or RESET to stop."
+        "\(command.rawValue) is a command, comrade, and this number has no account yet. " + firstNameAgain
     }
 
     static func commandNotLastName(_ command: Command) -> String {
-        "\(command.rawValue) is a command, comrade. You are registering: reply with your last name, or RESET to stop."
+        "\(command.rawValue) is a command, comrade. " + lastNameAgain
     }
 
     static func invalidName(_ which: String) -> String {

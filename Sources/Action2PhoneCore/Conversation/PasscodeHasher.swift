@@ -55,7 +55,7 @@ public struct PasscodeHasher: Sendable {
     }
 
     private func verify(_ passcode: String, against stored: PasscodeHash, waitingAtMost limit: Duration?) async -> Bool? {
-        // A damaged stored record matches nothing (checking it would trap the process).
+        // A damaged stored record matches nothing (`matches` says so too): no slot is taken for it.
         guard stored.isUsable else { return false }
         return await offload(waitingAtMost: limit) { Self.matches(passcode, stored) }
     }
@@ -66,7 +66,8 @@ public struct PasscodeHasher: Sendable {
         return PasscodeHash(hash: key, salt: salt, iterations: iterations)
     }
 
-    /// Whether `passcode` is the one `stored` was made from; a damaged record matches nothing.
+    /// Whether `passcode` is the one `stored` was made from; a damaged record matches nothing (checking it would trap
+    /// the process).
     private static func matches(_ passcode: String, _ stored: PasscodeHash) -> Bool {
         guard stored.isUsable else { return false }
         let key = Crypto.pbkdf2SHA256(password: Array(passcode.utf8), salt: stored.salt, iterations: stored.iterations, length: stored.hash.count)
