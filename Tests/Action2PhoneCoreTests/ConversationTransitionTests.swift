@@ -396,7 +396,7 @@ struct ConversationTransitionTests {
         .init(situation: s["logged in"]!, text: "DELETE", step: .confirmingDelete, loggedIn: true, reply: "YES"),
         .init(situation: s["confirming delete"]!, text: "yes", step: .idle, loggedIn: false, effects: [.deleteAccount(userId: 1)], reply: "erased"),
         .init(situation: s["confirming delete"]!, text: "nah", step: .idle, loggedIn: true, reply: "cancelled"),
-        .init(situation: s["logged in"]!, text: "BROADCAST hello", step: .idle, loggedIn: true, reply: "Unknown command BROADCAST"),
+        .init(situation: s["logged in"]!, text: "BROADCAST hello", step: .idle, loggedIn: true, reply: "Unknown command, comrade."),
         .init(
             situation: s["admin logged in"]!,
             text: "BROADCAST  Harvest  now",
@@ -1015,6 +1015,57 @@ struct ConversationTransitionTests {
         #expect(try engine.reduce(&idle, Inbound(text: "HELP"), facts: facts(), now: t0).loggedBody == nil)
         var stranger = ConversationState(lastActivity: recent)
         #expect(try engine.reduce(&stranger, Inbound(text: "help me"), facts: facts(registered: false), now: t0).loggedBody == nil)
+    }
+
+    @Test(arguments: ["USERS", "FIND anna", "SEND +14155550123 hello", "BROADCAST Harvest now", "users?"])
+    func anAdminCommandFromAMemberOrAStrangerIsAnsweredAndLoggedAsAnUnknownWord(text: String) throws {
+        // Given a member logged in, one logged out, and a stranger
+        let situations = [
+            (ConversationState(loggedInAt: recent, lastActivity: recent), facts()),
+            (ConversationState(lastActivity: recent), facts()),
+            (ConversationState(lastActivity: recent), facts(registered: false)),
+        ]
+        for (situation, people) in situations {
+            // When each texts an admin command, and a word that is no command
+            var asAdmin = situation
+            var asWord = situation
+            let command = try engine.reduce(&asAdmin, Inbound(text: text), facts: people, now: t0)
+            let word = try engine.reduce(&asWord, Inbound(text: "ZQXJV " + text.drop { $0 != " " }), facts: people, now: t0)
+            // Then the answers are the same but for the word echoed, and so are what is logged and the state after
+            let echoed = command.replies.map { $0.replacingOccurrences(of: Inbound(text: text).command, with: "ZQXJV") }
+            #expect(echoed == word.replies, "\(command.replies) against \(word.replies)")
+            #expect(command.loggedBody == word.loggedBody && command.effects.isEmpty && asAdmin == asWord)
+        }
+    }
+
+    @Test func theUnknownTextsAfterAnExpiredPasscodeQuestionAreNotLogged() throws {
+        // Given a stranger whose registration expired at the passcode question
+        var state = ConversationState(
+            step: .askedPasscode(first: "Anna", last: "Lee", email: "a@example.org"),
+            lastActivity: t0.addingTimeInterval(-3600)
+        )
+        let stranger = facts(registered: false)
+        // When they text the passcode, then its confirmation, after the "timed out" reply
+        let first = try engine.reduce(&state, Inbound(text: "Tractor-1917"), facts: stranger, now: t0)
+        let second = try engine.reduce(&state, Inbound(text: "Tractor-1917"), facts: stranger, now: t0.addingTimeInterval(20))
+        // Then neither is logged nor echoed
+        #expect(first.replies[0].hasPrefix("Your registration timed out"))
+        for d in [first, second] {
+            #expect(d.loggedBody == "[redacted]")
+            #expect(!d.replies.joined().contains("1917"))
+        }
+        #expect(state.step == .idle && state.passcodeQuestionExpired == true)
+        // And the first text read as something else ends it: texts after it are kept as sent
+        let join = try engine.reduce(&state, Inbound(text: "JOIN"), facts: stranger, now: t0.addingTimeInterval(40))
+        #expect(join.loggedBody == nil && state.passcodeQuestionExpired == nil)
+        var idle = ConversationState(lastActivity: t0.addingTimeInterval(40))
+        #expect(try engine.reduce(&idle, Inbound(text: "hello comrades"), facts: stranger, now: t0.addingTimeInterval(60)).loggedBody == nil)
+        // And so does another session of silence, and an expired question that was not a passcode's
+        var silent = ConversationState(lastActivity: t0.addingTimeInterval(-3600), passcodeQuestionExpired: true)
+        #expect(try engine.reduce(&silent, Inbound(text: "hello comrades"), facts: stranger, now: t0).loggedBody == nil)
+        var askedEmail = ConversationState(step: .askedEmail(first: "Anna", last: "Lee"), lastActivity: t0.addingTimeInterval(-3600))
+        #expect(try engine.reduce(&askedEmail, Inbound(text: "a@example.org"), facts: stranger, now: t0).loggedBody == nil)
+        #expect(askedEmail.passcodeQuestionExpired == nil)
     }
 
     @Test func aTextStartingWithPasswordIsNeverLoggedNorHintedAt() throws {

@@ -25,6 +25,8 @@ struct StoredStateTests {
                 loggedInAt: Date(timeIntervalSince1970: 1_764_000_000.5),
                 lastActivity: Date(timeIntervalSince1970: 1_764_069_981)
             ),
+            ConversationState(step: step, lastActivity: Date(timeIntervalSince1970: 1_764_069_982), passcodeQuestionExpired: true),
+            ConversationState(step: step, passcodeQuestionExpired: false),
         ]
     }
 
@@ -54,6 +56,7 @@ struct StoredStateTests {
         #"{"step":{"askedPasscodeAgain":{"first":"A","last":"B","email":"a@b.c","pending":{"hash":[],"salt":[3],"iterations":1000}}}}"#,
         #"{"step":{"askedPasscodeAgain":{"first":"A","last":"B","email":"a@b.c","pending":{"hash":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16],"salt":[3],"iterations":1e18}}}}"#,
         #"{"step":{"askedNewPasscodeAgain":{"pending":{"hash":[1,2],"salt":[3],"iterations":0}}}}"#, #"{"step":{"askedNewPasscodeAgain":{}}}"#,
+        #"{"step":{"idle":{}},"passcodeQuestionExpired":1}"#, #"{"step":{"idle":{}},"passcodeQuestionExpired":tru}"#,
     ])
     func textThatIsNotAStateDecodesToNil(text: String) {
         #expect(StoredState.decode(text) == nil)

@@ -7,7 +7,7 @@ extension ConversationEngine {
     func run(_ command: Command, _ state: inout ConversationState, _ step: inout StepContext) throws {
         let account = step.account
         if command.isAdminOnly && account?.role != .admin {
-            // Refused exactly like an unknown word: a non-admin learns nothing of admin commands.
+            // Sent instead of an answer (at idle, `reduce` routes it as an unknown word): refused like one.
             return step.reply(unknownCommand(step.input.command, account: account))
         }
         switch command {

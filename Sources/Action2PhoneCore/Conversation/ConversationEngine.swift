@@ -84,8 +84,11 @@ public struct ConversationEngine: Sendable {
         let expired = expire(&state, now: now)
         state.lastActivity = now
         let consent = try facts.consent()
-        let route = route(input, state, optedOut: consent.optedOut)
-        var step = StepContext(input: input, evidence: evidence, facts: facts, now: now, account: try facts.account())
+        let account = try facts.account()
+        var route = route(input, state, optedOut: consent.optedOut)
+        // An admin command from anyone else is an unknown word, answered and logged as one: nothing says it exists.
+        if case .command(let command) = route, command.isAdminOnly, account?.role != .admin { route = .unknown(input.command) }
+        var step = StepContext(input: input, evidence: evidence, facts: facts, now: now, account: account)
         let redact = passcodeText || mustRedact(route, input, state, stepBefore: stepBefore, registered: step.account != nil)
 
         switch route {
@@ -146,6 +149,7 @@ public struct ConversationEngine: Sendable {
             )
         }
 
+        if case .unknown = route {} else { state.passcodeQuestionExpired = nil }
         if let expired, var first = step.replies.first {
             let consequence = expired.timedOutConsequence.map { " and \($0)" } ?? ""
             first =
@@ -217,7 +221,7 @@ public struct ConversationEngine: Sendable {
 
     /// A passcode text is never logged: any `LOGIN <something>`, any text starting with PASSCODE or PASSWORD (a
     /// passcode chosen before they were commands may be one of them), any text sent while a passcode question was
-    /// pending (even one that has just expired) unless it is a keyword, any unknown text from a registered
+    /// pending (even one that has just expired) unless it is a keyword, and the unknown texts after that expiry, any unknown text from a registered
     /// person (sent after "please log in first" or a lockout, it is often the passcode), and anything but YES
     /// sent at a DELETE or BROADCAST confirmation, for the same reason.
     func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step, registered: Bool) -> Bool {
@@ -232,6 +236,8 @@ public struct ConversationEngine: Sendable {
             return stepBefore.expectsPasscode || registered
         case .optOut, .optIn, .help, .reset, .empty: return false
         case .unknown where registered: return true
+        // The confirmation of a passcode whose question expired, say, texted after the "timed out" reply.
+        case .unknown where state.passcodeQuestionExpired == true: return true
         case .answer where stepBefore.isConfirmation: return input.command != "YES"
         default: return stepBefore.expectsPasscode || (route == .answer && state.step.expectsPasscode)
         }
@@ -243,6 +249,7 @@ public struct ConversationEngine: Sendable {
         state.loggedInAt = nil
         let expired = state.step
         state.step = .idle
+        state.passcodeQuestionExpired = expired.expectsPasscode ? true : nil
         return expired == .idle ? nil : expired
     }
 

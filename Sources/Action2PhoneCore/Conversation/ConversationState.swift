@@ -8,11 +8,16 @@ public struct ConversationState: Codable, Sendable, Equatable {
     /// When the phone logged in; `nil` when logged out. The account is the one registered to the phone.
     public var loggedInAt: Date?
     public var lastActivity: Date?
+    /// Set when a passcode question expired unanswered, until a text reads as something other than an unknown
+    /// command: the texts after it may still be the passcode (its confirmation, typed again), never to be logged.
+    /// `nil` rather than `false`, so that the stored state of everyone else stays as it was.
+    public var passcodeQuestionExpired: Bool?
 
-    public init(step: Step = .idle, loggedInAt: Date? = nil, lastActivity: Date? = nil) {
+    public init(step: Step = .idle, loggedInAt: Date? = nil, lastActivity: Date? = nil, passcodeQuestionExpired: Bool? = nil) {
         self.step = step
         self.loggedInAt = loggedInAt
         self.lastActivity = lastActivity
+        self.passcodeQuestionExpired = passcodeQuestionExpired
     }
 
     public var isLoggedIn: Bool { loggedInAt != nil }

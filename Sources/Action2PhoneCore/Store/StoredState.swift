@@ -9,6 +9,7 @@ enum StoredState {
         var out = "{"
         if let lastActivity = state.lastActivity { out += "\"lastActivity\":" + number(lastActivity) + "," }
         if let loggedInAt = state.loggedInAt { out += "\"loggedInAt\":" + number(loggedInAt) + "," }
+        if let expired = state.passcodeQuestionExpired { out += "\"passcodeQuestionExpired\":" + (expired ? "true," : "false,") }
         out += "\"step\":{"
         switch state.step {
         case .idle: out += "\"idle\":{"
@@ -120,7 +121,13 @@ enum StoredState {
         default: return nil
         }
         guard let loggedInAt = date("loggedInAt"), let lastActivity = date("lastActivity") else { return nil }
-        return ConversationState(step: step, loggedInAt: loggedInAt, lastActivity: lastActivity)
+        let passcodeQuestionExpired: Bool?
+        switch top["passcodeQuestionExpired"] {
+        case nil, .null?: passcodeQuestionExpired = nil
+        case .bool(let flag)?: passcodeQuestionExpired = flag
+        default: return nil
+        }
+        return ConversationState(step: step, loggedInAt: loggedInAt, lastActivity: lastActivity, passcodeQuestionExpired: passcodeQuestionExpired)
     }
 
     /// The JSON values a stored state holds.
@@ -129,6 +136,7 @@ enum StoredState {
         case array([JSON])
         case string(String)
         case number(Double)
+        case bool(Bool)
         case null
 
         var bytes: [UInt8]? {
@@ -200,6 +208,12 @@ enum StoredState {
                 guard bytes[i...].starts(with: "null".utf8) else { return nil }
                 i += 4
                 return .null
+            case UInt8(ascii: "t"), UInt8(ascii: "f"):
+                let flag = bytes[i] == UInt8(ascii: "t")
+                let word = flag ? "true" : "false"
+                guard bytes[i...].starts(with: word.utf8) else { return nil }
+                i += word.utf8.count
+                return .bool(flag)
             default:
                 let start = i
                 while i < bytes.count, Self.numberBytes.contains(bytes[i]) { i += 1 }
