@@ -48,6 +48,52 @@ public func buildApplication(
     return app
 }
 
+/// Runs the server `buildApplication` builds on a loopback port the system picks, for as long as `body` runs
+/// (given the port), then stops it gracefully: `replay --raw` without `--url`, and the HTTP tests.
+public func withLoopbackServer<T>(
+    config: ServerConfig,
+    store: any Store,
+    handler: any InboundHandler,
+    services: [any Service] = [],
+    logger: Logger,
+    clock: @escaping @Sendable () -> Date = { Date() },
+    _ body: (Int) async throws -> T
+) async throws -> T {
+    var config = config
+    config.host = "127.0.0.1"
+    config.port = 0
+    let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+    let app = buildApplication(config: config, store: store, handler: handler, services: services, logger: logger, clock: clock) { channel in
+        continuation.yield(channel.localAddress?.port ?? 0)
+        continuation.finish()
+    }
+    let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next(), port > 0 else {
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()  // the server's own error (a failed bind), when it has one
+            throw LoopbackServerError()
+        }
+        let result: T
+        do {
+            result = try await body(port)
+        } catch {
+            await group.triggerGracefulShutdown()
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        try await tasks.waitForAll()
+        return result
+    }
+}
+
+/// The loopback server stopped before it listened, without saying why.
+public struct LoopbackServerError: Error, CustomStringConvertible {
+    public var description: String { "the server did not start listening on a loopback port" }
+}
+
 extension ConversationService {
     /// The conversation as `serve` configures it.
     public init(config: ServerConfig, store: any Store, logger: Logger = Logger(label: "action2phone")) {

@@ -55,7 +55,9 @@ struct WebhookGate: Sendable {
                 reason: signature == nil ? "missing X-Twilio-Signature" : "invalid X-Twilio-Signature for \(Self.loggable(url))"
             )
         }
-        if let accountSid, fields.first(where: { $0.name == "AccountSid" })?.value != accountSid {
+        // Only MessageSid, From and To are required (SPEC §3.7): a signed webhook without AccountSid is taken, one that
+        // names another account (in any of its AccountSid fields) is not.
+        if let accountSid, fields.contains(where: { $0.name == "AccountSid" && $0.value != accountSid }) {
             throw WebhookRejection(.forbidden, nil, reason: "AccountSid is not this account's")
         }
         return fields

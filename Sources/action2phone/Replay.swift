@@ -3,6 +3,7 @@ import Action2PhoneCore
 import Action2PhoneServer
 import ArgumentParser
 import Foundation
+import Logging
 import TwilioKit
 
 #if canImport(FoundationNetworking)
@@ -17,7 +18,10 @@ struct Replay: AsyncParsableCommand {
             In-process (the default) the texts go straight to the conversation on --db; with --url they go over HTTP to \
             a running server, signed like Twilio with TWILIO_AUTH_TOKEN or the local-mode token next to --db. \
             --check compares each reply with the fixture's expectations and exits 1 naming every mismatch. \
-            --raw sends fixtures/webhooks/*.json requests byte for byte, without re-signing (needs --url).
+            --raw sends fixtures/webhooks/*.json requests byte for byte, without re-signing: to --url, or without it to \
+            the server serve runs, started on a loopback port for each request, on --db, and checking signatures \
+            against ACTION2PHONE_PUBLIC_URL or else the recorded URL (the fixtures were signed with the credentials \
+            fixtures/README.md gives).
             """
     )
 
@@ -27,12 +31,11 @@ struct Replay: AsyncParsableCommand {
     @Option(help: "With --url: the URL to sign for, as the server's ACTION2PHONE_PUBLIC_URL (env: ACTION2PHONE_PUBLIC_URL).") var publicURL: String?
     @Flag(help: "Compare replies with the fixtures' expectations; exit 1 on any mismatch.") var check = false
     @Flag(help: "Send recorded webhooks (fixtures/webhooks/*.json) byte for byte.") var raw = false
-    @Flag(help: "In-process: give each fixture its own empty temporary database instead of --db.") var fresh = false
+    @Flag(help: "Without --url: give each fixture its own empty temporary database instead of --db.") var fresh = false
 
     func validate() throws {
         if fixtures.isEmpty { throw ValidationError("name at least one fixture file") }
-        if raw && url == nil { throw ValidationError("--raw sends real HTTP requests: give the server's --url") }
-        if fresh && url != nil { throw ValidationError("--fresh is for in-process replay; a running server keeps its own database") }
+        if fresh && url != nil { throw ValidationError("--fresh is for replay without --url; a running server keeps its own database") }
     }
 
     func run() async throws {
@@ -62,7 +65,6 @@ struct Replay: AsyncParsableCommand {
         let fixture = try loadFixture(path)
         var phone: any SimulatedPhone
         let config: ServerConfig
-        // With --fresh: a database of its own, removed afterwards (with the local-mode token made beside it).
         var scratch: URL? = nil
         defer { if let scratch { try? FileManager.default.removeItem(at: scratch) } }
         if let url {
@@ -74,12 +76,8 @@ struct Replay: AsyncParsableCommand {
             }
             phone = try HTTPPhone(url: url, publicURL: publicURL ?? config.publicURL, token: config.authToken)
         } else {
-            var options = store
-            if fresh {
-                let directory = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-replay-\(UUID().uuidString)")
-                options.db = directory.appendingPathComponent("replay.sqlite").path
-                scratch = directory
-            }
+            let options: StoreOptions
+            (options, scratch) = database()
             config = try options.config()
             phone = InProcessPhone(config: config, store: try options.open(announcingNew: !fresh), virtualClock: true)
         }
@@ -115,6 +113,16 @@ struct Replay: AsyncParsableCommand {
         return mismatches
     }
 
+    /// The database replay without --url plays on: --db, or with --fresh one of its own in a scratch folder that the
+    /// caller removes afterwards (with the local-mode token made beside it).
+    func database() -> (options: StoreOptions, scratch: URL?) {
+        guard fresh else { return (store, nil) }
+        var options = store
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("a2p-replay-\(UUID().uuidString)")
+        options.db = directory.appendingPathComponent("replay.sqlite").path
+        return (options, directory)
+    }
+
     func loadFixture(_ path: String) throws -> ConversationFixture {
         do {
             return try ConversationFixture.load(path)
@@ -134,8 +142,39 @@ struct Replay: AsyncParsableCommand {
         } catch {
             throw CLIError("\(path): not a recorded webhook (url, headers, params or body, status): \(error)")
         }
-        // The recorded path and query go to the server named by --url, with the recorded headers and bytes.
-        var base = url!
+        guard let url else { return try await replayRawOnLoopback(recorded, path: path) }
+        return try await send(recorded, path: path, to: url)
+    }
+
+    /// Without --url: the server `serve` runs (the webhook, without the outbox worker) on a loopback port, on the
+    /// database, for this one request. Its public URL is the configured one, or else the URL the request was recorded
+    /// for: the server Twilio called.
+    func replayRawOnLoopback(_ recorded: RecordedWebhook, path: String) async throws -> Int {
+        let (options, scratch) = database()
+        defer { if let scratch { try? FileManager.default.removeItem(at: scratch) } }
+        var config = try options.config()
+        if config.publicURL == nil { config.publicURL = recorded.publicURL }
+        config.replyMode = .twiml  // the answer is read in the response
+        let db = try options.open(announcingNew: !fresh)
+        var logger = Logger(label: "action2phone")
+        logger.logLevel = .error  // the transcript says what each request got
+        let mismatches = try await withLoopbackServer(
+            config: config,
+            store: db,
+            handler: ConversationService(config: config, store: db, logger: logger),
+            logger: logger
+        ) { port in try await send(recorded, path: path, to: "http://127.0.0.1:\(port)") }
+        if mismatches > 0, config.isLocalMode {
+            printError(
+                "(in local mode the server checks signatures with its development token; the fixtures were signed with the credentials fixtures/README.md gives)"
+            )
+        }
+        return mismatches
+    }
+
+    func send(_ recorded: RecordedWebhook, path: String, to url: String) async throws -> Int {
+        // The recorded path and query go to the server at `url`, with the recorded headers and bytes.
+        var base = url
         while base.hasSuffix("/") { base.removeLast() }
         if base.hasSuffix("/sms") { base.removeLast(4) }
         guard let target = URL(string: base + recorded.pathAndQuery) else {
@@ -162,13 +201,46 @@ struct RecordedWebhook: Decodable {
     var url: String
     var method: String?
     var headers: [String: String]?
-    /// Form fields in order, as `[name, value]` pairs; encoded exactly as recorded.
+    /// Form fields in order, as `[name, value]` pairs, encoded exactly as recorded; or an object of names and values
+    /// (sorted by name: a signature does not depend on their order).
     var params: [[String]]?
     /// A raw body, for requests that are not forms.
     var body: String?
     /// Repeat `body` this many times (for oversized bodies without a huge file).
     var bodyRepeat: Int?
     var status: Int?
+
+    enum CodingKeys: String, CodingKey { case name, url, method, headers, params, body, bodyRepeat, status }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decodeIfPresent(String.self, forKey: .name)
+        url = try c.decode(String.self, forKey: .url)
+        method = try c.decodeIfPresent(String.self, forKey: .method)
+        headers = try c.decodeIfPresent([String: String].self, forKey: .headers)
+        if let pairs = try? c.decodeIfPresent([[String]].self, forKey: .params) {
+            guard pairs.allSatisfy({ $0.count == 2 }) else {
+                throw DecodingError.dataCorruptedError(forKey: .params, in: c, debugDescription: "each field is a [name, value] pair")
+            }
+            params = pairs
+        } else if let fields = try c.decodeIfPresent([String: String].self, forKey: .params) {
+            params = fields.sorted { $0.key < $1.key }.map { [$0.key, $0.value] }
+        }
+        body = try c.decodeIfPresent(String.self, forKey: .body)
+        bodyRepeat = try c.decodeIfPresent(Int.self, forKey: .bodyRepeat)
+        status = try c.decodeIfPresent(Int.self, forKey: .status)
+    }
+
+    /// The base URL the request was sent to, as a server's public URL: without `/sms` (or `/sms/status`) and the query.
+    var publicURL: String {
+        var base = String(url.prefix { $0 != "?" })
+        for suffix in ["/sms/status", "/sms"] where base.hasSuffix(suffix) {
+            base.removeLast(suffix.count)
+            break
+        }
+        while base.hasSuffix("/") { base.removeLast() }
+        return base
+    }
 
     var pathAndQuery: String {
         guard let scheme = url.firstRange(of: "://") else { return url }
@@ -179,7 +251,7 @@ struct RecordedWebhook: Decodable {
 
     var bodyBytes: Data {
         if let params {
-            return Data(FormCodec.encode(params.compactMap { $0.count == 2 ? FormField($0[0], $0[1]) : nil }).utf8)
+            return Data(FormCodec.encode(params.map { FormField($0[0], $0[1]) }).utf8)
         }
         return Data(String(repeating: body ?? "", count: max(1, bodyRepeat ?? 1)).utf8)
     }

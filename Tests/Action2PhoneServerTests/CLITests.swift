@@ -429,6 +429,14 @@ struct CLITests {
         try Data("{not json".utf8).write(to: broken)
         let bad = try await Executable.run(["replay", broken.path])
         #expect(bad.status == 1 && bad.stderr.contains("not a conversation fixture"))
+        // A step may expect the status the server gives a webhook without From, in-process too, and the script goes on
+        let refused = dir.appendingPathComponent("refused.json")
+        try Data(
+            #"{"name":"refused","to":"+15005550006","steps":[{"from":"","body":"HELP","expect":{"status":400,"empty":true}},{"from":"+14155550100","body":"HELP","expect":{"contains":["JOIN"]}}]}"#
+                .utf8
+        ).write(to: refused)
+        let statuses = try await Executable.run(["replay", "--fresh", "--check", refused.path])
+        #expect(statuses.status == 0 && statuses.stdout.contains("[HTTP 400]"), "\(statuses.stdout)\n\(statuses.stderr)")
     }
 
     @Test func replayOverHTTPSignsLikeTwilio() async throws {
@@ -524,6 +532,57 @@ struct CLITests {
             let mms = try await Executable.run(["replay", "--raw", "--url", server.base, dir.appendingPathComponent("mms-no-text.json").path])
             #expect(mms.stdout.contains("pictures and files are ignored"))
         }
+    }
+
+    @Test func rawWebhooksReplayWithoutAURLToTheServerOnALoopbackPort() async throws {
+        let dir = repositoryRoot.appendingPathComponent("fixtures/webhooks")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }.sorted().map {
+            dir.appendingPathComponent($0).path
+        }
+        // Given the credentials the fixtures were signed with, and no public URL (the recorded URL is the one)
+        let fixtureCredentials = [
+            "TWILIO_ACCOUNT_SID": "AC" + String(repeating: "0", count: 32), "TWILIO_AUTH_TOKEN": "fixture-auth-token-0123456789abcdef",
+        ]
+        let db = tempDatabase()
+        // When every recorded webhook is replayed without --url
+        let r = try await Executable.run(["replay", "--raw", "--check", "--db", db] + files, environment: fixtureCredentials)
+        // Then each got its expected status from the real server, and what it accepted is in the database
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("== valid sms: HTTP 200 (expected 200)") && r.stdout.contains("== wrong signature: HTTP 403 (expected 403)"))
+        #expect(r.stdout.contains("== oversized body: HTTP 413 (expected 413)") && r.stdout.contains("== missing from: HTTP 400 (expected 400)"))
+        let queue = try DatabaseQueue(path: db)
+        let sids = try await queue.read { try String.fetchAll($0, sql: "SELECT messageSid FROM inbound ORDER BY messageSid") }
+        #expect(sids.contains("SMa1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1") && sids.count == 4, "\(sids)")
+        // And a server in local mode (no credentials) refuses them, and the operator is told why
+        let local = try await Executable.run(["replay", "--raw", "--check", "--fresh", dir.appendingPathComponent("valid-sms.json").path])
+        #expect(local.status == 1 && local.stderr.contains("status: expected 200, got 403"), "\(local.stderr)")
+        #expect(local.stderr.contains("the fixtures were signed with the credentials fixtures/README.md gives"))
+    }
+
+    @Test func aRecordedWebhookMayGiveItsFieldsAsAnObject() async throws {
+        // Given a webhook recorded with its fields as a JSON object, signed for the URL it names
+        let token = "fixture-auth-token-0123456789abcdef"
+        let url = "https://bot.example.org/sms"
+        let fields = [
+            "MessageSid": "SM" + String(repeating: "b", count: 32), "From": "+14155550191", "To": "+15005550006", "Body": "HELP",
+            "AccountSid": "AC" + String(repeating: "0", count: 32),
+        ]
+        let signature = TwilioSignature.compute(authToken: token, url: url, params: fields.map { FormField($0.key, $0.value) })
+        let request: [String: Any] = [
+            "url": url, "headers": ["Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature], "params": fields,
+            "status": 200,
+        ]
+        let file = testScratch.appendingPathComponent("a2p-object-\(UUID().uuidString).json")
+        try FileManager.default.createDirectory(at: testScratch, withIntermediateDirectories: true)
+        try JSONSerialization.data(withJSONObject: request).write(to: file)
+        let environment = ["TWILIO_ACCOUNT_SID": "AC" + String(repeating: "0", count: 32), "TWILIO_AUTH_TOKEN": token]
+        // When it is replayed, then it is sent as a form the server accepts
+        let r = try await Executable.run(["replay", "--raw", "--check", "--fresh", file.path], environment: environment)
+        #expect(r.status == 0 && r.stdout.contains("HTTP 200 (expected 200)") && r.stdout.contains("reply JOIN"), "\(r.stdout)\n\(r.stderr)")
+        // And a field that is not a [name, value] pair is refused, not dropped
+        try Data(#"{"url":"https://bot.example.org/sms","params":[["From","+1"],["Body"]]}"#.utf8).write(to: file)
+        let broken = try await Executable.run(["replay", "--raw", "--fresh", file.path], environment: environment)
+        #expect(broken.status == 1 && broken.stderr.contains("each field is a [name, value] pair"), "\(broken.stderr)")
     }
 }
 

@@ -54,32 +54,15 @@ struct TestServer {
         _ body: (TestServer) async throws -> Void
     ) async throws {
         let store = try SQLiteStore.open(path: config.databasePath)
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = buildApplication(
+        try await withLoopbackServer(
             config: config,
             store: store,
             handler: makeHandler(store, config),
             services: makeServices(store),
             logger: logger,
             clock: clock
-        ) { channel in
-            continuation.yield(channel.localAddress?.port ?? 0)
-            continuation.finish()
-        }
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else { throw TestError("server did not start") }
-            let server = TestServer(base: "http://127.0.0.1:\(port)", store: store, databasePath: config.databasePath, config: config)
-            do {
-                try await body(server)
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
+        ) { port in
+            try await body(TestServer(base: "http://127.0.0.1:\(port)", store: store, databasePath: config.databasePath, config: config))
         }
     }
 

@@ -195,11 +195,17 @@ struct WebhookRouteTests {
         try await TestServer.run(config) { server in
             let foreign = try await server.post(fields: smsFields(body: "hi", account: "AC" + String(repeating: "b", count: 32)))
             #expect(foreign.status == 403)
-            let missing = try await server.post(fields: smsFields(body: "hi").filter { $0.name != "AccountSid" })
-            #expect(missing.status == 403)
+            let twice = try await server.post(
+                fields: smsFields(body: "hi", account: mine) + [FormField("AccountSid", "AC" + String(repeating: "b", count: 32))]
+            )
+            #expect(twice.status == 403)
             #expect(try server.count("inbound") == 0)
             let ours = try await server.post(fields: smsFields(body: "hi", account: mine))
             #expect(ours.status == 200)
+            // Only MessageSid, From and To are required: a signed webhook without AccountSid is taken
+            let without = try await server.post(fields: smsFields(body: "hello").filter { $0.name != "AccountSid" })
+            #expect(without.status == 200 && without.body.contains("<Message>"))
+            #expect(try server.count("inbound") == 2)
         }
     }
 
