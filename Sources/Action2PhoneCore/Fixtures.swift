@@ -5,20 +5,59 @@ import TwilioKit
 /// A scripted conversation (`fixtures/conversations/*.json`, SPEC §7), used by the tests and by `replay`.
 public struct ConversationFixture: Codable, Sendable {
     public var name: String
-    /// The organisation's number the texts go to.
+    /// The organisation's number the texts go to: Twilio's test number `+15005550006` when the fixture names none.
     public var to: String
     public var steps: [Step]
 
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        to = try c.decodeIfPresent(String.self, forKey: .to) ?? "+15005550006"
+        steps = try c.decode([Step].self, forKey: .steps)
+    }
+
     public struct Step: Codable, Sendable {
         public var from: String
+        /// The text; empty when the step has none (a picture alone, say, with `NumMedia` in `params`).
         public var body: String
-        /// Extra webhook fields (e.g. `NumMedia`, `MediaUrl0`), added to or replacing the defaults.
+        /// Extra webhook fields (e.g. `NumMedia`, `MediaUrl0`), added to or replacing the defaults. A number or a
+        /// boolean (`"NumMedia": 1`) is taken as the text JSON writes for it.
         public var params: [String: String]?
         /// The `MessageSid`; a fresh one is made when absent.
         public var messageSid: String?
         /// Seconds that pass before this step (an extension of SPEC §7, for expiry and lockout scripts).
         public var wait: Double?
         public var expect: Expectation?
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            from = try c.decode(String.self, forKey: .from)
+            body = try c.decodeIfPresent(String.self, forKey: .body) ?? ""
+            params = try c.decodeIfPresent([String: FieldValue].self, forKey: .params)?.mapValues(\.text)
+            messageSid = try c.decodeIfPresent(String.self, forKey: .messageSid)
+            wait = try c.decodeIfPresent(Double.self, forKey: .wait)
+            expect = try c.decodeIfPresent(Expectation.self, forKey: .expect)
+        }
+    }
+
+    /// A webhook field's value as a fixture may write it: a string, a number or a boolean.
+    struct FieldValue: Decodable {
+        var text: String
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let string = try? c.decode(String.self) {
+                text = string
+            } else if let integer = try? c.decode(Int.self) {
+                text = String(integer)
+            } else if let number = try? c.decode(Double.self) {
+                text = String(number)
+            } else if let flag = try? c.decode(Bool.self) {
+                text = String(flag)
+            } else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "a webhook field is a string, a number or a boolean")
+            }
+        }
     }
 
     /// What a step's reply must look like. Substrings are matched case-insensitively against the whole
