@@ -12,8 +12,9 @@ enum Output {
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
-    /// Left-aligned columns separated by two spaces.
+    /// Left-aligned columns separated by two spaces; what people typed is shown `visible`.
     static func table(_ header: [String], _ rows: [[String]]) -> String {
+        let rows = rows.map { $0.map { visible($0) } }
         var widths = header.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
         func line(_ cells: [String]) -> String {
@@ -23,12 +24,44 @@ enum Output {
         return ([line(header)] + rows.map(line)).joined(separator: "\n")
     }
 
-    /// RFC 4180 CSV.
+    /// RFC 4180 CSV. What people typed is shown `visible` (line breaks and tabs stay, quoted), and a text a spreadsheet
+    /// would run as a formula (`=HYPERLINK(…)`, `@SUM(…)`, `+1 CMD…`) gets a leading `'`, as OWASP advises; a number or
+    /// a phone number (`+14155550100`, `-5`) is left as it is.
     static func csv(_ header: [String], _ rows: [[String]]) -> String {
         func field(_ s: String) -> String {
-            s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? "\"" + s.replacing("\"", with: "\"\"") + "\"" : s
+            var s = visible(s, keepingLayout: true)
+            if let first = s.unicodeScalars.first,
+                "=@\t\r".unicodeScalars.contains(first)
+                    || ("+-".unicodeScalars.contains(first) && !s.unicodeScalars.allSatisfy({ "0123456789+-. ".unicodeScalars.contains($0) }))
+            {
+                s = "'" + s
+            }
+            return s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? "\"" + s.replacing("\"", with: "\"\"") + "\"" : s
         }
         return ([header] + rows).map { $0.map(field).joined(separator: ",") }.joined(separator: "\n")
+    }
+
+    /// `text` safe for a terminal: control characters (an escape sequence could clear the screen, hide text or retitle
+    /// the window) and the invisible direction overrides shown in caret notation (`^[`) or as `<U+202E>`;
+    /// `keepingLayout` keeps line breaks and tabs.
+    static func visible(_ text: String, keepingLayout: Bool = false) -> String {
+        func isHidden(_ u: Unicode.Scalar) -> Bool {
+            if keepingLayout && (u == "\n" || u == "\r" || u == "\t") { return false }
+            return u.properties.generalCategory == .control || (0x202A...0x202E).contains(u.value) || (0x2066...0x2069).contains(u.value)
+        }
+        guard text.unicodeScalars.contains(where: isHidden) else { return text }
+        var out = String.UnicodeScalarView()
+        for u in text.unicodeScalars {
+            guard isHidden(u) else {
+                out.append(u)
+                continue
+            }
+            let shown =
+                u.value < 0x20
+                ? "^" + String(Unicode.Scalar(u.value + 0x40)!) : u.value == 0x7F ? "^?" : "<U+\(String(u.value, radix: 16, uppercase: true))>"
+            out.append(contentsOf: shown.unicodeScalars)
+        }
+        return String(out)
     }
 
     static func date(_ d: Date?) -> String {
@@ -65,7 +98,7 @@ enum Output {
             ("locked", u.locked ? "until \(date(u.lockedUntil))" : "no"),
         ]
         let width = rows.map(\.0.count).max() ?? 0
-        return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
+        return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + visible($0.1) }.joined(separator: "\n")
     }
 
     // MARK: - Outbox

@@ -23,6 +23,46 @@ struct CLITests {
         )
     }
 
+    @Test func storedTextIsShownSafelyInATerminalAndASpreadsheet() async throws {
+        // Given a person whose stored email and name hold escape sequences and a formula (as a version that did not
+        // refuse them could have stored), and an outbox text with them
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        let queue = try DatabaseQueue(path: db)
+        try await queue.write { db in
+            try db.execute(
+                sql: "UPDATE users SET email = ?, lastName = ?",
+                arguments: ["\u{1B}]0;pwned\u{07}\u{1B}[2Jm@x.org", "=HYPERLINK(\"http://evil\")"]
+            )
+            try db.execute(
+                sql: """
+                    INSERT INTO outbox ("to", body, purpose, status, createdAt, updatedAt)
+                    VALUES ('+14155550100', ?, 'direct', 'queued', '2026-12-01 00:00:00.000', '2026-12-01 00:00:00.000')
+                    """,
+                arguments: ["ctl\u{01}\u{1B}[31m red \u{202E}evil\nline two"]
+            )
+        }
+        // When an operator lists them as a table, a record and CSV
+        let outputs = [
+            try await Executable.run(["users", "list", "--db", db]), try await Executable.run(["users", "show", "+14155550100", "--db", db]),
+            try await Executable.run(["users", "list", "--db", db, "--csv"]), try await Executable.run(["outbox", "list", "--db", db]),
+            try await Executable.run(["outbox", "list", "--db", db, "--csv"]),
+        ]
+        // Then no control character or direction override reaches the terminal: each is shown in caret notation
+        for r in outputs {
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(!r.stdout.unicodeScalars.contains { ($0.value < 0x20 && $0 != "\n") || $0.value == 0x202E }, "\(r.stdout.debugDescription)")
+        }
+        #expect(outputs[0].stdout.contains("^[]0;pwned^G^[[2Jm@x.org") && outputs[1].stdout.contains("^[]0;pwned^G^[[2Jm@x.org"))
+        #expect(outputs[3].stdout.contains("ctl^A^[[31m red <U+202E>evil line two"), "\(outputs[3].stdout)")
+        // And a spreadsheet opening the CSV does not run the formula, while a phone number stays a phone number
+        #expect(outputs[2].stdout.contains(#"Ivan,"'=HYPERLINK(""http://evil"")",^[]0;"#), "\(outputs[2].stdout)")
+        #expect(outputs[2].stdout.contains(",+14155550100,"))
+        // And JSON keeps the stored text exactly (escaped as JSON)
+        let json = try await Executable.run(["users", "show", "+14155550100", "--db", db, "--json"])
+        #expect((try jsonObject(json.stdout) as? [String: Any])?["email"] as? String == "\u{1B}]0;pwned\u{07}\u{1B}[2Jm@x.org")
+    }
+
     @Test func chatReadsStandardInputAndPrintsReplies() async throws {
         let db = tempDatabase()
         let r = try await registerIvan(db)

@@ -242,16 +242,26 @@ extension ConversationEngine {
         return text
     }
 
-    /// A plausible email address, lower-cased: one `@`, a dotted domain, no spaces, at most 254 characters. The one
-    /// word with an `@` is taken, without the punctuation and brackets around it ("kate@example.org.",
-    /// "<kate@example.org>", "my email is kate@example.org").
+    /// A plausible email address, lower-cased, at most 254 characters: one `@`; before it letters, digits and the
+    /// characters RFC 5322 allows unquoted (`!#$%&'*+/=?^_`{|}~-` and dots between them); after it a dotted domain of
+    /// letters, digits and hyphens. No control characters, spaces or quotes: the address is shown to operators in a
+    /// terminal and exported as CSV. The one word with an `@` is taken, without the punctuation and brackets around it
+    /// ("kate@example.org.", "<kate@example.org>", "my email is kate@example.org").
     static func validEmail(_ text: String) -> String? {
         let words = text.split(separator: " ").filter { $0.contains("@") }
         guard words.count == 1 else { return nil }
         let email = words[0].trimmingCharacters(in: CharacterSet(charactersIn: "<>()[]{}.,;:!?\"'`*")).lowercased()
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
-        guard email.count <= 254, parts.count == 2, !parts[0].isEmpty,
-            parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix("."), !parts[1].contains("..")
+        guard email.count <= 254, parts.count == 2 else { return nil }
+        let (local, domain) = (parts[0], parts[1])
+        func isLetterOrDigit(_ c: Character) -> Bool {
+            (c.isLetter || c.isNumber) && !c.unicodeScalars.contains { $0.properties.generalCategory == .control }
+        }
+        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
+        guard !local.isEmpty, !local.hasPrefix("."), !local.hasSuffix("."), !local.contains(".."),
+            local.allSatisfy({ isLetterOrDigit($0) || "!#$%&'*+/=?^_`{|}~.-".contains($0) }),
+            labels.count >= 2,
+            labels.allSatisfy({ !$0.isEmpty && !$0.hasPrefix("-") && !$0.hasSuffix("-") && $0.allSatisfy { isLetterOrDigit($0) || $0 == "-" } })
         else { return nil }
         return email
     }
