@@ -8,21 +8,50 @@ public enum DevToken {
     /// Where the token for the database at `databasePath` lives.
     public static func path(forDatabase databasePath: String) -> String { databasePath + ".dev-token" }
 
-    /// Reads the token, creating it (and its folder) first when there is none.
+    /// Reads the token, creating it (and its folder) first when there is none. The file is private from its first byte;
+    /// an existing one is made private if it is not, and refused if another user owns it.
     public static func loadOrCreate(forDatabase databasePath: String) throws -> Secret {
         let path = path(forDatabase: databasePath)
-        if let existing = try? String(contentsOfFile: path, encoding: .utf8) {
-            let token = existing.trimmingWhitespace()
-            if token.count >= 32 { return Secret(token) }
-        }
+        if let token = try existing(at: path) { return token }
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         }
         let token = Crypto.hex(Crypto.randomBytes(16))
-        guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
-        else { throw DevTokenError.cannotWrite(path) }
+        let contents = Array((token + "\n").utf8)
+        guard FileManager.default.fileExists(atPath: path) else {
+            do {
+                try PrivateFile.create(atPath: path, contents: contents)
+            } catch let error where error.code == EEXIST {
+                // Another process (serve and chat started together) made it first: use theirs.
+                if let theirs = try existing(at: path) { return theirs }
+                throw DevTokenError.cannotWrite(path)
+            } catch {
+                throw DevTokenError.cannotWrite(path)
+            }
+            return Secret(token)
+        }
+        // A file too short to be a token (emptied by hand, say) is replaced, through a private file renamed over it.
+        let fresh = path + ".new-" + Crypto.hex(Crypto.randomBytes(4))
+        do {
+            try PrivateFile.create(atPath: fresh, contents: contents)
+        } catch {
+            throw DevTokenError.cannotWrite(path)
+        }
+        guard rename(fresh, path) == 0 else {
+            unlink(fresh)
+            throw DevTokenError.cannotWrite(path)
+        }
         return Secret(token)
+    }
+
+    /// The token already in `path`, made private first; `nil` when there is no file or no token in it.
+    private static func existing(at path: String) throws -> Secret? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        try PrivateFile.tighten(atPath: path)
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        let token = text.trimmingWhitespace()
+        return token.count >= 32 ? Secret(token) : nil
     }
 }
 

@@ -1022,7 +1022,8 @@ struct ConversationTransitionTests {
             ("olga@example.org", "olga@example.org"), ("O.Ivanova+party@mail.example.co.uk", "o.ivanova+party@mail.example.co.uk"),
             ("ольга@пример.рф", "ольга@пример.рф"), ("o'neil@example.org", "o'neil@example.org"), ("(olga@example.org)", "olga@example.org"),
             ("\u{1B}]0;pwned\u{07}m@x.org", nil), ("=1+1&\"@x.org\"&0", nil), ("\"olga\"@example.org", nil), ("olga@exa_mple.org", nil),
-            ("olga@-example.org", nil), ("olga@example", nil), (".olga@example.org", "olga@example.org"), ("ol..ga@example.org", nil), ("olga@@example.org", nil),
+            ("olga@-example.org", nil), ("olga@example", nil), (".olga@example.org", "olga@example.org"), ("ol..ga@example.org", nil),
+            ("olga@@example.org", nil),
             ("ol\u{202E}ga@example.org", nil), ("olga@example..org", nil),
         ] as [(String, String?)]
     )

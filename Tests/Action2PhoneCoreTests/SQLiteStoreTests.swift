@@ -240,6 +240,47 @@ struct PhoneNumberTests {
         let attributes = try FileManager.default.attributesOfItem(atPath: DevToken.path(forDatabase: path))
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
     }
+
+    func mode(_ path: String) throws -> Int? {
+        (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue
+    }
+
+    @Test func aDevTokenFileOthersCanReadIsMadePrivateAndOneTooShortIsReplacedPrivately() throws {
+        // Given a token file written by hand, readable by everyone
+        let path = makeTestDatabasePath()
+        let tokenPath = DevToken.path(forDatabase: path)
+        try FileManager.default.createDirectory(atPath: (tokenPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data((String(repeating: "ab", count: 16) + "\n").utf8).write(to: URL(fileURLWithPath: tokenPath))
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: tokenPath)
+        // When it is loaded, then it is used, and only its owner can read it now
+        #expect(try DevToken.loadOrCreate(forDatabase: path).reveal() == String(repeating: "ab", count: 16))
+        #expect(try mode(tokenPath) == 0o600)
+        // And a file too short to be a token is replaced by a new private one, with nothing left beside it
+        try FileManager.default.removeItem(atPath: tokenPath)
+        try Data("short\n".utf8).write(to: URL(fileURLWithPath: tokenPath))
+        let fresh = try DevToken.loadOrCreate(forDatabase: path)
+        #expect(fresh.reveal().count == 32)
+        #expect(try mode(tokenPath) == 0o600)
+        #expect(try String(contentsOfFile: tokenPath, encoding: .utf8) == fresh.reveal() + "\n")
+        let folder = (tokenPath as NSString).deletingLastPathComponent
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".new-") }.isEmpty)
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "only root can give a file to another user"))
+    func aDevTokenFileAnotherUserOwnsIsRefused() throws {
+        // Given a token file that belongs to another user (someone could have put it there)
+        let path = makeTestDatabasePath()
+        let tokenPath = DevToken.path(forDatabase: path)
+        try FileManager.default.createDirectory(atPath: (tokenPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data((String(repeating: "cd", count: 16) + "\n").utf8).write(to: URL(fileURLWithPath: tokenPath))
+        #expect(chown(tokenPath, 65534, 65534) == 0)
+        // Then it is not used, and the error says what to do
+        #expect {
+            try DevToken.loadOrCreate(forDatabase: path)
+        } throws: { error in
+            "\(error)".contains("belongs to another user: remove it")
+        }
+    }
 }
 
 @Suite("Hand-written JSON")

@@ -60,8 +60,10 @@ extension SQLiteStore {
         defer { for suffix in ["", "-wal", "-shm", "-journal"] { try? files.removeItem(atPath: partial + suffix) } }
         do {
             // Created empty and private first: SQLite gives its journal files the same permissions.
-            guard files.createFile(atPath: partial, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-                throw BackupError(description: "cannot create a file in \(folder)")
+            do {
+                try PrivateFile.create(atPath: partial, contents: [])
+            } catch {
+                throw BackupError(description: "cannot create a file in \(folder): \(error)")
             }
             let original = try openForReading(source)
             let copy = try DatabaseQueue(path: partial)
