@@ -50,6 +50,12 @@ public enum Segments {
         return SegmentCount(encoding: .ucs2, units: costs.reduce(0, +), segments: pack(costs, single: 70, multi: 67), nonGSMCharacters: nonGSM)
     }
 
+    /// The first scalar of `character` outside GSM-7: what forces UCS-2 (the combining accent U+0301 of an "é" typed
+    /// as "e" and an accent, not its "e").
+    public static func nonGSMScalar(in character: Character) -> Unicode.Scalar {
+        character.unicodeScalars.first { !basic.contains($0) && !extended.contains($0) } ?? character.unicodeScalars.first!
+    }
+
     private static func pack(_ costs: [Int], single: Int, multi: Int) -> Int {
         let total = costs.reduce(0, +)
         if total <= single { return 1 }

@@ -47,7 +47,7 @@ struct Broadcast: AsyncParsableCommand {
             "Broadcast to \(audience.registered) registered people: \(audience.textable) texted, \(audience.registered - audience.textable) opted out or suppressed.\n"
         summary += "\(segments.encoding.rawValue), \(segments.segments) segment(s) per text"
         if !segments.nonGSMCharacters.isEmpty {
-            let named = segments.nonGSMCharacters.map { ch in "'\(ch)' U+" + String(ch.unicodeScalars.first!.value, radix: 16, uppercase: true) }
+            let named = segments.nonGSMCharacters.map { ch in "'\(ch)' U+" + String(Segments.nonGSMScalar(in: ch).value, radix: 16, uppercase: true) }
             summary += " (UCS-2 because of \(named.joined(separator: ", ")))"
         }
         print(summary + ".")

@@ -29,6 +29,14 @@ struct SegmentsTests {
         #expect(c.nonGSMCharacters == ["’"])
     }
 
+    @Test func theScalarNamedForADecomposedAccentIsTheAccent() {
+        // "Café" typed as e + U+0301: the e is GSM-7, the combining accent forces UCS-2
+        let c = Segments.count("Cafe\u{301} at six")
+        #expect(c.encoding == .ucs2 && c.nonGSMCharacters == ["e\u{301}"])
+        #expect(Segments.nonGSMScalar(in: c.nonGSMCharacters[0]) == "\u{301}")
+        #expect(Segments.nonGSMScalar(in: "’") == "\u{2019}")
+    }
+
     @Test func escapePairNeverStraddlesSegments() {
         // 152 septets then a 2-septet € : the € moves whole to segment 2.
         let c = Segments.count(String(repeating: "a", count: 152) + "€" + String(repeating: "a", count: 10))

@@ -231,7 +231,7 @@ extension ConversationEngine {
 extension Copy {
     /// Names a character in GSM-7 words: `U+2019 (curly quote)`.
     static func describe(_ ch: Character) -> String {
-        let scalar = ch.unicodeScalars.first!
+        let scalar = Segments.nonGSMScalar(in: ch)
         let code = "U+" + String(scalar.value, radix: 16, uppercase: true).leftPadded(to: 4)
         let names: [Unicode.Scalar: String] = [
             "\u{2018}": "curly quote", "\u{2019}": "curly quote", "\u{201C}": "curly double quote", "\u{201D}": "curly double quote",
