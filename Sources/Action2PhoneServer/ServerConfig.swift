@@ -233,6 +233,14 @@ extension ServerConfig {
                 "\(name) is the base URL, without \(route): the webhook's URL is it followed by /sms (got '\(displayed(raw))', which would make it \(displayed(base))/sms; give \(displayed(suggested)))"
             )
         }
+        // Twilio: a status callback URL "must contain a valid hostname. Underscores are not allowed." (twilio.md §4)
+        let authority = base.drop { $0 != "/" }.dropFirst(2).prefix { $0 != "/" }
+        let host = authority.split(separator: "@").last.map { $0.prefix { $0 != ":" } } ?? ""
+        if host.contains("_") {
+            throw ConfigError(
+                "\(name)'s host '\(host)' has an underscore, which Twilio refuses in a webhook or status callback URL: use a host name without one"
+            )
+        }
         return base
     }
 
@@ -241,13 +249,13 @@ extension ServerConfig {
         var s = raw
         let lower = s.lowercased()
         guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
-            throw ConfigError("\(name) must start with http:// or https:// (got '\(raw)')")
+            throw ConfigError("\(name) must start with http:// or https:// (got '\(displayed(raw))')")
         }
         guard !s.contains("?"), !s.contains("#"), !s.contains(" ") else {
-            throw ConfigError("\(name) must be a base URL without query, fragment or spaces (got '\(raw)')")
+            throw ConfigError("\(name) must be a base URL without query, fragment or spaces (got '\(displayed(raw))')")
         }
         while s.hasSuffix("/") { s.removeLast() }
-        guard s.split(separator: "/").count >= 2 else { throw ConfigError("\(name) has no host (got '\(raw)')") }
+        guard s.split(separator: "/").count >= 2 else { throw ConfigError("\(name) has no host (got '\(displayed(raw))')") }
         return s
     }
 }

@@ -98,6 +98,27 @@ struct ServerConfigTests {
         }
     }
 
+    @Test func aPublicURLWhoseHostHasAnUnderscoreIsRefused() throws {
+        // Twilio refuses a callback URL whose host name has one: no delivery report would ever arrive
+        for url in ["https://my_bot.example.org", "https://u:pw@my_bot.example.org:8443/a2p"] {
+            #expect {
+                try ServerConfig.resolve(flags: [.database: db, .publicURL: url], environment: [:])
+            } throws: { error in
+                "\(error)".contains("host 'my_bot.example.org' has an underscore") && !"\(error)".contains("pw")
+            }
+        }
+        // while one in the path or the user name is fine
+        for url in ["https://bot.example.org/my_bot", "https://my_user@bot.example.org"] {
+            #expect(try ServerConfig.resolve(flags: [.database: db, .publicURL: url], environment: [:]).publicURL == url)
+        }
+        // And a malformed URL with a password in it is refused without showing the password
+        #expect {
+            try ServerConfig.resolve(flags: [.database: db, .publicURL: "ftp://u:S3cretPw@bot.example.org"], environment: [:])
+        } throws: { error in
+            !"\(error)".contains("S3cretPw")
+        }
+    }
+
     @Test func aPasswordInAURLIsNeverShown() {
         #expect(ServerConfig.displayed("https://twuser:S3cretPw@bot.example.org/sms?x=a@b") == "https://twuser:***@bot.example.org/sms?x=a@b")
         #expect(ServerConfig.displayed("https://twuser@bot.example.org") == "https://twuser@bot.example.org")
