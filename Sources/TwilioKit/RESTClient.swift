@@ -28,6 +28,8 @@ public struct TwilioRESTClient: Sendable {
     public let sender: Sender
     public let statusCallback: String?
     private let session: URLSession
+    /// How long one request may take in all, its answer included.
+    private let deadline: Duration
 
     public init(
         baseURL: String = "https://api.twilio.com",
@@ -47,6 +49,10 @@ public struct TwilioRESTClient: Sendable {
         let configuration = URLSessionConfiguration.ephemeral
         // swift-corelibs-foundation truncates a fractional timeout, and 0 fails every request at once.
         configuration.timeoutIntervalForRequest = max(1, timeout.rounded(.up))
+        // That one fires only when nothing arrives for so long: an answer that trickles in a byte at a time would hold
+        // the send (and the number's queue, and a shutdown) for as long as it lasts. The whole request gets twice as
+        // long (corelibs ignores `timeoutIntervalForResource`, so `perform` keeps this deadline itself).
+        self.deadline = .seconds(2 * max(1, timeout.rounded(.up)))
         configuration.httpMaximumConnectionsPerHost = 64
         configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
         self.session = URLSession(configuration: configuration)
@@ -125,7 +131,7 @@ public struct TwilioRESTClient: Sendable {
         let data: Data
         let response: HTTPURLResponse
         do {
-            let (d, r) = try await session.data(for: request)
+            let (d, r) = try await Self.within(deadline) { [session, request] in try await session.data(for: request) }
             guard let http = r as? HTTPURLResponse else { return .failure(.transport(.maybeSent, "not an HTTP response")) }
             data = d
             response = http
@@ -150,6 +156,19 @@ public struct TwilioRESTClient: Sendable {
             return .success(try JSONDecoder().decode(T.self, from: data))
         } catch {
             return .failure(.undecodable("HTTP \(response.statusCode) with a body that is not the expected JSON: \(error)"))
+        }
+    }
+
+    /// `work`, or `URLError(.timedOut)` once `deadline` has passed (`work` is cancelled then, which cancels a request).
+    static func within<T: Sendable>(_ deadline: Duration, _ work: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await work() }
+            group.addTask {
+                try await Task.sleep(for: deadline)
+                throw URLError(.timedOut)
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
         }
     }
 

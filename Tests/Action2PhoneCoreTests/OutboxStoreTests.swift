@@ -153,7 +153,7 @@ struct OutboxStoreTests {
         )
         try executeSQL(
             path,
-            "UPDATE outbox SET status = 'failed', errorCode = 21610 WHERE id = 1; UPDATE outbox SET status = 'failed', errorCode = 21211 WHERE id > 1"
+            "UPDATE outbox SET status = 'failed', errorCode = 21610 WHERE id = 1; UPDATE outbox SET status = 'failed', errorCode = 20500 WHERE id > 1"
         )
         try await store.setConsent(phone: "+14155550101", optedOut: true, note: "21610")
         try executeSQL(path, "INSERT INTO phones (phone, suppressed, updatedAt) VALUES ('+14155550102', 1, '2026-11-25 09:00:00.000')")
@@ -199,16 +199,21 @@ struct OutboxStoreTests {
         try await store.setConsent(phone: "+14155550101", optedOut: false, note: "START")
         let uncertain = try await store.retryOutbox(ids: [], status: .uncertain)
         #expect(uncertain.queued.isEmpty && uncertain.refused.map(\.id) == [6], "\(uncertain)")
-        // Then every failed text is retried, Olga's reply and text, but what Ivan stopped, which is skipped, said why
+        // Then every failed text is retried, Olga's reply, but what Ivan stopped, and what Twilio refused for good (an
+        // invalid number: twilio.md §10.14, never retried), which are skipped, said why
         let failed = try await store.retryOutbox(ids: [], status: .failed)
-        #expect(failed.queued == [2, 3])
-        #expect(failed.refused.map(\.id) == [1])
+        #expect(failed.queued == [2])
+        #expect(failed.refused.map(\.id) == [1, 3])
         #expect(failed.refused[0].reason == "row 1 was not sent because +14155550101 had opted out: action2phone outbox retry 1 sends it")
+        #expect(
+            failed.refused[1].reason
+                == "row 3 failed with Twilio error 21211 (invalid 'To' number), and would again: action2phone outbox retry 3 sends it anyway"
+        )
         // And every undelivered one too
         let undelivered = try await store.retryOutbox(ids: [], status: .undelivered)
         #expect(undelivered.queued == [4, 5] && undelivered.refused.isEmpty)
         // And by id, an operator sends what they name
-        #expect(try await store.retryOutbox(ids: [1]).queued == [1])
+        #expect(try await store.retryOutbox(ids: [1, 3]).queued == [1, 3])
         // And a text sent in local mode after a retry keeps no error from before it
         var sent = 0
         while let message = try await store.claimOutbox(now: t0, limit: 1).first {

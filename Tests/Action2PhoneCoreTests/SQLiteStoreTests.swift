@@ -17,7 +17,7 @@ struct SQLiteStoreTests {
             try store.appliedMigrations() == [
                 "v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times",
                 "v3 outbox recipientDeleted", "v4 broadcasts fanned out after the webhook", "v5 admins index",
-                "v6 passcode from an organiser",
+                "v6 passcode from an organiser", "v7 outbox earlier SIDs",
             ]
         )
         let queue = try DatabaseQueue(path: path)
@@ -33,7 +33,9 @@ struct SQLiteStoreTests {
         }
         #expect(
             tables == [
-                "broadcasts", "consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "pendingCallbacks", "phones", "users",
+                "broadcasts", "consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "outboxEarlierSids", "pendingCallbacks",
+                "phones",
+                "users",
             ]
         )
     }

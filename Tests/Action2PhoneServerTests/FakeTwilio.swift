@@ -21,6 +21,8 @@ import TwilioKit
 /// | +15005550501 | 500 without creating the first time, then 201 |
 /// | +15005550502 | 500 without creating the second time, else 201 |
 /// | +15005550503 | creates the message, then answers after `slowDelay` (longer than the client waits) the first time |
+/// | +15005550504 | same as 502 (a number of its own) |
+/// | +15005550505 | creates the message, then answers a byte every `slowDelay / 10` the first time |
 /// | +15005550777 | answers 201 after 400 ms |
 /// | anything else | 201 |
 ///
@@ -191,7 +193,7 @@ final class FakeTwilio: Sendable {
         case "+15005550500" where attempt == 1:
             _ = record(to: to, from: field("From"), body: body, callback: field("StatusCallback"))
             return Self.json(500, "Internal Server Error")
-        case "+15005550501" where attempt == 1, "+15005550502" where attempt == 2:
+        case "+15005550501" where attempt == 1, "+15005550502" where attempt == 2, "+15005550504" where attempt == 2:
             return Self.json(500, #"{"code":20500,"message":"Internal Server Error","status":500}"#)
         case "+15005550503" where attempt == 1:
             _ = record(to: to, from: field("From"), body: body, callback: field("StatusCallback"))
@@ -199,6 +201,22 @@ final class FakeTwilio: Sendable {
             return Self.json(500, "too late")
         case "+15005550777":
             try await Task.sleep(for: .milliseconds(400))
+        case "+15005550505" where attempt == 1:
+            // Creates the message, then answers a byte at a time, each sooner than any idle timeout
+            let message = record(to: to, from: field("From"), body: body, callback: field("StatusCallback"))
+            let bytes = Array(Self.resource(message).utf8)
+            let pause = slowDelay / 10
+            return Response(
+                status: .created,
+                headers: [.contentType: "application/json"],
+                body: ResponseBody(contentLength: bytes.count) { writer in
+                    for byte in bytes {
+                        try await writer.write(ByteBuffer(bytes: [byte]))
+                        try await Task.sleep(for: pause)
+                    }
+                    try await writer.finish(nil)
+                }
+            )
         default: break
         }
         let message = record(to: to, from: field("From"), body: body, callback: field("StatusCallback"))

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 import GRDB
+import TwilioKit
 
 /// What operators do from the command line. Every method is one transaction.
 extension SQLiteStore {
@@ -242,17 +243,35 @@ extension SQLiteStore {
                         )
                         continue
                     }
+                    // twilio.md §10.14: never retried. (21408, a region the account may not send to, is: the operator
+                    // may have allowed it since.)
+                    if let errorCode, [21211, 21612].contains(errorCode) {
+                        let meaning = TwilioErrorCodes.meaning(errorCode).map { " (\($0))" } ?? ""
+                        refused.append(
+                            .init(
+                                id: id,
+                                reason:
+                                    "row \(id) failed with Twilio error \(errorCode)\(meaning), and would again: action2phone outbox retry \(id) sends it anyway"
+                            )
+                        )
+                        continue
+                    }
                 }
                 guard ["uncertain", "failed", "undelivered"].contains(current) else {
                     refused.append(.init(id: id, reason: "row \(id) is \(current): only uncertain, failed or undelivered rows can be retried"))
                     continue
                 }
+                // The message it sent before (its SID) is remembered, not taken for the new one. Unless earlier attempts
+                // may have created a message no SID names (an uncertain row, or one that failed after a timeout), the
+                // lookup before a resend searches from the new first attempt, not the old one.
                 try db.execute(
                     sql: """
+                        INSERT OR IGNORE INTO outboxEarlierSids (sid, outboxId) SELECT twilioSid, id FROM outbox WHERE id = ? AND twilioSid IS NOT NULL;
                         UPDATE outbox SET status = 'queued', nextAttemptAt = NULL, attempts = 0, twilioSid = NULL,
-                        needsReconcile = (needsReconcile OR ? = 'uncertain') AND firstAttemptAt IS NOT NULL, updatedAt = ? WHERE id = ?
+                        needsReconcile = (needsReconcile OR ? = 'uncertain') AND firstAttemptAt IS NOT NULL,
+                        firstAttemptAt = CASE WHEN needsReconcile OR ? = 'uncertain' THEN firstAttemptAt END, updatedAt = ? WHERE id = ?
                         """,
-                    arguments: [current, now, id]
+                    arguments: [id, current, current, now, id]
                 )
                 queued.append(id)
             }

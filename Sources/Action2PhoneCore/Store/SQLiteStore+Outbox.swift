@@ -217,8 +217,11 @@ extension SQLiteStore {
             let taken = Set(
                 try String.fetchAll(
                     db,
-                    sql: "SELECT twilioSid FROM outbox WHERE twilioSid IN (\(databaseQuestionMarks(count: sids.count)))",
-                    arguments: StatementArguments(sids)
+                    sql: """
+                        SELECT twilioSid FROM outbox WHERE twilioSid IN (\(databaseQuestionMarks(count: sids.count)))
+                        UNION ALL SELECT sid FROM outboxEarlierSids WHERE sid IN (\(databaseQuestionMarks(count: sids.count)))
+                        """,
+                    arguments: StatementArguments(sids + sids)
                 )
             )
             return sids.first { !taken.contains($0) }

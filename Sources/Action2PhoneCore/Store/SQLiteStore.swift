@@ -194,6 +194,10 @@ public struct SQLiteStore: Store {
             ) {
                 return true
             }
+            // About a message a row sent before an operator retried it: the row has moved on, nothing changes.
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM outboxEarlierSids WHERE sid = ?", arguments: [callback.messageSid]) == true {
+                return true
+            }
             // Not recorded yet: kept, and applied when the send's SID is written.
             try db.execute(sql: "DELETE FROM pendingCallbacks WHERE receivedAt < ?", arguments: [now.addingTimeInterval(-86_400)])
             try db.execute(

@@ -145,6 +145,14 @@ enum Schema {
             // Set by users reset-passcode, cleared by PASSCODE: the login reply suggests choosing one's own.
             try db.alter(table: "users") { t in t.add(column: "passcodeFromOrganiser", .boolean).notNull().defaults(to: false) }
         }
+        migrator.registerMigration("v7 outbox earlier SIDs") { db in
+            // The Twilio SIDs of the messages a row sent before an operator retried it: the lookup before a resend must
+            // not take one of them for the new attempt's message, and a late callback about one changes nothing.
+            try db.create(table: "outboxEarlierSids") { t in
+                t.primaryKey("sid", .text)
+                t.belongsTo("outbox", inTable: "outbox", onDelete: .cascade).notNull()
+            }
+        }
         return migrator
     }
 }

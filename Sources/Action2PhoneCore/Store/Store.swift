@@ -60,7 +60,8 @@ public protocol Store: Sendable {
     /// Records several outcomes in one transaction (the worker's group commit).
     func completeOutbox(_ outcomes: [(id: Int64, outcome: DeliveryOutcome)], now: Date) async throws
 
-    /// The first of `sids` that no outbox row holds yet (reconciliation must not adopt another row's message).
+    /// The first of `sids` that no outbox row holds, or held before an operator retried it (reconciliation must not
+    /// adopt another row's message, nor a retried row's earlier one).
     func firstUnrecordedSid(_ sids: [String]) async throws -> String?
 
     /// Outbox rows, newest first.
