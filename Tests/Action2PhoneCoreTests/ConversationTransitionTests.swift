@@ -1095,6 +1095,11 @@ struct ConversationTransitionTests {
         var state = ConversationState(lastActivity: recent)
         let near = try engine.reduce(&state, Inbound(text: "passw0rd"), facts: facts(), now: t0)
         #expect(near.loggedBody == "[redacted]" && !near.replies[0].contains("PASSWORD") && !near.replies[0].contains("PASSCODE"), "\(near.replies)")
+        // nor is one near another command with a digit or a symbol in it (a passcode, more likely than a typo)
+        for text in ["Profile9", "pr0file", "Logout!1"] {
+            let d = try engine.reduce(&state, Inbound(text: text), facts: facts(), now: t0)
+            #expect(d.loggedBody == "[redacted]" && !d.replies[0].contains("Did you mean"), "\(text): \(d.replies)")
+        }
         // while a typo of another command still gets its hint
         let typo = try engine.reduce(&state, Inbound(text: "mesages"), facts: facts(), now: t0)
         #expect(typo.replies[0].contains("Did you mean MESSAGES?"))

@@ -321,9 +321,11 @@ public struct ConversationEngine: Sendable {
         let suggestion = letters.count >= 3 ? Self.nearestCommand(to: letters, isAdmin: account?.role == .admin) : nil
         let hint = suggestion.map { " Did you mean \($0)?" } ?? ""
         guard echo else {
-            // The reply is stored beside the redacted text: "Did you mean PASSWORD?" would say what the passcode
-            // looks like.
-            let hint = Command(word: suggestion ?? "") == .passcode ? "" : hint
+            // The reply is stored beside the redacted text: "Did you mean PROFILE?" after "Profile9" would say what the
+            // passcode looks like. A typo is letters (MESAGES); a word with a digit or a symbol in it gets no hint, nor
+            // does one near PASSWORD.
+            let typo = letters.allSatisfy(\.isLetter) && Command(word: suggestion ?? "") != .passcode
+            let hint = typo ? hint : ""
             guard account != nil else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
             // A member's text that is no command is often a reply to an organiser's message ("Thanks!", "I'll be
             // there"): without a typo to point at, they are told no one reads it (an admin knows).
