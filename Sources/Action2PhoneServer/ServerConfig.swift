@@ -27,6 +27,16 @@ public struct ServerConfig: Sendable {
         guard passcodeIterations < PasscodePolicy.productionIterations else { return nil }
         return "PBKDF2 at \(passcodeIterations) iterations (ACTION2PHONE_PBKDF2_ITERATIONS): for tests only"
     }
+    /// Said by `serve` when the REST API is reached over plain HTTP at another machine: the auth token would cross the
+    /// network unencrypted (a fake API on this machine, for tests, is fine).
+    public var plainHTTPWarning: String? {
+        guard !isLocalMode, apiBaseURL.lowercased().hasPrefix("http://") else { return nil }
+        let authority = apiBaseURL.dropFirst("http://".count).prefix { $0 != "/" }
+        var host = String(authority.split(separator: "@").last ?? "")
+        if host.hasPrefix("[") { host = String(host.dropFirst().prefix { $0 != "]" }) } else { host = String(host.prefix { $0 != ":" }) }
+        guard !["localhost", "127.0.0.1", "::1"].contains(host.lowercased()), !host.hasPrefix("127.") else { return nil }
+        return "TWILIO_API_BASE_URL is plain http to \(host): the auth token crosses the network unencrypted (use https)"
+    }
     public var passcodeIterations: Int
     /// No Twilio credentials: a generated development token, and nothing is sent.
     public var isLocalMode: Bool
@@ -159,12 +169,12 @@ extension ServerConfig {
         }
         config.secondaryAuthToken = value(.secondaryAuthToken).map(Secret.init)
         config.fromNumber = try value(.fromNumber).map { raw in
-            guard let e164 = PhoneNumber.normalize(raw) else { throw ConfigError("\(name(.fromNumber)) '\(raw)' is not a phone number") }
+            guard let e164 = PhoneNumber.normalize(raw) else { throw ConfigError("\(name(.fromNumber)) '\(shown(raw))' is not a phone number") }
             return e164
         }
         config.messagingServiceSid = try value(.messagingServiceSid).map { sid in
             guard sid.hasPrefix("MG"), sid.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
-                throw ConfigError("\(name(.messagingServiceSid)) must start with MG and hold only letters and digits (got '\(sid)')")
+                throw ConfigError("\(name(.messagingServiceSid)) must start with MG and hold only letters and digits (got '\(shown(sid))')")
             }
             return sid
         }
@@ -175,32 +185,32 @@ extension ServerConfig {
         config.publicURL = try value(.publicURL).map { try publicURL($0, name: name(.publicURL)) }
         config.host = value(.host) ?? "127.0.0.1"
         if let raw = value(.port) {
-            guard let port = Int(raw), (0...65535).contains(port) else { throw ConfigError("\(name(.port)) must be 0...65535 (got '\(raw)')") }
+            guard let port = Int(raw), (0...65535).contains(port) else { throw ConfigError("\(name(.port)) must be 0...65535 (got '\(shown(raw))')") }
             config.port = port
         }
         if let raw = value(.replyMode) {
             guard let mode = ReplyMode(rawValue: raw.lowercased()) else {
-                throw ConfigError("\(name(.replyMode)) must be twiml or rest (got '\(raw)')")
+                throw ConfigError("\(name(.replyMode)) must be twiml or rest (got '\(shown(raw))')")
             }
             config.replyMode = mode
         }
         if let raw = value(.sendRate) {
             // Decimal only: Double also reads hexadecimal ("0x10" is 16).
             guard raw.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), let rate = Double(raw), rate >= 0.01, rate <= 10_000 else {
-                throw ConfigError("\(name(.sendRate)) must be a number of messages per second from 0.01 to 10000 (got '\(raw)')")
+                throw ConfigError("\(name(.sendRate)) must be a number of messages per second from 0.01 to 10000 (got '\(shown(raw))')")
             }
             config.sendRate = rate
         }
         if let raw = value(.sessionTTL) {
             guard let ttl = Int(raw), ttl > 0 else {
-                throw ConfigError("\(name(.sessionTTL)) must be a whole number of seconds above 0 (got '\(raw)')")
+                throw ConfigError("\(name(.sessionTTL)) must be a whole number of seconds above 0 (got '\(shown(raw))')")
             }
             config.sessionTTL = TimeInterval(ttl)
         }
         if let raw = value(.adminPhones) {
             config.adminPhones = try raw.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }.map { phone in
                 guard let e164 = PhoneNumber.normalize(phone) else {
-                    throw ConfigError("\(name(.adminPhones)): '\(phone)' is not a phone number")
+                    throw ConfigError("\(name(.adminPhones)): '\(shown(phone))' is not a phone number")
                 }
                 return e164
             }
@@ -208,14 +218,14 @@ extension ServerConfig {
         if let raw = value(.timeZone) {
             guard let time = LocalTime(named: raw) else {
                 throw ConfigError(
-                    "\(name(.timeZone)) must be a time zone name from the IANA list, such as America/New_York, Europe/London or UTC (got '\(raw)')"
+                    "\(name(.timeZone)) must be a time zone name from the IANA list, such as America/New_York, Europe/London or UTC (got '\(shown(raw))')"
                 )
             }
             config.localTime = time
         }
         if let raw = value(.passcodeIterations) {
             guard let n = Int(raw), PasscodePolicy.iterationRange.contains(n) else {
-                throw ConfigError("ACTION2PHONE_PBKDF2_ITERATIONS must be a whole number from 1 to 10000000 (got '\(raw)')")
+                throw ConfigError("ACTION2PHONE_PBKDF2_ITERATIONS must be a whole number from 1 to 10000000 (got '\(shown(raw))')")
             }
             config.passcodeIterations = n
         }
@@ -261,6 +271,13 @@ extension ServerConfig {
 }
 
 extension ServerConfig {
+    /// A value from the environment as an error may quote it: one that looks like a secret pasted into the wrong
+    /// variable (20 or more letters and digits, such as an auth token) shows only its first four characters.
+    public static func shown(_ raw: String) -> String {
+        guard raw.count >= 20, raw.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else { return raw }
+        return raw.prefix(4) + "… (\(raw.count) characters, not shown)"
+    }
+
     /// `url` as it may be printed or logged: a password in it (`https://user:pass@host`, which Twilio supports for
     /// HTTP basic auth) becomes `***`.
     public static func displayed(_ url: String) -> String {

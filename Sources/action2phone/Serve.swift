@@ -141,6 +141,7 @@ func banner(_ config: ServerConfig, port: Int) -> String {
     lines.append("database:  \(config.databasePath)")
     lines.append("replies:   \(config.replyMode.rawValue); outbox sends at most \(config.sendRate)/s; times in \(config.localTime.name)")
     if let warning = config.weakHashingWarning { lines.append("WARNING:   " + warning) }
+    if let warning = config.plainHTTPWarning { lines.append("WARNING:   " + warning) }
     return lines.joined(separator: "\n")
 }
 
@@ -158,7 +159,7 @@ func parseLogLevel(flag: String?, environment: String?) throws -> Logger.Level {
     if raw.isEmpty && flag == nil { return .info }
     guard let level = Logger.Level(rawValue: raw.trimmingWhitespace().lowercased()) else {
         let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
-        throw ValidationError("\(name) must be one of \(levels) (got '\(raw)')")
+        throw ValidationError("\(name) must be one of \(levels) (got '\(ServerConfig.shown(raw))')")
     }
     return level
 }

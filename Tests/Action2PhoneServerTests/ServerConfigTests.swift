@@ -119,6 +119,33 @@ struct ServerConfigTests {
         }
     }
 
+    @Test func aSecretPastedIntoTheWrongVariableIsNotQuotedBack() {
+        let token = "f00dface" + String(repeating: "0123", count: 6)
+        #expect {
+            try ServerConfig.resolve(
+                flags: [.database: db],
+                environment: ["TWILIO_FROM_NUMBER": token, "TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": "t"]
+            )
+        } throws: { error in
+            "\(error)".contains("'f00d… (32 characters, not shown)' is not a phone number") && !"\(error)".contains(token)
+        }
+        // while what is plainly not a secret is quoted as it is
+        #expect(ServerConfig.shown("fast") == "fast" && ServerConfig.shown("America/New_Yrok") == "America/New_Yrok")
+    }
+
+    @Test func plainHTTPToAnotherMachineIsWarnedAbout() throws {
+        func warning(_ base: String) throws -> String? {
+            try ServerConfig.resolve(
+                flags: [.database: db],
+                environment: ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+15005550006", "TWILIO_API_BASE_URL": base]
+            ).plainHTTPWarning
+        }
+        #expect(try warning("http://api.example.com")?.contains("plain http to api.example.com") == true)
+        for quiet in ["https://api.twilio.com", "http://127.0.0.1:9000", "http://localhost:9000/x", "http://[::1]:9000"] {
+            #expect(try warning(quiet) == nil, "\(quiet)")
+        }
+    }
+
     @Test func aPasswordInAURLIsNeverShown() {
         #expect(ServerConfig.displayed("https://twuser:S3cretPw@bot.example.org/sms?x=a@b") == "https://twuser:***@bot.example.org/sms?x=a@b")
         #expect(ServerConfig.displayed("https://twuser@bot.example.org") == "https://twuser@bot.example.org")
