@@ -909,6 +909,24 @@ struct ConversationTransitionTests {
         #expect(big.replies[0].contains("The Bureau to all, Nov 25: xxx"))
     }
 
+    @Test func aPageHoldsAsManyMessagesAsFitOneText() throws {
+        // Given three messages of 690 characters (two fit one 1,600-character text with their headings, three do not)
+        var f = facts()
+        let body = String(repeating: "Comrades, ", count: 69)
+        f.inbox[1] = (1...3).map { InboxItem(id: Int64($0), senderName: "Vera Commissar", kind: "direct", body: body, createdAt: t0) }
+        var state = ConversationState(loggedInAt: recent, lastActivity: recent)
+        // Then the first page holds two, and with its ending is one text
+        let d = try engine.reduce(&state, Inbound(text: "MESSAGES"), facts: f, now: t0)
+        #expect(d.effects == [.markRead([1, 2])])
+        #expect(d.replies.count == 1 && d.replies[0].utf16.count <= TwiML.maxMessageLength && d.replies[0].hasSuffix("\n1 more: reply MORE."))
+        // And however long the ending is, a page and its ending never need a second text
+        f.inbox[1] = (1...30).map {
+            InboxItem(id: Int64($0), senderName: "Vera Commissar", kind: "direct", body: "\($0) " + body.prefix(150), createdAt: t0)
+        }
+        let many = try engine.reduce(&state, Inbound(text: "MESSAGES"), facts: f, now: t0)
+        #expect(many.replies.count == 1 && many.replies[0].utf16.count <= TwiML.maxMessageLength, "\(many.replies.map(\.utf16.count))")
+    }
+
     @Test func inboxPagesAreMeasuredAsTwilioCountsAndTheEndingIsNeverCut() throws {
         // Given a short message, then one of 790 emoji (1,580 UTF-16 units, 790 characters)
         var f = facts()

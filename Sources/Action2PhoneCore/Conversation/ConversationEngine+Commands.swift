@@ -110,7 +110,8 @@ extension ConversationEngine {
         for (i, item) in candidates.enumerated() {
             let from = item.senderName ?? "The Bureau"
             let line = "\(i + 1)) \(from)\(item.kind == "broadcast" ? " to all" : ""), \(settings.localTime.shortDay(item.createdAt)): \(item.body)"
-            if !lines.isEmpty && used + line.utf16.count + 1 > settings.inboxPageCharacters { break }
+            // Room is kept for the ending: "12 more: reply MORE." or "That is all. Reply HELP for commands."
+            if !lines.isEmpty && used + line.utf16.count + 1 + Self.longestInboxEnding > settings.inboxPageCharacters { break }
             lines.append(line)
             used += line.utf16.count + 1
             shown.append(item.id)
@@ -127,6 +128,9 @@ extension ConversationEngine {
             step.reply(ending)
         }
     }
+
+    /// The longest line that ends a `MESSAGES` reply.
+    static let longestInboxEnding = 40
 
     // MARK: - Admin
 

@@ -19,8 +19,9 @@ public struct ConversationEngine: Sendable {
         public var maxFailedLogins = 5
         public var failureWindow: TimeInterval = 15 * 60
         public var lockDuration: TimeInterval = 15 * 60
-        /// Characters of inbox text in one `MESSAGES` reply (one TwiML message).
-        public var inboxPageCharacters = 1200
+        /// Characters (UTF-16 units) of one `MESSAGES` reply, its ending included: one TwiML message (SPEC: "as many
+        /// as fit one reply").
+        public var inboxPageCharacters = TwiML.maxMessageLength
         public var findLimit = 5
         /// The zone of the times and dates in texts.
         public var localTime: LocalTime
