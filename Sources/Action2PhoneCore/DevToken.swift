@@ -18,30 +18,21 @@ public enum DevToken {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         }
         let token = Crypto.hex(Crypto.randomBytes(16))
-        let contents = Array((token + "\n").utf8)
-        guard FileManager.default.fileExists(atPath: path) else {
-            do {
-                try PrivateFile.create(atPath: path, contents: contents)
-            } catch let error where error.code == EEXIST {
-                // Another process (serve and chat started together) made it first: use theirs.
-                if let theirs = try existing(at: path) { return theirs }
-                throw DevTokenError.cannotWrite(path)
-            } catch {
-                throw DevTokenError.cannotWrite(path)
-            }
-            return Secret(token)
-        }
-        // A file too short to be a token (emptied by hand, say) is replaced, through a private file renamed over it.
+        // Written whole to a private file of its own first, then put in place in one step: another process (serve and
+        // chat started together) never reads a file still being written.
         let fresh = path + ".new-" + Crypto.hex(Crypto.randomBytes(4))
         do {
-            try PrivateFile.create(atPath: fresh, contents: contents)
+            try PrivateFile.create(atPath: fresh, contents: Array((token + "\n").utf8))
         } catch {
             throw DevTokenError.cannotWrite(path)
         }
-        guard rename(fresh, path) == 0 else {
-            unlink(fresh)
-            throw DevTokenError.cannotWrite(path)
-        }
+        defer { unlink(fresh) }
+        if link(fresh, path) == 0 { return Secret(token) }
+        // Another process put its token there first: use theirs.
+        if let theirs = try existing(at: path) { return theirs }
+        // A file too short to be a token (emptied by hand, say) is replaced. (So is a missing one on a file system
+        // without hard links.)
+        guard rename(fresh, path) == 0 else { throw DevTokenError.cannotWrite(path) }
         return Secret(token)
     }
 

@@ -17,6 +17,7 @@ public struct ConversationFixture: Codable, Sendable {
     }
 
     public struct Step: Codable, Sendable {
+        /// The sender; empty when the step has none (a webhook without `From`, which the server answers 400).
         public var from: String
         /// The text; empty when the step has none (a picture alone, say, with `NumMedia` in `params`).
         public var body: String
@@ -31,7 +32,7 @@ public struct ConversationFixture: Codable, Sendable {
 
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            from = try c.decode(String.self, forKey: .from)
+            from = try c.decodeIfPresent(String.self, forKey: .from) ?? ""
             body = try c.decodeIfPresent(String.self, forKey: .body) ?? ""
             params = try c.decodeIfPresent([String: FieldValue].self, forKey: .params)?.mapValues(\.text)
             messageSid = try c.decodeIfPresent(String.self, forKey: .messageSid)

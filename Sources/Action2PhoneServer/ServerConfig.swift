@@ -34,7 +34,9 @@ public struct ServerConfig: Sendable {
         let authority = apiBaseURL.dropFirst("http://".count).prefix { $0 != "/" }
         var host = String(authority.split(separator: "@").last ?? "")
         if host.hasPrefix("[") { host = String(host.dropFirst().prefix { $0 != "]" }) } else { host = String(host.prefix { $0 != ":" }) }
-        guard !["localhost", "127.0.0.1", "::1"].contains(host.lowercased()), !host.hasPrefix("127.") else { return nil }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        let isLoopbackIPv4 = octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
+        guard !["localhost", "::1"].contains(host.lowercased()), !isLoopbackIPv4 else { return nil }
         return "TWILIO_API_BASE_URL is plain http to \(host): the auth token crosses the network unencrypted (use https)"
     }
     public var passcodeIterations: Int
@@ -259,13 +261,13 @@ extension ServerConfig {
         var s = raw
         let lower = s.lowercased()
         guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
-            throw ConfigError("\(name) must start with http:// or https:// (got '\(displayed(raw))')")
+            throw ConfigError("\(name) must start with http:// or https:// (got '\(shown(displayed(raw)))')")
         }
         guard !s.contains("?"), !s.contains("#"), !s.contains(" ") else {
-            throw ConfigError("\(name) must be a base URL without query, fragment or spaces (got '\(displayed(raw))')")
+            throw ConfigError("\(name) must be a base URL without query, fragment or spaces (got '\(shown(displayed(raw)))')")
         }
         while s.hasSuffix("/") { s.removeLast() }
-        guard s.split(separator: "/").count >= 2 else { throw ConfigError("\(name) has no host (got '\(displayed(raw))')") }
+        guard s.split(separator: "/").count >= 2 else { throw ConfigError("\(name) has no host (got '\(shown(displayed(raw)))')") }
         return s
     }
 }

@@ -1051,22 +1051,32 @@ struct ConversationTransitionTests {
 
     @Test(arguments: ["USERS", "FIND anna", "SEND +14155550123 hello", "BROADCAST Harvest now", "users?"])
     func anAdminCommandFromAMemberOrAStrangerIsAnsweredAndLoggedAsAnUnknownWord(text: String) throws {
-        // Given a member logged in, one logged out, and a stranger
+        // Given a member logged in, one logged out, a stranger, and members at a confirmation and at questions
         let situations = [
             (ConversationState(loggedInAt: recent, lastActivity: recent), facts()),
             (ConversationState(lastActivity: recent), facts()),
             (ConversationState(lastActivity: recent), facts(registered: false)),
+            (ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: recent), facts()),
+            (ConversationState(step: .askedLoginPasscode, lastActivity: recent), facts()),
+            (ConversationState(step: .askedCurrentPasscode, loggedInAt: recent, lastActivity: recent), facts()),
         ]
+        // (as long as the command word as typed: at a passcode question its length matters)
+        let nonsense = String("ZQXJVWKQZX".prefix(text.prefix { $0 != " " }.count))
+        let wordText = nonsense + text.drop { $0 != " " }
         for (situation, people) in situations {
-            // When each texts an admin command, and a word that is no command
+            // When each texts an admin command, and a word that is no command (a passcode question checks both alike)
             var asAdmin = situation
             var asWord = situation
-            let command = try engine.reduce(&asAdmin, Inbound(text: text), facts: people, now: t0)
-            let word = try engine.reduce(&asWord, Inbound(text: "ZQXJV " + text.drop { $0 != " " }), facts: people, now: t0)
+            let account = try people.account()
+            let work = engine.passcodeWork(for: Inbound(text: text), state: situation, account: account, now: t0)
+            #expect((work == nil) == (engine.passcodeWork(for: Inbound(text: wordText), state: situation, account: account, now: t0) == nil))
+            let evidence: PasscodeEvidence? = work == nil ? nil : .verified(false, against: storedHash)
+            let command = try engine.reduce(&asAdmin, Inbound(text: text), evidence: evidence, facts: people, now: t0)
+            let word = try engine.reduce(&asWord, Inbound(text: wordText), evidence: evidence, facts: people, now: t0)
             // Then the answers are the same but for the word echoed, and so are what is logged and the state after
-            let echoed = command.replies.map { $0.replacingOccurrences(of: Inbound(text: text).command, with: "ZQXJV") }
+            let echoed = command.replies.map { $0.replacingOccurrences(of: Inbound(text: text).command, with: nonsense) }
             #expect(echoed == word.replies, "\(command.replies) against \(word.replies)")
-            #expect(command.loggedBody == word.loggedBody && command.effects.isEmpty && asAdmin == asWord)
+            #expect(command.loggedBody == word.loggedBody && command.effects == word.effects && asAdmin == asWord, "\(situation.step)")
         }
     }
 
@@ -1087,6 +1097,12 @@ struct ConversationTransitionTests {
             #expect(!d.replies.joined().contains("1917"))
         }
         #expect(state.step == .idle && state.passcodeQuestionExpired == true)
+        // And HELP, RESET or a picture alone in between do not end it
+        for between in [Inbound(text: "HELP"), Inbound(text: "RESET"), Inbound(text: "", numMedia: 1)] {
+            _ = try engine.reduce(&state, between, facts: stranger, now: t0.addingTimeInterval(25))
+        }
+        let third = try engine.reduce(&state, Inbound(text: "Tractor-1917"), facts: stranger, now: t0.addingTimeInterval(30))
+        #expect(third.loggedBody == "[redacted]" && !third.replies.joined().contains("1917"))
         // And the first text read as something else ends it: texts after it are kept as sent
         let join = try engine.reduce(&state, Inbound(text: "JOIN"), facts: stranger, now: t0.addingTimeInterval(40))
         #expect(join.loggedBody == nil && state.passcodeQuestionExpired == nil)
@@ -1114,7 +1130,7 @@ struct ConversationTransitionTests {
         let near = try engine.reduce(&state, Inbound(text: "passw0rd"), facts: facts(), now: t0)
         #expect(near.loggedBody == "[redacted]" && !near.replies[0].contains("PASSWORD") && !near.replies[0].contains("PASSCODE"), "\(near.replies)")
         // nor is one near another command with a digit or a symbol in it (a passcode, more likely than a typo)
-        for text in ["Profile9", "pr0file", "Logout!1"] {
+        for text in ["Profile9", "pr0file", "Logout!1", "Profil!", "Mesage me 1917", "(profil)"] {
             let d = try engine.reduce(&state, Inbound(text: text), facts: facts(), now: t0)
             #expect(d.loggedBody == "[redacted]" && !d.replies[0].contains("Did you mean"), "\(text): \(d.replies)")
         }

@@ -268,6 +268,21 @@ struct PhoneNumberTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".new-") }.isEmpty)
     }
 
+    @Test func processesStartedTogetherAgreeOnOneDevToken() throws {
+        // Given several starting at once on a database with no token yet (serve and chat, say)
+        for _ in 0..<20 {
+            let path = makeTestDatabasePath()
+            let tokens = Locked<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 8) { _ in
+                let token = (try? DevToken.loadOrCreate(forDatabase: path).reveal()) ?? "failed"
+                tokens.withLock { $0.append(token) }
+            }
+            // Then every one of them got the token that is in the file: none read a file still being written
+            let inFile = try String(contentsOfFile: DevToken.path(forDatabase: path), encoding: .utf8).trimmingCharacters(in: .newlines)
+            #expect(Set(tokens.current) == [inFile], "\(tokens.current)")
+        }
+    }
+
     @Test(.enabled(if: geteuid() == 0, "only root can give a file to another user"))
     func aDevTokenFileAnotherUserOwnsIsRefused() throws {
         // Given a token file that belongs to another user (someone could have put it there)

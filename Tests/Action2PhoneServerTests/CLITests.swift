@@ -477,10 +477,11 @@ struct CLITests {
         ).write(to: refused)
         let statuses = try await Executable.run(["replay", "--fresh", "--check", refused.path])
         #expect(statuses.status == 0 && statuses.stdout.contains("[HTTP 400]"), "\(statuses.stdout)\n\(statuses.stderr)")
-        // And a fixture may leave out `to` and a step's body, and write a field's value as a number
+        // And a fixture may leave out `to`, a step's body or its sender (a webhook without From), and write a field's
+        // value as a number
         let terse = dir.appendingPathComponent("terse.json")
         try Data(
-            #"{"name":"terse","steps":[{"from":"+14155550100","params":{"NumMedia":1,"MediaUrl0":"https://example.org/a.jpg"},"expect":{"contains":["pictures and files are ignored"]}}]}"#
+            #"{"name":"terse","steps":[{"from":"+14155550100","params":{"NumMedia":1,"MediaUrl0":"https://example.org/a.jpg"},"expect":{"contains":["pictures and files are ignored"]}},{"body":"HELP","expect":{"status":400}}]}"#
                 .utf8
         ).write(to: terse)
         let tolerated = try await Executable.run(["replay", "--fresh", "--check", terse.path])
@@ -605,6 +606,9 @@ struct CLITests {
         let local = try await Executable.run(["replay", "--raw", "--check", "--fresh", dir.appendingPathComponent("valid-sms.json").path])
         #expect(local.status == 1 && local.stderr.contains("status: expected 200, got 403"), "\(local.stderr)")
         #expect(local.stderr.contains("the fixtures were signed with the credentials fixtures/README.md gives"))
+        let unchecked = try await Executable.run(["replay", "--raw", "--fresh", dir.appendingPathComponent("valid-sms.json").path])
+        #expect(unchecked.status == 0 && unchecked.stdout.contains("HTTP 403 (expected 200)"), "\(unchecked.stdout)")
+        #expect(unchecked.stderr.contains("the fixtures were signed with the credentials fixtures/README.md gives"))
     }
 
     @Test func aRecordedWebhookMayGiveItsFieldsAsAnObject() async throws {

@@ -129,6 +129,12 @@ struct ServerConfigTests {
         } throws: { error in
             "\(error)".contains("'f00d… (32 characters, not shown)' is not a phone number") && !"\(error)".contains(token)
         }
+        // nor one pasted into a URL variable
+        #expect {
+            try ServerConfig.resolve(flags: [.database: db], environment: ["ACTION2PHONE_PUBLIC_URL": token])
+        } throws: { error in
+            "\(error)".contains("must start with http") && !"\(error)".contains(token)
+        }
         // while what is plainly not a secret is quoted as it is
         #expect(ServerConfig.shown("fast") == "fast" && ServerConfig.shown("America/New_Yrok") == "America/New_Yrok")
     }
@@ -141,7 +147,8 @@ struct ServerConfigTests {
             ).plainHTTPWarning
         }
         #expect(try warning("http://api.example.com")?.contains("plain http to api.example.com") == true)
-        for quiet in ["https://api.twilio.com", "http://127.0.0.1:9000", "http://localhost:9000/x", "http://[::1]:9000"] {
+        #expect(try warning("http://127.example.com")?.contains("plain http to 127.example.com") == true)
+        for quiet in ["https://api.twilio.com", "http://127.0.0.1:9000", "http://127.1.2.3", "http://localhost:9000/x", "http://[::1]:9000"] {
             #expect(try warning(quiet) == nil, "\(quiet)")
         }
     }

@@ -45,7 +45,7 @@ public struct ConversationEngine: Sendable {
         guard !optedOut else { return nil }
         var state = state
         _ = expire(&state, now: now)
-        switch route(input, state) {
+        switch route(input, state, isAdmin: account?.role == .admin) {
         case .answer:
             switch state.step {
             case .askedPasscode, .askedNewPasscode:
@@ -86,9 +86,7 @@ public struct ConversationEngine: Sendable {
         state.lastActivity = now
         let consent = try facts.consent()
         let account = try facts.account()
-        var route = route(input, state, optedOut: consent.optedOut)
-        // An admin command from anyone else is an unknown word, answered and logged as one: nothing says it exists.
-        if case .command(let command) = route, command.isAdminOnly, account?.role != .admin { route = .unknown(input.command) }
+        let route = route(input, state, optedOut: consent.optedOut, isAdmin: account?.role == .admin)
         var step = StepContext(input: input, evidence: evidence, facts: facts, now: now, account: account)
         let redact = passcodeText || mustRedact(route, input, state, stepBefore: stepBefore, registered: step.account != nil)
 
@@ -141,6 +139,7 @@ public struct ConversationEngine: Sendable {
             step.reply(
                 unknownCommand(
                     word,
+                    typed: input.text,
                     echo: !redact,
                     account: step.account,
                     loggedIn: state.isLoggedIn,
@@ -150,7 +149,12 @@ public struct ConversationEngine: Sendable {
             )
         }
 
-        if case .unknown = route {} else { state.passcodeQuestionExpired = nil }
+        // Only a text that starts or answers something ends it: after HELP, RESET or an empty text the passcode may
+        // still come.
+        switch route {
+        case .command, .cancelThen, .answer, .optIn: state.passcodeQuestionExpired = nil
+        case .unknown, .help, .reset, .empty, .optOut: break
+        }
         if let expired, var first = step.replies.first {
             let consequence = expired.timedOutConsequence.map { " and \($0)" } ?? ""
             first =
@@ -179,8 +183,12 @@ public struct ConversationEngine: Sendable {
     ///
     /// Keywords come first in every state, a passcode question included: a text that reads as one (`"Stop!!"`) opts
     /// out there too, so no such text can ever become a passcode, and no passcode is ever taken for a keyword.
-    func route(_ input: Inbound, _ state: ConversationState, optedOut: Bool = false) -> Route {
+    ///
+    /// For anyone but an admin, an admin command (SEND, BROADCAST, USERS, FIND) is no command at all: a word like any
+    /// other, answered and logged as one, at a question too (SPEC §4: refused the same way as an unknown command).
+    func route(_ input: Inbound, _ state: ConversationState, optedOut: Bool = false, isAdmin: Bool = false) -> Route {
         let keyword = input.keyword
+        let command = Command(word: input.command).flatMap { $0.isAdminOnly && !isAdmin ? nil : $0 }
         if input.optOutType == "STOP" || input.readsAsOptOutWord { return .optOut }
         if input.optOutType == "START" || keyword == "START" || keyword == "UNSTOP" || (keyword == "YES" && (state.step == .idle || optedOut)) {
             return .optIn
@@ -194,7 +202,7 @@ public struct ConversationEngine: Sendable {
         // At the login passcode question, LOGIN again (bare, or with the passcode as HELP shows it) is the
         // command: "LOGIN secret" is not the passcode "LOGIN secret", and is not a wrong try.
         if state.step == .askedLoginPasscode && input.command == "LOGIN" { return .command(.login) }
-        if state.step.isConfirmation, input.command != "YES", let command = Command(word: input.command), command != .start {
+        if state.step.isConfirmation, input.command != "YES", let command, command != .start {
             // A greeting gets the question again; any other command cancels the confirmation and runs.
             return command == .help ? .help : command == .reset ? .reset : .cancelThen(command)
         }
@@ -203,13 +211,13 @@ public struct ConversationEngine: Sendable {
         // Where an existing passcode is asked for (login, current passcode), a text starting with PASSCODE, PASSWORD,
         // HELP or RESET (or their aliases) is an answer: a passcode chosen before they were refused may start with
         // them ("help me 1917"; HELP and RESET alone are keywords, handled above). Where a new one is asked, none can.
-        if state.step == .askedLoginPasscode || state.step.isPasscodeChange, let command = Command(word: input.command), command != .start,
+        if state.step == .askedLoginPasscode || state.step.isPasscodeChange, let command, command != .start,
             !asksOldPasscode || ![.help, .reset, .passcode].contains(command)
         {
             return command == .help ? .help : command == .reset ? .reset : .cancelThen(command)
         }
         if state.step != .idle { return .answer }
-        guard let command = Command(word: input.command) else { return .unknown(input.command) }
+        guard let command else { return .unknown(input.command) }
         switch command {
         case .help: return .help
         case .reset: return .reset
@@ -305,6 +313,7 @@ public struct ConversationEngine: Sendable {
     /// than to log in.
     func unknownCommand(
         _ word: String,
+        typed: String? = nil,
         echo: Bool = true,
         account: Account?,
         loggedIn: Bool = false,
@@ -323,9 +332,9 @@ public struct ConversationEngine: Sendable {
         let hint = suggestion.map { " Did you mean \($0)?" } ?? ""
         guard echo else {
             // The reply is stored beside the redacted text: "Did you mean PROFILE?" after "Profile9" would say what the
-            // passcode looks like. A typo is letters (MESAGES); a word with a digit or a symbol in it gets no hint, nor
-            // does one near PASSWORD.
-            let typo = letters.allSatisfy(\.isLetter) && Command(word: suggestion ?? "") != .passcode
+            // passcode looks like. A typo is a word of letters alone (MESAGES); a text with a digit, a symbol or more
+            // words in it (`typed`, the whole text) gets no hint, nor does one near PASSWORD.
+            let typo = (typed ?? word).allSatisfy(\.isLetter) && Command(word: suggestion ?? "") != .passcode
             let hint = typo ? hint : ""
             guard account != nil else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
             // A member's text that is no command is often a reply to an organiser's message ("Thanks!", "I'll be
