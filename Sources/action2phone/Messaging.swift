@@ -4,21 +4,28 @@ import ArgumentParser
 import Foundation
 import TwilioKit
 
-/// `action2phone send PHONE TEXT`
+/// `action2phone send PHONE|EMAIL TEXT`
 struct Send: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Message one person: into their inbox, and texted through the outbox (sent by a running serve)."
     )
     @OptionGroup var store: StoreOptions
-    @Argument(help: "The person's phone.") var phone: String
+    @Argument(help: "The person's phone (E.164 or 415-555-0100), or email, as the SEND command takes.") var phone: String
     @Argument(help: "The text (quote it).") var text: String
 
     func run() async throws {
-        let e164 = try phoneArgument(phone)
         let body = text.trimmingWhitespace()
         guard !body.isEmpty else { throw CLIError("the text is empty") }
         try checkLength(body)
-        guard let texted = try await store.open().operatorSend(phone: e164, body: body) else { throw CLIError("no user with phone \(e164)") }
+        let database = try store.open()
+        let e164: String
+        if phone.contains("@") {
+            guard let user = try await database.user(phone.lowercased()) else { throw CLIError("no user with email \(phone)") }
+            e164 = user.phone
+        } else {
+            e164 = try phoneArgument(phone)
+        }
+        guard let texted = try await database.operatorSend(phone: e164, body: body) else { throw CLIError("no user with phone \(e164)") }
         print(
             texted
                 ? "Stored in \(e164)'s inbox and queued to be texted."

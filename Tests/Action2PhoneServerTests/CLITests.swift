@@ -327,6 +327,17 @@ struct CLITests {
         #expect(help.status == 0 && help.stdout.contains("USAGE: action2phone send"))
     }
 
+    @Test func sendTakesAnEmailAsTheSENDCommandDoes() async throws {
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        let byEmail = try await Executable.run(["send", "Ivan@Example.org", "Bring the banner", "--db", db])
+        #expect(byEmail.status == 0 && byEmail.stdout.contains("Stored in +14155550100's inbox"), "\(byEmail.stderr)")
+        let rows = try #require(try jsonObject(try await Executable.run(["outbox", "list", "--db", db, "--json"]).stdout) as? [[String: Any]])
+        #expect(rows.count == 1 && rows[0]["to"] as? String == "+14155550100" && rows[0]["body"] as? String == "Bring the banner")
+        let noEmail = try await Executable.run(["send", "olga@example.org", "hello?", "--db", db])
+        #expect(noEmail.status == 1 && noEmail.stderr.contains("no user with email olga@example.org"))
+    }
+
     @Test func sendBroadcastAndTheOutbox() async throws {
         let db = tempDatabase()
         _ = try await registerIvan(db)
