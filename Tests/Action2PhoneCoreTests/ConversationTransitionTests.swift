@@ -35,6 +35,40 @@ struct ConversationTransitionTests {
         ),
         // (an alias may be a name: Me is not refused)
         .init(situation: s["asked first name"]!, text: "Me", step: .askedLastName(first: "Me"), loggedIn: false, reply: "last name"),
+        // An admin command is a word like any other to someone registering; a full stop a phone adds is dropped, an
+        // initial's is kept; an é typed as e and an accent is the é
+        .init(situation: s["asked first name"]!, text: "Find", step: .askedLastName(first: "Find"), loggedIn: false, reply: "last name"),
+        .init(situation: s["asked first name"]!, text: "Peter.", step: .askedLastName(first: "Peter"), loggedIn: false, reply: "last name"),
+        .init(situation: s["asked first name"]!, text: "J.", step: .askedLastName(first: "J."), loggedIn: false, reply: "last name"),
+        .init(situation: s["asked first name"]!, text: "Rene\u{301}e", step: .askedLastName(first: "Renée"), loggedIn: false, reply: "last name"),
+        .init(
+            situation: s["asked last name"]!,
+            text: "Mary Smith.",
+            step: .askedEmail(first: "Olga", last: "Mary Smith"),
+            loggedIn: false,
+            reply: "email"
+        ),
+        .init(
+            situation: s["asked email"]!,
+            text: "rene\u{301}e@example.fr",
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "renée@example.fr"),
+            loggedIn: false,
+            reply: "6 to 64"
+        ),
+        .init(
+            situation: s["asked email"]!,
+            text: "bob@example.c",
+            step: .askedEmail(first: "Olga", last: "Ivanova"),
+            loggedIn: false,
+            reply: "not an email"
+        ),
+        .init(
+            situation: s["asked email"]!,
+            text: "bob@example.123",
+            step: .askedEmail(first: "Olga", last: "Ivanova"),
+            loggedIn: false,
+            reply: "not an email"
+        ),
         .init(situation: s["asked last name"]!, text: "Ivanova", step: .askedEmail(first: "Olga", last: "Ivanova"), loggedIn: false, reply: "email"),
         .init(
             situation: s["asked email"]!,
@@ -453,6 +487,23 @@ struct ConversationTransitionTests {
             loggedIn: true,
             effects: [.sendDirect(recipientId: 1, senderId: 2, body: "the meeting moved")],
             reply: "Stored"
+        ),
+        .init(
+            situation: s["admin logged in"]!,
+            text: "SEND <Ivan@example.org> the meeting moved",
+            step: .idle,
+            loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "the meeting moved")],
+            reply: "Stored"
+        ),
+        // A text with an é typed as e and an accent is sent composed: GSM-7, one segment, not UCS-2
+        .init(
+            situation: s["admin logged in"]!,
+            text: "SEND ivan@example.org Rally at the cafe\u{301}",
+            step: .idle,
+            loggedIn: true,
+            effects: [.sendDirect(recipientId: 1, senderId: 2, body: "Rally at the café")],
+            reply: "queued to be texted to +14155550100. Reply HELP"
         ),
         .init(situation: s["admin logged in"]!, text: "SEND nobody hi", step: .idle, loggedIn: true, reply: "neither a phone number nor an email"),
         // A national number written with spaces, as FIND takes it; the text keeps its own leading number
@@ -1107,10 +1158,13 @@ struct ConversationTransitionTests {
         let join = try engine.reduce(&state, Inbound(text: "JOIN"), facts: stranger, now: t0.addingTimeInterval(40))
         #expect(join.loggedBody == nil && state.passcodeQuestionExpired == nil)
         var idle = ConversationState(lastActivity: t0.addingTimeInterval(40))
-        #expect(try engine.reduce(&idle, Inbound(text: "hello comrades"), facts: stranger, now: t0.addingTimeInterval(60)).loggedBody == nil)
-        // And so does another session of silence, and an expired question that was not a passcode's
+        let kept = try engine.reduce(&idle, Inbound(text: "Tractor-1917"), facts: stranger, now: t0.addingTimeInterval(60))
+        #expect(kept.loggedBody == nil && kept.replies[0].contains("TRACTOR-1917"))
+        // And another session of silence does not end it (the passcode typed after it is no less one)
         var silent = ConversationState(lastActivity: t0.addingTimeInterval(-3600), passcodeQuestionExpired: true)
-        #expect(try engine.reduce(&silent, Inbound(text: "hello comrades"), facts: stranger, now: t0).loggedBody == nil)
+        #expect(try engine.reduce(&silent, Inbound(text: "Tractor-1917"), facts: stranger, now: t0).loggedBody == "[redacted]")
+        #expect(silent.passcodeQuestionExpired == true)
+        // while an expired question that was not a passcode's does not start it
         var askedEmail = ConversationState(step: .askedEmail(first: "Anna", last: "Lee"), lastActivity: t0.addingTimeInterval(-3600))
         #expect(try engine.reduce(&askedEmail, Inbound(text: "a@example.org"), facts: stranger, now: t0).loggedBody == nil)
         #expect(askedEmail.passcodeQuestionExpired == nil)
@@ -1130,13 +1184,34 @@ struct ConversationTransitionTests {
         let near = try engine.reduce(&state, Inbound(text: "passw0rd"), facts: facts(), now: t0)
         #expect(near.loggedBody == "[redacted]" && !near.replies[0].contains("PASSWORD") && !near.replies[0].contains("PASSCODE"), "\(near.replies)")
         // nor is one near another command with a digit or a symbol in it (a passcode, more likely than a typo)
-        for text in ["Profile9", "pr0file", "Logout!1", "Profil!", "Mesage me 1917", "(profil)"] {
-            let d = try engine.reduce(&state, Inbound(text: text), facts: facts(), now: t0)
-            #expect(d.loggedBody == "[redacted]" && !d.replies[0].contains("Did you mean"), "\(text): \(d.replies)")
+        // (logged out, a word with punctuation around it too: "Profil!")
+        let cases =
+            ["Profile9", "pr0file", "Logout!1", "Mesage me 1917"].map { ($0, [false, true]) } + ["Profil!", "(profil)"].map { ($0, [false]) }
+        for (text, states) in cases {
+            for loggedIn in states {
+                var someone = ConversationState(loggedInAt: loggedIn ? recent : nil, lastActivity: recent)
+                let d = try engine.reduce(&someone, Inbound(text: text), facts: facts(), now: t0)
+                #expect(d.loggedBody == "[redacted]" && !d.replies[0].contains("Did you mean"), "\(text): \(d.replies)")
+            }
         }
-        // while a typo of another command still gets its hint
-        let typo = try engine.reduce(&state, Inbound(text: "mesages"), facts: facts(), now: t0)
-        #expect(typo.replies[0].contains("Did you mean MESSAGES?"))
+        // nor is any text from someone logged out, who may be typing a passcode ("profiles")
+        let loggedOut = try engine.reduce(&state, Inbound(text: "profiles"), facts: facts(), now: t0)
+        #expect(loggedOut.loggedBody == "[redacted]" && !loggedOut.replies[0].contains("Did you mean"), "\(loggedOut.replies)")
+        // while someone logged in still gets the hint for a typo, full stop and all
+        var loggedIn = ConversationState(loggedInAt: recent, lastActivity: recent)
+        for text in ["mesages", "Mesages."] {
+            let typo = try engine.reduce(&loggedIn, Inbound(text: text), facts: facts(), now: t0)
+            #expect(typo.replies[0].contains("Did you mean MESSAGES?"), "\(text): \(typo.replies)")
+        }
+    }
+
+    @Test func aYesToAConfirmationThatTimedOutConfirmsNothingAndIsNoOptIn() throws {
+        for step in [Step.confirmingDelete, .confirmingBroadcast(text: "Harvest now")] {
+            var state = ConversationState(step: step, loggedInAt: t0.addingTimeInterval(-3600), lastActivity: t0.addingTimeInterval(-3600))
+            let d = try engine.reduce(&state, Inbound(text: "YES"), facts: facts(adminPhone), now: t0)
+            #expect(d.effects.isEmpty && state.step == .idle)
+            #expect(d.replies.count == 1 && d.replies[0].contains("timed out") && !d.replies[0].contains("already subscribed"), "\(d.replies)")
+        }
     }
 
     @Test func aPasscodeChangeThatTimesOutSaysThePasscodeIsUnchanged() throws {

@@ -7,7 +7,7 @@ extension ConversationEngine {
     func run(_ command: Command, _ state: inout ConversationState, _ step: inout StepContext) throws {
         let account = step.account
         if command.isAdminOnly && account?.role != .admin {
-            // Sent instead of an answer (at idle, `reduce` routes it as an unknown word): refused like one.
+            // `route` never gives anyone else an admin command (it is an unknown word to them); kept as a guard.
             return step.reply(unknownCommand(step.input.command, account: account))
         }
         switch command {
@@ -142,7 +142,9 @@ extension ConversationEngine {
             Substring($0.trimmingCharacters(in: CharacterSet(charactersIn: ",;:")))
         }
         let spaced = Self.spacedPhone(words)
-        let target = spaced?.phone ?? words.first.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: ".")) } ?? ""
+        // (An email may come in brackets or quotes, "<ivan@example.org>", as a mail program writes it.)
+        let first = words.first.map(String.init) ?? ""
+        let target = spaced?.phone ?? first.trimmingCharacters(in: CharacterSet(charactersIn: first.contains("@") ? "<>()[]{}.\"'" : "."))
         let body = step.input.rawRemainder(afterWords: 1 + (spaced?.words ?? 1))
         guard !target.isEmpty, !body.isEmpty else { return step.reply(usage) }
         guard body.utf16.count <= TwiML.maxMessageLength else {

@@ -172,7 +172,10 @@ extension ConversationEngine {
     /// The command a text is, when it is nothing but a command's own name (`LOGIN`, `messages`; not an alias, which
     /// may be a name, such as Me).
     func commandAlone(_ input: Inbound) -> Command? {
-        guard input.argument.isEmpty, let command = Command(word: input.command), command.rawValue == input.command else { return nil }
+        // (Asked only of someone not registered, for whom an admin command is a word like any other.)
+        guard input.argument.isEmpty, let command = Command(word: input.command), command.rawValue == input.command, !command.isAdminOnly else {
+            return nil
+        }
         return command
     }
 
@@ -236,6 +239,11 @@ extension ConversationEngine {
 
     /// 1 to 40 characters of letters, spaces, hyphens, apostrophes and dots, starting with a letter.
     static func validName(_ text: String) -> String? {
+        // A full stop a phone put after a word ("Peter."), not an initial's ("J."), is dropped.
+        var text = text
+        if text.hasSuffix("."), text.dropLast().split(separator: " ").last.map({ $0.count > 1 && !$0.contains(".") }) == true {
+            text.removeLast()
+        }
         guard (1...40).contains(text.count), text.first?.isLetter == true,
             text.allSatisfy({ $0.isLetter || $0 == " " || $0 == "-" || $0 == "'" || $0 == "." })
         else { return nil }
@@ -244,7 +252,7 @@ extension ConversationEngine {
 
     /// A plausible email address, lower-cased, at most 254 characters: one `@`; before it letters, digits and the
     /// characters RFC 5322 allows unquoted (`!#$%&'*+/=?^_`{|}~-` and dots between them); after it a dotted domain of
-    /// letters, digits and hyphens. No control characters, spaces or quotes: the address is shown to operators in a
+    /// letters, digits and hyphens, ending in two letters or more. No control characters, spaces or quotes: the address is shown to operators in a
     /// terminal and exported as CSV. The one word with an `@` is taken, without the punctuation and brackets around it
     /// ("kate@example.org.", "<kate@example.org>", "my email is kate@example.org").
     static func validEmail(_ text: String) -> String? {
@@ -260,7 +268,7 @@ extension ConversationEngine {
         let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
         guard !local.isEmpty, !local.hasPrefix("."), !local.hasSuffix("."), !local.contains(".."),
             local.allSatisfy({ isLetterOrDigit($0) || "!#$%&'*+/=?^_`{|}~.-".contains($0) }),
-            labels.count >= 2,
+            labels.count >= 2, let top = labels.last, top.count >= 2, top.allSatisfy(\.isLetter),
             labels.allSatisfy({ !$0.isEmpty && !$0.hasPrefix("-") && !$0.hasSuffix("-") && $0.allSatisfy { isLetterOrDigit($0) || $0 == "-" } })
         else { return nil }
         return email

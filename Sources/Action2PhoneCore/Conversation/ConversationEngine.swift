@@ -98,7 +98,10 @@ public struct ConversationEngine: Sendable {
         case .optIn:
             // One text: the next step, not the whole HELP (with it, a welcome back took two).
             guard consent.optedOut else {
-                step.reply(Copy.alreadySubscribed + " " + nextStep(state, step.account, now: step.now))
+                // A YES to a confirmation that has just timed out confirms nothing, as the time-out note says; it is no
+                // request to subscribe either.
+                let already = expired?.isConfirmation == true ? "" : Copy.alreadySubscribed + " "
+                step.reply(already + nextStep(state, step.account, now: step.now))
                 break
             }
             state.step = .idle
@@ -230,9 +233,9 @@ public struct ConversationEngine: Sendable {
 
     /// A passcode text is never logged: any `LOGIN <something>`, any text starting with PASSCODE or PASSWORD (a
     /// passcode chosen before they were commands may be one of them), any text sent while a passcode question was
-    /// pending (even one that has just expired) unless it is a keyword, and the unknown texts after that expiry, any unknown text from a registered
-    /// person (sent after "please log in first" or a lockout, it is often the passcode), and anything but YES
-    /// sent at a DELETE or BROADCAST confirmation, for the same reason.
+    /// pending (even one that has just expired) unless it is a keyword, the unknown texts after such an expiry, any
+    /// unknown text from a registered person (sent after "please log in first" or a lockout, it is often the
+    /// passcode), and anything but YES sent at a DELETE or BROADCAST confirmation, for the same reason.
     func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step, registered: Bool) -> Bool {
         if (input.command == "LOGIN" && !input.argument.isEmpty) || Command(word: input.command) == .passcode { return true }
         // A loosely read command ("messages? 1234", "sign up 1917") from a registered person was an unknown text, and
@@ -258,7 +261,8 @@ public struct ConversationEngine: Sendable {
         state.loggedInAt = nil
         let expired = state.step
         state.step = .idle
-        state.passcodeQuestionExpired = expired.expectsPasscode ? true : nil
+        // (Set, never cleared, here: a second silence does not make the passcode typed after it any less one.)
+        if expired.expectsPasscode { state.passcodeQuestionExpired = true }
         return expired == .idle ? nil : expired
     }
 
@@ -332,9 +336,10 @@ public struct ConversationEngine: Sendable {
         let hint = suggestion.map { " Did you mean \($0)?" } ?? ""
         guard echo else {
             // The reply is stored beside the redacted text: "Did you mean PROFILE?" after "Profile9" would say what the
-            // passcode looks like. A typo is a word of letters alone (MESAGES); a text with a digit, a symbol or more
-            // words in it (`typed`, the whole text) gets no hint, nor does one near PASSWORD.
-            let typo = (typed ?? word).allSatisfy(\.isLetter) && Command(word: suggestion ?? "") != .passcode
+            // passcode looks like. Only someone logged in (with no passcode to type) is pointed to a command, for a typo:
+            // a word of letters alone (MESAGES, Mesages.); a text with a digit, a symbol or more words in it (`typed`,
+            // the whole text) gets no hint, nor does one near PASSWORD.
+            let typo = loggedIn && Inbound.bare(typed ?? word).allSatisfy(\.isLetter) && Command(word: suggestion ?? "") != .passcode
             let hint = typo ? hint : ""
             guard account != nil else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
             // A member's text that is no command is often a reply to an organiser's message ("Thanks!", "I'll be

@@ -8,8 +8,9 @@ public struct ConversationState: Codable, Sendable, Equatable {
     /// When the phone logged in; `nil` when logged out. The account is the one registered to the phone.
     public var loggedInAt: Date?
     public var lastActivity: Date?
-    /// Set when a passcode question expired unanswered, until a text reads as something other than an unknown
-    /// command: the texts after it may still be the passcode (its confirmation, typed again), never to be logged.
+    /// Set when a passcode question expired unanswered, until a text starts or answers something (a command, an
+    /// answer, START): the unknown texts in between may still be the passcode (its confirmation, typed again), never
+    /// to be logged.
     /// `nil` rather than `false`, so that the stored state of everyone else stays as it was.
     public var passcodeQuestionExpired: Bool?
 
