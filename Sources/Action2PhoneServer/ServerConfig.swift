@@ -31,9 +31,7 @@ public struct ServerConfig: Sendable {
     /// network unencrypted (a fake API on this machine, for tests, is fine).
     public var plainHTTPWarning: String? {
         guard !isLocalMode, apiBaseURL.lowercased().hasPrefix("http://") else { return nil }
-        let authority = apiBaseURL.dropFirst("http://".count).prefix { $0 != "/" }
-        var host = String(authority.split(separator: "@").last ?? "")
-        if host.hasPrefix("[") { host = String(host.dropFirst().prefix { $0 != "]" }) } else { host = String(host.prefix { $0 != ":" }) }
+        let host = Self.host(of: apiBaseURL)
         let octets = host.split(separator: ".", omittingEmptySubsequences: false)
         let isLoopbackIPv4 = octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
         guard !["localhost", "::1"].contains(host.lowercased()), !isLoopbackIPv4 else { return nil }
@@ -246,8 +244,7 @@ extension ServerConfig {
             )
         }
         // Twilio: a status callback URL "must contain a valid hostname. Underscores are not allowed." (twilio.md §4)
-        let authority = base.drop { $0 != "/" }.dropFirst(2).prefix { $0 != "/" }
-        let host = authority.split(separator: "@").last.map { $0.prefix { $0 != ":" } } ?? ""
+        let host = Self.host(of: base)
         if host.contains("_") {
             throw ConfigError(
                 "\(name)'s host '\(host)' has an underscore, which Twilio refuses in a webhook or status callback URL: use a host name without one"
@@ -273,6 +270,13 @@ extension ServerConfig {
 }
 
 extension ServerConfig {
+    /// The host of an http(s) URL, without the user, the port or an IPv6 address's brackets.
+    static func host(of url: String) -> String {
+        let authority = url.drop { $0 != "/" }.dropFirst(2).prefix { $0 != "/" }
+        let host = authority.split(separator: "@").last ?? ""
+        return String(host.hasPrefix("[") ? host.dropFirst().prefix { $0 != "]" } : host.prefix { $0 != ":" })
+    }
+
     /// A value from the environment as an error may quote it: one that looks like a secret pasted into the wrong
     /// variable (20 or more letters and digits, such as an auth token) shows only its first four characters.
     public static func shown(_ raw: String) -> String {
