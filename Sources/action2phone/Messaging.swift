@@ -10,20 +10,22 @@ struct Send: AsyncParsableCommand {
         abstract: "Message one person: into their inbox, and texted through the outbox (sent by a running serve)."
     )
     @OptionGroup var store: StoreOptions
-    @Argument(help: "The person's phone (E.164 or 415-555-0100), or email, as the SEND command takes.") var phone: String
+    @Argument(help: "The person's phone (E.164 or 415-555-0100), or email, as the SEND command takes.") var recipient: String
     @Argument(help: "The text (quote it).") var text: String
 
     func run() async throws {
-        let body = text.trimmingWhitespace()
+        let body = Inbound.composed(text.trimmingWhitespace())
         guard !body.isEmpty else { throw CLIError("the text is empty") }
         try checkLength(body)
         let database = try store.open()
         let e164: String
-        if phone.contains("@") {
-            guard let user = try await database.user(phone.lowercased()) else { throw CLIError("no user with email \(phone)") }
+        if recipient.contains("@") {
+            // (In brackets or quotes too, as a mail program writes it: "<ivan@example.org>".)
+            let email = Inbound.composed(recipient.trimmingCharacters(in: CharacterSet(charactersIn: "<>()[]{}\"' ")).lowercased())
+            guard let user = try await database.user(email) else { throw CLIError("no user with email \(email)") }
             e164 = user.phone
         } else {
-            e164 = try phoneArgument(phone)
+            e164 = try phoneArgument(recipient)
         }
         guard let texted = try await database.operatorSend(phone: e164, body: body) else { throw CLIError("no user with phone \(e164)") }
         print(
@@ -44,7 +46,7 @@ struct Broadcast: AsyncParsableCommand {
     @Flag(help: "Send without asking.") var yes = false
 
     func run() async throws {
-        let body = text.trimmingWhitespace()
+        let body = Inbound.composed(text.trimmingWhitespace())
         guard !body.isEmpty else { throw CLIError("the text is empty") }
         try checkLength(body)
         let db = try store.open()

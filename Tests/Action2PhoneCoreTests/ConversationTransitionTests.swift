@@ -718,7 +718,8 @@ struct ConversationTransitionTests {
             reply:
                 "Unknown command, comrade (not repeated, in case it was your passcode). Organisers do not read replies here. To log in, reply LOGIN; HELP lists commands."
         ),
-        .init(situation: s["logged in"]!, text: "mesages", step: .idle, loggedIn: true, reply: "Did you mean MESSAGES?"),
+        .init(situation: s["logged in"]!, text: "lgoin", step: .idle, loggedIn: true, reply: "Did you mean LOGIN?"),
+        .init(situation: s["unregistered"]!, text: "mesages", step: .idle, loggedIn: false, reply: "Did you mean MESSAGES?"),
         .init(situation: s["unregistered"]!, text: "red-square-1917", step: .idle, loggedIn: false, reply: "Unknown command RED-SQUARE-1917"),
         // Echoed only in GSM-7, so the reply stays GSM-7
         .init(situation: s["unregistered"]!, text: "привет", step: .idle, loggedIn: false, reply: "Unknown command, comrade. Reply HELP"),
@@ -1183,26 +1184,43 @@ struct ConversationTransitionTests {
         var state = ConversationState(lastActivity: recent)
         let near = try engine.reduce(&state, Inbound(text: "passw0rd"), facts: facts(), now: t0)
         #expect(near.loggedBody == "[redacted]" && !near.replies[0].contains("PASSWORD") && !near.replies[0].contains("PASSCODE"), "\(near.replies)")
-        // nor is one near another command with a digit or a symbol in it (a passcode, more likely than a typo)
-        // (logged out, a word with punctuation around it too: "Profil!")
-        let cases =
-            ["Profile9", "pr0file", "Logout!1", "Mesage me 1917"].map { ($0, [false, true]) } + ["Profil!", "(profil)"].map { ($0, [false]) }
-        for (text, states) in cases {
-            for loggedIn in states {
+        // nor is any text long enough to be a passcode, from someone logged out or logged in (after "already logged
+        // in", a passcode may come): "profiles" would say the passcode is near PROFILE
+        for text in ["Profile9", "pr0file", "Logout!1", "Mesage me 1917", "Profil!", "(profil)", "profiles", "mesages", "Mesages."] {
+            for loggedIn in [false, true] {
                 var someone = ConversationState(loggedInAt: loggedIn ? recent : nil, lastActivity: recent)
                 let d = try engine.reduce(&someone, Inbound(text: text), facts: facts(), now: t0)
                 #expect(d.loggedBody == "[redacted]" && !d.replies[0].contains("Did you mean"), "\(text): \(d.replies)")
             }
         }
-        // nor is any text from someone logged out, who may be typing a passcode ("profiles")
-        let loggedOut = try engine.reduce(&state, Inbound(text: "profiles"), facts: facts(), now: t0)
-        #expect(loggedOut.loggedBody == "[redacted]" && !loggedOut.replies[0].contains("Did you mean"), "\(loggedOut.replies)")
-        // while someone logged in still gets the hint for a typo, full stop and all
-        var loggedIn = ConversationState(loggedInAt: recent, lastActivity: recent)
-        for text in ["mesages", "Mesages."] {
-            let typo = try engine.reduce(&loggedIn, Inbound(text: text), facts: facts(), now: t0)
-            #expect(typo.replies[0].contains("Did you mean MESSAGES?"), "\(text): \(typo.replies)")
+        // while a typo too short to be one still gets its hint, logged out or in
+        for loggedIn in [false, true] {
+            var someone = ConversationState(loggedInAt: loggedIn ? recent : nil, lastActivity: recent)
+            let typo = try engine.reduce(&someone, Inbound(text: "stpo"), facts: facts(), now: t0)
+            #expect(typo.replies[0].contains("Did you mean STOP?"), "\(typo.replies)")
         }
+    }
+
+    @Test func namesEmailsAndMessagesAreStoredComposedButAPasscodeIsHashedAsTyped() throws {
+        func scalars(_ s: String?) -> [UInt32] { s.map { $0.unicodeScalars.map(\.value) } ?? [] }
+        // Given an é typed as e and a combining accent
+        let decomposed = "Rene\u{301}e"
+        // Then a name and an email are the composed é (one scalar), as a message's body is
+        #expect(scalars(ConversationEngine.validName(decomposed)) == scalars("Ren\u{E9}e"))
+        #expect(scalars(ConversationEngine.validEmail("rene\u{301}e@example.fr")) == scalars("ren\u{E9}e@example.fr"))
+        #expect(scalars(Inbound(text: "BROADCAST Rally at the cafe\u{301}").rawRemainder(afterWords: 1)) == scalars("Rally at the caf\u{E9}"))
+        // while the text a passcode is read from keeps the bytes it came with (passcodes set so still match)
+        #expect(scalars(Inbound(text: "Cafe\u{301} 2024").text) == scalars("Cafe\u{301} 2024"))
+        let state = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
+        let work = engine.passcodeWork(for: Inbound(text: "Cafe\u{301} 2024"), state: state, account: ivan, now: t0)
+        guard case .verify(let typed, _)? = work else {
+            Issue.record("no passcode check: \(String(describing: work))")
+            return
+        }
+        #expect(scalars(typed) == scalars("Cafe\u{301} 2024"))
+        // And a name's trailing full stop goes with the spaces before it, not an initial's; an xn-- ending is a domain
+        #expect(ConversationEngine.validName("Peter .") == "Peter" && ConversationEngine.validName("Mary J.") == "Mary J.")
+        #expect(ConversationEngine.validEmail("peter@example.xn--p1ai") == "peter@example.xn--p1ai")
     }
 
     @Test func aYesToAConfirmationThatTimedOutConfirmsNothingAndIsNoOptIn() throws {

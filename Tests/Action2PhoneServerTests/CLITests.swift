@@ -336,6 +336,14 @@ struct CLITests {
         #expect(rows.count == 1 && rows[0]["to"] as? String == "+14155550100" && rows[0]["body"] as? String == "Bring the banner")
         let noEmail = try await Executable.run(["send", "olga@example.org", "hello?", "--db", db])
         #expect(noEmail.status == 1 && noEmail.stderr.contains("no user with email olga@example.org"))
+        // in brackets too; and a text with an é typed as e and an accent is sent composed, in GSM-7
+        let bracketed = try await Executable.run(["send", "<ivan@example.org>", "Rally at the cafe\u{301}", "--db", db])
+        #expect(bracketed.status == 0, "\(bracketed.stderr)")
+        let preview = try await Executable.run(["broadcast", "Rally at the cafe\u{301}", "--db", db])
+        #expect(preview.stdout.contains("GSM-7, 1 segment(s) per text"), "\(preview.stdout)")
+        let bodies = try #require(try jsonObject(try await Executable.run(["outbox", "list", "--db", db, "--json"]).stdout) as? [[String: Any]])
+        #expect(bodies.first?["body"] as? String == "Rally at the caf\u{E9}")
+        #expect((bodies.first?["body"] as? String)?.unicodeScalars.count == "Rally at the cafe".count)
     }
 
     @Test func sendBroadcastAndTheOutbox() async throws {

@@ -239,10 +239,11 @@ extension ConversationEngine {
 
     /// 1 to 40 characters of letters, spaces, hyphens, apostrophes and dots, starting with a letter.
     static func validName(_ text: String) -> String? {
-        // A full stop a phone put after a word ("Peter."), not an initial's ("J."), is dropped.
-        var text = text
+        // Composed, as every name is stored and searched. A full stop a phone put after a word ("Peter."), not an
+        // initial's ("J."), is dropped.
+        var text = Inbound.composed(text)
         if text.hasSuffix("."), text.dropLast().split(separator: " ").last.map({ $0.count > 1 && !$0.contains(".") }) == true {
-            text.removeLast()
+            text = String(text.dropLast()).trimmingWhitespace()
         }
         guard (1...40).contains(text.count), text.first?.isLetter == true,
             text.allSatisfy({ $0.isLetter || $0 == " " || $0 == "-" || $0 == "'" || $0 == "." })
@@ -252,13 +253,13 @@ extension ConversationEngine {
 
     /// A plausible email address, lower-cased, at most 254 characters: one `@`; before it letters, digits and the
     /// characters RFC 5322 allows unquoted (`!#$%&'*+/=?^_`{|}~-` and dots between them); after it a dotted domain of
-    /// letters, digits and hyphens, ending in two letters or more. No control characters, spaces or quotes: the address is shown to operators in a
+    /// letters, digits and hyphens, ending in two letters or more (or an `xn--` international ending). No control characters, spaces or quotes: the address is shown to operators in a
     /// terminal and exported as CSV. The one word with an `@` is taken, without the punctuation and brackets around it
     /// ("kate@example.org.", "<kate@example.org>", "my email is kate@example.org").
     static func validEmail(_ text: String) -> String? {
         let words = text.split(separator: " ").filter { $0.contains("@") }
         guard words.count == 1 else { return nil }
-        let email = words[0].trimmingCharacters(in: CharacterSet(charactersIn: "<>()[]{}.,;:!?\"'`*")).lowercased()
+        let email = Inbound.composed(words[0].trimmingCharacters(in: CharacterSet(charactersIn: "<>()[]{}.,;:!?\"'`*")).lowercased())
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
         guard email.count <= 254, parts.count == 2 else { return nil }
         let (local, domain) = (parts[0], parts[1])
@@ -268,7 +269,7 @@ extension ConversationEngine {
         let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
         guard !local.isEmpty, !local.hasPrefix("."), !local.hasSuffix("."), !local.contains(".."),
             local.allSatisfy({ isLetterOrDigit($0) || "!#$%&'*+/=?^_`{|}~.-".contains($0) }),
-            labels.count >= 2, let top = labels.last, top.count >= 2, top.allSatisfy(\.isLetter),
+            labels.count >= 2, let top = labels.last, top.count >= 2, top.allSatisfy(\.isLetter) || top.hasPrefix("xn--"),
             labels.allSatisfy({ !$0.isEmpty && !$0.hasPrefix("-") && !$0.hasSuffix("-") && $0.allSatisfy { isLetterOrDigit($0) || $0 == "-" } })
         else { return nil }
         return email

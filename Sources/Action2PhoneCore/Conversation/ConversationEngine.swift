@@ -335,12 +335,11 @@ public struct ConversationEngine: Sendable {
         let suggestion = letters.count >= 3 ? Self.nearestCommand(to: letters, isAdmin: account?.role == .admin) : nil
         let hint = suggestion.map { " Did you mean \($0)?" } ?? ""
         guard echo else {
-            // The reply is stored beside the redacted text: "Did you mean PROFILE?" after "Profile9" would say what the
-            // passcode looks like. Only someone logged in (with no passcode to type) is pointed to a command, for a typo:
-            // a word of letters alone (MESAGES, Mesages.); a text with a digit, a symbol or more words in it (`typed`,
-            // the whole text) gets no hint, nor does one near PASSWORD.
-            let typo = loggedIn && Inbound.bare(typed ?? word).allSatisfy(\.isLetter) && Command(word: suggestion ?? "") != .passcode
-            let hint = typo ? hint : ""
+            // The reply is stored beside the redacted text: "Did you mean PROFILE?" after "Profile9" or "profiles" would
+            // say what the passcode looks like, and a passcode may come from anyone registered, logged in too (after
+            // "already logged in"). So only a text too short to be a passcode (`typed`, the whole text) gets a hint:
+            // "stpo", "lgoin".
+            let hint = (typed ?? word).count < PasscodePolicy.lengths.lowerBound ? hint : ""
             guard account != nil else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
             // A member's text that is no command is often a reply to an organiser's message ("Thanks!", "I'll be
             // there"): without a typo to point at, they are told no one reads it (an admin knows).

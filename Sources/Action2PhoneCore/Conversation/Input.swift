@@ -4,13 +4,16 @@ import Foundation
 /// One inbound text as the conversation sees it. What routing reads is worked out once, here: a text is routed
 /// twice (for its passcode work, then for its step).
 public struct Inbound: Sendable, Equatable {
-    /// Trimmed, composed (NFC), curly quotes straightened, runs of white space folded to one space.
+    /// Trimmed, curly quotes straightened, runs of white space folded to one space. Not `composed`: a passcode is
+    /// hashed from these bytes, as it always was (one set from a phone that sends an é as e and an accent still
+    /// matches); what is stored or matched from it (a name, an email, SEND's and FIND's keys) is composed there.
     public let text: String
     public let numMedia: Int
     /// `STOP`, `START` or `HELP` when Twilio's Advanced Opt-Out matched a keyword.
     public let optOutType: String?
 
-    /// The text as received, only trimmed (and composed): message contents (SEND, BROADCAST) keep every character.
+    /// The text as received, only trimmed and `composed`: message contents (SEND, BROADCAST) keep every character
+    /// (in its canonical form).
     public let raw: String
 
     /// The first word, upper-cased, for matching commands, as `keyword` reads a word: `"profile"` is PROFILE, and
@@ -28,11 +31,8 @@ public struct Inbound: Sendable, Equatable {
     public init(text: String, numMedia: Int = 0, optOutType: String? = nil) {
         // A NUL would cut the text short where SQLite binds it; it carries nothing a person typed.
         let text = text.utf8.contains(0) ? text.replacing("\u{0}", with: "") : text
-        // Composed (NFC): an é typed as e and an accent is the é, in GSM-7 and in matching (an email, a name, a
-        // passcode); it looks the same either way.
-        let composed = text.utf8.allSatisfy { $0 < 0x80 } ? text : text.precomposedStringWithCanonicalMapping
-        self.raw = composed.trimmingWhitespace()
-        self.text = Inbound.normalize(composed)
+        self.raw = Inbound.composed(text.trimmingWhitespace())
+        self.text = Inbound.normalize(text)
         self.numMedia = numMedia
         self.optOutType = optOutType?.uppercased()
         (self.command, self.commandWords, self.commandIsLoose) = Inbound.firstWord(self.text)
@@ -134,6 +134,12 @@ public struct Inbound: Sendable, Equatable {
             rest = rest.drop { $0.isWhitespace }
         }
         return String(rest)
+    }
+
+    /// `text` in Unicode's composed form (NFC): an é typed as e and an accent becomes the é, which is GSM-7 (a
+    /// broadcast with it costs one segment, not two) and matches the é of a stored name or email. It looks the same.
+    public static func composed(_ text: String) -> String {
+        text.utf8.allSatisfy { $0 < 0x80 } ? text : text.precomposedStringWithCanonicalMapping
     }
 
     /// Straightens curly quotes and folds white space, as phones' keyboards vary.
