@@ -20,8 +20,9 @@ struct Send: AsyncParsableCommand {
         let database = try store.open()
         let e164: String
         if recipient.contains("@") {
-            // (In brackets or quotes too, as a mail program writes it: "<ivan@example.org>".)
-            let email = Inbound.composed(recipient.trimmingCharacters(in: CharacterSet(charactersIn: "<>()[]{}\"' ")).lowercased())
+            // (In brackets or quotes too, as a mail program writes it, or with punctuation after it, as SEND takes it:
+            // "<ivan@example.org>", "ivan@example.org,".)
+            let email = Inbound.composed(recipient.trimmingCharacters(in: CharacterSet(charactersIn: "<>()[]{}\"' .,;:")).lowercased())
             guard let user = try await database.user(email) else { throw CLIError("no user with email \(email)") }
             e164 = user.phone
         } else {

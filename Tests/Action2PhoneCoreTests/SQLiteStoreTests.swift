@@ -17,7 +17,7 @@ struct SQLiteStoreTests {
             try store.appliedMigrations() == [
                 "v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times",
                 "v3 outbox recipientDeleted", "v4 broadcasts fanned out after the webhook", "v5 admins index",
-                "v6 passcode from an organiser", "v7 outbox earlier SIDs",
+                "v6 passcode from an organiser", "v7 outbox earlier SIDs", "v8 names and emails composed",
             ]
         )
         let queue = try DatabaseQueue(path: path)
@@ -38,6 +38,36 @@ struct SQLiteStoreTests {
                 "users",
             ]
         )
+    }
+
+    @Test func namesAndEmailsStoredWithDecomposedAccentsAreComposedOnUpgrade() async throws {
+        // Given a database from before v8 with a name and an email typed as e + U+0301, and two look-alike emails
+        let path = makeTestDatabasePath()
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let old = try DatabaseQueue(path: path)
+        try Schema.migrator.migrate(old, upTo: "v7 outbox earlier SIDs")
+        try await old.write { db in
+            for (phone, first, email) in [
+                ("+14155550100", "Rene\u{301}e", "rene\u{301}e@example.org"), ("+14155550101", "Zoe\u{308}", "zoe\u{308}@example.org"),
+                ("+14155550102", "Zoë", "zo\u{EB}@example.org"),
+            ] {
+                try db.execute(
+                    sql: """
+                        INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
+                        VALUES (?, ?, 'Lee', ?, x'00', x'00', 1000, '2026-11-25 09:00:00.000')
+                        """,
+                    arguments: [phone, first, email]
+                )
+            }
+        }
+        try old.close()
+        // When the store opens it
+        _ = try SQLiteStore.open(path: path)
+        // Then names and emails are composed, but an email whose composed form is already someone's stays as it was
+        let rows = try fetchRows(path, "SELECT phone, hex(firstName) AS first, hex(email) AS email FROM users ORDER BY phone")
+        let hex = { (s: String) in s.utf8.map { String(format: "%02X", $0) }.joined() }
+        #expect(rows.map { $0["first"] as String } == [hex("Ren\u{E9}e"), hex("Zo\u{EB}"), hex("Zo\u{EB}")])
+        #expect(rows.map { $0["email"] as String } == [hex("ren\u{E9}e@example.org"), hex("zoe\u{308}@example.org"), hex("zo\u{EB}@example.org")])
     }
 
     @Test func aVersionOneDatabaseIsUpgradedWithItsFailedLoginsKept() async throws {

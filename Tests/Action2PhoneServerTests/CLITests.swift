@@ -337,8 +337,16 @@ struct CLITests {
         let noEmail = try await Executable.run(["send", "olga@example.org", "hello?", "--db", db])
         #expect(noEmail.status == 1 && noEmail.stderr.contains("no user with email olga@example.org"))
         // in brackets too; and a text with an é typed as e and an accent is sent composed, in GSM-7
-        let bracketed = try await Executable.run(["send", "<ivan@example.org>", "Rally at the cafe\u{301}", "--db", db])
+        let bracketed = try await Executable.run(["send", "<ivan@example.org>,", "Rally at the cafe\u{301}", "--db", db])
         #expect(bracketed.status == 0, "\(bracketed.stderr)")
+        // and users find and show take a name or an email typed with a decomposed accent, as the stored one is composed
+        let queue = try DatabaseQueue(path: db)
+        try await queue.write { try $0.execute(sql: "UPDATE users SET firstName = 'Zo\u{EB}', email = 'zo\u{EB}@example.org'") }
+        let found = try await Executable.run(["users", "find", "Zoe\u{308}", "--db", db, "--json"])
+        #expect((try jsonObject(found.stdout) as? [[String: Any]])?.count == 1, "\(found.stdout)\(found.stderr)")
+        let shown = try await Executable.run(["users", "show", "ZOE\u{308}@example.org", "--db", db])
+        #expect(shown.status == 0, "\(shown.stderr)")
+        try await queue.write { try $0.execute(sql: "UPDATE users SET firstName = 'Ivan', email = 'ivan@example.org'") }
         let preview = try await Executable.run(["broadcast", "Rally at the cafe\u{301}", "--db", db])
         #expect(preview.stdout.contains("GSM-7, 1 segment(s) per text"), "\(preview.stdout)")
         let bodies = try #require(try jsonObject(try await Executable.run(["outbox", "list", "--db", db, "--json"]).stdout) as? [[String: Any]])

@@ -153,6 +153,24 @@ enum Schema {
                 t.belongsTo("outbox", inTable: "outbox", onDelete: .cascade).notNull()
             }
         }
+        migrator.registerMigration("v8 names and emails composed") { db in
+            // Names and emails are stored, and matched, composed (NFC) since this version: an é typed as e and an accent
+            // is the é. Older rows typed so are composed too, so that FIND, SEND and the duplicate-email check find
+            // them; an email whose composed form is someone else's stays as it was (the unique index would refuse it).
+            func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+            let rows = try Row.fetchAll(db, sql: "SELECT id, firstName, lastName, email FROM users")
+            for row in rows {
+                let (first, last, email): (String, String, String) = (row["firstName"], row["lastName"], row["email"])
+                let composed = (Inbound.composed(first), Inbound.composed(last), Inbound.composed(email))
+                guard bytes(composed.0) != bytes(first) || bytes(composed.1) != bytes(last) || bytes(composed.2) != bytes(email) else { continue }
+                let id: Int64 = row["id"]
+                let taken = try Bool.fetchOne(db, sql: "SELECT 1 FROM users WHERE email = ? AND id != ?", arguments: [composed.2, id]) == true
+                try db.execute(
+                    sql: "UPDATE users SET firstName = ?, lastName = ?, email = ? WHERE id = ?",
+                    arguments: [composed.0, composed.1, taken ? email : composed.2, id]
+                )
+            }
+        }
         return migrator
     }
 }
