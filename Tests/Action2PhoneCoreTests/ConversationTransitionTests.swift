@@ -1220,6 +1220,7 @@ struct ConversationTransitionTests {
         #expect(scalars(typed) == scalars("Cafe\u{301} 2024"))
         // And a name's trailing full stop goes with the spaces before it, not an initial's; an xn-- ending is a domain
         #expect(ConversationEngine.validName("Peter .") == "Peter" && ConversationEngine.validName("Mary J.") == "Mary J.")
+        #expect(ConversationEngine.validName("Smith Jr.") == "Smith Jr." && ConversationEngine.validName("St.") == "St.")
         #expect(ConversationEngine.validEmail("peter@example.xn--p1ai") == "peter@example.xn--p1ai")
     }
 

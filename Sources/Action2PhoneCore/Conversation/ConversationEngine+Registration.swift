@@ -240,9 +240,11 @@ extension ConversationEngine {
     /// 1 to 40 characters of letters, spaces, hyphens, apostrophes and dots, starting with a letter.
     static func validName(_ text: String) -> String? {
         // Composed, as every name is stored and searched. A full stop a phone put after a word ("Peter."), not an
-        // initial's ("J."), is dropped.
+        // initial's ("J.") or an abbreviation's ("Smith Jr."), is dropped.
         var text = Inbound.composed(text)
-        if text.hasSuffix("."), text.dropLast().split(separator: " ").last.map({ $0.count > 1 && !$0.contains(".") }) == true {
+        if text.hasSuffix("."), let last = text.dropLast().split(separator: " ").last, last.count > 1, !last.contains("."),
+            !["JR", "SR", "ST", "DR", "MR", "MRS", "MS", "MT"].contains(last.uppercased())
+        {
             text = String(text.dropLast()).trimmingWhitespace()
         }
         guard (1...40).contains(text.count), text.first?.isLetter == true,
