@@ -22,7 +22,7 @@ struct Send: AsyncParsableCommand {
         if recipient.contains("@") {
             // (In brackets or quotes too, as a mail program writes it, or with punctuation after it, as SEND takes it:
             // "<ivan@example.org>", "ivan@example.org,".)
-            let email = Inbound.composed(recipient.trimmingCharacters(in: CharacterSet(charactersIn: "<>()[]{}\"' .,;:")).lowercased())
+            let email = recipient.trimmingCharacters(in: CharacterSet(charactersIn: "<>()[]{}\"' .,;:")).lowercased()
             guard let user = try await database.user(email) else { throw CLIError("no user with email \(email)") }
             e164 = user.phone
         } else {

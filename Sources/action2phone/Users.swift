@@ -44,7 +44,7 @@ struct Users: AsyncParsableCommand {
         @Flag(help: "JSON: one object.") var json = false
 
         func run() async throws {
-            let key = who.contains("@") ? Inbound.composed(who.lowercased()) : (PhoneNumber.normalize(who) ?? who)
+            let key = who.contains("@") ? who.lowercased() : (PhoneNumber.normalize(who) ?? who)
             let database = try store.open()
             guard let user = try await database.user(key) else {
                 // A number no one is registered with may still have opted out (and never registered, or deleted
@@ -77,8 +77,7 @@ struct Users: AsyncParsableCommand {
         }
 
         func run() async throws {
-            // Composed, as names and emails are stored: an é typed as e and an accent finds the é.
-            try printUsers(try await store.open().findUsers(Inbound.composed(text)), json: json, csv: csv, none: "No one matches '\(text)'.")
+            try printUsers(try await store.open().findUsers(text), json: json, csv: csv, none: "No one matches '\(text)'.")
         }
     }
 

@@ -152,7 +152,7 @@ extension ConversationEngine {
         }
         let key: String
         if target.contains("@") {
-            key = Inbound.composed(target.lowercased())
+            key = target.lowercased()
         } else if let phone = PhoneNumber.normalize(target) {
             key = phone
         } else {
@@ -223,7 +223,7 @@ extension ConversationEngine {
     }
 
     func find(_ step: inout StepContext) throws {
-        let text = Inbound.composed(step.input.argument)
+        let text = step.input.argument
         guard !text.isEmpty else { return step.reply("Usage: FIND <name, email or phone>, comrade.") }
         // One more than shown says whether the list is cut short.
         let found = try step.facts.findUsers(matching: text, limit: settings.findLimit + 1)

@@ -293,8 +293,12 @@ final class SQLiteFacts: ConversationFacts {
         return account
     }
 
+    /// (Names and emails are stored composed: the key is looked up composed, whoever asks.)
     func account(phoneOrEmail key: String) throws -> Account? {
-        try Row.fetchOne(db, sql: "SELECT * FROM users WHERE phone = ? OR email = ? ORDER BY id LIMIT 1", arguments: [key, key]).map(Self.account)
+        let key = Inbound.composed(key)
+        return try Row.fetchOne(db, sql: "SELECT * FROM users WHERE phone = ? OR email = ? ORDER BY id LIMIT 1", arguments: [key, key]).map(
+            Self.account
+        )
     }
 
     func isEmailRegistered(_ email: String) throws -> Bool {
@@ -346,6 +350,7 @@ final class SQLiteFacts: ConversationFacts {
     }
 
     func findUsers(matching text: String, limit: Int) throws -> [Account] {
+        let text = Inbound.composed(text)
         func like(_ text: String) -> String {
             "%" + text.replacing("\\", with: "\\\\").replacing("%", with: "\\%").replacing("_", with: "\\_") + "%"
         }

@@ -62,9 +62,10 @@ extension SQLiteStore {
         }
     }
 
-    /// One user by E.164 phone, email (any case) or numeric id.
+    /// One user by E.164 phone, email (any case, composed as emails are stored) or numeric id.
     public func user(_ key: String, now: Date = Date()) async throws -> UserRecord? {
-        try await writer.read { db in
+        let key = Inbound.composed(key)
+        return try await writer.read { db in
             try Row.fetchOne(
                 db,
                 sql: Self.userSelect + " WHERE u.phone = ? OR u.email = ? OR CAST(u.id AS TEXT) = ? LIMIT 1",
