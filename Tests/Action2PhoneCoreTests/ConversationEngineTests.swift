@@ -105,6 +105,7 @@ struct ConversationMatrixTests {
             #expect(Segments.count(reply).encoding == .gsm7, "\(reply)")
             #expect(reply.utf16.count <= 1600)
             #expect(reply.range(of: "reply", options: .caseInsensitive) != nil || reply.contains("Reply"), "no next step in: \(reply)")
+            #expect(suggestedOptOutWords(reply).isEmpty, "a reply someone may echo names an opt-out word: \(reply)")
         }
         if ["HELP", "INFO", "?"].contains(keyword) {
             #expect(state.step == situation.state.step)
@@ -127,6 +128,12 @@ struct ConversationMatrixTests {
             #expect(decision.loggedBody == "[redacted]")
         }
         #expect(state.lastActivity == t0)
+    }
+
+    /// Opt-out words in `reply` other than STOP written as the command: a person who answers "RESET to cancel" with
+    /// "cancel" is opted out by Twilio, whatever the bot meant.
+    func suggestedOptOutWords(_ reply: String) -> [String] {
+        reply.split(whereSeparator: { !$0.isLetter }).map(String.init).filter { optOutWords.contains($0.uppercased()) && $0 != "STOP" }
     }
 
     /// What the hasher would answer: hashing gives `pendingHash`; only `right-passcode` verifies.

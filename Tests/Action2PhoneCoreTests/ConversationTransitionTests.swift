@@ -31,7 +31,7 @@ struct ConversationTransitionTests {
             text: "login",
             step: .askedFirstName,
             loggedIn: false,
-            reply: "LOGIN is a command, comrade, and this number has no account yet. Reply with your first name to register, or RESET to stop."
+            reply: "LOGIN is a command, comrade, and this number has no account yet. Reply with your first name to register, or RESET to go back."
         ),
         // (an alias may be a name: Me is not refused)
         .init(situation: s["asked first name"]!, text: "Me", step: .askedLastName(first: "Me"), loggedIn: false, reply: "last name"),
@@ -278,7 +278,7 @@ struct ConversationTransitionTests {
             text: "LOGIN",
             step: .askedLastName(first: "Olga"),
             loggedIn: false,
-            reply: "LOGIN is a command, comrade. You are registering: reply with your last name, or RESET to stop."
+            reply: "LOGIN is a command, comrade. You are registering: reply with your last name, or RESET to go back."
         ),
         .init(situation: s["asked last name"]!, text: "More", step: .askedEmail(first: "Olga", last: "More"), loggedIn: false, reply: "email"),
         // A request where a name is asked is not taken for the name
@@ -288,7 +288,7 @@ struct ConversationTransitionTests {
             step: .askedFirstName,
             loggedIn: false,
             reply:
-                "That is not a name, comrade. To opt out, reply STOP alone: with other words it does not count. Reply with your first name to register, or RESET to stop."
+                "That is not a name, comrade. To opt out, reply STOP alone: with other words it does not count. Reply with your first name to register, or RESET to go back."
         ),
         .init(situation: s["asked first name"]!, text: "please stop texting me", step: .askedFirstName, loggedIn: false, reply: "reply STOP alone"),
         .init(
@@ -310,7 +310,7 @@ struct ConversationTransitionTests {
             text: "Reset please",
             step: .askedLastName(first: "Olga"),
             loggedIn: false,
-            reply: "RESET alone stops"
+            reply: "RESET alone leaves registration"
         ),
         .init(
             situation: s["asked last name"]!,
@@ -901,7 +901,9 @@ struct ConversationTransitionTests {
     @Test func failuresOutsideTheWindowAreForgotten() throws {
         let (d, _) = try wrongPasscode(after: [16, 16, 15.5, 15])
         #expect(d.effects == [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)])
-        #expect(d.replies == ["Wrong passcode (1 of 5 tries). Reply with your passcode, or RESET to stop. Forgot it? Ask an organiser to reset it."])
+        #expect(
+            d.replies == ["Wrong passcode (1 of 5 tries). Reply with your passcode, or RESET to go back. Forgot it? Ask an organiser to reset it."]
+        )
     }
 
     @Test func theWindowSlidesOnlyTheFailuresOlderThanFifteenMinutesAreForgotten() throws {
@@ -910,7 +912,9 @@ struct ConversationTransitionTests {
         let (d, state) = try wrongPasscode(after: [16, 1, 0.5, 0.25])
         let kept = [1, 0.5, 0.25].map { t0.addingTimeInterval(-$0 * 60) }
         #expect(d.effects == [.loginFailed(userId: 1, recentFailures: kept + [t0], lockedUntil: nil)])
-        #expect(d.replies == ["Wrong passcode (4 of 5 tries). Reply with your passcode, or RESET to stop. Forgot it? Ask an organiser to reset it."])
+        #expect(
+            d.replies == ["Wrong passcode (4 of 5 tries). Reply with your passcode, or RESET to go back. Forgot it? Ask an organiser to reset it."]
+        )
         #expect(state.step == .askedLoginPasscode)
         // And a fifth within 15 minutes of the first of them locks, whenever an older one was
         let (locked, _) = try wrongPasscode(after: [30, 16, 14.9, 1, 0.5, 0.25])
@@ -1041,7 +1045,9 @@ struct ConversationTransitionTests {
         var asked = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
         let atLogin = try engine.reduce(&asked, Inbound(text: "HELP"), facts: facts(), now: t0)
         #expect(
-            atLogin.replies == ["You are in the login. Reply with your passcode, comrade, or RESET to stop. Forgot it? Ask an organiser to reset it."]
+            atLogin.replies == [
+                "You are in the login. Reply with your passcode, comrade, or RESET to go back. Forgot it? Ask an organiser to reset it."
+            ]
         )
         #expect(state.step == .confirmingDelete)
     }

@@ -218,7 +218,7 @@ extension ConversationEngine {
         state.step = .confirmingBroadcast(text: body)
         step.reply(
             "Broadcast to \(Copy.plural(audience.registered, "comrade")): \(audience.textable) texted"
-                + (skipped > 0 ? " (\(skipped) opted out or unreachable)" : "") + ". \(encoding). Reply YES to send, or RESET to cancel."
+                + (skipped > 0 ? " (\(skipped) opted out or unreachable)" : "") + ". \(encoding). Reply YES to send, or RESET to drop it."
         )
     }
 

@@ -27,7 +27,7 @@ extension ConversationEngine {
                 return step.reply("That is not an email address, comrade (like ivan@example.org). Reply with your email.")
             }
             if try step.facts.isEmailRegistered(email) {
-                return step.reply("That email is already registered. Reply with another email, or RESET to stop.")
+                return step.reply("That email is already registered. Reply with another email, or RESET to go back.")
             }
             state.step = .askedPasscode(first: first, last: last, email: email)
             step.reply(Copy.askPasscode)
@@ -50,7 +50,7 @@ extension ConversationEngine {
             }
             if try step.facts.isEmailRegistered(email) {
                 state.step = .askedEmail(first: first, last: last)
-                return step.reply("That email was just registered by someone else. Reply with another email, or RESET to stop.")
+                return step.reply("That email was just registered by someone else. Reply with another email, or RESET to go back.")
             }
             let role: Role = settings.adminPhones.contains(step.facts.phone) ? .admin : .user
             step.effects.append(.register(Registration(firstName: first, lastName: last, email: email, passcode: pending, role: role)))
@@ -164,7 +164,7 @@ extension ConversationEngine {
         }
         switch input.command {
         case "HELP", "INFO": return "That is not a name, comrade. HELP alone says where you are."
-        case "RESET", "MENU": return "That is not a name, comrade. RESET alone stops registering."
+        case "RESET", "MENU": return "That is not a name, comrade. RESET alone leaves registration."
         default: return nil
         }
     }
@@ -281,11 +281,11 @@ extension ConversationEngine {
 extension Copy {
     static let impossiblePasscode = "A passcode has 6 to 64 characters, comrade, so that was not it. "
     /// At a confirmation: the passcode being confirmed cannot start with a command word, so this was sent by mistake.
-    static let commandNotPasscode = "That is a command, comrade, not your passcode. " + askPasscodeAgain + " Or RESET to stop."
+    static let commandNotPasscode = "That is a command, comrade, not your passcode. " + askPasscodeAgain + " Or RESET to go back."
 
     /// The name questions asked again after a text that is not a name.
-    static let firstNameAgain = "Reply with your first name to register, or RESET to stop."
-    static let lastNameAgain = "You are registering: reply with your last name, or RESET to stop."
+    static let firstNameAgain = "Reply with your first name to register, or RESET to go back."
+    static let lastNameAgain = "You are registering: reply with your last name, or RESET to go back."
 
     static func commandNotFirstName(_ command: Command) -> String {
         "\(command.rawValue) is a command, comrade, and this number has no account yet. " + firstNameAgain

@@ -2,7 +2,8 @@
 import Foundation
 
 /// The bot's fixed texts: the comrade voice, GSM-7 only (no curly quotes, no emoji), and each one says
-/// what can be sent next.
+/// what can be sent next. None tells a person to reply with an opt-out word (`RESET to go back`, never "to stop" or
+/// "to cancel"): Twilio opts out a number that replies STOP, CANCEL, END or QUIT, whatever the bot meant.
 enum Copy {
     static let redacted = "[redacted]"
     static let alreadySubscribed = "You are already subscribed, comrade."
@@ -12,10 +13,10 @@ enum Copy {
     static let askFirstName = "Welcome, future comrade! Reply with your first name."
     static let askPasscode = "Choose a passcode of 6 to 64 characters and reply with it. Never reuse your bank password, comrade."
     static let askPasscodeAgain = "Reply with the same passcode again to confirm."
-    static let askLoginPasscode = "Reply with your passcode, comrade, or RESET to stop."
+    static let askLoginPasscode = "Reply with your passcode, comrade, or RESET to go back."
     static let askCurrentPasscode = "Reply with your current passcode, comrade, or RESET to keep it."
     /// After a wrong or impossible passcode, the question again.
-    static let retryLoginPasscode = "Reply with your passcode, or RESET to stop. " + forgotPasscode
+    static let retryLoginPasscode = "Reply with your passcode, or RESET to go back. " + forgotPasscode
     static let forgotPasscode = "Forgot it? Ask an organiser to reset it."
     static let retryCurrentPasscode = "Reply with your current passcode, or RESET to keep it."
     static let askNewPasscode = "Choose a new passcode of 6 to 64 characters and reply with it, or RESET to keep the old one."
@@ -41,7 +42,7 @@ enum Copy {
         case .askedNewPasscode: askNewPasscode
         case .askedNewPasscodeAgain: askPasscodeAgain
         case .confirmingDelete: "Reply YES to erase your data, or RESET to keep it."
-        case .confirmingBroadcast: "Reply YES to send the broadcast, or RESET to cancel it."
+        case .confirmingBroadcast: "Reply YES to send the broadcast, or RESET to drop it."
         }
     }
 
