@@ -1154,7 +1154,7 @@ struct ConversationTransitionTests {
             #expect(d.loggedBody == "[redacted]")
             #expect(!d.replies.joined().contains("1917"))
         }
-        #expect(state.step == .idle && state.passcodeQuestionExpired == true)
+        #expect(state.step == .idle && state.passcodeMayFollow == true)
         // And HELP, RESET or a picture alone in between do not end it
         for between in [Inbound(text: "HELP"), Inbound(text: "RESET"), Inbound(text: "", numMedia: 1)] {
             _ = try engine.reduce(&state, between, facts: stranger, now: t0.addingTimeInterval(25))
@@ -1163,18 +1163,18 @@ struct ConversationTransitionTests {
         #expect(third.loggedBody == "[redacted]" && !third.replies.joined().contains("1917"))
         // And the first text read as something else ends it: texts after it are kept as sent
         let join = try engine.reduce(&state, Inbound(text: "JOIN"), facts: stranger, now: t0.addingTimeInterval(40))
-        #expect(join.loggedBody == nil && state.passcodeQuestionExpired == nil)
+        #expect(join.loggedBody == nil && state.passcodeMayFollow == nil)
         var idle = ConversationState(lastActivity: t0.addingTimeInterval(40))
         let kept = try engine.reduce(&idle, Inbound(text: "Tractor-1917"), facts: stranger, now: t0.addingTimeInterval(60))
         #expect(kept.loggedBody == nil && kept.replies[0].contains("TRACTOR-1917"))
         // And another session of silence does not end it (the passcode typed after it is no less one)
-        var silent = ConversationState(lastActivity: t0.addingTimeInterval(-3600), passcodeQuestionExpired: true)
+        var silent = ConversationState(lastActivity: t0.addingTimeInterval(-3600), passcodeMayFollow: true)
         #expect(try engine.reduce(&silent, Inbound(text: "Tractor-1917"), facts: stranger, now: t0).loggedBody == "[redacted]")
-        #expect(silent.passcodeQuestionExpired == true)
+        #expect(silent.passcodeMayFollow == true)
         // while an expired question that was not a passcode's does not start it
         var askedEmail = ConversationState(step: .askedEmail(first: "Anna", last: "Lee"), lastActivity: t0.addingTimeInterval(-3600))
         #expect(try engine.reduce(&askedEmail, Inbound(text: "a@example.org"), facts: stranger, now: t0).loggedBody == nil)
-        #expect(askedEmail.passcodeQuestionExpired == nil)
+        #expect(askedEmail.passcodeMayFollow == nil)
     }
 
     @Test func aTextStartingWithPasswordIsNeverLoggedNorHintedAt() throws {
@@ -1546,6 +1546,72 @@ struct PasscodeHasherTests {
         slots.release()
         #expect(try await text("SM11", "tractor-2026").contains("same passcode again"))
         #expect(try await text("SM12", "tractor-2026").contains("registered and logged in"))
+    }
+
+    @Test func aPasscodeTypedAfterItsQuestionWasEndedFromOutsideIsNeverLoggedNorEchoed() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        let service = ConversationService(
+            store: store,
+            engine: ConversationEngine(settings: .init()),
+            hasher: PasscodeHasher(iterations: 1000),
+            replyMode: .twiml
+        )
+        var sids = 0
+        func text(_ phone: String, _ body: String) async throws -> (reply: String, logged: String?) {
+            sids += 1
+            let sid = "SMend\(sids)"
+            let reply = try await service.handle(InboundRecord(messageSid: sid, from: phone, to: "+15005550006", body: body), now: Date()).twiml
+            return (reply, try fetchRow(path, "SELECT body FROM inbound WHERE messageSid = '\(sid)'")?["body"])
+        }
+        func register(_ phone: String) async throws {
+            for body in ["JOIN", "Olga", "Ivanova", "olga\(phone.suffix(3))@example.org", "tractor-2026", "tractor-2026"] {
+                _ = try await text(phone, body)
+            }
+        }
+        func expectHidden(_ phone: String, _ why: Comment) async throws {
+            let (reply, logged) = try await text(phone, "tractor-2026")
+            #expect(logged == "[redacted]", why)
+            #expect(!reply.localizedCaseInsensitiveContains("tractor"), why)
+        }
+
+        // An operator deletes the account while its login question is open
+        try await register("+14155550181")
+        _ = try await text("+14155550181", "LOGOUT")
+        #expect(try await text("+14155550181", "LOGIN").reply.contains("passcode"))
+        #expect(try await store.deleteUser(phone: "+14155550181"))
+        try await expectHidden("+14155550181", "after users delete at the login question")
+
+        // STOP at the registration's confirmation question, then the confirmation, START, and the confirmation again
+        for body in ["JOIN", "Olga", "Ivanova", "olga182@example.org", "tractor-2026"] { _ = try await text("+14155550182", body) }
+        #expect(try await text("+14155550182", "STOP").reply == TwiML.empty)
+        try await expectHidden("+14155550182", "opted out, at the question STOP ended")
+        #expect(try await text("+14155550182", "START").reply.contains("Welcome back"))
+        try await expectHidden("+14155550182", "after START")
+        // (and the first text that starts something ends it)
+        #expect(try await text("+14155550182", "JOIN").reply.contains("first name"))
+        #expect(try await text("+14155550182", "RESET").reply.contains("abandoned"))
+        #expect(try await text("+14155550182", "tractor-2026").logged == "tractor-2026")
+
+        // An operator's opt-out at the login question
+        try await register("+14155550183")
+        _ = try await text("+14155550183", "LOGOUT")
+        _ = try await text("+14155550183", "LOGIN")
+        try await store.setConsent(phone: "+14155550183", optedOut: true, note: "asked by phone")
+        try await store.setConsent(phone: "+14155550183", optedOut: false, note: "asked again")
+        try await expectHidden("+14155550183", "after an operator's opt-out at the login question")
+
+        // DELETE by text: the YES is logged without its text or fields, and a passcode after it by habit is hidden, as
+        // after LOGIN from a number with no account
+        try await register("+14155550184")
+        _ = try await text("+14155550184", "DELETE")
+        #expect(try await text("+14155550184", "YES").reply.contains("erased"))
+        try await expectHidden("+14155550184", "after DELETE")
+        #expect(try await text("+14155550184", "LOGIN").reply.contains("No comrade is registered"))
+        try await expectHidden("+14155550184", "after LOGIN found no account")
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE \"from\" = '+14155550184' AND body = 'YES'") == 0)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE \"from\" = '+14155550184' AND body = '[deleted]' AND params = '[]'") == 8)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body LIKE '%tractor%' AND \"from\" != '+14155550182'") == 0)
     }
 
     @Test func aDamagedStoredPasscodeTellsTheOperatorWhichNumberAndNeverThePasscode() async throws {

@@ -25,8 +25,8 @@ struct StoredStateTests {
                 loggedInAt: Date(timeIntervalSince1970: 1_764_000_000.5),
                 lastActivity: Date(timeIntervalSince1970: 1_764_069_981)
             ),
-            ConversationState(step: step, lastActivity: Date(timeIntervalSince1970: 1_764_069_982), passcodeQuestionExpired: true),
-            ConversationState(step: step, passcodeQuestionExpired: false),
+            ConversationState(step: step, lastActivity: Date(timeIntervalSince1970: 1_764_069_982), passcodeMayFollow: true),
+            ConversationState(step: step, passcodeMayFollow: false),
         ]
     }
 

@@ -24,6 +24,8 @@ extension ConversationEngine {
         case .login:
             guard let account else {
                 state.step = .idle
+                // Someone who deleted their account may still text the passcode next, by habit.
+                state.passcodeMayFollow = true
                 return step.reply("No comrade is registered with this number. Reply JOIN to register.")
             }
             if state.isLoggedIn {

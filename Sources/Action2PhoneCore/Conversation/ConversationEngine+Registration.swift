@@ -108,6 +108,8 @@ extension ConversationEngine {
             guard let account = step.account, state.isLoggedIn else { return step.reply(Copy.needLogin) }
             step.effects.append(.deleteAccount(userId: account.id))
             state.loggedInAt = nil
+            // By habit, the passcode may come next; the number has no account to tell it by any more.
+            state.passcodeMayFollow = true
             step.reply("Your data is erased, comrade. The collective will miss you. Reply JOIN to register again.")
         case .confirmingBroadcast(let body):
             state.step = .idle

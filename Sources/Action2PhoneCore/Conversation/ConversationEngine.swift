@@ -89,11 +89,18 @@ public struct ConversationEngine: Sendable {
         let route = route(input, state, optedOut: consent.optedOut, isAdmin: account?.role == .admin)
         var step = StepContext(input: input, evidence: evidence, facts: facts, now: now, account: account)
         let redact = passcodeText || mustRedact(route, input, state, stepBefore: stepBefore, registered: step.account != nil)
+        // Only a text that starts or answers something ends `passcodeMayFollow` (a command may set it again): after
+        // HELP, RESET, START, an empty text or an unknown one the passcode may still come. Nothing starts for an
+        // opted-out number.
+        switch route {
+        case .command, .cancelThen, .answer: if !consent.optedOut { state.passcodeMayFollow = nil }
+        case .unknown, .help, .reset, .empty, .optOut, .optIn: break
+        }
 
         switch route {
         case .optOut:
             // Logged even when the number is opted out already: the consent log keeps every request.
-            state = ConversationState(lastActivity: now)
+            state = state.reset(lastActivity: now)
             return Decision(replies: [], effects: [.optOut(text: input.text)], loggedBody: nil)
         case .optIn:
             // One text: the next step, not the whole HELP (with it, a welcome back took two).
@@ -152,12 +159,6 @@ public struct ConversationEngine: Sendable {
             )
         }
 
-        // Only a text that starts or answers something ends it: after HELP, RESET or an empty text the passcode may
-        // still come.
-        switch route {
-        case .command, .cancelThen, .answer, .optIn: state.passcodeQuestionExpired = nil
-        case .unknown, .help, .reset, .empty, .optOut: break
-        }
         if let expired, var first = step.replies.first {
             let consequence = expired.timedOutConsequence.map { " and \($0)" } ?? ""
             first =
@@ -249,7 +250,7 @@ public struct ConversationEngine: Sendable {
         case .optOut, .optIn, .help, .reset, .empty: return false
         case .unknown where registered: return true
         // The confirmation of a passcode whose question expired, say, texted after the "timed out" reply.
-        case .unknown where state.passcodeQuestionExpired == true: return true
+        case .unknown where state.passcodeMayFollow == true: return true
         case .answer where stepBefore.isConfirmation: return input.command != "YES"
         default: return stepBefore.expectsPasscode || (route == .answer && state.step.expectsPasscode)
         }
@@ -262,7 +263,7 @@ public struct ConversationEngine: Sendable {
         let expired = state.step
         state.step = .idle
         // (Set, never cleared, here: a second silence does not make the passcode typed after it any less one.)
-        if expired.expectsPasscode { state.passcodeQuestionExpired = true }
+        if expired.expectsPasscode { state.passcodeMayFollow = true }
         return expired == .idle ? nil : expired
     }
 

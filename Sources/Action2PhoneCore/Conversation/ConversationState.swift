@@ -8,20 +8,33 @@ public struct ConversationState: Codable, Sendable, Equatable {
     /// When the phone logged in; `nil` when logged out. The account is the one registered to the phone.
     public var loggedInAt: Date?
     public var lastActivity: Date?
-    /// Set when a passcode question expired unanswered, until a text starts or answers something (a command, an
-    /// answer, START): the unknown texts in between may still be the passcode (its confirmation, typed again), never
-    /// to be logged.
-    /// `nil` rather than `false`, so that the stored state of everyone else stays as it was.
-    public var passcodeQuestionExpired: Bool?
+    /// Set when the texts that follow may be a passcode with no question open to take it: a passcode question expired
+    /// unanswered or was ended from outside (STOP, an operator's opt-out or deletion), the person's account was
+    /// deleted, or LOGIN found no account (a deleted person's habit). Until a text starts or answers something (a
+    /// command, an answer), the unknown texts in between are never logged or echoed.
+    /// `nil` rather than `false`, so that the stored state of everyone else stays as it was. Stored under its first
+    /// name, `passcodeQuestionExpired`.
+    public var passcodeMayFollow: Bool?
 
-    public init(step: Step = .idle, loggedInAt: Date? = nil, lastActivity: Date? = nil, passcodeQuestionExpired: Bool? = nil) {
+    enum CodingKeys: String, CodingKey {
+        case step, loggedInAt, lastActivity
+        case passcodeMayFollow = "passcodeQuestionExpired"
+    }
+
+    public init(step: Step = .idle, loggedInAt: Date? = nil, lastActivity: Date? = nil, passcodeMayFollow: Bool? = nil) {
         self.step = step
         self.loggedInAt = loggedInAt
         self.lastActivity = lastActivity
-        self.passcodeQuestionExpired = passcodeQuestionExpired
+        self.passcodeMayFollow = passcodeMayFollow
     }
 
     public var isLoggedIn: Bool { loggedInAt != nil }
+
+    /// A fresh state, for when the login and any question are ended from outside the conversation (STOP, an operator's
+    /// opt-out, Twilio reporting the number opted out): a passcode question ended so leaves `passcodeMayFollow` set.
+    public func reset(lastActivity: Date?) -> ConversationState {
+        ConversationState(lastActivity: lastActivity, passcodeMayFollow: step.expectsPasscode || passcodeMayFollow == true ? true : nil)
+    }
 }
 
 /// The question the bot is waiting for an answer to.

@@ -171,7 +171,8 @@ extension SQLiteStore {
             arguments: [now, phone]
         )
         try db.execute(sql: "UPDATE outbox SET body = ?, recipientDeleted = 1 WHERE \"to\" = ?", arguments: [deletedBody, phone])
-        try resetConversation(db, phone: phone, now: now)
+        // By habit, the passcode may come next; the number has no account to tell it by any more.
+        try resetConversation(db, phone: phone, now: now, passcodeMayFollow: true)
     }
 
     /// Admins' commands and the bot's answers to them name people (FIND's list, SEND's confirmation, a number or an
@@ -229,12 +230,13 @@ extension SQLiteStore {
         }
     }
 
-    /// Ends the login and any question of `phone` (DELETE, or Twilio reporting the number opted out).
-    static func resetConversation(_ db: Database, phone: String, now: Date) throws {
-        try db.execute(
-            sql: "UPDATE conversations SET state = ?, updatedAt = ? WHERE phone = ?",
-            arguments: [StoredState.encode(ConversationState()), now, phone]
-        )
+    /// Ends the login and any question of `phone` (DELETE, an operator's opt-out, or Twilio reporting the number opted
+    /// out). A passcode question ended so still has the texts after it treated as passcodes (`reset(lastActivity:)`).
+    static func resetConversation(_ db: Database, phone: String, now: Date, passcodeMayFollow: Bool = false) throws {
+        guard let stored = try String.fetchOne(db, sql: "SELECT state FROM conversations WHERE phone = ?", arguments: [phone]) else { return }
+        var reset = (StoredState.decode(stored) ?? ConversationState()).reset(lastActivity: nil)
+        if passcodeMayFollow { reset.passcodeMayFollow = true }
+        try db.execute(sql: "UPDATE conversations SET state = ?, updatedAt = ? WHERE phone = ?", arguments: [StoredState.encode(reset), now, phone])
     }
 }
 

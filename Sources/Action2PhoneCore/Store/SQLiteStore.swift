@@ -164,12 +164,15 @@ public struct SQLiteStore: Store {
         if try facts.account() != nil {
             try FastStatement.execute(db, "UPDATE users SET lastSeenAt = ? WHERE phone = ?", [.text(StoredDate.text(now)), .text(record.from)])
         }
-        let loggedBody = decision.loggedBody ?? record.body
+        // The YES that deletes an account is logged as the rows before it were left: no text, no fields (FromCity,
+        // FromZip, …).
+        let erasing = decision.effects.contains { if case .deleteAccount = $0 { true } else { false } }
+        let loggedBody = erasing ? deletedBody : decision.loggedBody ?? record.body
         try insertInbound(
             db,
             record: record,
             loggedBody: loggedBody,
-            params: loggedBody == record.body ? params : paramsJSON(record.fields, body: loggedBody),
+            params: erasing ? "[]" : loggedBody == record.body ? params : paramsJSON(record.fields, body: loggedBody),
             reply: twiml,
             now: now
         )

@@ -9,7 +9,7 @@ enum StoredState {
         var out = "{"
         if let lastActivity = state.lastActivity { out += "\"lastActivity\":" + number(lastActivity) + "," }
         if let loggedInAt = state.loggedInAt { out += "\"loggedInAt\":" + number(loggedInAt) + "," }
-        if let expired = state.passcodeQuestionExpired { out += "\"passcodeQuestionExpired\":" + (expired ? "true," : "false,") }
+        if let expired = state.passcodeMayFollow { out += "\"passcodeQuestionExpired\":" + (expired ? "true," : "false,") }
         out += "\"step\":{"
         switch state.step {
         case .idle: out += "\"idle\":{"
@@ -127,7 +127,7 @@ enum StoredState {
         case .bool(let flag)?: passcodeQuestionExpired = flag
         default: return nil
         }
-        return ConversationState(step: step, loggedInAt: loggedInAt, lastActivity: lastActivity, passcodeQuestionExpired: passcodeQuestionExpired)
+        return ConversationState(step: step, loggedInAt: loggedInAt, lastActivity: lastActivity, passcodeMayFollow: passcodeQuestionExpired)
     }
 
     /// The JSON values a stored state holds.
