@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
-/// E.164 phone numbers: `+` then 8 to 15 digits.
+/// E.164 phone numbers: `+` then 8 to 15 digits. A North American one (`+1`) has exactly ten digits after the 1, the
+/// first of them (the area code's) 2 to 9: `+1415555010`, a digit short, is no number anyone has.
 public enum PhoneNumber {
     /// Normalises `703-123-4567`, `(703) 123 4567`, `1 703 123 4567`, `+44 7911 123456` or `0044…` to E.164;
     /// `nil` when the text is not a phone number. Ten digits take the default country (+1). The national trunk
@@ -27,12 +28,12 @@ public enum PhoneNumber {
             }
         }
         if international {
-            guard (8...15).contains(digits.count), digits.first != "0" else { return nil }
+            guard (8...15).contains(digits.count), digits.first != "0", isNorthAmerican(digits.utf8) != false else { return nil }
             return "+" + digits
         }
         if defaultCountryCode == "1" {
-            if digits.count == 10, let first = digits.first, first != "0", first != "1" { return "+1" + digits }
-            if digits.count == 11, digits.hasPrefix("1") { return "+" + digits }
+            if digits.count == 10, isNorthAmerican(("1" + digits).utf8) == true { return "+1" + digits }
+            if digits.count == 11, isNorthAmerican(digits.utf8) == true { return "+" + digits }
             return nil
         }
         guard (6...14).contains(digits.count) else { return nil }
@@ -53,6 +54,16 @@ public enum PhoneNumber {
         guard (9...16).contains(bytes.count), bytes.first == UInt8(ascii: "+") else { return false }
         let digits = bytes.dropFirst()
         return digits.first != UInt8(ascii: "0") && digits.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+            && isNorthAmerican(digits) != false
+    }
+
+    /// For E.164 digits (no `+`) starting with 1: whether they are a North American number, eleven digits with an area
+    /// code starting 2 to 9. `nil` for other countries' numbers.
+    static func isNorthAmerican<Digits: Collection<UInt8>>(_ digits: Digits) -> Bool? {
+        guard digits.first == UInt8(ascii: "1") else { return nil }
+        guard digits.count == 11 else { return false }
+        let area = digits[digits.index(after: digits.startIndex)]
+        return area >= UInt8(ascii: "2") && area <= UInt8(ascii: "9")
     }
 }
 

@@ -68,16 +68,23 @@ struct Users: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Search by name, email or phone.")
         @OptionGroup var store: StoreOptions
         @Argument(help: "Part of a name, email or phone.") var text: String
+        @Option(help: "At most this many people.") var limit = 50
         @Flag(help: "JSON: an array of users.") var json = false
         @Flag(help: "CSV with a header row.") var csv = false
 
         func validate() throws {
             if json && csv { throw ValidationError("--json and --csv exclude each other") }
+            if limit < 1 { throw ValidationError("--limit must be at least 1") }
             if text.trimmingWhitespace().isEmpty { throw ValidationError("give some text to search for (users list shows everyone)") }
         }
 
         func run() async throws {
-            try printUsers(try await store.open().findUsers(text), json: json, csv: csv, none: "No one matches '\(text)'.")
+            let users = within(
+                try await store.open().findUsers(text, limit: oneMore(limit)),
+                limit: limit,
+                note: "(the first \(limit) shown; more match: --limit N shows more)"
+            )
+            try printUsers(users, json: json, csv: csv, none: "No one matches '\(text)'.")
         }
     }
 
@@ -150,8 +157,10 @@ struct Users: AsyncParsableCommand {
         @Option(help: "Why, for the consent log.") var note = "opted out by an operator"
         func run() async throws {
             let e164 = try phoneArgument(phone)
-            try await store.open().setConsent(phone: e164, optedOut: true, note: note)
+            let opened = try store.open()
+            try await opened.setConsent(phone: e164, optedOut: true, note: note)
             print("\(e164) is opted out: nothing will be texted to it until it opts back in.")
+            try await noteWhenNobodyHas(e164, opened)
         }
     }
 
@@ -165,8 +174,18 @@ struct Users: AsyncParsableCommand {
         @Option(help: "Why, for the consent log.") var note = "opted in by an operator"
         func run() async throws {
             let e164 = try phoneArgument(phone)
-            try await store.open().setConsent(phone: e164, optedOut: false, note: note)
+            let opened = try store.open()
+            try await opened.setConsent(phone: e164, optedOut: false, note: note)
             print("\(e164) is opted in. (If the person texted STOP to Twilio, only their START clears Twilio's own block.)")
+            try await noteWhenNobodyHas(e164, opened)
+        }
+    }
+
+    /// A consent change is recorded for any number (one that never registered may opt out too), but a typo in it would
+    /// otherwise pass for the change the person asked for.
+    static func noteWhenNobodyHas(_ e164: String, _ store: SQLiteStore) async throws {
+        if try await store.user(e164) == nil {
+            printError("note: no one is registered with \(e164): check the number if you meant a member's")
         }
     }
 

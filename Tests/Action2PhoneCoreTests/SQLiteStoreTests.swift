@@ -227,7 +227,11 @@ struct PhoneNumberTests {
         #expect(PhoneNumber.normalize(raw) == e164)
     }
 
-    @Test(arguments: ["", "12345", "703-123-456", "+0123456789", "ivan@example.org", "+1 (703) 123-4567 ext 9", "123-456-7890", "+1234567890123456"])
+    @Test(arguments: [
+        "", "12345", "703-123-456", "+0123456789", "ivan@example.org", "+1 (703) 123-4567 ext 9", "123-456-7890", "+1234567890123456",
+        // a North American number a digit short or long, or with an area code starting 0 or 1
+        "+1415555010", "+141555501000", "1415555010", "+1 055 555 0100", "1 155 555 0100", "+1234567",
+    ])
     func rejects(_ raw: String) {
         #expect(PhoneNumber.normalize(raw) == nil)
     }
@@ -241,7 +245,7 @@ struct PhoneNumberTests {
 
     @Test(arguments: [
         "+14155550100", "+4479111234", "+1234567", "+123456789012345", "+1234567890123456", "+04155550100", "+1 415 555 0100", "+1415555010a", "+",
-        "",
+        "", "+1415555010", "+141555501000", "+10555550100",
     ])
     func theE164ShortcutAgreesWithNormalize(_ raw: String) {
         #expect(PhoneNumber.isE164(raw) == (PhoneNumber.normalize(raw) == raw))

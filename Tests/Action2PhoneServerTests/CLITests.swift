@@ -108,6 +108,16 @@ struct CLITests {
         }
         let find = try await Executable.run(["users", "find", "petr", "--db", db, "--json"])
         #expect((try jsonObject(find.stdout) as? [[String: Any]])?.count == 1)
+        // More matches than the limit: the first ones, and a note that there are more (an export is never cut silently)
+        _ = try await Executable.run(
+            ["chat", "--db", db, "--from", "415-555-0101"],
+            input: "JOIN\nAnna\nPetrova\nanna@example.org\nsecret-pass\nsecret-pass\n"
+        )
+        let limited = try await Executable.run(["users", "find", "petr", "--limit", "1", "--db", db, "--json"])
+        #expect((try jsonObject(limited.stdout) as? [[String: Any]])?.count == 1)
+        #expect(limited.status == 0 && limited.stderr.contains("(the first 1 shown; more match: --limit N shows more)"), "\(limited.stderr)")
+        let both = try await Executable.run(["users", "find", "petr", "--db", db, "--csv"])
+        #expect(both.stdout.split(separator: "\n").count == 3 && both.stderr.isEmpty, "\(both.stdout)\(both.stderr)")
         // An empty search is a mistake, not a way to list everyone
         let empty = try await Executable.run(["users", "find", " ", "--db", db])
         #expect(empty.status == 64 && empty.stderr.contains("give some text to search for"), "\(empty.stderr)")
@@ -185,14 +195,21 @@ struct CLITests {
         _ = try await Executable.run(["chat", "--db", db, "--from", "415-555-0100"], input: "DELETE\n")
         // When an operator opts him out
         let out = try await Executable.run(["users", "opt-out", "415-555-0100", "--db", db, "--note", "asked by phone"])
-        #expect(out.status == 0 && out.stdout.contains("+14155550100 is opted out"))
+        #expect(out.status == 0 && out.stdout.contains("+14155550100 is opted out") && out.stderr.isEmpty, "\(out.stderr)")
+        // (A number a digit short is refused; one no one has is recorded, with a note to check it)
+        let short = try await Executable.run(["users", "opt-out", "+1415555010", "--db", db])
+        #expect(short.status == 1 && short.stderr.contains("'+1415555010' is not a phone number"), "\(short.stderr)")
+        let nobodys = try await Executable.run(["users", "opt-out", "415-555-0166", "--db", db])
+        #expect(nobodys.status == 0 && nobodys.stderr.contains("note: no one is registered with +14155550166"), "\(nobodys.stderr)")
         let shown = try #require(try jsonObject(try await Executable.run(["users", "show", "1", "--db", db, "--json"]).stdout) as? [String: Any])
         #expect(shown["optedOut"] as? Bool == true)
         // Then, as after a STOP, his login and the open question are over: opting back in by text finds him logged out,
         // and the question gone
         let back = try await Executable.run(["chat", "--db", db, "--from", "415-555-0100"], input: "START\nPROFILE\n")
         #expect(back.stdout.contains("Welcome back") && back.stdout.contains("Please log in first"), "\(back.stdout)")
-        let log = try await DatabasePool(path: db).read { try Row.fetchAll($0, sql: "SELECT action, source, text FROM consentLog ORDER BY id") }
+        let log = try await DatabasePool(path: db).read {
+            try Row.fetchAll($0, sql: "SELECT action, source, text FROM consentLog WHERE phone = '+14155550100' ORDER BY id")
+        }
         #expect(log.map { "\($0["action"] as String)/\($0["source"] as String)" } == ["optOut/operator", "optIn/keyword"])
         #expect(log.first?["text"] as String? == "asked by phone")
         // And an operator can opt a number in too
