@@ -123,6 +123,8 @@ struct ServeProcessTests {
         func banner() -> String { String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self) }
         while !banner().contains("listening") && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(banner().contains("listening"), "\(banner())")
+        // (a database made on this first start is said to be new: a mistyped path would pass for members gone)
+        #expect(banner().contains("(no database was at \(db): created a new, empty one)"), "\(banner())")
         // When a second one starts on it
         let second = try await Executable.run(["serve", "--port", "0", "--db", db])
         // Then it stops at once, saying why, and the first is unharmed
@@ -139,6 +141,33 @@ struct ServeProcessTests {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(thirdLog().contains("listening"), "\(thirdLog())")
+        #expect(!thirdLog().contains("no database was at"), "\(thirdLog())")
+    }
+
+    @Test func whatIsNotAnAction2PhoneDatabaseIsRefusedAndLeftAsItWas() async throws {
+        let dir = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("a-folder"), withIntermediateDirectories: true)
+        let text = dir.appendingPathComponent("notes.sqlite").path
+        try Data("not a database".utf8).write(to: URL(fileURLWithPath: text))
+        // Another application's database, in its own journal mode
+        let other = dir.appendingPathComponent("shop.sqlite").path
+        try await DatabaseQueue(path: other).write { try $0.execute(sql: "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)") }
+        let cases = [
+            (dir.appendingPathComponent("a-folder").path, "it is a folder, not a database file"),
+            (text, "it is not an SQLite database (14 bytes of something else); it was left as it was"),
+            (other, "it is another application's database (tables customers), not Action2Phone's; it was left as it was"),
+        ]
+        for (path, why) in cases {
+            for arguments in [["users", "list"], ["serve", "--port", "0"]] {
+                let r = try await Executable.run(arguments + ["--db", path])
+                #expect(r.status == 1 && r.stderr.contains("cannot open the database \(path): \(why)"), "\(arguments): \(r.stderr)")
+            }
+        }
+        #expect(try String(contentsOfFile: text, encoding: .utf8) == "not a database")
+        let shop = try await DatabaseQueue(path: other).read { db in
+            (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try String.fetchAll(db, sql: "SELECT name FROM sqlite_master"))
+        }
+        #expect(shop.0 == "delete" && shop.1 == ["customers"])
     }
 
     @Test func aDatabaseFromANewerVersionIsRefused() async throws {

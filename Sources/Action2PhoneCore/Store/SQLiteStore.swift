@@ -18,6 +18,12 @@ public struct DatabaseNotWritable: Error, CustomStringConvertible {
     public var description: String { "it cannot be written here (\(reason)): check the permissions of the file and of its folder" }
 }
 
+/// A file that is not an Action2Phone database: a folder, no SQLite at all, or another application's database. It is
+/// left as it was: opening it as ours would migrate it into one, and switch it to WAL.
+public struct NotOurDatabase: Error, CustomStringConvertible {
+    public let description: String
+}
+
 /// The SQLite implementation of `Store`: a WAL-mode `DatabasePool` with a busy timeout, migrated on open.
 public struct SQLiteStore: Store {
     let writer: any DatabaseWriter
@@ -39,11 +45,38 @@ public struct SQLiteStore: Store {
         }
         let descriptor = Foundation.open(file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
         if descriptor >= 0 { close(descriptor) }
+        try refuseForeign(file)
         do {
             return try SQLiteStore(DatabasePool(path: path, configuration: makeConfiguration()))
         } catch let error as DatabaseError where [.SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM].contains(error.resultCode.primaryResultCode) {
             // Opening applies the migrations the file lacks, and SQLite in WAL mode writes beside the file even to read.
             throw DatabaseNotWritable(reason: error.message ?? "\(error.resultCode)")
+        }
+    }
+
+    /// Throws `NotOurDatabase` for a folder, a file that is not SQLite, and a database with tables but not
+    /// the migration record every Action2Phone database has. An empty file (one just created) is a new database.
+    static func refuseForeign(_ file: String) throws {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: file, isDirectory: &isFolder) else { return }
+        if isFolder.boolValue { throw NotOurDatabase(description: "it is a folder, not a database file") }
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int, size > 0 else { return }
+        var probing = Configuration()
+        probing.busyMode = .timeout(5)
+        let tables: [String]
+        do {
+            // A queue, not a pool: it reads without changing the journal mode.
+            tables = try DatabaseQueue(path: file, configuration: probing).read { db in
+                try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+            }
+        } catch let error as DatabaseError where error.resultCode.primaryResultCode == .SQLITE_NOTADB {
+            throw NotOurDatabase(description: "it is not an SQLite database (\(size) bytes of something else); it was left as it was")
+        } catch let error as DatabaseError where [.SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM].contains(error.resultCode.primaryResultCode) {
+            throw DatabaseNotWritable(reason: error.message ?? "\(error.resultCode)")
+        }
+        if !tables.isEmpty && !tables.contains("grdb_migrations") {
+            let shown = tables.prefix(3).joined(separator: ", ") + (tables.count > 3 ? ", …" : "")
+            throw NotOurDatabase(description: "it is another application's database (tables \(shown)), not Action2Phone's; it was left as it was")
         }
     }
 
