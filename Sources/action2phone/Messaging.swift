@@ -54,7 +54,7 @@ struct Broadcast: AsyncParsableCommand {
         let audience = try await db.broadcastAudience()
         let segments = Segments.count(body)
         var summary =
-            "Broadcast to \(audience.registered) registered people: \(audience.textable) texted, \(audience.registered - audience.textable) opted out or suppressed.\n"
+            "Broadcast to \(audience.registered) registered \(audience.registered == 1 ? "person" : "people"): \(audience.textable) texted, \(audience.registered - audience.textable) opted out or suppressed.\n"
         summary += "\(segments.encoding.rawValue), \(segments.segments) segment(s) per text"
         if !segments.nonGSMCharacters.isEmpty {
             let named = segments.nonGSMCharacters.map { ch in "'\(ch)' U+" + String(Segments.nonGSMScalar(in: ch).value, radix: 16, uppercase: true) }
@@ -64,10 +64,14 @@ struct Broadcast: AsyncParsableCommand {
         if !yes {
             guard isatty(0) == 1 else { throw CLIError("not sent: pass --yes to broadcast without a prompt") }
             print("Type YES to send: ", terminator: "")
+            // Standard output is buffered when it is a pipe (| tee): the question must be seen before the wait.
+            fflush(nil)
             guard readLine()?.trimmingWhitespace().uppercased() == "YES" else { throw CLIError("not sent") }
         }
         let result = try await db.operatorBroadcast(body: body)
-        print("Stored in \(result.stored) inboxes; \(result.queued) texts queued.")
+        print(
+            "Stored in \(result.stored) \(result.stored == 1 ? "inbox" : "inboxes"); \(result.queued) \(result.queued == 1 ? "text" : "texts") queued."
+        )
     }
 }
 

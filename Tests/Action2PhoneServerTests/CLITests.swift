@@ -327,7 +327,7 @@ struct CLITests {
             #expect(send.status == 0 && send.stdout.contains("queued to be texted"), "\(text): \(send.stdout) \(send.stderr)")
         }
         let broadcast = try await Executable.run(["broadcast", "--db", db, "-Meeting at the hall", "--yes"])
-        #expect(broadcast.status == 0 && broadcast.stdout.contains("1 texts queued"), "\(broadcast.stdout) \(broadcast.stderr)")
+        #expect(broadcast.status == 0 && broadcast.stdout.contains("1 text queued"), "\(broadcast.stdout) \(broadcast.stderr)")
         let outbox = try await Executable.run(["outbox", "list", "--db", db, "--json"])
         let rows = try #require(try jsonObject(outbox.stdout) as? [[String: Any]])
         #expect(rows.map { $0["body"] as? String } == ["-Meeting at the hall", "-5 degrees tonight", "- bring the hammer"])
@@ -371,6 +371,46 @@ struct CLITests {
         #expect((bodies.first?["body"] as? String)?.unicodeScalars.count == "Rally at the cafe".count)
     }
 
+    @Test func broadcastAsksAtATerminalEvenWithItsOutputPiped() async throws {
+        // Given an operator at a terminal whose output goes through a pipe (| tee broadcast.log)
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        var controller: Int32 = -1
+        var terminal: Int32 = -1
+        #expect(openpty(&controller, &terminal, nil, nil, nil) == 0)
+        let output = Pipe()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Executable.path)
+        process.arguments = ["broadcast", "Harvest at dawn", "--db", db]
+        process.standardInput = FileHandle(fileDescriptor: terminal, closeOnDealloc: true)
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        // When the tool is waiting for the answer, the question has already reached the pipe: nothing is held in a buffer
+        var seen = Data()
+        let reading = output.fileHandleForReading.fileDescriptor
+        _ = fcntl(reading, F_SETFL, fcntl(reading, F_GETFL) | O_NONBLOCK)  // (a tool that holds it back fails, not hangs)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !String(decoding: seen, as: UTF8.self).contains("Type YES to send: ") && ContinuousClock.now < deadline && process.isRunning {
+            let count = read(reading, &buffer, buffer.count)
+            if count > 0 { seen += Data(buffer[..<count]) } else { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        _ = fcntl(reading, F_SETFL, fcntl(reading, F_GETFL) & ~O_NONBLOCK)
+        #expect(
+            String(decoding: seen, as: UTF8.self).contains("Broadcast to 1 registered person: 1 texted"),
+            "\(String(decoding: seen, as: UTF8.self))"
+        )
+        #expect(String(decoding: seen, as: UTF8.self).hasSuffix("Type YES to send: "))
+        // Then YES sends it
+        _ = "YES\n".withCString { write(controller, $0, 4) }
+        #expect(await Executable.waitForExit(process, timeout: .seconds(30)) == 0)
+        seen += output.fileHandleForReading.readDataToEndOfFile()
+        close(controller)
+        #expect(String(decoding: seen, as: UTF8.self).contains("Stored in 1 inbox; 1 text queued."))
+    }
+
     @Test func sendBroadcastAndTheOutbox() async throws {
         let db = tempDatabase()
         _ = try await registerIvan(db)
@@ -387,7 +427,7 @@ struct CLITests {
         #expect(unconfirmed.stdout.contains("UCS-2") && unconfirmed.stdout.contains("U+2019"))
         #expect(unconfirmed.stderr.contains("pass --yes"))
         let broadcast = try await Executable.run(["broadcast", "Harvest at dawn", "--yes", "--db", db])
-        #expect(broadcast.status == 0 && broadcast.stdout.contains("Stored in 1 inboxes; 1 texts queued."))
+        #expect(broadcast.status == 0 && broadcast.stdout.contains("Stored in 1 inbox; 1 text queued."))
         let outbox = try await Executable.run(["outbox", "list", "--db", db, "--json"])
         let rows = try #require(try jsonObject(outbox.stdout) as? [[String: Any]])
         try #require(rows.count == 2)
