@@ -5,7 +5,7 @@ import ServiceLifecycle
 
 /// Runs `WALCheckpointer` while the server runs: every `busyInterval` while anything is being written
 /// (small, frequent checkpoints: one big one made the disk stall the writer), every `idleInterval` once
-/// nothing is.
+/// nothing is, when it also empties the WAL file (once per quiet spell).
 public struct CheckpointService: Service {
     let checkpointer: WALCheckpointer
     let busyInterval: Duration
@@ -36,7 +36,10 @@ public struct CheckpointService: Service {
             do {
                 let progress = try await checkpointer.checkpoint()
                 // Idle: everything copied, and nothing committed since the last pass.
-                if progress.copiedPages == progress.walPages && progress == previous { pause = idleInterval }
+                if progress.copiedPages == progress.walPages && progress == previous {
+                    pause = idleInterval
+                    if progress.walPages > 0 { try await checkpointer.truncate() }
+                }
                 previous = progress
                 lastFailure = nil
             } catch is CancellationError {

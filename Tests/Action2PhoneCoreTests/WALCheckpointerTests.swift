@@ -57,4 +57,49 @@ struct WALCheckpointerTests {
         let restored = try await store.writer.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA wal_autocheckpoint") }
         #expect(restored == 1000)
     }
+
+    @Test func truncatingEmptiesTheWALFileButNeverWaitsForAReaderOfAnOlderSnapshot() async throws {
+        // Given 1,000 rows committed and copied
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        let checkpointer = try store.makeCheckpointer()
+        try await checkpointer.handOver()
+        try await store.writer.write { try $0.execute(sql: "CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)") }
+        try Self.writeRows(store, transactions: 10, rowsEach: 100)
+        func walBytes() throws -> Int { try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int ?? -1 }
+        #expect(try walBytes() > 1_000_000)
+
+        // When a reader holds a snapshot from before the last commit (a backup, say)
+        // (on a thread of its own: the test's tasks share two threads, which a blocked one would starve)
+        let reader = try DatabaseQueue(path: path)
+        let releaseReader = DispatchSemaphore(value: 0)
+        let readerDone = Locked(false)
+        await withCheckedContinuation { holds in
+            Thread.detachNewThread {
+                try? reader.read { db in
+                    _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM t")
+                    holds.resume()
+                    releaseReader.wait()
+                }
+                readerDone.withLock { $0 = true }
+            }
+        }
+        try Self.writeRows(store, transactions: 1, rowsEach: 10)
+        // Then truncating gives up at once (waiting, it would take the 5 s busy timeout), and the writer still writes
+        let started = ContinuousClock.now
+        #expect(try checkpointer.truncateNow() == false)
+        #expect(ContinuousClock.now - started < .seconds(1))
+        #expect(try await checkpointer.truncate() == false)
+        try Self.writeRows(store, transactions: 1, rowsEach: 10)
+
+        // And once the reader is done, the WAL file is emptied, and the database file alone has every row
+        releaseReader.signal()
+        while !readerDone.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(try await checkpointer.truncate())
+        #expect(try walBytes() == 0)
+        #expect(try Self.rowsInFileAlone(path) == 1020)
+        // And writing goes on as before
+        try Self.writeRows(store, transactions: 1, rowsEach: 1)
+        #expect(try await store.writer.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM t") } == 1021)
+    }
 }

@@ -1,10 +1,11 @@
-import Action2PhoneCore
 import Action2PhoneServer
 import Foundation
 import GRDB
 import Logging
 import ServiceLifecycle
 import Testing
+
+@testable import Action2PhoneCore
 
 @Suite("Checkpoint service")
 struct CheckpointServiceTests {
@@ -36,6 +37,41 @@ struct CheckpointServiceTests {
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
             #expect(ContinuousClock.now - stopping < .seconds(1))
+        }
+    }
+
+    @Test func onceNothingIsWrittenTheWALIsEmptiedAndADeletedPersonLeavesNoTraceInEitherFile() async throws {
+        // Given a server's store with a registered person, and the checkpoint service running beside it
+        let folder = testScratch.appendingPathComponent("a2p-ckpt-\(UUID().uuidString)")
+        let path = folder.appendingPathComponent("a2p.sqlite").path
+        let store = try SQLiteStore.open(path: path)
+        let service = CheckpointService(checkpointer: try store.makeCheckpointer(), logger: Logger(label: "test"))
+        let group = ServiceGroup(configuration: .init(services: [service], logger: Logger(label: "test")))
+        let hash = PasscodeHash(hash: Array(repeating: 3, count: 32), salt: Array(repeating: 4, count: 16), iterations: 1000)
+        let email = "zinaida.unforgettable@example.org"
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let record = InboundRecord(messageSid: "SM1", from: "+14155550123", to: "+15005550006", body: "x")
+            _ = try await store.processInbound(record, replyMode: .twiml, now: Date()) { _, _ in
+                Decision(
+                    replies: ["ok"],
+                    effects: [.register(Registration(firstName: "Zinaida", lastName: "X", email: email, passcode: hash, role: .user))]
+                )
+            }
+            // When the person is deleted, and nothing more is written
+            #expect(try await store.deleteUser(phone: "+14155550123"))
+            // Then soon the WAL file is empty, and neither file holds the email (30 s: the whole suite running beside
+            // this test has been seen to hold up a 2 ms sleep for 5)
+            let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+            func walBytes() -> Int { ((try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int) ?? -1 }
+            while walBytes() != 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(walBytes() == 0)
+            for file in [path, path + "-wal"] {
+                let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+                #expect(bytes.range(of: Data(email.utf8)) == nil, "\(file)")
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
         }
     }
 
