@@ -18,6 +18,7 @@ struct SQLiteStoreTests {
                 "v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times",
                 "v3 outbox recipientDeleted", "v4 broadcasts fanned out after the webhook", "v5 admins index",
                 "v6 passcode from an organiser", "v7 outbox earlier SIDs", "v8 names and emails composed",
+                "v9 admins past and present",
             ]
         )
         let queue = try DatabaseQueue(path: path)
@@ -28,12 +29,15 @@ struct SQLiteStoreTests {
         }
         // and every commit synced (2 = FULL): an acknowledged webhook survives a power loss
         #expect(try store.writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
+        // and erased rows zeroed, not left in free pages
+        #expect(try store.writer.read { try Int.fetchOne($0, sql: "PRAGMA secure_delete") } == 1)
         let tables = try queue.read {
             try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         }
         #expect(
             tables == [
-                "broadcasts", "consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "outboxEarlierSids", "pendingCallbacks",
+                "adminPhones", "broadcasts", "consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "outboxEarlierSids",
+                "pendingCallbacks",
                 "phones",
                 "users",
             ]

@@ -251,6 +251,77 @@ struct StoreEffectTests {
         #expect(retried.queued.isEmpty && retried.refused.first?.reason.contains("erased when a person deleted their account") == true)
     }
 
+    @Test func aDemotedAdminsCommandsNamingThePersonAreErasedToo() async throws {
+        // Given an admin who found Boris and wrote to him, and was demoted since
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Anna", role: .admin)
+        try await register(store, "+14155550102", "Boris")
+        try await step(store, from: "+14155550101", [], body: "FIND bor", reply: "Boris X, +14155550102, boris@example.org")
+        try await step(store, from: "+14155550101", [], body: "SEND boris@example.org hi", reply: "Stored in comrade Boris X's inbox.")
+        #expect(try await store.setRole(phone: "+14155550101", .user))
+        // When Boris deletes his account
+        try await step(store, from: "+14155550102", [.deleteAccount(userId: 2)], body: "YES")
+        // Then her log names him no more
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body LIKE '%boris%' OR reply LIKE '%boris%'") == 0)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE \"from\" = '+14155550101' AND body = '[deleted]'") == 2)
+        // And once she deletes her own account, her number is no longer kept among the admins'
+        try await step(store, from: "+14155550101", [.deleteAccount(userId: 1)], body: "YES")
+        #expect(try fetchInt(path, "SELECT count(*) FROM adminPhones") == 0)
+    }
+
+    @Test func theAdminsOfADatabaseFromBeforeAdminPhonesAreCounted() async throws {
+        // Given a database at v8 with an admin and a member
+        let path = makeTestDatabasePath()
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let queue = try DatabaseQueue(path: path)
+        try Schema.migrator.migrate(queue, upTo: "v8 names and emails composed")
+        try await queue.write { db in
+            for (phone, role, email) in [("+14155550101", "admin", "a@example.org"), ("+14155550102", "user", "b@example.org")] {
+                try db.execute(
+                    sql: """
+                        INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, role, createdAt)
+                        VALUES (?, 'A', 'B', ?, x'00', x'00', 1000, ?, '2026-11-25T00:00:00.000Z')
+                        """,
+                    arguments: [phone, email, role]
+                )
+            }
+        }
+        // When it is opened by this version, the admin is among the admins' phones, and a promotion adds one
+        let store = try SQLiteStore.open(path: path)
+        #expect(try fetchRows(path, "SELECT phone FROM adminPhones").map { $0["phone"] as String } == ["+14155550101"])
+        #expect(try await store.setRole(phone: "+14155550102", .admin))
+        #expect(try fetchInt(path, "SELECT count(*) FROM adminPhones") == 2)
+    }
+
+    @Test func aReplyNamingThePersonThatIsStillToBeSentIsWithdrawnAndOneBeingSentIsErased() async throws {
+        // Given an admin's REST-mode replies naming Boris: one waiting in the outbox, one being sent
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Anna", role: .admin)
+        try await register(store, "+14155550102", "Boris")
+        try await step(store, from: "+14155550101", [], body: "FIND bor", reply: "Boris X, +14155550102, boris@example.org", replyMode: .rest)
+        try await step(store, from: "+14155550101", [], body: "FIND bo", reply: "Boris X, +14155550102, boris@example.org", replyMode: .rest)
+        try executeSQL(path, "UPDATE outbox SET status = 'sending' WHERE id = (SELECT max(id) FROM outbox)")
+        // When Boris deletes his account
+        try await step(store, from: "+14155550102", [.deleteAccount(userId: 2)], body: "YES")
+        // Then the waiting one will tell the admin it was withdrawn, and the one in flight keeps nothing of him
+        let rows = try fetchRows(path, "SELECT status, body, recipientDeleted FROM outbox ORDER BY id")
+        #expect(rows.map { $0["status"] as String } == ["queued", "sending"])
+        #expect((rows[0]["body"] as String).hasPrefix("Comrade, the answer to your last command named someone who has just erased their data"))
+        #expect(rows[0]["recipientDeleted"] as Bool == false)
+        #expect(rows[1]["body"] as String == "[deleted]" && rows[1]["recipientDeleted"] as Bool == true)
+        // And both commands are gone from the log with them
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body LIKE 'FIND%'") == 0)
+        // And the one in flight, if Twilio answers 500, is never queued again
+        try await store.completeOutbox(
+            id: 2,
+            outcome: .retry(at: t0.addingTimeInterval(1), code: nil, message: "HTTP 500", reconcile: false),
+            now: t0
+        )
+        #expect(try fetchRow(path, "SELECT status FROM outbox WHERE id = 2")?["status"] as String? == "failed")
+    }
+
     @Test(arguments: [
         // (text in an admin's row, whether it names Ann: an@example.org, +14155550102, Ann Lee)
         ("FIND an", false), ("Ivan Petrov, +14155550109, ivan@example.org", false), ("Joann Leeds", false),

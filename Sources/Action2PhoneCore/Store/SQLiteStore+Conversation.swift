@@ -133,6 +133,9 @@ extension SQLiteStore {
 
     /// What an erased text's body becomes.
     static let deletedBody = "[deleted]"
+    /// Sent to an admin instead of a reply that named someone who deleted their account before it went.
+    static let withdrawnReply =
+        "Comrade, the answer to your last command named someone who has just erased their data, so it was withdrawn. Reply HELP for commands."
 
     /// A new passcode for the account, as PASSCODE and `users reset-passcode` (`fromOrganiser`) set it: failures and
     /// any lock end with the old one.
@@ -178,7 +181,7 @@ extension SQLiteStore {
     /// Admins' commands and the bot's answers to them name people (FIND's list, SEND's confirmation, a number or an
     /// email typed after SEND): of a person who deletes their account, those rows go too, in the inbound log and in
     /// replies sent through the outbox. SQLite finds candidates (through the sender index: only the rows of people
-    /// who are admins now; an admin demoted since keeps theirs), and `PersonMentions` keeps those that name the person
+    /// who are or have been admins, `adminPhones`), and `PersonMentions` keeps those that name the person
     /// as a whole word or number (Ann's an@example.org is not in ivan@example.org).
     static func eraseMentions(_ db: Database, of person: PersonMentions) throws {
         let digitsOnly = "replace(replace(replace(replace(replace(body, ' ', ''), '-', ''), '.', ''), '(', ''), ')', '')"
@@ -192,13 +195,14 @@ extension SQLiteStore {
         ]
         // Replies sent through the outbox (REST mode) first: the command each answered is erased with it, since in
         // that mode the inbound log keeps no reply to look at ("FIND petrov" names no one by itself).
-        // A reply still to be sent goes as it is (the admin asked for it a moment ago); an erased one is marked as a
-        // deleted person's texts are, so that no retry sends "[deleted]".
+        // An erased one is marked as a deleted person's texts are, so that no retry sends "[deleted]". One still to be
+        // sent is withdrawn: the admin gets a note instead, as the person asked for their details to go. (One being
+        // sent goes, and is erased as it is marked.)
         let replies = try Row.fetchAll(
             db,
             sql: """
-                SELECT id, body, inReplyTo FROM outbox
-                WHERE "to" IN (SELECT phone FROM users WHERE role = 'admin') AND purpose = 'reply' AND status NOT IN ('queued', 'sending')
+                SELECT id, body, inReplyTo, status FROM outbox
+                WHERE "to" IN (SELECT phone FROM adminPhones) AND purpose = 'reply'
                 AND (\(names("body")))
                 """,
             arguments: arguments
@@ -210,17 +214,19 @@ extension SQLiteStore {
             )
         }
         for row in replies where try person.isNamed(in: row.decode(forColumn: "body")) {
-            try db.execute(
-                sql: "UPDATE outbox SET body = ?, recipientDeleted = 1 WHERE id = ?",
-                arguments: [deletedBody, try row.decode(Int64.self, forColumn: "id")]
-            )
+            let id: Int64 = try row.decode(forColumn: "id")
+            if try row.decode(String.self, forColumn: "status") == "queued" {
+                try db.execute(sql: "UPDATE outbox SET body = ? WHERE id = ?", arguments: [withdrawnReply, id])
+            } else {
+                try db.execute(sql: "UPDATE outbox SET body = ?, recipientDeleted = 1 WHERE id = ?", arguments: [deletedBody, id])
+            }
             if let messageSid: String = try row.decode(forColumn: "inReplyTo") { try erase(command: messageSid) }
         }
         let inbound = try Row.fetchAll(
             db,
             sql: """
                 SELECT messageSid, body, reply FROM inbound
-                WHERE "from" IN (SELECT phone FROM users WHERE role = 'admin')
+                WHERE "from" IN (SELECT phone FROM adminPhones)
                 AND (\(names("body")) OR instr(\(digitsOnly), :digits) OR \(names("reply")))
                 """,
             arguments: arguments

@@ -171,6 +171,23 @@ enum Schema {
                 )
             }
         }
+        migrator.registerMigration("v9 admins past and present") { db in
+            // The phones that have had the admin role: their commands and the answers to them (FIND's list, SEND's
+            // confirmation) may name anyone, so a deletion looks there, an admin demoted since included. Kept by
+            // triggers; a phone leaves with its account (whose own rows are erased with it).
+            try db.execute(
+                sql: """
+                    CREATE TABLE adminPhones (phone TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
+                    INSERT INTO adminPhones (phone) SELECT phone FROM users WHERE role = 'admin';
+                    CREATE TRIGGER users_admin_registered AFTER INSERT ON users WHEN NEW.role = 'admin'
+                        BEGIN INSERT OR IGNORE INTO adminPhones (phone) VALUES (NEW.phone); END;
+                    CREATE TRIGGER users_admin_promoted AFTER UPDATE OF role ON users WHEN NEW.role = 'admin'
+                        BEGIN INSERT OR IGNORE INTO adminPhones (phone) VALUES (NEW.phone); END;
+                    CREATE TRIGGER users_deleted_leave_adminPhones AFTER DELETE ON users
+                        BEGIN DELETE FROM adminPhones WHERE phone = OLD.phone; END;
+                    """
+            )
+        }
         return migrator
     }
 }
