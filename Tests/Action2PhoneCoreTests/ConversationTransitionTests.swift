@@ -939,7 +939,23 @@ struct ConversationTransitionTests {
         let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(registered: false), now: t0)
         #expect(state.step == .idle)
         #expect(d.replies.count == 1)
-        #expect(d.replies[0].hasPrefix("Your registration timed out after 30 min of silence; send JOIN to start again. Action2Phone, comrade"))
+        // (HELP's own text says to reply JOIN: the note does not say it again)
+        #expect(d.replies[0].hasPrefix("Your registration timed out after 30 min of silence. Action2Phone, comrade: reply JOIN to register"))
+        // A text that is no command was meant for the expired question: it is not read, and not echoed back
+        var late = ConversationState(step: .askedLastName(first: "Olga"), lastActivity: t0.addingTimeInterval(-1801))
+        let answer = try engine.reduce(&late, Inbound(text: "Smirnova"), facts: facts(registered: false), now: t0)
+        #expect(answer.replies == ["Your registration timed out after 30 min of silence, so that text was not read. Reply JOIN to start again."])
+        // and a command is answered after the note, which names the restart only where the answer does not
+        var other = ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: t0.addingTimeInterval(-1801))
+        let profile = try engine.reduce(&other, Inbound(text: "PROFILE"), facts: facts(), now: t0)
+        #expect(
+            profile.replies == [
+                "Your DELETE timed out after 30 min of silence and nothing was deleted; send LOGIN, then DELETE to start again. Please log in first, comrade: reply LOGIN."
+            ]
+        )
+        var login = ConversationState(step: .askedLoginPasscode, lastActivity: t0.addingTimeInterval(-1801))
+        let again = try engine.reduce(&login, Inbound(text: "LOGIN"), facts: facts(), now: t0)
+        #expect(again.replies[0].hasPrefix("Your login timed out after 30 min of silence. Reply with your passcode"), "\(again.replies)")
     }
 
     @Test func expiredLoginIsSilentlyEnded() throws {
@@ -1249,7 +1265,7 @@ struct ConversationTransitionTests {
         #expect(d.effects.isEmpty && state.step == .idle && !state.isLoggedIn)
         #expect(
             d.replies[0].hasPrefix(
-                "Your passcode change timed out after 30 min of silence and your passcode is unchanged; send LOGIN, then PASSCODE to start again."
+                "Your passcode change timed out after 30 min of silence and your passcode is unchanged, so that text was not read. Reply LOGIN, then PASSCODE to start again."
             )
         )
         #expect(d.loggedBody == "[redacted]")

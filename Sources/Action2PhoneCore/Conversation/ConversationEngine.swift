@@ -159,12 +159,20 @@ public struct ConversationEngine: Sendable {
             )
         }
 
-        if let expired, var first = step.replies.first {
-            let consequence = expired.timedOutConsequence.map { " and \($0)" } ?? ""
-            first =
-                "Your \(expired.flowName ?? "flow") timed out after \(Copy.duration(settings.sessionTTL)) of silence\(consequence); "
-                + "send \(expired.restartCommand) to start again. " + first
-            step.replies[0] = first
+        if let expired, let first = step.replies.first {
+            let timedOut =
+                "Your \(expired.flowName ?? "flow") timed out after \(Copy.duration(settings.sessionTTL)) of silence"
+                + (expired.timedOutConsequence.map { " and \($0)" } ?? "")
+            let restart = expired.restartCommand
+            if case .unknown = route {
+                // A text meant for the question that expired (a late answer, a passcode): it is not read as anything
+                // else, and not echoed back as an unknown command.
+                step.replies = [timedOut + ", so that text was not read. Reply \(restart) to start again."]
+            } else {
+                // (Not told to send what it has just sent, or what its reply already names.)
+                let named = first.contains(restart) || input.command == restart
+                step.replies[0] = timedOut + (named ? ". " : "; send \(restart) to start again. ") + first
+            }
         }
         return Decision(replies: step.replies, effects: step.effects, loggedBody: redact ? Copy.redacted : nil)
     }
