@@ -470,7 +470,9 @@ struct ConversationTransitionTests {
             loggedIn: true,
             effects: [.sendDirect(recipientId: 1, senderId: 2, body: "It’s “urgent”")],
             // (no preview as BROADCAST has: the reply says what the text cost, for next time)
-            reply: "queued to be texted to +14155550100. UCS-2 forced by U+2019 (curly quote), 1 SMS segment. Reply HELP"
+            // (every character that forces UCS-2, so that all can be fixed at once)
+            reply:
+                "queued to be texted to +14155550100. UCS-2 forced by U+2019 (curly quote), U+201C (curly double quote) and U+201D (curly double quote), 1 SMS segment. Reply HELP"
         ),
         .init(
             situation: s["admin logged in"]!,
@@ -819,12 +821,23 @@ struct ConversationTransitionTests {
         #expect(again.loggedBody == Copy.redacted)
         #expect(!again.replies.joined().localizedCaseInsensitiveContains("red-square"))
         // (and told until when, not to LOGIN, which the lock would refuse; within one text)
-        #expect(again.replies.count == 1 && again.replies[0].hasPrefix("Unknown command, comrade (not repeated). The account is locked until"))
+        #expect(again.replies.count == 1 && again.replies[0].hasPrefix("Not understood. The account is locked until"))
         #expect(!again.replies[0].contains("To log in") && again.replies[0].count <= 160, "\(again.replies)")
+        // (one text with a long city name for the time zone too)
+        let zoned = ConversationEngine(settings: .init(localTime: try #require(LocalTime(named: "America/Bahia_Banderas"))))
+        let far = try zoned.reduce(&lockedState, Inbound(text: "red-square-1917"), facts: locked, now: t0)
+        #expect(far.replies[0].contains("Bahia Banderas time") && Segments.count(far.replies[0]).segments == 1, "\(far.replies)")
         // Not a person's passcode: an unregistered number's unknown word is kept and echoed
         var stranger = ConversationState(lastActivity: t0)
         let word = try engine.reduce(&stranger, Inbound(text: "red-square-1917"), facts: facts(registered: false), now: t0)
         #expect(word.loggedBody == nil && word.replies.joined().contains("RED-SQUARE-1917"))
+    }
+
+    @Test func everyCharacterThatForcesUCS2IsNamedUpToThree() {
+        #expect(Copy.describe(Segments.count("It’s").nonGSMCharacters) == "U+2019 (curly quote)")
+        #expect(Copy.describe(Segments.count("It’s — it’s").nonGSMCharacters) == "U+2019 (curly quote) and U+2014 (em dash)")
+        #expect(Copy.describe(Segments.count("’—…🎉Ж").nonGSMCharacters) == "U+2019 (curly quote), U+2014 (em dash), U+2026 (ellipsis) and 2 more")
+        #expect(Copy.describe([]) == "")
     }
 
     @Test func adminPhoneRegistersAsAdmin() throws {

@@ -178,8 +178,8 @@ extension ConversationEngine {
     /// preview: the admin learns it for next time): " UCS-2 forced by U+2019 (curly quote), 2 SMS segments."
     static func cost(of body: String) -> String {
         let count = Segments.count(body)
-        if let forcing = count.nonGSMCharacters.first {
-            return " UCS-2 forced by \(Copy.describe(forcing)), \(Copy.plural(count.segments, "SMS segment"))."
+        if !count.nonGSMCharacters.isEmpty {
+            return " UCS-2 forced by \(Copy.describe(count.nonGSMCharacters)), \(Copy.plural(count.segments, "SMS segment"))."
         }
         return count.segments > 1 ? " \(Copy.plural(count.segments, "SMS segment"))." : ""
     }
@@ -213,8 +213,8 @@ extension ConversationEngine {
         let audience = try step.facts.broadcastAudience()
         let segments = Segments.count(body)
         var encoding = "\(segments.encoding.rawValue), \(Copy.plural(segments.segments, "SMS segment")) each"
-        if let forcing = segments.nonGSMCharacters.first {
-            encoding = "UCS-2 forced by \(Copy.describe(forcing)), \(Copy.plural(segments.segments, "SMS segment")) each"
+        if !segments.nonGSMCharacters.isEmpty {
+            encoding = "UCS-2 forced by \(Copy.describe(segments.nonGSMCharacters)), \(Copy.plural(segments.segments, "SMS segment")) each"
         }
         let skipped = audience.registered - audience.textable
         state.step = .confirmingBroadcast(text: body)
@@ -237,6 +237,17 @@ extension ConversationEngine {
 }
 
 extension Copy {
+    /// Names the characters that force UCS-2, so that all of them can be fixed at once: up to three, then how many
+    /// more (`U+2019 (curly quote), U+2014 (em dash) and U+2026 (ellipsis)`).
+    static func describe(_ characters: [Character]) -> String {
+        var named: [String] = []
+        for ch in characters where !named.contains(describe(ch)) { named.append(describe(ch)) }
+        guard named.count > 1 else { return named.first ?? "" }
+        let shown = named.prefix(3)
+        let more = named.count - shown.count
+        return more > 0 ? shown.joined(separator: ", ") + " and \(more) more" : shown.dropLast().joined(separator: ", ") + " and " + shown.last!
+    }
+
     /// Names a character in GSM-7 words: `U+2019 (curly quote)`.
     static func describe(_ ch: Character) -> String {
         let scalar = Segments.nonGSMScalar(in: ch)

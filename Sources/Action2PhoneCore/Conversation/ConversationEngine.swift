@@ -356,7 +356,8 @@ public struct ConversationEngine: Sendable {
             // Logged in, the person has no reason to be told why: "ok thanks" is simply not understood.
             guard !loggedIn else { return "Unknown command, comrade.\(hint)\(unread) Reply HELP for commands." }
             if let account, let now, isLocked(account, now: now) {
-                return "Unknown command, comrade (not repeated). " + Copy.locked(until: account.lockedUntil!, in: settings.localTime)
+                // (Short: the lock's text with a city's time zone is up to 150 characters, and this is one text.)
+                return "Not understood. " + Copy.locked(until: account.lockedUntil!, in: settings.localTime)
             }
             return
                 "Unknown command, comrade (not repeated, in case it was your passcode).\(hint)\(unread) To log in, reply LOGIN; HELP lists commands."
