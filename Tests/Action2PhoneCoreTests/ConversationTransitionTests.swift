@@ -1356,6 +1356,41 @@ struct ConversationTransitionTests {
         #expect(d.replies == ["Welcome back, comrade Ivan! You have 1 unread message. Reply MESSAGES to read it."])
     }
 
+    @Test func aNameOutsideGSM7IsLeftOutOfGreetingsThatWouldCostTwiceForIt() throws {
+        // Given Zoë (ë is not GSM-7), logged out
+        var f = facts()
+        f.accounts = [account(1, userPhone, first: "Zoë", last: "Łukasiewicz"), vera]
+        func reply(_ text: String, _ state: ConversationState, evidence: PasscodeEvidence? = nil) throws -> String {
+            var state = state
+            return try engine.reduce(&state, Inbound(text: text), evidence: evidence, facts: f, now: t0).replies.joined()
+        }
+        let loggedOut = ConversationState(lastActivity: recent)
+        let loggedIn = ConversationState(loggedInAt: recent, lastActivity: recent)
+        let login = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
+        let greetings = [
+            try reply("right-passcode", login, evidence: .verified(true, against: storedHash)), try reply("HELP", loggedOut),
+            try reply("LOGIN", loggedIn), try reply("JOIN", loggedOut), try reply("JOIN", loggedIn),
+        ]
+        #expect(
+            greetings == [
+                "Welcome back, comrade! You have 0 unread messages. Reply HELP for commands.",
+                "Comrade: reply LOGIN to log in, STOP to opt out.", "You are already logged in, comrade. Reply MESSAGES or HELP.",
+                "You are already registered, comrade. Reply LOGIN to log in.",
+                "You are already registered and logged in, comrade. Reply HELP for commands.",
+            ]
+        )
+        // Then each is one GSM-7 text, while PROFILE, where the name is the point, keeps it
+        for text in greetings { #expect(Segments.count(text).encoding == .gsm7, "\(text)") }
+        #expect(try reply("PROFILE", loggedIn).contains("Zoë Łukasiewicz"))
+        // And a name in GSM-7 is kept in them
+        var ivans = loggedOut
+        #expect(
+            try engine.reduce(&ivans, Inbound(text: "HELP"), facts: facts(), now: t0).replies == [
+                "Comrade Ivan: reply LOGIN to log in, STOP to opt out."
+            ]
+        )
+    }
+
     @Test func helpWhileLockedSaysUntilWhen() throws {
         var locked = facts()
         locked.accounts[0].lockedUntil = t0.addingTimeInterval(600)

@@ -15,8 +15,8 @@ extension ConversationEngine {
             if let account {
                 return step.reply(
                     state.isLoggedIn
-                        ? "You are already registered and logged in, comrade \(Copy.endingSentence(account.firstName)) Reply HELP for commands."
-                        : "You are already registered, comrade \(Copy.endingSentence(account.firstName)) Reply LOGIN to log in."
+                        ? "You are already registered and logged in, \(Copy.endingSentence(Copy.comrade(account.firstName))) Reply HELP for commands."
+                        : "You are already registered, \(Copy.endingSentence(Copy.comrade(account.firstName))) Reply LOGIN to log in."
                 )
             }
             state.step = .askedFirstName
@@ -29,7 +29,7 @@ extension ConversationEngine {
                 return step.reply("No comrade is registered with this number. Reply JOIN to register.")
             }
             if state.isLoggedIn {
-                return step.reply("You are already logged in, comrade \(Copy.endingSentence(account.firstName)) Reply MESSAGES or HELP.")
+                return step.reply("You are already logged in, \(Copy.endingSentence(Copy.comrade(account.firstName))) Reply MESSAGES or HELP.")
             }
             if isLocked(account, now: step.now) {
                 state.step = .idle

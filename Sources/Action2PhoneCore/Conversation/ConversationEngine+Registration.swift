@@ -57,7 +57,7 @@ extension ConversationEngine {
             state.step = .idle
             state.loggedInAt = step.now
             step.reply(
-                "Welcome to the collective, comrade \(first)! You are registered and logged in"
+                "Welcome to the collective, \(Copy.comrade(first))! You are registered and logged in"
                     + (role == .admin ? " as an admin" : "") + ". Reply MESSAGES, PROFILE or HELP."
             )
         case .askedLoginPasscode:
@@ -153,7 +153,7 @@ extension ConversationEngine {
                 account.passcodeFromOrganiser
                 ? "Reply PASSCODE to replace the passcode an organiser gave you."
                 : unread > 1 ? "Reply MESSAGES to read them." : unread == 1 ? "Reply MESSAGES to read it." : "Reply HELP for commands."
-            return step.reply("Welcome back, comrade \(account.firstName)! You have \(Copy.plural(unread, "unread message")). " + next)
+            return step.reply("Welcome back, \(Copy.comrade(account.firstName))! You have \(Copy.plural(unread, "unread message")). " + next)
         }
         wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, &state, &step)
     }

@@ -298,9 +298,9 @@ public struct ConversationEngine: Sendable {
             if isLocked(account, now: now), let until = account.lockedUntil {
                 // With a name of 40: 143 characters in UTC, 159 with the longest label ("Bahia Banderas time"): one text.
                 return
-                    "Comrade \(account.firstName): locked until \(settings.localTime.clock(until)) after wrong passcodes. LOGIN then, or ask an organiser. STOP opts out."
+                    "\(Copy.comrade(account.firstName, capitalized: true)): locked until \(settings.localTime.clock(until)) after wrong passcodes. LOGIN then, or ask an organiser. STOP opts out."
             }
-            return "Comrade \(account.firstName): reply LOGIN to log in, STOP to opt out."
+            return "\(Copy.comrade(account.firstName, capitalized: true)): reply LOGIN to log in, STOP to opt out."
         }
         // RESET, which has nothing to do with no question open, is left out: an admin's HELP is 157 characters, one text.
         var text = "Reply MESSAGES, MORE, PROFILE, PASSCODE, LOGOUT or DELETE, comrade. STOP opts out."

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import TwilioKit
 
 /// The bot's fixed texts: the comrade voice, GSM-7 only (no curly quotes, no emoji), and each one says
 /// what can be sent next. None tells a person to reply with an opt-out word (`RESET to go back`, never "to stop" or
@@ -52,6 +53,13 @@ enum Copy {
         if s % 3600 == 0 { return "\(s / 3600) h" }
         if s % 60 == 0 { return "\(s / 60) min" }
         return "\(s) s"
+    }
+
+    /// "comrade Ivan", or "comrade" alone when the name has a character outside GSM-7: in a greeting the name is
+    /// decoration, and one such character ("Zoë") would make the whole reply UCS-2, twice the segments.
+    static func comrade(_ name: String, capitalized: Bool = false) -> String {
+        let word = capitalized ? "Comrade" : "comrade"
+        return Segments.count(name).encoding == .gsm7 ? word + " " + name : word
     }
 
     /// `name` ending a sentence: its own full stop serves ("Smith Jr." gives "Smith Jr.", not "Smith Jr..").
