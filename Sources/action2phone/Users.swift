@@ -142,8 +142,14 @@ struct Users: AsyncParsableCommand {
         @Argument var phone: String
         func run() async throws {
             let e164 = try phoneArgument(phone)
-            guard try await store.open().deleteUser(phone: e164) else { throw CLIError("no user with phone \(e164)") }
-            print("Deleted the user with phone \(e164); the number's consent record is kept.")
+            let opened = try store.open()
+            let person = try await opened.user(e164)
+            guard try await opened.deleteUser(phone: e164), let person else { throw CLIError("no user with phone \(e164)") }
+            let consent = try await opened.numberConsent(phone: e164)
+            print(
+                "Deleted \(Output.visible(person.firstName + " " + person.lastName)) (id \(person.id), \(e164))"
+                    + (consent == nil ? "." : "; the number's consent record is kept.")
+            )
         }
     }
 

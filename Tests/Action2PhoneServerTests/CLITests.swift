@@ -186,6 +186,10 @@ struct CLITests {
         let missing = try await Executable.run(["backup", "--db", db + ".nope", copy + "2"])
         #expect(missing.status == 1 && missing.stderr.contains("there is no database at"), "\(missing.stderr)")
         #expect(!FileManager.default.fileExists(atPath: db + ".nope"))
+        let notes = db + ".txt"
+        try Data("minutes of the meeting".utf8).write(to: URL(fileURLWithPath: notes))
+        let text = try await Executable.run(["backup", "--db", notes, copy + "3"])
+        #expect(text.status == 1 && text.stderr.contains("\(notes) is not an SQLite database"), "\(text.stderr)")
     }
 
     @Test func optOutAndInOnAnOperatorsWord() async throws {
@@ -313,7 +317,8 @@ struct CLITests {
         let none = try await Executable.run(["users", "list", "--admins", "--db", db, "--json"])
         #expect((try jsonObject(none.stdout) as? [Any])?.isEmpty == true)
         let delete = try await Executable.run(["users", "delete", "+14155550100", "--db", db])
-        #expect(delete.status == 0)
+        // (saying whom it deleted; this number has no consent record to keep)
+        #expect(delete.status == 0 && delete.stdout == "Deleted Ivan Petrov (id 1, +14155550100).\n", "\(delete.stdout)")
         #expect(try await Executable.run(["users", "show", "+14155550100", "--db", db]).status == 1)
         #expect(try await Executable.run(["users", "delete", "+14155550100", "--db", db]).status == 1)
     }

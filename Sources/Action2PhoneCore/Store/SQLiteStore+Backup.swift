@@ -37,7 +37,9 @@ extension SQLiteStore {
         let files = FileManager.default
         func exists(_ path: String) -> Bool { (try? files.attributesOfItem(atPath: path)) != nil }  // a dangling link too
         guard !destination.isEmpty else { throw BackupError(description: "give the path of the new file") }
-        guard isSQLiteFile(source) else { throw BackupError(description: "there is no database at \(source)") }
+        guard isSQLiteFile(source) else {
+            throw BackupError(description: exists(source) ? "\(source) is not an SQLite database" : "there is no database at \(source)")
+        }
         let destinationURL = URL(fileURLWithPath: destination)
         let name = destinationURL.lastPathComponent
         let reserved = ["-wal", "-shm", "-journal", ".dev-token", "-serve.lock"]
