@@ -5,18 +5,27 @@ import ServiceLifecycle
 
 /// Runs `WALCheckpointer` while the server runs: every `busyInterval` while anything is being written
 /// (small, frequent checkpoints: one big one made the disk stall the writer), every `idleInterval` once
-/// nothing is, when it also empties the WAL file (once per quiet spell).
+/// nothing is. After `quietBeforeTruncating` with nothing written, it also empties the WAL file, once per quiet
+/// spell (not sooner: two passes a few milliseconds apart often see no commit under load, and emptying the file
+/// there would make the writer wait for a sync and grow the file again).
 public struct CheckpointService: Service {
     let checkpointer: WALCheckpointer
     let busyInterval: Duration
     let idleInterval: Duration
+    let quietBeforeTruncating: Duration
     let logger: Logger
 
-    public init(checkpointer: WALCheckpointer, busyInterval: Duration = .milliseconds(2), idleInterval: Duration = .milliseconds(100), logger: Logger)
-    {
+    public init(
+        checkpointer: WALCheckpointer,
+        busyInterval: Duration = .milliseconds(2),
+        idleInterval: Duration = .milliseconds(100),
+        quietBeforeTruncating: Duration = .seconds(1),
+        logger: Logger
+    ) {
         self.checkpointer = checkpointer
         self.busyInterval = busyInterval
         self.idleInterval = idleInterval
+        self.quietBeforeTruncating = quietBeforeTruncating
         self.logger = logger
     }
 
@@ -31,6 +40,7 @@ public struct CheckpointService: Service {
         }
         var lastFailure: String? = nil
         var previous = (walPages: -1, copiedPages: -1)
+        var quietSince: ContinuousClock.Instant? = nil
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var pause = busyInterval
             do {
@@ -38,7 +48,11 @@ public struct CheckpointService: Service {
                 // Idle: everything copied, and nothing committed since the last pass.
                 if progress.copiedPages == progress.walPages && progress == previous {
                     pause = idleInterval
-                    if progress.walPages > 0 { try await checkpointer.truncate() }
+                    let since = quietSince ?? .now
+                    quietSince = since
+                    if progress.walPages > 0 && since.duration(to: .now) >= quietBeforeTruncating { try await checkpointer.truncate() }
+                } else {
+                    quietSince = nil
                 }
                 previous = progress
                 lastFailure = nil

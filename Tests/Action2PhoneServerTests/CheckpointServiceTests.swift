@@ -14,7 +14,11 @@ struct CheckpointServiceTests {
         let folder = testScratch.appendingPathComponent("a2p-ckpt-\(UUID().uuidString)")
         let path = folder.appendingPathComponent("a2p.sqlite").path
         let store = try SQLiteStore.open(path: path)
-        let service = CheckpointService(checkpointer: try store.makeCheckpointer(), logger: Logger(label: "test"))
+        let service = CheckpointService(
+            checkpointer: try store.makeCheckpointer(),
+            quietBeforeTruncating: .seconds(3600),
+            logger: Logger(label: "test")
+        )
         let group = ServiceGroup(configuration: .init(services: [service], logger: Logger(label: "test")))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -32,6 +36,9 @@ struct CheckpointServiceTests {
                 try await Task.sleep(for: .milliseconds(20))
             }
             #expect(inFile == 200)
+            // (and the WAL file is left as it is until nothing has been written for the quiet spell, here an hour)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(((try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int ?? 0) > 0)
             // And the service stops promptly when the server shuts down
             let stopping = ContinuousClock.now
             await group.triggerGracefulShutdown()
