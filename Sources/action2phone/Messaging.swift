@@ -29,10 +29,13 @@ struct Send: AsyncParsableCommand {
             e164 = try phoneArgument(recipient)
         }
         guard let texted = try await database.operatorSend(phone: e164, body: body) else { throw CLIError("no user with phone \(e164)") }
+        let consent = texted ? nil : try await database.numberConsent(phone: e164)
         print(
             texted
                 ? "Stored in \(e164)'s inbox and queued to be texted."
-                : "Stored in \(e164)'s inbox; not texted: the number opted out or cannot receive texts."
+                : consent?.optedOut == true
+                    ? "Stored in \(e164)'s inbox; not texted: the number opted out (START from the phone, or users opt-in, lifts it)."
+                    : "Stored in \(e164)'s inbox; not texted: Twilio said the number cannot receive texts (users unsuppress clears it)."
         )
     }
 }
@@ -88,7 +91,7 @@ struct Outbox: AsyncParsableCommand {
         @Flag(help: "CSV with a header row.") var csv = false
 
         func validate() throws {
-            if let status, OutboxStatus(rawValue: status) == nil {
+            if let status, OutboxStatus(rawValue: status.lowercased()) == nil {
                 throw ValidationError("--status must be one of \(OutboxStatus.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             if json && csv { throw ValidationError("--json and --csv exclude each other") }
@@ -97,7 +100,7 @@ struct Outbox: AsyncParsableCommand {
 
         func run() async throws {
             let rows = within(
-                try await store.open().outboxMessages(status: status.flatMap(OutboxStatus.init), limit: oneMore(limit)),
+                try await store.open().outboxMessages(status: status.flatMap { OutboxStatus(rawValue: $0.lowercased()) }, limit: oneMore(limit)),
                 limit: limit,
                 note: "(the newest \(limit) shown; there are more: --limit N shows more)"
             )

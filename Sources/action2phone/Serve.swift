@@ -100,6 +100,8 @@ struct Serve: AsyncParsableCommand {
             try await app.runService()
         } catch  where "\(error)".contains("Address already in use") {
             throw CLIError("cannot listen on \(config.host):\(config.port): the port is in use (another server?); choose one with --port")
+        } catch  where "\(error)".contains("UnknownHost") || "\(error)".contains("Cannot assign requested address") {
+            throw CLIError("cannot listen on \(config.host):\(config.port): no address of this machine; choose one with --host (127.0.0.1, 0.0.0.0)")
         }
     }
 }

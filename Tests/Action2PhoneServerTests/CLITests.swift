@@ -423,6 +423,18 @@ struct CLITests {
         #expect(send.status == 0 && send.stdout.contains("queued to be texted"))
         let nobody = try await Executable.run(["send", "4155550199", "hello?", "--db", db])
         #expect(nobody.status == 1 && nobody.stderr.contains("no user with phone +14155550199"))
+        // Stored but not texted says why, and what lifts it
+        _ = try await Executable.run(["users", "opt-out", "4155550100", "--db", db])
+        let optedOut = try await Executable.run(["send", "4155550100", "Are you there?", "--db", db])
+        #expect(optedOut.status == 0 && optedOut.stdout.contains("not texted: the number opted out (START from the phone"), "\(optedOut.stdout)")
+        _ = try await Executable.run(["users", "opt-in", "4155550100", "--db", db])
+        try await DatabasePool(path: db).write { try $0.execute(sql: "UPDATE phones SET suppressed = 1") }
+        let suppressed = try await Executable.run(["send", "4155550100", "Are you there?", "--db", db])
+        #expect(suppressed.stdout.contains("not texted: Twilio said the number cannot receive texts (users unsuppress"), "\(suppressed.stdout)")
+        try await DatabasePool(path: db).write {
+            try $0.execute(sql: "UPDATE phones SET suppressed = 0")
+            try $0.execute(sql: "DELETE FROM inbox WHERE body = 'Are you there?'")
+        }
         let emoji = try await Executable.run(["send", "4155550100", String(repeating: "😀", count: 801), "--db", db])
         #expect(emoji.status == 1 && emoji.stderr.contains("1602 characters long as Twilio counts them (an emoji counts 2)"), "\(emoji.stderr)")
         let noPath = try await Executable.run(["users", "list", "--db", ""])
@@ -447,6 +459,9 @@ struct CLITests {
         #expect(all.status == 0 && all.stderr.isEmpty, "\(all.stderr)")
         let queued = try await Executable.run(["outbox", "list", "--status", "queued", "--db", db, "--csv"])
         #expect(queued.stdout.split(separator: "\n").count == 3)
+        // (a status in capitals is the same status, as --reply-mode REST is)
+        let capitals = try await Executable.run(["outbox", "list", "--status", "QUEUED", "--db", db, "--csv"])
+        #expect(capitals.status == 0 && capitals.stdout == queued.stdout, "\(capitals.stderr)")
         // (a value that is not there is empty in CSV, as it is null in JSON)
         #expect(queued.stdout.split(separator: "\n")[1].hasPrefix("2,+14155550100,queued,0,,,,"), "\(queued.stdout)")
         // A queued text cannot be retried (it would go twice); an uncertain one can, and is looked up first.

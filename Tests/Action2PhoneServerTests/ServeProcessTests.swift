@@ -144,6 +144,12 @@ struct ServeProcessTests {
         #expect(!thirdLog().contains("no database was at"), "\(thirdLog())")
     }
 
+    @Test func aHostThatIsNoAddressOfThisMachineIsSaidSo() async throws {
+        let db = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)/a.sqlite").path
+        let r = try await Executable.run(["serve", "--host", "256.1.1.1", "--port", "0", "--db", db])
+        #expect(r.status == 1 && r.stderr.contains("cannot listen on 256.1.1.1:0: no address of this machine; choose one with --host"), "\(r.stderr)")
+    }
+
     @Test func whatIsNotAnAction2PhoneDatabaseIsRefusedAndLeftAsItWas() async throws {
         let dir = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("a-folder"), withIntermediateDirectories: true)
