@@ -957,13 +957,14 @@ struct ConversationTransitionTests {
         // A text that is no command was meant for the expired question: it is not read, and not echoed back
         var late = ConversationState(step: .askedLastName(first: "Olga"), lastActivity: t0.addingTimeInterval(-1801))
         let answer = try engine.reduce(&late, Inbound(text: "Smirnova"), facts: facts(registered: false), now: t0)
-        #expect(answer.replies == ["Your registration timed out after 30 min of silence, so that text was not read. Reply JOIN to start again."])
+        #expect(answer.replies == ["Your registration timed out after 30 min of silence, so that text was not used. Reply JOIN to start again."])
         // and a command is answered after the note, which names the restart only where the answer does not
         var other = ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: t0.addingTimeInterval(-1801))
         let profile = try engine.reduce(&other, Inbound(text: "PROFILE"), facts: facts(), now: t0)
         #expect(
             profile.replies == [
-                "Your DELETE timed out after 30 min of silence and nothing was deleted; send LOGIN, then DELETE to start again. Please log in first, comrade: reply LOGIN."
+                // (LOGIN, the first of the two steps, is in the answer already)
+                "Your DELETE timed out after 30 min of silence and nothing was deleted; send DELETE to start again. Please log in first, comrade: reply LOGIN."
             ]
         )
         var login = ConversationState(step: .askedLoginPasscode, lastActivity: t0.addingTimeInterval(-1801))
@@ -1206,6 +1207,74 @@ struct ConversationTransitionTests {
         #expect(askedEmail.passcodeMayFollow == nil)
     }
 
+    @Test func aPasscodeMayFollowUntilSomethingStartsForANumberWithNoAccount() throws {
+        // Given a number whose account was just deleted (the flag set)
+        let stranger = facts(registered: false)
+        var state = ConversationState(lastActivity: recent, passcodeMayFollow: true)
+        // When it sends passcode-shaped texts, commands a number with no account cannot use among them
+        for text in ["help me 1917", "reset 1917x", "start 1917", "messages? 1234", "MESSAGES", "PROFILE", "tractor-2026"] {
+            let d = try engine.reduce(&state, Inbound(text: text), facts: stranger, now: t0)
+            // Then none is logged or echoed, and the flag stays
+            #expect(d.loggedBody == "[redacted]" || ["MESSAGES", "PROFILE"].contains(text), "\(text)")
+            #expect(!d.replies.joined().contains("1917") && !d.replies.joined().localizedCaseInsensitiveContains("tractor"), "\(text)")
+            #expect(state.passcodeMayFollow == true, "\(text)")
+        }
+        // And JOIN, which starts something, ends it
+        _ = try engine.reduce(&state, Inbound(text: "JOIN"), facts: stranger, now: t0)
+        #expect(state.passcodeMayFollow == nil)
+    }
+
+    @Test(arguments: ["Login:rita-new-secret", "lgoin rita-new-secret", "Logon rita-new-secret", "Log-in rita-new-secret", "Sign in rita-new-secret"])
+    func aMistypedLoginWithAPasscodeFromANewPhoneIsNeverLogged(_ text: String) throws {
+        var state = ConversationState(lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: text), facts: facts(registered: false), now: t0)
+        #expect(d.loggedBody == "[redacted]")
+        #expect(!d.replies.joined().localizedCaseInsensitiveContains("rita"), "\(d.replies)")
+    }
+
+    @Test func aWordLikeLoginOrSignUpWithoutAPasscodeIsKept() throws {
+        for text in ["LOGIN", "Login.", "sign up", "log out", "logout now"] {
+            var state = ConversationState(lastActivity: recent)
+            #expect(try engine.reduce(&state, Inbound(text: text), facts: facts(registered: false), now: t0).loggedBody == nil, "\(text)")
+        }
+    }
+
+    @Test func sendToAPlusOneNumberADigitShortSaysWhatIsWrong() throws {
+        var state = ConversationState(loggedInAt: recent, lastActivity: recent)
+        let reply = try engine.reduce(&state, Inbound(text: "SEND +1415555010 hi"), facts: facts(adminPhone), now: t0).replies.joined()
+        #expect(reply.hasPrefix("+1415555010 is neither a phone number nor an email (a +1 number has 10 digits after the 1)."), "\(reply)")
+    }
+
+    @Test func stopIsSuggestedOnlyForItsOwnLettersMistyped() throws {
+        for (text, hinted) in [("stpo", true), ("nstop", true), ("sotp", true), ("step", false), ("shop", false), ("top", false)] {
+            var state = ConversationState(loggedInAt: recent, lastActivity: recent)
+            let reply = try engine.reduce(&state, Inbound(text: text), facts: facts(), now: t0).replies.joined()
+            #expect(reply.contains("Did you mean STOP?") == hinted, "\(text): \(reply)")
+        }
+    }
+
+    @Test func afterATimeOutGuidanceIsKeptAndTheHintNamesOnlyWhatIsLeftToSend() throws {
+        let expired = t0.addingTimeInterval(-1801)
+        func reply(_ text: String, _ state: ConversationState, _ f: MemoryFacts, evidence: PasscodeEvidence? = nil) throws -> String {
+            var state = state
+            return try engine.reduce(&state, Inbound(text: text), evidence: evidence, facts: f, now: t0).replies.joined()
+        }
+        let registering = ConversationState(step: .askedLastName(first: "Yuri"), lastActivity: expired)
+        let stranger = facts(registered: false)
+        // A text about opting out, or a command mistyped, still gets that said, after the note
+        #expect(try reply("please stop texting me", registering, stranger).contains("To opt out, reply STOP alone"))
+        #expect(try reply("MESAGES", registering, stranger).contains("Did you mean MESSAGES?"))
+        // YES confirms nothing that timed out, and is no request to subscribe either
+        #expect(!(try reply("YES", registering, stranger)).contains("already subscribed"))
+        // A LOGIN that succeeds leaves only the second step to name
+        let deleting = ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: expired)
+        let login = try reply("LOGIN right-passcode", deleting, facts(), evidence: .verified(true, against: storedHash))
+        #expect(
+            login.hasPrefix("Your DELETE timed out after 30 min of silence and nothing was deleted; send DELETE to start again. Welcome back"),
+            "\(login)"
+        )
+    }
+
     @Test func aTextStartingWithPasswordIsNeverLoggedNorHintedAt() throws {
         // Passcodes chosen before PASSCODE and PASSWORD were commands may be "password" or "Password!"
         for text in ["password", "Password!", "PASSCODE", "password 1917"] {
@@ -1278,7 +1347,7 @@ struct ConversationTransitionTests {
         #expect(d.effects.isEmpty && state.step == .idle && !state.isLoggedIn)
         #expect(
             d.replies[0].hasPrefix(
-                "Your passcode change timed out after 30 min of silence and your passcode is unchanged, so that text was not read. Reply LOGIN, then PASSCODE to start again."
+                "Your passcode change timed out after 30 min of silence and your passcode is unchanged, so that text was not used. Reply LOGIN, then PASSCODE to start again."
             )
         )
         #expect(d.loggedBody == "[redacted]")
@@ -1433,7 +1502,7 @@ struct ConversationTransitionTests {
         let d = try engine.reduce(&state, Inbound(text: "YES"), facts: facts(adminPhone), now: t0)
         #expect(
             d.replies[0].hasPrefix(
-                "Your BROADCAST timed out after 30 min of silence and nothing was sent; send LOGIN, then BROADCAST <text> to start again."
+                "Your BROADCAST timed out after 30 min of silence and nothing was sent; send BROADCAST <text> to start again. Reply LOGIN to log in."
             )
         )
         #expect(d.effects.isEmpty)
@@ -1444,7 +1513,7 @@ struct ConversationTransitionTests {
         )
         let e = try engine.reduce(&deleting, Inbound(text: "YES"), facts: facts(), now: t0)
         #expect(
-            e.replies[0].hasPrefix("Your DELETE timed out after 30 min of silence and nothing was deleted; send LOGIN, then DELETE to start again.")
+            e.replies[0].hasPrefix("Your DELETE timed out after 30 min of silence and nothing was deleted; send DELETE to start again.")
         )
         #expect(e.effects.isEmpty)
     }

@@ -158,7 +158,10 @@ extension ConversationEngine {
         } else if let phone = PhoneNumber.normalize(target) {
             key = phone
         } else {
-            let hint = target.hasPrefix("+") ? " (write an international number without spaces)" : ""
+            let digits = target.filter(\.isNumber)
+            let hint =
+                target.hasPrefix("+1") && target.count > 3 && digits.count == target.count - 1
+                ? " (a +1 number has 10 digits after the 1)" : target.hasPrefix("+") ? " (write an international number without spaces)" : ""
             return step.reply("\(target.prefix(30)) is neither a phone number nor an email\(hint). " + usage)
         }
         guard let recipient = try step.facts.account(phoneOrEmail: key) else {

@@ -217,12 +217,12 @@ extension ConversationEngine {
     /// again) in the reply.
     func newPasscode(_ step: inout StepContext, ask: String) -> PasscodeHash? {
         guard PasscodePolicy.lengths.contains(step.input.text.count) else {
-            step.reply("A passcode needs 6 to 64 characters, comrade. Reply with another one.")
+            step.reply("A passcode needs 6 to 64 characters, comrade. Reply with another one, or RESET to go back.")
             return nil
         }
         guard !step.input.startsWithCommandWord else {
             step.reply(
-                "A passcode cannot start with a command word (such as LOGIN or HELP): sent alone it would be read as one. Reply with another one."
+                "A passcode cannot start with a command word (such as LOGIN or HELP): sent alone it would be read as one. Reply with another one, or RESET to go back."
             )
             return nil
         }

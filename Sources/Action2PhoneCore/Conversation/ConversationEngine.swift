@@ -91,9 +91,11 @@ public struct ConversationEngine: Sendable {
         let redact = passcodeText || mustRedact(route, input, state, stepBefore: stepBefore, registered: step.account != nil)
         // Only a text that starts or answers something ends `passcodeMayFollow` (a command may set it again): after
         // HELP, RESET, START, an empty text or an unknown one the passcode may still come. Nothing starts for an
-        // opted-out number.
+        // opted-out number, and for a number with no account only JOIN does (MESSAGES or PROFILE there is refused).
         switch route {
-        case .command, .cancelThen, .answer: if !consent.optedOut { state.passcodeMayFollow = nil }
+        case .command(let command), .cancelThen(let command):
+            if !consent.optedOut && (account != nil || command == .join) { state.passcodeMayFollow = nil }
+        case .answer: if !consent.optedOut { state.passcodeMayFollow = nil }
         case .unknown, .help, .reset, .empty, .optOut, .optIn: break
         }
 
@@ -107,7 +109,7 @@ public struct ConversationEngine: Sendable {
             guard consent.optedOut else {
                 // A YES to a confirmation that has just timed out confirms nothing, as the time-out note says; it is no
                 // request to subscribe either.
-                let already = expired?.isConfirmation == true ? "" : Copy.alreadySubscribed + " "
+                let already = expired != nil ? "" : Copy.alreadySubscribed + " "
                 step.reply(already + nextStep(state, step.account, now: step.now))
                 break
             }
@@ -164,14 +166,22 @@ public struct ConversationEngine: Sendable {
                 "Your \(expired.flowName ?? "flow") timed out after \(Copy.duration(settings.sessionTTL)) of silence"
                 + (expired.timedOutConsequence.map { " and \($0)" } ?? "")
             let restart = expired.restartCommand
-            if case .unknown = route {
-                // A text meant for the question that expired (a late answer, a passcode): it is not read as anything
-                // else, and not echoed back as an unknown command.
-                step.replies = [timedOut + ", so that text was not read. Reply \(restart) to start again."]
+            if case .unknown(let word) = route,
+                !optOutWords.contains(Inbound.bare(word, lenient: true)) && !input.mentionsOptingOut
+                    && typoHint(word, typed: input.text, echo: !redact, isAdmin: step.account?.role == .admin).isEmpty
+            {
+                // A text meant for the question that expired (a late answer, a passcode), with nothing to say about it
+                // (how to opt out, a command it is near): it is not taken as anything else, and not echoed back as an
+                // unknown command.
+                step.replies = [timedOut + ", so that text was not used. Reply \(restart) to start again."]
             } else {
-                // (Not told to send what it has just sent, or what its reply already names.)
-                let named = first.contains(restart) || input.command == restart
-                step.replies[0] = timedOut + (named ? ". " : "; send \(restart) to start again. ") + first
+                // (Not told to send what it has just sent, or what its reply already names: LOGIN, when it is one of
+                // two steps, is left out once sent or named.)
+                let then = restart.hasPrefix("LOGIN, then ") ? String(restart.dropFirst("LOGIN, then ".count)) : nil
+                let loginSaid = state.isLoggedIn || input.command == "LOGIN" || first.contains("LOGIN")
+                let hint = then.map { loginSaid ? $0 : restart } ?? restart
+                let named = first.contains(hint) || input.command == hint
+                step.replies[0] = timedOut + (named ? ". " : "; send \(hint) to start again. ") + first
             }
         }
         return Decision(replies: step.replies, effects: step.effects, loggedBody: redact ? Copy.redacted : nil)
@@ -247,14 +257,17 @@ public struct ConversationEngine: Sendable {
     /// passcode), and anything but YES sent at a DELETE or BROADCAST confirmation, for the same reason.
     func mustRedact(_ route: Route, _ input: Inbound, _ state: ConversationState, stepBefore: Step, registered: Bool) -> Bool {
         if (input.command == "LOGIN" && !input.argument.isEmpty) || Command(word: input.command) == .passcode { return true }
+        // A mistyped LOGIN with a passcode after it ("Login:secret1", "lgoin secret1", "Logon secret1", "Sign in
+        // secret1"), from a new phone as much as from a registered one.
+        if Self.looksLikeLogin(input) { return true }
         // A loosely read command ("messages? 1234", "sign up 1917") from a registered person was an unknown text, and
         // so redacted, before such forms were read: an older passcode may be one.
-        if input.commandIsLoose && registered { return true }
+        if input.commandIsLoose && (registered || state.passcodeMayFollow == true) { return true }
         switch route {
         // HELP, RESET or START with more words may be an older passcode ("help me 1917"), sent at an expired question
         // or after "please log in first".
         case .optIn where !input.argument.isEmpty, .help where !input.argument.isEmpty, .reset where !input.argument.isEmpty:
-            return stepBefore.expectsPasscode || registered
+            return stepBefore.expectsPasscode || registered || state.passcodeMayFollow == true
         case .optOut, .optIn, .help, .reset, .empty: return false
         case .unknown where registered: return true
         // The confirmation of a passcode whose question expired, say, texted after the "timed out" reply.
@@ -262,6 +275,29 @@ public struct ConversationEngine: Sendable {
         case .answer where stepBefore.isConfirmation: return input.command != "YES"
         default: return stepBefore.expectsPasscode || (route == .answer && state.step.expectsPasscode)
         }
+    }
+
+    /// STOP's letters in another order, or STOP with one letter more.
+    static func isMistypedStop(_ letters: [Character]) -> Bool {
+        let upper = letters.map { Character($0.uppercased()) }
+        if upper.sorted() == Array("OPST") { return true }
+        return upper.count == 5
+            && upper.indices.contains { i in
+                var rest = upper
+                rest.remove(at: i)
+                return rest == Array("STOP")
+            }
+    }
+
+    /// Whether the text is a LOGIN mistyped with something after it, which may be the passcode: "Login:secret1" (stuck
+    /// to the word), "lgoin secret1", "Logon secret1", "Sign in secret1".
+    static func looksLikeLogin(_ input: Inbound) -> Bool {
+        let letters = String(input.command.uppercased().filter(\.isLetter))
+        if letters.count > 5 && (letters.hasPrefix("LOGIN") || letters.hasPrefix("LOGON")) { return true }
+        guard !input.argument.isEmpty else { return false }
+        if letters == "LOGIN" || letters == "LOGON" || letters == "SIGNIN" { return true }
+        if letters == "SIGN" { return input.argument.uppercased().hasPrefix("IN") }
+        return letters.count >= 3 && nearestCommand(to: Array(letters), isAdmin: false) == "LOGIN"
     }
 
     /// Ends a login and a pending question after the session TTL of silence; returns the step that expired.
@@ -341,14 +377,8 @@ public struct ConversationEngine: Sendable {
             return "Unknown command, comrade. To opt out, reply STOP alone: with other words it does not count. Reply HELP for commands."
         }
         let letters = Array(word)
-        let suggestion = letters.count >= 3 ? Self.nearestCommand(to: letters, isAdmin: account?.role == .admin) : nil
-        let hint = suggestion.map { " Did you mean \($0)?" } ?? ""
+        let hint = typoHint(word, typed: typed, echo: echo, isAdmin: account?.role == .admin)
         guard echo else {
-            // The reply is stored beside the redacted text: "Did you mean PROFILE?" after "Profile9" or "profiles" would
-            // say what the passcode looks like, and a passcode may come from anyone registered, logged in too (after
-            // "already logged in"). So only a text too short to be a passcode (`typed`, the whole text) gets a hint:
-            // "stpo", "lgoin".
-            let hint = (typed ?? word).count < PasscodePolicy.lengths.lowerBound ? hint : ""
             guard account != nil else { return "Unknown command, comrade.\(hint) Reply HELP for commands." }
             // A member's text that is no command is often a reply to an organiser's message ("Thanks!", "I'll be
             // there"): without a typo to point at, they are told no one reads it (an admin knows).
@@ -368,12 +398,26 @@ public struct ConversationEngine: Sendable {
         return unknown + hint + " Reply HELP for commands."
     }
 
+    /// " Did you mean PROFILE?" for a word near a command, else "". A text that is not echoed gets one only when it is
+    /// too short to be a passcode (`typed`, the whole text: "stpo", "lgoin"): the reply is stored beside the redacted
+    /// text, and "Did you mean PROFILE?" after "Profile9" or "profiles" would say what the passcode looks like (a
+    /// passcode may come from anyone registered, logged in too, after "already logged in").
+    func typoHint(_ word: String, typed: String?, echo: Bool, isAdmin: Bool) -> String {
+        let letters = Array(word)
+        guard letters.count >= 3, let suggestion = Self.nearestCommand(to: letters, isAdmin: isAdmin) else { return "" }
+        guard echo || (typed ?? word).count < PasscodePolicy.lengths.lowerBound else { return "" }
+        return " Did you mean \(suggestion)?"
+    }
+
     /// The command or alias at most one edit from `letters` (two from a word of five letters or more), nearest
     /// first; among equally near ones the first in `Command.suggestable`, so a text always gets the same hint.
     static func nearestCommand(to letters: [Character], isAdmin: Bool) -> String? {
         let limit = letters.count <= 4 ? 1 : 2
         var best: (word: String, distance: Int)? = nil
         for candidate in Command.suggestable where isAdmin || !candidate.isAdminOnly {
+            // STOP only for its own letters mistyped ("stpo", "nstop"): "step", "shop" or "top" pointed at it would
+            // invite an opt-out nobody meant.
+            if candidate.word == "STOP" && !Self.isMistypedStop(letters) { continue }
             // Words whose lengths differ by more than the limit are further apart than it: not measured.
             guard abs(candidate.letters.count - letters.count) <= limit else { continue }
             let distance = editDistance(letters, candidate.letters)
