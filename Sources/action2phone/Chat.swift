@@ -19,6 +19,12 @@ struct Chat: AsyncParsableCommand {
     @Option(help: "With --url: the URL to sign for, as the server's ACTION2PHONE_PUBLIC_URL (env: ACTION2PHONE_PUBLIC_URL).") var publicURL: String?
 
     func run() async throws {
+        // A sender that is no phone number (a short code, an alphanumeric id) is kept as typed, as Twilio sends it; one
+        // that looks like a number but is not one (`+1415555010`, a digit short) is a mistake.
+        let looksLikeNumber = from.hasPrefix("+") || (!from.isEmpty && from.allSatisfy { $0.isNumber || " -.()".contains($0) } && from.count > 6)
+        guard !from.trimmingWhitespace().isEmpty, PhoneNumber.normalize(from) != nil || !looksLikeNumber else {
+            throw CLIError("--from '\(from)' is not a phone number: use E.164 (+14155550100) or a US form (415-555-0100)")
+        }
         let sender = PhoneNumber.normalize(from) ?? from
         var phone: any SimulatedPhone
         let config = try store.config()

@@ -16,7 +16,7 @@ struct StoreOptions: ParsableArguments {
     /// (`replay --fresh` makes its databases new on purpose: `announcingNew` false.)
     func open(announcingNew: Bool = true) throws -> SQLiteStore {
         guard !path.isEmpty else { throw CLIError("--db is empty: give the database file's path") }
-        let existed = FileManager.default.fileExists(atPath: path)
+        let existed = FileManager.default.fileExists(atPath: path) && !SQLiteStore.isEmptyFile(path)
         do {
             let store = try SQLiteStore.open(path: path)
             if !existed && announcingNew { printError("(no database was at \(path): created a new, empty one)") }

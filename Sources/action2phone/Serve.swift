@@ -68,7 +68,7 @@ struct Serve: AsyncParsableCommand {
             )
         }
         // Locked before the database is opened: opening migrates it, which must not happen under a running server.
-        let existed = FileManager.default.fileExists(atPath: config.databasePath)
+        let existed = FileManager.default.fileExists(atPath: config.databasePath) && !SQLiteStore.isEmptyFile(config.databasePath)
         let lock = try ServeLock(databasePath: config.databasePath)
         defer { lock.release() }
         let store: SQLiteStore

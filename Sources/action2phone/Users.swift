@@ -146,10 +146,11 @@ struct Users: AsyncParsableCommand {
             let person = try await opened.user(e164)
             guard try await opened.deleteUser(phone: e164), let person else { throw CLIError("no user with phone \(e164)") }
             let consent = try await opened.numberConsent(phone: e164)
-            print(
-                "Deleted \(Output.visible(person.firstName + " " + person.lastName)) (id \(person.id), \(e164))"
-                    + (consent == nil ? "." : "; the number's consent record is kept.")
-            )
+            // (Not the name: it was just erased, and this line may go to a log.)
+            print("Deleted user \(person.id) (\(e164))" + (consent == nil ? "." : "; the number's consent record is kept."))
+            if person.role == .admin, try await opened.listUsers(UserFilter(admins: true, limit: 1)).isEmpty {
+                printError("note: no admin is left: no one can SEND, BROADCAST, FIND or count USERS by text until someone is promoted")
+            }
         }
     }
 

@@ -29,7 +29,7 @@ struct SQLiteStoreTests {
         }
         // and every commit synced (2 = FULL): an acknowledged webhook survives a power loss
         #expect(try store.writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
-        // and erased rows zeroed, not left in free pages
+        // and erased rows zeroed, not left in free pages (Debian's SQLite does that by default; this guards the others)
         #expect(try store.writer.read { try Int.fetchOne($0, sql: "PRAGMA secure_delete") } == 1)
         let tables = try queue.read {
             try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")

@@ -294,32 +294,39 @@ struct StoreEffectTests {
         #expect(try fetchInt(path, "SELECT count(*) FROM adminPhones") == 2)
     }
 
-    @Test func aReplyNamingThePersonThatIsStillToBeSentIsWithdrawnAndOneBeingSentIsErased() async throws {
-        // Given an admin's REST-mode replies naming Boris: one waiting in the outbox, one being sent
+    @Test func aReplyNamingThePersonThatWasNeverTriedIsWithdrawnOnceAndOneTriedIsErased() async throws {
+        // Given an admin's REST-mode replies naming Boris: one in two texts never tried, one being sent, and one queued
+        // again after an attempt that may have reached Twilio
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)
         try await register(store, "+14155550101", "Anna", role: .admin)
         try await register(store, "+14155550102", "Boris")
-        try await step(store, from: "+14155550101", [], body: "FIND bor", reply: "Boris X, +14155550102, boris@example.org", replyMode: .rest)
+        let long = "Boris X, +14155550102. " + String(repeating: "word ", count: 330) + "And Boris X again."
+        try await step(store, from: "+14155550101", [], body: "FIND bor", reply: long, replyMode: .rest)
         try await step(store, from: "+14155550101", [], body: "FIND bo", reply: "Boris X, +14155550102, boris@example.org", replyMode: .rest)
-        try executeSQL(path, "UPDATE outbox SET status = 'sending' WHERE id = (SELECT max(id) FROM outbox)")
+        try await step(store, from: "+14155550101", [], body: "FIND b", reply: "Boris X, +14155550102, boris@example.org", replyMode: .rest)
+        try executeSQL(path, "UPDATE outbox SET status = 'sending' WHERE id = 3")
+        try executeSQL(path, "UPDATE outbox SET firstAttemptAt = createdAt, needsReconcile = 1, attempts = 1 WHERE id = 4")
         // When Boris deletes his account
         try await step(store, from: "+14155550102", [.deleteAccount(userId: 2)], body: "YES")
-        // Then the waiting one will tell the admin it was withdrawn, and the one in flight keeps nothing of him
-        let rows = try fetchRows(path, "SELECT status, body, recipientDeleted FROM outbox ORDER BY id")
-        #expect(rows.map { $0["status"] as String } == ["queued", "sending"])
+        // Then the reply never tried tells the admin, once, that it was withdrawn; the others keep nothing of him
+        let rows = try fetchRows(path, "SELECT status, body, recipientDeleted, errorMessage FROM outbox ORDER BY id")
+        #expect(rows.map { $0["status"] as String } == ["queued", "failed", "sending", "queued"])
         #expect((rows[0]["body"] as String).hasPrefix("Comrade, the answer to your last command named someone who has just erased their data"))
         #expect(rows[0]["recipientDeleted"] as Bool == false)
-        #expect(rows[1]["body"] as String == "[deleted]" && rows[1]["recipientDeleted"] as Bool == true)
-        // And both commands are gone from the log with them
+        #expect(rows[1]["errorMessage"] as String? == "erased: it named a person who deleted their account")
+        for row in rows.dropFirst() { #expect(row["body"] as String == "[deleted]" && row["recipientDeleted"] as Bool == true) }
+        // And the commands are gone from the log with them
         #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body LIKE 'FIND%'") == 0)
-        // And the one in flight, if Twilio answers 500, is never queued again
+        // And the one in flight, if Twilio answers 500, is never queued again, and says why
         try await store.completeOutbox(
-            id: 2,
+            id: 3,
             outcome: .retry(at: t0.addingTimeInterval(1), code: nil, message: "HTTP 500", reconcile: false),
             now: t0
         )
-        #expect(try fetchRow(path, "SELECT status FROM outbox WHERE id = 2")?["status"] as String? == "failed")
+        let inFlight = try fetchRow(path, "SELECT status, errorMessage FROM outbox WHERE id = 3")
+        #expect(inFlight?["status"] as String? == "failed")
+        #expect(inFlight?["errorMessage"] as String? == "erased: it named a person who deleted their account; HTTP 500")
     }
 
     @Test(arguments: [

@@ -316,9 +316,12 @@ struct CLITests {
         #expect(plain.status == 0 && plain.stdout.contains("already a user") && plain.stderr.isEmpty)
         let none = try await Executable.run(["users", "list", "--admins", "--db", db, "--json"])
         #expect((try jsonObject(none.stdout) as? [Any])?.isEmpty == true)
+        _ = try await Executable.run(["users", "promote", "+14155550100", "--db", db])
         let delete = try await Executable.run(["users", "delete", "+14155550100", "--db", db])
-        // (saying whom it deleted; this number has no consent record to keep)
-        #expect(delete.status == 0 && delete.stdout == "Deleted Ivan Petrov (id 1, +14155550100).\n", "\(delete.stdout)")
+        // (saying whom it deleted, by id and number, not by the name just erased; this number has no consent record to
+        // keep; and that no admin is left)
+        #expect(delete.status == 0 && delete.stdout == "Deleted user 1 (+14155550100).\n", "\(delete.stdout)")
+        #expect(delete.stderr.contains("note: no admin is left"), "\(delete.stderr)")
         #expect(try await Executable.run(["users", "show", "+14155550100", "--db", db]).status == 1)
         #expect(try await Executable.run(["users", "delete", "+14155550100", "--db", db]).status == 1)
     }

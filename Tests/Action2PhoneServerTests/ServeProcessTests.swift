@@ -158,7 +158,16 @@ struct ServeProcessTests {
         // Another application's database, in its own journal mode
         let other = dir.appendingPathComponent("shop.sqlite").path
         try await DatabaseQueue(path: other).write { try $0.execute(sql: "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)") }
+        // Another GRDB application's, with its own migrations
+        let game = dir.appendingPathComponent("game.sqlite").path
+        try await DatabaseQueue(path: game).write { db in
+            try db.execute(
+                sql: "CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY); INSERT INTO grdb_migrations VALUES ('createPlayers')"
+            )
+            try db.execute(sql: "CREATE TABLE player (id INTEGER PRIMARY KEY)")
+        }
         let cases = [
+            (game, "it is another application's database (tables grdb_migrations, player), not Action2Phone's; it was left as it was"),
             (dir.appendingPathComponent("a-folder").path, "it is a folder, not a database file"),
             (text, "it is not an SQLite database (14 bytes of something else); it was left as it was"),
             (other, "it is another application's database (tables customers), not Action2Phone's; it was left as it was"),
@@ -174,6 +183,16 @@ struct ServeProcessTests {
             (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try String.fetchAll(db, sql: "SELECT name FROM sqlite_master"))
         }
         #expect(shop.0 == "delete" && shop.1 == ["customers"])
+        #expect(try await DatabaseQueue(path: game).read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "delete")
+        // An empty file is a new database: said so, and made private
+        let empty = dir.appendingPathComponent("empty.sqlite").path
+        FileManager.default.createFile(atPath: empty, contents: nil, attributes: [.posixPermissions: 0o644])
+        let made = try await Executable.run(["users", "list", "--db", empty])
+        #expect(made.status == 0 && made.stderr.contains("(no database was at \(empty): created a new, empty one)"), "\(made.stderr)")
+        #expect((try FileManager.default.attributesOfItem(atPath: empty)[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        // And chat refuses a sender that looks like a number but is none
+        let short = try await Executable.run(["chat", "--db", empty, "--from", "+1415555010"], input: "HELP\n")
+        #expect(short.status == 1 && short.stderr.contains("--from '+1415555010' is not a phone number"), "\(short.stderr)")
     }
 
     @Test func aDatabaseFromANewerVersionIsRefused() async throws {

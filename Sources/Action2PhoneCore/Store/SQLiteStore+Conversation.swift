@@ -133,6 +133,8 @@ extension SQLiteStore {
 
     /// What an erased text's body becomes.
     static let deletedBody = "[deleted]"
+    /// Why an erased reply that named someone who deleted their account was not sent (again).
+    static let erasedMention = "erased: it named a person who deleted their account"
     /// Sent to an admin instead of a reply that named someone who deleted their account before it went.
     static let withdrawnReply =
         "Comrade, the answer to your last command named someone who has just erased their data, so it was withdrawn. Reply HELP for commands."
@@ -201,7 +203,7 @@ extension SQLiteStore {
         let replies = try Row.fetchAll(
             db,
             sql: """
-                SELECT id, body, inReplyTo, status FROM outbox
+                SELECT id, body, inReplyTo, status, firstAttemptAt IS NULL AS unattempted FROM outbox
                 WHERE "to" IN (SELECT phone FROM adminPhones) AND purpose = 'reply'
                 AND (\(names("body")))
                 """,
@@ -213,10 +215,20 @@ extension SQLiteStore {
                 arguments: [deletedBody, TwiML.empty, messageSid]
             )
         }
+        // (A reply in several texts gets one note.)
+        var withdrawnFrom = Set<String>()
         for row in replies where try person.isNamed(in: row.decode(forColumn: "body")) {
             let id: Int64 = try row.decode(forColumn: "id")
-            if try row.decode(String.self, forColumn: "status") == "queued" {
+            let inReplyTo: String? = try row.decode(forColumn: "inReplyTo")
+            // Never tried: nothing of it can have reached Twilio, so the note can say it was withdrawn.
+            let withdrawable = try row.decode(String.self, forColumn: "status") == "queued" && row.decode(Bool.self, forColumn: "unattempted")
+            if withdrawable && inReplyTo.map({ withdrawnFrom.insert($0).inserted }) ?? true {
                 try db.execute(sql: "UPDATE outbox SET body = ? WHERE id = ?", arguments: [withdrawnReply, id])
+            } else if withdrawable {
+                try db.execute(
+                    sql: "UPDATE outbox SET body = ?, recipientDeleted = 1, status = 'failed', errorMessage = ? WHERE id = ?",
+                    arguments: [deletedBody, erasedMention, id]
+                )
             } else {
                 try db.execute(sql: "UPDATE outbox SET body = ?, recipientDeleted = 1 WHERE id = ?", arguments: [deletedBody, id])
             }

@@ -131,13 +131,15 @@ extension SQLiteStore {
             let to: String = try row.decode(forColumn: "to")
             var outcome = outcome
             if try row.decode(Bool?.self, forColumn: "recipientDeleted") == true {
-                // The recipient deleted their account while this was being sent: its text is gone, and it is never
-                // queued again. Uncertain when this or an earlier attempt may have reached Twilio.
+                // The recipient deleted their account while this was being sent, or it named someone who did: its text
+                // is gone, and it is never queued again. Uncertain when this or an earlier attempt may have reached Twilio.
+                let recipientStays = try Bool.fetchOne(db, sql: "SELECT 1 FROM users WHERE phone = ?", arguments: [to]) == true
+                let erased = recipientStays ? erasedMention : "recipient deleted their account"
                 switch outcome {
                 case .notFound:
-                    outcome = .failed(code: nil, message: "recipient deleted their account")
+                    outcome = .failed(code: nil, message: erased)
                 case .retry(_, let code, let message, let reconcile):
-                    let reason = "recipient deleted their account; \(message)"
+                    let reason = "\(erased); \(message)"
                     outcome =
                         try reconcile || row.decode(Bool?.self, forColumn: "needsReconcile") == true
                         ? .uncertain(code: code, message: reason) : .failed(code: code, message: reason)

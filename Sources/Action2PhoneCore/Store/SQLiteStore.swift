@@ -44,7 +44,11 @@ public struct SQLiteStore: Store {
             file = link.hasPrefix("/") ? link : folder.appendingPathComponent(link).path
         }
         let descriptor = Foundation.open(file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
-        if descriptor >= 0 { close(descriptor) }
+        if descriptor >= 0 {
+            close(descriptor)
+        } else if isEmptyFile(file) {
+            chmod(file, 0o600)  // an empty file (`: > db.sqlite`) becomes the database: private, as a new one is
+        }
         try refuseForeign(file)
         do {
             return try SQLiteStore(DatabasePool(path: path, configuration: makeConfiguration()))
@@ -52,6 +56,13 @@ public struct SQLiteStore: Store {
             // Opening applies the migrations the file lacks, and SQLite in WAL mode writes beside the file even to read.
             throw DatabaseNotWritable(reason: error.message ?? "\(error.resultCode)")
         }
+    }
+
+    /// Whether `path` is a file with nothing in it (a database about to be made there is new).
+    public static func isEmptyFile(_ path: String) -> Bool {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue else { return false }
+        return (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int == 0
     }
 
     /// Throws `NotOurDatabase` for a folder, a file that is not SQLite, and a database with tables but not
@@ -74,7 +85,13 @@ public struct SQLiteStore: Store {
         } catch let error as DatabaseError where [.SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM].contains(error.resultCode.primaryResultCode) {
             throw DatabaseNotWritable(reason: error.message ?? "\(error.resultCode)")
         }
-        if !tables.isEmpty && !tables.contains("grdb_migrations") {
+        // Every Action2Phone database records its first migration; another GRDB application's records its own.
+        let ours =
+            try tables.contains("grdb_migrations")
+            && DatabaseQueue(path: file, configuration: probing).read { db in
+                try Bool.fetchOne(db, sql: "SELECT 1 FROM grdb_migrations WHERE identifier = ?", arguments: [Schema.firstMigration]) == true
+            }
+        if tables.contains(where: { $0 != "grdb_migrations" }) && !ours {
             let shown = tables.prefix(3).joined(separator: ", ") + (tables.count > 3 ? ", …" : "")
             throw NotOurDatabase(description: "it is another application's database (tables \(shown)), not Action2Phone's; it was left as it was")
         }

@@ -3,9 +3,12 @@ import GRDB
 
 /// The database schema as named, append-only migrations. Never edit one that has shipped: add another.
 enum Schema {
+    /// The first migration, which every Action2Phone database has recorded.
+    static let firstMigration = "v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks"
+
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks") { db in
+        migrator.registerMigration(firstMigration) { db in
             try db.create(table: "users") { t in
                 t.autoIncrementedPrimaryKey("id")
                 t.column("phone", .text).notNull().unique()
