@@ -46,25 +46,14 @@ struct SQLiteStoreTests {
 
     @Test func namesAndEmailsStoredWithDecomposedAccentsAreComposedOnUpgrade() async throws {
         // Given a database from before v8 with a name and an email typed as e + U+0301, and two look-alike emails
-        let path = makeTestDatabasePath()
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let old = try DatabaseQueue(path: path)
-        try Schema.migrator.migrate(old, upTo: "v7 outbox earlier SIDs")
-        try await old.write { db in
-            for (phone, first, email) in [
-                ("+14155550100", "Rene\u{301}e", "rene\u{301}e@example.org"), ("+14155550101", "Zoe\u{308}", "zoe\u{308}@example.org"),
-                ("+14155550102", "Zoë", "zo\u{EB}@example.org"),
-            ] {
-                try db.execute(
-                    sql: """
-                        INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
-                        VALUES (?, ?, 'Lee', ?, x'00', x'00', 1000, '2026-11-25 09:00:00.000')
-                        """,
-                    arguments: [phone, first, email]
-                )
-            }
-        }
-        try old.close()
+        let path = try await databaseMigrated(
+            upTo: "v7 outbox earlier SIDs",
+            with: [
+                ("+14155550100", "Rene\u{301}e", "rene\u{301}e@example.org", "user"),
+                ("+14155550101", "Zoe\u{308}", "zoe\u{308}@example.org", "user"),
+                ("+14155550102", "Zoë", "zo\u{EB}@example.org", "user"),
+            ]
+        )
         // When the store opens it
         _ = try SQLiteStore.open(path: path)
         // Then names and emails are composed, but an email whose composed form is already someone's stays as it was

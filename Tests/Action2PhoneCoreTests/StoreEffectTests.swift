@@ -272,21 +272,10 @@ struct StoreEffectTests {
 
     @Test func theAdminsOfADatabaseFromBeforeAdminPhonesAreCounted() async throws {
         // Given a database at v8 with an admin and a member
-        let path = makeTestDatabasePath()
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let queue = try DatabaseQueue(path: path)
-        try Schema.migrator.migrate(queue, upTo: "v8 names and emails composed")
-        try await queue.write { db in
-            for (phone, role, email) in [("+14155550101", "admin", "a@example.org"), ("+14155550102", "user", "b@example.org")] {
-                try db.execute(
-                    sql: """
-                        INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, role, createdAt)
-                        VALUES (?, 'A', 'B', ?, x'00', x'00', 1000, ?, '2026-11-25T00:00:00.000Z')
-                        """,
-                    arguments: [phone, email, role]
-                )
-            }
-        }
+        let path = try await databaseMigrated(
+            upTo: "v8 names and emails composed",
+            with: [("+14155550101", "A", "a@example.org", "admin"), ("+14155550102", "B", "b@example.org", "user")]
+        )
         // When it is opened by this version, the admin is among the admins' phones, and a promotion adds one
         let store = try SQLiteStore.open(path: path)
         #expect(try fetchRows(path, "SELECT phone FROM adminPhones").map { $0["phone"] as String } == ["+14155550101"])

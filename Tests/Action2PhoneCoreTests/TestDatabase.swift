@@ -1,6 +1,7 @@
-import Action2PhoneCore
 import Foundation
 import GRDB
+
+@testable import Action2PhoneCore
 
 /// Every test's files go under one folder per test process, removed when the process exits: the suite writes
 /// hundreds of SQLite files, and leaving them would fill a CI machine's temporary folder run after run.
@@ -31,4 +32,25 @@ func executeSQL(_ path: String, _ sql: String) throws {
 
 func fetchRows(_ path: String, _ sql: String) throws -> [Row] {
     try DatabaseQueue(path: path).read { try Row.fetchAll($0, sql: sql) }
+}
+
+/// A test database migrated only up to `migration`, as an older version left it, with people in it: (phone, first
+/// name, email, role).
+func databaseMigrated(upTo migration: String, with people: [(String, String, String, String)]) async throws -> String {
+    let path = makeTestDatabasePath()
+    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    let old = try DatabaseQueue(path: path)
+    try Schema.migrator.migrate(old, upTo: migration)
+    try await old.write { db in
+        for (phone, first, email, role) in people {
+            try db.execute(
+                sql: """
+                    INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, role, createdAt)
+                    VALUES (?, ?, 'Lee', ?, x'00', x'00', 1000, ?, '2026-11-25 09:00:00.000')
+                    """,
+                arguments: [phone, first, email, role]
+            )
+        }
+    }
+    return path
 }
