@@ -963,8 +963,7 @@ struct ConversationTransitionTests {
         let profile = try engine.reduce(&other, Inbound(text: "PROFILE"), facts: facts(), now: t0)
         #expect(
             profile.replies == [
-                // (LOGIN, the first of the two steps, is in the answer already)
-                "Your DELETE timed out after 30 min of silence and nothing was deleted; send DELETE to start again. Please log in first, comrade: reply LOGIN."
+                "Your DELETE timed out after 30 min of silence and nothing was deleted; send LOGIN, then DELETE to start again. Please log in first, comrade: reply LOGIN."
             ]
         )
         var login = ConversationState(step: .askedLoginPasscode, lastActivity: t0.addingTimeInterval(-1801))
@@ -1224,7 +1223,10 @@ struct ConversationTransitionTests {
         #expect(state.passcodeMayFollow == nil)
     }
 
-    @Test(arguments: ["Login:rita-new-secret", "lgoin rita-new-secret", "Logon rita-new-secret", "Log-in rita-new-secret", "Sign in rita-new-secret"])
+    @Test(arguments: [
+        "Login:rita-new-secret", "lgoin rita-new-secret", "Logon rita-new-secret", "Log-in rita-new-secret", "Sign in rita-new-secret",
+        "Login:12345678", "Loginrita123", "LOGIN-rita-1917", "Signin:rita99", "Log in:rita99",
+    ])
     func aMistypedLoginWithAPasscodeFromANewPhoneIsNeverLogged(_ text: String) throws {
         var state = ConversationState(lastActivity: recent)
         let d = try engine.reduce(&state, Inbound(text: text), facts: facts(registered: false), now: t0)
@@ -1233,7 +1235,7 @@ struct ConversationTransitionTests {
     }
 
     @Test func aWordLikeLoginOrSignUpWithoutAPasscodeIsKept() throws {
-        for text in ["LOGIN", "Login.", "sign up", "log out", "logout now"] {
+        for text in ["LOGIN", "Login.", "sign up", "log out", "logout now", "Begin now"] {
             var state = ConversationState(lastActivity: recent)
             #expect(try engine.reduce(&state, Inbound(text: text), facts: facts(registered: false), now: t0).loggedBody == nil, "\(text)")
         }
@@ -1245,8 +1247,23 @@ struct ConversationTransitionTests {
         #expect(reply.hasPrefix("+1415555010 is neither a phone number nor an email (a +1 number has 10 digits after the 1)."), "\(reply)")
     }
 
+    @Test func aNameOrEmailLikeLoginIsKeptAndALatePasscodeGetsOnlyTheNote() throws {
+        var naming = ConversationState(step: .askedLastName(first: "Ivan"), lastActivity: recent)
+        #expect(try engine.reduce(&naming, Inbound(text: "Loginov"), facts: facts(registered: false), now: t0).loggedBody == nil)
+        var mailing = ConversationState(step: .askedEmail(first: "Ivan", last: "Loginov"), lastActivity: recent)
+        #expect(try engine.reduce(&mailing, Inbound(text: "login.ivan@example.org"), facts: facts(registered: false), now: t0).loggedBody == nil)
+        // A passcode sent after its question expired gets only the note, whatever it holds ("stop" here)
+        var late = ConversationState(step: .askedLoginPasscode, lastActivity: t0.addingTimeInterval(-1801))
+        let d = try engine.reduce(&late, Inbound(text: "stop1917x"), facts: facts(), now: t0)
+        #expect(d.replies == ["Your login timed out after 30 min of silence, so that text was not used. Reply LOGIN to start again."])
+        #expect(d.loggedBody == "[redacted]")
+    }
+
     @Test func stopIsSuggestedOnlyForItsOwnLettersMistyped() throws {
-        for (text, hinted) in [("stpo", true), ("nstop", true), ("sotp", true), ("step", false), ("shop", false), ("top", false)] {
+        for (text, hinted) in [
+            ("stpo", true), ("nstop", true), ("sotp", true), ("stoo", true), ("sto", true), ("stopp", true), ("step", false), ("shop", false),
+            ("top", false), ("post", false), ("spot", false), ("stops", false), ("stomp", false),
+        ] {
             var state = ConversationState(loggedInAt: recent, lastActivity: recent)
             let reply = try engine.reduce(&state, Inbound(text: text), facts: facts(), now: t0).replies.joined()
             #expect(reply.contains("Did you mean STOP?") == hinted, "\(text): \(reply)")
@@ -1502,7 +1519,7 @@ struct ConversationTransitionTests {
         let d = try engine.reduce(&state, Inbound(text: "YES"), facts: facts(adminPhone), now: t0)
         #expect(
             d.replies[0].hasPrefix(
-                "Your BROADCAST timed out after 30 min of silence and nothing was sent; send BROADCAST <text> to start again. Reply LOGIN to log in."
+                "Your BROADCAST timed out after 30 min of silence and nothing was sent; send LOGIN, then BROADCAST <text> to start again."
             )
         )
         #expect(d.effects.isEmpty)
@@ -1513,7 +1530,7 @@ struct ConversationTransitionTests {
         )
         let e = try engine.reduce(&deleting, Inbound(text: "YES"), facts: facts(), now: t0)
         #expect(
-            e.replies[0].hasPrefix("Your DELETE timed out after 30 min of silence and nothing was deleted; send DELETE to start again.")
+            e.replies[0].hasPrefix("Your DELETE timed out after 30 min of silence and nothing was deleted; send LOGIN, then DELETE to start again.")
         )
         #expect(e.effects.isEmpty)
     }

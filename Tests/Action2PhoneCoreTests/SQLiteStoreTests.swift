@@ -44,6 +44,21 @@ struct SQLiteStoreTests {
         )
     }
 
+    @Test func onlyAnEmptyRegularFileOfOursIsTakenForANewDatabase() throws {
+        let folder = makeTestDatabasePath() + ".d"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let empty = folder + "/empty.sqlite"
+        let full = folder + "/full.sqlite"
+        FileManager.default.createFile(atPath: empty, contents: nil)
+        FileManager.default.createFile(atPath: full, contents: Data("x".utf8))
+        try FileManager.default.createSymbolicLink(atPath: folder + "/link.sqlite", withDestinationPath: empty)
+        #expect(SQLiteStore.isEmptyFile(empty))
+        // Never a device (its mode would be changed for every user of the machine), a link, a folder or a file with data
+        for path in ["/dev/null", folder + "/link.sqlite", folder, full, folder + "/missing.sqlite"] {
+            #expect(!SQLiteStore.isEmptyFile(path), "\(path)")
+        }
+    }
+
     @Test func namesAndEmailsStoredWithDecomposedAccentsAreComposedOnUpgrade() async throws {
         // Given a database from before v8 with a name and an email typed as e + U+0301, and two look-alike emails
         let path = try await databaseMigrated(

@@ -300,10 +300,11 @@ struct StoreEffectTests {
         try await step(store, from: "+14155550102", [.deleteAccount(userId: 2)], body: "YES")
         // Then the reply never tried tells the admin, once, that it was withdrawn; the others keep nothing of him
         let rows = try fetchRows(path, "SELECT status, body, recipientDeleted, errorMessage FROM outbox ORDER BY id")
-        #expect(rows.map { $0["status"] as String } == ["queued", "failed", "sending", "queued"])
+        #expect(rows.map { $0["status"] as String } == ["queued", "failed", "sending", "uncertain"])
         #expect((rows[0]["body"] as String).hasPrefix("Comrade, the answer to your last command named someone who has just erased their data"))
         #expect(rows[0]["recipientDeleted"] as Bool == false)
         #expect(rows[1]["errorMessage"] as String? == "erased: it named a person who deleted their account")
+        #expect(rows[3]["errorMessage"] as String? == "erased: it named a person who deleted their account")
         for row in rows.dropFirst() { #expect(row["body"] as String == "[deleted]" && row["recipientDeleted"] as Bool == true) }
         // And the commands are gone from the log with them
         #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body LIKE 'FIND%'") == 0)
@@ -313,6 +314,10 @@ struct StoreEffectTests {
             outcome: .retry(at: t0.addingTimeInterval(1), code: nil, message: "HTTP 500", reconcile: false),
             now: t0
         )
+        // (An admin who deletes their own account: the reply to them is theirs, failed as a deleted recipient's)
+        try await step(store, from: "+14155550101", [], body: "FIND anna", reply: "Anna X, +14155550101, anna@example.org", replyMode: .rest)
+        try await step(store, from: "+14155550101", [.deleteAccount(userId: 1)], body: "YES")
+        #expect(try fetchRow(path, "SELECT errorMessage FROM outbox WHERE id = 5")?["errorMessage"] as String? == "recipient deleted their account")
         let inFlight = try fetchRow(path, "SELECT status, errorMessage FROM outbox WHERE id = 3")
         #expect(inFlight?["status"] as String? == "failed")
         #expect(inFlight?["errorMessage"] as String? == "erased: it named a person who deleted their account; HTTP 500")

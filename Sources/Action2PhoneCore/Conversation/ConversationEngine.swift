@@ -166,20 +166,21 @@ public struct ConversationEngine: Sendable {
                 "Your \(expired.flowName ?? "flow") timed out after \(Copy.duration(settings.sessionTTL)) of silence"
                 + (expired.timedOutConsequence.map { " and \($0)" } ?? "")
             let restart = expired.restartCommand
+            // (After a passcode question, always: "To opt out…" after "stop1917x" would say what the passcode holds.)
             if case .unknown(let word) = route,
-                !optOutWords.contains(Inbound.bare(word, lenient: true)) && !input.mentionsOptingOut
-                    && typoHint(word, typed: input.text, echo: !redact, isAdmin: step.account?.role == .admin).isEmpty
+                stepBefore.expectsPasscode
+                    || !optOutWords.contains(Inbound.bare(word, lenient: true)) && !input.mentionsOptingOut
+                        && typoHint(word, typed: input.text, echo: !redact, isAdmin: step.account?.role == .admin).isEmpty
             {
                 // A text meant for the question that expired (a late answer, a passcode), with nothing to say about it
                 // (how to opt out, a command it is near): it is not taken as anything else, and not echoed back as an
                 // unknown command.
                 step.replies = [timedOut + ", so that text was not used. Reply \(restart) to start again."]
             } else {
-                // (Not told to send what it has just sent, or what its reply already names: LOGIN, when it is one of
-                // two steps, is left out once sent or named.)
+                // (Not told to send what it has just sent, or what its reply already names; LOGIN, the first of two
+                // steps, is left out once logged in.)
                 let then = restart.hasPrefix("LOGIN, then ") ? String(restart.dropFirst("LOGIN, then ".count)) : nil
-                let loginSaid = state.isLoggedIn || input.command == "LOGIN" || first.contains("LOGIN")
-                let hint = then.map { loginSaid ? $0 : restart } ?? restart
+                let hint = then.map { state.isLoggedIn ? $0 : restart } ?? restart
                 let named = first.contains(hint) || input.command == hint
                 step.replies[0] = timedOut + (named ? ". " : "; send \(hint) to start again. ") + first
             }
@@ -259,7 +260,7 @@ public struct ConversationEngine: Sendable {
         if (input.command == "LOGIN" && !input.argument.isEmpty) || Command(word: input.command) == .passcode { return true }
         // A mistyped LOGIN with a passcode after it ("Login:secret1", "lgoin secret1", "Logon secret1", "Sign in
         // secret1"), from a new phone as much as from a registered one.
-        if Self.looksLikeLogin(input) { return true }
+        if case .unknown = route, Self.looksLikeLogin(input) { return true }
         // A loosely read command ("messages? 1234", "sign up 1917") from a registered person was an unknown text, and
         // so redacted, before such forms were read: an older passcode may be one.
         if input.commandIsLoose && (registered || state.passcodeMayFollow == true) { return true }
@@ -277,27 +278,44 @@ public struct ConversationEngine: Sendable {
         }
     }
 
-    /// STOP's letters in another order, or STOP with one letter more.
+    /// A typo of STOP: two neighbouring letters swapped ("stpo"), a letter left out but the S ("stp", "sto"), a letter
+    /// hit beside the right key ("stoo"), a letter doubled ("stopp") or one stray letter before it ("nstop"). Not
+    /// "step", "shop", "top", "post", "spot", "stops" or "stomp": pointed at STOP, ordinary words would invite an
+    /// opt-out nobody meant.
     static func isMistypedStop(_ letters: [Character]) -> Bool {
-        let upper = letters.map { Character($0.uppercased()) }
-        if upper.sorted() == Array("OPST") { return true }
-        return upper.count == 5
-            && upper.indices.contains { i in
-                var rest = upper
-                rest.remove(at: i)
-                return rest == Array("STOP")
+        let typed = letters.map { Character($0.uppercased()) }
+        let stop = Array("STOP")
+        if ["TSOP", "SOTP", "STPO"].contains(String(typed)) { return true }
+        if typed.count == 3 {
+            return typed.first == "S"
+                && stop.indices.contains { i in
+                    var s = stop
+                    s.remove(at: i)
+                    return s == typed
+                }
+        }
+        if typed.count == 5 {
+            return typed.indices.contains { i in
+                var rest = typed
+                let extra = rest.remove(at: i)
+                return rest == stop && (i == 0 || typed[i - 1] == extra)
             }
+        }
+        guard typed.count == 4 else { return false }
+        let beside: [Character: String] = ["S": "AWEDXZ", "T": "RYFG", "O": "IPKL", "P": "OL"]
+        let differing = stop.indices.filter { typed[$0] != stop[$0] }
+        return differing.count == 1 && beside[stop[differing[0]]]!.contains(typed[differing[0]])
     }
 
-    /// Whether the text is a LOGIN mistyped with something after it, which may be the passcode: "Login:secret1" (stuck
-    /// to the word), "lgoin secret1", "Logon secret1", "Sign in secret1".
+    /// Whether the text is a LOGIN mistyped with something after it, which may be the passcode: "Login:secret1" or
+    /// "Login123456" (stuck to the word), "lgoin secret1", "Logon secret1", "Sign in secret1", "Log in:secret1".
     static func looksLikeLogin(_ input: Inbound) -> Bool {
-        let letters = String(input.command.uppercased().filter(\.isLetter))
-        if letters.count > 5 && (letters.hasPrefix("LOGIN") || letters.hasPrefix("LOGON")) { return true }
+        let word = String(input.command.uppercased().filter { $0.isLetter || $0.isNumber })
+        for stem in ["LOGIN", "LOGON", "SIGNIN"] where word.count > stem.count && word.hasPrefix(stem) { return true }
         guard !input.argument.isEmpty else { return false }
-        if letters == "LOGIN" || letters == "LOGON" || letters == "SIGNIN" { return true }
-        if letters == "SIGN" { return input.argument.uppercased().hasPrefix("IN") }
-        return letters.count >= 3 && nearestCommand(to: Array(letters), isAdmin: false) == "LOGIN"
+        if word == "LOGIN" || word == "LOGON" || word == "SIGNIN" { return true }
+        if word == "LOG" || word == "SIGN" { return input.argument.uppercased().hasPrefix("IN") }
+        return editDistance(Array(word), Array("LOGIN")) <= 1
     }
 
     /// Ends a login and a pending question after the session TTL of silence; returns the step that expired.

@@ -164,7 +164,7 @@ extension SQLiteStore {
             email: try person.decode(forColumn: "email"),
             name: try person.decode(String.self, forColumn: "firstName") + " " + person.decode(String.self, forColumn: "lastName")
         )
-        try eraseMentions(db, of: mentions)
+        try eraseMentions(db, of: mentions, now: now)
         try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [userId])
         try db.execute(sql: "UPDATE inbound SET body = ?, params = '[]', reply = ? WHERE \"from\" = ?", arguments: [deletedBody, TwiML.empty, phone])
         // Uncertain rather than failed when an earlier attempt may have reached Twilio.
@@ -185,7 +185,7 @@ extension SQLiteStore {
     /// replies sent through the outbox. SQLite finds candidates (through the sender index: only the rows of people
     /// who are or have been admins, `adminPhones`), and `PersonMentions` keeps those that name the person
     /// as a whole word or number (Ann's an@example.org is not in ivan@example.org).
-    static func eraseMentions(_ db: Database, of person: PersonMentions) throws {
+    static func eraseMentions(_ db: Database, of person: PersonMentions, now: Date) throws {
         let digitsOnly = "replace(replace(replace(replace(replace(body, ' ', ''), '-', ''), '.', ''), '(', ''), ')', '')"
         // (SQLite's lower() knows ASCII letters only: a name in another script makes every row of an admin a candidate.)
         let asciiName = person.name.utf8.allSatisfy { $0 < 0x80 }
@@ -203,8 +203,8 @@ extension SQLiteStore {
         let replies = try Row.fetchAll(
             db,
             sql: """
-                SELECT id, body, inReplyTo, status, firstAttemptAt IS NULL AS unattempted FROM outbox
-                WHERE "to" IN (SELECT phone FROM adminPhones) AND purpose = 'reply'
+                SELECT id, body, inReplyTo, status, needsReconcile FROM outbox
+                WHERE "to" IN (SELECT phone FROM adminPhones) AND "to" != :phone AND purpose = 'reply'
                 AND (\(names("body")))
                 """,
             arguments: arguments
@@ -220,17 +220,26 @@ extension SQLiteStore {
         for row in replies where try person.isNamed(in: row.decode(forColumn: "body")) {
             let id: Int64 = try row.decode(forColumn: "id")
             let inReplyTo: String? = try row.decode(forColumn: "inReplyTo")
-            // Never tried: nothing of it can have reached Twilio, so the note can say it was withdrawn.
-            let withdrawable = try row.decode(String.self, forColumn: "status") == "queued" && row.decode(Bool.self, forColumn: "unattempted")
-            if withdrawable && inReplyTo.map({ withdrawnFrom.insert($0).inserted }) ?? true {
-                try db.execute(sql: "UPDATE outbox SET body = ? WHERE id = ?", arguments: [withdrawnReply, id])
-            } else if withdrawable {
+            let status: String = try row.decode(forColumn: "status")
+            let mayHaveReachedTwilio: Bool = try row.decode(forColumn: "needsReconcile")
+            if status == "queued" && !mayHaveReachedTwilio && inReplyTo.map({ withdrawnFrom.insert($0).inserted }) ?? true {
+                // Queued, and nothing of it can have reached Twilio: the note says it was withdrawn.
+                try db.execute(sql: "UPDATE outbox SET body = ?, updatedAt = ? WHERE id = ?", arguments: [withdrawnReply, now, id])
+            } else if status == "queued" {
+                // Another text of a reply withdrawn already, or one that may have reached Twilio: never sent (again).
                 try db.execute(
-                    sql: "UPDATE outbox SET body = ?, recipientDeleted = 1, status = 'failed', errorMessage = ? WHERE id = ?",
-                    arguments: [deletedBody, erasedMention, id]
+                    sql: """
+                        UPDATE outbox SET body = ?, recipientDeleted = 1, status = CASE WHEN needsReconcile THEN 'uncertain' ELSE 'failed' END,
+                        errorMessage = ?, updatedAt = ? WHERE id = ?
+                        """,
+                    arguments: [deletedBody, erasedMention, now, id]
                 )
             } else {
-                try db.execute(sql: "UPDATE outbox SET body = ?, recipientDeleted = 1 WHERE id = ?", arguments: [deletedBody, id])
+                // Sending (its outcome, when it ends, says why it goes no further), or sent: erased.
+                try db.execute(
+                    sql: "UPDATE outbox SET body = ?, recipientDeleted = 1, updatedAt = ? WHERE id = ?",
+                    arguments: [deletedBody, now, id]
+                )
             }
             if let messageSid: String = try row.decode(forColumn: "inReplyTo") { try erase(command: messageSid) }
         }

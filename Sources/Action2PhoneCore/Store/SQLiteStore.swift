@@ -59,10 +59,12 @@ public struct SQLiteStore: Store {
     }
 
     /// Whether `path` is a file with nothing in it (a database about to be made there is new).
+    /// (A regular file of this process's user only: never a device such as /dev/null, a pipe or a link, which the chmod
+    /// in `open(path:)` would follow.)
     public static func isEmptyFile(_ path: String) -> Bool {
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue else { return false }
-        return (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int == 0
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return false }
+        return attributes[.type] as? FileAttributeType == .typeRegular && attributes[.size] as? Int == 0
+            && (attributes[.ownerAccountID] as? NSNumber)?.uint32Value == geteuid()
     }
 
     /// Throws `NotOurDatabase` for a folder, a file that is not SQLite, and a database with tables but not
