@@ -16,14 +16,7 @@ struct StoreOptions: ParsableArguments {
     /// (`replay --fresh` makes its databases new on purpose: `announcingNew` false.)
     func open(announcingNew: Bool = true) throws -> SQLiteStore {
         guard !path.isEmpty else { throw CLIError("--db is empty: give the database file's path") }
-        let existed = FileManager.default.fileExists(atPath: path) && !SQLiteStore.isEmptyFile(path)
-        do {
-            let store = try SQLiteStore.open(path: path)
-            if !existed && announcingNew { printError("(no database was at \(path): created a new, empty one)") }
-            return store
-        } catch {
-            throw CLIError("cannot open the database \(path): \(error)")
-        }
+        return try openDatabase(path, announcingNew: announcingNew)
     }
 
     /// The server configuration from the environment, for this database, as `chat` and `replay` need it: they sign
@@ -34,6 +27,19 @@ struct StoreOptions: ParsableArguments {
         } catch let error as ConfigError {
             throw CLIError(error.description)
         }
+    }
+}
+
+/// Opens or creates the database at `path` and applies migrations; one it had to create (no file, or an empty one) is
+/// said on stderr when `announcingNew`.
+func openDatabase(_ path: String, announcingNew: Bool = true) throws -> SQLiteStore {
+    let existed = FileManager.default.fileExists(atPath: path) && !SQLiteStore.isEmptyFile(path)
+    do {
+        let store = try SQLiteStore.open(path: path)
+        if !existed && announcingNew { printError("(no database was at \(path): created a new, empty one)") }
+        return store
+    } catch {
+        throw CLIError("cannot open the database \(path): \(error)")
     }
 }
 

@@ -68,20 +68,11 @@ struct Serve: AsyncParsableCommand {
             )
         }
         // Locked before the database is opened: opening migrates it, which must not happen under a running server.
-        let existed = FileManager.default.fileExists(atPath: config.databasePath) && !SQLiteStore.isEmptyFile(config.databasePath)
         let lock = try ServeLock(databasePath: config.databasePath)
         defer { lock.release() }
-        let store: SQLiteStore
-        do {
-            store = try SQLiteStore.open(path: config.databasePath)
-        } catch {
-            throw CLIError("cannot open the database \(config.databasePath): \(error)")
-        }
-        if !existed {
-            // Said, not refused: a first start makes the database. A mistyped path, or another working directory for
-            // the default db/action2phone.sqlite, would otherwise tell every member to JOIN again.
-            printError("(no database was at \(config.databasePath): created a new, empty one)")
-        }
+        // A new database is said, not refused: a first start makes it. A mistyped path, or another working directory
+        // for the default db/action2phone.sqlite, would otherwise tell every member to JOIN again.
+        let store = try openDatabase(config.databasePath)
         let handler = ConversationService(config: config, store: store, logger: logger)
         let worker = OutboxWorker(config: config, store: store, logger: logger)
         let checkpoints = CheckpointService(checkpointer: try store.makeCheckpointer(), logger: logger)

@@ -149,7 +149,7 @@ struct Users: AsyncParsableCommand {
             // (Not the name: it was just erased, and this line may go to a log.)
             print("Deleted user \(person.id) (\(e164))" + (consent == nil ? "." : "; the number's consent record is kept."))
             if person.role == .admin, try await opened.listUsers(UserFilter(admins: true, limit: 1)).isEmpty {
-                printError("note: no admin is left: no one can SEND, BROADCAST, FIND or count USERS by text until someone is promoted")
+                printError(Users.noAdminLeft)
             }
         }
     }
@@ -188,6 +188,8 @@ struct Users: AsyncParsableCommand {
         }
     }
 
+    static let noAdminLeft = "note: no admin is left: no one can SEND, BROADCAST, FIND or count USERS by text until someone is promoted"
+
     /// A consent change is recorded for any number (one that never registered may opt out too), but a typo in it would
     /// otherwise pass for the change the person asked for.
     static func noteWhenNobodyHas(_ e164: String, _ store: SQLiteStore) async throws {
@@ -219,7 +221,7 @@ private func setRole(_ store: StoreOptions, _ phone: String, _ role: Role) async
         guard try await database.setRole(phone: e164, role) else { throw CLIError("no user with phone \(e164)") }
         print("\(e164) is now \(named).")
         if role == .user, try await database.listUsers(UserFilter(admins: true, limit: 1)).isEmpty {
-            printError("note: no admin is left: no one can SEND, BROADCAST, FIND or count USERS by text until someone is promoted")
+            printError(Users.noAdminLeft)
         }
     }
     // A number in ACTION2PHONE_ADMIN_PHONES registers as an admin: after a DELETE and a new JOIN the role would be back.

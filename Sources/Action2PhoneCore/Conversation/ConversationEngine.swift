@@ -165,7 +165,7 @@ public struct ConversationEngine: Sendable {
             let timedOut =
                 "Your \(expired.flowName ?? "flow") timed out after \(Copy.duration(settings.sessionTTL)) of silence"
                 + (expired.timedOutConsequence.map { " and \($0)" } ?? "")
-            let restart = expired.restartCommand
+            let restart = expired.restartCommand(loggedIn: state.isLoggedIn)
             // (After a passcode question, always: "To opt out…" after "stop1917x" would say what the passcode holds.)
             if case .unknown(let word) = route,
                 stepBefore.expectsPasscode
@@ -177,12 +177,9 @@ public struct ConversationEngine: Sendable {
                 // unknown command.
                 step.replies = [timedOut + ", so that text was not used. Reply \(restart) to start again."]
             } else {
-                // (Not told to send what it has just sent, or what its reply already names; LOGIN, the first of two
-                // steps, is left out once logged in.)
-                let then = restart.hasPrefix("LOGIN, then ") ? String(restart.dropFirst("LOGIN, then ".count)) : nil
-                let hint = then.map { state.isLoggedIn ? $0 : restart } ?? restart
-                let named = first.contains(hint) || input.command == hint
-                step.replies[0] = timedOut + (named ? ". " : "; send \(hint) to start again. ") + first
+                // (Not told to send what it has just sent, or what its reply already names.)
+                let named = first.contains(restart) || input.command == restart
+                step.replies[0] = timedOut + (named ? ". " : "; send \(restart) to start again. ") + first
             }
         }
         return Decision(replies: step.replies, effects: step.effects, loggedBody: redact ? Copy.redacted : nil)

@@ -66,14 +66,16 @@ public enum Step: Codable, Sendable, Equatable {
         }
     }
 
-    /// The commands that start this flow again once it timed out (the login has timed out with it).
-    var restartCommand: String {
-        switch self {
+    /// The commands that start this flow again once it timed out (the login has timed out with it): LOGIN first,
+    /// for the flows of someone logged in, unless they have logged in again since.
+    func restartCommand(loggedIn: Bool) -> String {
+        let login = loggedIn ? "" : "LOGIN, then "
+        return switch self {
         case .idle, .askedFirstName, .askedLastName, .askedEmail, .askedPasscode, .askedPasscodeAgain: "JOIN"
         case .askedLoginPasscode: "LOGIN"
-        case .askedCurrentPasscode, .askedNewPasscode, .askedNewPasscodeAgain: "LOGIN, then PASSCODE"
-        case .confirmingDelete: "LOGIN, then DELETE"
-        case .confirmingBroadcast: "LOGIN, then BROADCAST <text>"
+        case .askedCurrentPasscode, .askedNewPasscode, .askedNewPasscodeAgain: login + "PASSCODE"
+        case .confirmingDelete: login + "DELETE"
+        case .confirmingBroadcast: login + "BROADCAST <text>"
         }
     }
 

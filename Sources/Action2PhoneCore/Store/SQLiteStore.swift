@@ -76,23 +76,23 @@ public struct SQLiteStore: Store {
         guard let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int, size > 0 else { return }
         var probing = Configuration()
         probing.busyMode = .timeout(5)
-        let tables: [String]
+        let (tables, ours): ([String], Bool)
         do {
-            // A queue, not a pool: it reads without changing the journal mode.
-            tables = try DatabaseQueue(path: file, configuration: probing).read { db in
-                try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+            // A queue, not a pool: it reads without changing the journal mode. Every Action2Phone database records its
+            // first migration; another GRDB application's records its own.
+            (tables, ours) = try DatabaseQueue(path: file, configuration: probing).read { db in
+                let tables = try String.fetchAll(
+                    db,
+                    sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+                )
+                let first = "SELECT 1 FROM grdb_migrations WHERE identifier = ?"
+                return (tables, try tables.contains("grdb_migrations") && Bool.fetchOne(db, sql: first, arguments: [Schema.firstMigration]) == true)
             }
         } catch let error as DatabaseError where error.resultCode.primaryResultCode == .SQLITE_NOTADB {
             throw NotOurDatabase(description: "it is not an SQLite database (\(size) bytes of something else); it was left as it was")
         } catch let error as DatabaseError where [.SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM].contains(error.resultCode.primaryResultCode) {
             throw DatabaseNotWritable(reason: error.message ?? "\(error.resultCode)")
         }
-        // Every Action2Phone database records its first migration; another GRDB application's records its own.
-        let ours =
-            try tables.contains("grdb_migrations")
-            && DatabaseQueue(path: file, configuration: probing).read { db in
-                try Bool.fetchOne(db, sql: "SELECT 1 FROM grdb_migrations WHERE identifier = ?", arguments: [Schema.firstMigration]) == true
-            }
         if tables.contains(where: { $0 != "grdb_migrations" }) && !ours {
             let shown = tables.prefix(3).joined(separator: ", ") + (tables.count > 3 ? ", …" : "")
             throw NotOurDatabase(description: "it is another application's database (tables \(shown)), not Action2Phone's; it was left as it was")
