@@ -80,7 +80,8 @@ struct Serve: AsyncParsableCommand {
             config: config,
             store: store,
             handler: handler,
-            services: [worker, checkpoints],
+            // (A question is abandoned after a day, or after the session's TTL when that is longer: never while it lasts.)
+            services: [worker, checkpoints, HousekeepingService(store: store, abandonedAfter: max(86_400, config.sessionTTL), logger: logger)],
             logger: logger,
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? config.port

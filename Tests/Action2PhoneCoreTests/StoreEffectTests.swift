@@ -251,6 +251,33 @@ struct StoreEffectTests {
         #expect(retried.queued.isEmpty && retried.refused.first?.reason.contains("erased when a person deleted their account") == true)
     }
 
+    @Test func questionsLeftUnansweredForADayAreEndedAndTheirDraftsGo() async throws {
+        // Given a registration left at its confirmation two days ago, one left an hour ago, and an idle number
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        func leave(_ phone: String, _ step: Step, at when: Date) async throws {
+            let record = InboundRecord(messageSid: WebhookFields.newMessageSid(), from: phone, to: "+15005550006", body: "x", fields: [])
+            _ = try await store.processInbound(record, replyMode: .twiml, now: when) { state, _ in
+                state.step = step
+                state.lastActivity = when
+                return Decision(replies: ["ok"])
+            }
+        }
+        let draft = Step.askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: hash)
+        try await leave("+14155550101", draft, at: t0.addingTimeInterval(-2 * 86_400))
+        try await leave("+14155550102", .askedEmail(first: "Boris", last: "X"), at: t0.addingTimeInterval(-3600))
+        try await leave("+14155550103", .idle, at: t0.addingTimeInterval(-3 * 86_400))
+        // When questions unanswered for a day are ended
+        #expect(try await store.forgetAbandonedQuestions(before: t0.addingTimeInterval(-86_400)) == 1)
+        // Then the old registration's name, email and passcode hash are gone, its texts still taken as passcodes
+        let states = try fetchRows(path, "SELECT phone, state FROM conversations ORDER BY phone").map { $0["state"] as String }
+        #expect(!states[0].contains("Olga") && !states[0].contains("olga@") && !states[0].contains("pending"), "\(states[0])")
+        #expect(StoredState.decode(states[0])?.step == .idle && StoredState.decode(states[0])?.passcodeMayFollow == true)
+        // And the recent question is kept
+        #expect(StoredState.decode(states[1])?.step == .askedEmail(first: "Boris", last: "X"))
+        #expect(try await store.forgetAbandonedQuestions(before: t0.addingTimeInterval(-86_400)) == 0)
+    }
+
     @Test func aDemotedAdminsCommandsNamingThePersonAreErasedToo() async throws {
         // Given an admin who found Boris and wrote to him, and was demoted since
         let path = makeTestDatabasePath()

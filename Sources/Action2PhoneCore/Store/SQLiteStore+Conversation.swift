@@ -257,6 +257,31 @@ extension SQLiteStore {
         }
     }
 
+    /// Ends the questions no one has answered since `cutoff`: a registration begun and left keeps a name, an email and
+    /// a passcode's hash in its state, which nothing else would ever erase (DELETE needs an account). The number's next
+    /// text is answered as after any silence, without a time-out note; a passcode question ended so keeps its texts
+    /// treated as passcodes. Returns how many were ended.
+    public func forgetAbandonedQuestions(before cutoff: Date) async throws -> Int {
+        try await writer.write { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: "SELECT phone, state FROM conversations WHERE updatedAt < ? AND json_extract(state, '$.step.idle') IS NULL",
+                arguments: [cutoff]
+            )
+            var ended = 0
+            for row in rows {
+                let phone: String = try row.decode(forColumn: "phone")
+                guard let state = StoredState.decode(try row.decode(forColumn: "state")), state.step != .idle else { continue }
+                try db.execute(
+                    sql: "UPDATE conversations SET state = ? WHERE phone = ?",
+                    arguments: [StoredState.encode(state.reset(lastActivity: state.lastActivity)), phone]
+                )
+                ended += 1
+            }
+            return ended
+        }
+    }
+
     /// Ends the login and any question of `phone` (DELETE, an operator's opt-out, or Twilio reporting the number opted
     /// out). A passcode question ended so still has the texts after it treated as passcodes (`reset(lastActivity:)`).
     static func resetConversation(_ db: Database, phone: String, now: Date, passcodeMayFollow: Bool = false) throws {
