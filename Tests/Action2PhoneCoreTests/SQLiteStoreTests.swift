@@ -27,8 +27,9 @@ struct SQLiteStoreTests {
         for file in [path, path + "-wal"] {
             #expect((try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? NSNumber)?.intValue == 0o600, "\(file)")
         }
-        // and every commit synced (2 = FULL): an acknowledged webhook survives a power loss
-        #expect(try store.writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
+        // and every commit synced (2 = FULL): an acknowledged webhook survives a power loss. Asked of the writer's own
+        // connection (a read would ask a reader's), which is the one that commits.
+        #expect(try store.writer.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
         // and erased rows zeroed, not left in free pages (Debian's SQLite does that by default; this guards the others)
         #expect(try store.writer.read { try Int.fetchOne($0, sql: "PRAGMA secure_delete") } == 1)
         let tables = try queue.read {

@@ -102,6 +102,9 @@ public struct SQLiteStore: Store {
     /// Wraps an opened database and applies the migrations it lacks.
     public init(_ writer: any DatabaseWriter) throws {
         self.writer = writer
+        // GRDB sets its pool's writer to `synchronous = NORMAL` after `prepareDatabase` has run (`setUpWALMode`), so
+        // the writer's own connection, the one that commits, is set to FULL here, once it is open.
+        try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         let health = WriteHealth()
         self.health = health
         self.inbound = InboundBatcher(writer: writer, health: health)
@@ -121,7 +124,7 @@ public struct SQLiteStore: Store {
         config.prepareDatabase { db in
             // FULL: each commit is on disk before it returns, so an acknowledged webhook survives a power loss too
             // (NORMAL, in WAL mode, survives only a crash of this process). Webhooks share commits, so the sync is
-            // paid once per batch; in four alternating 10 s runs of the webhook benchmark the two were the same within noise.
+            // paid once per batch. (A pool's writer is set again in `init(_:)`: GRDB turns it to NORMAL after this.)
             try db.execute(sql: "PRAGMA synchronous = FULL")
             // Deleted rows (DELETE's erasures) are overwritten with zeros, not left in free pages. Debian's SQLite does
             // this by default; others do not.
