@@ -100,18 +100,19 @@ struct Serve: AsyncParsableCommand {
 
 /// One `serve` per database: a second one's outbox worker would send at the configured rate too, doubling it.
 /// An advisory lock (`flock`) on `<database>-serve.lock`, which the kernel drops when the process ends, however
-/// it ends; the file itself stays.
+/// it ends; the file itself stays. It sits beside the database file itself, links followed, so that a server
+/// started through a symbolic link to the database (or to its folder) finds the same lock.
 struct ServeLock {
     let descriptor: Int32
 
     init(databasePath: String) throws {
-        let path = databasePath + "-serve.lock"
         let folder = URL(fileURLWithPath: databasePath).deletingLastPathComponent()
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         } catch {
             throw CLIError("cannot open the database \(databasePath): cannot create its folder \(folder.path) (\(error.localizedDescription))")
         }
+        let path = Self.databaseFile(databasePath) + "-serve.lock"
         descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw CLIError("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
@@ -127,6 +128,22 @@ struct ServeLock {
     }
 
     func release() { close(descriptor) }
+
+    /// The file `path` names, every link followed; for a file not made yet, its folder's real path and, when `path`
+    /// is a link to a file not yet there, that file (`SQLiteStore.open` creates the database there).
+    static func databaseFile(_ path: String) -> String {
+        if let real = realpath(path, nil) {
+            defer { free(real) }
+            return String(cString: real)
+        }
+        var file = URL(fileURLWithPath: path)
+        if let link = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
+            file = link.hasPrefix("/") ? URL(fileURLWithPath: link) : file.deletingLastPathComponent().appendingPathComponent(link)
+        }
+        guard let folder = realpath(file.deletingLastPathComponent().path, nil) else { return file.path }
+        defer { free(folder) }
+        return URL(fileURLWithPath: String(cString: folder)).appendingPathComponent(file.lastPathComponent).path
+    }
 }
 
 /// The start-up banner: mode, URL, database; never a secret.

@@ -130,6 +130,17 @@ struct ServeProcessTests {
         // Then it stops at once, saying why, and the first is unharmed
         #expect(second.status == 1)
         #expect(second.stderr.contains("another action2phone serve is running on \(db)"), "\(second.stderr)")
+        // and so does one started through a link to the database, or to its folder (the lock is the file's, not the path's)
+        let link = dir.appendingPathComponent("link.sqlite").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "a.sqlite")
+        let linkedFolder = testScratch.appendingPathComponent("a2p-link-\(UUID().uuidString)").path
+        try FileManager.default.createSymbolicLink(atPath: linkedFolder, withDestinationPath: dir.path)
+        defer { try? FileManager.default.removeItem(atPath: linkedFolder) }
+        for other in [link, linkedFolder + "/a.sqlite"] {
+            let viaLink = try await Executable.run(["serve", "--port", "0", "--db", other])
+            #expect(viaLink.status == 1, "\(other)")
+            #expect(viaLink.stderr.contains("another action2phone serve is running on \(other)"), "\(viaLink.stderr)")
+        }
         #expect(first.isRunning)
         first.interrupt()
         #expect(await Executable.waitForExit(first, timeout: .seconds(10)) == 0)
