@@ -31,7 +31,7 @@ struct SQLiteStoreTests {
         // connection (a read would ask a reader's), which is the one that commits.
         #expect(try store.writer.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
         // and erased rows zeroed, not left in free pages (Debian's SQLite does that by default; this guards the others)
-        #expect(try store.writer.read { try Int.fetchOne($0, sql: "PRAGMA secure_delete") } == 1)
+        #expect(try store.writer.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA secure_delete") } == 1)
         let tables = try queue.read {
             try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         }

@@ -25,7 +25,9 @@ public final class WALCheckpointer: Sendable {
     public static let writerThreshold = 8000
 
     private let connection: DatabaseQueue
-    /// For `truncate()`: gives up at once where the others wait, so that it never holds up the writer.
+    /// For `truncate()`: gives up at once where the others wait, so that it never waits for the writer. (Once it
+    /// has begun, a write arriving meanwhile waits for its last copy and sync, as for any truncating checkpoint:
+    /// it runs only after a quiet second, when there is little left to copy.)
     private let truncating: DatabaseQueue
     private let writer: any DatabaseWriter
 
