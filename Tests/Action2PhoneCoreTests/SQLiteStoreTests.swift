@@ -12,7 +12,7 @@ struct SQLiteStoreTests {
         let path = makeTestDatabasePath()
         // When the store opens it
         let store = try SQLiteStore.open(path: path)
-        // Then every migration is applied, in WAL mode, with foreign keys on
+        // Then every migration is applied, in WAL mode
         #expect(
             try store.appliedMigrations() == [
                 "v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times",
