@@ -136,10 +136,7 @@ struct ServeLock {
             defer { free(real) }
             return String(cString: real)
         }
-        var file = URL(fileURLWithPath: path)
-        if let link = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
-            file = link.hasPrefix("/") ? URL(fileURLWithPath: link) : file.deletingLastPathComponent().appendingPathComponent(link)
-        }
+        let file = URL(fileURLWithPath: SQLiteStore.linkTarget(path))
         guard let folder = realpath(file.deletingLastPathComponent().path, nil) else { return file.path }
         defer { free(folder) }
         return URL(fileURLWithPath: String(cString: folder)).appendingPathComponent(file.lastPathComponent).path

@@ -39,10 +39,7 @@ public struct SQLiteStore: Store {
         // A new database is private to its owner (it holds passcode hashes and people's details); SQLite gives its
         // -wal and -shm the same permissions. O_EXCL: an existing file (one another process has just created too)
         // is never replaced, and keeps the permissions it has. A link to a file not yet there has that file created.
-        var file = path
-        if let link = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
-            file = link.hasPrefix("/") ? link : folder.appendingPathComponent(link).path
-        }
+        let file = linkTarget(path)
         let descriptor = Foundation.open(file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
         if descriptor >= 0 {
             close(descriptor)
@@ -56,6 +53,13 @@ public struct SQLiteStore: Store {
             // Opening applies the migrations the file lacks, and SQLite in WAL mode writes beside the file even to read.
             throw DatabaseNotWritable(reason: error.message ?? "\(error.resultCode)")
         }
+    }
+
+    /// The file a database path names: `path` itself or, when it is a symbolic link, the file the link points to
+    /// (where a new database is made).
+    public static func linkTarget(_ path: String) -> String {
+        guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: path) else { return path }
+        return link.hasPrefix("/") ? link : URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(link).path
     }
 
     /// Whether `path` is a file with nothing in it (a database about to be made there is new).
