@@ -10,49 +10,30 @@ SOAK=${2:-60}
 for n in "$@"; do [[ $n =~ ^[1-9][0-9]*$ || $n == 0 ]] || { echo "usage: Benchmarks/run-webhook.sh [seconds] [soak seconds] (whole numbers; got '$n')" >&2; exit 2; }; done
 LOGINS=64
 PASSCODE=tractor-2026
-THREADS=2
-CONNECTIONS=64
 PORT=18400
 CEILING_PORT=18401
-TOKEN=bench-auth-token-0123456789abcdef
-ACCOUNT=AC00000000000000000000000000000000
-PUBLIC=http://bench.local
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+. Benchmarks/webhook-lib.sh
 
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 swift build -c release --product action2phone >/dev/null
 swift build -c release --product a2p-ceiling >/dev/null
 BIN=$(swift build -c release --show-bin-path)
 
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # Enough unique requests that no MessageSid repeats in a measured run (about 60,000/s at most). Each phase
 # has its own senders: wrk stops mid-sequence, and a sender left waiting for a passcode would be hashed.
 NEEDED=$(( (DURATION + 3) * 60000 ))
-gen() { python3 Benchmarks/gen_webhooks.py "$1" "$TOKEN" "$PUBLIC/sms" "$ACCOUNT" "$WORK/$2" "${5:-1000}" "$3" "$4" ${6:-}; }
 gen 40000 warmup.tsv 0 6000000
 gen "$NEEDED" measure.tsv 1000000000 5000000
 gen "$NEEDED" during-logins.tsv 2000000000 8000000
 gen 20000 logins.tsv 3000000000 7000000 $LOGINS "login:$PASSCODE"
 [ "$SOAK" -gt 0 ] && gen $(( SOAK * 15000 )) soak.tsv 4000000000 9000000
 
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-run_wrk() { # url file seconds [threads connections]
-  wrk -t"${4:-$THREADS}" -c"${5:-$CONNECTIONS}" -d"$3"s --timeout 5s -s Benchmarks/webhooks.lua "$1" -- "$2" "${4:-$THREADS}" | grep '^RESULT'
-}
-field() { echo "$1" | sed -n "s/.*$2=\([0-9.]*\).*/\1/p"; }
-
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "wrk: $THREADS threads, $CONNECTIONS connections, ${DURATION}s after a warm-up, on loopback"
 
 # --- action2phone serve ---
-TWILIO_ACCOUNT_SID=$ACCOUNT TWILIO_AUTH_TOKEN=$TOKEN TWILIO_FROM_NUMBER=+15005550006 TWILIO_API_BASE_URL=http://127.0.0.1:9 \
-ACTION2PHONE_PUBLIC_URL=$PUBLIC LOG_LEVEL=warning \
-  "$BIN/action2phone" serve --port $PORT --db "$WORK/bench.sqlite" >"$WORK/serve.log" 2>&1 &
-SERVER=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+start_server "$BIN/action2phone" $PORT "$WORK/bench.sqlite" "$WORK/serve.log"
 # The people who log in: registered with the production PBKDF2 cost (one hash, shared salt, made once here).
 HASH=$(python3 -c "import hashlib,sys; print(hashlib.pbkdf2_hmac('sha256', b'$PASSCODE', b'bench-salt-16byt', 600000, 32).hex())")
 sqlite3 "$WORK/bench.sqlite" "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $LOGINS - 1)
