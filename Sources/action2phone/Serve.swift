@@ -112,7 +112,7 @@ struct ServeLock {
         } catch {
             throw CLIError("cannot open the database \(databasePath): cannot create its folder \(folder.path) (\(error.localizedDescription))")
         }
-        let path = Self.databaseFile(databasePath) + "-serve.lock"
+        let path = try Self.databaseFile(databasePath) + "-serve.lock"
         descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw CLIError("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
@@ -129,17 +129,15 @@ struct ServeLock {
 
     func release() { close(descriptor) }
 
-    /// The file `path` names, every link followed; for a file not made yet, its folder's real path and, when `path`
-    /// is a link to a file not yet there, that file (`SQLiteStore.open` creates the database there).
-    static func databaseFile(_ path: String) -> String {
-        if let real = realpath(path, nil) {
-            defer { free(real) }
-            return String(cString: real)
+    /// The file `path` names, every link followed: for a file not made yet, where its links lead, in its folder's real
+    /// path (`SQLiteStore.open` creates the database there).
+    static func databaseFile(_ path: String) throws -> String {
+        if let real = SQLiteStore.realPath(path) { return real }
+        let target = SQLiteStore.linkTarget(path)
+        guard let folder = SQLiteStore.realFolder(of: target) else {
+            throw CLIError("cannot open the database \(path): \(DatabaseLinkBroken(target: target))")
         }
-        let file = URL(fileURLWithPath: SQLiteStore.linkTarget(path))
-        guard let folder = realpath(file.deletingLastPathComponent().path, nil) else { return file.path }
-        defer { free(folder) }
-        return URL(fileURLWithPath: String(cString: folder)).appendingPathComponent(file.lastPathComponent).path
+        return URL(fileURLWithPath: folder).appendingPathComponent(URL(fileURLWithPath: target).lastPathComponent).path
     }
 }
 

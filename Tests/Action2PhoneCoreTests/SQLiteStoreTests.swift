@@ -138,6 +138,35 @@ struct SQLiteStoreTests {
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: path) == "volume/live.sqlite")
     }
 
+    @Test func aDatabaseThroughAChainOfLinksOrALinkedFolderIsCreatedPrivateWhereTheyLead() throws {
+        // Given, none of the databases there yet: a.sqlite → b.sqlite → real/c.sqlite, and a folder F linked to
+        // real/sub holding l.sqlite → ../y.sqlite (real/y.sqlite: `..` is taken from real/sub, not from F's folder)
+        let folder = URL(fileURLWithPath: makeTestDatabasePath()).deletingLastPathComponent()
+        func at(_ name: String) -> String { folder.appendingPathComponent(name).path }
+        try FileManager.default.createDirectory(atPath: at("real/sub"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: at("a.sqlite"), withDestinationPath: "b.sqlite")
+        try FileManager.default.createSymbolicLink(atPath: at("b.sqlite"), withDestinationPath: "real/c.sqlite")
+        try FileManager.default.createSymbolicLink(atPath: at("F"), withDestinationPath: "real/sub")
+        try FileManager.default.createSymbolicLink(atPath: at("real/sub/l.sqlite"), withDestinationPath: "../y.sqlite")
+        // When the store opens them
+        _ = try SQLiteStore.open(path: at("a.sqlite"))
+        _ = try SQLiteStore.open(path: at("F/l.sqlite"))
+        // Then each database is made where its links lead, readable by its owner alone, and nothing is made on the way
+        for target in ["real/c.sqlite", "real/y.sqlite"] {
+            #expect((try? FileManager.default.attributesOfItem(atPath: at(target))[.posixPermissions] as? NSNumber)?.intValue == 0o600, "\(target)")
+            #expect(SQLiteStore.linkTarget(at(target)) == at(target))
+        }
+        #expect(!FileManager.default.fileExists(atPath: at("y.sqlite")))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: at("b.sqlite")) == "real/c.sqlite")
+        // And a link into a folder that does not exist is refused, saying where it leads
+        try FileManager.default.createSymbolicLink(atPath: at("broken.sqlite"), withDestinationPath: "nowhere/x.sqlite")
+        #expect {
+            try SQLiteStore.open(path: at("broken.sqlite"))
+        } throws: { error in
+            "\(error)" == "it is a link to \(at("nowhere/x.sqlite")), in a folder that does not exist"
+        }
+    }
+
     @Test func reopeningKeepsDataAndAppliesNothingTwice() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)

@@ -155,6 +155,38 @@ struct ServeProcessTests {
         #expect(!thirdLog().contains("no database was at"), "\(thirdLog())")
     }
 
+    @Test func aServerOnANewDatabaseThroughAChainOfLinksHoldsTheLockWhereTheDatabaseIsMade() async throws {
+        // Given a.sqlite → b.sqlite → real/c.sqlite, with no database there yet, and a server started through a.sqlite
+        let dir = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("real"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("a.sqlite").path, withDestinationPath: "b.sqlite")
+        try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("b.sqlite").path, withDestinationPath: "real/c.sqlite")
+        let log = dir.appendingPathComponent("first.log")
+        let first = try Executable.start(
+            ["serve", "--port", "0", "--db", dir.appendingPathComponent("a.sqlite").path],
+            environment: [:],
+            output: log
+        )
+        defer { if first.isRunning { first.interrupt() } }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        func banner() -> String { String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self) }
+        while !banner().contains("listening") && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(banner().contains("listening"), "\(banner())")
+        // When a second starts on the database itself, now made
+        let real = dir.appendingPathComponent("real/c.sqlite").path
+        let second = try await Executable.run(["serve", "--port", "0", "--db", real])
+        // Then it is refused: both found the same lock
+        #expect(second.status == 1 && second.stderr.contains("another action2phone serve is running on \(real)"), "\(second.stderr)")
+        // And a link into a folder that does not exist is said to be one
+        let broken = dir.appendingPathComponent("broken.sqlite").path
+        try FileManager.default.createSymbolicLink(atPath: broken, withDestinationPath: "nowhere/x.sqlite")
+        let third = try await Executable.run(["serve", "--port", "0", "--db", broken])
+        let said =
+            "cannot open the database \(broken): it is a link to \(dir.appendingPathComponent("nowhere/x.sqlite").path), in a folder that does not exist"
+        #expect(third.status == 1 && third.stderr.contains(said), "\(third.stderr)")
+        #expect(first.isRunning)
+    }
+
     @Test func aHostThatIsNoAddressOfThisMachineIsSaidSo() async throws {
         let db = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)/a.sqlite").path
         let r = try await Executable.run(["serve", "--host", "256.1.1.1", "--port", "0", "--db", db])

@@ -24,6 +24,13 @@ public struct NotOurDatabase: Error, CustomStringConvertible {
     public let description: String
 }
 
+/// A database path that is a link to a file in a folder that does not exist.
+public struct DatabaseLinkBroken: Error, CustomStringConvertible {
+    public let target: String
+    public init(target: String) { self.target = target }
+    public var description: String { "it is a link to \(target), in a folder that does not exist" }
+}
+
 /// The SQLite implementation of `Store`: a WAL-mode `DatabasePool` with a busy timeout, migrated on open.
 public struct SQLiteStore: Store {
     let writer: any DatabaseWriter
@@ -39,11 +46,13 @@ public struct SQLiteStore: Store {
         // A new database is private to its owner (it holds passcode hashes and people's details); SQLite gives its
         // -wal and -shm the same permissions. O_EXCL: an existing file (one another process has just created too)
         // is never replaced, and keeps the permissions it has. A link to a file not yet there has that file created.
-        let file = linkTarget(path)
-        let descriptor = Foundation.open(file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
-        if descriptor >= 0 {
-            close(descriptor)
-        } else if isEmptyFile(file) {
+        let target = linkTarget(path)
+        guard realFolder(of: target) != nil else { throw DatabaseLinkBroken(target: target) }
+        let descriptor = Foundation.open(target, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        if descriptor >= 0 { close(descriptor) }
+        // (From here on the file's real path, links and `..` resolved: the checks below look at the file itself.)
+        let file = realPath(target) ?? target
+        if descriptor < 0 && isEmptyFile(file) {
             chmod(file, 0o600)  // an empty file (`: > db.sqlite`) becomes the database: private, as a new one is
         }
         try refuseForeign(file)
@@ -55,11 +64,28 @@ public struct SQLiteStore: Store {
         }
     }
 
-    /// The file a database path names: `path` itself or, when it is a symbolic link, the file the link points to
-    /// (where a new database is made).
+    /// The file a database path names: `path` itself or, when it is a symbolic link, the file its links lead to
+    /// (where a new database is made), followed as the kernel does: a link to a link too, each relative target from
+    /// its link's own folder, and `..` left for the kernel to take from the real folder.
     public static func linkTarget(_ path: String) -> String {
-        guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: path) else { return path }
-        return link.hasPrefix("/") ? link : URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(link).path
+        var file = path
+        for _ in 0..<40 {  // Linux's limit: a loop of links ends here, and opening it fails as the kernel says
+            guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: file) else { break }
+            file = link.hasPrefix("/") ? link : (file.lastIndex(of: "/").map { String(file[...$0]) } ?? "") + link
+        }
+        return file
+    }
+
+    /// The real path (links and `..` resolved) of the folder `path` names its file in, or nil when it does not exist.
+    public static func realFolder(of path: String) -> String? {
+        realPath(path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? ".")
+    }
+
+    /// `realpath(3)`: nil when `path` does not exist.
+    public static func realPath(_ path: String) -> String? {
+        guard let real = realpath(path, nil) else { return nil }
+        defer { free(real) }
+        return String(cString: real)
     }
 
     /// Whether `path` is a file with nothing in it (a database about to be made there is new).
