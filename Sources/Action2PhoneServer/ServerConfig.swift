@@ -142,6 +142,9 @@ extension ServerConfig {
         /// Where a bad value came from, as the operator wrote it: the flag, or else the environment variable.
         func name(_ key: ConfigKey) -> String { flags[key] != nil ? key.flag ?? key.rawValue : key.rawValue }
         let databasePath = value(.database) ?? "db/action2phone.sqlite"
+        if databasePath.hasSuffix("/") {
+            throw ConfigError("\(name(.database)) ends in /, which names a folder: give the database file's path, such as db/action2phone.sqlite")
+        }
         let accountSid = value(.accountSid)
         let token = value(.authToken)
         if (accountSid == nil) != (token == nil) {

@@ -106,11 +106,11 @@ struct ServeLock {
     let descriptor: Int32
 
     init(databasePath: String) throws {
-        let folder = URL(fileURLWithPath: databasePath).deletingLastPathComponent()
+        let folder = SQLiteStore.folderPath(of: databasePath)
         do {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
-            throw CLIError("cannot open the database \(databasePath): cannot create its folder \(folder.path) (\(error.localizedDescription))")
+            throw CLIError("cannot open the database \(databasePath): cannot create its folder \(folder) (\(error.localizedDescription))")
         }
         let path = try Self.databaseFile(databasePath) + "-serve.lock"
         descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
@@ -133,7 +133,9 @@ struct ServeLock {
     /// path (`SQLiteStore.open` creates the database there).
     static func databaseFile(_ path: String) throws -> String {
         if let real = SQLiteStore.realPath(path) { return real }
+        let failure = errno
         let target = SQLiteStore.linkTarget(path)
+        if failure == ELOOP { throw CLIError("cannot open the database \(path): \(DatabaseLinkBroken(target: target, isLoop: true))") }
         guard let folder = SQLiteStore.realFolder(of: target) else {
             throw CLIError("cannot open the database \(path): \(DatabaseLinkBroken(target: target))")
         }

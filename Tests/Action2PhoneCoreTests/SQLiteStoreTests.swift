@@ -165,6 +165,29 @@ struct SQLiteStoreTests {
         } throws: { error in
             "\(error)" == "it is a link to \(at("nowhere/x.sqlite")), in a folder that does not exist"
         }
+        // And so is a loop of links, and a path ending in / (a folder's)
+        try FileManager.default.createSymbolicLink(atPath: at("loop1.sqlite"), withDestinationPath: "loop2.sqlite")
+        try FileManager.default.createSymbolicLink(atPath: at("loop2.sqlite"), withDestinationPath: "loop1.sqlite")
+        #expect { try SQLiteStore.open(path: at("loop1.sqlite")) } throws: { "\($0)".hasPrefix("its links lead round in a loop") }
+        #expect { try SQLiteStore.open(path: at("new.sqlite") + "/") } throws: { "\($0)".hasPrefix("it ends in /, which names a folder") }
+        #expect(!FileManager.default.fileExists(atPath: at("new.sqlite")))
+    }
+
+    @Test func aPathWithDotDotThroughALinkedFolderIsTakenAsTheKernelTakesIt() throws {
+        // Given a folder A linked to deep/inner, and the path A/../n/x.sqlite (deep/n/x.sqlite to the kernel), none made yet
+        let folder = URL(fileURLWithPath: makeTestDatabasePath()).deletingLastPathComponent()
+        func at(_ name: String) -> String { folder.appendingPathComponent(name).path }
+        try FileManager.default.createDirectory(atPath: at("deep/inner"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: at("A"), withDestinationPath: "deep/inner")
+        // When the store opens it, by its absolute path and by one relative to the working directory (`../../tmp/…`)
+        let up = String(repeating: "../", count: FileManager.default.currentDirectoryPath.split(separator: "/").count)
+        _ = try SQLiteStore.open(path: at("A") + "/../n/x.sqlite")
+        _ = try SQLiteStore.open(path: up + at("A").dropFirst() + "/../m/x.sqlite")
+        // Then each database is made where the kernel finds it, private, and no folder n or m beside A
+        for made in ["deep/n/x.sqlite", "deep/m/x.sqlite"] {
+            #expect((try? FileManager.default.attributesOfItem(atPath: at(made))[.posixPermissions] as? NSNumber)?.intValue == 0o600, "\(made)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: at("n")) && !FileManager.default.fileExists(atPath: at("m")))
     }
 
     @Test func reopeningKeepsDataAndAppliesNothingTwice() async throws {

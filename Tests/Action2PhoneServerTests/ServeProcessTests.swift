@@ -184,6 +184,13 @@ struct ServeProcessTests {
         let said =
             "cannot open the database \(broken): it is a link to \(dir.appendingPathComponent("nowhere/x.sqlite").path), in a folder that does not exist"
         #expect(third.status == 1 && third.stderr.contains(said), "\(third.stderr)")
+        // and a loop of links, with no lock file left beside it
+        let loop = dir.appendingPathComponent("loop1.sqlite").path
+        try FileManager.default.createSymbolicLink(atPath: loop, withDestinationPath: "loop2.sqlite")
+        try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("loop2.sqlite").path, withDestinationPath: "loop1.sqlite")
+        let fourth = try await Executable.run(["serve", "--port", "0", "--db", loop])
+        #expect(fourth.status == 1 && fourth.stderr.contains("cannot open the database \(loop): its links lead round in a loop"), "\(fourth.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: loop + "-serve.lock"))
         #expect(first.isRunning)
     }
 

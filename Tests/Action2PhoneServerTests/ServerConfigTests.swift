@@ -81,6 +81,21 @@ struct ServerConfigTests {
         }
     }
 
+    @Test func aDatabasePathEndingInASlashIsRefusedBeforeAnythingIsMadeThere() throws {
+        // Given a database path that names a folder, by flag or by environment
+        let folder = testScratch.appendingPathComponent("a2p-cfg-\(UUID().uuidString)").path
+        let given: [([ConfigKey: String], [String: String], String)] = [
+            ([.database: folder + "/"], [:], "--db"), ([:], ["ACTION2PHONE_DB": folder + "/"], "ACTION2PHONE_DB"),
+        ]
+        for (flags, environment, name) in given {
+            // Then it is refused, named as given, and no folder or development token is made for it
+            #expect(throws: ConfigError("\(name) ends in /, which names a folder: give the database file's path, such as db/action2phone.sqlite")) {
+                try ServerConfig.resolve(flags: flags, environment: environment)
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: folder))
+    }
+
     @Test func aPublicURLEndingInTheWebhooksPathIsRefusedWithTheBase() throws {
         // The webhook's URL pasted from the Twilio Console: signatures would be checked against …/sms/sms
         for pasted in ["https://bot.example.org/sms", "https://bot.example.org/sms/", "https://u:pw@bot.example.org/a2p/SMS/status"] {

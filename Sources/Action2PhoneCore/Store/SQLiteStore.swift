@@ -24,11 +24,17 @@ public struct NotOurDatabase: Error, CustomStringConvertible {
     public let description: String
 }
 
-/// A database path that is a link to a file in a folder that does not exist.
+/// A database path that is a link to a file in a folder that does not exist, or one of a loop of links.
 public struct DatabaseLinkBroken: Error, CustomStringConvertible {
     public let target: String
-    public init(target: String) { self.target = target }
-    public var description: String { "it is a link to \(target), in a folder that does not exist" }
+    public let isLoop: Bool
+    public init(target: String, isLoop: Bool = false) {
+        self.target = target
+        self.isLoop = isLoop
+    }
+    public var description: String {
+        isLoop ? "its links lead round in a loop (through \(target))" : "it is a link to \(target), in a folder that does not exist"
+    }
 }
 
 /// The SQLite implementation of `Store`: a WAL-mode `DatabasePool` with a busy timeout, migrated on open.
@@ -41,8 +47,9 @@ public struct SQLiteStore: Store {
 
     /// Opens (creating the file and its folder if needed) and migrates the database at `path`.
     public static func open(path: String) throws -> SQLiteStore {
-        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        if path.hasSuffix("/") { throw NotOurDatabase(description: "it ends in /, which names a folder: give the database file's path") }
+        // (The folder as the kernel finds it: `a/../b` through a linked folder `a` is not `b` here.)
+        try FileManager.default.createDirectory(atPath: folderPath(of: path), withIntermediateDirectories: true)
         // A new database is private to its owner (it holds passcode hashes and people's details); SQLite gives its
         // -wal and -shm the same permissions. O_EXCL: an existing file (one another process has just created too)
         // is never replaced, and keeps the permissions it has. A link to a file not yet there has that file created.
@@ -51,7 +58,9 @@ public struct SQLiteStore: Store {
         let descriptor = Foundation.open(target, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
         if descriptor >= 0 { close(descriptor) }
         // (From here on the file's real path, links and `..` resolved: the checks below look at the file itself.)
-        let file = realPath(target) ?? target
+        let real = realPath(target)
+        if real == nil && errno == ELOOP { throw DatabaseLinkBroken(target: target, isLoop: true) }
+        let file = real ?? target
         if descriptor < 0 && isEmptyFile(file) {
             chmod(file, 0o600)  // an empty file (`: > db.sqlite`) becomes the database: private, as a new one is
         }
@@ -76,9 +85,14 @@ public struct SQLiteStore: Store {
         return file
     }
 
+    /// The folder `path` names its file in, as written (`..` kept for the kernel to take from the real folder).
+    public static func folderPath(of path: String) -> String {
+        path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+    }
+
     /// The real path (links and `..` resolved) of the folder `path` names its file in, or nil when it does not exist.
     public static func realFolder(of path: String) -> String? {
-        realPath(path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? ".")
+        realPath(folderPath(of: path))
     }
 
     /// `realpath(3)`: nil when `path` does not exist.
