@@ -26,8 +26,12 @@ start_server() {
   ACTION2PHONE_PUBLIC_URL=$PUBLIC LOG_LEVEL=warning \
     "$1" serve --port "$2" --db "$3" >"$4" 2>&1 &
   SERVER=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$2/healthz" >/dev/null && return 0; sleep 0.1; done
-  echo "the server did not answer /healthz within 10 s; its log:" >&2
+  for _ in $(seq 100); do
+    kill -0 "$SERVER" 2>/dev/null || break  # it stopped (its port taken, say): another process's /healthz is not its
+    curl -fs "http://127.0.0.1:$2/healthz" >/dev/null && kill -0 "$SERVER" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "the server stopped or did not answer /healthz within 10 s; its log:" >&2
   cat "$4" >&2
   return 1
 }
