@@ -5,8 +5,12 @@ import TwilioKit
 /// The development auth token of local mode: random, created on first use, kept next to the database
 /// as `<db>.dev-token` (mode 0600) so that `serve`, `replay` and `chat` sign and check with the same one.
 public enum DevToken {
-    /// Where the token for the database at `databasePath` lives.
-    public static func path(forDatabase databasePath: String) -> String { databasePath + ".dev-token" }
+    /// Where the token for the database at `databasePath` lives: beside the database file itself, links followed, so
+    /// that `serve` started through a link and `chat` given the real path share one. (Beside the path as given while
+    /// its folder is not there yet: the same file, once it is made.)
+    public static func path(forDatabase databasePath: String) -> String {
+        ((try? SQLiteStore.databaseFile(databasePath)) ?? databasePath) + ".dev-token"
+    }
 
     /// Reads the token, creating it (and its folder) first when there is none. The file is private from its first byte;
     /// an existing one is made private if it is not, and refused if another user owns it.

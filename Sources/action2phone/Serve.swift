@@ -112,7 +112,13 @@ struct ServeLock {
         } catch {
             throw CLIError("cannot open the database \(databasePath): cannot create its folder \(folder) (\(error.localizedDescription))")
         }
-        let path = try Self.databaseFile(databasePath) + "-serve.lock"
+        let file: String
+        do {
+            file = try SQLiteStore.databaseFile(databasePath)
+        } catch {
+            throw CLIError("cannot open the database \(databasePath): \(error)")
+        }
+        let path = file + "-serve.lock"
         descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw CLIError("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
@@ -128,19 +134,6 @@ struct ServeLock {
     }
 
     func release() { close(descriptor) }
-
-    /// The file `path` names, every link followed: for a file not made yet, where its links lead, in its folder's real
-    /// path (`SQLiteStore.open` creates the database there).
-    static func databaseFile(_ path: String) throws -> String {
-        if let real = SQLiteStore.realPath(path) { return real }
-        let failure = errno
-        let target = SQLiteStore.linkTarget(path)
-        if failure == ELOOP { throw CLIError("cannot open the database \(path): \(DatabaseLinkBroken(target: target, isLoop: true))") }
-        guard let folder = SQLiteStore.realFolder(of: target) else {
-            throw CLIError("cannot open the database \(path): \(DatabaseLinkBroken(target: target))")
-        }
-        return URL(fileURLWithPath: folder).appendingPathComponent(URL(fileURLWithPath: target).lastPathComponent).path
-    }
 }
 
 /// The start-up banner: mode, URL, database; never a secret.

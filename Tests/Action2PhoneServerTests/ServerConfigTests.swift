@@ -26,6 +26,21 @@ struct ServerConfigTests {
         #expect(try DevToken.loadOrCreate(forDatabase: db) == config.authToken)
     }
 
+    @Test func aLinkToTheDatabaseAndItsRealPathShareOneDevToken() throws {
+        // Given a database and a symbolic link to it from another folder
+        let real = try ServerConfig.resolve(flags: [.database: db], environment: [:])
+        _ = try SQLiteStore.open(path: db)
+        let link = testScratch.appendingPathComponent("a2p-cfg-link-\(UUID().uuidString)/l.sqlite").path
+        try FileManager.default.createDirectory(atPath: (link as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: db)
+        // When a command is given the link (serve, say, while chat is given the real path)
+        let linked = try ServerConfig.resolve(flags: [.database: link], environment: [:])
+        // Then both sign and check with the token beside the database itself, and none is made beside the link
+        #expect(linked.authToken == real.authToken)
+        #expect(linked.devTokenPath == db + ".dev-token")
+        #expect(!FileManager.default.fileExists(atPath: link + ".dev-token"))
+    }
+
     @Test func flagBeatsEnvironment() throws {
         let config = try ServerConfig.resolve(
             flags: [.database: db, .port: "9000", .replyMode: "rest"],

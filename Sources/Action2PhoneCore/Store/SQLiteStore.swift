@@ -85,6 +85,17 @@ public struct SQLiteStore: Store {
         return file
     }
 
+    /// The file `path` names, every link followed and in its folder's real path: for a file not made yet, where
+    /// `open(path:)` makes it. Throws `DatabaseLinkBroken` when the links loop or the folder is not there.
+    public static func databaseFile(_ path: String) throws -> String {
+        if let real = realPath(path) { return real }
+        let failure = errno
+        let target = linkTarget(path)
+        if failure == ELOOP { throw DatabaseLinkBroken(target: target, isLoop: true) }
+        guard let folder = realFolder(of: target) else { throw DatabaseLinkBroken(target: target) }
+        return URL(fileURLWithPath: folder).appendingPathComponent(URL(fileURLWithPath: target).lastPathComponent).path
+    }
+
     /// The folder `path` names its file in, as written (`..` kept for the kernel to take from the real folder).
     public static func folderPath(of path: String) -> String {
         path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
