@@ -32,6 +32,26 @@ struct LocalTimeTests {
         #expect(LocalTime(named: name) == nil)
     }
 
+    @Test func aLockEndIsToldRoundedUpToTheMinute() throws {
+        // At the time said, the lock has ended: 09:14:50 is told as 09:15, and a whole minute as itself
+        #expect(LocalTime.utc.clock(t0.addingTimeInterval(14 * 60 + 50)) == "09:15 UTC")
+        #expect(LocalTime.utc.clock(t0.addingTimeInterval(15 * 60)) == "09:15 UTC")
+        #expect(LocalTime.utc.clock(t0.addingTimeInterval(15 * 60 + 1)) == "09:16 UTC")
+        // And so a member told the time, and trying LOGIN then, is let in
+        var locked = facts()
+        locked.accounts[0].lockedUntil = t0.addingTimeInterval(14 * 60 + 50)
+        var state = ConversationState(lastActivity: t0)
+        let told = try engine.reduce(&state, Inbound(text: "LOGIN"), facts: locked, now: t0)
+        #expect(told.replies[0].contains("locked until 09:15 UTC"))
+        // (And JOIN, from someone who forgot they are registered, says so too)
+        let join = try engine.reduce(&state, Inbound(text: "JOIN"), facts: locked, now: t0)
+        #expect(join.replies[0].hasSuffix("Reply LOGIN after 09:15 UTC."), "\(join.replies)")
+        #expect(
+            engine.passcodeWork(for: Inbound(text: "LOGIN secret1"), state: state, account: locked.accounts[0], now: t0.addingTimeInterval(15 * 60))
+                != nil
+        )
+    }
+
     @Test func aCityLongerThanBahiaBanderasIsLabelledWithItsOffset() throws {
         // Whichever such names this system's list has (Canada/East-Saskatchewan here)
         let long = TimeZone.knownTimeZoneIdentifiers.filter { $0.contains("/") && $0.split(separator: "/").last!.count > 14 }

@@ -16,7 +16,9 @@ extension ConversationEngine {
                 return step.reply(
                     state.isLoggedIn
                         ? "You are already registered and logged in, \(Copy.endingSentence(Copy.comrade(account.firstName))) Reply HELP for commands."
-                        : "You are already registered, \(Copy.endingSentence(Copy.comrade(account.firstName))) Reply LOGIN to log in."
+                        // (Locked, it says until when: "Reply LOGIN after 09:15 UTC.")
+                        : "You are already registered, \(Copy.endingSentence(Copy.comrade(account.firstName))) "
+                            + nextStep(state, account, now: step.now)
                 )
             }
             state.step = .askedFirstName

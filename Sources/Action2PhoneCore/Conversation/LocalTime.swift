@@ -62,10 +62,12 @@ public struct LocalTime: Sendable, Equatable {
         }.joined(separator: "/")
     }
 
-    /// `09:45 UTC`, `09:45 New York time`, `09:45 GMT-6`: the label is at most 19 characters.
+    /// `09:45 UTC`, `09:45 New York time`, `09:45 GMT-6`: the label is at most 19 characters. The time a lock ends,
+    /// rounded up to the minute: at the time said, it has ended (09:44:50 is told as 09:45, not 09:44).
     func clock(_ date: Date) -> String {
-        let c = calendar.dateComponents([.hour, .minute], from: date)
-        return String(format: "%02d:%02d ", c.hour ?? 0, c.minute ?? 0) + label(at: date)
+        let shown = Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 60).rounded(.up) * 60)
+        let c = calendar.dateComponents([.hour, .minute], from: shown)
+        return String(format: "%02d:%02d ", c.hour ?? 0, c.minute ?? 0) + label(at: shown)
     }
 
     /// `2026-11-25`
