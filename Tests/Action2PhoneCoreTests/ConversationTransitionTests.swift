@@ -33,7 +33,21 @@ struct ConversationTransitionTests {
             loggedIn: false,
             reply: "LOGIN is a command, comrade, and this number has no account yet. Reply with your first name to register, or RESET to go back."
         ),
-        // (an alias may be a name: Me is not refused)
+        // JOIN's aliases sent again are no names either (another alias may be one: Me is not refused)
+        .init(
+            situation: s["asked first name"]!,
+            text: "Register",
+            step: .askedFirstName,
+            loggedIn: false,
+            reply: "REGISTER is a command, comrade, and this number has no account yet. Reply with your first name"
+        ),
+        .init(
+            situation: s["asked last name"]!,
+            text: "signup",
+            step: .askedLastName(first: "Olga"),
+            loggedIn: false,
+            reply: "SIGNUP is a command, comrade."
+        ),
         .init(situation: s["asked first name"]!, text: "Me", step: .askedLastName(first: "Me"), loggedIn: false, reply: "last name"),
         // An admin command is a word like any other to someone registering; a full stop a phone adds is dropped, an
         // initial's is kept; an é typed as e and an accent is the é
@@ -91,6 +105,14 @@ struct ConversationTransitionTests {
             step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
             loggedIn: false,
             reply: "6 to 64"
+        ),
+        // The address taken from the text is read back, so a wrong one is seen before the passcode is chosen
+        .init(
+            situation: s["asked email"]!,
+            text: "olga ivanova@example.org",
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "ivanova@example.org"),
+            loggedIn: false,
+            reply: "Email ivanova@example.org noted (if it is wrong, RESET and JOIN again). Choose a passcode"
         ),
         .init(
             situation: s["asked email"]!,
@@ -1070,15 +1092,75 @@ struct ConversationTransitionTests {
     @Test func helpInAConfirmationSaysYesAndResetOnce() throws {
         var state = ConversationState(step: .confirmingDelete, loggedInAt: recent, lastActivity: recent)
         let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(), now: t0)
-        #expect(d.replies == ["You are confirming a DELETE. Reply YES to erase your data, or RESET to keep it."])
+        #expect(d.replies == ["You are confirming a DELETE. Reply YES to erase your data, or RESET to keep it. STOP opts out."])
         var asked = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
         let atLogin = try engine.reduce(&asked, Inbound(text: "HELP"), facts: facts(), now: t0)
         #expect(
             atLogin.replies == [
-                "You are in the login. Reply with your passcode, comrade, or RESET to go back. Forgot it? Ask an organiser to reset it."
+                "You are in the login. Reply with your passcode, comrade, or RESET to go back. Forgot it? Ask an organiser to reset it. STOP opts out."
             ]
         )
         #expect(state.step == .confirmingDelete)
+    }
+
+    @Test func passcodeSentAgainAtAPasscodeQuestionIsNotAWrongTry() throws {
+        // Given Ivan, logged in, asked for his current passcode after PASSCODE, with 4 wrong tries already
+        var tried = ivan
+        tried.recentFailedLogins = [10, 5, 2, 1].map { t0.addingTimeInterval(-$0 * 60) }
+        var f = facts()
+        f.accounts = [tried, vera]
+        var state = ConversationState(step: .askedCurrentPasscode, loggedInAt: recent, lastActivity: recent)
+        // When he sends PASSCODE again, thinking the first was lost (it is checked, and is not his passcode)
+        #expect(
+            engine.passcodeWork(for: Inbound(text: "PASSCODE"), state: state, account: tried, now: t0) == .verify("PASSCODE", against: storedHash)
+        )
+        let d = try engine.reduce(&state, Inbound(text: "PASSCODE"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
+        // Then it is not counted, nothing is locked, and the question is asked again
+        #expect(d.effects.isEmpty)
+        #expect(d.replies == [Copy.askCurrentPasscode])
+        #expect(state.step == .askedCurrentPasscode && state.isLoggedIn)
+        // And at the login question the same: "password" alone asks again, and is no fifth try
+        var login = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
+        let again = try engine.reduce(&login, Inbound(text: "password"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
+        #expect(again.effects.isEmpty && again.replies == [Copy.askLoginPasscode] && login.step == .askedLoginPasscode)
+        // But a passcode that is such a word (chosen before command words were refused) still logs in
+        let right = try engine.reduce(&login, Inbound(text: "password"), evidence: .verified(true, against: storedHash), facts: f, now: t0)
+        #expect(right.effects == [.loginSucceeded(userId: 1)] && login.isLoggedIn)
+        // And a wrong passcode with more words is a wrong try as before
+        var other = ConversationState(step: .askedCurrentPasscode, loggedInAt: recent, lastActivity: recent)
+        let wrong = try engine.reduce(&other, Inbound(text: "PASSCODE 1917"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
+        #expect(wrong.replies[0].hasPrefix("Wrong passcode 5 times"))
+    }
+
+    @Test func resetAtARegistrationPasscodeQuestionKeepsTheNextTextPrivate() throws {
+        // Given someone registering, asked for a passcode or for it again
+        let steps: [Step] = [
+            .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash),
+        ]
+        for asked in steps {
+            var state = ConversationState(step: asked, lastActivity: recent)
+            let f = facts(registered: false)
+            // When they send RESET (read as "reset my passcode") and then the passcode
+            _ = try engine.reduce(&state, Inbound(text: "RESET"), facts: f, now: t0)
+            let next = try engine.reduce(&state, Inbound(text: "Sickle77"), facts: f, now: t0)
+            // Then the passcode is neither repeated back nor logged
+            #expect(next.loggedBody == "[redacted]", "\(asked)")
+            #expect(!next.replies.joined().uppercased().contains("SICKLE"), "\(next.replies)")
+        }
+        // While RESET at a name question leaves the next text as it is
+        var naming = ConversationState(step: .askedFirstName, lastActivity: recent)
+        _ = try engine.reduce(&naming, Inbound(text: "RESET"), facts: facts(registered: false), now: t0)
+        #expect(try engine.reduce(&naming, Inbound(text: "Sickle77"), facts: facts(registered: false), now: t0).loggedBody == nil)
+    }
+
+    @Test func helpInAFlowSaysHowToOptOut() throws {
+        for asked in [Step.askedFirstName, .askedLoginPasscode, .confirmingDelete] {
+            var state = ConversationState(step: asked, loggedInAt: asked == .confirmingDelete ? recent : nil, lastActivity: recent)
+            let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(registered: asked != .askedFirstName), now: t0)
+            #expect(d.replies.count == 1 && d.replies[0].hasSuffix(" STOP opts out."), "\(d.replies)")
+            #expect(state.step == asked)
+        }
     }
 
     @Test func aFifthWrongCurrentPasscodeLocksTheAccountAndEndsTheLogin() throws {
@@ -1375,7 +1457,7 @@ struct ConversationTransitionTests {
         let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(), now: t0)
         #expect(
             d.replies == [
-                "You are in the passcode change. Choose a new passcode of 6 to 64 characters and reply with it, or RESET to keep the old one."
+                "You are in the passcode change. Choose a new passcode of 6 to 64 characters and reply with it, or RESET to keep the old one. STOP opts out."
             ]
         )
         // And the logged-in HELP names PASSCODE, in one text for an admin too

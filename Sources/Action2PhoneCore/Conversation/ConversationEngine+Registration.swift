@@ -10,14 +10,14 @@ extension ConversationEngine {
             return
         case .askedFirstName:
             // A command alone ("LOGIN", from someone who thought they had an account) is not taken as a name.
-            if let command = commandAlone(step.input) { return step.reply(Copy.commandNotFirstName(command)) }
+            if commandAlone(step.input) != nil { return step.reply(Copy.commandNotFirstName(step.input.command)) }
             if let request = requestNotName(step.input) { return step.reply(request + " " + Copy.firstNameAgain) }
             guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("first")) }
             state.step = .askedLastName(first: name)
             step.reply("Thank you, \(Copy.endingSentence(name)) Reply with your last name.")
         case .askedLastName(let first):
             // (More is a surname as well as a command: Thomas More registers.)
-            if let command = commandAlone(step.input), command != .more { return step.reply(Copy.commandNotLastName(command)) }
+            if let command = commandAlone(step.input), command != .more { return step.reply(Copy.commandNotLastName(step.input.command)) }
             if let request = requestNotName(step.input) { return step.reply(request + " " + Copy.lastNameAgain) }
             guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("last")) }
             state.step = .askedEmail(first: first, last: name)
@@ -30,7 +30,8 @@ extension ConversationEngine {
                 return step.reply("That email is already registered. Reply with another email, or RESET to go back.")
             }
             state.step = .askedPasscode(first: first, last: last, email: email)
-            step.reply(Copy.askPasscode)
+            // Read back: the address is taken from the text ("my email is ivan@example.org"), and a wrong one is seen now.
+            step.reply("Email \(email) noted (if it is wrong, RESET and JOIN again). " + Copy.askPasscode)
         case .askedPasscode(let first, let last, let email):
             guard let hash = newPasscode(&step, ask: Copy.askPasscode) else { return }
             state.step = .askedPasscodeAgain(first: first, last: last, email: email, pending: hash)
@@ -80,7 +81,10 @@ extension ConversationEngine {
             guard case .verified(let matches, let checked) = step.evidence, checked == account.passcode else {
                 return step.reply(Copy.askCurrentPasscode)
             }
-            guard matches else { return wrongPasscode(account, retry: .askedCurrentPasscode, ask: Copy.retryCurrentPasscode, &state, &step) }
+            guard matches else {
+                if isPasscodeCommandAlone(step.input) { return step.reply(Copy.askCurrentPasscode) }
+                return wrongPasscode(account, retry: .askedCurrentPasscode, ask: Copy.retryCurrentPasscode, &state, &step)
+            }
             step.effects.append(.loginSucceeded(userId: account.id))
             state.step = .askedNewPasscode
             step.reply(Copy.askNewPasscode)
@@ -155,6 +159,10 @@ extension ConversationEngine {
                 : unread > 1 ? "Reply MESSAGES to read them." : unread == 1 ? "Reply MESSAGES to read it." : "Reply HELP for commands."
             return step.reply("Welcome back, \(Copy.comrade(account.firstName))! You have \(Copy.plural(unread, "unread message")). " + next)
         }
+        if isPasscodeCommandAlone(step.input) {
+            state.step = .askedLoginPasscode
+            return step.reply(Copy.askLoginPasscode)
+        }
         wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, &state, &step)
     }
 
@@ -172,13 +180,23 @@ extension ConversationEngine {
     }
 
     /// The command a text is, when it is nothing but a command's own name (`LOGIN`, `messages`; not an alias, which
-    /// may be a name, such as Me).
+    /// may be a name, such as Me), or one of JOIN's (REGISTER and SIGNUP, sent again by someone who thought the first
+    /// was lost, are no names).
     func commandAlone(_ input: Inbound) -> Command? {
         // (Asked only of someone not registered, for whom an admin command is a word like any other.)
-        guard input.argument.isEmpty, let command = Command(word: input.command), command.rawValue == input.command, !command.isAdminOnly else {
+        guard input.argument.isEmpty, let command = Command(word: input.command), command.rawValue == input.command || command == .join,
+            !command.isAdminOnly
+        else {
             return nil
         }
         return command
+    }
+
+    /// Whether the text is PASSCODE (or PASSWORD) alone, sent again at a passcode question by someone who thought the
+    /// first was lost: when it is not the passcode, it is not counted as a wrong one either. (It was checked all the
+    /// same: a passcode chosen before command words were refused may be "password".)
+    func isPasscodeCommandAlone(_ input: Inbound) -> Bool {
+        input.argument.isEmpty && Command(word: input.command) == .passcode
     }
 
     /// Counts a wrong passcode against `account`: the failures of the last 15 minutes count, whenever the first
@@ -289,12 +307,12 @@ extension Copy {
     static let firstNameAgain = "Reply with your first name to register, or RESET to go back."
     static let lastNameAgain = "You are registering: reply with your last name, or RESET to go back."
 
-    static func commandNotFirstName(_ command: Command) -> String {
-        "\(command.rawValue) is a command, comrade, and this number has no account yet. " + firstNameAgain
+    static func commandNotFirstName(_ word: String) -> String {
+        "\(word) is a command, comrade, and this number has no account yet. " + firstNameAgain
     }
 
-    static func commandNotLastName(_ command: Command) -> String {
-        "\(command.rawValue) is a command, comrade. " + lastNameAgain
+    static func commandNotLastName(_ word: String) -> String {
+        "\(word) is a command, comrade. " + lastNameAgain
     }
 
     static func invalidName(_ which: String) -> String {

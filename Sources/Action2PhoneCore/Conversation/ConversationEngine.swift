@@ -127,6 +127,8 @@ public struct ConversationEngine: Sendable {
         case .reset:
             if let flow = state.step.flowName {
                 let consequence = state.step.timedOutConsequence.map { " and \($0)" } ?? ""
+                // RESET read as "reset my passcode" at a passcode question: the passcode may well come next.
+                if state.step.expectsPasscode { state.passcodeMayFollow = true }
                 state.step = .idle
                 step.reply("Done: the \(flow) is abandoned\(consequence), comrade. Reply HELP for commands.")
             } else {
@@ -337,10 +339,11 @@ public struct ConversationEngine: Sendable {
         case .idle: break
         case .confirmingDelete, .confirmingBroadcast:
             // The prompt already says what YES and RESET do.
-            return "You are confirming a \(state.step.flowName ?? "command"). \(Copy.prompt(for: state.step))"
+            return "You are confirming a \(state.step.flowName ?? "command"). \(Copy.prompt(for: state.step)) STOP opts out."
         default:
             let prompt = Copy.prompt(for: state.step)
             return "You are in the \(state.step.flowName ?? "flow"). \(prompt)" + (prompt.contains("RESET") ? "" : " Reply RESET to abandon it.")
+                + " STOP opts out."
         }
         guard let account else {
             return "Action2Phone, comrade: reply JOIN to register, LOGIN if you have an account, STOP to opt out. Msg&data rates may apply."
