@@ -80,7 +80,7 @@ struct HealthController: Sendable {
             try await store.ping()
             return json(.ok, #"{"status":"ok","database":"ok"}"#)
         } catch {
-            context.logger.error("health check failed: the database does not answer", metadata: ["error": "\(error)"])
+            context.logger.error("health check failed: the database does not answer or take writes", metadata: ["error": "\(error)"])
             return json(.serviceUnavailable, #"{"status":"unavailable","database":"error"}"#)
         }
     }

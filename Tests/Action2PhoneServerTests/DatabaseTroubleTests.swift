@@ -69,8 +69,8 @@ struct DatabaseTroubleTests {
         try await TestServer.run { server in
             let r6 = try await server.post(fields: smsFields(body: "HELP"))
             #expect(r6.status == 200)
-            // Another process holds the write lock for longer than the 5 s busy timeout (on a thread of its own:
-            // the cooperative pool must stay free for the server)
+            // Another process holds the write lock for longer than the 5 s busy timeout, twice over (a health check and
+            // a webhook each wait it out), on a thread of its own: the cooperative pool must stay free for the server
             let other = try DatabaseQueue(path: server.databasePath)
             let held = Locked(false)
             let released = Task {
@@ -79,7 +79,7 @@ struct DatabaseTroubleTests {
                         try other.inDatabase { db in
                             try db.execute(sql: "BEGIN EXCLUSIVE")
                             held.withLock { $0 = true }
-                            Thread.sleep(forTimeInterval: 6.5)
+                            Thread.sleep(forTimeInterval: 13)
                             try db.execute(sql: "ROLLBACK")
                         }
                         return nil
@@ -92,6 +92,9 @@ struct DatabaseTroubleTests {
             let deadline = ContinuousClock.now.advanced(by: .seconds(10))
             while !held.current && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
             try #require(held.current, "the other connection never held the lock")
+            // Then health says so before any webhook has failed
+            let r6b = try await server.send("GET", "/healthz")
+            #expect(r6b.status == 503)
             let blocked = try await server.post(fields: smsFields(from: "+14155557001", body: "HELP"))
             #expect(blocked.status >= 500)
             let r7 = try await server.send("GET", "/healthz")

@@ -202,6 +202,9 @@ public struct SQLiteStore: Store {
         _ = try await writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM grdb_migrations") }
         if let failure = health.lastFailure { throw StoreUnavailable("writes are failing: \(failure)") }
         let full = try await writer.writeWithoutTransaction { db -> Bool in
+            // The write lock, taken as a webhook's step takes it (and let go at once, nothing written): another
+            // process holding it past the busy timeout makes this throw, before any webhook has failed.
+            try db.inTransaction(.immediate) { .rollback }
             let pages = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
             let limit = try Int.fetchOne(db, sql: "PRAGMA max_page_count") ?? Int.max
             let free = try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
