@@ -150,8 +150,8 @@ extension ServerConfig {
         if (accountSid == nil) != (token == nil) {
             throw ConfigError(
                 accountSid == nil
-                    ? "TWILIO_AUTH_TOKEN is set but TWILIO_ACCOUNT_SID is not: set both for Twilio, or neither for local mode"
-                    : "TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: set both for Twilio, or neither for local mode"
+                    ? "TWILIO_AUTH_TOKEN is set but \(name(.accountSid)) is not: set both for Twilio, or neither for local mode"
+                    : "\(name(.accountSid)) is set but TWILIO_AUTH_TOKEN is not: set both for Twilio, or neither for local mode"
             )
         }
         if let accountSid,

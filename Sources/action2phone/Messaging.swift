@@ -57,7 +57,7 @@ struct Broadcast: AsyncParsableCommand {
         let audience = try await db.broadcastAudience()
         let segments = Segments.count(body)
         var summary =
-            "Broadcast to \(audience.registered) registered \(audience.registered == 1 ? "person" : "people"): \(audience.textable) texted, \(audience.registered - audience.textable) opted out or suppressed.\n"
+            "Broadcast to \(audience.registered) registered \(audience.registered == 1 ? "person" : "people"): \(audience.textable) to be texted, \(audience.registered - audience.textable) opted out or suppressed.\n"
         summary += "\(segments.encoding.rawValue), \(segments.segments) segment(s) per text"
         if !segments.nonGSMCharacters.isEmpty {
             let named = segments.nonGSMCharacters.map { ch in "'\(ch)' U+" + String(Segments.nonGSMScalar(in: ch).value, radix: 16, uppercase: true) }

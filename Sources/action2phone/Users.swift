@@ -47,6 +47,10 @@ struct Users: AsyncParsableCommand {
             let key = who.contains("@") ? who.lowercased() : (PhoneNumber.normalize(who) ?? who)
             let database = try store.open()
             guard let user = try await database.user(key) else {
+                // A number mistyped ("+1415555010", a digit short) is said to be no number, not no one's.
+                if !who.contains("@") && !who.allSatisfy(\.isNumber) && PhoneNumber.normalize(who) == nil {
+                    throw CLIError("'\(who)' is not a phone number, an email or an id: use E.164 (+14155550100) or a US form (415-555-0100)")
+                }
                 // A number no one is registered with may still have opted out (and never registered, or deleted
                 // their account since): what the operator asking about it needs to know.
                 var consent: NumberConsent? = nil

@@ -101,6 +101,8 @@ struct CLITests {
             #expect(show.status == 0, "\(key): \(show.stderr)")
             #expect((try jsonObject(show.stdout) as? [String: Any])?["email"] as? String == "ivan@example.org")
         }
+        let mistyped = try await Executable.run(["users", "show", "+1415555010", "--db", db])
+        #expect(mistyped.status == 1 && mistyped.stderr.contains("'+1415555010' is not a phone number, an email or an id"), "\(mistyped.stderr)")
         let detail = try await Executable.run(["users", "show", "+14155550100", "--db", db])
         let lines = detail.stdout.split(separator: "\n")
         for (label, value) in [("last activity", "Z"), ("opted out", " no"), ("locked", " no"), ("unread", " 0"), ("phone", "+14155550100")] {
@@ -336,6 +338,8 @@ struct CLITests {
         }
         let broadcast = try await Executable.run(["broadcast", "--db", db, "-Meeting at the hall", "--yes"])
         #expect(broadcast.status == 0 && broadcast.stdout.contains("1 text queued"), "\(broadcast.stdout) \(broadcast.stderr)")
+        // (Its summary, shown before a YES too, says what will be texted, not what was)
+        #expect(broadcast.stdout.contains("Broadcast to 1 registered person: 1 to be texted, 0 opted out or suppressed."), "\(broadcast.stdout)")
         let outbox = try await Executable.run(["outbox", "list", "--db", db, "--json"])
         let rows = try #require(try jsonObject(outbox.stdout) as? [[String: Any]])
         #expect(rows.map { $0["body"] as? String } == ["-Meeting at the hall", "-5 degrees tonight", "- bring the hammer"])
@@ -407,7 +411,7 @@ struct CLITests {
         }
         _ = fcntl(reading, F_SETFL, fcntl(reading, F_GETFL) & ~O_NONBLOCK)
         #expect(
-            String(decoding: seen, as: UTF8.self).contains("Broadcast to 1 registered person: 1 texted"),
+            String(decoding: seen, as: UTF8.self).contains("Broadcast to 1 registered person: 1 to be texted"),
             "\(String(decoding: seen, as: UTF8.self))"
         )
         #expect(String(decoding: seen, as: UTF8.self).hasSuffix("Type YES to send: "))

@@ -193,6 +193,10 @@ struct ServerConfigTests {
     @Test func twilioModeNeedsBothCredentialsAndASender() throws {
         #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_ACCOUNT_SID": sid]) }
         #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_AUTH_TOKEN": "t"]) }
+        // (The account given as a flag is named as the flag)
+        #expect(throws: ConfigError("--account-sid is set but TWILIO_AUTH_TOKEN is not: set both for Twilio, or neither for local mode")) {
+            try ServerConfig.resolve(flags: [.database: db, .accountSid: sid], environment: [:])
+        }
         #expect(throws: ConfigError.self) {
             try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": "t"])
         }
