@@ -9,6 +9,7 @@ public enum TwilioErrorCodes {
         case 21211: "invalid 'To' number"
         case 21610: "the recipient replied STOP"
         case 21612: "'To' not reachable by SMS"
+        case 21611: "the sender's queue at Twilio is full"
         case 21614: "'To' is not a mobile number"
         case 30001: "queue overflow"
         case 30002: "account suspended"
@@ -20,6 +21,7 @@ public enum TwilioErrorCodes {
         case 30008: "unknown error"
         case 30032: "toll-free number not verified"
         case 30034: "unregistered A2P 10DLC number"
+        case 30036: "validity period expired in the queue"
         default: nil
         }
     }

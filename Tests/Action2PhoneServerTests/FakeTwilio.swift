@@ -15,6 +15,7 @@ import TwilioKit
 /// | +15005550001 | 400, code 21211 |
 /// | +15005550004 | 400, code 21610 (opted out) |
 /// | +15005550009 | 400, code 21614 (not a mobile) |
+/// | +15005550008 | 400, code 21611 (the sender's queue is full) twice, then 201 |
 /// | +15005550429 | 429 code 20429 with `Retry-After: 1` twice, then 201 |
 /// | +15005550430 | 429 without `Retry-After` once, then 201 |
 /// | +15005550500 | creates the message but answers 500 the first time |
@@ -185,6 +186,8 @@ final class FakeTwilio: Sendable {
         case "+15005550001": return error(400, 21211, "The 'To' number +15005550001 is not a valid phone number.")
         case "+15005550004": return error(400, 21610, "Attempt to send to unsubscribed recipient")
         case "+15005550009": return error(400, 21614, "'To' number is not a valid mobile number")
+        case "+15005550008" where attempt <= 2:
+            return error(400, 21611, "This 'From' number has exceeded the maximum number of queued messages")
         case "+15005550429" where attempt <= 2:
             var response = error(429, 20429, "Too Many Requests")
             response.headers[.retryAfter] = "1"

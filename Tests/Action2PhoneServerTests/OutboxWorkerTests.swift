@@ -315,6 +315,21 @@ struct OutboxWorkerTests {
         #expect(try h.rows()[0]["status"] as String == "sent")
     }
 
+    @Test func aFullSenderQueueAtTwilioIsWaitedOutNotFailed() async throws {
+        // Given a text Twilio refuses twice with 21611 (the sender's queue holds 10 hours of texts: "later, slow down")
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+15005550008", body: "the harvest report")])
+        let fake = FakeTwilio()
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        // Then it is tried again after a pause, sent once, and no lookup was needed (the refusal created nothing)
+        let posts = fake.posts(to: "+15005550008")
+        try #require(posts.count == 3)
+        #expect(posts[1] - posts[0] >= .milliseconds(45))
+        #expect(fake.created(to: "+15005550008").count == 1)
+        #expect(try h.rows()[0]["status"] as String == "sent")
+        #expect(fake.state.withLock { $0.lists } == 0)
+    }
+
     @Test func tooManyRequestsWithoutRetryAfterBacksOff() async throws {
         let h = try OutboxHarness()
         try h.enqueue([(to: "+15005550430", body: "patience")])
@@ -657,6 +672,11 @@ struct DeliveryPolicyTests {
             p.outcome(of: .failure(.http(status: 429, code: 20429, message: "slow", moreInfo: nil, retryAfter: 5)), attempts: 1, now: now)
                 == .retry(at: now.addingTimeInterval(5), code: 20429, message: "slow", reconcile: false)
         )
+        #expect(
+            p.outcome(of: .failure(.http(status: 400, code: 21611, message: "queue full", moreInfo: nil, retryAfter: nil)), attempts: 1, now: now)
+                == .retry(at: now.addingTimeInterval(1), code: 21611, message: "queue full", reconcile: false)
+        )
+        #expect(DeliveryPolicy.isOutage(.http(status: 400, code: 21611, message: "", moreInfo: nil, retryAfter: nil)))
         #expect(
             p.outcome(of: .failure(.http(status: 503, code: nil, message: "down", moreInfo: nil, retryAfter: nil)), attempts: 2, now: now)
                 == .retry(at: now.addingTimeInterval(2), code: nil, message: "down", reconcile: true)

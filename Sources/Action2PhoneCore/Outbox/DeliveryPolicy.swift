@@ -3,8 +3,8 @@ import Foundation
 import TwilioKit
 
 /// How a send's result becomes an outbox outcome (SPEC §5, twilio.md §6 and §10.14):
-/// 429/20429 and connections never made are retried with exponential backoff and jitter, never sooner than
-/// `Retry-After`; a 5xx, a timeout or a dropped connection may have created the message, so the retry
+/// 429/20429, 21611 (the sender's queue at Twilio is full: "later, slow down") and connections never made are
+/// retried with exponential backoff and jitter, never sooner than `Retry-After`; a 5xx, a timeout or a dropped connection may have created the message, so the retry
 /// reconciles first; any other 4xx fails at once with Twilio's code and message.
 public struct DeliveryPolicy: Sendable {
     public var maxAttempts: Int
@@ -34,10 +34,17 @@ public struct DeliveryPolicy: Sendable {
     /// sends on it (`OutboxPause`).
     public static func isOutage(_ failure: RESTFailure) -> Bool {
         switch failure {
-        case .http(let status, let code, _, _, _): status == 429 || code == 20429 || status >= 500
+        case .http(let status, let code, _, _, _): isSlowDown(status: status, code: code) || status >= 500
         case .transport, .undecodable: true
         case .inconclusive: false
         }
+    }
+
+    /// Whether Twilio asks for fewer sends: rate limiting (429, 20429), or the sender's queue holding 10 hours of
+    /// texts already (21611, a 400 that refuses this text only until the queue drains: twilio.md §6). Neither
+    /// created the message.
+    static func isSlowDown(status: Int, code: Int?) -> Bool {
+        status == 429 || code == 20429 || code == 21611
     }
 
     /// Whether `failure` is Twilio refusing the account's credentials (401, code 20003): every other request
@@ -64,7 +71,7 @@ public struct DeliveryPolicy: Sendable {
         }
         let retryable: (code: Int?, message: String, reconcile: Bool, retryAfter: TimeInterval?)
         switch failure {
-        case .http(let status, let code, let message, _, let retryAfter) where status == 429 || code == 20429:
+        case .http(let status, let code, let message, _, let retryAfter) where Self.isSlowDown(status: status, code: code):
             retryable = (code ?? 20429, message, false, retryAfter)
         case .http(let status, let code, let message, _, let retryAfter) where status >= 500:
             retryable = (code, message, true, retryAfter)
