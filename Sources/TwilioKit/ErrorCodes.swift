@@ -8,8 +8,8 @@ public enum TwilioErrorCodes {
         switch code {
         case 21211: "invalid 'To' number"
         case 21610: "the recipient replied STOP"
-        case 21612: "'To' not reachable by SMS"
         case 21611: "the sender's queue at Twilio is full"
+        case 21612: "'To' not reachable by SMS"
         case 21614: "'To' is not a mobile number"
         case 30001: "queue overflow"
         case 30002: "account suspended"

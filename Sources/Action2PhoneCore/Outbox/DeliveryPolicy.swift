@@ -4,8 +4,9 @@ import TwilioKit
 
 /// How a send's result becomes an outbox outcome (SPEC §5, twilio.md §6 and §10.14):
 /// 429/20429, 21611 (the sender's queue at Twilio is full: "later, slow down") and connections never made are
-/// retried with exponential backoff and jitter, never sooner than `Retry-After`; a 5xx, a timeout or a dropped connection may have created the message, so the retry
-/// reconciles first; any other 4xx fails at once with Twilio's code and message.
+/// retried with exponential backoff and jitter, never sooner than `Retry-After`; a 5xx, a timeout or a dropped
+/// connection may have created the message, so the retry reconciles first; any other 4xx fails at once with
+/// Twilio's code and message.
 public struct DeliveryPolicy: Sendable {
     public var maxAttempts: Int
     public var baseDelay: TimeInterval
