@@ -61,6 +61,11 @@ struct Serve: AsyncParsableCommand {
             // A bad setting is a misused flag or variable (exit 64), with this command's usage, not the tool's.
             printError("Error: \(error.description)\nUsage: action2phone \(Serve.usageString())")
             throw ExitCode(64)
+        } catch let error as DevTokenError {
+            throw CLIError("\(error)")
+        } catch let error as PrivateFileError {
+            // (Its own words: on Linux `localizedDescription` ignores `description`, and said only "error 1".)
+            throw CLIError("cannot use the development token: \(error)")
         } catch {
             // Local mode keeps its development token beside the database: that folder could not be made or written.
             throw CLIError(

@@ -194,6 +194,16 @@ struct ServeProcessTests {
         #expect(first.isRunning)
     }
 
+    @Test func aDevelopmentTokenThatCannotBeUsedIsSaidSoInItsOwnWords() async throws {
+        // Given a folder where the development token file should be
+        let db = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)/a.sqlite").path
+        try FileManager.default.createDirectory(atPath: db + ".dev-token", withIntermediateDirectories: true)
+        // Then serve says which file and what is wrong, not "error 0"
+        let r = try await Executable.run(["serve", "--port", "0", "--db", db])
+        #expect(r.status == 1 && r.stderr.contains("cannot write the development token file \(db).dev-token"), "\(r.stderr)")
+        #expect(!r.stderr.contains("error 0") && !r.stderr.contains("error 1"), "\(r.stderr)")
+    }
+
     @Test func aHostThatIsNoAddressOfThisMachineIsSaidSo() async throws {
         let db = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)/a.sqlite").path
         let r = try await Executable.run(["serve", "--host", "256.1.1.1", "--port", "0", "--db", db])
