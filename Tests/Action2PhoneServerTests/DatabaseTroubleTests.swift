@@ -69,17 +69,20 @@ struct DatabaseTroubleTests {
         try await TestServer.run { server in
             let r6 = try await server.post(fields: smsFields(body: "HELP"))
             #expect(r6.status == 200)
-            // Another process holds the write lock for longer than the 5 s busy timeout, twice over (a health check and
-            // a webhook each wait it out), on a thread of its own: the cooperative pool must stay free for the server
+            // Another process holds the write lock past the 5 s busy timeout (until the test lets it go: a health check
+            // and a webhook each wait the timeout out, however slow the machine), on a thread of its own: the
+            // cooperative pool must stay free for the server
             let other = try DatabaseQueue(path: server.databasePath)
             let held = Locked(false)
+            let letGo = Locked(false)
             let released = Task {
                 await onOwnThread { () -> String? in
                     do {
                         try other.inDatabase { db in
                             try db.execute(sql: "BEGIN EXCLUSIVE")
                             held.withLock { $0 = true }
-                            Thread.sleep(forTimeInterval: 13)
+                            let longest = Date().addingTimeInterval(120)  // (a test that fails early still ends)
+                            while !letGo.current && Date() < longest { Thread.sleep(forTimeInterval: 0.02) }
                             try db.execute(sql: "ROLLBACK")
                         }
                         return nil
@@ -99,6 +102,7 @@ struct DatabaseTroubleTests {
             #expect(blocked.status >= 500)
             let r7 = try await server.send("GET", "/healthz")
             #expect(r7.status == 503)
+            letGo.withLock { $0 = true }
             #expect(await released.value == nil)
             let r8 = try await server.post(fields: smsFields(from: "+14155557001", body: "HELP"))
             #expect(r8.status == 200)
