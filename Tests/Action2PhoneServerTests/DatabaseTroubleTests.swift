@@ -42,6 +42,50 @@ struct DatabaseTroubleTests {
         }
     }
 
+    @Test func healthChecksShareOneProbeOfTheDatabase() async throws {
+        // Given a probe reused for a minute, and 50 checks at once, each probe taking 50 ms
+        let probe = SharedProbe(reuse: .seconds(60))
+        let probes = Locked(0)
+        let check: @Sendable () async throws -> Void = {
+            probes.withLock { $0 += 1 }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let answers = await withTaskGroup(of: String?.self) { group in
+            for _ in 0..<50 { group.addTask { await probe.run(check) } }
+            return await group.reduce(into: [String?]()) { $0.append($1) }
+        }
+        // Then the database was probed once, and every check got its answer
+        #expect(answers.count == 50 && answers.allSatisfy { $0 == nil })
+        #expect(probes.current == 1)
+        // And a check after it reuses its answer
+        #expect(await probe.run(check) == nil && probes.current == 1)
+        // While, once an answer is older than the reuse (here at once), the next check probes again, and says what
+        // went wrong
+        let fresh = SharedProbe(reuse: .zero)
+        #expect(await fresh.run(check) == nil && probes.current == 2)
+        struct Trouble: Error, CustomStringConvertible { var description = "the disk is on fire" }
+        let failing: @Sendable () async throws -> Void = {
+            probes.withLock { $0 += 1 }
+            throw Trouble()
+        }
+        #expect(await fresh.run(failing) == "the disk is on fire")
+        #expect(probes.current == 3)
+    }
+
+    @Test func aFloodOfHealthChecksLeavesTheWebhooksAnswered() async throws {
+        try await TestServer.run { server in
+            // Given 200 health checks at once (the endpoint needs no signature)
+            async let checks = withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<200 { group.addTask { try await server.send("GET", "/healthz").status } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            // Then a webhook meanwhile is answered, and every check says the database is well
+            #expect(try await server.post(fields: smsFields(body: "HELP")).status == 200)
+            let statuses = try await checks
+            #expect(statuses.count == 200 && statuses.allSatisfy { $0 == 200 })
+        }
+    }
+
     @Test func aDamagedRowFailsOnlyItsOwnWebhookAndLeavesHealthAlone() async throws {
         try await TestServer.run { server in
             // Given a registered person whose row was damaged by hand

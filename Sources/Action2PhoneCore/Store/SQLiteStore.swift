@@ -42,6 +42,8 @@ public struct SQLiteStore: Store {
     let writer: any DatabaseWriter
     /// The last webhook write that failed, until one succeeds: `/healthz` reports it.
     let health: WriteHealth
+    /// The database checks behind `ping`, one at a time and reused for a second.
+    let probe: SharedProbe
     /// Runs the webhooks' steps in shared transactions (group commit).
     let inbound: InboundBatcher
 
@@ -162,6 +164,7 @@ public struct SQLiteStore: Store {
         try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         let health = WriteHealth()
         self.health = health
+        self.probe = SharedProbe()
         self.inbound = InboundBatcher(writer: writer, health: health)
         // A newer version's schema is not this version's to write to: its rows may mean what this code cannot know.
         let unknown = try writer.read { db in
@@ -197,10 +200,16 @@ public struct SQLiteStore: Store {
 
     // MARK: - Store
 
-    /// Throws when the database cannot be read, when it is full, or while the last webhook write failed.
+    /// Throws while the last webhook write failed, and when the database cannot be read, cannot be written or is
+    /// full. `/healthz` needs no signature: its checks of the database are shared (`SharedProbe`), so a flood of
+    /// them takes the writer about once a second, never once per request.
     public func ping() async throws {
-        _ = try await writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM grdb_migrations") }
         if let failure = health.lastFailure { throw StoreUnavailable("writes are failing: \(failure)") }
+        if let trouble = await probe.run({ [writer] in try await Self.checkDatabase(writer) }) { throw StoreUnavailable(trouble) }
+    }
+
+    private static func checkDatabase(_ writer: any DatabaseWriter) async throws {
+        _ = try await writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM grdb_migrations") }
         let full = try await writer.writeWithoutTransaction { db -> Bool in
             // The write lock, taken as a webhook's step takes it (and let go at once, nothing written): another
             // process holding it past the busy timeout makes this throw, before any webhook has failed.
@@ -526,6 +535,37 @@ final class WriteHealth: Sendable {
 
     func failed(_ description: String) { failure.withLock { $0 = (description, .now) } }
     func succeeded() { failure.withLock { if $0 != nil { $0 = nil } } }
+}
+
+/// A check that many callers share: while one runs, every caller waits for its answer, and an answer is reused for
+/// `reuse` after it came (a health check at most a second old is news enough).
+final class SharedProbe: Sendable {
+    private struct Current {
+        var generation: Int
+        var task: Task<String?, Never>
+        var answeredAt: ContinuousClock.Instant?
+    }
+    private let current = Locked<Current?>(nil)
+    let reuse: Duration
+
+    init(reuse: Duration = .seconds(1)) { self.reuse = reuse }
+
+    /// nil when `check` passed, else what it threw, described.
+    func run(_ check: @escaping @Sendable () async throws -> Void) async -> String? {
+        let task = current.withLock { current -> Task<String?, Never> in
+            if let running = current, running.answeredAt.map({ ContinuousClock.now - $0 < reuse }) ?? true { return running.task }
+            let generation = (current?.generation ?? 0) + 1
+            let task = Task { [weak self] () -> String? in
+                var trouble: String? = nil
+                do { try await check() } catch { trouble = "\(error)" }
+                self?.current.withLock { if $0?.generation == generation { $0?.answeredAt = .now } }
+                return trouble
+            }
+            current = Current(generation: generation, task: task, answeredAt: nil)
+            return task
+        }
+        return await task.value
+    }
 }
 
 /// The store cannot take writes.
