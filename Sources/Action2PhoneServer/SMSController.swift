@@ -74,13 +74,25 @@ struct SMSController: Sendable {
 /// `GET /healthz`: 200 with a small JSON body when the database answers, else 503.
 struct HealthController: Sendable {
     let store: any Store
+    /// When a failed check was last logged: at most one a second is (the endpoint needs no signature, and a flood
+    /// of checks while the database is in trouble would otherwise fill the log).
+    private let lastLogged = Locked<ContinuousClock.Instant?>(nil)
+
+    init(store: any Store) { self.store = store }
 
     @Sendable func health(_ request: Request, context: AppRequestContext) async -> Response {
         do {
             try await store.ping()
             return json(.ok, #"{"status":"ok","database":"ok"}"#)
         } catch {
-            context.logger.error("health check failed: the database does not answer or take writes", metadata: ["error": "\(error)"])
+            let due = lastLogged.withLock { last in
+                guard last.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true else { return false }
+                last = .now
+                return true
+            }
+            if due {
+                context.logger.error("health check failed: the database does not answer or take writes", metadata: ["error": "\(error)"])
+            }
             return json(.serviceUnavailable, #"{"status":"unavailable","database":"error"}"#)
         }
     }

@@ -1,5 +1,7 @@
 import Foundation
 import GRDB
+import InMemoryLogging
+import Logging
 import Testing
 import TwilioKit
 
@@ -84,6 +86,31 @@ struct DatabaseTroubleTests {
             let statuses = try await checks
             #expect(statuses.count == 200 && statuses.allSatisfy { $0 == 200 })
         }
+    }
+
+    @Test func aFloodOfFailingHealthChecksIsLoggedOnceASecond() async throws {
+        let logs = InMemoryLogHandler()
+        let logger = Logger(label: "test", factory: { _ in logs })
+        var seconds: Int64 = 0
+        try await TestServer.run(logger: logger) { server in
+            // Given a full database
+            try await server.store.writer.writeWithoutTransaction { db in
+                let pages = try Int.fetchOne(db, sql: "PRAGMA page_count")!
+                try db.execute(sql: "PRAGMA max_page_count = \(pages)")
+            }
+            // When 100 health checks come at once
+            let started = ContinuousClock.now
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<100 { group.addTask { try await server.send("GET", "/healthz").status } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            // Then each says so, and the log says it about once a second, not 100 times
+            #expect(statuses.count == 100 && statuses.allSatisfy { $0 == 503 })
+            seconds = (ContinuousClock.now - started).components.seconds
+        }
+        let failures = logs.entries.filter { $0.message.description.hasPrefix("health check failed") }
+        #expect(failures.count >= 1 && failures.count <= seconds + 1, "\(failures.count) in \(seconds) s")
+        #expect(failures.first.map { "\($0.metadata)".contains("the database is full") } == true)
     }
 
     @Test func aDamagedRowFailsOnlyItsOwnWebhookAndLeavesHealthAlone() async throws {
