@@ -4,10 +4,28 @@
 public enum WebhookDecodingError: Error, Equatable, CustomStringConvertible {
     /// A field every webhook of this kind carries is absent or empty.
     case missingField(String)
+    /// A message SID with more after it (`MessageSid.isExtended`).
+    case extendedSid(String)
 
     public var description: String {
         switch self {
         case .missingField(let name): "missing \(name)"
+        case .extendedSid(let name): "\(name) has more after its 34-character SID: a signed request's fields run together"
+        }
+    }
+}
+
+/// Twilio's message SIDs: `SM` or `MM` and 32 lower-case hex digits (twilio.md §3).
+public enum MessageSid {
+    /// Whether `sid` is a message SID with more after it. Twilio signs names and values run together, so a captured
+    /// `MessageSid=SMx…&NumMedia=0` and a forged `MessageSid=SMx…NumMedia0` carry the same signature: a later
+    /// field folded into the SID would make a replay look new to the MessageSid check. Real SIDs are exactly 34
+    /// characters; any other value (a test's `SM1`) is taken as it is, as SPEC's tolerant decoding asks.
+    public static func isExtended(_ sid: String) -> Bool {
+        let utf8 = sid.utf8
+        guard utf8.count > 34, utf8.starts(with: "SM".utf8) || utf8.starts(with: "MM".utf8) else { return false }
+        return utf8.dropFirst(2).prefix(32).allSatisfy {
+            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0)
         }
     }
 }
@@ -36,6 +54,7 @@ public struct IncomingMessage: Sendable, Equatable {
             return v
         }
         self.messageSid = try required("MessageSid")
+        if MessageSid.isExtended(messageSid) { throw .extendedSid("MessageSid") }
         self.from = try required("From")
         self.to = try required("To")
         self.body = first("Body") ?? ""
@@ -65,6 +84,7 @@ public struct StatusCallback: Sendable, Equatable {
     public init(fields: [FormField]) throws(WebhookDecodingError) {
         func first(_ name: String) -> String? { fields.first { $0.name == name }?.value }
         guard let sid = first("MessageSid") ?? first("SmsSid"), !sid.isEmpty else { throw .missingField("MessageSid") }
+        if MessageSid.isExtended(sid) { throw .extendedSid("MessageSid") }
         guard let status = first("MessageStatus") ?? first("SmsStatus"), !status.isEmpty else {
             throw .missingField("MessageStatus")
         }

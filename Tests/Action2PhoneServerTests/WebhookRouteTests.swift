@@ -75,6 +75,23 @@ struct WebhookRouteTests {
         }
     }
 
+    @Test func aCapturedWebhookReplayedWithAFieldFoldedIntoItsSidIsRefused() async throws {
+        try await TestServer.run { server in
+            // Given a signed webhook, answered, and its signature captured (from a proxy's log, say)
+            let fields = smsFields(body: "PROFILE")
+            let signature = TwilioSignature.compute(authToken: TestServer.token, url: TestServer.publicURL + "/sms", params: fields)
+            #expect(try await server.post(fields: fields, signature: .raw(signature)).status == 200)
+            // When it is sent again with NumMedia folded into MessageSid: the same signed string, so the same signature
+            let sid = try #require(fields.first { $0.name == "MessageSid" }).value
+            let forged = fields.filter { $0.name != "NumMedia" }.map { $0.name == "MessageSid" ? FormField("MessageSid", sid + "NumMedia0") : $0 }
+            #expect(TwilioSignature.compute(authToken: TestServer.token, url: TestServer.publicURL + "/sms", params: forged) == signature)
+            let replayed = try await server.post(fields: forged, signature: .raw(signature))
+            // Then it is refused as a bad request, and taken as no new message
+            #expect(replayed.status == 400)
+            #expect(try server.count("inbound") == 1)
+        }
+    }
+
     @Test func oversizedBodyIs413AndStoresNothing() async throws {
         try await TestServer.run { server in
             let fields = smsFields(body: String(repeating: "x", count: 70_000))

@@ -32,6 +32,22 @@ struct WebhookDecodingTests {
         #expect(throws: WebhookDecodingError.missingField(name)) { try IncomingMessage(fields: fields) }
     }
 
+    @Test func aMessageSidWithMoreAfterItIsRefusedAndOtherSidsAreTakenAsTheyAre() throws {
+        let sid = "SM" + String(repeating: "0a", count: 16)
+        func message(_ sid: String) throws -> IncomingMessage {
+            try IncomingMessage(fields: [.init("MessageSid", sid), .init("From", "+14155550100"), .init("To", "+15005550006")])
+        }
+        // A real SID, and a test's own short or odd ones, are taken as they are
+        for taken in [sid, "MM" + String(repeating: "f", count: 32), "SM1", "SMdup1", "SM-a-test-sid-longer-than-34-characters"] {
+            #expect(try message(taken).messageSid == taken)
+        }
+        // A real SID with a later field folded into it (the same signed string as MessageSid=…&NumMedia=0) is not
+        #expect(throws: WebhookDecodingError.extendedSid("MessageSid")) { try message(sid + "NumMedia0") }
+        #expect(throws: WebhookDecodingError.extendedSid("MessageSid")) {
+            try StatusCallback(fields: [.init("MessageSid", sid + "MessageStatusdelivered"), .init("MessageStatus", "sent")])
+        }
+    }
+
     @Test func statusCallback() throws {
         let s = try StatusCallback(fields: #require(FormCodec.decode("MessageSid=SM9&MessageStatus=undelivered&ErrorCode=30006&AccountSid=AC1")))
         #expect(s.messageSid == "SM9")
