@@ -1308,6 +1308,9 @@ struct ConversationTransitionTests {
     @Test(arguments: [
         "Login:rita-new-secret", "lgoin rita-new-secret", "Logon rita-new-secret", "Log-in rita-new-secret", "Sign in rita-new-secret",
         "Login:12345678", "Loginrita123", "LOGIN-rita-1917", "Signin:rita99", "Log in:rita99",
+        // full-width letters, and the words people put before a passcode
+        "\u{FF2C}\u{FF2F}\u{FF27}\u{FF29}\u{FF2E} rita-new-secret", "PIN rita1917", "pass rita-new-secret", "pw: rita-new-secret",
+        "Pwd rita-new-secret",
     ])
     func aMistypedLoginWithAPasscodeFromANewPhoneIsNeverLogged(_ text: String) throws {
         var state = ConversationState(lastActivity: recent)
@@ -1317,7 +1320,7 @@ struct ConversationTransitionTests {
     }
 
     @Test func aWordLikeLoginOrSignUpWithoutAPasscodeIsKept() throws {
-        for text in ["LOGIN", "Login.", "sign up", "log out", "logout now", "Begin now"] {
+        for text in ["LOGIN", "Login.", "sign up", "log out", "logout now", "Begin now", "PIN", "pass", "Passover dinner"] {
             var state = ConversationState(lastActivity: recent)
             #expect(try engine.reduce(&state, Inbound(text: text), facts: facts(registered: false), now: t0).loggedBody == nil, "\(text)")
         }

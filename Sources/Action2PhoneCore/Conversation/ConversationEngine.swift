@@ -307,9 +307,13 @@ public struct ConversationEngine: Sendable {
     }
 
     /// Whether the text is a LOGIN mistyped with something after it, which may be the passcode: "Login:secret1" or
-    /// "Login123456" (stuck to the word), "lgoin secret1", "Logon secret1", "Sign in secret1", "Log in:secret1".
+    /// "Login123456" (stuck to the word), "lgoin secret1", "Logon secret1", "Sign in secret1", "Log in:secret1",
+    /// "ＬＯＧＩＮ secret1" (full-width letters read as the letters they are); or a word that names a passcode, with
+    /// something after it: "PIN 482913", "pass secret1", "pw secret1".
     static func looksLikeLogin(_ input: Inbound) -> Bool {
-        let word = String(input.command.uppercased().filter { $0.isLetter || $0.isNumber })
+        let command = input.command.utf8.allSatisfy { $0 < 0x80 } ? input.command : input.command.precomposedStringWithCompatibilityMapping
+        let word = String(command.uppercased().filter { $0.isLetter || $0.isNumber })
+        if !input.argument.isEmpty && ["PIN", "PASS", "PW", "PWD", "PASSWD", "PASSPHRASE"].contains(word) { return true }
         for stem in ["LOGIN", "LOGON", "SIGNIN"] where word.count > stem.count && word.hasPrefix(stem) { return true }
         guard !input.argument.isEmpty else { return false }
         if word == "LOGIN" || word == "LOGON" || word == "SIGNIN" { return true }
