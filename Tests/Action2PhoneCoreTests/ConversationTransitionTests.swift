@@ -1754,6 +1754,71 @@ struct PasscodeHasherTests {
         #expect(await !slots.acquire(waitingAtMost: .milliseconds(10)))
     }
 
+    @Test func aPasscodeHashedAtALowerCostIsHashedAgainAtTheConfiguredOneOnARightLogin() async throws {
+        // Given Olga, registered by a server whose passcodes cost 1,000 iterations
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        func service(_ iterations: Int) -> ConversationService {
+            ConversationService(
+                store: store,
+                engine: ConversationEngine(settings: .init()),
+                hasher: PasscodeHasher(iterations: iterations),
+                replyMode: .twiml
+            )
+        }
+        var sid = 0
+        func text(_ body: String, to service: ConversationService) async throws -> String {
+            sid += 1
+            return try await service.handle(
+                InboundRecord(messageSid: "SMup\(sid)", from: "+14155550178", to: "+15005550006", body: body),
+                now: Date()
+            )
+            .twiml
+        }
+        let cheap = service(1000)
+        for body in ["JOIN", "Olga", "Ivanova", "olga@example.org", "tractor-2026", "tractor-2026", "LOGOUT"] { _ = try await text(body, to: cheap) }
+        func iterations() throws -> Int? { try fetchInt(path, "SELECT passcodeIterations FROM users WHERE phone = '+14155550178'") }
+        #expect(try iterations() == 1000)
+        // When the server now asks for 2,000, and a wrong passcode comes first
+        let dearer = service(2000)
+        #expect(try await text("LOGIN tractor-2025", to: dearer).contains("Wrong passcode"))
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try iterations() == 1000)
+        // Then the right one logs in, and its hash is made again at 2,000 (after the reply)
+        #expect(try await text("LOGIN tractor-2026", to: dearer).contains("Welcome back"))
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while try iterations() != 2000 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(try iterations() == 2000)
+        // And the same passcode still logs in, and the failures before it stay forgotten as after any right login
+        _ = try await text("LOGOUT", to: dearer)
+        #expect(try await text("LOGIN tractor-2026", to: dearer).contains("Welcome back"))
+        #expect(try fetchInt(path, "SELECT failedLogins FROM users WHERE phone = '+14155550178'") == 0)
+    }
+
+    @Test func anUpgradedHashDoesNotReplaceAPasscodeChangedMeanwhile() async throws {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        let hasher = PasscodeHasher(iterations: 1000)
+        let old = await hasher.hash("tractor-2026")
+        try await store.writer.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO users (phone, firstName, lastName, email, passcodeHash, passcodeSalt, passcodeIterations, createdAt)
+                    VALUES ('+14155550179', 'Olga', 'Ivanova', 'olga2@example.org', ?, ?, 1000, '2026-11-25 09:00:00.000')
+                    """,
+                arguments: [Data(old.hash), Data(old.salt)]
+            )
+        }
+        let upgraded = await PasscodeHasher(iterations: 2000).hash("tractor-2026")
+        // A hash that is no longer the stored one (changed by PASSCODE meanwhile) is not replaced
+        let other = await hasher.hash("combine-1917")
+        #expect(try await !store.upgradePasscodeHash(phone: "+14155550179", verified: other, upgraded: upgraded))
+        #expect(try fetchInt(path, "SELECT passcodeIterations FROM users WHERE phone = '+14155550179'") == 1000)
+        // While the stored one is
+        #expect(try await store.upgradePasscodeHash(phone: "+14155550179", verified: old, upgraded: upgraded))
+        #expect(try fetchInt(path, "SELECT passcodeIterations FROM users WHERE phone = '+14155550179'") == 2000)
+    }
+
     @Test func aPasscodeThatFindsNoFreeSlotInTimeIsAnsweredAtOnceAndCanBeSentAgain() async throws {
         let path = makeTestDatabasePath()
         let store = try SQLiteStore.open(path: path)

@@ -48,7 +48,32 @@ public struct ConversationService: InboundHandler {
                 )
             }
             let evidence = await hasher.perform(needed.work, waitingAtMost: passcodeWait)
-            return try await step(record, input, prepared: (needed.work, evidence), now: now)
+            let outcome = try await step(record, input, prepared: (needed.work, evidence), now: now)
+            if case .verify(let passcode, let stored) = needed.work, evidence == .verified(true, against: stored),
+                stored.iterations < hasher.iterations
+            {
+                // (Not awaited: the reply does not wait for a second hash, which a burst of logins could push past
+                // Twilio's 15 s.)
+                Task { await upgrade(stored, of: record.from, to: passcode) }
+            }
+            return outcome
+        }
+    }
+
+    /// Hashes a passcode that has just been verified again at the cost now configured, and stores that hash: one
+    /// made at a lower cost (an older default, a test setting used by mistake) would otherwise stay as weak as it was
+    /// made. After the reply, in a hashing slot of its own; a passcode changed meanwhile is left alone.
+    private func upgrade(_ stored: PasscodeHash, of phone: String, to passcode: String) async {
+        guard let upgraded = await hasher.hash(passcode, waitingAtMost: passcodeWait) else { return }
+        do {
+            if try await store.upgradePasscodeHash(phone: phone, verified: stored, upgraded: upgraded) {
+                logger.info(
+                    "passcode hash upgraded to the configured cost",
+                    metadata: ["a2p.phone": "\(phone)", "a2p.iterations": "\(stored.iterations) -> \(upgraded.iterations)"]
+                )
+            }
+        } catch {
+            logger.error("could not store the upgraded passcode hash (the old one stays)", metadata: ["error": "\(error)"])
         }
     }
 

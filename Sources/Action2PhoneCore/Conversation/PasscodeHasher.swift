@@ -49,7 +49,7 @@ public struct PasscodeHasher: Sendable {
         await verify(passcode, against: stored, waitingAtMost: nil)!
     }
 
-    private func hash(_ passcode: String, waitingAtMost limit: Duration?) async -> PasscodeHash? {
+    func hash(_ passcode: String, waitingAtMost limit: Duration?) async -> PasscodeHash? {
         let iterations = self.iterations
         return await offload(waitingAtMost: limit) { Self.newHash(passcode, iterations: iterations) }
     }

@@ -139,6 +139,23 @@ extension SQLiteStore {
     static let withdrawnReply =
         "Comrade, the answer to your last command named someone who has just erased their data, so it was withdrawn. Reply HELP for commands."
 
+    @discardableResult
+    public func upgradePasscodeHash(phone: String, verified: PasscodeHash, upgraded: PasscodeHash) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE users SET passcodeHash = ?, passcodeSalt = ?, passcodeIterations = ?
+                    WHERE phone = ? AND passcodeHash = ? AND passcodeSalt = ? AND passcodeIterations = ?
+                    """,
+                arguments: [
+                    Data(upgraded.hash), Data(upgraded.salt), upgraded.iterations,
+                    phone, Data(verified.hash), Data(verified.salt), verified.iterations,
+                ]
+            )
+            return db.changesCount == 1
+        }
+    }
+
     /// A new passcode for the account, as PASSCODE and `users reset-passcode` (`fromOrganiser`) set it: failures and
     /// any lock end with the old one.
     static func setPasscode(_ db: Database, _ passcode: PasscodeHash, userId: Int64, fromOrganiser: Bool) throws {

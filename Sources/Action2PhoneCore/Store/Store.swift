@@ -27,6 +27,12 @@ public protocol Store: Sendable {
         decide: @escaping @Sendable (inout ConversationState, any ConversationFacts) throws -> Decision
     ) async throws -> InboundOutcome
 
+    /// Replaces the passcode hash of the account at `phone` with `upgraded` (the same passcode, hashed at the cost now
+    /// configured), if the account still has `verified`: a passcode changed meanwhile is left alone. Nothing else about
+    /// the account changes. Returns whether it was replaced.
+    @discardableResult
+    func upgradePasscodeHash(phone: String, verified: PasscodeHash, upgraded: PasscodeHash) async throws -> Bool
+
     /// Finishes every broadcast still being fanned out (one stopped in the middle, or recorded by another
     /// process), a chunk of people per transaction, while `keepGoing` says so. Returns how many chunks it wrote.
     @discardableResult
