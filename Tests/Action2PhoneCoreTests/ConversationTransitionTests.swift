@@ -112,7 +112,7 @@ struct ConversationTransitionTests {
             text: "olga ivanova@example.org",
             step: .askedPasscode(first: "Olga", last: "Ivanova", email: "ivanova@example.org"),
             loggedIn: false,
-            reply: "Email ivanova@example.org noted (if it is wrong, RESET and JOIN again). Choose a passcode"
+            reply: "Email ivanova@example.org noted. Choose a passcode"
         ),
         .init(
             situation: s["asked email"]!,
@@ -1103,10 +1103,10 @@ struct ConversationTransitionTests {
         #expect(state.step == .confirmingDelete)
     }
 
-    @Test func passcodeSentAgainAtAPasscodeQuestionIsNotAWrongTry() throws {
-        // Given Ivan, logged in, asked for his current passcode after PASSCODE, with 4 wrong tries already
+    @Test func passcodeSentAgainAtAPasscodeQuestionIsSaidToBeTheCommandAndCounts() throws {
+        // Given Ivan, logged in, asked for his current passcode after PASSCODE, with 3 wrong tries already
         var tried = ivan
-        tried.recentFailedLogins = [10, 5, 2, 1].map { t0.addingTimeInterval(-$0 * 60) }
+        tried.recentFailedLogins = [10, 5, 2].map { t0.addingTimeInterval(-$0 * 60) }
         var f = facts()
         f.accounts = [tried, vera]
         var state = ConversationState(step: .askedCurrentPasscode, loggedInAt: recent, lastActivity: recent)
@@ -1115,21 +1115,26 @@ struct ConversationTransitionTests {
             engine.passcodeWork(for: Inbound(text: "PASSCODE"), state: state, account: tried, now: t0) == .verify("PASSCODE", against: storedHash)
         )
         let d = try engine.reduce(&state, Inbound(text: "PASSCODE"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
-        // Then it is not counted, nothing is locked, and the question is asked again
-        #expect(d.effects.isEmpty)
-        #expect(d.replies == [Copy.askCurrentPasscode])
-        #expect(state.step == .askedCurrentPasscode && state.isLoggedIn)
-        // And at the login question the same: "password" alone asks again, and is no fifth try
+        // Then he is told it is the command, and it counts as a try: otherwise each case of the word ("Password",
+        // "pASSWORD") would be a free guess at a passcode chosen before command words were refused
+        #expect(
+            d.replies == [
+                "PASSCODE is the command, comrade, not your passcode, and counts as a try. Wrong passcode (4 of 5 tries). "
+                    + Copy.retryCurrentPasscode
+            ]
+        )
+        #expect(d.effects.count == 1 && state.step == .askedCurrentPasscode && state.isLoggedIn)
+        // And at the login question the same, for PASSWORD
         var login = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
         let again = try engine.reduce(&login, Inbound(text: "password"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
-        #expect(again.effects.isEmpty && again.replies == [Copy.askLoginPasscode] && login.step == .askedLoginPasscode)
-        // But a passcode that is such a word (chosen before command words were refused) still logs in
+        #expect(again.replies[0].hasPrefix("PASSWORD is the command, comrade, not your passcode, and counts as a try. Wrong passcode (4 of 5"))
+        // But a passcode that is such a word (chosen before command words were refused) logs in
         let right = try engine.reduce(&login, Inbound(text: "password"), evidence: .verified(true, against: storedHash), facts: f, now: t0)
         #expect(right.effects == [.loginSucceeded(userId: 1)] && login.isLoggedIn)
-        // And a wrong passcode with more words is a wrong try as before
+        // And a wrong passcode with more words is a plain wrong try
         var other = ConversationState(step: .askedCurrentPasscode, loggedInAt: recent, lastActivity: recent)
         let wrong = try engine.reduce(&other, Inbound(text: "PASSCODE 1917"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
-        #expect(wrong.replies[0].hasPrefix("Wrong passcode 5 times"))
+        #expect(wrong.replies[0].hasPrefix("Wrong passcode (4 of 5 tries)"))
     }
 
     @Test func resetAtARegistrationPasscodeQuestionKeepsTheNextTextPrivate() throws {
@@ -1154,11 +1159,18 @@ struct ConversationTransitionTests {
         #expect(try engine.reduce(&naming, Inbound(text: "Sickle77"), facts: facts(registered: false), now: t0).loggedBody == nil)
     }
 
-    @Test func helpInAFlowSaysHowToOptOut() throws {
-        for asked in [Step.askedFirstName, .askedLoginPasscode, .confirmingDelete] {
-            var state = ConversationState(step: asked, loggedInAt: asked == .confirmingDelete ? recent : nil, lastActivity: recent)
-            let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(registered: asked != .askedFirstName), now: t0)
+    @Test func helpInAFlowSaysHowToOptOutInOneText() throws {
+        let registering: [Step] = [
+            .askedFirstName, .askedLastName(first: "Olga"), .askedEmail(first: "Olga", last: "Ivanova"),
+            .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash),
+        ]
+        for asked in registering + [.askedLoginPasscode, .askedCurrentPasscode, .askedNewPasscode, .confirmingDelete] {
+            let loggedIn = [.askedCurrentPasscode, .askedNewPasscode, .confirmingDelete].contains(asked)
+            var state = ConversationState(step: asked, loggedInAt: loggedIn ? recent : nil, lastActivity: recent)
+            let d = try engine.reduce(&state, Inbound(text: "HELP"), facts: facts(registered: !registering.contains(asked)), now: t0)
             #expect(d.replies.count == 1 && d.replies[0].hasSuffix(" STOP opts out."), "\(d.replies)")
+            #expect(Segments.count(d.replies[0]).segments == 1, "\(d.replies[0].count) characters: \(d.replies[0])")
             #expect(state.step == asked)
         }
     }
@@ -1308,9 +1320,10 @@ struct ConversationTransitionTests {
     @Test(arguments: [
         "Login:rita-new-secret", "lgoin rita-new-secret", "Logon rita-new-secret", "Log-in rita-new-secret", "Sign in rita-new-secret",
         "Login:12345678", "Loginrita123", "LOGIN-rita-1917", "Signin:rita99", "Log in:rita99",
-        // full-width letters, and the words people put before a passcode
+        // full-width letters, and the words people put before a passcode, apart from it or stuck to it
         "\u{FF2C}\u{FF2F}\u{FF27}\u{FF29}\u{FF2E} rita-new-secret", "PIN rita1917", "pass rita-new-secret", "pw: rita-new-secret",
-        "Pwd rita-new-secret",
+        "Pwd rita-new-secret", "PIN:rita1917", "pw:rita-secret", "pass=rita-secret", "Password:rita22", "passcode=rita1917",
+        "\u{FF30}\u{FF21}\u{FF33}\u{FF33}\u{FF37}\u{FF2F}\u{FF32}\u{FF24} rita-new-secret",
     ])
     func aMistypedLoginWithAPasscodeFromANewPhoneIsNeverLogged(_ text: String) throws {
         var state = ConversationState(lastActivity: recent)
@@ -1320,7 +1333,7 @@ struct ConversationTransitionTests {
     }
 
     @Test func aWordLikeLoginOrSignUpWithoutAPasscodeIsKept() throws {
-        for text in ["LOGIN", "Login.", "sign up", "log out", "logout now", "Begin now", "PIN", "pass", "Passover dinner"] {
+        for text in ["LOGIN", "Login.", "sign up", "log out", "logout now", "Begin now", "PIN", "pass", "Passover dinner", "pine trees"] {
             var state = ConversationState(lastActivity: recent)
             #expect(try engine.reduce(&state, Inbound(text: text), facts: facts(registered: false), now: t0).loggedBody == nil, "\(text)")
         }

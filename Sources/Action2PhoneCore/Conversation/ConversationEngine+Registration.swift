@@ -31,7 +31,7 @@ extension ConversationEngine {
             }
             state.step = .askedPasscode(first: first, last: last, email: email)
             // Read back: the address is taken from the text ("my email is ivan@example.org"), and a wrong one is seen now.
-            step.reply("Email \(email) noted (if it is wrong, RESET and JOIN again). " + Copy.askPasscode)
+            step.reply("Email \(email) noted. " + Copy.askPasscode)
         case .askedPasscode(let first, let last, let email):
             guard let hash = newPasscode(&step, ask: Copy.askPasscode) else { return }
             state.step = .askedPasscodeAgain(first: first, last: last, email: email, pending: hash)
@@ -82,8 +82,14 @@ extension ConversationEngine {
                 return step.reply(Copy.askCurrentPasscode)
             }
             guard matches else {
-                if isPasscodeCommandAlone(step.input) { return step.reply(Copy.askCurrentPasscode) }
-                return wrongPasscode(account, retry: .askedCurrentPasscode, ask: Copy.retryCurrentPasscode, &state, &step)
+                return wrongPasscode(
+                    account,
+                    retry: .askedCurrentPasscode,
+                    ask: Copy.retryCurrentPasscode,
+                    note: commandWordNote(step.input),
+                    &state,
+                    &step
+                )
             }
             step.effects.append(.loginSucceeded(userId: account.id))
             state.step = .askedNewPasscode
@@ -159,11 +165,7 @@ extension ConversationEngine {
                 : unread > 1 ? "Reply MESSAGES to read them." : unread == 1 ? "Reply MESSAGES to read it." : "Reply HELP for commands."
             return step.reply("Welcome back, \(Copy.comrade(account.firstName))! You have \(Copy.plural(unread, "unread message")). " + next)
         }
-        if isPasscodeCommandAlone(step.input) {
-            state.step = .askedLoginPasscode
-            return step.reply(Copy.askLoginPasscode)
-        }
-        wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, &state, &step)
+        wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, note: commandWordNote(step.input), &state, &step)
     }
 
     /// What to say to a request sent where a name is asked ("stop please", "help me", "reset please", "please stop
@@ -192,17 +194,19 @@ extension ConversationEngine {
         return command
     }
 
-    /// Whether the text is PASSCODE (or PASSWORD) alone, sent again at a passcode question by someone who thought the
-    /// first was lost: when it is not the passcode, it is not counted as a wrong one either. (It was checked all the
-    /// same: a passcode chosen before command words were refused may be "password".)
-    func isPasscodeCommandAlone(_ input: Inbound) -> Bool {
+    /// What to say before "Wrong passcode" when the text was PASSCODE (or PASSWORD) alone, sent again at a passcode
+    /// question by someone who thought the first was lost: it was checked (a passcode chosen before command words
+    /// were refused may be "password") and counts as a wrong try, or every case of the word would be a free guess.
+    func commandWordNote(_ input: Inbound) -> String {
         input.argument.isEmpty && Command(word: input.command) == .passcode
+            ? "\(input.command) is the command, comrade, not your passcode, and counts as a try. "
+            : ""
     }
 
     /// Counts a wrong passcode against `account`: the failures of the last 15 minutes count, whenever the first
     /// of them was (the window slides), and the fifth locks the account for 15 minutes, ending the question and
     /// any login. Below that, `retry` asks again.
-    func wrongPasscode(_ account: Account, retry: Step, ask: String, _ state: inout ConversationState, _ step: inout StepContext) {
+    func wrongPasscode(_ account: Account, retry: Step, ask: String, note: String = "", _ state: inout ConversationState, _ step: inout StepContext) {
         let recent = account.recentFailedLogins.filter { step.now.timeIntervalSince($0) < settings.failureWindow } + [step.now]
         if recent.count >= settings.maxFailedLogins {
             let until = step.now.addingTimeInterval(settings.lockDuration)
@@ -220,7 +224,7 @@ extension ConversationEngine {
         }
         step.effects.append(.loginFailed(userId: account.id, recentFailures: recent, lockedUntil: nil))
         state.step = retry
-        step.reply("Wrong passcode (\(recent.count) of \(settings.maxFailedLogins) tries). " + ask)
+        step.reply(note + "Wrong passcode (\(recent.count) of \(settings.maxFailedLogins) tries). " + ask)
     }
 
     /// Whether the text confirms the `pending` passcode; `nil` when that is not known (no evidence, or evidence

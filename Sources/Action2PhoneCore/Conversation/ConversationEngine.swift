@@ -308,12 +308,18 @@ public struct ConversationEngine: Sendable {
 
     /// Whether the text is a LOGIN mistyped with something after it, which may be the passcode: "Login:secret1" or
     /// "Login123456" (stuck to the word), "lgoin secret1", "Logon secret1", "Sign in secret1", "Log in:secret1",
-    /// "ＬＯＧＩＮ secret1" (full-width letters read as the letters they are); or a word that names a passcode, with
-    /// something after it: "PIN 482913", "pass secret1", "pw secret1".
+    /// "ＬＯＧＩＮ secret1" (full-width letters read as the letters they are); or a word that names a passcode with
+    /// something after it, apart or stuck to it: "PIN 482913", "PIN:482913", "pass=secret1", "Password:hunter22" (not
+    /// "Passover" or "pine", other words).
     static func looksLikeLogin(_ input: Inbound) -> Bool {
-        let command = input.command.utf8.allSatisfy { $0 < 0x80 } ? input.command : input.command.precomposedStringWithCompatibilityMapping
-        let word = String(command.uppercased().filter { $0.isLetter || $0.isNumber })
-        if !input.argument.isEmpty && ["PIN", "PASS", "PW", "PWD", "PASSWD", "PASSPHRASE"].contains(word) { return true }
+        let command = Inbound.compatibilityFolded(input.command).uppercased()
+        let leading = String(command.prefix { $0.isLetter })
+        if ["PIN", "PASS", "PW", "PWD", "PASSWD", "PASSPHRASE", "PASSCODE", "PASSWORD"].contains(leading),
+            !input.argument.isEmpty || command.count > leading.count
+        {
+            return true
+        }
+        let word = String(command.filter { $0.isLetter || $0.isNumber })
         for stem in ["LOGIN", "LOGON", "SIGNIN"] where word.count > stem.count && word.hasPrefix(stem) { return true }
         guard !input.argument.isEmpty else { return false }
         if word == "LOGIN" || word == "LOGON" || word == "SIGNIN" { return true }
@@ -346,8 +352,9 @@ public struct ConversationEngine: Sendable {
             return "You are confirming a \(state.step.flowName ?? "command"). \(Copy.prompt(for: state.step)) STOP opts out."
         default:
             let prompt = Copy.prompt(for: state.step)
-            return "You are in the \(state.step.flowName ?? "flow"). \(prompt)" + (prompt.contains("RESET") ? "" : " Reply RESET to abandon it.")
-                + " STOP opts out."
+            // (One text at every question: 160 characters at the registration's passcode.)
+            return "You are in the \(state.step.flowName ?? "flow"). \(prompt)"
+                + (prompt.contains("RESET") ? " STOP opts out." : " RESET leaves it, STOP opts out.")
         }
         guard let account else {
             return "Action2Phone, comrade: reply JOIN to register, LOGIN if you have an account, STOP to opt out. Msg&data rates may apply."

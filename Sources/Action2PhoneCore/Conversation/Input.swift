@@ -74,8 +74,13 @@ public struct Inbound: Sendable, Equatable {
     /// texts can be one.
     static func optOutKeyword(_ text: String) -> String? {
         guard text.utf8.count <= 40 else { return nil }
-        let folded = text.utf8.allSatisfy { $0 < 0x80 } ? text : text.precomposedStringWithCompatibilityMapping
-        return Inbound.bare(folded.uppercased(), lenient: true)
+        return Inbound.bare(compatibilityFolded(text).uppercased(), lenient: true)
+    }
+
+    /// `text` with full-width and other compatibility forms read as the letters they are (`ＳＴＯＰ` is STOP); ASCII
+    /// as it is, at no cost.
+    static func compatibilityFolded(_ text: String) -> String {
+        text.utf8.allSatisfy { $0 < 0x80 } ? text : text.precomposedStringWithCompatibilityMapping
     }
 
     /// `word` without the punctuation and quotes around it, or the invisible characters in it; `lenient` also
