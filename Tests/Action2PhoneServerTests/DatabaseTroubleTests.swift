@@ -77,6 +77,8 @@ struct DatabaseTroubleTests {
     @Test func aFloodOfHealthChecksLeavesTheWebhooksAnswered() async throws {
         try await TestServer.run { server in
             // Given 200 health checks at once (the endpoint needs no signature)
+            let started = ContinuousClock.now
+            let before = server.store.probe.checksStarted
             async let checks = withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 0..<200 { group.addTask { try await server.send("GET", "/healthz").status } }
                 return try await group.reduce(into: [Int]()) { $0.append($1) }
@@ -85,6 +87,10 @@ struct DatabaseTroubleTests {
             #expect(try await server.post(fields: smsFields(body: "HELP")).status == 200)
             let statuses = try await checks
             #expect(statuses.count == 200 && statuses.allSatisfy { $0 == 200 })
+            // And the database was checked about once a second, not 200 times
+            let seconds = Int((ContinuousClock.now - started).components.seconds)
+            let checked = server.store.probe.checksStarted - before
+            #expect(checked >= 1 && checked <= seconds + 2, "\(checked) checks in \(seconds) s")
         }
     }
 

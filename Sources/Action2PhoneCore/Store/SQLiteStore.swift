@@ -550,6 +550,9 @@ final class SharedProbe: Sendable {
 
     init(reuse: Duration = .seconds(1)) { self.reuse = reuse }
 
+    /// How many checks have been started.
+    var checksStarted: Int { current.withLock { $0?.generation ?? 0 } }
+
     /// nil when `check` passed, else what it threw, described.
     func run(_ check: @escaping @Sendable () async throws -> Void) async -> String? {
         let task = current.withLock { current -> Task<String?, Never> in
