@@ -99,7 +99,7 @@ public struct LoopbackServerError: Error, CustomStringConvertible {
 
 extension ConversationService {
     /// The conversation as `serve` configures it.
-    public init(config: ServerConfig, store: any Store, logger: Logger = Logger(label: "action2phone")) {
+    public init(config: ServerConfig, store: any Store, upgradesInBackground: Bool = true, logger: Logger = Logger(label: "action2phone")) {
         self.init(
             store: store,
             engine: ConversationEngine(
@@ -107,6 +107,7 @@ extension ConversationService {
             ),
             hasher: PasscodeHasher(iterations: config.passcodeIterations),
             replyMode: config.replyMode,
+            upgradesInBackground: upgradesInBackground,
             logger: logger
         )
     }

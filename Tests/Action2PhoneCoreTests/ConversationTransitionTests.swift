@@ -1117,17 +1117,14 @@ struct ConversationTransitionTests {
         let d = try engine.reduce(&state, Inbound(text: "PASSCODE"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
         // Then he is told it is the command, and it counts as a try: otherwise each case of the word ("Password",
         // "pASSWORD") would be a free guess at a passcode chosen before command words were refused
-        #expect(
-            d.replies == [
-                "PASSCODE is the command, comrade, not your passcode, and counts as a try. Wrong passcode (4 of 5 tries). "
-                    + Copy.retryCurrentPasscode
-            ]
-        )
+        #expect(d.replies == ["(PASSCODE alone is the command.) Wrong passcode (4 of 5 tries). " + Copy.retryCurrentPasscode])
         #expect(d.effects.count == 1 && state.step == .askedCurrentPasscode && state.isLoggedIn)
         // And at the login question the same, for PASSWORD
         var login = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
         let again = try engine.reduce(&login, Inbound(text: "password"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
-        #expect(again.replies[0].hasPrefix("PASSWORD is the command, comrade, not your passcode, and counts as a try. Wrong passcode (4 of 5"))
+        #expect(again.replies == ["(PASSWORD alone is the command.) Wrong passcode (4 of 5 tries). " + Copy.retryLoginPasscode])
+        // (each in one text)
+        #expect(Segments.count(d.replies[0]).segments == 1 && Segments.count(again.replies[0]).segments == 1)
         // But a passcode that is such a word (chosen before command words were refused) logs in
         let right = try engine.reduce(&login, Inbound(text: "password"), evidence: .verified(true, against: storedHash), facts: f, now: t0)
         #expect(right.effects == [.loginSucceeded(userId: 1)] && login.isLoggedIn)
@@ -1135,6 +1132,14 @@ struct ConversationTransitionTests {
         var other = ConversationState(step: .askedCurrentPasscode, loggedInAt: recent, lastActivity: recent)
         let wrong = try engine.reduce(&other, Inbound(text: "PASSCODE 1917"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
         #expect(wrong.replies[0].hasPrefix("Wrong passcode (4 of 5 tries)"))
+    }
+
+    @Test func aLongEmailIsReadBackInOneTextWithoutTheAdvice() throws {
+        let long = "olga.ivanova.chair.of.the.collective@village-soviet.example.org"
+        var state = ConversationState(step: .askedEmail(first: "Olga", last: "Ivanova"), lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: long), facts: facts(registered: false), now: t0)
+        #expect(d.replies == ["Email \(long) noted. Choose a passcode of 6 to 64 characters and reply with it."])
+        #expect(Segments.count(d.replies[0]).segments == 1)
     }
 
     @Test func resetAtARegistrationPasscodeQuestionKeepsTheNextTextPrivate() throws {
@@ -1324,6 +1329,9 @@ struct ConversationTransitionTests {
         "\u{FF2C}\u{FF2F}\u{FF27}\u{FF29}\u{FF2E} rita-new-secret", "PIN rita1917", "pass rita-new-secret", "pw: rita-new-secret",
         "Pwd rita-new-secret", "PIN:rita1917", "pw:rita-secret", "pass=rita-secret", "Password:rita22", "passcode=rita1917",
         "\u{FF30}\u{FF21}\u{FF33}\u{FF33}\u{FF37}\u{FF2F}\u{FF32}\u{FF24} rita-new-secret",
+        // stuck with no separator, one letter off, or said in a sentence
+        "Passwordrita22", "Passcoderita1917", "Pwdrita22", "Pasword:rita22", "Pasword rita22", "Passowrd rita22",
+        "my pin is rita1917", "My password is rita22",
     ])
     func aMistypedLoginWithAPasscodeFromANewPhoneIsNeverLogged(_ text: String) throws {
         var state = ConversationState(lastActivity: recent)
@@ -1333,7 +1341,10 @@ struct ConversationTransitionTests {
     }
 
     @Test func aWordLikeLoginOrSignUpWithoutAPasscodeIsKept() throws {
-        for text in ["LOGIN", "Login.", "sign up", "log out", "logout now", "Begin now", "PIN", "pass", "Passover dinner", "pine trees"] {
+        for text in [
+            "LOGIN", "Login.", "sign up", "log out", "logout now", "Begin now", "PIN", "pass", "Passover dinner", "pine trees", "Pass-through",
+            "Pass?", "Pin's broken", "What's my pin?", "Passwords",
+        ] {
             var state = ConversationState(lastActivity: recent)
             #expect(try engine.reduce(&state, Inbound(text: text), facts: facts(registered: false), now: t0).loggedBody == nil, "\(text)")
         }

@@ -72,6 +72,22 @@ struct CLITests {
         #expect(r.stdout.contains("Email: ivan@example.org"))
     }
 
+    @Test func chatUpgradesAPasscodeHashBeforeItEnds() async throws {
+        // Given Ivan, registered with passcodes costing 1,000 iterations
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        // When he logs in through chat with the cost raised to 2,000
+        let r = try await Executable.run(
+            ["chat", "--db", db, "--from", "415-555-0100"],
+            environment: ["ACTION2PHONE_PBKDF2_ITERATIONS": "2000"],
+            input: "LOGOUT\nLOGIN secret-pass\n"
+        )
+        #expect(r.status == 0 && r.stdout.contains("Welcome back"), "\(r.stdout) \(r.stderr)")
+        // Then his hash was made again at 2,000 before chat ended (in this process, not after it)
+        let iterations = try await DatabaseQueue(path: db).read { try Int.fetchOne($0, sql: "SELECT passcodeIterations FROM users") }
+        #expect(iterations == 2000)
+    }
+
     @Test func usersListShowFindWithTableJSONAndCSV() async throws {
         let db = tempDatabase()
         _ = try await registerIvan(db)

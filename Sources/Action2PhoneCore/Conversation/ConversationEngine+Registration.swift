@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import TwilioKit
 
 /// Answers to the pending question: registration, login passcode, passcode change, and the YES confirmations.
 extension ConversationEngine {
@@ -31,7 +32,9 @@ extension ConversationEngine {
             }
             state.step = .askedPasscode(first: first, last: last, email: email)
             // Read back: the address is taken from the text ("my email is ivan@example.org"), and a wrong one is seen now.
-            step.reply("Email \(email) noted. " + Copy.askPasscode)
+            // (In one text when it can be: a long address leaves the advice out.)
+            let full = "Email \(email) noted. " + Copy.askPasscode
+            step.reply(Segments.count(full).segments == 1 ? full : "Email \(email) noted. " + Copy.askPasscodeBriefly)
         case .askedPasscode(let first, let last, let email):
             guard let hash = newPasscode(&step, ask: Copy.askPasscode) else { return }
             state.step = .askedPasscodeAgain(first: first, last: last, email: email, pending: hash)
@@ -198,9 +201,8 @@ extension ConversationEngine {
     /// question by someone who thought the first was lost: it was checked (a passcode chosen before command words
     /// were refused may be "password") and counts as a wrong try, or every case of the word would be a free guess.
     func commandWordNote(_ input: Inbound) -> String {
-        input.argument.isEmpty && Command(word: input.command) == .passcode
-            ? "\(input.command) is the command, comrade, not your passcode, and counts as a try. "
-            : ""
+        // (Short: with the login question's ask after it, one text.)
+        input.argument.isEmpty && Command(word: input.command) == .passcode ? "(\(input.command) alone is the command.) " : ""
     }
 
     /// Counts a wrong passcode against `account`: the failures of the last 15 minutes count, whenever the first

@@ -309,22 +309,43 @@ public struct ConversationEngine: Sendable {
     /// Whether the text is a LOGIN mistyped with something after it, which may be the passcode: "Login:secret1" or
     /// "Login123456" (stuck to the word), "lgoin secret1", "Logon secret1", "Sign in secret1", "Log in:secret1",
     /// "ＬＯＧＩＮ secret1" (full-width letters read as the letters they are); or a word that names a passcode with
-    /// something after it, apart or stuck to it: "PIN 482913", "PIN:482913", "pass=secret1", "Password:hunter22" (not
-    /// "Passover" or "pine", other words).
+    /// something after it (`namesAPasscode`).
     static func looksLikeLogin(_ input: Inbound) -> Bool {
-        let command = Inbound.compatibilityFolded(input.command).uppercased()
-        let leading = String(command.prefix { $0.isLetter })
-        if ["PIN", "PASS", "PW", "PWD", "PASSWD", "PASSPHRASE", "PASSCODE", "PASSWORD"].contains(leading),
-            !input.argument.isEmpty || command.count > leading.count
-        {
-            return true
-        }
-        let word = String(command.filter { $0.isLetter || $0.isNumber })
+        if namesAPasscode(input) { return true }
+        let word = String(Inbound.compatibilityFolded(input.command).uppercased().filter { $0.isLetter || $0.isNumber })
         for stem in ["LOGIN", "LOGON", "SIGNIN"] where word.count > stem.count && word.hasPrefix(stem) { return true }
         guard !input.argument.isEmpty else { return false }
         if word == "LOGIN" || word == "LOGON" || word == "SIGNIN" { return true }
         if word == "LOG" || word == "SIGN" { return input.argument.uppercased().hasPrefix("IN") }
         return editDistance(Array(word), Array("LOGIN")) <= 1
+    }
+
+    /// Whether the text names a passcode with something after it, which may be the passcode:
+    /// - PASSWORD, PASSCODE, PASSWD, PASSPHRASE or PWD (or one letter off PASSWORD or PASSCODE: "Pasword") first, with
+    ///   more after it, apart or stuck: "Password hunter22", "Passwordhunter22", "Pasword:hunter22" (not "Passwords");
+    /// - PIN, PASS, PW or PWD first, with a word after it or a digit, `:`, `=` or `#` stuck to it: "PIN 482913",
+    ///   "PIN:482913", "pw=secret1" (not "Pine", "Pass-through" or "Pass?");
+    /// - PIN, PASSWORD or PASSCODE later in a short text, with a word after it: "my pin is 482913".
+    static func namesAPasscode(_ input: Inbound) -> Bool {
+        let command = Inbound.compatibilityFolded(input.command).uppercased()
+        let word = String(command.filter { $0.isLetter || $0.isNumber })
+        let leading = String(command.prefix { $0.isLetter })
+        let after = command.dropFirst(leading.count)
+        for stem in ["PASSWORD", "PASSCODE", "PASSWD", "PASSPHRASE", "PWD"] {
+            if word.hasPrefix(stem) && word.count > stem.count && word != stem + "S" { return true }
+        }
+        if leading.count >= 7, ["PASSWORD", "PASSCODE"].contains(where: { editDistance(Array(leading), Array($0)) <= 1 }),
+            !input.argument.isEmpty || !after.isEmpty
+        {
+            return true
+        }
+        if ["PIN", "PASS", "PW", "PWD"].contains(leading) {
+            if after.isEmpty && !input.argument.isEmpty { return true }  // (not "Pin's broken")
+            if let next = after.first, next.isNumber || ":=#".contains(next) { return true }
+        }
+        guard input.text.utf8.count <= 80 else { return false }
+        let words = Inbound.compatibilityFolded(input.text).uppercased().split(separator: " ").map { Inbound.bare(String($0)) }
+        return words.dropFirst().dropLast().contains { ["PIN", "PASSWORD", "PASSCODE"].contains($0) }
     }
 
     /// Ends a login and a pending question after the session TTL of silence; returns the step that expired.

@@ -13,6 +13,9 @@ public struct ConversationService: InboundHandler {
     /// checked (send it again): Twilio gives up on a webhook after 15 s, and in `twiml` mode its reply would be
     /// lost with it.
     let passcodeWait: Duration
+    /// Whether a passcode hash's upgrade (`upgrade`) happens after the reply (`serve`) or before it (`chat` and
+    /// `replay` in this process, which may end right after their last text).
+    let upgradesInBackground: Bool
     let logger: Logger
 
     public static let defaultPasscodeWait: Duration = .seconds(8)
@@ -23,6 +26,7 @@ public struct ConversationService: InboundHandler {
         hasher: PasscodeHasher,
         replyMode: ReplyMode,
         passcodeWait: Duration = defaultPasscodeWait,
+        upgradesInBackground: Bool = true,
         logger: Logger = Logger(label: "action2phone")
     ) {
         self.store = store
@@ -30,6 +34,7 @@ public struct ConversationService: InboundHandler {
         self.hasher = hasher
         self.replyMode = replyMode
         self.passcodeWait = passcodeWait
+        self.upgradesInBackground = upgradesInBackground
         self.logger = logger
     }
 
@@ -52,9 +57,13 @@ public struct ConversationService: InboundHandler {
             if case .verify(let passcode, let stored) = needed.work, evidence == .verified(true, against: stored),
                 stored.iterations < hasher.iterations
             {
-                // (Not awaited: the reply does not wait for a second hash, which a burst of logins could push past
-                // Twilio's 15 s.)
-                Task { await upgrade(stored, of: record.from, to: passcode) }
+                // (In `serve`, not awaited: the reply does not wait for a second hash, which a burst of logins could
+                // push past Twilio's 15 s.)
+                if upgradesInBackground {
+                    Task { await upgrade(stored, of: record.from, to: passcode) }
+                } else {
+                    await upgrade(stored, of: record.from, to: passcode)
+                }
             }
             return outcome
         }
