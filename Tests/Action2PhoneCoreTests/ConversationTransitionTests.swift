@@ -1332,6 +1332,10 @@ struct ConversationTransitionTests {
         // stuck with no separator, one letter off, or said in a sentence
         "Passwordrita22", "Passcoderita1917", "Pwdrita22", "Pasword:rita22", "Pasword rita22", "Passowrd rita22",
         "my pin is rita1917", "My password is rita22",
+        // after a greeting or a keyword, stuck to a later word, last, with CODE or PINCODE, in a longer text
+        "Hi, my password is rita22", "Reset my pin to rita1917", "my password:rita22", "my PIN-1917rita", "1917rita is my pin",
+        "my pw is rita22", "Code: 1917rita", "code 1917rita", "PIN-1917rita", "pincode:rita1917", "Pincode rita1917",
+        "It's Ivan on my new phone, can you log me in please, my password is rita22, thanks",
     ])
     func aMistypedLoginWithAPasscodeFromANewPhoneIsNeverLogged(_ text: String) throws {
         var state = ConversationState(lastActivity: recent)
@@ -1343,7 +1347,7 @@ struct ConversationTransitionTests {
     @Test func aWordLikeLoginOrSignUpWithoutAPasscodeIsKept() throws {
         for text in [
             "LOGIN", "Login.", "sign up", "log out", "logout now", "Begin now", "PIN", "pass", "Passover dinner", "pine trees", "Pass-through",
-            "Pass?", "Pin's broken", "What's my pin?", "Passwords",
+            "Pass?", "Pin's broken", "What's my pin?", "Passwords", "Passwords?", "passwords are hard", "Code red", "code review",
         ] {
             var state = ConversationState(lastActivity: recent)
             #expect(try engine.reduce(&state, Inbound(text: text), facts: facts(registered: false), now: t0).loggedBody == nil, "\(text)")

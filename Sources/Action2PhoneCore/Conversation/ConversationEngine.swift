@@ -267,7 +267,8 @@ public struct ConversationEngine: Sendable {
         // HELP, RESET or START with more words may be an older passcode ("help me 1917"), sent at an expired question
         // or after "please log in first".
         case .optIn where !input.argument.isEmpty, .help where !input.argument.isEmpty, .reset where !input.argument.isEmpty:
-            return stepBefore.expectsPasscode || registered || state.passcodeMayFollow == true
+            // ("Hi, my password is hunter22" from a new phone is HELP with more words.)
+            return stepBefore.expectsPasscode || registered || state.passcodeMayFollow == true || Self.namesAPasscode(input)
         case .optOut, .optIn, .help, .reset, .empty: return false
         case .unknown where registered: return true
         // The confirmation of a passcode whose question expired, say, texted after the "timed out" reply.
@@ -321,31 +322,54 @@ public struct ConversationEngine: Sendable {
     }
 
     /// Whether the text names a passcode with something after it, which may be the passcode:
-    /// - PASSWORD, PASSCODE, PASSWD, PASSPHRASE or PWD (or one letter off PASSWORD or PASSCODE: "Pasword") first, with
-    ///   more after it, apart or stuck: "Password hunter22", "Passwordhunter22", "Pasword:hunter22" (not "Passwords");
-    /// - PIN, PASS, PW or PWD first, with a word after it or a digit, `:`, `=` or `#` stuck to it: "PIN 482913",
-    ///   "PIN:482913", "pw=secret1" (not "Pine", "Pass-through" or "Pass?");
-    /// - PIN, PASSWORD or PASSCODE later in a short text, with a word after it: "my pin is 482913".
+    /// - PASSWORD, PASSCODE, PINCODE, PASSWD, PASSPHRASE or PWD (or one letter off PASSWORD or PASSCODE: "Pasword")
+    ///   first, with more after it, apart or stuck: "Password hunter22", "Passwordhunter22", "Pasword:hunter22" (not
+    ///   "Passwords");
+    /// - PIN, PASS, PW, PWD or CODE first, with a word after it (for CODE, one starting with a digit), or a digit or
+    ///   `:`, `=`, `#` or `-` and a digit stuck to it: "PIN 482913", "PIN:482913", "PIN-482913", "code 4829" (not "Pine",
+    ///   "Pass-through", "Pass?" or "Code red");
+    /// - PIN, PW, PWD, CODE, PASSWD, PASSWORD, PASSCODE or PINCODE later, alone with a word after it, or with a digit
+    ///   or `:`, `=`, `#` or `-` stuck to it, or last in a text that asks nothing: "my pin is 482913", "my pin:482913",
+    ///   "482913 is my pin" (not "What's my pin?").
     static func namesAPasscode(_ input: Inbound) -> Bool {
+        func split(_ word: Substring) -> (leading: String, after: Substring) {
+            let leading = String(word.prefix { $0.isLetter })
+            return (leading, word.dropFirst(leading.count))
+        }
+        func stuck(_ after: Substring) -> Bool {
+            guard let next = after.first else { return false }
+            return next.isNumber || ":=#".contains(next) || next == "-" && after.dropFirst().first?.isNumber == true
+        }
         let command = Inbound.compatibilityFolded(input.command).uppercased()
         let word = String(command.filter { $0.isLetter || $0.isNumber })
-        let leading = String(command.prefix { $0.isLetter })
-        let after = command.dropFirst(leading.count)
-        for stem in ["PASSWORD", "PASSCODE", "PASSWD", "PASSPHRASE", "PWD"] {
+        let (leading, after) = split(Substring(command))
+        for stem in ["PASSWORD", "PASSCODE", "PINCODE", "PASSWD", "PASSPHRASE", "PWD"] {
             if word.hasPrefix(stem) && word.count > stem.count && word != stem + "S" { return true }
+            if word == stem && !input.argument.isEmpty { return true }
         }
-        if leading.count >= 7, ["PASSWORD", "PASSCODE"].contains(where: { editDistance(Array(leading), Array($0)) <= 1 }),
+        if leading.count >= 7, !["PASSWORDS", "PASSCODES"].contains(leading),
+            ["PASSWORD", "PASSCODE"].contains(where: { editDistance(Array(leading), Array($0)) <= 1 }),
             !input.argument.isEmpty || !after.isEmpty
         {
             return true
         }
         if ["PIN", "PASS", "PW", "PWD"].contains(leading) {
             if after.isEmpty && !input.argument.isEmpty { return true }  // (not "Pin's broken")
-            if let next = after.first, next.isNumber || ":=#".contains(next) { return true }
+            if stuck(after) { return true }
         }
-        guard input.text.utf8.count <= 80 else { return false }
-        let words = Inbound.compatibilityFolded(input.text).uppercased().split(separator: " ").map { Inbound.bare(String($0)) }
-        return words.dropFirst().dropLast().contains { ["PIN", "PASSWORD", "PASSCODE"].contains($0) }
+        if leading == "CODE" && (stuck(after) || after.isEmpty && input.argument.first?.isNumber == true) { return true }
+        // Later in the text (up to two texts' worth: a longer one is no note with a passcode in it)
+        guard input.text.utf8.count <= 320 else { return false }
+        let words = Inbound.compatibilityFolded(input.text).uppercased().split(separator: " ")
+        let asks = input.text.hasSuffix("?")
+        for (index, later) in words.enumerated().dropFirst() {
+            let (leading, after) = split(later.drop { !$0.isLetter && !$0.isNumber })
+            guard ["PIN", "PW", "PWD", "CODE", "PASSWD", "PASSWORD", "PASSCODE", "PINCODE"].contains(leading) else { continue }
+            if stuck(after) { return true }
+            let bareAfter = after.allSatisfy { !$0.isLetter && !$0.isNumber }
+            if bareAfter && (index < words.count - 1 || !asks) { return true }
+        }
+        return false
     }
 
     /// Ends a login and a pending question after the session TTL of silence; returns the step that expired.
