@@ -325,7 +325,7 @@ public struct ConversationEngine: Sendable {
     /// - PASSWORD, PASSCODE, PINCODE, PASSWD, PASSPHRASE or PWD (or one letter off PASSWORD or PASSCODE: "Pasword")
     ///   first, with more after it, apart or stuck: "Password hunter22", "Passwordhunter22", "Pasword:hunter22" (not
     ///   "Passwords");
-    /// - PIN, PASS, PW, PWD or CODE first, with a word after it (for CODE, one starting with a digit), or a digit or
+    /// - PIN, PASS, PW or CODE first, with a word after it (for CODE, one starting with a digit), or a digit or
     ///   `:`, `=`, `#` or `-` and a digit stuck to it: "PIN 482913", "PIN:482913", "PIN-482913", "code 4829" (not "Pine",
     ///   "Pass-through", "Pass?" or "Code red");
     /// - PIN, PW, PWD, CODE, PASSWD, PASSWORD, PASSCODE or PINCODE later, alone with a word after it, or with a digit
@@ -353,7 +353,8 @@ public struct ConversationEngine: Sendable {
         {
             return true
         }
-        if ["PIN", "PASS", "PW", "PWD"].contains(leading) {
+        // (PWD is a stem above: alone with a word after it, or with anything stuck to it.)
+        if ["PIN", "PASS", "PW"].contains(leading) {
             if after.isEmpty && !input.argument.isEmpty { return true }  // (not "Pin's broken")
             if stuck(after) { return true }
         }
