@@ -70,7 +70,7 @@ public struct OutboxWorker: Service {
         let inFlight = InFlight()
         let recorder = OutcomeRecorder(store: store, logger: logger)
         await withDiscardingTaskGroup { group in
-            group.addTask { await finishBroadcasts() }
+            group.addTask { await finishBackgroundWork() }
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 if clock.now < nextSlot {
                     await pause(until: nextSlot)
@@ -140,19 +140,24 @@ public struct OutboxWorker: Service {
         logger.info("outbox: stopped")
     }
 
-    /// Webhooks fan a broadcast out as they come (`InboundBatcher`); this finishes one they do not: cut short by a
-    /// stop, by a chunk that failed, or recorded by `action2phone broadcast` in a process that then ended. It looks
-    /// at the start and then every second, leaves the webhooks' own fan-out alone, and stops between chunks when the
-    /// server is stopping (the rest is finished at the next start).
-    func finishBroadcasts() async {
+    /// Webhooks fan a broadcast out, and erase a deletion's mentions, as they come (`InboundBatcher`); this finishes
+    /// what they do not: cut short by a stop, by a chunk that failed, or recorded by `action2phone broadcast` or
+    /// `users delete` in a process that then ended. It looks at the start and then every second, leaves the webhooks'
+    /// own chunks alone, and stops between chunks when the server is stopping (the rest is finished at the next start).
+    func finishBackgroundWork() async {
         var lastFailure: String? = nil
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 let store = self.store
-                let chunks = try await store.fanOutBroadcasts(while: {
-                    !Task.isShuttingDownGracefully && !Task.isCancelled && !store.webhooksAreFanningOut
-                })
+                let keepGoing: @Sendable () -> Bool = {
+                    !Task.isShuttingDownGracefully && !Task.isCancelled && !store.webhooksHaveBackgroundWork
+                }
+                let chunks = try await store.fanOutBroadcasts(while: keepGoing)
                 if chunks > 0 { logger.notice("outbox: finished fanning out a broadcast that was left unfinished (\(chunks) chunk(s) of people)") }
+                let erased = try await store.finishErasures(while: keepGoing)
+                if erased > 0 {
+                    logger.notice("outbox: finished erasing what admins' rows said of a deleted account (\(erased) chunk(s) of rows)")
+                }
                 lastFailure = nil
             } catch {
                 let failure = "\(error)"

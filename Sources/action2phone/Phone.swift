@@ -44,6 +44,10 @@ struct InProcessPhone: SimulatedPhone {
         let now = virtualNow ?? Date()
         virtualNow = virtualNow?.addingTimeInterval(1)
         let outcome = try await service.handle(record, now: now)
+        // What the text left for after its transaction (a broadcast's fan-out, a deletion's erasure of the admins'
+        // rows) is finished before the answer too, for the same reason.
+        try await store.fanOutBroadcasts()
+        try await store.finishErasures()
         return (200, TwiML.messages(in: outcome.twiml))
     }
 }

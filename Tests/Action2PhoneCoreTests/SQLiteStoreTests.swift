@@ -18,7 +18,7 @@ struct SQLiteStoreTests {
                 "v1 users, phones, consent log, conversations, inbound, inbox, outbox, pending callbacks", "v2 failed login times",
                 "v3 outbox recipientDeleted", "v4 broadcasts fanned out after the webhook", "v5 admins index",
                 "v6 passcode from an organiser", "v7 outbox earlier SIDs", "v8 names and emails composed",
-                "v9 admins past and present",
+                "v9 admins past and present", "v10 erasures after DELETE",
             ]
         )
         let queue = try DatabaseQueue(path: path)
@@ -37,7 +37,8 @@ struct SQLiteStoreTests {
         }
         #expect(
             tables == [
-                "adminPhones", "broadcasts", "consentLog", "conversations", "grdb_migrations", "inbound", "inbox", "outbox", "outboxEarlierSids",
+                "adminPhones", "broadcasts", "consentLog", "conversations", "erasures", "grdb_migrations", "inbound", "inbox", "outbox",
+                "outboxEarlierSids",
                 "pendingCallbacks",
                 "phones",
                 "users",

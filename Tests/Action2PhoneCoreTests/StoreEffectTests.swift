@@ -251,6 +251,113 @@ struct StoreEffectTests {
         #expect(retried.queued.isEmpty && retried.refused.first?.reason.contains("erased when a person deleted their account") == true)
     }
 
+    /// Anna and Clara, admins, and Boris, with a long history: Anna's 2,500 commands (three FIND that named Boris in
+    /// their TwiML reply, a SEND to his number typed with dashes) and 1,500 replies sent through the outbox (two named
+    /// him, answering commands of their own), Clara's 600 commands (a SEND to his email), and last a reply to Anna
+    /// naming him still queued. Rows read: 4,600 of history, more than four chunks.
+    func longAdminHistory() async throws -> (SQLiteStore, String) {
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await register(store, "+14155550101", "Anna", role: .admin)
+        try await register(store, "+14155550102", "Boris")
+        try await register(store, "+14155550103", "Clara", role: .admin)
+        let named = "Boris X, +14155550102, boris@example.org"
+        try executeSQL(
+            path,
+            """
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500)
+            INSERT INTO inbound (messageSid, "from", "to", body, params, reply, receivedAt)
+            SELECT 'SManna' || i, '+14155550101', '+15005550006',
+                   CASE WHEN i IN (1, 1250, 2500) THEN 'FIND bor' WHEN i = 1800 THEN 'SEND 415-555-0102 hi' ELSE 'USERS' END, '[]',
+                   CASE WHEN i IN (1, 1250, 2500) THEN '<Response><Message>\(named)</Message></Response>'
+                        ELSE '<Response><Message>3 registered</Message></Response>' END,
+                   '2026-11-25 09:00:00.000' FROM n;
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600)
+            INSERT INTO inbound (messageSid, "from", "to", body, params, reply, receivedAt)
+            SELECT 'SMclara' || i, '+14155550103', '+15005550006', CASE WHEN i = 300 THEN 'SEND boris@example.org hi' ELSE 'USERS' END, '[]',
+                   '<Response><Message>3 registered</Message></Response>', '2026-11-25 09:00:00.000' FROM n;
+            INSERT INTO inbound (messageSid, "from", "to", body, params, reply, receivedAt)
+            VALUES ('SMrest10', '+14155550101', '+15005550006', 'FIND bo', '[]', '', '2026-11-25 09:00:00.000'),
+                   ('SMrest1490', '+14155550101', '+15005550006', 'FIND bo', '[]', '', '2026-11-25 09:00:00.000');
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
+            INSERT INTO outbox ("to", body, purpose, status, inReplyTo, createdAt, updatedAt)
+            SELECT '+14155550101', CASE WHEN i IN (10, 1490) THEN '\(named)' ELSE 'Stored.' END, 'reply', 'sent', 'SMrest' || i,
+                   '2026-11-25 09:00:00.000', '2026-11-25 09:00:00.000' FROM n;
+            INSERT INTO outbox ("to", body, purpose, status, inReplyTo, createdAt, updatedAt)
+            VALUES ('+14155550101', '\(named)', 'reply', 'queued', 'SMlate', '2026-11-25 09:00:00.000', '2026-11-25 09:00:00.000');
+            """
+        )
+        return (store, path)
+    }
+
+    /// Nothing of the long history names Boris any more, and all the rest of it is as it was.
+    func expectLongHistoryErased(_ path: String) throws {
+        #expect(try fetchInt(path, "SELECT count(*) FROM erasures") == 0)
+        for column in ["body", "reply"] {
+            #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE \(column) LIKE '%boris%' OR \(column) LIKE '%0102%'") == 0, "\(column)")
+        }
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body = '[deleted]' AND \"from\" = '+14155550101'") == 6)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body = '[deleted]' AND \"from\" = '+14155550103'") == 1)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body = 'USERS' AND reply LIKE '%3 registered%'") == 2496 + 599)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE body = '[deleted]' AND recipientDeleted AND status = 'sent'") == 2)
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE body = 'Stored.' AND NOT recipientDeleted") == 1498)
+        // (and the reply still queued stays the note that it was withdrawn)
+        #expect(
+            try fetchRow(path, "SELECT body, status FROM outbox WHERE inReplyTo = 'SMlate'") == [
+                "body": SQLiteStore.withdrawnReply, "status": "queued",
+            ]
+        )
+    }
+
+    @Test func aDeletionReadsTheAdminsLongHistoryAfterItsOwnTransactionAChunkAtATime() async throws {
+        // Given admins with a long history that names Boris
+        let (store, path) = try await longAdminHistory()
+        // When his account is deleted
+        try await DatabaseQueue(path: path).write { try SQLiteStore.deleteAccount($0, userId: 2, now: t0) }
+        // Then the reply naming him that could still be sent is withdrawn at once, in the deletion's transaction
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE inReplyTo = 'SMlate' AND body = '\(SQLiteStore.withdrawnReply)'") == 1)
+        // and the rest of the history is left to an erasure of its own, which has not read it yet
+        #expect(try fetchInt(path, "SELECT count(*) FROM erasures WHERE inReplies AND adminPhone = '' AND afterId = 0") == 1)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE body = 'FIND bor'") == 3)
+        // When the erasure runs
+        let chunks = try await store.finishErasures()
+        // Then it took several transactions, none reading more than a chunk of rows
+        let wholeChunks = (1500 + 1 + 2500 + 2 + 600).quotientAndRemainder(dividingBy: SQLiteStore.erasureChunkSize).quotient
+        #expect(chunks > wholeChunks && chunks <= wholeChunks + 2, "\(chunks)")
+        // and nothing names him any more
+        try expectLongHistoryErased(path)
+        #expect(try await store.finishErasures() == 0)
+    }
+
+    @Test func anErasureStoppedInTheMiddleResumesWhereItWas() async throws {
+        // Given Boris's deletion, whose erasure has run two chunks when its process stops
+        let (store, path) = try await longAdminHistory()
+        try await DatabaseQueue(path: path).write { try SQLiteStore.deleteAccount($0, userId: 2, now: t0) }
+        for _ in 0..<2 { #expect(try await DatabaseQueue(path: path).write { try SQLiteStore.eraseMentionsChunk($0, now: t0) }) }
+        // (through the outbox's replies, into Anna's commands: the first FIND naming him is erased, the last not yet)
+        #expect(try fetchRow(path, "SELECT inReplies, adminPhone FROM erasures") == ["inReplies": false, "adminPhone": "+14155550101"])
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE messageSid = 'SManna1' AND body = '[deleted]'") == 1)
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE messageSid = 'SManna2500' AND body = 'FIND bor'") == 1)
+        _ = store
+        // When another process opens the database and finishes it
+        let reopened = try SQLiteStore.open(path: path)
+        #expect(try await reopened.finishErasures() >= 2)
+        // Then the whole history is erased, once
+        try expectLongHistoryErased(path)
+    }
+
+    @Test func aDeleteByTextIsAnsweredAfterOneChunkAndTheRestFollowsWithoutAnotherText() async throws {
+        // Given admins with a long history that names Boris
+        let (store, path) = try await longAdminHistory()
+        // When he deletes his account by text
+        try await step(store, from: "+14155550102", [.deleteAccount(userId: 2)], body: "YES")
+        // Then the webhooks' own loop erases the rest, though no other text comes
+        // (a deadline, not a measure: it takes well under a second, far longer on a machine busy building)
+        let deadline = Date().addingTimeInterval(60)
+        while try fetchInt(path, "SELECT count(*) FROM erasures") != 0 && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try expectLongHistoryErased(path)
+    }
+
     @Test func questionsLeftUnansweredForADayAreEndedAndTheirDraftsGo() async throws {
         // Given a registration left at its confirmation two days ago, one left an hour ago, and an idle number
         let path = makeTestDatabasePath()

@@ -23,6 +23,33 @@ struct CLITests {
         )
     }
 
+    @Test func aDeletionInChatErasesTheAdminsRowsBeforeChatEnds() async throws {
+        // Given Ivan, and an admin with 3,000 commands, the last a FIND whose answer named him
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        try await DatabaseQueue(path: db).write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO adminPhones (phone) VALUES ('+14155550199');
+                    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+                    INSERT INTO inbound (messageSid, "from", "to", body, params, reply, receivedAt)
+                    SELECT 'SMadmin' || i, '+14155550199', '+15005550006', CASE WHEN i = 3000 THEN 'FIND iva' ELSE 'USERS' END, '[]',
+                           CASE WHEN i = 3000 THEN '<Response><Message>Ivan Petrov, +14155550100</Message></Response>' ELSE '' END,
+                           '2026-12-01 00:00:00.000' FROM n;
+                    """
+            )
+        }
+        // When he deletes his account in chat, which ends with his last text
+        let r = try await Executable.run(["chat", "--db", db, "--from", "415-555-0100"], input: "LOGIN secret-pass\nDELETE\nYES\n")
+        #expect(r.status == 0 && r.stdout.contains("Your data is erased"), "\(r.stdout)\(r.stderr)")
+        // Then the admin's rows that named him were erased before it ended: none is left for a server to finish
+        #expect(try await DatabaseQueue(path: db).read { try Int.fetchOne($0, sql: "SELECT count(*) FROM erasures") } == 0)
+        let find = try await DatabaseQueue(path: db).read {
+            try Row.fetchOne($0, sql: "SELECT body, reply FROM inbound WHERE messageSid = 'SMadmin3000'")
+        }
+        #expect(find?["body"] == "[deleted]" && (find?["reply"] as String?)?.contains("Ivan") == false, "\(String(describing: find))")
+    }
+
     @Test func storedTextIsShownSafelyInATerminalAndASpreadsheet() async throws {
         // Given a person whose stored email and name hold escape sequences and a formula (as a version that did not
         // refuse them could have stored), and an outbox text with them

@@ -217,6 +217,32 @@ struct OutboxWorkerTests {
         #expect(try h.scalar("SELECT count(*) FROM inbox") == done)
     }
 
+    @Test func anErasureLeftUnfinishedIsFinished() async throws {
+        // Given a deletion whose erasure of an admin's rows another process left unfinished: a FIND named Boris
+        let h = try OutboxHarness()
+        try await DatabaseQueue(path: h.path).write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO adminPhones (phone) VALUES ('+14155550101');
+                    INSERT INTO inbound (messageSid, "from", "to", body, params, reply, receivedAt)
+                    VALUES ('SM1', '+14155550101', '+15005550006', 'FIND bor', '[]', '<Response><Message>Boris X, +14155550102</Message></Response>',
+                            '2026-11-25 09:00:00.000'),
+                           ('SM2', '+14155550101', '+15005550006', 'USERS', '[]', '<Response><Message>3 registered</Message></Response>',
+                            '2026-11-25 09:00:00.000');
+                    INSERT INTO erasures (phone, email, name, createdAt, outboxThrough, inboundThrough)
+                    VALUES ('+14155550102', 'boris@example.org', 'Boris X', '2026-11-25 09:00:00.000', 0, 2);
+                    """
+            )
+        }
+        // When the server runs
+        let worker = OutboxWorker(store: h.store, sender: SimulatedSender(logger: logger), rate: 1, pollInterval: .milliseconds(10), logger: logger)
+        try await h.run(worker) { try h.scalar("SELECT count(*) FROM erasures") == 0 }
+        // Then the erasure is finished: the FIND is erased, the rest kept
+        #expect(try h.scalar("SELECT count(*) FROM erasures") == 0)
+        #expect(try h.scalar("SELECT count(*) FROM inbound WHERE messageSid = 'SM1' AND body = '[deleted]' AND reply NOT LIKE '%Boris%'") == 1)
+        #expect(try h.scalar("SELECT count(*) FROM inbound WHERE messageSid = 'SM2' AND body = 'USERS'") == 1)
+    }
+
     @Test func aLookupThatFindsNothingLeavesTheSendToALaterSlot() async throws {
         // Given, at one send a second, a text whose earlier attempt may have reached Twilio (it is looked up first,
         // and the lookup takes 100 ms) and another text

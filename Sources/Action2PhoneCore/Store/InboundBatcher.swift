@@ -19,6 +19,8 @@ import GRDB
 /// of people (`SQLiteStore.fanOutChunkSize`) in a transaction of its own before that batch is answered (so a
 /// broadcast to a small organisation is complete when its YES is answered), then one chunk after each later batch
 /// has been answered, or one after another while no webhook waits. (`OutboxWorker` finishes one left unfinished.)
+/// A DELETE's erasure of the admins' rows that name the person goes the same way, a chunk in a transaction of its
+/// own (`SQLiteStore.eraseMentionsChunk`).
 final class InboundBatcher: Sendable {
     /// One step: runs inside the batch's transaction and returns what its caller gets.
     typealias Step = @Sendable (Database) throws -> InboundOutcome
@@ -31,8 +33,8 @@ final class InboundBatcher: Sendable {
     private struct Queue {
         var jobs: [Job] = []
         var draining = false
-        /// A broadcast has people left to reach.
-        var fanOutPending = false
+        /// A broadcast has people left to reach, or a deletion rows left to erase.
+        var backgroundPending = false
         /// Transactions run so far (tests check that steps share them).
         var transactions = 0
     }
@@ -65,8 +67,9 @@ final class InboundBatcher: Sendable {
         }
     }
 
-    /// Whether the drain loop is fanning a broadcast out (a chunk after each batch, or one after another while idle).
-    var isFanningOut: Bool { queue.withLock { $0.fanOutPending } }
+    /// Whether the drain loop is fanning a broadcast out or erasing a deletion's mentions (a chunk after each batch,
+    /// or one after another while idle).
+    var hasBackgroundWork: Bool { queue.withLock { $0.backgroundPending } }
 
     /// How many transactions have run the steps so far.
     var transactions: Int { queue.withLock { $0.transactions } }
@@ -76,7 +79,7 @@ final class InboundBatcher: Sendable {
         while true {
             let batch = queue.withLock { queue -> [Job]? in
                 guard !queue.jobs.isEmpty else {
-                    if queue.fanOutPending { return [] }
+                    if queue.backgroundPending { return [] }
                     queue.draining = false
                     return nil
                 }
@@ -87,39 +90,39 @@ final class InboundBatcher: Sendable {
             }
             guard let batch else { return }
             guard !batch.isEmpty else {
-                await fanOutChunk()
+                await backgroundChunk()
                 continue
             }
-            let alreadyFanningOut = queue.withLock { $0.fanOutPending }
-            let (results, fanOut) = await commit(batch)
-            if fanOut && !alreadyFanningOut { await fanOutChunk() }
+            let alreadyWorking = queue.withLock { $0.backgroundPending }
+            let (results, background) = await commit(batch)
+            if background && !alreadyWorking { await backgroundChunk() }
             for (job, result) in zip(batch, results) {
                 job.done.resume(with: result)
             }
-            if fanOut && alreadyFanningOut { await fanOutChunk() }
+            if background && alreadyWorking { await backgroundChunk() }
         }
     }
 
-    /// Writes the next chunk of a broadcast's fan-out, if any is left. A failure stops the fan-out until the next
-    /// batch, which looks again.
-    private func fanOutChunk() async {
+    /// Writes the next chunk of a broadcast's fan-out or of a deletion's erasure, if any is left. A failure stops them
+    /// until the next batch, which looks again.
+    private func backgroundChunk() async {
         let more: Bool
         do {
-            more = try await writer.write { db in try SQLiteStore.fanOutBroadcastChunk(db, now: Date()) }
+            more = try await writer.write { db in try SQLiteStore.backgroundChunk(db, now: Date()) }
         } catch {
             if let error = error as? DatabaseError, Self.cannotWrite(error.resultCode) { health.failed("\(error.resultCode) at \(Date())") }
             more = false
         }
-        queue.withLock { $0.fanOutPending = more }
+        queue.withLock { $0.backgroundPending = more }
     }
 
     /// Runs `batch` in one transaction and says what each step's caller gets, and whether a broadcast has people
-    /// left to reach (one of the steps confirmed it, or an earlier fan-out was cut short).
-    private func commit(_ batch: [Job]) async -> (results: [Result<InboundOutcome, any Error>], fanOut: Bool) {
+    /// left to reach or a deletion rows left to erase (one of the steps confirmed it, or an earlier chunk was cut short).
+    private func commit(_ batch: [Job]) async -> (results: [Result<InboundOutcome, any Error>], background: Bool) {
         do {
-            let (results, fanOut) = try await writer.writeWithoutTransaction { db -> ([Result<InboundOutcome, any Error>], Bool) in
+            let (results, background) = try await writer.writeWithoutTransaction { db -> ([Result<InboundOutcome, any Error>], Bool) in
                 var results: [Result<InboundOutcome, any Error>] = []
-                var fanOut = false
+                var background = false
                 results.reserveCapacity(batch.count)
                 // GRDB's transaction block: once SQLite has rolled the transaction back, any further statement
                 // throws (a step that swallowed an error cannot go on writing outside the transaction), and a
@@ -128,10 +131,10 @@ final class InboundBatcher: Sendable {
                     for job in batch {
                         results.append(try Self.runInSavepoint(job.step, db))
                     }
-                    fanOut = try SQLiteStore.hasUnfinishedBroadcast(db)
+                    background = try SQLiteStore.hasBackgroundWork(db)
                     return .commit
                 }
-                return (results, fanOut)
+                return (results, background)
             }
             // A step that could not write (a full disk, an I/O error, a lock held too long) counts as a failing write
             // even when the others committed; one that met a damaged row or a constraint is that step's trouble only.
@@ -140,7 +143,7 @@ final class InboundBatcher: Sendable {
             } else {
                 health.succeeded()
             }
-            return (results, fanOut)
+            return (results, background)
         } catch {
             if let error = error as? DatabaseError { health.failed("\(error.resultCode) at \(Date())") }
             return (Array(repeating: .failure(error), count: batch.count), false)

@@ -197,41 +197,149 @@ extension SQLiteStore {
         try resetConversation(db, phone: phone, now: now, passcodeMayFollow: true)
     }
 
+    /// Rows of the admins' history one chunk of a deletion's erasure reads (`eraseMentionsChunk`): a few milliseconds
+    /// of the writer's time, so that a DELETE holds the other webhooks up no longer than a broadcast's chunk does,
+    /// however long that history. (Read in the DELETE's own transaction, 300,000 rows held every webhook 1.4 s.)
+    static let erasureChunkSize = 1000
+
     /// Admins' commands and the bot's answers to them name people (FIND's list, SEND's confirmation, a number or an
     /// email typed after SEND): of a person who deletes their account, those rows go too, in the inbound log and in
-    /// replies sent through the outbox. SQLite finds candidates (through the sender index: only the rows of people
-    /// who are or have been admins, `adminPhones`), and `PersonMentions` keeps those that name the person
-    /// as a whole word or number (Ann's an@example.org is not in ivan@example.org).
+    /// replies sent through the outbox. The replies that could still be sent go at once, in the DELETE's transaction;
+    /// the rest of the admins' history is erased after it, a chunk at a time, by `eraseMentionsChunk`, from the job
+    /// recorded here (in `erasures`, so that a stop in the middle resumes where it was). Only the rows of people who
+    /// are or have been admins (`adminPhones`) are read, and only those the DELETE found there.
     static func eraseMentions(_ db: Database, of person: PersonMentions, now: Date) throws {
-        let digitsOnly = "replace(replace(replace(replace(replace(body, ' ', ''), '-', ''), '.', ''), '(', ''), ')', '')"
-        // (SQLite's lower() knows ASCII letters only: a name in another script makes every row of an admin a candidate.)
-        let asciiName = person.name.utf8.allSatisfy { $0 < 0x80 }
-        func names(_ column: String) -> String {
-            "instr(\(column), :phone) OR instr(lower(\(column)), :email) OR \(asciiName ? "instr(lower(\(column)), :name)" : "1")"
+        // Queued, being sent, or one an operator may retry (`retryOutbox`): through the outbox_replies index.
+        try eraseReplies(
+            db,
+            naming: person,
+            where: """
+                status IN ('queued', 'sending', 'failed', 'uncertain', 'undelivered') AND "to" IN (SELECT phone FROM adminPhones)
+                AND "to" != :phone
+                """,
+            [:],
+            now: now
+        )
+        try db.execute(
+            sql: """
+                INSERT INTO erasures (phone, email, name, createdAt, outboxThrough, inboundThrough)
+                VALUES (?, ?, ?, ?, (SELECT coalesce(max(id), 0) FROM outbox), (SELECT coalesce(max(rowid), 0) FROM inbound))
+                """,
+            arguments: [person.phone, person.email, person.name, now]
+        )
+    }
+
+    /// Whether a broadcast still has people to reach, or a deletion admins' rows to erase.
+    static func hasBackgroundWork(_ db: Database) throws -> Bool {
+        try hasUnfinishedBroadcast(db) || FastStatement.first(db, "SELECT 1 FROM erasures LIMIT 1", []) { _ in true } ?? false
+    }
+
+    /// The next chunk of what webhooks leave for after their own transaction, in the open transaction: the oldest
+    /// unfinished broadcast's next people, or else the oldest deletion's next rows to erase. Returns whether any is
+    /// left after it.
+    static func backgroundChunk(_ db: Database, now: Date) throws -> Bool {
+        if try !fanOutBroadcastChunk(db, now: now) { _ = try eraseMentionsChunk(db, now: now) }
+        return try hasBackgroundWork(db)
+    }
+
+    /// Erases the next chunk of the oldest unfinished deletion's mentions, in the open transaction: the admins'
+    /// replies in the outbox first (the command each answered is erased with it, since in REST mode the inbound log
+    /// keeps no reply to look at: "FIND petrov" names no one by itself), then their commands and TwiML replies in the
+    /// inbound log; one admin's rows after another, in order, up to `erasureChunkSize` rows read. `false` when no
+    /// deletion was left.
+    static func eraseMentionsChunk(_ db: Database, now: Date) throws -> Bool {
+        guard let job = try Row.fetchOne(db, sql: "SELECT * FROM erasures ORDER BY id LIMIT 1") else { return false }
+        let id: Int64 = try job.decode(forColumn: "id")
+        let person = PersonMentions(
+            phone: try job.decode(forColumn: "phone"),
+            email: try job.decode(forColumn: "email"),
+            name: try job.decode(forColumn: "name")
+        )
+        let outboxThrough: Int64 = try job.decode(forColumn: "outboxThrough")
+        let inboundThrough: Int64 = try job.decode(forColumn: "inboundThrough")
+        var inReplies: Bool = try job.decode(forColumn: "inReplies")
+        // The admin whose rows are being read ("" before the first), and the last row of theirs read.
+        var admin: String = try job.decode(forColumn: "adminPhone")
+        var after: Int64 = try job.decode(forColumn: "afterId")
+        var budget = erasureChunkSize
+        while budget > 0 {
+            let (table, sender, through) = inReplies ? ("outbox", "\"to\"", outboxThrough) : ("inbound", "\"from\"", inboundThrough)
+            // The admin's next rows (through the index on their phone, which holds the rowid), as many as the chunk has left.
+            let window = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT count(*) AS rows, max(r) AS last FROM
+                    (SELECT rowid AS r FROM \(table) WHERE \(sender) = ? AND rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?)
+                    """,
+                arguments: [admin, after, through, budget]
+            )
+            let rows: Int = try window?.decode(forColumn: "rows") ?? 0
+            if let last: Int64 = try window?.decode(forColumn: "last") {
+                let these = "\(sender) = :admin AND rowid > :after AND rowid <= :last"
+                let arguments: [String: (any DatabaseValueConvertible)?] = ["admin": admin, "after": after, "last": last]
+                if inReplies {
+                    try eraseReplies(db, naming: person, where: these, arguments, now: now)
+                } else {
+                    try eraseCommands(db, naming: person, where: these, arguments)
+                }
+                after = last
+            }
+            let adminDone = rows < budget
+            budget -= max(rows, 1)
+            guard adminDone else { continue }
+            if let next = try String.fetchOne(db, sql: "SELECT phone FROM adminPhones WHERE phone > ? ORDER BY phone LIMIT 1", arguments: [admin]) {
+                (admin, after) = (next, 0)
+            } else if inReplies {
+                (inReplies, admin, after) = (false, "", 0)
+            } else {
+                try db.execute(sql: "DELETE FROM erasures WHERE id = ?", arguments: [id])
+                return true
+            }
         }
-        let arguments: StatementArguments = [
-            "phone": person.phone, "email": person.email.lowercased(), "name": person.name.lowercased(), "digits": person.nationalDigits,
-        ]
-        // Replies sent through the outbox (REST mode) first: the command each answered is erased with it, since in
-        // that mode the inbound log keeps no reply to look at ("FIND petrov" names no one by itself).
-        // An erased one is marked as a deleted person's texts are, so that no retry sends "[deleted]". One still to be
-        // sent is withdrawn: the admin gets a note instead, as the person asked for their details to go. (One being
-        // sent goes, and is erased as it is marked.)
+        try db.execute(
+            sql: "UPDATE erasures SET inReplies = ?, adminPhone = ?, afterId = ? WHERE id = ?",
+            arguments: [inReplies, admin, after, id]
+        )
+        return true
+    }
+
+    /// The SQL that is true where `column` may name `person`, with the names of `mentionArguments`: SQLite finds
+    /// candidates, and `PersonMentions` keeps those that name the person as a whole word or number (Ann's
+    /// an@example.org is not in ivan@example.org).
+    private static func mayName(_ person: PersonMentions, _ column: String) -> String {
+        // (SQLite's lower() knows ASCII letters only: a name in another script makes every row a candidate.)
+        let asciiName = person.name.utf8.allSatisfy { $0 < 0x80 }
+        return "instr(\(column), :phone) OR instr(lower(\(column)), :email) OR \(asciiName ? "instr(lower(\(column)), :name)" : "1")"
+    }
+
+    private static func mentionArguments(
+        _ person: PersonMentions,
+        _ more: [String: (any DatabaseValueConvertible)?]
+    ) -> StatementArguments {
+        StatementArguments(
+            more.merging(
+                ["phone": person.phone, "email": person.email.lowercased(), "name": person.name.lowercased(), "digits": person.nationalDigits]
+            ) { $1 }
+        )
+    }
+
+    /// Erases the admins' replies in the outbox that `filter` selects and that name `person`. An erased one is marked
+    /// as a deleted person's texts are, so that no retry sends "[deleted]". One still to be sent is withdrawn: the
+    /// admin gets a note instead, as the person asked for their details to go. (One being sent goes, and is erased as
+    /// it is marked.)
+    private static func eraseReplies(
+        _ db: Database,
+        naming person: PersonMentions,
+        where filter: String,
+        _ arguments: [String: (any DatabaseValueConvertible)?],
+        now: Date
+    ) throws {
         let replies = try Row.fetchAll(
             db,
-            sql: """
-                SELECT id, body, inReplyTo, status, needsReconcile FROM outbox
-                WHERE "to" IN (SELECT phone FROM adminPhones) AND "to" != :phone AND purpose = 'reply'
-                AND (\(names("body")))
-                """,
-            arguments: arguments
+            sql:
+                "SELECT id, body, inReplyTo, status, needsReconcile FROM outbox WHERE purpose = 'reply' AND \(filter) AND (\(mayName(person, "body")))",
+            arguments: mentionArguments(person, arguments)
         )
-        func erase(command messageSid: String) throws {
-            try db.execute(
-                sql: "UPDATE inbound SET body = ?, params = '[]', reply = ? WHERE messageSid = ?",
-                arguments: [deletedBody, TwiML.empty, messageSid]
-            )
-        }
         // (A reply in several texts gets one note.)
         var withdrawnFrom = Set<String>()
         for row in replies where try person.isNamed(in: row.decode(forColumn: "body")) {
@@ -258,20 +366,37 @@ extension SQLiteStore {
                     arguments: [deletedBody, now, id]
                 )
             }
-            if let messageSid: String = try row.decode(forColumn: "inReplyTo") { try erase(command: messageSid) }
+            if let inReplyTo { try eraseCommand(db, messageSid: inReplyTo) }
         }
-        let inbound = try Row.fetchAll(
+    }
+
+    /// Erases the admins' commands in the inbound log that `filter` selects and that name `person`, in their text
+    /// (a number typed with spaces or dashes too) or in the TwiML reply logged with them.
+    private static func eraseCommands(
+        _ db: Database,
+        naming person: PersonMentions,
+        where filter: String,
+        _ arguments: [String: (any DatabaseValueConvertible)?]
+    ) throws {
+        let digitsOnly = "replace(replace(replace(replace(replace(body, ' ', ''), '-', ''), '.', ''), '(', ''), ')', '')"
+        let commands = try Row.fetchAll(
             db,
             sql: """
                 SELECT messageSid, body, reply FROM inbound
-                WHERE "from" IN (SELECT phone FROM adminPhones)
-                AND (\(names("body")) OR instr(\(digitsOnly), :digits) OR \(names("reply")))
+                WHERE \(filter) AND (\(mayName(person, "body")) OR instr(\(digitsOnly), :digits) OR \(mayName(person, "reply")))
                 """,
-            arguments: arguments
+            arguments: mentionArguments(person, arguments)
         )
-        for row in inbound where try person.isNamed(in: row.decode(forColumn: "body")) || person.isNamed(in: row.decode(forColumn: "reply")) {
-            try erase(command: try row.decode(forColumn: "messageSid"))
+        for row in commands where try person.isNamed(in: row.decode(forColumn: "body")) || person.isNamed(in: row.decode(forColumn: "reply")) {
+            try eraseCommand(db, messageSid: try row.decode(forColumn: "messageSid"))
         }
+    }
+
+    private static func eraseCommand(_ db: Database, messageSid: String) throws {
+        try db.execute(
+            sql: "UPDATE inbound SET body = ?, params = '[]', reply = ? WHERE messageSid = ?",
+            arguments: [deletedBody, TwiML.empty, messageSid]
+        )
     }
 
     /// Ends the questions no one has answered since `cutoff`: a registration begun and left keeps a name, an email and

@@ -100,13 +100,39 @@ extension SQLiteStore {
         }
     }
 
-    /// As the `DELETE` command; `false` when no one has that phone.
+    /// As the `DELETE` command, the erasure of the admins' rows that name the person finished before it returns (by
+    /// this process, or by a server on the same database meanwhile); `false` when no one has that phone.
     public func deleteUser(phone: String, now: Date = Date()) async throws -> Bool {
-        try await writer.write { db in
+        let deleted = try await writer.write { db in
             guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM users WHERE phone = ?", arguments: [phone]) else { return false }
             try Self.deleteAccount(db, userId: id, now: now)
             return true
         }
+        guard deleted else { return false }
+        do {
+            try await finishErasures()
+        } catch {
+            throw DeletedNotYetErased(phone: phone, cause: error)
+        }
+        return true
+    }
+
+    /// An account deleted, whose mentions in the admins' rows this process could not finish erasing: `serve` does.
+    public struct DeletedNotYetErased: Error, CustomStringConvertible {
+        public let phone: String
+        public let cause: any Error
+        public var description: String {
+            "the account of \(phone) is deleted, but the admins' commands and replies that name them are not all erased yet (\(cause)); action2phone serve finishes it on this database"
+        }
+    }
+
+    @discardableResult
+    public func finishErasures(while keepGoing: @escaping @Sendable () -> Bool = { true }) async throws -> Int {
+        // Looked for with a read first: the server asks every second, mostly for nothing.
+        guard try await writer.read({ db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM erasures)") ?? false }) else { return 0 }
+        var chunks = 0
+        while keepGoing(), try await writer.write({ db in try Self.eraseMentionsChunk(db, now: Date()) }) { chunks += 1 }
+        return chunks
     }
 
     /// An operator's direct message: into the person's inbox, and texted unless they opted out or are

@@ -191,11 +191,11 @@ public struct SQLiteStore: Store {
         return config
     }
 
-    public var webhooksAreFanningOut: Bool { inbound.isFanningOut }
+    public var webhooksHaveBackgroundWork: Bool { inbound.hasBackgroundWork }
 
     /// The names of the migrations applied, in order.
     public func appliedMigrations() throws -> [String] {
-        try writer.read { try Schema.migrator.appliedIdentifiers($0) }.sorted()
+        try writer.read { try Schema.migrator.appliedMigrations($0) }
     }
 
     // MARK: - Store

@@ -191,6 +191,25 @@ enum Schema {
                     """
             )
         }
+        migrator.registerMigration("v10 erasures after DELETE") { db in
+            // A DELETE erases the admins' rows that name the person after its own transaction, a chunk at a time
+            // (`SQLiteStore.eraseMentionsChunk`): what is left to do, and how far it has got, so that a stop in the middle
+            // resumes where it was. The row, with the person's details, goes when it is done.
+            try db.create(table: "erasures") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("phone", .text).notNull()
+                t.column("email", .text).notNull()
+                t.column("name", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+                // The last outbox row and inbound row when the account was deleted: later ones are not read.
+                t.column("outboxThrough", .integer).notNull()
+                t.column("inboundThrough", .integer).notNull()
+                // The outbox's replies first, then the inbound log; one admin's rows after another.
+                t.column("inReplies", .boolean).notNull().defaults(to: true)
+                t.column("adminPhone", .text).notNull().defaults(to: "")
+                t.column("afterId", .integer).notNull().defaults(to: 0)
+            }
+        }
         return migrator
     }
 }

@@ -38,9 +38,15 @@ public protocol Store: Sendable {
     @discardableResult
     func fanOutBroadcasts(while keepGoing: @escaping @Sendable () -> Bool) async throws -> Int
 
-    /// Whether this process's webhooks are fanning a broadcast out: a chunk after each batch of them, which another
-    /// loop should not crowd.
-    var webhooksAreFanningOut: Bool { get }
+    /// Finishes every deletion's erasure of the admins' rows that name the person (one stopped in the middle, or
+    /// recorded by another process), a chunk of rows per transaction, while `keepGoing` says so. Returns how many
+    /// chunks it wrote.
+    @discardableResult
+    func finishErasures(while keepGoing: @escaping @Sendable () -> Bool) async throws -> Int
+
+    /// Whether this process's webhooks are fanning a broadcast out or erasing a deletion's mentions: a chunk after
+    /// each batch of them, which another loop should not crowd.
+    var webhooksHaveBackgroundWork: Bool { get }
 
     // MARK: Outbox
 
