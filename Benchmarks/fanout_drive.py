@@ -1,7 +1,8 @@
 """Drives Benchmarks/run-fanout.sh and run-delete.sh while other phones text HELP one after another: the admin logs
 in, broadcasts and confirms (`broadcast`), or a member registers and deletes their account, whose erasure of the
 admin's rows that name them follows (`delete`, which watches DB_FILE for the end of it).
-Usage: fanout_drive.py PORT DEV_TOKEN_FILE [broadcast | delete DB_FILE] (local mode: signed with the development token)."""
+Usage: fanout_drive.py PORT DEV_TOKEN_FILE [broadcast | delete DB_FILE FIRST LAST] (local mode: signed with the
+development token)."""
 import base64, hashlib, hmac, http.client, sqlite3, sys, threading, time, urllib.parse, uuid
 
 port = int(sys.argv[1])
@@ -52,8 +53,8 @@ if mode == "broadcast":
     print(f"YES: {status} in {ms:.1f} ms: {text[text.find('Broadcast'):text.find('</Message>')]}")
     time.sleep(4)
     report("from 0.2 s before the YES to 4 s after")
-elif mode == "delete" and len(sys.argv) == 5:
-    for text in ["JOIN", "Boris", "Petrov", "boris@example.org", "hammer-sickle-9", "hammer-sickle-9", "DELETE"]:
+elif mode == "delete" and len(sys.argv) == 7:
+    for text in ["JOIN", sys.argv[5], sys.argv[6], "boris@example.org", "hammer-sickle-9", "hammer-sickle-9", "DELETE"]:
         assert post("+14155550102", text)[0] == 200
     db = sqlite3.connect(f"file:{sys.argv[4]}?mode=ro", uri=True)
     thread.start()

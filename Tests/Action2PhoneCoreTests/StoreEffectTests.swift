@@ -329,6 +329,26 @@ struct StoreEffectTests {
         #expect(try await store.finishErasures() == 0)
     }
 
+    @Test func aNameOutsideASCIIIsLookedForInSmallerChunks() async throws {
+        // Given the long history, and the erasure of someone whose name SQLite cannot find in any case (every row read
+        // is checked in Swift): Борис, with Boris's number and email
+        let (store, path) = try await longAdminHistory()
+        try executeSQL(
+            path,
+            """
+            INSERT INTO erasures (phone, email, name, createdAt, outboxThrough, inboundThrough)
+            VALUES ('+14155550102', 'boris@example.org', 'Борис X', '2026-11-25 09:00:00.000', (SELECT max(id) FROM outbox), (SELECT max(rowid) FROM inbound))
+            """
+        )
+        // When it runs
+        let chunks = try await store.finishErasures()
+        // Then each chunk read a quarter as many rows
+        let wholeChunks = (1500 + 1 + 2500 + 2 + 600).quotientAndRemainder(dividingBy: SQLiteStore.erasureChunkSize / 4).quotient
+        #expect(chunks > wholeChunks && chunks <= wholeChunks + 2, "\(chunks)")
+        // and the rows naming his number or email are erased all the same
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE reply LIKE '%boris%' OR body LIKE '%0102%'") == 0)
+    }
+
     @Test func anErasureStoppedInTheMiddleResumesWhereItWas() async throws {
         // Given Boris's deletion, whose erasure has run two chunks when its process stops
         let (store, path) = try await longAdminHistory()
