@@ -145,26 +145,39 @@ public struct OutboxWorker: Service {
     /// `users delete` in a process that then ended. It looks at the start and then every second, leaves the webhooks'
     /// own chunks alone, and stops between chunks when the server is stopping (the rest is finished at the next start).
     func finishBackgroundWork() async {
-        var lastFailure: String? = nil
+        var lastFailure: (broadcast: String?, erasure: String?) = (nil, nil)
+        let store = self.store
+        let keepGoing: @Sendable () -> Bool = {
+            !Task.isShuttingDownGracefully && !Task.isCancelled && !store.webhooksHaveBackgroundWork
+        }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                let store = self.store
-                let keepGoing: @Sendable () -> Bool = {
-                    !Task.isShuttingDownGracefully && !Task.isCancelled && !store.webhooksHaveBackgroundWork
-                }
                 let chunks = try await store.fanOutBroadcasts(while: keepGoing)
                 if chunks > 0 { logger.notice("outbox: finished fanning out a broadcast that was left unfinished (\(chunks) chunk(s) of people)") }
-                let erased = try await store.finishErasures(while: keepGoing)
-                if erased > 0 {
-                    logger.notice("outbox: finished erasing what admins' rows said of a deleted account (\(erased) chunk(s) of rows)")
-                }
-                lastFailure = nil
+                lastFailure.broadcast = nil
             } catch {
                 let failure = "\(error)"
-                if failure != lastFailure {
+                if failure != lastFailure.broadcast {
                     logger.error("outbox: cannot fan out a broadcast; trying again every second", metadata: ["error": "\(failure)"])
                 }
-                lastFailure = failure
+                lastFailure.broadcast = failure
+            }
+            // (Separately: a broadcast that cannot be fanned out holds no deletion's erasure up.)
+            do {
+                let chunks = try await store.finishErasures(while: keepGoing)
+                if chunks > 0 {
+                    logger.notice("outbox: finished erasing what admins' rows said of a deleted account (\(chunks) chunk(s) of rows)")
+                }
+                lastFailure.erasure = nil
+            } catch {
+                let failure = "\(error)"
+                if failure != lastFailure.erasure {
+                    logger.error(
+                        "outbox: cannot erase what admins' rows say of a deleted account; trying again every second",
+                        metadata: ["error": "\(failure)"]
+                    )
+                }
+                lastFailure.erasure = failure
             }
             await pause(until: ContinuousClock.now.advanced(by: .seconds(1)))
         }

@@ -148,13 +148,21 @@ struct Users: AsyncParsableCommand {
             let e164 = try phoneArgument(phone)
             let opened = try store.open()
             let person = try await opened.user(e164)
-            guard try await opened.deleteUser(phone: e164), let person else { throw CLIError("no user with phone \(e164)") }
+            var unfinished: SQLiteStore.DeletedNotYetErased? = nil
+            let deleted: Bool
+            do {
+                deleted = try await opened.deleteUser(phone: e164)
+            } catch let error as SQLiteStore.DeletedNotYetErased {
+                (deleted, unfinished) = (true, error)
+            }
+            guard deleted, let person else { throw CLIError("no user with phone \(e164)") }
             let consent = try await opened.numberConsent(phone: e164)
             // (Not the name: it was just erased, and this line may go to a log.)
             print("Deleted user \(person.id) (\(e164))" + (consent == nil ? "." : "; the number's consent record is kept."))
             if person.role == .admin, try await opened.listUsers(UserFilter(admins: true, limit: 1)).isEmpty {
                 printError(Users.noAdminLeft)
             }
+            if let unfinished { throw CLIError("\(unfinished)") }
         }
     }
 

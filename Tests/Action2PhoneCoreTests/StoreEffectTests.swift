@@ -329,6 +329,54 @@ struct StoreEffectTests {
         #expect(try await store.finishErasures() == 0)
     }
 
+    @Test func nothingNamingThePersonIsAnsweredOrSentAgainBeforeTheErasureReachesIt() async throws {
+        // Given the long history, where a reply naming Boris had failed, and his deletion, whose erasure has not begun
+        let (store, path) = try await longAdminHistory()
+        try executeSQL(path, "UPDATE outbox SET status = 'failed' WHERE id = 10")
+        try executeSQL(path, "UPDATE inbound SET idempotencyToken = 'token-1250' WHERE messageSid = 'SManna1250'")
+        try await DatabaseQueue(path: path).write { try SQLiteStore.deleteAccount($0, userId: 2, now: t0) }
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE id IN (10, 1490) AND body LIKE 'Boris X%'") == 2)
+        // When Twilio says the last one naming him was undelivered, and an operator retries both
+        try executeSQL(path, "UPDATE outbox SET status = 'undelivered' WHERE id = 1490")
+        let retried = try await store.retryOutbox(ids: [10, 1490])
+        // Then neither is queued: each is erased instead, as the erasure would have
+        #expect(retried.queued.isEmpty && retried.refused.allSatisfy { $0.reason.contains("erased when a person deleted their account") })
+        #expect(try fetchInt(path, "SELECT count(*) FROM outbox WHERE id IN (10, 1490) AND body = '[deleted]' AND recipientDeleted") == 2)
+        // And Twilio's retries of FIND webhooks whose answers named him (by MessageSid, and by idempotency token) get
+        // an empty answer, their rows erased
+        func again(_ messageSid: String, token: String? = nil) async throws -> InboundOutcome {
+            let record = InboundRecord(
+                messageSid: messageSid,
+                idempotencyToken: token,
+                from: "+14155550101",
+                to: "+15005550006",
+                body: "FIND bor",
+                fields: [.init("Body", "FIND bor")]
+            )
+            return try await store.processInbound(record, replyMode: .twiml, now: t0) { _, _ in Decision(replies: ["not again"]) }
+        }
+        #expect(try await again("SManna2500") == .duplicate(twiml: TwiML.empty))
+        #expect(try await again(WebhookFields.newMessageSid(), token: "token-1250") == .duplicate(twiml: TwiML.empty))
+        #expect(try fetchInt(path, "SELECT count(*) FROM inbound WHERE messageSid IN ('SManna2500', 'SManna1250') AND body = '[deleted]'") == 2)
+        // while a retry of a command that named no one is answered as the first time
+        #expect(try await again("SManna2499") == .duplicate(twiml: "<Response><Message>3 registered</Message></Response>"))
+    }
+
+    @Test func anErasureIsNotHeldUpByALargeBroadcast() async throws {
+        // Given the long history, a broadcast to 100,000 people being fanned out, and Boris's deletion
+        let (store, path) = try await longAdminHistory()
+        try registerMany(path, 100_000)
+        try executeSQL(path, "INSERT INTO broadcasts (body, createdAt, lastUserId) VALUES ('Harvest at dawn', '2026-11-25 09:00:00.000', 100003)")
+        // When he deletes his account by text
+        try await step(store, from: "+14155550102", [.deleteAccount(userId: 2)], body: "YES")
+        // Then the webhooks' loop takes turns: his erasure (a few chunks) ends long before the broadcast (two hundred)
+        let deadline = Date().addingTimeInterval(60)
+        while try fetchInt(path, "SELECT count(*) FROM erasures") != 0 && Date() < deadline { try await Task.sleep(for: .milliseconds(2)) }
+        #expect(try fetchInt(path, "SELECT count(*) FROM erasures") == 0)
+        let reached = try #require(try fetchInt(path, "SELECT doneThroughUserId FROM broadcasts"))
+        #expect(reached < 50_000, "\(reached)")
+    }
+
     @Test func aNameOutsideASCIIIsLookedForInSmallerChunks() async throws {
         // Given the long history, and the erasure of someone whose name SQLite cannot find in any case (every row read
         // is checked in Swift): Борис, with Boris's number and email

@@ -50,6 +50,29 @@ struct CLITests {
         #expect(find?["body"] == "[deleted]" && (find?["reply"] as String?)?.contains("Ivan") == false, "\(String(describing: find))")
     }
 
+    @Test func aDeletionWhoseErasureCannotFinishIsStillConfirmed() async throws {
+        // Given Ivan and Olga, and a database where a deletion's erasure cannot finish
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        _ = try await Executable.run(
+            ["chat", "--db", db, "--from", "415-555-0101"],
+            input: "JOIN\nOlga\nIvanova\nolga@example.org\nsecret-pass\nsecret-pass\n"
+        )
+        try await DatabaseQueue(path: db).write { db in
+            try db.execute(sql: "CREATE TRIGGER erasures_stuck BEFORE DELETE ON erasures BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+        }
+        // When Ivan deletes his account in chat
+        let chat = try await Executable.run(["chat", "--db", db, "--from", "415-555-0100"], input: "LOGIN secret-pass\nDELETE\nYES\n")
+        // Then he is told it is done (it is), and the operator what is left, and for whom
+        #expect(chat.status == 0 && chat.stdout.contains("Your data is erased"), "\(chat.stdout)\(chat.stderr)")
+        #expect(chat.stderr.contains("not all erased yet") && chat.stderr.contains("serve finishes it"), "\(chat.stderr)")
+        #expect(try await DatabaseQueue(path: db).read { try Int.fetchOne($0, sql: "SELECT count(*) FROM users WHERE phone = '+14155550100'") } == 0)
+        // And an operator's `users delete` of Olga says she is deleted, then what is left, and fails
+        let delete = try await Executable.run(["users", "delete", "+14155550101", "--db", db])
+        #expect(delete.status == 1 && delete.stdout.contains("Deleted user"), "\(delete.stdout)\(delete.stderr)")
+        #expect(delete.stderr.contains("the account of +14155550101 is deleted") && delete.stderr.contains("serve finishes it"), "\(delete.stderr)")
+    }
+
     @Test func storedTextIsShownSafelyInATerminalAndASpreadsheet() async throws {
         // Given a person whose stored email and name hold escape sequences and a formula (as a version that did not
         // refuse them could have stored), and an outbox text with them

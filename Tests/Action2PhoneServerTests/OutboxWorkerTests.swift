@@ -217,10 +217,13 @@ struct OutboxWorkerTests {
         #expect(try h.scalar("SELECT count(*) FROM inbox") == done)
     }
 
-    @Test func anErasureLeftUnfinishedIsFinished() async throws {
-        // Given a deletion whose erasure of an admin's rows another process left unfinished: a FIND named Boris
+    @Test func anErasureLeftUnfinishedIsFinishedThoughABroadcastCannotBe() async throws {
+        // Given a deletion whose erasure of an admin's rows another process left unfinished (a FIND named Boris), and
+        // a broadcast whose fan-out fails every time
         let h = try OutboxHarness()
+        try await h.recordUnfinishedBroadcast(toPeople: 10)
         try await DatabaseQueue(path: h.path).write { db in
+            try db.execute(sql: "CREATE TRIGGER inbox_refused BEFORE INSERT ON inbox BEGIN SELECT RAISE(ABORT, 'inbox refused'); END")
             try db.execute(
                 sql: """
                     INSERT INTO adminPhones (phone) VALUES ('+14155550101');
@@ -239,6 +242,7 @@ struct OutboxWorkerTests {
         try await h.run(worker) { try h.scalar("SELECT count(*) FROM erasures") == 0 }
         // Then the erasure is finished: the FIND is erased, the rest kept
         #expect(try h.scalar("SELECT count(*) FROM erasures") == 0)
+        #expect(try h.scalar("SELECT count(*) FROM broadcasts WHERE finishedAt IS NULL") == 1)
         #expect(try h.scalar("SELECT count(*) FROM inbound WHERE messageSid = 'SM1' AND body = '[deleted]' AND reply NOT LIKE '%Boris%'") == 1)
         #expect(try h.scalar("SELECT count(*) FROM inbound WHERE messageSid = 'SM2' AND body = 'USERS'") == 1)
     }

@@ -35,6 +35,8 @@ final class InboundBatcher: Sendable {
         var draining = false
         /// A broadcast has people left to reach, or a deletion rows left to erase.
         var backgroundPending = false
+        /// Whose turn the next background chunk is: a deletion's erasure, or else a broadcast's fan-out.
+        var erasureTurn = false
         /// Transactions run so far (tests check that steps share them).
         var transactions = 0
     }
@@ -103,12 +105,16 @@ final class InboundBatcher: Sendable {
         }
     }
 
-    /// Writes the next chunk of a broadcast's fan-out or of a deletion's erasure, if any is left. A failure stops them
-    /// until the next batch, which looks again.
+    /// Writes the next chunk of a broadcast's fan-out or of a deletion's erasure (taking turns), if any is left. A
+    /// failure stops them until the next batch, which looks again.
     private func backgroundChunk() async {
         let more: Bool
         do {
-            more = try await writer.write { db in try SQLiteStore.backgroundChunk(db, now: Date()) }
+            let erasureFirst = queue.withLock { queue in
+                queue.erasureTurn.toggle()
+                return queue.erasureTurn
+            }
+            more = try await writer.write { db in try SQLiteStore.backgroundChunk(db, now: Date(), erasureFirst: erasureFirst) }
         } catch {
             if let error = error as? DatabaseError, Self.cannotWrite(error.resultCode) { health.failed("\(error.resultCode) at \(Date())") }
             more = false

@@ -206,19 +206,18 @@ extension SQLiteStore {
 
     /// Admins' commands and the bot's answers to them name people (FIND's list, SEND's confirmation, a number or an
     /// email typed after SEND): of a person who deletes their account, those rows go too, in the inbound log and in
-    /// replies sent through the outbox. The replies that could still be sent go at once, in the DELETE's transaction;
-    /// the rest of the admins' history is erased after it, a chunk at a time, by `eraseMentionsChunk`, from the job
+    /// replies sent through the outbox. The replies still to be sent go at once, in the DELETE's transaction; the
+    /// rest of the admins' history is erased after it, a chunk at a time, by `eraseMentionsChunk`, from the job
     /// recorded here (in `erasures`, so that a stop in the middle resumes where it was). Only the rows of people who
-    /// are or have been admins (`adminPhones`) are read, and only those the DELETE found there.
+    /// are or have been admins (`adminPhones`) are read, and only those the DELETE found there. Until the job is done,
+    /// a row of theirs about to be used again (a Twilio retry of the command, an operator's retry of the reply) is
+    /// looked at first (`eraseNowIfPending`).
     static func eraseMentions(_ db: Database, of person: PersonMentions, now: Date) throws {
-        // Queued, being sent, or one an operator may retry (`retryOutbox`): through the outbox_replies index.
+        // Queued or being sent (through the outbox_replies index: the queue, not the history).
         try eraseReplies(
             db,
             naming: person,
-            where: """
-                status IN ('queued', 'sending', 'failed', 'uncertain', 'undelivered') AND "to" IN (SELECT phone FROM adminPhones)
-                AND "to" != :phone
-                """,
+            where: "status IN ('queued', 'sending') AND \"to\" IN (SELECT phone FROM adminPhones) AND \"to\" != :phone",
             [:],
             now: now
         )
@@ -233,15 +232,54 @@ extension SQLiteStore {
 
     /// Whether a broadcast still has people to reach, or a deletion admins' rows to erase.
     static func hasBackgroundWork(_ db: Database) throws -> Bool {
-        try hasUnfinishedBroadcast(db) || FastStatement.first(db, "SELECT 1 FROM erasures LIMIT 1", []) { _ in true } ?? false
+        try hasUnfinishedBroadcast(db) || hasUnfinishedErasure(db)
+    }
+
+    static func hasUnfinishedErasure(_ db: Database) throws -> Bool {
+        try FastStatement.first(db, "SELECT 1 FROM erasures LIMIT 1", []) { _ in true } ?? false
     }
 
     /// The next chunk of what webhooks leave for after their own transaction, in the open transaction: the oldest
-    /// unfinished broadcast's next people, or else the oldest deletion's next rows to erase. Returns whether any is
+    /// unfinished broadcast's next people or the oldest deletion's next rows to erase, the erasure first when
+    /// `erasureFirst` (the caller takes turns, so that neither waits for the other to finish). Returns whether any is
     /// left after it.
-    static func backgroundChunk(_ db: Database, now: Date) throws -> Bool {
-        if try !fanOutBroadcastChunk(db, now: now) { _ = try eraseMentionsChunk(db, now: now) }
+    static func backgroundChunk(_ db: Database, now: Date, erasureFirst: Bool) throws -> Bool {
+        if erasureFirst {
+            if try !eraseMentionsChunk(db, now: now) { _ = try fanOutBroadcastChunk(db, now: now) }
+        } else {
+            if try !fanOutBroadcastChunk(db, now: now) { _ = try eraseMentionsChunk(db, now: now) }
+        }
         return try hasBackgroundWork(db)
+    }
+
+    /// `twiml`, the reply first given to the inbound row where `column` = `value`, for a webhook Twilio sent again;
+    /// but when the row is an admin's that names someone whose deletion's erasure has not reached it yet, it is erased
+    /// first, as that erasure would, and the reply is empty.
+    static func replyGivenAgain(_ db: Database, _ twiml: String, inboundWhere column: String, _ value: String) throws -> String {
+        guard try hasUnfinishedErasure(db) else { return twiml }
+        for person in try pendingErasures(db) {
+            try eraseCommands(db, naming: person, where: "\(column) = :value AND \"from\" IN (SELECT phone FROM adminPhones)", ["value": value])
+        }
+        return try String.fetchOne(db, sql: "SELECT reply FROM inbound WHERE \(column) = ?", arguments: [value]) ?? twiml
+    }
+
+    /// Before an operator's retry sends outbox row `id` again: erases it now if it is an admin's reply that names
+    /// someone whose deletion's erasure has not reached it yet, as that erasure would.
+    static func eraseNowIfPending(_ db: Database, outbox id: Int64, now: Date) throws {
+        guard try hasUnfinishedErasure(db) else { return }
+        for person in try pendingErasures(db) {
+            try eraseReplies(db, naming: person, where: "id = :id AND \"to\" IN (SELECT phone FROM adminPhones)", ["id": id], now: now)
+        }
+    }
+
+    private static func pendingErasures(_ db: Database) throws -> [PersonMentions] {
+        try Row.fetchAll(db, sql: "SELECT phone, email, name FROM erasures ORDER BY id").map { row in
+            PersonMentions(
+                phone: try row.decode(forColumn: "phone"),
+                email: try row.decode(forColumn: "email"),
+                name: try row.decode(forColumn: "name")
+            )
+        }
     }
 
     /// Erases the next chunk of the oldest unfinished deletion's mentions, in the open transaction: the admins'

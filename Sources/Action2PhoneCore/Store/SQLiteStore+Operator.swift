@@ -231,6 +231,7 @@ extension SQLiteStore {
             var queued: [Int64] = []
             var refused: [OutboxRetryRefusal] = []
             for id in targets {
+                try Self.eraseNowIfPending(db, outbox: id, now: now)
                 guard
                     let row = try Row.fetchOne(
                         db,

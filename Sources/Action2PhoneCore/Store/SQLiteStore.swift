@@ -254,12 +254,12 @@ public struct SQLiteStore: Store {
         let facts = SQLiteFacts(db: db, phone: record.from)
         let opening = try facts.openStep(messageSid: record.messageSid)
         if let twiml = opening.previousReply {
-            return .duplicate(twiml: twiml)
+            return .duplicate(twiml: try replyGivenAgain(db, twiml, inboundWhere: "messageSid", record.messageSid))
         }
         var record = record
         switch try tokenUse(db, token: record.idempotencyToken, from: record.from) {
         case .repeated(let twiml):
-            return .duplicate(twiml: twiml)
+            return .duplicate(twiml: try replyGivenAgain(db, twiml, inboundWhere: "idempotencyToken", record.idempotencyToken ?? ""))
         case .takenByAnotherSender:
             // Twilio never reuses a token across messages: another phone's text carrying one (a proxy's or a replay's
             // mistake) is that phone's own text, never answered with someone else's reply. Its token is not kept.
