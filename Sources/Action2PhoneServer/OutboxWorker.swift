@@ -66,6 +66,8 @@ public struct OutboxWorker: Service {
         var window = SlidingWindow(capacity: max(1, Int(rate.rounded(.up))), interval: interval)
         var nextSlot = clock.now
         var idle = true
+        // The last failure to claim, logged once while it lasts.
+        var claimFailure: String? = nil
         var lastCheck: CredentialsCheck? = nil
         let inFlight = InFlight()
         let recorder = OutcomeRecorder(store: store, logger: logger)
@@ -107,9 +109,18 @@ public struct OutboxWorker: Service {
                 } catch is CancellationError {
                     continue  // the server is stopping (a taken port stops it before it starts): nothing went wrong
                 } catch {
-                    logger.error("outbox: cannot claim the next text", metadata: ["error": "\(error)"])
+                    // Once per kind of failure, not at every poll (the log may be on the disk that is full).
+                    let failure = "\(error)"
+                    if failure != claimFailure {
+                        logger.error("outbox: cannot claim the next text; trying again while it lasts", metadata: ["error": "\(failure)"])
+                    }
+                    claimFailure = failure
                     await pause(until: clock.now.advanced(by: pollInterval))
                     continue
+                }
+                if claimFailure != nil {
+                    logger.notice("outbox: can claim texts again")
+                    claimFailure = nil
                 }
                 guard !claimed.isEmpty else {
                     idle = true

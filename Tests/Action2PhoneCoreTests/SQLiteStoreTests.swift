@@ -7,6 +7,38 @@ import TwilioKit
 
 @Suite("SQLite store")
 struct SQLiteStoreTests {
+    @Test func aFullDiskIsReportedByTheHealthCheck() async throws {
+        // Given a database on a disk with room, and the same database asked for more room than any disk has
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        #expect((SQLiteStore.freeBytes(onDiskOf: path) ?? 0) > 0)
+        try await store.ping()
+        let greedy = try SQLiteStore(DatabasePool(path: path, configuration: SQLiteStore.makeConfiguration()), minimumFreeDisk: .max)
+        // Then the health check says the disk is full, though no write has failed yet
+        await #expect {
+            try await greedy.ping()
+        } throws: { "\($0)".contains("the disk holding the database is full") }
+    }
+
+    @Test func aStatusCallbackThatCannotBeStoredCountsForHealth() async throws {
+        // Given a database that may not grow any more
+        let path = makeTestDatabasePath()
+        let store = try SQLiteStore.open(path: path)
+        try await store.writer.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA max_page_count = \(try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0)")
+        }
+        // When a status callback about a send not yet recorded (kept for later) needs room
+        let callback = try StatusCallback(fields: [
+            .init("MessageSid", "SM" + String(repeating: "a", count: 32)), .init("MessageStatus", "failed"),
+            .init("ErrorMessage", String(repeating: "x", count: 100_000)),
+        ])
+        await #expect(throws: DatabaseError.self) { try await store.applyStatusCallback(callback, now: Date()) }
+        // Then health reports failing writes, as for a webhook's
+        await #expect {
+            try await store.ping()
+        } throws: { "\($0)".contains("writes are failing") && "\($0)".contains("database or disk is full") }
+    }
+
     @Test func freshFileIsMigratedInWALMode() throws {
         // Given a path whose folder does not exist yet
         let path = makeTestDatabasePath()

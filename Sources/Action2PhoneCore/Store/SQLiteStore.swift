@@ -41,6 +41,7 @@ public struct DatabaseLinkBroken: Error, CustomStringConvertible {
 public struct SQLiteStore: Store {
     let writer: any DatabaseWriter
     /// The last webhook write that failed, until one succeeds: `/healthz` reports it.
+    let minimumFreeDisk: Int
     let health: WriteHealth
     /// The database checks behind `ping`, one at a time and reused for a second.
     let probe: SharedProbe
@@ -156,9 +157,11 @@ public struct SQLiteStore: Store {
         }
     }
 
-    /// Wraps an opened database and applies the migrations it lacks.
-    public init(_ writer: any DatabaseWriter) throws {
+    /// Wraps an opened database and applies the migrations it lacks. `/healthz` reports the disk holding it full
+    /// below `minimumFreeDisk` bytes free.
+    public init(_ writer: any DatabaseWriter, minimumFreeDisk: Int = 1 << 20) throws {
         self.writer = writer
+        self.minimumFreeDisk = minimumFreeDisk
         // GRDB sets its pool's writer to `synchronous = NORMAL` after `prepareDatabase` has run (`setUpWALMode`), so
         // the writer's own connection, the one that commits, is set to FULL here, once it is open.
         try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
@@ -177,7 +180,8 @@ public struct SQLiteStore: Store {
     /// The configuration shared by the server, the CLI and the tests.
     public static func makeConfiguration() -> Configuration {
         var config = Configuration()
-        config.busyMode = .timeout(5)
+        let lockWait = LockWait()
+        config.busyMode = .callback { tries in lockWait.keepWaiting(afterTries: tries) }
         config.foreignKeysEnabled = true
         config.prepareDatabase { db in
             // FULL: each commit is on disk before it returns, so an acknowledged webhook survives a power loss too
@@ -200,15 +204,32 @@ public struct SQLiteStore: Store {
 
     // MARK: - Store
 
-    /// Throws while the last webhook write failed, and when the database cannot be read, cannot be written or is
-    /// full. `/healthz` needs no signature: its checks of the database are shared (`SharedProbe`), so a flood of
+    /// Throws while the server's last write failed (a webhook's, the outbox's, a status callback's), and when the
+    /// database cannot be read, cannot be written (another process holds the write lock past `LockWait`'s patience)
+    /// or is full, or the disk holding it is. `/healthz` needs no signature: its checks of the database are shared (`SharedProbe`), so a flood of
     /// them takes the writer about once a second, never once per request.
     public func ping() async throws {
         if let failure = health.lastFailure { throw StoreUnavailable("writes are failing: \(failure)") }
-        if let trouble = await probe.run({ [writer] in try await Self.checkDatabase(writer) }) { throw StoreUnavailable(trouble) }
+        let check: @Sendable () async throws -> Void = { [writer, minimumFreeDisk] in
+            try await Self.checkDatabase(writer, minimumFreeDisk: minimumFreeDisk)
+        }
+        if let trouble = await probe.run(writesWorkedAt: health.lastSuccess, check) {
+            throw StoreUnavailable(trouble)
+        }
     }
 
-    private static func checkDatabase(_ writer: any DatabaseWriter) async throws {
+    /// One of the server's writes other than a webhook's step (the outbox's, a status callback's): a failure that
+    /// says the database cannot take writes counts for `/healthz` as a webhook's does.
+    func writeCountingFailures<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await writer.write(updates)
+        } catch let error as DatabaseError where InboundBatcher.cannotWrite(error.resultCode) {
+            health.failed("\(error.resultCode) at \(Date())")
+            throw error
+        }
+    }
+
+    private static func checkDatabase(_ writer: any DatabaseWriter, minimumFreeDisk: Int) async throws {
         _ = try await writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM grdb_migrations") }
         let full = try await writer.writeWithoutTransaction { db -> Bool in
             // The write lock, taken as a webhook's step takes it (and let go at once, nothing written): another
@@ -220,6 +241,17 @@ public struct SQLiteStore: Store {
             return pages >= limit && free == 0
         }
         if full { throw StoreUnavailable("the database is full (max_page_count reached)") }
+        // A full disk: SQLite finds out only when a write needs room, which the lock taken above does not.
+        if let free = freeBytes(onDiskOf: writer.path), free < minimumFreeDisk {
+            throw StoreUnavailable("the disk holding the database is full (\(free) bytes free)")
+        }
+    }
+
+    /// The bytes a write may still use on the file system holding `path` (the blocks kept for root count for root).
+    static func freeBytes(onDiskOf path: String) -> Int? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        return Int(geteuid() == 0 ? info.f_bfree : info.f_bavail) * Int(info.f_frsize)
     }
 
     public func previousReply(messageSid: String, idempotencyToken: String?) async throws -> String? {
@@ -311,7 +343,7 @@ public struct SQLiteStore: Store {
     }
 
     public func applyStatusCallback(_ callback: StatusCallback, now: Date) async throws -> Bool {
-        try await writer.write { db in
+        try await writeCountingFailures { db in
             if try Self.applyStatus(
                 db,
                 sid: callback.messageSid,
@@ -520,10 +552,48 @@ extension SQLiteStore {
     }
 }
 
+/// How long a statement waits for a lock another process holds (SQLite's busy handler): up to `patience`, trying
+/// again every 5 ms; but for `memory` after a wait gave up, only `shortPatience`. The lock is then known to be held for
+/// long, and the writes queued on the single writer (webhook batches, the health check, the outbox's claims and
+/// outcomes, status callbacks) each waiting the whole 5 s in turn kept webhooks 10–20 s without an answer, past the
+/// 15 s Twilio waits.
+final class LockWait: Sendable {
+    static let patience = Duration.seconds(5)
+    static let shortPatience = Duration.milliseconds(250)
+    static let memory = Duration.seconds(5)
+    static let poll: TimeInterval = 0.005
+
+    private struct State {
+        /// When the current wait began (the writer waits alone; a reader in WAL mode hardly ever waits).
+        var waitBegan: ContinuousClock.Instant?
+        var gaveUpAt: ContinuousClock.Instant?
+    }
+    private let state = Locked(State())
+
+    /// SQLite's busy callback: `true` to try again after a pause, `false` to give up (`SQLITE_BUSY`).
+    func keepWaiting(afterTries tries: Int) -> Bool {
+        let now = ContinuousClock.now
+        let keepWaiting = state.withLock { state -> Bool in
+            let began = tries == 0 ? now : state.waitBegan ?? now
+            state.waitBegan = began
+            let recent = state.gaveUpAt.map { now - $0 < Self.memory } ?? false
+            guard now - began < (recent ? Self.shortPatience : Self.patience) else {
+                state.gaveUpAt = now
+                state.waitBegan = nil
+                return false
+            }
+            return true
+        }
+        if keepWaiting { Thread.sleep(forTimeInterval: Self.poll) }
+        return keepWaiting
+    }
+}
+
 /// Whether webhook writes are failing (a full disk, a lock held past the busy timeout). A failure counts
 /// until a later write succeeds, or for 30 seconds, so a quiet bot does not report a passing fault for hours.
 final class WriteHealth: Sendable {
     private let failure = Locked<(description: String, at: ContinuousClock.Instant)?>(nil)
+    private let success = Locked<ContinuousClock.Instant?>(nil)
     static let memory = Duration.seconds(30)
 
     var lastFailure: String? {
@@ -533,8 +603,14 @@ final class WriteHealth: Sendable {
         }
     }
 
+    /// When a write last worked.
+    var lastSuccess: ContinuousClock.Instant? { success.withLock { $0 } }
+
     func failed(_ description: String) { failure.withLock { $0 = (description, .now) } }
-    func succeeded() { failure.withLock { if $0 != nil { $0 = nil } } }
+    func succeeded() {
+        failure.withLock { if $0 != nil { $0 = nil } }
+        success.withLock { $0 = .now }
+    }
 }
 
 /// A check that many callers share: while one runs, every caller waits for its answer, and an answer is reused for
@@ -544,6 +620,7 @@ final class SharedProbe: Sendable {
         var generation: Int
         var task: Task<String?, Never>
         var answeredAt: ContinuousClock.Instant?
+        var failed = false
     }
     private let current = Locked<Current?>(nil)
     let reuse: Duration
@@ -553,15 +630,24 @@ final class SharedProbe: Sendable {
     /// How many checks have been started.
     var checksStarted: Int { current.withLock { $0?.generation ?? 0 } }
 
-    /// nil when `check` passed, else what it threw, described.
-    func run(_ check: @escaping @Sendable () async throws -> Void) async -> String? {
+    /// nil when `check` passed, else what it threw, described. A failure answered before `writesWorkedAt` is not
+    /// reused: writing has worked since.
+    func run(writesWorkedAt: ContinuousClock.Instant? = nil, _ check: @escaping @Sendable () async throws -> Void) async -> String? {
         let task = current.withLock { current -> Task<String?, Never> in
-            if let running = current, running.answeredAt.map({ ContinuousClock.now - $0 < reuse }) ?? true { return running.task }
+            if let running = current {
+                guard let answeredAt = running.answeredAt else { return running.task }
+                let staleFailure = running.failed && writesWorkedAt.map { answeredAt < $0 } ?? false
+                if ContinuousClock.now - answeredAt < reuse && !staleFailure { return running.task }
+            }
             let generation = (current?.generation ?? 0) + 1
             let task = Task { [weak self] () -> String? in
                 var trouble: String? = nil
                 do { try await check() } catch { trouble = "\(error)" }
-                self?.current.withLock { if $0?.generation == generation { $0?.answeredAt = .now } }
+                self?.current.withLock {
+                    guard $0?.generation == generation else { return }
+                    $0?.answeredAt = .now
+                    $0?.failed = trouble != nil
+                }
                 return trouble
             }
             current = Current(generation: generation, task: task, answeredAt: nil)
