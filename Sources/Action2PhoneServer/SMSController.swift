@@ -26,8 +26,20 @@ struct SMSController: Sendable {
         let record = InboundRecord(message, idempotencyToken: request.headers[.twilioIdempotencyToken])
         // One phone's texts are handled one at a time, in arrival order. The handler's transaction checks the
         // MessageSid first, so a retry (even one racing its original) gets the original's reply.
-        let outcome = try await locks.withLock(record.from) {
-            try await handler.handle(record, now: clock())
+        let outcome: InboundOutcome
+        do {
+            outcome = try await locks.withLock(record.from) {
+                try await handler.handle(record, now: clock())
+            }
+        } catch let error as any HTTPResponseError {
+            throw error
+        } catch {
+            // Which text was refused: Twilio logs the 500, and handles it only if it is sent again.
+            context.logger.error(
+                "webhook not stored: answered 500",
+                metadata: ["a2p.messageSid": "\(record.messageSid)", "a2p.phone": "\(record.from)", "error": "\(error)"]
+            )
+            throw HTTPError(.internalServerError)
         }
         if case .duplicate = outcome {
             context.logger.info("retried webhook answered with the first reply", metadata: ["a2p.messageSid": "\(record.messageSid)"])
@@ -42,7 +54,19 @@ struct SMSController: Sendable {
     @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
         let fields = try await admitLogging(request, context: context)
         let callback = try decoded { () throws(WebhookDecodingError) in try StatusCallback(fields: fields) }
-        let known = try await store.applyStatusCallback(callback, now: clock())
+        let known: Bool
+        do {
+            known = try await store.applyStatusCallback(callback, now: clock())
+        } catch let error as any HTTPResponseError {
+            throw error
+        } catch {
+            // Twilio does not send a status callback again: which message's status is not recorded.
+            context.logger.error(
+                "status callback not stored: answered 500",
+                metadata: ["a2p.messageSid": "\(callback.messageSid)", "a2p.status": "\(callback.messageStatus)", "error": "\(error)"]
+            )
+            throw HTTPError(.internalServerError)
+        }
         if !known {
             context.logger.debug("status callback for an unknown message", metadata: ["a2p.messageSid": "\(callback.messageSid)"])
         }

@@ -6,12 +6,27 @@ public enum WebhookDecodingError: Error, Equatable, CustomStringConvertible {
     case missingField(String)
     /// A message SID with more after it (`MessageSid.isExtended`).
     case extendedSid(String)
+    /// A field longer than any real one (`WebhookLimits`), in bytes.
+    case tooLong(String, limit: Int)
 
     public var description: String {
         switch self {
         case .missingField(let name): "missing \(name)"
         case .extendedSid(let name): "\(name) has more after its 34-character SID: a signed request's fields run together"
+        case .tooLong(let name, let limit): "\(name) is longer than \(limit) bytes"
         }
+    }
+}
+
+/// The longest values taken for the fields that name a message and its ends, in UTF-8 bytes: a SID is 34 characters,
+/// and an address (`+14155550100`, `whatsapp:+…`, a short code, a channel's id) far shorter than 128. A longer one is
+/// refused rather than stored as a new message or a new number.
+public enum WebhookLimits {
+    public static let sid = 64
+    public static let address = 128
+
+    static func check(_ name: String, _ value: String, limit: Int) throws(WebhookDecodingError) {
+        if value.utf8.count > limit { throw .tooLong(name, limit: limit) }
     }
 }
 
@@ -55,8 +70,11 @@ public struct IncomingMessage: Sendable, Equatable {
         }
         self.messageSid = try required("MessageSid")
         if MessageSid.isExtended(messageSid) { throw .extendedSid("MessageSid") }
+        try WebhookLimits.check("MessageSid", messageSid, limit: WebhookLimits.sid)
         self.from = try required("From")
+        try WebhookLimits.check("From", from, limit: WebhookLimits.address)
         self.to = try required("To")
+        try WebhookLimits.check("To", to, limit: WebhookLimits.address)
         self.body = first("Body") ?? ""
         self.accountSid = first("AccountSid")
         self.messagingServiceSid = first("MessagingServiceSid")
@@ -85,6 +103,7 @@ public struct StatusCallback: Sendable, Equatable {
         func first(_ name: String) -> String? { fields.first { $0.name == name }?.value }
         guard let sid = first("MessageSid") ?? first("SmsSid"), !sid.isEmpty else { throw .missingField("MessageSid") }
         if MessageSid.isExtended(sid) { throw .extendedSid("MessageSid") }
+        try WebhookLimits.check("MessageSid", sid, limit: WebhookLimits.sid)
         guard let status = first("MessageStatus") ?? first("SmsStatus"), !status.isEmpty else {
             throw .missingField("MessageStatus")
         }

@@ -119,6 +119,33 @@ struct DatabaseTroubleTests {
         #expect(failures.first.map { "\($0.metadata)".contains("the database is full") } == true)
     }
 
+    @Test func aRefusedWebhookAndStatusCallbackAreLoggedWithTheirMessage() async throws {
+        let logs = InMemoryLogHandler()
+        let logger = Logger(label: "test", factory: { _ in logs })
+        let sid = "SM" + String(repeating: "5", count: 32)
+        try await TestServer.run(logger: logger) { server in
+            // Given a full database
+            try await server.store.writer.writeWithoutTransaction { db in
+                let pages = try Int.fetchOne(db, sql: "PRAGMA page_count")!
+                try db.execute(sql: "PRAGMA max_page_count = \(pages)")
+            }
+            // When a webhook and a status callback cannot be stored
+            let text = try await server.post(fields: smsFields(from: "+14155557300", body: String(repeating: "x", count: 20_000), sid: sid))
+            let status = try await server.post(
+                "/sms/status",
+                fields: [
+                    .init("MessageSid", sid), .init("MessageStatus", "undelivered"), .init("ErrorCode", "30003"),
+                    .init("ErrorMessage", String(repeating: "y", count: 20_000)), .init("AccountSid", "AC00000000000000000000000000000001"),
+                ]
+            )
+            #expect(text.status == 500 && status.status == 500)
+        }
+        // Then the log says which were refused: the text's MessageSid and number, the status and its message
+        let entries = logs.entries.map { "\($0.message) \($0.metadata)" }
+        #expect(entries.contains { $0.hasPrefix("webhook not stored") && $0.contains(sid) && $0.contains("+14155557300") }, "\(entries)")
+        #expect(entries.contains { $0.hasPrefix("status callback not stored") && $0.contains(sid) && $0.contains("undelivered") }, "\(entries)")
+    }
+
     @Test func aDamagedRowFailsOnlyItsOwnWebhookAndLeavesHealthAlone() async throws {
         try await TestServer.run { server in
             // Given a registered person whose row was damaged by hand

@@ -48,6 +48,22 @@ struct WebhookDecodingTests {
         }
     }
 
+    @Test func fieldsLongerThanAnyRealOneAreRefused() throws {
+        func message(sid: String = "SM1", from: String = "+14155550100", to: String = "+15005550006") throws -> IncomingMessage {
+            try IncomingMessage(fields: [.init("MessageSid", sid), .init("From", from), .init("To", to)])
+        }
+        // The longest taken are taken
+        #expect(try message(sid: String(repeating: "s", count: 64), from: "whatsapp:" + String(repeating: "1", count: 119)).from.utf8.count == 128)
+        // One byte more is refused, naming the field and its limit
+        #expect(throws: WebhookDecodingError.tooLong("MessageSid", limit: 64)) { try message(sid: String(repeating: "s", count: 65)) }
+        #expect(throws: WebhookDecodingError.tooLong("From", limit: 128)) { try message(from: String(repeating: "1", count: 129)) }
+        #expect(throws: WebhookDecodingError.tooLong("To", limit: 128)) { try message(to: String(repeating: "é", count: 65)) }
+        #expect(throws: WebhookDecodingError.tooLong("MessageSid", limit: 64)) {
+            try StatusCallback(fields: [.init("MessageSid", String(repeating: "s", count: 10_000)), .init("MessageStatus", "sent")])
+        }
+        #expect(WebhookDecodingError.tooLong("From", limit: 128).description == "From is longer than 128 bytes")
+    }
+
     @Test func statusCallback() throws {
         let s = try StatusCallback(fields: #require(FormCodec.decode("MessageSid=SM9&MessageStatus=undelivered&ErrorCode=30006&AccountSid=AC1")))
         #expect(s.messageSid == "SM9")
