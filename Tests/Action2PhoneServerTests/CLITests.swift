@@ -457,13 +457,20 @@ struct CLITests {
         var terminal: Int32 = -1
         #expect(openpty(&controller, &terminal, nil, nil, nil) == 0)
         let output = Pipe()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Executable.path)
-        process.arguments = ["broadcast", "Harvest at dawn", "--db", db]
-        process.standardInput = FileHandle(fileDescriptor: terminal, closeOnDealloc: true)
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
+        let writing = output.fileHandleForWriting.fileDescriptor
+        // (Not inherited by the other tests' children: the pipe ends when this child does.)
+        for fd in [controller, terminal, writing, output.fileHandleForReading.fileDescriptor] { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let process = try Spawned(
+            Executable.path,
+            ["broadcast", "Harvest at dawn", "--db", db],
+            environment: Executable.childEnvironment(["ACTION2PHONE_PBKDF2_ITERATIONS": "1000"]),
+            stdin: terminal,
+            stdout: writing,
+            stderr: writing
+        )
+        // (The child has its own copies: with ours closed, the pipe ends when the child does.)
+        close(terminal)
+        try output.fileHandleForWriting.close()
         defer { if process.isRunning { process.terminate() } }
         // When the tool is waiting for the answer, the question has already reached the pipe: nothing is held in a buffer
         var seen = Data()

@@ -8,18 +8,22 @@ enum Executable {
     static var path: String { repositoryRoot.appendingPathComponent(".build/debug/action2phone").path }
 
     /// Starts `action2phone arguments…` with `environment` added; stdout and stderr go to files.
-    static func start(_ arguments: [String], environment: [String: String], output: URL) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TWILIO_") && !$0.key.hasPrefix("ACTION2PHONE_") }
-            .merging(environment) { $1 }
+    static func start(_ arguments: [String], environment: [String: String], output: URL) throws -> Spawned {
         FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
+        return try Spawned(
+            path,
+            arguments,
+            environment: childEnvironment(environment),
+            stdin: nil,
+            stdout: handle.fileDescriptor,
+            stderr: handle.fileDescriptor
+        )
+    }
+
+    /// The test process's environment without its Twilio and Action2Phone settings, with `added`.
+    static func childEnvironment(_ added: [String: String]) -> [String: String] {
+        ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TWILIO_") && !$0.key.hasPrefix("ACTION2PHONE_") }.merging(added) { $1 }
     }
 
     struct Result {
@@ -42,15 +46,17 @@ enum Executable {
         FileManager.default.createFile(atPath: files[0].path, contents: Data(input.utf8))
         FileManager.default.createFile(atPath: files[1].path, contents: nil)
         FileManager.default.createFile(atPath: files[2].path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TWILIO_") && !$0.key.hasPrefix("ACTION2PHONE_") }
-            .merging(["ACTION2PHONE_PBKDF2_ITERATIONS": "1000"].merging(environment) { $1 }) { $1 }
-        process.standardInput = try FileHandle(forReadingFrom: files[0])
-        process.standardOutput = try FileHandle(forWritingTo: files[1])
-        process.standardError = try FileHandle(forWritingTo: files[2])
-        try process.run()
+        let input = try FileHandle(forReadingFrom: files[0])
+        let output = try FileHandle(forWritingTo: files[1])
+        let errors = try FileHandle(forWritingTo: files[2])
+        let process = try Spawned(
+            path,
+            arguments,
+            environment: childEnvironment(["ACTION2PHONE_PBKDF2_ITERATIONS": "1000"].merging(environment) { $1 }),
+            stdin: input.fileDescriptor,
+            stdout: output.fileDescriptor,
+            stderr: errors.fileDescriptor
+        )
         guard let status = await waitForExit(process, timeout: timeout) else {
             process.terminate()
             throw TestError("action2phone \(arguments.joined(separator: " ")) did not finish in \(timeout)")
@@ -59,10 +65,58 @@ enum Executable {
         return Result(status: status, stdout: try read(files[1]), stderr: try read(files[2]))
     }
 
-    static func waitForExit(_ process: Process, timeout: Duration) async -> Int32? {
+    static func waitForExit(_ process: Spawned, timeout: Duration) async -> Int32? {
         let deadline = ContinuousClock.now.advanced(by: timeout)
         while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         return process.isRunning ? nil : process.terminationStatus
+    }
+}
+
+/// A child process started with `posix_spawn`, its standard streams on the descriptors given. Not Foundation's
+/// `Process`: on Linux its `run()` reads past a buffer while it lists /proc/self/fd (to close them in the child), and
+/// crashed the test process now and then, which has many files open (swift-corelibs-foundation PR #5472, after Swift
+/// 6.3.1). The child inherits our descriptors not marked close-on-exec: a pipe whose end the test waits for must be.
+final class Spawned: Sendable {
+    let processIdentifier: pid_t
+    /// The exit status once it has been collected (a signal's number for a process a signal ended, as `Process` says).
+    private let status = Locked<Int32?>(nil)
+
+    init(_ path: String, _ arguments: [String], environment: [String: String], stdin: Int32?, stdout: Int32, stderr: Int32) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        let devNull = stdin == nil ? open("/dev/null", O_RDONLY | O_CLOEXEC) : -1
+        defer { if devNull >= 0 { close(devNull) } }
+        posix_spawn_file_actions_adddup2(&actions, stdin ?? devNull, 0)
+        posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in argv + envp { free(pointer) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        guard result == 0 else { throw TestError("posix_spawn \(path): \(String(cString: strerror(result)))") }
+        processIdentifier = pid
+    }
+
+    var isRunning: Bool { collect() == nil }
+
+    var terminationStatus: Int32 { collect() ?? -1 }
+
+    func terminate() { kill(processIdentifier, SIGTERM) }
+    func interrupt() { kill(processIdentifier, SIGINT) }
+
+    /// The exit status, collected once, or nil while the process runs.
+    private func collect() -> Int32? {
+        status.withLock { status in
+            if let status { return status }
+            var raw: Int32 = 0
+            guard waitpid(processIdentifier, &raw, WNOHANG) == processIdentifier else { return nil }
+            // (WIFEXITED and WEXITSTATUS are C macros Swift does not import.)
+            let signal = raw & 0x7f
+            status = signal == 0 ? (raw >> 8) & 0xff : signal
+            return status
+        }
     }
 }
 
