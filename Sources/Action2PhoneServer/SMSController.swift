@@ -26,20 +26,11 @@ struct SMSController: Sendable {
         let record = InboundRecord(message, idempotencyToken: request.headers[.twilioIdempotencyToken])
         // One phone's texts are handled one at a time, in arrival order. The handler's transaction checks the
         // MessageSid first, so a retry (even one racing its original) gets the original's reply.
-        let outcome: InboundOutcome
-        do {
-            outcome = try await locks.withLock(record.from) {
+        // (Which text, when it cannot be: Twilio logs the 500, and handles it only if it is sent again.)
+        let outcome = try await stored("webhook", ["a2p.messageSid": "\(record.messageSid)", "a2p.phone": "\(record.from)"], context) {
+            try await locks.withLock(record.from) {
                 try await handler.handle(record, now: clock())
             }
-        } catch let error as any HTTPResponseError {
-            throw error
-        } catch {
-            // Which text was refused: Twilio logs the 500, and handles it only if it is sent again.
-            context.logger.error(
-                "webhook not stored: answered 500",
-                metadata: ["a2p.messageSid": "\(record.messageSid)", "a2p.phone": "\(record.from)", "error": "\(error)"]
-            )
-            throw HTTPError(.internalServerError)
         }
         if case .duplicate = outcome {
             context.logger.info("retried webhook answered with the first reply", metadata: ["a2p.messageSid": "\(record.messageSid)"])
@@ -54,23 +45,36 @@ struct SMSController: Sendable {
     @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
         let fields = try await admitLogging(request, context: context)
         let callback = try decoded { () throws(WebhookDecodingError) in try StatusCallback(fields: fields) }
-        let known: Bool
-        do {
-            known = try await store.applyStatusCallback(callback, now: clock())
-        } catch let error as any HTTPResponseError {
-            throw error
-        } catch {
-            // Twilio does not send a status callback again: which message's status is not recorded.
-            context.logger.error(
-                "status callback not stored: answered 500",
-                metadata: ["a2p.messageSid": "\(callback.messageSid)", "a2p.status": "\(callback.messageStatus)", "error": "\(error)"]
-            )
-            throw HTTPError(.internalServerError)
+        // (Twilio does not send a status callback again: which message's status is not recorded, when it cannot be.)
+        let known = try await stored(
+            "status callback",
+            ["a2p.messageSid": "\(callback.messageSid)", "a2p.status": "\(callback.messageStatus)"],
+            context
+        ) {
+            try await store.applyStatusCallback(callback, now: clock())
         }
         if !known {
             context.logger.debug("status callback for an unknown message", metadata: ["a2p.messageSid": "\(callback.messageSid)"])
         }
         return Response(status: .noContent)
+    }
+
+    /// What `store` returns; when it fails (the database cannot store the request), a 500, logged with `metadata`
+    /// saying which request it was.
+    private func stored<T>(
+        _ what: String,
+        _ metadata: Logger.Metadata,
+        _ context: AppRequestContext,
+        _ store: () async throws -> T
+    ) async throws -> T {
+        do {
+            return try await store()
+        } catch let error as any HTTPResponseError {
+            throw error
+        } catch {
+            context.logger.error("\(what) not stored: answered 500", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            throw HTTPError(.internalServerError)
+        }
     }
 
     /// A webhook whose required fields are missing is a 400 naming the field.

@@ -19,11 +19,11 @@ public enum WebhookDecodingError: Error, Equatable, CustomStringConvertible {
 }
 
 /// The longest values taken for the fields that name a message and its ends, in UTF-8 bytes: a SID is 34 characters,
-/// and an address (`+14155550100`, `whatsapp:+…`, a short code, a channel's id) far shorter than 128. A longer one is
+/// and an address (`+14155550100`, `whatsapp:+…`, a short code, an RCS agent's id) far shorter than 256. A longer one is
 /// refused rather than stored as a new message or a new number.
 public enum WebhookLimits {
     public static let sid = 64
-    public static let address = 128
+    public static let address = 256
 
     static func check(_ name: String, _ value: String, limit: Int) throws(WebhookDecodingError) {
         if value.utf8.count > limit { throw .tooLong(name, limit: limit) }

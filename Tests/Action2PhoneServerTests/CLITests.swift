@@ -458,7 +458,6 @@ struct CLITests {
         #expect(openpty(&controller, &terminal, nil, nil, nil) == 0)
         let output = Pipe()
         let writing = output.fileHandleForWriting.fileDescriptor
-        // (Not inherited by the other tests' children: the pipe ends when this child does.)
         for fd in [controller, terminal, writing, output.fileHandleForReading.fileDescriptor] { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let process = try Spawned(
             Executable.path,
@@ -482,7 +481,6 @@ struct CLITests {
             let count = read(reading, &buffer, buffer.count)
             if count > 0 { seen += Data(buffer[..<count]) } else { try await Task.sleep(for: .milliseconds(20)) }
         }
-        _ = fcntl(reading, F_SETFL, fcntl(reading, F_GETFL) & ~O_NONBLOCK)
         #expect(
             String(decoding: seen, as: UTF8.self).contains("Broadcast to 1 registered person: 1 to be texted"),
             "\(String(decoding: seen, as: UTF8.self))"
@@ -491,7 +489,9 @@ struct CLITests {
         // Then YES sends it
         _ = "YES\n".withCString { write(controller, $0, 4) }
         #expect(await Executable.waitForExit(process, timeout: .seconds(30)) == 0)
-        seen += output.fileHandleForReading.readDataToEndOfFile()
+        // (Everything it wrote is in the pipe once it has ended: read without waiting for the pipe's end, which a child
+        // of another test that inherited it in the moment before it was made close-on-exec could hold open.)
+        while case let count = read(reading, &buffer, buffer.count), count > 0 { seen += Data(buffer[..<count]) }
         close(controller)
         #expect(String(decoding: seen, as: UTF8.self).contains("Stored in 1 inbox; 1 text queued."))
     }

@@ -217,6 +217,55 @@ struct DatabaseTroubleTests {
         }
     }
 
+    @Test func aFailedProbeIsProbedAgainOnceWritesWorkButNotAtEveryWrite() async throws {
+        let probes = Locked(0)
+        let failing: @Sendable () async throws -> Void = {
+            probes.withLock { $0 += 1 }
+            throw StoreUnavailable("locked")
+        }
+        // Given a failed probe, and a write that worked after it
+        for (staleReuse, expected) in [(Duration.seconds(60), 1), (.zero, 2)] {
+            probes.withLock { $0 = 0 }
+            let probe = SharedProbe(reuse: .seconds(60), staleReuse: staleReuse)
+            #expect(await probe.run(failing) == "locked")
+            let worked = ContinuousClock.now
+            // Then its answer is reused within the short time (a flood of checks is not a probe each), and not after it
+            #expect(await probe.run(writesWorkedAt: worked, failing) == "locked")
+            #expect(probes.current == expected, "\(staleReuse)")
+        }
+    }
+
+    @Test func failuresCountPerKindOfWriteUntilOneOfTheSameKindWorks() {
+        let lockWait = LockWait()
+        let health = WriteHealth(lockWait: lockWait)
+        health.failed("SQLITE_FULL at noon", .webhooks)
+        health.failed("SQLITE_BUSY at noon", .outbox)
+        // An outbox claim that works says nothing of a webhook's bigger write
+        health.succeeded(.outbox)
+        #expect(health.lastFailure == "SQLITE_FULL at noon")
+        health.succeeded(.webhooks)
+        #expect(health.lastFailure == nil)
+    }
+
+    @Test func writesWaitTheWholeTimeAgainOnceWritingHasWorked() async throws {
+        try await TestServer.run { server in
+            // Given a lock held long enough for a wait to give up, then let go, and a webhook that worked after it
+            let long = try await holdWriteLock(server.databasePath)
+            #expect(try await server.send("GET", "/healthz").status == 503)
+            #expect(await long() == nil)
+            #expect(try await server.post(fields: smsFields(from: "+14155557400", body: "HELP")).status == 200)
+            // When another process holds the lock for a second (an operator's command, a slow checkpoint)
+            let brief = try await holdWriteLock(server.databasePath)
+            let letGo = Task {
+                try await Task.sleep(for: .seconds(1))
+                return await brief()
+            }
+            // Then a webhook meanwhile waits for it, as any write would, rather than giving up after a quarter second
+            #expect(try await server.post(fields: smsFields(from: "+14155557401", body: "HELP")).status == 200)
+            #expect(try await letGo.value == nil)
+        }
+    }
+
     /// Holds the write lock of the database at `path` from another connection, as another process would, on a thread of
     /// its own (the cooperative pool must stay free for the server), until the function returned is called; that
     /// returns the other connection's error, if any.

@@ -11,14 +11,17 @@ enum Executable {
     static func start(_ arguments: [String], environment: [String: String], output: URL) throws -> Spawned {
         FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
-        return try Spawned(
-            path,
-            arguments,
-            environment: childEnvironment(environment),
-            stdin: nil,
-            stdout: handle.fileDescriptor,
-            stderr: handle.fileDescriptor
-        )
+        // (The handle kept open until the child has its copy.)
+        return try withExtendedLifetime(handle) {
+            try Spawned(
+                path,
+                arguments,
+                environment: childEnvironment(environment),
+                stdin: nil,
+                stdout: handle.fileDescriptor,
+                stderr: handle.fileDescriptor
+            )
+        }
     }
 
     /// The test process's environment without its Twilio and Action2Phone settings, with `added`.
@@ -49,14 +52,16 @@ enum Executable {
         let input = try FileHandle(forReadingFrom: files[0])
         let output = try FileHandle(forWritingTo: files[1])
         let errors = try FileHandle(forWritingTo: files[2])
-        let process = try Spawned(
-            path,
-            arguments,
-            environment: childEnvironment(["ACTION2PHONE_PBKDF2_ITERATIONS": "1000"].merging(environment) { $1 }),
-            stdin: input.fileDescriptor,
-            stdout: output.fileDescriptor,
-            stderr: errors.fileDescriptor
-        )
+        let process = try withExtendedLifetime((input, output, errors)) {
+            try Spawned(
+                path,
+                arguments,
+                environment: childEnvironment(["ACTION2PHONE_PBKDF2_ITERATIONS": "1000"].merging(environment) { $1 }),
+                stdin: input.fileDescriptor,
+                stdout: output.fileDescriptor,
+                stderr: errors.fileDescriptor
+            )
+        }
         guard let status = await waitForExit(process, timeout: timeout) else {
             process.terminate()
             throw TestError("action2phone \(arguments.joined(separator: " ")) did not finish in \(timeout)")
@@ -111,7 +116,12 @@ final class Spawned: Sendable {
         status.withLock { status in
             if let status { return status }
             var raw: Int32 = 0
-            guard waitpid(processIdentifier, &raw, WNOHANG) == processIdentifier else { return nil }
+            let reaped = waitpid(processIdentifier, &raw, WNOHANG)
+            if reaped == -1 && errno == ECHILD {
+                status = -1  // (collected by someone else: it has ended)
+                return status
+            }
+            guard reaped == processIdentifier else { return nil }
             // (WIFEXITED and WEXITSTATUS are C macros Swift does not import.)
             let signal = raw & 0x7f
             status = signal == 0 ? (raw >> 8) & 0xff : signal

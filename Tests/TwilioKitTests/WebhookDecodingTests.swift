@@ -53,15 +53,15 @@ struct WebhookDecodingTests {
             try IncomingMessage(fields: [.init("MessageSid", sid), .init("From", from), .init("To", to)])
         }
         // The longest taken are taken
-        #expect(try message(sid: String(repeating: "s", count: 64), from: "whatsapp:" + String(repeating: "1", count: 119)).from.utf8.count == 128)
+        #expect(try message(sid: String(repeating: "s", count: 64), from: "whatsapp:" + String(repeating: "1", count: 247)).from.utf8.count == 256)
         // One byte more is refused, naming the field and its limit
         #expect(throws: WebhookDecodingError.tooLong("MessageSid", limit: 64)) { try message(sid: String(repeating: "s", count: 65)) }
-        #expect(throws: WebhookDecodingError.tooLong("From", limit: 128)) { try message(from: String(repeating: "1", count: 129)) }
-        #expect(throws: WebhookDecodingError.tooLong("To", limit: 128)) { try message(to: String(repeating: "é", count: 65)) }
+        #expect(throws: WebhookDecodingError.tooLong("From", limit: 256)) { try message(from: String(repeating: "1", count: 257)) }
+        #expect(throws: WebhookDecodingError.tooLong("To", limit: 256)) { try message(to: String(repeating: "é", count: 129)) }
         #expect(throws: WebhookDecodingError.tooLong("MessageSid", limit: 64)) {
             try StatusCallback(fields: [.init("MessageSid", String(repeating: "s", count: 10_000)), .init("MessageStatus", "sent")])
         }
-        #expect(WebhookDecodingError.tooLong("From", limit: 128).description == "From is longer than 128 bytes")
+        #expect(WebhookDecodingError.tooLong("From", limit: 256).description == "From is longer than 256 bytes")
     }
 
     @Test func statusCallback() throws {

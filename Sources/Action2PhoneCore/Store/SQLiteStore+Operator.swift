@@ -128,10 +128,19 @@ extension SQLiteStore {
 
     @discardableResult
     public func finishErasures(while keepGoing: @escaping @Sendable () -> Bool = { true }) async throws -> Int {
-        // Looked for with a read first: the server asks every second, mostly for nothing.
-        guard try await writer.read({ db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM erasures)") ?? false }) else { return 0 }
+        try await runChunks(whilePending: "SELECT EXISTS (SELECT 1 FROM erasures)", keepGoing, Self.eraseMentionsChunk)
+    }
+
+    /// Runs `chunk` in one transaction after another while it says it wrote one and `keepGoing` says so, if `pending`
+    /// finds work; returns how many it wrote. (`pending` is a read: the server asks every second, mostly for nothing.)
+    private func runChunks(
+        whilePending pending: String,
+        _ keepGoing: @escaping @Sendable () -> Bool,
+        _ chunk: @escaping @Sendable (Database, Date) throws -> Bool
+    ) async throws -> Int {
+        guard try await writer.read({ db in try Bool.fetchOne(db, sql: pending) ?? false }) else { return 0 }
         var chunks = 0
-        while keepGoing(), try await writer.write({ db in try Self.eraseMentionsChunk(db, now: Date()) }) { chunks += 1 }
+        while keepGoing(), try await writer.write({ db in try chunk(db, Date()) }) { chunks += 1 }
         return chunks
     }
 
@@ -151,14 +160,7 @@ extension SQLiteStore {
 
     @discardableResult
     public func fanOutBroadcasts(while keepGoing: @escaping @Sendable () -> Bool = { true }) async throws -> Int {
-        // Looked for with a read first: the server asks every second, mostly for nothing.
-        let unfinished = try await writer.read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM broadcasts WHERE finishedAt IS NULL)") ?? false
-        }
-        guard unfinished else { return 0 }
-        var chunks = 0
-        while keepGoing(), try await writer.write({ db in try Self.fanOutBroadcastChunk(db, now: Date()) }) { chunks += 1 }
-        return chunks
+        try await runChunks(whilePending: "SELECT EXISTS (SELECT 1 FROM broadcasts WHERE finishedAt IS NULL)", keepGoing, Self.fanOutBroadcastChunk)
     }
 
     /// A broadcast recorded, whose fan-out this process could not finish: `serve` finishes it. Sending it again

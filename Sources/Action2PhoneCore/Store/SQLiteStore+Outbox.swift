@@ -4,7 +4,7 @@ import GRDB
 
 extension SQLiteStore {
     public func recoverInterruptedSends(now: Date) async throws -> Int {
-        try await writeCountingFailures { db in
+        try await writeCountingFailures(.outbox) { db in
             try db.execute(
                 sql: """
                     UPDATE outbox SET status = 'uncertain', updatedAt = ?,
@@ -22,7 +22,7 @@ extension SQLiteStore {
     }
 
     public func claimOutbox(now: Date, limit: Int) async throws -> [OutboxMessage] {
-        try await writeCountingFailures { db in
+        try await writeCountingFailures(.outbox) { db in
             var claimed: [OutboxMessage] = []
             while claimed.count < limit, let message = try Self.claimOne(db, now: now) { claimed.append(message) }
             return claimed
@@ -33,7 +33,7 @@ extension SQLiteStore {
     static let optedOutRefusal = "not sent: the recipient opted out"
 
     public func claimProbe(now: Date) async throws -> OutboxMessage? {
-        try await writeCountingFailures { db in try Self.claimOne(db, now: now, leastTriedFirst: true) }
+        try await writeCountingFailures(.outbox) { db in try Self.claimOne(db, now: now, leastTriedFirst: true) }
     }
 
     /// Claims one due row inside the open transaction (rows claimed before it in the same transaction count
@@ -112,7 +112,7 @@ extension SQLiteStore {
     }
 
     public func completeOutbox(_ outcomes: [(id: Int64, outcome: DeliveryOutcome)], now: Date) async throws {
-        try await writeCountingFailures { db in
+        try await writeCountingFailures(.outbox) { db in
             for (id, outcome) in outcomes { try Self.complete(db, id: id, outcome: outcome, now: now) }
         }
     }

@@ -40,8 +40,9 @@ public struct DatabaseLinkBroken: Error, CustomStringConvertible {
 /// The SQLite implementation of `Store`: a WAL-mode `DatabasePool` with a busy timeout, migrated on open.
 public struct SQLiteStore: Store {
     let writer: any DatabaseWriter
-    /// The last webhook write that failed, until one succeeds: `/healthz` reports it.
+    /// `/healthz` reports the disk full below this many bytes free.
     let minimumFreeDisk: Int
+    /// The server's writes that failed, until one of their kind succeeds: `/healthz` reports them.
     let health: WriteHealth
     /// The database checks behind `ping`, one at a time and reused for a second.
     let probe: SharedProbe
@@ -69,7 +70,8 @@ public struct SQLiteStore: Store {
         }
         try refuseForeign(file)
         do {
-            return try SQLiteStore(DatabasePool(path: path, configuration: makeConfiguration()))
+            let lockWait = LockWait()
+            return try SQLiteStore(DatabasePool(path: path, configuration: makeConfiguration(lockWait: lockWait)), lockWait: lockWait)
         } catch let error as DatabaseError where [.SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM].contains(error.resultCode.primaryResultCode) {
             // Opening applies the migrations the file lacks, and SQLite in WAL mode writes beside the file even to read.
             throw DatabaseNotWritable(reason: error.message ?? "\(error.resultCode)")
@@ -157,15 +159,16 @@ public struct SQLiteStore: Store {
         }
     }
 
-    /// Wraps an opened database and applies the migrations it lacks. `/healthz` reports the disk holding it full
-    /// below `minimumFreeDisk` bytes free.
-    public init(_ writer: any DatabaseWriter, minimumFreeDisk: Int = 1 << 20) throws {
+    /// Wraps an opened database and applies the migrations it lacks. `lockWait`: the busy handler in its
+    /// configuration (`makeConfiguration(lockWait:)`), told when writes work. `/healthz` reports the disk holding it
+    /// full below `minimumFreeDisk` bytes free.
+    init(_ writer: any DatabaseWriter, lockWait: LockWait? = nil, minimumFreeDisk: Int = 1 << 20) throws {
         self.writer = writer
         self.minimumFreeDisk = minimumFreeDisk
         // GRDB sets its pool's writer to `synchronous = NORMAL` after `prepareDatabase` has run (`setUpWALMode`), so
         // the writer's own connection, the one that commits, is set to FULL here, once it is open.
         try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        let health = WriteHealth()
+        let health = WriteHealth(lockWait: lockWait)
         self.health = health
         self.probe = SharedProbe()
         self.inbound = InboundBatcher(writer: writer, health: health)
@@ -177,10 +180,9 @@ public struct SQLiteStore: Store {
         try Schema.migrator.migrate(writer)
     }
 
-    /// The configuration shared by the server, the CLI and the tests.
-    public static func makeConfiguration() -> Configuration {
+    /// The configuration shared by the server, the CLI and the tests; `lockWait` is its writer's busy handler.
+    static func makeConfiguration(lockWait: LockWait = LockWait()) -> Configuration {
         var config = Configuration()
-        let lockWait = LockWait()
         config.busyMode = .callback { tries in lockWait.keepWaiting(afterTries: tries) }
         config.foreignKeysEnabled = true
         config.prepareDatabase { db in
@@ -219,12 +221,14 @@ public struct SQLiteStore: Store {
     }
 
     /// One of the server's writes other than a webhook's step (the outbox's, a status callback's): a failure that
-    /// says the database cannot take writes counts for `/healthz` as a webhook's does.
-    func writeCountingFailures<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    /// says the database cannot take writes counts for `/healthz` as a webhook's does, until one of the same kind works.
+    func writeCountingFailures<T: Sendable>(_ source: WriteHealth.Source, _ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
-            return try await writer.write(updates)
+            let result = try await writer.write(updates)
+            health.succeeded(source)
+            return result
         } catch let error as DatabaseError where InboundBatcher.cannotWrite(error.resultCode) {
-            health.failed("\(error.resultCode) at \(Date())")
+            health.failed("\(error.resultCode) at \(Date())", source)
             throw error
         }
     }
@@ -241,17 +245,19 @@ public struct SQLiteStore: Store {
             return pages >= limit && free == 0
         }
         if full { throw StoreUnavailable("the database is full (max_page_count reached)") }
-        // A full disk: SQLite finds out only when a write needs room, which the lock taken above does not.
+        // A full disk: SQLite finds out only when a write needs room, which the lock taken above does not. (1 MiB is
+        // when writes are about to fail, not a warning: a server that is still writing is not reported out of service.)
         if let free = freeBytes(onDiskOf: writer.path), free < minimumFreeDisk {
             throw StoreUnavailable("the disk holding the database is full (\(free) bytes free)")
         }
     }
 
-    /// The bytes a write may still use on the file system holding `path` (the blocks kept for root count for root).
+    /// The bytes a write may still use on the file system holding `path`: those free to anyone (root's reserve is not
+    /// counted, as root in a container may not use it).
     static func freeBytes(onDiskOf path: String) -> Int? {
         var info = statvfs()
         guard statvfs(path, &info) == 0 else { return nil }
-        return Int(geteuid() == 0 ? info.f_bfree : info.f_bavail) * Int(info.f_frsize)
+        return Int(info.f_bavail) * Int(info.f_frsize)
     }
 
     public func previousReply(messageSid: String, idempotencyToken: String?) async throws -> String? {
@@ -343,7 +349,7 @@ public struct SQLiteStore: Store {
     }
 
     public func applyStatusCallback(_ callback: StatusCallback, now: Date) async throws -> Bool {
-        try await writeCountingFailures { db in
+        try await writeCountingFailures(.statusCallbacks) { db in
             if try Self.applyStatus(
                 db,
                 sid: callback.messageSid,
@@ -564,11 +570,17 @@ final class LockWait: Sendable {
     static let poll: TimeInterval = 0.005
 
     private struct State {
-        /// When the current wait began (the writer waits alone; a reader in WAL mode hardly ever waits).
+        /// When the current wait began. (Only the pool's single writer waits here: GRDB gives readers a busy timeout
+        /// of their own, `readonlyBusyMode`.)
         var waitBegan: ContinuousClock.Instant?
         var gaveUpAt: ContinuousClock.Instant?
     }
     private let state = Locked(State())
+
+    /// Writes have worked since the last wait gave up: the lock is no longer known to be held.
+    func writesWorked() {
+        state.withLock { if $0.gaveUpAt != nil { $0.gaveUpAt = nil } }
+    }
 
     /// SQLite's busy callback: `true` to try again after a pause, `false` to give up (`SQLITE_BUSY`).
     func keepWaiting(afterTries tries: Int) -> Bool {
@@ -589,27 +601,39 @@ final class LockWait: Sendable {
     }
 }
 
-/// Whether webhook writes are failing (a full disk, a lock held past the busy timeout). A failure counts
-/// until a later write succeeds, or for 30 seconds, so a quiet bot does not report a passing fault for hours.
+/// Whether the server's writes are failing (a full disk, a lock held past the busy timeout), per kind of write
+/// (`Source`). A failure counts until a later write of the same kind succeeds (an outbox claim that works says
+/// nothing of a webhook's bigger write), or for 30 seconds, so a quiet bot does not report a passing fault for hours.
 final class WriteHealth: Sendable {
-    private let failure = Locked<(description: String, at: ContinuousClock.Instant)?>(nil)
-    private let success = Locked<ContinuousClock.Instant?>(nil)
+    enum Source: Hashable { case webhooks, outbox, statusCallbacks }
+
+    private struct State {
+        var failures: [Source: (description: String, at: ContinuousClock.Instant)] = [:]
+        var lastSuccess: ContinuousClock.Instant?
+    }
+    private let state = Locked(State())
+    /// The database's busy handler, told when writes work again (`LockWait.writesWorked`).
+    private let lockWait: LockWait?
     static let memory = Duration.seconds(30)
 
+    init(lockWait: LockWait? = nil) { self.lockWait = lockWait }
+
     var lastFailure: String? {
-        failure.withLock { f in
-            guard let current = f, ContinuousClock.now - current.at < Self.memory else { return nil }
-            return current.description
+        state.withLock { state in
+            state.failures.values.filter { ContinuousClock.now - $0.at < Self.memory }.max { $0.at < $1.at }?.description
         }
     }
 
     /// When a write last worked.
-    var lastSuccess: ContinuousClock.Instant? { success.withLock { $0 } }
+    var lastSuccess: ContinuousClock.Instant? { state.withLock { $0.lastSuccess } }
 
-    func failed(_ description: String) { failure.withLock { $0 = (description, .now) } }
-    func succeeded() {
-        failure.withLock { if $0 != nil { $0 = nil } }
-        success.withLock { $0 = .now }
+    func failed(_ description: String, _ source: Source = .webhooks) { state.withLock { $0.failures[source] = (description, .now) } }
+    func succeeded(_ source: Source = .webhooks) {
+        state.withLock { state in
+            if !state.failures.isEmpty { state.failures[source] = nil }
+            state.lastSuccess = .now
+        }
+        lockWait?.writesWorked()
     }
 }
 
@@ -625,7 +649,13 @@ final class SharedProbe: Sendable {
     private let current = Locked<Current?>(nil)
     let reuse: Duration
 
-    init(reuse: Duration = .seconds(1)) { self.reuse = reuse }
+    /// How long a failure is reused once a write has worked since it.
+    let staleReuse: Duration
+
+    init(reuse: Duration = .seconds(1), staleReuse: Duration = .milliseconds(250)) {
+        self.reuse = reuse
+        self.staleReuse = staleReuse
+    }
 
     /// How many checks have been started.
     var checksStarted: Int { current.withLock { $0?.generation ?? 0 } }
@@ -636,8 +666,10 @@ final class SharedProbe: Sendable {
         let task = current.withLock { current -> Task<String?, Never> in
             if let running = current {
                 guard let answeredAt = running.answeredAt else { return running.task }
+                // (Still a quarter second at least: writes that work need not disprove every failure, a nearly full
+                // disk's, and a flood of checks must not probe after every webhook batch.)
                 let staleFailure = running.failed && writesWorkedAt.map { answeredAt < $0 } ?? false
-                if ContinuousClock.now - answeredAt < reuse && !staleFailure { return running.task }
+                if ContinuousClock.now - answeredAt < (staleFailure ? staleReuse : reuse) { return running.task }
             }
             let generation = (current?.generation ?? 0) + 1
             let task = Task { [weak self] () -> String? in
