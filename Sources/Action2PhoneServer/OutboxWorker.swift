@@ -156,7 +156,7 @@ public struct OutboxWorker: Service {
     /// `users delete` in a process that then ended. It looks at the start and then every second, leaves the webhooks'
     /// own chunks alone, and stops between chunks when the server is stopping (the rest is finished at the next start).
     func finishBackgroundWork() async {
-        var lastFailure: (broadcast: String?, erasure: String?) = (nil, nil)
+        var lastFailure: (broadcast: String?, erasure: String?, callbacks: String?) = (nil, nil, nil)
         let store = self.store
         let keepGoing: @Sendable () -> Bool = {
             !Task.isShuttingDownGracefully && !Task.isCancelled && !store.webhooksHaveBackgroundWork
@@ -172,6 +172,17 @@ public struct OutboxWorker: Service {
                     logger.error("outbox: cannot fan out a broadcast; trying again every second", metadata: ["error": "\(failure)"])
                 }
                 lastFailure.broadcast = failure
+            }
+            do {
+                let applied = try await store.retryHeldStatusCallbacks()
+                if applied > 0 { logger.notice("outbox: stored \(applied) status callback(s) kept while the database could not write") }
+                lastFailure.callbacks = nil
+            } catch {
+                let failure = "\(error)"
+                if failure != lastFailure.callbacks {
+                    logger.error("outbox: cannot store the status callbacks kept; trying again every second", metadata: ["error": "\(failure)"])
+                }
+                lastFailure.callbacks = failure
             }
             // (Separately: a broadcast that cannot be fanned out holds no deletion's erasure up.)
             do {

@@ -45,11 +45,12 @@ struct SMSController: Sendable {
     @Sendable func status(_ request: Request, context: AppRequestContext) async throws -> Response {
         let fields = try await admitLogging(request, context: context)
         let callback = try decoded { () throws(WebhookDecodingError) in try StatusCallback(fields: fields) }
-        // (Twilio does not send a status callback again: which message's status is not recorded, when it cannot be.)
+        // (Twilio does not send a status callback again: the store keeps one it cannot store, and tries it again.)
         let known = try await stored(
             "status callback",
             ["a2p.messageSid": "\(callback.messageSid)", "a2p.status": "\(callback.messageStatus)"],
-            context
+            context,
+            note: "; kept in memory, tried again every second"
         ) {
             try await store.applyStatusCallback(callback, now: clock())
         }
@@ -65,6 +66,7 @@ struct SMSController: Sendable {
         _ what: String,
         _ metadata: Logger.Metadata,
         _ context: AppRequestContext,
+        note: String = "",
         _ store: () async throws -> T
     ) async throws -> T {
         do {
@@ -72,7 +74,7 @@ struct SMSController: Sendable {
         } catch let error as any HTTPResponseError {
             throw error
         } catch {
-            context.logger.error("\(what) not stored: answered 500", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            context.logger.error("\(what) not stored: answered 500\(note)", metadata: metadata.merging(["error": "\(error)"]) { $1 })
             throw HTTPError(.internalServerError)
         }
     }

@@ -37,6 +37,16 @@ struct SQLiteStoreTests {
         await #expect {
             try await store.ping()
         } throws: { "\($0)".contains("writes are failing") && "\($0)".contains("database or disk is full") }
+        // And the callback is kept, not lost (Twilio does not send it again): tried again in vain while the database
+        // is full, then stored once it may grow
+        #expect(store.heldCallbacks.count == 1)
+        await #expect(throws: DatabaseError.self) { try await store.retryHeldStatusCallbacks() }
+        #expect(store.heldCallbacks.count == 1)
+        try await store.writer.writeWithoutTransaction { try $0.execute(sql: "PRAGMA max_page_count = 1073741823") }
+        #expect(try await store.retryHeldStatusCallbacks() == 1)
+        #expect(store.heldCallbacks.count == 0)
+        #expect(try fetchInt(path, "SELECT count(*) FROM pendingCallbacks WHERE status = 'failed' AND length(errorMessage) = 100000") == 1)
+        try await store.ping()
     }
 
     @Test func freshFileIsMigratedInWALMode() throws {

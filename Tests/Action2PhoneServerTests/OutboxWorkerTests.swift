@@ -1,4 +1,3 @@
-import Action2PhoneCore
 import Foundation
 import GRDB
 import InMemoryLogging
@@ -7,6 +6,7 @@ import ServiceLifecycle
 import Testing
 import TwilioKit
 
+@testable import Action2PhoneCore
 @testable import Action2PhoneServer
 
 /// Runs the real outbox worker with the real REST client against a local fake of Twilio's API.
@@ -245,6 +245,25 @@ struct OutboxWorkerTests {
         #expect(try h.scalar("SELECT count(*) FROM broadcasts WHERE finishedAt IS NULL") == 1)
         #expect(try h.scalar("SELECT count(*) FROM inbound WHERE messageSid = 'SM1' AND body = '[deleted]' AND reply NOT LIKE '%Boris%'") == 1)
         #expect(try h.scalar("SELECT count(*) FROM inbound WHERE messageSid = 'SM2' AND body = 'USERS'") == 1)
+    }
+
+    @Test func aStatusCallbackKeptWhileTheDatabaseWasFullIsStoredByTheServer() async throws {
+        // Given a status callback that came while the database was full (kept in memory), and room again since
+        let h = try OutboxHarness()
+        try await h.store.writer.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA max_page_count = \(try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0)")
+        }
+        let callback = try StatusCallback(fields: [
+            .init("MessageSid", "SM" + String(repeating: "b", count: 32)), .init("MessageStatus", "undelivered"), .init("ErrorCode", "30003"),
+            .init("ErrorMessage", String(repeating: "z", count: 100_000)),
+        ])
+        await #expect(throws: (any Error).self) { try await h.store.applyStatusCallback(callback, now: Date()) }
+        try await h.store.writer.writeWithoutTransaction { try $0.execute(sql: "PRAGMA max_page_count = 1073741823") }
+        // When the server runs
+        let worker = OutboxWorker(store: h.store, sender: SimulatedSender(logger: logger), rate: 1, pollInterval: .milliseconds(10), logger: logger)
+        try await h.run(worker) { try h.scalar("SELECT count(*) FROM pendingCallbacks") == 1 }
+        // Then the callback is stored, once
+        #expect(try h.scalar("SELECT count(*) FROM pendingCallbacks WHERE status = 'undelivered' AND errorCode = 30003") == 1)
     }
 
     @Test func aLookupThatFindsNothingLeavesTheSendToALaterSlot() async throws {

@@ -46,6 +46,8 @@ public struct SQLiteStore: Store {
     let health: WriteHealth
     /// The database checks behind `ping`, one at a time and reused for a second.
     let probe: SharedProbe
+    /// Status callbacks that could not be stored, to try again.
+    let heldCallbacks = HeldStatusCallbacks()
     /// Runs the webhooks' steps in shared transactions (group commit).
     let inbound: InboundBatcher
 
@@ -349,29 +351,52 @@ public struct SQLiteStore: Store {
     }
 
     public func applyStatusCallback(_ callback: StatusCallback, now: Date) async throws -> Bool {
-        try await writeCountingFailures(.statusCallbacks) { db in
-            if try Self.applyStatus(
-                db,
-                sid: callback.messageSid,
-                twilioStatus: callback.messageStatus,
-                errorCode: callback.errorCode,
-                errorMessage: callback.errorMessage,
-                now: now
-            ) {
-                return true
-            }
-            // About a message a row sent before an operator retried it: the row has moved on, nothing changes.
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM outboxEarlierSids WHERE sid = ?", arguments: [callback.messageSid]) == true {
-                return true
-            }
-            // Not recorded yet: kept, and applied when the send's SID is written.
-            try db.execute(sql: "DELETE FROM pendingCallbacks WHERE receivedAt < ?", arguments: [now.addingTimeInterval(-86_400)])
-            try db.execute(
-                sql: "INSERT INTO pendingCallbacks (messageSid, status, errorCode, errorMessage, receivedAt) VALUES (?, ?, ?, ?, ?)",
-                arguments: [callback.messageSid, callback.messageStatus, callback.errorCode, callback.errorMessage, now]
-            )
-            return false
+        do {
+            return try await writeCountingFailures(.statusCallbacks) { db in try Self.applyCallback(db, callback, now: now) }
+        } catch let error as DatabaseError where InboundBatcher.cannotWrite(error.resultCode) {
+            // Twilio does not send it again: kept here, and tried again once writing works (`retryHeldStatusCallbacks`).
+            heldCallbacks.hold(callback, receivedAt: now)
+            throw error
         }
+    }
+
+    public func retryHeldStatusCallbacks() async throws -> Int {
+        let held = heldCallbacks.takeAll()
+        guard !held.isEmpty else { return 0 }
+        do {
+            try await writeCountingFailures(.statusCallbacks) { db in
+                for (callback, receivedAt) in held { _ = try Self.applyCallback(db, callback, now: receivedAt) }
+            }
+        } catch {
+            heldCallbacks.putBack(held)
+            throw error
+        }
+        return held.count
+    }
+
+    /// A status callback's step, in the open transaction: `false` when no outbox row has its message (yet).
+    private static func applyCallback(_ db: Database, _ callback: StatusCallback, now: Date) throws -> Bool {
+        if try Self.applyStatus(
+            db,
+            sid: callback.messageSid,
+            twilioStatus: callback.messageStatus,
+            errorCode: callback.errorCode,
+            errorMessage: callback.errorMessage,
+            now: now
+        ) {
+            return true
+        }
+        // About a message a row sent before an operator retried it: the row has moved on, nothing changes.
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM outboxEarlierSids WHERE sid = ?", arguments: [callback.messageSid]) == true {
+            return true
+        }
+        // Not recorded yet: kept, and applied when the send's SID is written.
+        try db.execute(sql: "DELETE FROM pendingCallbacks WHERE receivedAt < ?", arguments: [now.addingTimeInterval(-86_400)])
+        try db.execute(
+            sql: "INSERT INTO pendingCallbacks (messageSid, status, errorCode, errorMessage, receivedAt) VALUES (?, ?, ?, ?, ?)",
+            arguments: [callback.messageSid, callback.messageStatus, callback.errorCode, callback.errorMessage, now]
+        )
+        return false
     }
 
     /// Moves the row with Twilio SID `sid` forward to Twilio's status (never backwards), keeps the error, and
@@ -635,6 +660,37 @@ final class WriteHealth: Sendable {
         }
         lockWait?.writesWorked()
     }
+}
+
+/// Status callbacks the database could not store while it could not write, in arrival order: Twilio does not send
+/// them again, and a lost one can be a delivery failure that should suppress a number. Kept in memory (a stop loses
+/// them, as it would have anyway), at most `capacity`, the oldest dropped first.
+final class HeldStatusCallbacks: Sendable {
+    static let capacity = 10_000
+    private let held = Locked<[(StatusCallback, Date)]>([])
+
+    func hold(_ callback: StatusCallback, receivedAt: Date) {
+        held.withLock { held in
+            held.append((callback, receivedAt))
+            if held.count > Self.capacity { held.removeFirst(held.count - Self.capacity) }
+        }
+    }
+
+    func takeAll() -> [(StatusCallback, Date)] {
+        held.withLock { held in
+            defer { held = [] }
+            return held
+        }
+    }
+
+    /// Back in front of any held since they were taken.
+    func putBack(_ callbacks: [(StatusCallback, Date)]) {
+        held.withLock { held in
+            held = Array((callbacks + held).suffix(Self.capacity))
+        }
+    }
+
+    var count: Int { held.withLock { $0.count } }
 }
 
 /// A check that many callers share: while one runs, every caller waits for its answer, and an answer is reused for

@@ -80,9 +80,15 @@ public protocol Store: Sendable {
     func outboxMessages(status: OutboxStatus?, limit: Int) async throws -> [OutboxMessage]
 
     /// Applies a delivery status callback to the outbox row with that Twilio SID, moving it forward only.
-    /// Returns `false` when no row has that SID.
+    /// Returns `false` when no row has that SID. One that cannot be stored because the database cannot write is kept
+    /// in memory for `retryHeldStatusCallbacks` (Twilio does not send it again), and the error thrown.
     @discardableResult
     func applyStatusCallback(_ callback: StatusCallback, now: Date) async throws -> Bool
+
+    /// Applies the status callbacks kept because the database could not write, in one transaction, in the order they
+    /// came; keeps them when it still cannot. Returns how many it applied.
+    @discardableResult
+    func retryHeldStatusCallbacks() async throws -> Int
 }
 
 /// A validated inbound webhook, as it will be logged.
