@@ -174,8 +174,13 @@ public struct OutboxWorker: Service {
                 lastFailure.broadcast = failure
             }
             do {
-                let applied = try await store.retryHeldStatusCallbacks()
-                if applied > 0 { logger.notice("outbox: stored \(applied) status callback(s) kept while the database could not write") }
+                let retried = try await store.retryHeldStatusCallbacks()
+                if retried.stored > 0 {
+                    logger.notice("outbox: stored \(retried.stored) status callback(s) kept while the database could not write")
+                }
+                if retried.dropped > 0 {
+                    logger.error("outbox: dropped \(retried.dropped) status callback(s) kept while the database could not write: it refuses them")
+                }
                 lastFailure.callbacks = nil
             } catch {
                 let failure = "\(error)"

@@ -42,8 +42,19 @@ struct SQLiteStoreTests {
         #expect(store.heldCallbacks.count == 1)
         await #expect(throws: DatabaseError.self) { try await store.retryHeldStatusCallbacks() }
         #expect(store.heldCallbacks.count == 1)
-        try await store.writer.writeWithoutTransaction { try $0.execute(sql: "PRAGMA max_page_count = 1073741823") }
-        #expect(try await store.retryHeldStatusCallbacks() == 1)
+        // (with another kept beside it, which the database will refuse for itself: it is dropped, not kept for good)
+        let refused = try StatusCallback(fields: [
+            .init("MessageSid", "SM" + String(repeating: "c", count: 32)), .init("MessageStatus", "sent"),
+            .init("ErrorMessage", String(repeating: "x", count: 100_000)),
+        ])
+        await #expect(throws: DatabaseError.self) { try await store.applyStatusCallback(refused, now: Date()) }
+        try await store.writer.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA max_page_count = 1073741823")
+            try db.execute(
+                sql: "CREATE TRIGGER refused BEFORE INSERT ON pendingCallbacks WHEN NEW.status = 'sent' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        }
+        #expect(try await store.retryHeldStatusCallbacks() == (stored: 1, dropped: 1))
         #expect(store.heldCallbacks.count == 0)
         #expect(try fetchInt(path, "SELECT count(*) FROM pendingCallbacks WHERE status = 'failed' AND length(errorMessage) = 100000") == 1)
         try await store.ping()

@@ -360,18 +360,32 @@ public struct SQLiteStore: Store {
         }
     }
 
-    public func retryHeldStatusCallbacks() async throws -> Int {
+    public func retryHeldStatusCallbacks() async throws -> (stored: Int, dropped: Int) {
         let held = heldCallbacks.takeAll()
-        guard !held.isEmpty else { return 0 }
+        guard !held.isEmpty else { return (0, 0) }
         do {
-            try await writeCountingFailures(.statusCallbacks) { db in
-                for (callback, receivedAt) in held { _ = try Self.applyCallback(db, callback, now: receivedAt) }
+            return try await writeCountingFailures(.statusCallbacks) { db in
+                var dropped = 0
+                for (callback, receivedAt) in held {
+                    // Each in a savepoint: one the database refuses for itself (a damaged row) is dropped, not kept to
+                    // hold the others back for good.
+                    do {
+                        try db.inSavepoint {
+                            _ = try Self.applyCallback(db, callback, now: receivedAt)
+                            return .commit
+                        }
+                    } catch let error as DatabaseError where InboundBatcher.cannotWrite(error.resultCode) {
+                        throw error
+                    } catch {
+                        dropped += 1
+                    }
+                }
+                return (held.count - dropped, dropped)
             }
         } catch {
             heldCallbacks.putBack(held)
             throw error
         }
-        return held.count
     }
 
     /// A status callback's step, in the open transaction: `false` when no outbox row has its message (yet).

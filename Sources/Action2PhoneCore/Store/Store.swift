@@ -86,9 +86,10 @@ public protocol Store: Sendable {
     func applyStatusCallback(_ callback: StatusCallback, now: Date) async throws -> Bool
 
     /// Applies the status callbacks kept because the database could not write, in one transaction, in the order they
-    /// came; keeps them when it still cannot. Returns how many it applied.
+    /// came; keeps them when it still cannot. Returns how many it stored, and how many it dropped because the database
+    /// refused them for another reason.
     @discardableResult
-    func retryHeldStatusCallbacks() async throws -> Int
+    func retryHeldStatusCallbacks() async throws -> (stored: Int, dropped: Int)
 }
 
 /// A validated inbound webhook, as it will be logged.
