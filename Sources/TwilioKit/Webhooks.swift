@@ -8,25 +8,31 @@ public enum WebhookDecodingError: Error, Equatable, CustomStringConvertible {
     case extendedSid(String)
     /// A field longer than any real one (`WebhookLimits`), in bytes.
     case tooLong(String, limit: Int)
+    /// A field that names a message, an address or a status with a control character (a line break) in it.
+    case controlCharacter(String)
 
     public var description: String {
         switch self {
         case .missingField(let name): "missing \(name)"
         case .extendedSid(let name): "\(name) has more after its 34-character SID: a signed request's fields run together"
         case .tooLong(let name, let limit): "\(name) is longer than \(limit) bytes"
+        case .controlCharacter(let name): "\(name) has a control character in it"
         }
     }
 }
 
-/// The longest values taken for the fields that name a message and its ends, in UTF-8 bytes: a SID is 34 characters,
-/// and an address (`+14155550100`, `whatsapp:+…`, a short code, an RCS agent's id) far shorter than 256. A longer one is
-/// refused rather than stored as a new message or a new number.
+/// The longest values taken for the fields that name a message, its ends and its status, in UTF-8 bytes: a SID is 34
+/// characters, an address (`+14155550100`, `whatsapp:+…`, a short code, an RCS agent's id) far shorter than 256, a
+/// status a word (`undelivered`). A longer one is refused rather than stored as a new message or a new number; so is
+/// one with a control character in it, which no real one has and which would break the log line it is written to.
 public enum WebhookLimits {
     public static let sid = 64
     public static let address = 256
+    public static let status = 32
 
     static func check(_ name: String, _ value: String, limit: Int) throws(WebhookDecodingError) {
         if value.utf8.count > limit { throw .tooLong(name, limit: limit) }
+        if value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) { throw .controlCharacter(name) }
     }
 }
 
@@ -107,6 +113,7 @@ public struct StatusCallback: Sendable, Equatable {
         guard let status = first("MessageStatus") ?? first("SmsStatus"), !status.isEmpty else {
             throw .missingField("MessageStatus")
         }
+        try WebhookLimits.check("MessageStatus", status, limit: WebhookLimits.status)
         self.messageSid = sid
         self.messageStatus = status.lowercased()
         self.accountSid = first("AccountSid")

@@ -62,6 +62,20 @@ struct WebhookDecodingTests {
             try StatusCallback(fields: [.init("MessageSid", String(repeating: "s", count: 10_000)), .init("MessageStatus", "sent")])
         }
         #expect(WebhookDecodingError.tooLong("From", limit: 256).description == "From is longer than 256 bytes")
+        // And so is a line break or another control character, which would forge a line of the log they are written to
+        let forged = "\n2026-12-02T09:00:00+0000 critical action2phone: forged"
+        #expect(throws: WebhookDecodingError.controlCharacter("From")) { try message(from: "+1415" + forged) }
+        #expect(throws: WebhookDecodingError.controlCharacter("MessageSid")) { try message(sid: "SM1\r") }
+        #expect(throws: WebhookDecodingError.controlCharacter("MessageStatus")) {
+            try StatusCallback(fields: [.init("MessageSid", "SM1"), .init("MessageStatus", "sent" + forged.prefix(20))])
+        }
+        #expect(throws: WebhookDecodingError.tooLong("MessageStatus", limit: 32)) {
+            try StatusCallback(fields: [.init("MessageSid", "SM1"), .init("MessageStatus", String(repeating: "x", count: 33))])
+        }
+        #expect(
+            try StatusCallback(fields: [.init("MessageSid", "SM1"), .init("MessageStatus", "partially_delivered")]).messageStatus
+                == "partially_delivered"
+        )
     }
 
     @Test func statusCallback() throws {

@@ -213,12 +213,16 @@ public struct SQLiteStore: Store {
     /// or is full, or the disk holding it is. `/healthz` needs no signature: its checks of the database are shared (`SharedProbe`), so a flood of
     /// them takes the writer about once a second, never once per request.
     public func ping() async throws {
-        if let failure = health.lastFailure { throw StoreUnavailable("writes are failing: \(failure)") }
         let check: @Sendable () async throws -> Void = { [writer, minimumFreeDisk] in
             try await Self.checkDatabase(writer, minimumFreeDisk: minimumFreeDisk)
         }
+        // A write's failure counts for `WriteHealth.memory`, but after `WriteHealth.quietMemory` only while the check
+        // fails too: a quiet server whose check passes (the lock taken, room on the disk) is not reported out of
+        // service for half a minute after its trouble ended, with nothing coming to clear it (a load balancer sends no
+        // webhook to a 503).
+        if let failure = health.lastFailure(within: WriteHealth.quietMemory) { throw StoreUnavailable("writes are failing: \(failure)") }
         if let trouble = await probe.run(writesWorkedAt: health.lastSuccess, check) {
-            throw StoreUnavailable(trouble)
+            throw StoreUnavailable(health.lastFailure().map { "writes are failing: \($0)" } ?? trouble)
         }
     }
 
@@ -657,9 +661,13 @@ final class WriteHealth: Sendable {
 
     init(lockWait: LockWait? = nil) { self.lockWait = lockWait }
 
-    var lastFailure: String? {
+    /// How long a failure counts once the health check's own probe passes: a write still failing fails again within it.
+    static let quietMemory = Duration.seconds(5)
+
+    /// The latest failure within `window`.
+    func lastFailure(within window: Duration = memory) -> String? {
         state.withLock { state in
-            state.failures.values.filter { ContinuousClock.now - $0.at < Self.memory }.max { $0.at < $1.at }?.description
+            state.failures.values.filter { ContinuousClock.now - $0.at < window }.max { $0.at < $1.at }?.description
         }
     }
 
