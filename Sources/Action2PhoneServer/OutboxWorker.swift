@@ -155,25 +155,33 @@ public struct OutboxWorker: Service {
     /// what they do not: cut short by a stop, by a chunk that failed, or recorded by `action2phone broadcast` or
     /// `users delete` in a process that then ended. It looks at the start and then every second, leaves the webhooks'
     /// own chunks alone, and stops between chunks when the server is stopping (the rest is finished at the next start).
+    /// It also stores the status callbacks kept while the database could not write.
     func finishBackgroundWork() async {
-        var lastFailure: (broadcast: String?, erasure: String?, callbacks: String?) = (nil, nil, nil)
         let store = self.store
         let keepGoing: @Sendable () -> Bool = {
             !Task.isShuttingDownGracefully && !Task.isCancelled && !store.webhooksHaveBackgroundWork
         }
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        // Each failure logged once while it lasts; each kind of work tried on its own, so that a broadcast that cannot
+        // be fanned out holds no deletion's erasure up.
+        var lastFailures: [String: String] = [:]
+        func attempt(_ what: String, _ work: () async throws -> Void) async {
             do {
-                let chunks = try await store.fanOutBroadcasts(while: keepGoing)
-                if chunks > 0 { logger.notice("outbox: finished fanning out a broadcast that was left unfinished (\(chunks) chunk(s) of people)") }
-                lastFailure.broadcast = nil
+                try await work()
+                lastFailures[what] = nil
             } catch {
                 let failure = "\(error)"
-                if failure != lastFailure.broadcast {
-                    logger.error("outbox: cannot fan out a broadcast; trying again every second", metadata: ["error": "\(failure)"])
+                if failure != lastFailures[what] {
+                    logger.error("outbox: cannot \(what); trying again every second", metadata: ["error": "\(failure)"])
                 }
-                lastFailure.broadcast = failure
+                lastFailures[what] = failure
             }
-            do {
+        }
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            await attempt("fan out a broadcast") {
+                let chunks = try await store.fanOutBroadcasts(while: keepGoing)
+                if chunks > 0 { logger.notice("outbox: finished fanning out a broadcast that was left unfinished (\(chunks) chunk(s) of people)") }
+            }
+            await attempt("store the status callbacks kept") {
                 let retried = try await store.retryHeldStatusCallbacks()
                 if retried.stored > 0 {
                     logger.notice("outbox: stored \(retried.stored) status callback(s) kept while the database could not write")
@@ -181,30 +189,12 @@ public struct OutboxWorker: Service {
                 if retried.dropped > 0 {
                     logger.error("outbox: dropped \(retried.dropped) status callback(s) kept while the database could not write: it refuses them")
                 }
-                lastFailure.callbacks = nil
-            } catch {
-                let failure = "\(error)"
-                if failure != lastFailure.callbacks {
-                    logger.error("outbox: cannot store the status callbacks kept; trying again every second", metadata: ["error": "\(failure)"])
-                }
-                lastFailure.callbacks = failure
             }
-            // (Separately: a broadcast that cannot be fanned out holds no deletion's erasure up.)
-            do {
+            await attempt("erase what admins' rows say of a deleted account") {
                 let chunks = try await store.finishErasures(while: keepGoing)
                 if chunks > 0 {
                     logger.notice("outbox: finished erasing what admins' rows said of a deleted account (\(chunks) chunk(s) of rows)")
                 }
-                lastFailure.erasure = nil
-            } catch {
-                let failure = "\(error)"
-                if failure != lastFailure.erasure {
-                    logger.error(
-                        "outbox: cannot erase what admins' rows say of a deleted account; trying again every second",
-                        metadata: ["error": "\(failure)"]
-                    )
-                }
-                lastFailure.erasure = failure
             }
             await pause(until: ContinuousClock.now.advanced(by: .seconds(1)))
         }

@@ -49,8 +49,7 @@ struct SMSController: Sendable {
         let known = try await stored(
             "status callback",
             ["a2p.messageSid": "\(callback.messageSid)", "a2p.status": "\(callback.messageStatus)"],
-            context,
-            note: "; kept in memory, tried again every second"
+            context
         ) {
             try await store.applyStatusCallback(callback, now: clock())
         }
@@ -60,20 +59,20 @@ struct SMSController: Sendable {
         return Response(status: .noContent)
     }
 
-    /// What `store` returns; when it fails (the database cannot store the request), a 500, logged with `metadata`
-    /// saying which request it was.
+    /// What `body` returns; when it fails (the database cannot store the request), a 500, logged with `metadata`
+    /// saying which request it was. (`ErrorLoggingMiddleware` would log the failure, but not which request.)
     private func stored<T>(
         _ what: String,
         _ metadata: Logger.Metadata,
         _ context: AppRequestContext,
-        note: String = "",
-        _ store: () async throws -> T
+        _ body: () async throws -> T
     ) async throws -> T {
         do {
-            return try await store()
+            return try await body()
         } catch let error as any HTTPResponseError {
             throw error
         } catch {
+            let note = error is StatusCallbackHeld ? "; kept in memory, tried again every second" : ""
             context.logger.error("\(what) not stored: answered 500\(note)", metadata: metadata.merging(["error": "\(error)"]) { $1 })
             throw HTTPError(.internalServerError)
         }

@@ -45,8 +45,8 @@ struct InProcessPhone: SimulatedPhone {
         virtualNow = virtualNow?.addingTimeInterval(1)
         let outcome = try await service.handle(record, now: now)
         // What the text left for after its transaction (a broadcast's fan-out, a deletion's erasure of the admins'
-        // rows) is finished before the answer too, for the same reason. When it cannot be, the text was handled all the
-        // same: the answer comes, with a note of what is left for `serve`.
+        // rows) is finished before the answer too, as the process may end right after its last text. When it cannot
+        // be, the text was handled all the same: the answer comes, with a note of what is left for `serve`.
         do {
             try await store.fanOutBroadcasts()
         } catch {

@@ -7,6 +7,16 @@ import TwilioKit
 
 @Suite("SQLite store")
 struct SQLiteStoreTests {
+    @Test func heldStatusCallbacksAreTakenOldestFirstAndPutBackInFront() throws {
+        let held = HeldStatusCallbacks()
+        let callbacks = try (1...3).map { try StatusCallback(fields: [.init("MessageSid", "SM\($0)"), .init("MessageStatus", "sent")]) }
+        for callback in callbacks { held.hold(callback, receivedAt: Date()) }
+        let taken = held.take(2)
+        #expect(taken.map(\.0.messageSid) == ["SM1", "SM2"] && held.count == 1)
+        held.putBack(taken)
+        #expect(held.take(10).map(\.0.messageSid) == ["SM1", "SM2", "SM3"] && held.count == 0)
+    }
+
     @Test func aFullDiskIsReportedByTheHealthCheck() async throws {
         // Given a database on a disk with room, and the same database asked for more room than any disk has
         let path = makeTestDatabasePath()
@@ -32,7 +42,7 @@ struct SQLiteStoreTests {
             .init("MessageSid", "SM" + String(repeating: "a", count: 32)), .init("MessageStatus", "failed"),
             .init("ErrorMessage", String(repeating: "x", count: 100_000)),
         ])
-        await #expect(throws: DatabaseError.self) { try await store.applyStatusCallback(callback, now: Date()) }
+        await #expect(throws: StatusCallbackHeld.self) { try await store.applyStatusCallback(callback, now: Date()) }
         // Then health reports failing writes, as for a webhook's
         await #expect {
             try await store.ping()
@@ -47,7 +57,7 @@ struct SQLiteStoreTests {
             .init("MessageSid", "SM" + String(repeating: "c", count: 32)), .init("MessageStatus", "sent"),
             .init("ErrorMessage", String(repeating: "x", count: 100_000)),
         ])
-        await #expect(throws: DatabaseError.self) { try await store.applyStatusCallback(refused, now: Date()) }
+        await #expect(throws: StatusCallbackHeld.self) { try await store.applyStatusCallback(refused, now: Date()) }
         try await store.writer.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA max_page_count = 1073741823")
             try db.execute(

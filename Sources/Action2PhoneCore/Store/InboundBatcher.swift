@@ -115,8 +115,11 @@ final class InboundBatcher: Sendable {
                 return queue.erasureTurn
             }
             more = try await writer.write { db in try SQLiteStore.backgroundChunk(db, now: Date(), erasureFirst: erasureFirst) }
+            health.succeeded(.background)
         } catch {
-            if let error = error as? DatabaseError, Self.cannotWrite(error.resultCode) { health.failed("\(error.resultCode) at \(Date())") }
+            if let error = error as? DatabaseError, Self.cannotWrite(error.resultCode) {
+                health.failed("\(error.resultCode) at \(Date())", .background)
+            }
             more = false
         }
         queue.withLock { $0.backgroundPending = more }

@@ -44,7 +44,7 @@ public struct SQLiteStore: Store {
     let minimumFreeDisk: Int
     /// The server's writes that failed, until one of their kind succeeds: `/healthz` reports them.
     let health: WriteHealth
-    /// The database checks behind `ping`, one at a time and reused for a second.
+    /// The database checks behind `ping`, one at a time and reused for a second (a failure less, once writes work).
     let probe: SharedProbe
     /// Status callbacks that could not be stored, to try again.
     let heldCallbacks = HeldStatusCallbacks()
@@ -208,10 +208,11 @@ public struct SQLiteStore: Store {
 
     // MARK: - Store
 
-    /// Throws while the server's last write failed (a webhook's, the outbox's, a status callback's), and when the
-    /// database cannot be read, cannot be written (another process holds the write lock past `LockWait`'s patience)
-    /// or is full, or the disk holding it is. `/healthz` needs no signature: its checks of the database are shared (`SharedProbe`), so a flood of
-    /// them takes the writer about once a second, never once per request.
+    /// Throws for 5 s after one of the server's writes failed (a webhook's, the outbox's, a status callback's, a
+    /// background chunk's), and for up to 30 s while the database check fails too: the database cannot be read, cannot
+    /// be written (another process holds the write lock past `LockWait`'s patience) or is full, or the disk holding it
+    /// is. `/healthz` needs no signature: its checks of the database are shared (`SharedProbe`), so a flood of them
+    /// takes the writer about once a second (four times, just after writes have worked again), never once per request.
     public func ping() async throws {
         let check: @Sendable () async throws -> Void = { [writer, minimumFreeDisk] in
             try await Self.checkDatabase(writer, minimumFreeDisk: minimumFreeDisk)
@@ -360,13 +361,21 @@ public struct SQLiteStore: Store {
         } catch let error as DatabaseError where InboundBatcher.cannotWrite(error.resultCode) {
             // Twilio does not send it again: kept here, and tried again once writing works (`retryHeldStatusCallbacks`).
             heldCallbacks.hold(callback, receivedAt: now)
-            throw error
+            throw StatusCallbackHeld(cause: error)
         }
     }
 
     public func retryHeldStatusCallbacks() async throws -> (stored: Int, dropped: Int) {
-        let held = heldCallbacks.takeAll()
-        guard !held.isEmpty else { return (0, 0) }
+        var total = (stored: 0, dropped: 0)
+        // (A few hundred per transaction, as the other background work goes: the webhooks wait for none for long.)
+        while case let held = heldCallbacks.take(HeldStatusCallbacks.chunk), !held.isEmpty {
+            let done = try await storeHeld(held)
+            total = (total.stored + done.stored, total.dropped + done.dropped)
+        }
+        return total
+    }
+
+    private func storeHeld(_ held: [(StatusCallback, Date)]) async throws -> (stored: Int, dropped: Int) {
         do {
             return try await writeCountingFailures(.statusCallbacks) { db in
                 var dropped = 0
@@ -602,7 +611,8 @@ extension SQLiteStore {
 }
 
 /// How long a statement waits for a lock another process holds (SQLite's busy handler): up to `patience`, trying
-/// again every 5 ms; but for `memory` after a wait gave up, only `shortPatience`. The lock is then known to be held for
+/// again every 5 ms; but after a wait gave up, until a write works (`writesWorked`) or for `memory`, only
+/// `shortPatience`. The lock is then known to be held for
 /// long, and the writes queued on the single writer (webhook batches, the health check, the outbox's claims and
 /// outcomes, status callbacks) each waiting the whole 5 s in turn kept webhooks 10–20 s without an answer, past the
 /// 15 s Twilio waits.
@@ -645,10 +655,11 @@ final class LockWait: Sendable {
 }
 
 /// Whether the server's writes are failing (a full disk, a lock held past the busy timeout), per kind of write
-/// (`Source`). A failure counts until a later write of the same kind succeeds (an outbox claim that works says
-/// nothing of a webhook's bigger write), or for 30 seconds, so a quiet bot does not report a passing fault for hours.
+/// (`Source`). A failure is kept until a later write of the same kind succeeds (an outbox claim that works says
+/// nothing of a webhook's bigger write), or for `memory`; `SQLiteStore.ping` reports it for `quietMemory`, and
+/// after that only while its own check fails too.
 final class WriteHealth: Sendable {
-    enum Source: Hashable { case webhooks, outbox, statusCallbacks }
+    enum Source: Hashable { case webhooks, outbox, statusCallbacks, background }
 
     private struct State {
         var failures: [Source: (description: String, at: ContinuousClock.Instant)] = [:]
@@ -689,6 +700,8 @@ final class WriteHealth: Sendable {
 /// them, as it would have anyway), at most `capacity`, the oldest dropped first.
 final class HeldStatusCallbacks: Sendable {
     static let capacity = 10_000
+    /// Stored per transaction when writing works again.
+    static let chunk = 500
     private let held = Locked<[(StatusCallback, Date)]>([])
 
     func hold(_ callback: StatusCallback, receivedAt: Date) {
@@ -698,10 +711,11 @@ final class HeldStatusCallbacks: Sendable {
         }
     }
 
-    func takeAll() -> [(StatusCallback, Date)] {
+    /// The oldest `count`, taken out.
+    func take(_ count: Int) -> [(StatusCallback, Date)] {
         held.withLock { held in
-            defer { held = [] }
-            return held
+            defer { held.removeFirst(min(count, held.count)) }
+            return Array(held.prefix(count))
         }
     }
 
@@ -716,7 +730,8 @@ final class HeldStatusCallbacks: Sendable {
 }
 
 /// A check that many callers share: while one runs, every caller waits for its answer, and an answer is reused for
-/// `reuse` after it came (a health check at most a second old is news enough).
+/// `reuse` after it came (a health check at most a second old is news enough), a failure only for `staleReuse` once a
+/// write has worked since it.
 final class SharedProbe: Sendable {
     private struct Current {
         var generation: Int
@@ -738,8 +753,8 @@ final class SharedProbe: Sendable {
     /// How many checks have been started.
     var checksStarted: Int { current.withLock { $0?.generation ?? 0 } }
 
-    /// nil when `check` passed, else what it threw, described. A failure answered before `writesWorkedAt` is not
-    /// reused: writing has worked since.
+    /// nil when `check` passed, else what it threw, described. A failure answered before `writesWorkedAt` is reused
+    /// only for `staleReuse`: writing has worked since.
     func run(writesWorkedAt: ContinuousClock.Instant? = nil, _ check: @escaping @Sendable () async throws -> Void) async -> String? {
         let task = current.withLock { current -> Task<String?, Never> in
             if let running = current {
@@ -765,6 +780,12 @@ final class SharedProbe: Sendable {
         }
         return await task.value
     }
+}
+
+/// A status callback the database could not store, kept in memory to try again (`retryHeldStatusCallbacks`).
+public struct StatusCallbackHeld: Error, CustomStringConvertible {
+    public let cause: any Error
+    public var description: String { "\(cause)" }
 }
 
 /// The store cannot take writes.
