@@ -245,6 +245,12 @@ struct DatabaseTroubleTests {
         #expect(health.lastFailure() == "SQLITE_FULL at noon")
         health.succeeded(.webhooks)
         #expect(health.lastFailure() == nil)
+        // Nor a webhook batch that fits of a broadcast's chunk that did not
+        health.failed("SQLITE_FULL at one", .background)
+        health.succeeded(.webhooks)
+        #expect(health.lastFailure() == "SQLITE_FULL at one")
+        health.succeeded(.background)
+        #expect(health.lastFailure() == nil)
     }
 
     @Test func aQuietServerIsHealthyAgainSoonAfterItsTroubleEnds() async throws {
