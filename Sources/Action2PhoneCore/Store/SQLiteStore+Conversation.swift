@@ -263,12 +263,15 @@ extension SQLiteStore {
         return try String.fetchOne(db, sql: "SELECT reply FROM inbound WHERE \(column) = ?", arguments: [value]) ?? twiml
     }
 
-    /// Before an operator's retry sends outbox row `id` again: erases it now if it is an admin's reply that names
-    /// someone whose deletion's erasure has not reached it yet, as that erasure would.
-    static func eraseNowIfPending(_ db: Database, outbox id: Int64, now: Date) throws {
+    /// Before an operator's retry sends outbox rows `ids` again: erases each that is an admin's reply naming someone
+    /// whose deletion's erasure has not reached it yet, as that erasure would.
+    static func eraseNowIfPending(_ db: Database, outbox ids: [Int64], now: Date) throws {
         guard try hasUnfinishedErasure(db) else { return }
-        for person in try pendingErasures(db) {
-            try eraseReplies(db, naming: person, where: "id = :id AND \"to\" IN (SELECT phone FROM adminPhones)", ["id": id], now: now)
+        let people = try pendingErasures(db)
+        for id in ids {
+            for person in people {
+                try eraseReplies(db, naming: person, where: "id = :id AND \"to\" IN (SELECT phone FROM adminPhones)", ["id": id], now: now)
+            }
         }
     }
 

@@ -232,8 +232,8 @@ extension SQLiteStore {
             }
             var queued: [Int64] = []
             var refused: [OutboxRetryRefusal] = []
+            try Self.eraseNowIfPending(db, outbox: targets, now: now)
             for id in targets {
-                try Self.eraseNowIfPending(db, outbox: id, now: now)
                 guard
                     let row = try Row.fetchOne(
                         db,
