@@ -120,6 +120,27 @@ public struct TwilioRESTClient: Sendable {
         return await perform(URLRequest(url: url), expecting: 200, as: IncomingNumberPage.self).map { $0.incomingPhoneNumbers.first }
     }
 
+    /// `GET https://messaging.twilio.com/v1/Services/{sid}`: a Messaging Service of the account, with its inbound
+    /// webhook (`nil` when the account has no such service: Twilio answers 404).
+    public func fetchMessagingService(_ sid: String) async -> Result<MessagingService?, RESTFailure> {
+        guard let url = URL(string: "\(messagingBaseURL)/v1/Services/\(sid)") else { return .failure(badURL) }
+        switch await perform(URLRequest(url: url), expecting: 200, as: MessagingService.self) {
+        case .success(let service): return .success(service)
+        case .failure(.http(404, _, _, _, _)): return .success(nil)
+        case .failure(let failure): return .failure(failure)
+        }
+    }
+
+    /// Where the Messaging Services API is: `messaging.` where Twilio's own API host begins with `api.`
+    /// (`https://api.twilio.com`, or a region's `https://api.dublin.ie1.twilio.com`); any other base (a local
+    /// stand-in) serves both.
+    public var messagingBaseURL: String {
+        guard let scheme = baseURL.range(of: "://") else { return baseURL }
+        let host = baseURL[scheme.upperBound...].prefix { $0 != "/" && $0 != ":" }.lowercased()
+        guard host.hasPrefix("api."), host.hasSuffix(".twilio.com") else { return baseURL }
+        return baseURL.replacingCharacters(in: scheme.upperBound..<baseURL.index(scheme.upperBound, offsetBy: 4), with: "messaging.")
+    }
+
     // MARK: - Transport
 
     private var badURL: RESTFailure { .transport(.notSent, "invalid API URL from base \(baseURL) and account \(accountSid)") }
@@ -293,6 +314,24 @@ public struct AccountResource: Decodable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case sid, status
         case friendlyName = "friendly_name"
+    }
+}
+
+/// A Messaging Service and where it sends the texts its numbers receive.
+public struct MessagingService: Decodable, Sendable, Equatable {
+    public var sid: String
+    public var friendlyName: String?
+    /// `nil`: incoming texts are dropped (unless the numbers' own webhooks are used).
+    public var inboundRequestURL: String?
+    public var inboundMethod: String?
+    /// Each number's own webhook answers its texts, not the service's.
+    public var useInboundWebhookOnNumber: Bool?
+    enum CodingKeys: String, CodingKey {
+        case sid
+        case friendlyName = "friendly_name"
+        case inboundRequestURL = "inbound_request_url"
+        case inboundMethod = "inbound_method"
+        case useInboundWebhookOnNumber = "use_inbound_webhook_on_number"
     }
 }
 

@@ -28,6 +28,11 @@ struct Doctor: AsyncParsableCommand {
             fail("configuration: \(error.description)", fix: "correct the variable named above")
             throw CLIError("the configuration is not usable")
         }
+        do {
+            _ = try parseLogLevel(flag: nil, environment: environment["LOG_LEVEL"])
+        } catch let error as ValidationError {
+            fail("configuration: \(error.message)", fix: "correct LOG_LEVEL or unset it (info)")
+        }
         guard !config.isLocalMode, let accountSid = config.accountSid else {
             fail(
                 "no Twilio credentials: the server would run in local mode and send nothing",
@@ -68,32 +73,40 @@ struct Doctor: AsyncParsableCommand {
         // The number is looked up with the same credentials: when the account could not be read, it would only fail again.
         guard accountRead else { throw CLIError("\(failures) check(s) failed (see above)") }
 
-        if let from = config.fromNumber {
+        /// Whether `url` called with `method` is where signatures are checked (`{public URL}/sms`).
+        func checkWebhook(_ url: String?, method: String?, of what: String, fix: String) {
+            guard let publicURL = config.publicURL else {
+                fail(
+                    "ACTION2PHONE_PUBLIC_URL is not set, so the webhook URL cannot be checked (and signatures depend on Host headers)",
+                    fix: "export ACTION2PHONE_PUBLIC_URL=https://your.public.host (the URL Twilio calls, without /sms)"
+                )
+                return
+            }
+            let url = url?.isEmpty == false ? url : nil
+            let signed = publicURL + "/sms"
+            let expected = ServerConfig.displayed(signed)
+            if url == signed, let method, method.uppercased() != "POST" {
+                fail("\(what) is \(expected), but called with HTTP \(method)", fix: fix + " (HTTP POST)")
+            } else if url == signed {
+                ok("\(what) is \(expected)\(method.map { " (\($0))" } ?? "")")
+            } else {
+                fail(
+                    "\(what) is \(url.map { "'\(ServerConfig.displayed($0))'" } ?? "not set"), not \(expected): signatures are checked against \(expected)",
+                    fix: fix + ": \(expected), HTTP POST"
+                )
+            }
+        }
+        switch sender {
+        case .number(let from):
             switch await client.findIncomingNumber(from) {
             case .success(let number?):
                 ok("\(from) is a number on the account")
-                if let publicURL = config.publicURL {
-                    let signed = publicURL + "/sms"
-                    let expected = ServerConfig.displayed(signed)
-                    if number.smsUrl == signed, let method = number.smsMethod, method.uppercased() != "POST" {
-                        fail(
-                            "its SMS webhook is \(expected), but called with HTTP \(method)",
-                            fix: "set \"A message comes in\" to HTTP POST in the Console"
-                        )
-                    } else if number.smsUrl == signed {
-                        ok("its SMS webhook is \(expected)\(number.smsMethod.map { " (\($0))" } ?? "")")
-                    } else {
-                        fail(
-                            "its SMS webhook is \(number.smsUrl.map { "'\(ServerConfig.displayed($0))'" } ?? "not set"), not \(expected): signatures are checked against \(expected)",
-                            fix: "Console → Phone Numbers → \(from) → Messaging: \"A message comes in\" = Webhook, \(expected), HTTP POST"
-                        )
-                    }
-                } else {
-                    fail(
-                        "ACTION2PHONE_PUBLIC_URL is not set, so the webhook URL cannot be checked (and signatures depend on Host headers)",
-                        fix: "export ACTION2PHONE_PUBLIC_URL=https://your.public.host (the URL Twilio calls, without /sms)"
-                    )
-                }
+                checkWebhook(
+                    number.smsUrl,
+                    method: number.smsMethod,
+                    of: "its SMS webhook",
+                    fix: "Console → Phone Numbers → \(from) → Messaging: \"A message comes in\" = Webhook"
+                )
             case .success(nil):
                 fail(
                     "\(from) is not a number on account \(accountSid)",
@@ -102,8 +115,28 @@ struct Doctor: AsyncParsableCommand {
             case .failure(let failure):
                 fail("cannot look up \(from): \(failure)", fix: "check the credentials and the network")
             }
-        } else {
-            ok("sending through Messaging Service \(config.messagingServiceSid ?? "?") (its numbers' webhooks are not checked here)")
+        case .messagingService(let sid):
+            switch await client.fetchMessagingService(sid) {
+            case .success(let service?):
+                ok("sending through Messaging Service \(sid)\(service.friendlyName.map { " (\($0))" } ?? ""), on the account")
+                if service.useInboundWebhookOnNumber == true {
+                    ok("its numbers' own SMS webhooks answer their texts (not checked here: each must be {public URL}/sms)")
+                } else {
+                    checkWebhook(
+                        service.inboundRequestURL,
+                        method: service.inboundMethod,
+                        of: "its incoming-message webhook",
+                        fix: "Console → Messaging → Services → \(service.friendlyName ?? sid) → Integration: \"Send a webhook\", Request URL"
+                    )
+                }
+            case .success(nil):
+                fail(
+                    "Messaging Service \(sid) is not on account \(accountSid)",
+                    fix: "set TWILIO_MESSAGING_SERVICE_SID to one of the account's services (Console → Messaging → Services)"
+                )
+            case .failure(let failure):
+                fail("cannot look up Messaging Service \(sid): \(failure)", fix: "check the credentials and the network")
+            }
         }
         guard failures == 0 else { throw CLIError("\(failures) check(s) failed (see above)") }
         print("All checks passed.")

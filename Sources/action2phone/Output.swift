@@ -94,7 +94,10 @@ enum Output {
             ("id", String(u.id)), ("name", "\(u.firstName) \(u.lastName)"), ("phone", u.phone), ("email", u.email), ("role", u.role.rawValue),
             ("member since", date(u.createdAt)), ("last activity", date(u.lastSeenAt)), ("unread", String(u.unread)),
             ("opted out", u.optedOut ? "yes" : "no"),
-            ("suppressed", u.suppressed ? "yes (no broadcasts until: action2phone users unsuppress)" : "no"),
+            (
+                "suppressed",
+                u.suppressed ? "yes (no broadcasts or direct messages, only replies to its own texts, until: action2phone users unsuppress)" : "no"
+            ),
             ("locked", u.locked ? "until \(date(u.lockedUntil))" : "no"),
         ]
         let width = rows.map(\.0.count).max() ?? 0

@@ -72,6 +72,8 @@ struct Users: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Search by name, email or phone.")
         @OptionGroup var store: StoreOptions
         @Argument(help: "Part of a name, email or phone.") var text: String
+        /// Longer than any name, email or number (SQLite refuses a pattern over 50,000 bytes, quoting its SQL).
+        static let longestSearch = 200
         @Option(help: "At most this many people.") var limit = 50
         @Flag(help: "JSON: an array of users.") var json = false
         @Flag(help: "CSV with a header row.") var csv = false
@@ -80,6 +82,9 @@ struct Users: AsyncParsableCommand {
             if json && csv { throw ValidationError("--json and --csv exclude each other") }
             if limit < 1 { throw ValidationError("--limit must be at least 1") }
             if text.trimmingWhitespace().isEmpty { throw ValidationError("give some text to search for (users list shows everyone)") }
+            if text.count > Self.longestSearch {
+                throw ValidationError("the text to search for is \(text.count) characters long; at most \(Self.longestSearch)")
+            }
         }
 
         func run() async throws {

@@ -189,6 +189,10 @@ struct CLITests {
         // An empty search is a mistake, not a way to list everyone
         let empty = try await Executable.run(["users", "find", " ", "--db", db])
         #expect(empty.status == 64 && empty.stderr.contains("give some text to search for"), "\(empty.stderr)")
+        // Nor is a search longer than any name, email or number: it is refused before SQLite, not with its SQL
+        let long = try await Executable.run(["users", "find", String(repeating: "petr", count: 15_000), "--db", db])
+        #expect(long.status == 64 && long.stderr.contains("the text to search for is 60000 characters long; at most 200"), "\(long.stderr)")
+        #expect(!long.stderr.contains("SELECT"), "\(long.stderr)")
     }
 
     @Test func aForgottenPasscodeIsResetByTheOperatorToANewOne() async throws {
@@ -889,5 +893,68 @@ struct DoctorTests {
         }
         let local = try await Executable.run(["doctor", "--db", tempDatabase()])
         #expect(local.status == 1 && local.stdout.contains("no Twilio credentials"))
+    }
+
+    @Test func aLogLevelServeWouldRefuseFails() async throws {
+        let fake = FakeTwilio()
+        fake.setSMSURL("https://bot.example.org/sms")
+        try await fake.run { base in
+            var env = environment(base)
+            env["LOG_LEVEL"] = "verbose"
+            let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)
+            #expect(r.status == 1, "\(r.stdout)")
+            #expect(r.stdout.contains("FAIL  configuration: LOG_LEVEL must be one of trace, debug"), "\(r.stdout)")
+            // (the rest is still checked)
+            #expect(r.stdout.contains("ok    its SMS webhook is https://bot.example.org/sms"), "\(r.stdout)")
+            env["LOG_LEVEL"] = "Warning"
+            let fine = try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)
+            #expect(fine.status == 0 && fine.stdout.contains("All checks passed."), "\(fine.stdout)")
+        }
+    }
+
+    @Test func aMessagingServiceIsLookedUpWithItsWebhook() async throws {
+        let sid = "MG" + String(repeating: "a", count: 32)
+        func run(_ fake: FakeTwilio, serviceSid: String = sid, publicURL: String? = "https://bot.example.org") async throws -> (Int32, String) {
+            var result: (Int32, String) = (0, "")
+            try await fake.run { base in
+                var env = environment(base, publicURL: publicURL)
+                env["TWILIO_FROM_NUMBER"] = nil
+                env["TWILIO_MESSAGING_SERVICE_SID"] = serviceSid
+                let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)
+                result = (r.status, r.stdout)
+            }
+            return result
+        }
+        // Given the account's service sends its texts' webhooks to the public URL, then every check passes
+        let healthy = FakeTwilio()
+        healthy.setMessagingService(sid, inboundURL: "https://bot.example.org/sms")
+        var (status, out) = try await run(healthy)
+        #expect(status == 0 && out.contains("ok    sending through Messaging Service \(sid) (Comrades), on the account"), "\(out)")
+        #expect(out.contains("ok    its incoming-message webhook is https://bot.example.org/sms (POST)"), "\(out)")
+        // A service that is not the account's, one whose webhook is elsewhere or unset, or called with GET, fails
+        (status, out) = try await run(healthy, serviceSid: "MG" + String(repeating: "b", count: 32))
+        #expect(status == 1 && out.contains("FAIL  Messaging Service MGbbbb"), "\(out)")
+        #expect(out.contains("is not on account \(FakeTwilio.accountSid)") && out.contains("fix: set TWILIO_MESSAGING_SERVICE_SID"), "\(out)")
+        let elsewhere = FakeTwilio()
+        elsewhere.setMessagingService(sid, inboundURL: "https://old.example.org/twilio")
+        (status, out) = try await run(elsewhere)
+        #expect(status == 1, "\(out)")
+        #expect(out.contains("FAIL  its incoming-message webhook is 'https://old.example.org/twilio', not https://bot.example.org/sms"), "\(out)")
+        #expect(out.contains("fix: Console → Messaging → Services → Comrades → Integration"), "\(out)")
+        let unset = FakeTwilio()
+        unset.setMessagingService(sid, inboundURL: nil)
+        (status, out) = try await run(unset)
+        #expect(status == 1 && out.contains("FAIL  its incoming-message webhook is not set, not https://bot.example.org/sms"), "\(out)")
+        let get = FakeTwilio()
+        get.setMessagingService(sid, inboundURL: "https://bot.example.org/sms", method: "GET")
+        (status, out) = try await run(get)
+        #expect(status == 1 && out.contains("FAIL  its incoming-message webhook is https://bot.example.org/sms, but called with HTTP GET"), "\(out)")
+        // A service whose numbers' own webhooks answer is said so; without a public URL nothing can be compared
+        let numbersOwn = FakeTwilio()
+        numbersOwn.setMessagingService(sid, inboundURL: nil, numbersOwn: true)
+        (status, out) = try await run(numbersOwn)
+        #expect(status == 0 && out.contains("ok    its numbers' own SMS webhooks answer their texts"), "\(out)")
+        (status, out) = try await run(healthy, publicURL: nil)
+        #expect(status == 1 && out.contains("FAIL  ACTION2PHONE_PUBLIC_URL is not set"), "\(out)")
     }
 }

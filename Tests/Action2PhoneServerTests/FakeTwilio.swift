@@ -63,6 +63,8 @@ final class FakeTwilio: Sendable {
         var credentialsRefused = false
         var accountFetches = 0
         var accountStatus = "active"
+        /// The account's one Messaging Service, as `GET /v1/Services/{sid}` answers it (JSON), by its SID.
+        var messagingService: (sid: String, json: String)?
         /// Every Messages create request, refused ones included.
         var createRequests = 0
     }
@@ -88,6 +90,14 @@ final class FakeTwilio: Sendable {
     var outageAnswers: Int { state.withLock { $0.outageAnswers } }
     func refuseCredentials(_ refused: Bool) { state.withLock { $0.credentialsRefused = refused } }
     func setAccountStatus(_ status: String) { state.withLock { $0.accountStatus = status } }
+    /// Gives the account a Messaging Service whose incoming texts go to `inboundURL` (`nil`: none; `numbersOwn`:
+    /// each number's own webhook instead).
+    func setMessagingService(_ sid: String, inboundURL: String?, method: String = "POST", numbersOwn: Bool = false) {
+        let url = inboundURL.map { #""\#($0)""# } ?? "null"
+        let json =
+            #"{"sid":"\#(sid)","account_sid":"\#(Self.accountSid)","friendly_name":"Comrades","inbound_request_url":\#(url),"inbound_method":"\#(method)","use_inbound_webhook_on_number":\#(numbersOwn)}"#
+        state.withLock { $0.messagingService = (sid, json) }
+    }
     var accountFetches: Int { state.withLock { $0.accountFetches } }
     var createRequests: Int { state.withLock { $0.createRequests } }
 
@@ -127,6 +137,14 @@ final class FakeTwilio: Sendable {
                 200,
                 #"{"incoming_phone_numbers":[{"sid":"PN1","phone_number":"\#(Self.from)","sms_url":"\#(url)","sms_method":"POST"}]}"#
             )
+        }
+        router.get("/v1/Services/:sid") { request, context in
+            try self.authorize(request)
+            let service = self.state.withLock { $0.messagingService }
+            guard let service, service.sid == context.parameters.get("sid") else {
+                return Self.json(404, #"{"code":20404,"message":"The requested resource was not found","status":404}"#)
+            }
+            return Self.json(200, service.json)
         }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         var logger = Logger(label: "fake-twilio")

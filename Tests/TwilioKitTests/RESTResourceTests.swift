@@ -27,4 +27,17 @@ struct RESTResourceTests {
         #expect(e.message == "Invalid 'To' Phone Number")
         #expect(e.moreInfo == "https://www.twilio.com/docs/errors/21211")
     }
+
+    @Test func theMessagingServicesAPIIsBesideTwiliosOwnAPIHost() {
+        func base(_ url: String) -> String {
+            TwilioRESTClient(baseURL: url, accountSid: "AC", authToken: "t", sender: .messagingService("MG")).messagingBaseURL
+        }
+        #expect(base("https://api.twilio.com") == "https://messaging.twilio.com")
+        #expect(base("https://API.twilio.com/") == "https://messaging.twilio.com")
+        #expect(base("https://api.dublin.ie1.twilio.com") == "https://messaging.dublin.ie1.twilio.com")
+        // A local stand-in serves both; so does any host that is not Twilio's
+        #expect(base("http://127.0.0.1:8999") == "http://127.0.0.1:8999")
+        #expect(base("https://api.example.com") == "https://api.example.com")
+        #expect(base("https://api.twilio.com.example.org") == "https://api.twilio.com.example.org")
+    }
 }
