@@ -660,6 +660,77 @@ struct ConversationTransitionTests {
         .init(situation: s["logged in"]!, text: "stop please", step: .idle, loggedIn: true, reply: "To opt out, reply STOP alone"),
         .init(situation: s["registered, logged out"]!, text: "stop please", step: .idle, loggedIn: false, reply: "To opt out, reply STOP alone"),
         .init(situation: s["logged in"]!, text: "stpo", step: .idle, loggedIn: true, reply: "Did you mean STOP?"),
+        // At a question, too, the reply says how to opt out: no passcode, name or email starts with an opt-out word, so
+        // such a text is no wrong try (one that only mentions it may be a passcode: checked, and counted if wrong)
+        .init(
+            situation: s["asked login passcode"]!,
+            text: "stop texting me",
+            step: .askedLoginPasscode,
+            loggedIn: false,
+            reply: "That is not a passcode, comrade. To opt out, reply STOP alone: with other words it does not count. Reply with your passcode"
+        ),
+        .init(
+            situation: s["asked current passcode"]!,
+            text: "Unsubscribe me please",
+            step: .askedCurrentPasscode,
+            loggedIn: true,
+            reply:
+                "That is not a passcode, comrade. To opt out, reply STOP alone: with other words it does not count. Reply with your current passcode"
+        ),
+        .init(
+            situation: s["asked login passcode"]!,
+            text: "please stop",
+            evidence: .verified(false, against: storedHash),
+            step: .askedLoginPasscode,
+            loggedIn: false,
+            effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)],
+            reply: "(To opt out, reply STOP alone: with other words it does not count.) Wrong passcode (1 of 5 tries)."
+        ),
+        .init(
+            situation: s["asked email"]!,
+            text: "stop texting me",
+            step: .askedEmail(first: "Olga", last: "Ivanova"),
+            loggedIn: false,
+            reply: "That is not an email address, comrade. To opt out, reply STOP alone: with other words it does not count. Reply with your email"
+        ),
+        .init(
+            situation: s["asked email"]!,
+            text: "please stop",
+            step: .askedEmail(first: "Olga", last: "Ivanova"),
+            loggedIn: false,
+            reply: "To opt out"
+        ),
+        .init(
+            situation: s["asked passcode"]!,
+            text: "stop texting me",
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false,
+            reply: "That is not a passcode, comrade. To opt out, reply STOP alone: with other words it does not count. Reply with a passcode"
+        ),
+        // A command alone at the registration's passcode question is said to be one, whatever its length
+        .init(
+            situation: s["asked passcode"]!,
+            text: "login",
+            step: .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            loggedIn: false,
+            reply: "LOGIN is a command, comrade, not a passcode. Reply with a passcode of 6 to 64 characters, or RESET to go back."
+        ),
+        // RESET about a passcode says how a passcode is changed, or who resets a forgotten one
+        .init(
+            situation: s["registered, logged out"]!,
+            text: "reset my passcode",
+            step: .idle,
+            loggedIn: false,
+            reply: "No question is open to reset, comrade Ivan. Forgot your passcode? Ask an organiser to reset it, then LOGIN."
+        ),
+        .init(
+            situation: s["logged in"]!,
+            text: "Reset password",
+            step: .idle,
+            loggedIn: true,
+            reply: "No question is open to reset, comrade. To change your passcode, reply PASSCODE."
+        ),
+        .init(situation: s["unregistered"]!, text: "reset my passcode", step: .idle, loggedIn: false, reply: "Nothing to reset, comrade."),
         // A command in quotes or with punctuation is still the command ("the first word counts")
         .init(situation: s["logged in"]!, text: "\u{201C}profile\u{201D}", step: .idle, loggedIn: true, reply: "Ivan Petrov"),
         .init(situation: s["logged in"]!, text: "Logout!", step: .idle, loggedIn: false, reply: "logged out"),
@@ -823,6 +894,21 @@ struct ConversationTransitionTests {
             let d = try engine.reduce(&state, Inbound(text: text), facts: facts(), now: t0)
             #expect(d.effects == [.optOut(text: Inbound(text: text).text)], "\(name): \(d.effects)")
             #expect(d.replies.isEmpty && state.step == .idle)
+        }
+    }
+
+    @Test(arguments: ["stop texting me", "Unsubscribe me please", "STOP it now", "cancel my subscription"])
+    func aTextStartingWithAnOptOutWordIsNeverCheckedAsAPasscode(_ text: String) throws {
+        // It cannot be one (JOIN and PASSCODE refuse a passcode starting with a command word): nothing to hash, and
+        // five of them do not lock the account
+        for name in ["asked login passcode", "asked current passcode", "asked passcode", "asked new passcode"] {
+            let asked = Self.s[name]!.state
+            #expect(engine.passcodeWork(for: Inbound(text: text), state: asked, account: ivan, now: t0) == nil, "\(name)")
+            var state = asked
+            let d = try engine.reduce(&state, Inbound(text: text), facts: facts(), now: t0)
+            #expect(d.effects.isEmpty && state.step == asked.step, "\(name): \(d)")
+            #expect(d.replies.joined().contains("To opt out, reply STOP alone"), "\(name): \(d.replies)")
+            #expect(d.loggedBody == "[redacted]", "\(name): \(d)")
         }
     }
 
@@ -1573,7 +1659,8 @@ struct ConversationTransitionTests {
         #expect(
             greetings == [
                 "Welcome back, comrade! You have 0 unread messages. Reply HELP for commands.",
-                "Comrade: reply LOGIN to log in, STOP to opt out.", "You are already logged in, comrade. Reply MESSAGES or HELP.",
+                "Comrade: reply LOGIN to log in, STOP to opt out. Forgot your passcode? Ask an organiser to reset it.",
+                "You are already logged in, comrade. Reply MESSAGES or HELP.",
                 "You are already registered, comrade. Reply LOGIN to log in.",
                 "You are already registered and logged in, comrade. Reply HELP for commands.",
             ]
@@ -1585,7 +1672,7 @@ struct ConversationTransitionTests {
         var ivans = loggedOut
         #expect(
             try engine.reduce(&ivans, Inbound(text: "HELP"), facts: facts(), now: t0).replies == [
-                "Comrade Ivan: reply LOGIN to log in, STOP to opt out."
+                "Comrade Ivan: reply LOGIN to log in, STOP to opt out. Forgot your passcode? Ask an organiser to reset it."
             ]
         )
     }
@@ -1612,7 +1699,11 @@ struct ConversationTransitionTests {
         locked.accounts[0].firstName = "Ivan"
         // Once the lock has passed, HELP is as before
         let later = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0.addingTimeInterval(601))
-        #expect(later.replies == ["Comrade Ivan: reply LOGIN to log in, STOP to opt out."])
+        #expect(later.replies == ["Comrade Ivan: reply LOGIN to log in, STOP to opt out. Forgot your passcode? Ask an organiser to reset it."])
+        // (one text with the longest name too)
+        locked.accounts[0].firstName = String(repeating: "W", count: 40)
+        let longer = try engine.reduce(&state, Inbound(text: "HELP"), facts: locked, now: t0.addingTimeInterval(601))
+        #expect(longer.replies.count == 1 && Segments.count(longer.replies[0]).segments == 1, "\(longer.replies)")
     }
 
     @Test func aBroadcastConfirmedAfterTheAdminRoleWasRemovedIsNotSentAndSaysWhy() throws {
@@ -1630,10 +1721,11 @@ struct ConversationTransitionTests {
             lastActivity: t0.addingTimeInterval(-1801)
         )
         let d = try engine.reduce(&state, Inbound(text: "YES"), facts: facts(adminPhone), now: t0)
+        // (its YES is not used, and the reply says nothing else: no "Reply LOGIN to log in" after "LOGIN, then BROADCAST")
         #expect(
-            d.replies[0].hasPrefix(
-                "Your BROADCAST timed out after 30 min of silence and nothing was sent; send LOGIN, then BROADCAST <text> to start again."
-            )
+            d.replies == [
+                "Your BROADCAST timed out after 30 min of silence and nothing was sent, so that text was not used. Reply LOGIN, then BROADCAST <text> to start again."
+            ]
         )
         #expect(d.effects.isEmpty)
         var deleting = ConversationState(
@@ -1643,7 +1735,9 @@ struct ConversationTransitionTests {
         )
         let e = try engine.reduce(&deleting, Inbound(text: "YES"), facts: facts(), now: t0)
         #expect(
-            e.replies[0].hasPrefix("Your DELETE timed out after 30 min of silence and nothing was deleted; send LOGIN, then DELETE to start again.")
+            e.replies == [
+                "Your DELETE timed out after 30 min of silence and nothing was deleted, so that text was not used. Reply LOGIN, then DELETE to start again."
+            ]
         )
         #expect(e.effects.isEmpty)
     }

@@ -25,6 +25,9 @@ extension ConversationEngine {
             step.reply("Good, comrade \(first) \(Copy.endingSentence(name)) Reply with your email address.")
         case .askedEmail(let first, let last):
             guard let email = Self.validEmail(text) else {
+                if step.input.startsWithOptOutWord || step.input.mentionsOptingOut {
+                    return step.reply("That is not an email address, comrade. " + Copy.optOutAlone + " Reply with your email, or RESET to go back.")
+                }
                 return step.reply("That is not an email address, comrade (like ivan@example.org). Reply with your email.")
             }
             if try step.facts.isEmailRegistered(email) {
@@ -80,6 +83,7 @@ extension ConversationEngine {
                 state.loggedInAt = nil
                 return step.reply(Copy.locked(until: account.lockedUntil!, in: settings.localTime))
             }
+            if step.input.startsWithOptOutWord { return step.reply(Copy.optOutNotPasscode + Copy.retryCurrentPasscode) }
             guard PasscodePolicy.lengths.contains(text.count) else { return step.reply(Copy.impossiblePasscode + Copy.retryCurrentPasscode) }
             guard case .verified(let matches, let checked) = step.evidence, checked == account.passcode else {
                 return step.reply(Copy.askCurrentPasscode)
@@ -89,7 +93,7 @@ extension ConversationEngine {
                     account,
                     retry: .askedCurrentPasscode,
                     ask: Copy.retryCurrentPasscode,
-                    note: commandWordNote(step.input),
+                    note: wrongPasscodeNote(step.input),
                     &state,
                     &step
                 )
@@ -147,6 +151,10 @@ extension ConversationEngine {
             state.step = .idle
             return step.reply(Copy.locked(until: account.lockedUntil!, in: settings.localTime))
         }
+        // Nor can a text starting with an opt-out word ("stop texting me", at the login question): not checked, not counted.
+        if step.input.startsWithOptOutWord && state.step == .askedLoginPasscode {
+            return step.reply(Copy.optOutNotPasscode + Copy.retryLoginPasscode)
+        }
         // Passcodes have 6 to 64 characters: another length cannot be one, and is not counted as a wrong try.
         guard PasscodePolicy.lengths.contains(passcode.count) else {
             state.step = .askedLoginPasscode
@@ -168,15 +176,13 @@ extension ConversationEngine {
                 : unread > 1 ? "Reply MESSAGES to read them." : unread == 1 ? "Reply MESSAGES to read it." : "Reply HELP for commands."
             return step.reply("Welcome back, \(Copy.comrade(account.firstName))! You have \(Copy.plural(unread, "unread message")). " + next)
         }
-        wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, note: commandWordNote(step.input), &state, &step)
+        wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, note: wrongPasscodeNote(step.input), &state, &step)
     }
 
     /// What to say to a request sent where a name is asked ("stop please", "help me", "reset please", "please stop
     /// texting me"): words no name starts with. `nil` for a name.
     func requestNotName(_ input: Inbound) -> String? {
-        if optOutWords.contains(input.command) || input.mentionsOptingOut {
-            return "That is not a name, comrade. To opt out, reply STOP alone: with other words it does not count."
-        }
+        if input.startsWithOptOutWord || input.mentionsOptingOut { return "That is not a name, comrade. " + Copy.optOutAlone }
         switch input.command {
         case "HELP", "INFO": return "That is not a name, comrade. HELP alone says where you are."
         case "RESET", "MENU": return "That is not a name, comrade. RESET alone leaves registration."
@@ -200,9 +206,12 @@ extension ConversationEngine {
     /// What to say before "Wrong passcode" when the text was PASSCODE (or PASSWORD) alone, sent again at a passcode
     /// question by someone who thought the first was lost: it was checked (a passcode chosen before command words
     /// were refused may be "password") and counts as a wrong try, or every case of the word would be a free guess.
-    func commandWordNote(_ input: Inbound) -> String {
+    /// And to a wrong passcode that asked to opt out in words ("please stop", which may be a passcode and was checked),
+    /// how to opt out: five such texts lock the account.
+    func wrongPasscodeNote(_ input: Inbound) -> String {
         // (Short: with the login question's ask after it, one text.)
-        input.argument.isEmpty && Command(word: input.command) == .passcode ? "(\(input.command) alone is the command.) " : ""
+        if input.argument.isEmpty && Command(word: input.command) == .passcode { return "(\(input.command) alone is the command.) " }
+        return input.mentionsOptingOut ? "(" + Copy.optOutAlone + ") " : ""
     }
 
     /// Counts a wrong passcode against `account`: the failures of the last 15 minutes count, whenever the first
@@ -240,6 +249,17 @@ extension ConversationEngine {
     /// The hashed passcode a person chose, or `nil` with the reason it cannot be one (or, without the hash, `ask`
     /// again) in the reply.
     func newPasscode(_ step: inout StepContext, ask: String) -> PasscodeHash? {
+        // A command sent by mistake (LOGIN, from someone who remembered an account) is said to be one, whatever its length.
+        if step.input.startsWithOptOutWord {
+            step.reply(Copy.optOutNotPasscode + "Reply with a passcode, or RESET to go back.")
+            return nil
+        }
+        if step.input.argument.isEmpty, step.input.startsWithCommandWord {
+            step.reply(
+                "\(step.input.command) is a command, comrade, not a passcode. Reply with a passcode of 6 to 64 characters, or RESET to go back."
+            )
+            return nil
+        }
         guard PasscodePolicy.lengths.contains(step.input.text.count) else {
             step.reply("A passcode needs 6 to 64 characters, comrade. Reply with another one, or RESET to go back.")
             return nil
@@ -306,6 +326,8 @@ extension ConversationEngine {
 
 extension Copy {
     static let impossiblePasscode = "A passcode has 6 to 64 characters, comrade, so that was not it. "
+    /// At a passcode question, to a text that starts with an opt-out word and goes on: not checked, not counted.
+    static let optOutNotPasscode = "That is not a passcode, comrade. " + optOutAlone + " "
     /// At a confirmation: the passcode being confirmed cannot start with a command word, so this was sent by mistake.
     static let commandNotPasscode = "That is a command, comrade, not your passcode. " + askPasscodeAgain + " Or RESET to go back."
 

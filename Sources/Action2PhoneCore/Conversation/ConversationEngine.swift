@@ -56,7 +56,8 @@ public struct ConversationEngine: Sendable {
                 // A confirmation starting with a command word (sent by mistake) or of an impossible length needs no hash.
                 return input.startsWithCommandWord || !PasscodePolicy.lengths.contains(input.text.count) ? nil : .verify(input.text, against: pending)
             case .askedLoginPasscode, .askedCurrentPasscode:
-                guard let account, !isLocked(account, now: now), PasscodePolicy.lengths.contains(input.text.count) else { return nil }
+                guard let account, !isLocked(account, now: now), PasscodePolicy.lengths.contains(input.text.count), !input.startsWithOptOutWord
+                else { return nil }
                 return .verify(input.text, against: account.passcode)
             default:
                 return nil
@@ -131,6 +132,13 @@ public struct ConversationEngine: Sendable {
                 if state.step.expectsPasscode { state.passcodeMayFollow = true }
                 state.step = .idle
                 step.reply("Done: the \(flow) is abandoned\(consequence), comrade. Reply HELP for commands.")
+            } else if let account = step.account, input.mentionsPasscode {
+                // "reset my passcode": RESET leaves a question; a passcode is changed with PASSCODE, or by an organiser.
+                step.reply(
+                    state.isLoggedIn
+                        ? "No question is open to reset, comrade. To change your passcode, reply PASSCODE."
+                        : "No question is open to reset, \(Copy.comrade(account.firstName)). Forgot your passcode? Ask an organiser to reset it, then LOGIN."
+                )
             } else {
                 step.reply("Nothing to reset, comrade. Reply HELP for commands.")
             }
@@ -169,13 +177,19 @@ public struct ConversationEngine: Sendable {
                 + (expired.timedOutConsequence.map { " and \($0)" } ?? "")
             let restart = expired.restartCommand(loggedIn: state.isLoggedIn)
             // (After a passcode question, always: "To opt out…" after "stop1917x" would say what the passcode holds.)
-            if case .unknown(let word) = route,
-                stepBefore.expectsPasscode
+            let unused: Bool
+            if case .unknown(let word) = route {
+                unused =
+                    stepBefore.expectsPasscode
                     || !optOutWords.contains(Inbound.bare(word, lenient: true)) && !input.mentionsOptingOut
                         && typoHint(word, typed: input.text, echo: !redact, isAdmin: step.account?.role == .admin).isEmpty
-            {
-                // A text meant for the question that expired (a late answer, a passcode), with nothing to say about it
-                // (how to opt out, a command it is near): it is not taken as anything else, and not echoed back as an
+            } else {
+                // A YES to a confirmation that has just timed out (or a START from a number not opted out) confirms nothing.
+                unused = route == .optIn && !consent.optedOut
+            }
+            if unused {
+                // A text meant for the question that expired (a late answer, a passcode, a YES), with nothing to say about
+                // it (how to opt out, a command it is near): it is not taken as anything else, and not echoed back as an
                 // unknown command.
                 step.replies = [timedOut + ", so that text was not used. Reply \(restart) to start again."]
             } else {
@@ -411,7 +425,9 @@ public struct ConversationEngine: Sendable {
                 return
                     "\(Copy.comrade(account.firstName, capitalized: true)): locked until \(settings.localTime.clock(until)) after wrong passcodes. LOGIN then, or ask an organiser. STOP opts out."
             }
-            return "\(Copy.comrade(account.firstName, capitalized: true)): reply LOGIN to log in, STOP to opt out."
+            // (With a name of 40: 141 characters, one text.)
+            return
+                "\(Copy.comrade(account.firstName, capitalized: true)): reply LOGIN to log in, STOP to opt out. Forgot your passcode? Ask an organiser to reset it."
         }
         // RESET, which has nothing to do with no question open, is left out: an admin's HELP is 157 characters, one text.
         var text = "Reply MESSAGES, MORE, PROFILE, PASSCODE, LOGOUT or DELETE, comrade. STOP opts out."

@@ -20,6 +20,8 @@ enum Copy {
     /// After a wrong or impossible passcode, the question again.
     static let retryLoginPasscode = "Reply with your passcode, or RESET to go back. " + forgotPasscode
     static let forgotPasscode = "Forgot it? Ask an organiser to reset it."
+    /// To someone who asked to opt out in words ("stop texting me", "please unsubscribe me").
+    static let optOutAlone = "To opt out, reply STOP alone: with other words it does not count."
     static let retryCurrentPasscode = "Reply with your current passcode, or RESET to keep it."
     static let askNewPasscode = "Choose a new passcode of 6 to 64 characters and reply with it, or RESET to keep the old one."
     static let passcodesBusy =

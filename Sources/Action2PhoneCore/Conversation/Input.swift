@@ -122,6 +122,15 @@ public struct Inbound: Sendable, Equatable {
         Command(word: command) != nil || optOutWords.contains(command) || command == "YES"
     }
 
+    /// Whether the text begins with an opt-out word and goes on ("stop texting me"): neither an opt-out (Twilio honours the
+    /// word alone) nor a passcode (JOIN and PASSCODE refuse one starting with a command word), a name or an email.
+    var startsWithOptOutWord: Bool { optOutWords.contains(command) }
+
+    /// Whether a word of the text is passcode or password ("reset my passcode", "forgot my password").
+    var mentionsPasscode: Bool {
+        text.uppercased().split { !$0.isLetter }.contains { ["PASSCODE", "PASSCODES", "PASSWORD", "PASSWORDS"].contains($0) }
+    }
+
     /// Whether a short text asks to opt out in words Twilio does not honour ("please stop texting me", "opt out"): it
     /// is told to send STOP alone. Only words unlikely in other sentences count (END, CANCEL and QUIT do not).
     var mentionsOptingOut: Bool {
