@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Action2PhoneCore
 import Foundation
+import TwilioKit
 
 /// Everything `serve` needs, resolved once from flags, the environment and defaults (in that order).
 public struct ServerConfig: Sendable {
@@ -27,6 +28,12 @@ public struct ServerConfig: Sendable {
         guard passcodeIterations < PasscodePolicy.productionIterations else { return nil }
         return "PBKDF2 at \(passcodeIterations) iterations (ACTION2PHONE_PBKDF2_ITERATIONS): for tests only"
     }
+    /// Said by `serve` in local mode when `TWILIO_AUTH_TOKEN_SECONDARY` is set: webhooks signed with it are refused.
+    public var ignoredSecondaryTokenWarning: String? {
+        ignoredSecondaryToken
+            ? "TWILIO_AUTH_TOKEN_SECONDARY is ignored in local mode: webhooks are checked against the development token only"
+            : nil
+    }
     /// Said by `serve` when the REST API is reached over plain HTTP at another machine: the auth token would cross the
     /// network unencrypted (a fake API on this machine, for tests, is fine).
     public var plainHTTPWarning: String? {
@@ -42,6 +49,11 @@ public struct ServerConfig: Sendable {
     public var isLocalMode: Bool
     /// Where the development token lives in local mode.
     public var devTokenPath: String?
+    /// How long a webhook's body may take to arrive, in all (408 after it). Not a setting: Twilio sends a small body at
+    /// once, and waits 15 s for the whole answer. (Tests shorten it.)
+    public var bodyDeadline: Duration = .seconds(10)
+    /// Local mode with `TWILIO_AUTH_TOKEN_SECONDARY` set: not used.
+    public var ignoredSecondaryToken = false
 
     /// The tokens webhook signatures are checked against, primary first.
     public var webhookTokens: [Secret] { [authToken] + (secondaryAuthToken.map { [$0] } ?? []) }
@@ -170,9 +182,19 @@ extension ServerConfig {
         } else {
             config = ServerConfig(authToken: Secret(token!), accountSid: accountSid, isLocalMode: false, databasePath: databasePath)
         }
-        config.secondaryAuthToken = value(.secondaryAuthToken).map(Secret.init)
+        // Local mode checks webhooks against its development token alone (SPEC §2): a secondary token left in the
+        // environment is not another key to it, and `serve` says it is ignored.
+        if local {
+            config.ignoredSecondaryToken = value(.secondaryAuthToken) != nil
+        } else {
+            config.secondaryAuthToken = value(.secondaryAuthToken).map(Secret.init)
+        }
         config.fromNumber = try value(.fromNumber).map { raw in
-            guard let e164 = PhoneNumber.normalize(raw) else { throw ConfigError("\(name(.fromNumber)) '\(shown(raw))' is not a phone number") }
+            // A short code (5 or 6 digits, as Twilio's are) is sent from as it is.
+            if Self.isShortCode(raw) { return raw }
+            guard let e164 = PhoneNumber.normalize(raw) else {
+                throw ConfigError("\(name(.fromNumber)) '\(shown(raw))' is not a phone number or a short code (5 or 6 digits)")
+            }
             return e164
         }
         config.messagingServiceSid = try value(.messagingServiceSid).map { sid in
@@ -287,14 +309,12 @@ extension ServerConfig {
         return raw.prefix(4) + "… (\(raw.count) characters, not shown)"
     }
 
+    /// Whether `sender` is a short code: 5 or 6 ASCII digits (twilio.com/docs/sms/api/short-codes).
+    public static func isShortCode(_ sender: String) -> Bool {
+        (5...6).contains(sender.utf8.count) && sender.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    }
+
     /// `url` as it may be printed or logged: a password in it (`https://user:pass@host`, which Twilio supports for
     /// HTTP basic auth) becomes `***`.
-    public static func displayed(_ url: String) -> String {
-        guard let scheme = url.range(of: "://") else { return url }
-        let authorityEnd = url[scheme.upperBound...].firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? url.endIndex
-        guard let at = url[scheme.upperBound..<authorityEnd].lastIndex(of: "@"),
-            let colon = url[scheme.upperBound..<at].firstIndex(of: ":")
-        else { return url }
-        return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
-    }
+    public static func displayed(_ url: String) -> String { URLPassword.masked(url) }
 }

@@ -55,7 +55,9 @@ public struct TwilioRESTClient: Sendable {
         self.deadline = .seconds(2 * max(1, timeout.rounded(.up)))
         configuration.httpMaximumConnectionsPerHost = 64
         configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
-        self.session = URLSession(configuration: configuration)
+        // (The session's delegate, not a task's: swift-corelibs-foundation follows redirects past a delegate given
+        // to `data(for:delegate:)`.)
+        self.session = URLSession(configuration: configuration, delegate: RefusingRedirects.shared, delegateQueue: nil)
     }
 
     // MARK: - Messages
@@ -120,6 +122,17 @@ public struct TwilioRESTClient: Sendable {
         return await perform(URLRequest(url: url), expecting: 200, as: IncomingNumberPage.self).map { $0.incomingPhoneNumbers.first }
     }
 
+    /// `GET …/SMS/ShortCodes.json?ShortCode=…`: the account's short code, with its SMS webhook.
+    public func findShortCode(_ shortCode: String) async -> Result<IncomingNumber?, RESTFailure> {
+        let query = FormCodec.encode([.init("ShortCode", shortCode)])
+        guard let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/SMS/ShortCodes.json?\(query)") else {
+            return .failure(badURL)
+        }
+        return await perform(URLRequest(url: url), expecting: 200, as: ShortCodePage.self).map {
+            $0.shortCodes.first { $0.phoneNumber == shortCode }
+        }
+    }
+
     /// `GET https://messaging.twilio.com/v1/Services/{sid}`: a Messaging Service of the account, with its inbound
     /// webhook (`nil` when the account has no such service: Twilio answers 404).
     public func fetchMessagingService(_ sid: String) async -> Result<MessagingService?, RESTFailure> {
@@ -143,7 +156,7 @@ public struct TwilioRESTClient: Sendable {
 
     // MARK: - Transport
 
-    private var badURL: RESTFailure { .transport(.notSent, "invalid API URL from base \(baseURL) and account \(accountSid)") }
+    private var badURL: RESTFailure { .transport(.notSent, "invalid API URL from base \(URLPassword.masked(baseURL)) and account \(accountSid)") }
 
     private func perform<T: Decodable>(_ request: URLRequest, expecting status: Int, as type: T.Type) async -> Result<T, RESTFailure> {
         var request = request
@@ -152,7 +165,9 @@ public struct TwilioRESTClient: Sendable {
         let data: Data
         let response: HTTPURLResponse
         do {
-            let (d, r) = try await Self.within(deadline) { [session, request] in try await session.data(for: request) }
+            let (d, r) = try await Self.within(deadline) { [session, request] in
+                try await session.data(for: request)
+            }
             guard let http = r as? HTTPURLResponse else { return .failure(.transport(.maybeSent, "not an HTTP response")) }
             data = d
             response = http
@@ -160,6 +175,16 @@ public struct TwilioRESTClient: Sendable {
             return .failure(.transport(Self.classify(error), Self.describe(error)))
         } catch {
             return .failure(.transport(.maybeSent, "\(error)"))
+        }
+        // A redirect is not followed: the credentials go to TWILIO_API_BASE_URL alone (a redirected POST would also
+        // have lost its body). Twilio's API does not redirect; whoever answered did not create the message.
+        if (300..<400).contains(response.statusCode) {
+            return .failure(
+                .transport(
+                    .notSent,
+                    "the API answered HTTP \(response.statusCode), a redirect; not followed (the credentials go to TWILIO_API_BASE_URL only)"
+                )
+            )
         }
         guard response.statusCode == status || (200..<300).contains(response.statusCode) else {
             let body = try? JSONDecoder().decode(APIError.self, from: data)
@@ -349,6 +374,29 @@ public struct IncomingNumber: Decodable, Sendable, Equatable {
     }
 }
 
+/// A page of short codes: each read as an `IncomingNumber` whose `phoneNumber` is the short code.
+struct ShortCodePage: Decodable {
+    var shortCodes: [IncomingNumber]
+    enum CodingKeys: String, CodingKey { case shortCodes = "short_codes" }
+
+    init(from decoder: any Decoder) throws {
+        struct ShortCode: Decodable {
+            var sid: String
+            var shortCode: String
+            var smsUrl: String?
+            var smsMethod: String?
+            enum CodingKeys: String, CodingKey {
+                case sid
+                case shortCode = "short_code"
+                case smsUrl = "sms_url"
+                case smsMethod = "sms_method"
+            }
+        }
+        let codes = try decoder.container(keyedBy: CodingKeys.self).decode([ShortCode].self, forKey: .shortCodes)
+        shortCodes = codes.map { IncomingNumber(sid: $0.sid, phoneNumber: $0.shortCode, smsUrl: $0.smsUrl, smsMethod: $0.smsMethod) }
+    }
+}
+
 struct IncomingNumberPage: Decodable {
     var incomingPhoneNumbers: [IncomingNumber]
     enum CodingKeys: String, CodingKey { case incomingPhoneNumbers = "incoming_phone_numbers" }
@@ -373,7 +421,25 @@ public enum TwilioRESTClientTestHooks {
 /// The credentials never show: `serve` at debug level logs each service as `"\(service)"`, and the worker holds
 /// this client, whose `authorization` header is the account SID and auth token in base64.
 extension TwilioRESTClient: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
-    public var description: String { "TwilioRESTClient(baseURL: \(baseURL), accountSid: \(accountSid), sender: \(sender))" }
+    public var description: String { "TwilioRESTClient(baseURL: \(URLPassword.masked(baseURL)), accountSid: \(accountSid), sender: \(sender))" }
     public var debugDescription: String { description }
-    public var customMirror: Mirror { Mirror(self, children: ["baseURL": baseURL, "accountSid": accountSid, "sender": sender]) }
+    public var customMirror: Mirror {
+        Mirror(self, children: ["baseURL": URLPassword.masked(baseURL), "accountSid": accountSid, "sender": sender])
+    }
+}
+
+/// Turns every redirect down, so that the request's `Authorization` (the account's credentials) is never sent to
+/// another host, and the 3xx itself is the answer.
+final class RefusingRedirects: NSObject, URLSessionTaskDelegate, Sendable {
+    static let shared = RefusingRedirects()
+
+    func urlSession(
+        _ session: URLSession,
+        task: URLSessionTask,
+        willPerformHTTPRedirection response: HTTPURLResponse,
+        newRequest request: URLRequest,
+        completionHandler: @escaping @Sendable (URLRequest?) -> Void
+    ) {
+        completionHandler(nil)
+    }
 }

@@ -63,11 +63,14 @@ struct Doctor: AsyncParsableCommand {
             accountRead = false
             if case .http(let status, _, _, _, _) = failure, status == 429 || status >= 500 {
                 fail(
-                    "the REST API at \(config.apiBaseURL) is in trouble or limiting requests: \(failure)",
+                    "the REST API at \(ServerConfig.displayed(config.apiBaseURL)) is in trouble or limiting requests: \(failure)",
                     fix: "try again in a minute (Twilio's status: https://status.twilio.com)"
                 )
             } else {
-                fail("cannot reach the REST API at \(config.apiBaseURL): \(failure)", fix: "check the network and TWILIO_API_BASE_URL")
+                fail(
+                    "cannot reach the REST API at \(ServerConfig.displayed(config.apiBaseURL)): \(failure)",
+                    fix: "check the network and TWILIO_API_BASE_URL"
+                )
             }
         }
         // The number is looked up with the same credentials: when the account could not be read, it would only fail again.
@@ -98,19 +101,23 @@ struct Doctor: AsyncParsableCommand {
         }
         switch sender {
         case .number(let from):
-            switch await client.findIncomingNumber(from) {
+            let shortCode = ServerConfig.isShortCode(from)
+            let what = shortCode ? "short code" : "number"
+            switch await (shortCode ? client.findShortCode(from) : client.findIncomingNumber(from)) {
             case .success(let number?):
-                ok("\(from) is a number on the account")
+                ok("\(from) is a \(what) on the account")
                 checkWebhook(
                     number.smsUrl,
                     method: number.smsMethod,
                     of: "its SMS webhook",
-                    fix: "Console → Phone Numbers → \(from) → Messaging: \"A message comes in\" = Webhook"
+                    fix: shortCode
+                        ? "Console → Messaging → Short codes → \(from): the SMS request URL"
+                        : "Console → Phone Numbers → \(from) → Messaging: \"A message comes in\" = Webhook"
                 )
             case .success(nil):
                 fail(
-                    "\(from) is not a number on account \(accountSid)",
-                    fix: "set TWILIO_FROM_NUMBER to one of the account's numbers (Console → Phone Numbers)"
+                    "\(from) is not a \(what) on account \(accountSid)",
+                    fix: "set TWILIO_FROM_NUMBER to one of the account's numbers or short codes (Console → Phone Numbers, Messaging → Short codes)"
                 )
             case .failure(let failure):
                 fail("cannot look up \(from): \(failure)", fix: "check the credentials and the network")

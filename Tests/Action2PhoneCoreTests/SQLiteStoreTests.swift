@@ -394,6 +394,26 @@ struct PhoneNumberTests {
         #expect(secret.reveal() == "s3cr3t-value")
     }
 
+    @Test(.enabled(if: geteuid() == 0, "giving a file to another user needs root (as the tests run in CI)"))
+    func anEmptyFileAnotherUserMadeIsRefusedNotTakenAsTheDatabase() throws {
+        // Given an empty file another user made, readable and writable by all, where the database is to be
+        let path = makeTestDatabasePath()
+        try FileManager.default.createDirectory(atPath: SQLiteStore.folderPath(of: path), withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o666]))
+        #expect(chown(path, 65534, 65534) == 0)
+        // When it is opened, then it is refused, saying whose it is, and nothing is written in it
+        #expect {
+            try SQLiteStore.open(path: path)
+        } throws: { error in
+            "\(error)".contains("it is an empty file another user (uid 65534) made")
+        }
+        #expect((try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) == 0)
+        // And once it is this user's, it becomes the database, private
+        #expect(chown(path, geteuid(), getegid()) == 0)
+        _ = try SQLiteStore.open(path: path)
+        #expect(try mode(path) == 0o600)
+    }
+
     @Test func devTokenIsCreatedOncePrivatelyAndReused() throws {
         let path = makeTestDatabasePath()
         let first = try DevToken.loadOrCreate(forDatabase: path)

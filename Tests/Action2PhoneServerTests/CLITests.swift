@@ -893,6 +893,29 @@ struct DoctorTests {
         }
         let local = try await Executable.run(["doctor", "--db", tempDatabase()])
         #expect(local.status == 1 && local.stdout.contains("no Twilio credentials"))
+        // A password in the API's URL (a proxy's) is not printed when the API cannot be reached
+        let proxied = try await Executable.run(
+            ["doctor", "--db", tempDatabase()],
+            environment: environment("http://proxyuser:ProxyPassw0rd@127.0.0.1:9")
+        )
+        #expect(proxied.status == 1 && proxied.stdout.contains("cannot reach the REST API at http://proxyuser:***@127.0.0.1:9"), "\(proxied.stdout)")
+        #expect(!proxied.stdout.contains("ProxyPassw0rd") && !proxied.stderr.contains("ProxyPassw0rd"))
+    }
+
+    @Test func aShortCodeSenderIsLookedUpAmongTheShortCodes() async throws {
+        let fake = FakeTwilio()
+        fake.setSMSURL("https://bot.example.org/sms")
+        try await fake.run { base in
+            var env = environment(base)
+            env["TWILIO_FROM_NUMBER"] = FakeTwilio.shortCode
+            let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)
+            #expect(r.status == 0, "\(r.stdout)")
+            #expect(r.stdout.contains("ok    898287 is a short code on the account"), "\(r.stdout)")
+            #expect(r.stdout.contains("ok    its SMS webhook is https://bot.example.org/sms"), "\(r.stdout)")
+            env["TWILIO_FROM_NUMBER"] = "12345"
+            let unknown = try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)
+            #expect(unknown.status == 1 && unknown.stdout.contains("FAIL  12345 is not a short code on account"), "\(unknown.stdout)")
+        }
     }
 
     @Test func aLogLevelServeWouldRefuseFails() async throws {

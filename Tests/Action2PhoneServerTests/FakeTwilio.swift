@@ -38,6 +38,8 @@ final class FakeTwilio: Sendable {
     static let accountSid = "AC" + String(repeating: "f", count: 32)
     static let authToken = "fake-twilio-auth-token"
     static let from = "+15005550006"
+    /// The account's short code (its SMS webhook is the number's, `setSMSURL`).
+    static let shortCode = "898287"
 
     struct Created: Sendable {
         var sid: String
@@ -65,6 +67,8 @@ final class FakeTwilio: Sendable {
         var accountStatus = "active"
         /// The account's one Messaging Service, as `GET /v1/Services/{sid}` answers it (JSON), by its SID.
         var messagingService: (sid: String, json: String)?
+        /// Where every request is redirected (307), when set.
+        var redirect: String?
         /// Every Messages create request, refused ones included.
         var createRequests = 0
     }
@@ -90,6 +94,8 @@ final class FakeTwilio: Sendable {
     var outageAnswers: Int { state.withLock { $0.outageAnswers } }
     func refuseCredentials(_ refused: Bool) { state.withLock { $0.credentialsRefused = refused } }
     func setAccountStatus(_ status: String) { state.withLock { $0.accountStatus = status } }
+    /// Answers every request `307 Temporary Redirect` to `location` (the same path on it) from now on.
+    func redirect(to location: String) { state.withLock { $0.redirect = location } }
     /// Gives the account a Messaging Service whose incoming texts go to `inboundURL` (`nil`: none; `numbersOwn`:
     /// each number's own webhook instead).
     func setMessagingService(_ sid: String, inboundURL: String?, method: String = "POST", numbersOwn: Bool = false) {
@@ -138,6 +144,16 @@ final class FakeTwilio: Sendable {
                 #"{"incoming_phone_numbers":[{"sid":"PN1","phone_number":"\#(Self.from)","sms_url":"\#(url)","sms_method":"POST"}]}"#
             )
         }
+        router.get(RouterPath("/2010-04-01/Accounts/\(Self.accountSid)/SMS/ShortCodes.json")) { request, _ in
+            try self.authorize(request)
+            let wanted = request.uri.queryParameters["ShortCode"].map(String.init) ?? ""
+            guard wanted == Self.shortCode else { return Self.json(200, #"{"short_codes":[]}"#) }
+            let url = self.state.withLock { $0.smsURL }
+            return Self.json(
+                200,
+                #"{"short_codes":[{"sid":"SC1","short_code":"\#(Self.shortCode)","sms_url":"\#(url)","sms_method":"POST"}]}"#
+            )
+        }
         router.get("/v1/Services/:sid") { request, context in
             try self.authorize(request)
             let service = self.state.withLock { $0.messagingService }
@@ -175,6 +191,7 @@ final class FakeTwilio: Sendable {
     }
 
     private func authorize(_ request: Request) throws {
+        if let location = state.withLock({ $0.redirect }) { throw Redirect(location: location + request.uri.description) }
         let expected = "Basic " + Crypto.base64(Array("\(Self.accountSid):\(Self.authToken)".utf8))
         guard request.headers[.authorization] == expected, !state.withLock({ $0.credentialsRefused }) else {
             throw FakeError(401, #"{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}"#)
@@ -294,6 +311,14 @@ final class FakeTwilio: Sendable {
 
     static func json(_ status: Int, _ body: String) -> Response {
         Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+struct Redirect: HTTPResponseError {
+    let location: String
+    var status: HTTPResponse.Status { .temporaryRedirect }
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        Response(status: status, headers: [.location: location])
     }
 }
 

@@ -132,6 +132,33 @@ struct OutboxWorkerTests {
         )
     }
 
+    @Test func aRedirectIsNotFollowedSoTheCredentialsNeverLeaveTheConfiguredAPI() async throws {
+        // Given an API base that answers every request with a redirect to another server
+        let elsewhere = FakeTwilio()
+        let redirecting = FakeTwilio()
+        let h = try OutboxHarness()
+        try await elsewhere.run { elsewhereBase in
+            redirecting.redirect(to: elsewhereBase)
+            try await redirecting.run { base in
+                let client = h.client(base)
+                // When the account is read and a text is created through it
+                let account = await client.fetchAccount()
+                let created = await client.createMessage(to: "+14155553000", body: "Harvest")
+                // Then neither request is repeated to the other server (with the Authorization header), and each fails
+                // as not sent: the outbox pauses and tries again later, as for an answer that is not Twilio's
+                for result in [account.map { _ in () }, created.map { _ in () }] {
+                    guard case .failure(let failure) = result, case .transport(.notSent, let detail) = failure else {
+                        Issue.record("expected a failure as not sent, got \(result)")
+                        continue
+                    }
+                    #expect(detail.contains("HTTP 307, a redirect; not followed"), "\(detail)")
+                    #expect(DeliveryPolicy.isOutage(failure))
+                }
+            }
+        }
+        #expect(elsewhere.accountFetches == 0 && elsewhere.createRequests == 0 && elsewhere.created.isEmpty)
+    }
+
     @Test func sendsEachTextOnceAtTheConfiguredRateEvenlySpaced() async throws {
         // Given 12 texts queued and a rate of 10 per second
         let h = try OutboxHarness()
@@ -715,7 +742,15 @@ struct DeliveryPolicyTests {
         )
         #expect(
             p.outcome(of: .failure(.http(status: 401, code: nil, message: "who", moreInfo: nil, retryAfter: nil)), attempts: 1, now: now)
-                == .failed(code: 401, message: "who")
+                == .failed(code: nil, message: "[HTTP 401] who")
+        )
+        // (An answer that is not Twilio's error JSON: no code, and the status stays in the message, not in errorCode)
+        #expect(
+            p.outcome(
+                of: .failure(.http(status: 404, code: nil, message: "[HTTP 404] Failed to execute request", moreInfo: nil, retryAfter: nil)),
+                attempts: 1,
+                now: now
+            ) == .failed(code: nil, message: "[HTTP 404] Failed to execute request")
         )
         #expect(
             p.outcome(of: .failure(.http(status: 429, code: 20429, message: "slow", moreInfo: nil, retryAfter: 5)), attempts: 1, now: now)

@@ -210,6 +210,28 @@ struct ServerConfigTests {
         #expect(config.fromNumber == "+14155550100")
         #expect(config.webhookTokens.map { $0.reveal() } == ["tok", "tok2"])
         #expect(!FileManager.default.fileExists(atPath: db + ".dev-token"))
+        #expect(config.ignoredSecondaryTokenWarning == nil)
+        // A short code (5 or 6 digits) is a sender too, kept as it is; other runs of digits are no number
+        let twilio = ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": "tok"]
+        for code in ["898287", "12345"] {
+            let shortCode = try ServerConfig.resolve(flags: [.database: db], environment: twilio.merging(["TWILIO_FROM_NUMBER": code]) { $1 })
+            #expect(shortCode.fromNumber == code)
+        }
+        for digits in ["1234", "1234567"] {
+            #expect(throws: ConfigError("TWILIO_FROM_NUMBER '\(digits)' is not a phone number or a short code (5 or 6 digits)")) {
+                try ServerConfig.resolve(flags: [.database: db], environment: twilio.merging(["TWILIO_FROM_NUMBER": digits]) { $1 })
+            }
+        }
+        // In local mode the development token alone signs webhooks: a secondary token left in the environment is
+        // no other key to the server, and serve says it is ignored
+        let local = try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_AUTH_TOKEN_SECONDARY": "tok2"])
+        #expect(local.isLocalMode)
+        #expect(
+            local.webhookTokens.map { $0.reveal() } == [
+                try String(contentsOfFile: db + ".dev-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            ]
+        )
+        #expect(local.ignoredSecondaryTokenWarning?.contains("TWILIO_AUTH_TOKEN_SECONDARY is ignored in local mode") == true)
     }
 
     @Test(arguments: [

@@ -7,6 +7,10 @@ import Logging
 import Testing
 import TwilioKit
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite("POST /sms over loopback HTTP")
 struct WebhookRouteTests {
     @Test func signedWebhookGets200TwiMLAndIsRecorded() async throws {
@@ -377,6 +381,46 @@ struct WebhookRouteTests {
         let reasons = logs.entries.compactMap { $0.metadata["a2p.reason"].map { "\($0)" } }
         let url = TestServer.publicURL + path
         #expect(reasons == ["invalid X-Twilio-Signature for \(url.prefix(300))… (\(url.utf8.count) bytes)"])
+    }
+
+    @Test func aBodyThatTricklesInIsCutOffAtItsDeadlineAndTheConnectionClosed() async throws {
+        // Given a client that announces 1,000 bytes, sends 10, and keeps its side open (a byte a minute would keep the
+        // idle timeout from ever firing, and hold a graceful stop for as long as it liked)
+        let config = TestServer.makeConfig { $0.bodyDeadline = .milliseconds(500) }
+        try await TestServer.run(config) { server in
+            let port = Int(server.base.split(separator: ":").last!)!
+            let (answer, closedAfter) = await onOwnThread { () -> (String, Bool) in
+                // (Close-on-exec: a CLI child another test starts meanwhile must not hold it open. A long timeout: with the
+                // whole suite running, the handler may wait seconds for a thread before its deadline is even set.)
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                defer { close(fd) }
+                var tv = timeval(tv_sec: 60, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                var addr = sockaddr_in()
+                addr.sin_family = sa_family_t(AF_INET)
+                addr.sin_port = in_port_t(UInt16(port).bigEndian)
+                addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+                _ = withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                let head =
+                    "POST /sms HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nMessageSid"
+                _ = Array(head.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                var response = [UInt8](repeating: 0, count: 4096)
+                let got = recv(fd, &response, response.count, 0)
+                let answer = got > 0 ? String(decoding: response[0..<got], as: UTF8.self) : ""
+                // (and then the server closes the connection: the next read ends, not times out)
+                var rest = [UInt8](repeating: 0, count: 4096)
+                return (answer, recv(fd, &rest, rest.count, 0) == 0)
+            }
+            // Then it is answered 408 at the deadline, saying why, and the connection is closed
+            #expect(answer.hasPrefix("HTTP/1.1 408"), "\(answer)")
+            #expect(answer.contains("request body not received within 0.5 s"), "\(answer)")
+            #expect(closedAfter)
+            // And the server goes on answering
+            let after = try await server.post("/sms", fields: smsFields(body: "HELP"))
+            #expect(after.status == 200)
+        }
     }
 }
 

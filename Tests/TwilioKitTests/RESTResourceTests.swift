@@ -28,6 +28,19 @@ struct RESTResourceTests {
         #expect(e.moreInfo == "https://www.twilio.com/docs/errors/21211")
     }
 
+    @Test func aPasswordInTheAPIBaseURLNeverShows() {
+        // (`serve` at debug level logs each service, the worker holding this client, as "\(service)")
+        let client = TwilioRESTClient(
+            baseURL: "http://proxyuser:ProxyPassw0rd@127.0.0.1:8999",
+            accountSid: "AC1",
+            authToken: "t",
+            sender: .number("+15005550006")
+        )
+        for shown in ["\(client)", String(reflecting: client), "\(Mirror(reflecting: client).children.map { "\($0.value)" })"] {
+            #expect(!shown.contains("ProxyPassw0rd") && shown.contains("http://proxyuser:***@127.0.0.1:8999"), "\(shown)")
+        }
+    }
+
     @Test func theMessagingServicesAPIIsBesideTwiliosOwnAPIHost() {
         func base(_ url: String) -> String {
             TwilioRESTClient(baseURL: url, accountSid: "AC", authToken: "t", sender: .messagingService("MG")).messagingBaseURL

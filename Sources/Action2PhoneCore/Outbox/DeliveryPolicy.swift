@@ -77,7 +77,9 @@ public struct DeliveryPolicy: Sendable {
         case .http(let status, let code, let message, _, let retryAfter) where status >= 500:
             retryable = (code, message, true, retryAfter)
         case .http(let status, let code, let message, _, _):
-            return .failed(code: code ?? status, message: message)
+            // An answer without Twilio's error code keeps its HTTP status in the message ("[HTTP 404] …"), not in
+            // `errorCode`, where 404 would read as a Twilio error.
+            return .failed(code: code, message: code == nil && !message.hasPrefix("[HTTP") ? "[HTTP \(status)] \(message)" : message)
         case .transport(.notSent, let detail):
             retryable = (nil, detail, false, nil)
         case .transport(.maybeSent, let detail):

@@ -69,6 +69,13 @@ public struct SQLiteStore: Store {
         let file = real ?? target
         if descriptor < 0 && isEmptyFile(file) {
             chmod(file, 0o600)  // an empty file (`: > db.sqlite`) becomes the database: private, as a new one is
+        } else if descriptor < 0, let owner = emptyFileOwner(file), owner != geteuid() {
+            // Someone else's empty file (made in a shared folder before the first start) would become the database with
+            // their permissions: they could read every member's details and passcode hash.
+            throw NotOurDatabase(
+                description:
+                    "it is an empty file another user (uid \(owner)) made, which would keep their owner and permissions: remove it, or make it this user's"
+            )
         }
         try refuseForeign(file)
         do {
@@ -127,6 +134,14 @@ public struct SQLiteStore: Store {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return false }
         return attributes[.type] as? FileAttributeType == .typeRegular && attributes[.size] as? Int == 0
             && (attributes[.ownerAccountID] as? NSNumber)?.uint32Value == geteuid()
+    }
+
+    /// The owner of `path` when it is a regular file with nothing in it.
+    static func emptyFileOwner(_ path: String) -> UInt32? {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+            attributes[.type] as? FileAttributeType == .typeRegular, attributes[.size] as? Int == 0
+        else { return nil }
+        return (attributes[.ownerAccountID] as? NSNumber)?.uint32Value
     }
 
     /// Throws `NotOurDatabase` for a folder, a file that is not SQLite, and a database with tables but not
