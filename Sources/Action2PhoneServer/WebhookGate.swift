@@ -21,13 +21,13 @@ struct WebhookGate: Sendable {
     /// How long a body may take to arrive, in all. The idle timeout starts again with every byte, so a client
     /// sending one byte a minute would hold its connection (and a graceful stop, and the next server's start)
     /// for as long as it liked.
-    let bodyDeadline: TimeAmount
+    let bodyDeadlines: BodyDeadlines
 
     init(config: ServerConfig) {
         self.validator = RequestValidator(authTokens: config.webhookTokens.map { $0.reveal() })
         self.accountSid = config.isLocalMode ? nil : config.accountSid
         self.publicURL = config.publicURL
-        self.bodyDeadline = TimeAmount(config.bodyDeadline)
+        self.bodyDeadlines = BodyDeadlines(limit: config.bodyDeadline)
     }
 
     /// The decoded form fields of a request that passed every check; throws the HTTP error otherwise.
@@ -39,23 +39,24 @@ struct WebhookGate: Sendable {
         let buffer: ByteBuffer
         // Past the deadline the connection stops being read: the collection ends, the answer is 408, and the
         // connection closes once it is written.
-        let late = Locked(false)
-        let channel = context.channel
-        let deadline = channel.eventLoop.scheduleTask(in: bodyDeadline) {
-            late.withLock { $0 = true }
-            channel.close(mode: .input, promise: nil)
-        }
-        defer { deadline.cancel() }
+        let reading = bodyDeadlines.begin(context.channel)
+        let collected: Result<ByteBuffer, any Error>
         do {
-            buffer = try await request.body.collect(upTo: limit)
+            collected = .success(try await request.body.collect(upTo: limit))
+        } catch {
+            collected = .failure(error)
+        }
+        if bodyDeadlines.end(reading) {
+            throw WebhookRejection(.requestTimeout, "request body not received within \(bodyDeadlines.limitText)")
+        }
+        do {
+            buffer = try collected.get()
         } catch is NIOTooManyBytesError {
             throw WebhookRejection(.contentTooLarge, "body larger than \(limit) bytes")
         } catch {
-            if late.current { throw Self.tooSlow(bodyDeadline) }
             // The client stopped before sending the body it announced: its fault, not ours.
             throw WebhookRejection(.badRequest, "incomplete request body")
         }
-        if late.current { throw Self.tooSlow(bodyDeadline) }
         guard Self.isForm(request.headers[.contentType]) else {
             throw WebhookRejection(.unsupportedMediaType, "Content-Type must be application/x-www-form-urlencoded")
         }
@@ -77,11 +78,6 @@ struct WebhookGate: Sendable {
             throw WebhookRejection(.forbidden, nil, reason: "AccountSid is not this account's")
         }
         return fields
-    }
-
-    private static func tooSlow(_ deadline: TimeAmount) -> WebhookRejection {
-        let seconds = Double(deadline.nanoseconds) / 1e9
-        return WebhookRejection(.requestTimeout, "request body not received within \(seconds.formatted(.number.precision(.fractionLength(0...1)))) s")
     }
 
     /// `url` for the log: a request line can be many kilobytes, and a prober would fill the log with them.
