@@ -190,11 +190,14 @@ extension ServerConfig {
             config.secondaryAuthToken = value(.secondaryAuthToken).map(Secret.init)
         }
         config.fromNumber = try value(.fromNumber).map { raw in
-            // A short code (5 or 6 digits, as Twilio's are) is sent from as it is.
-            if Self.isShortCode(raw) { return raw }
-            guard let e164 = PhoneNumber.normalize(raw) else {
-                throw ConfigError("\(name(.fromNumber)) '\(shown(raw))' is not a phone number or a short code (5 or 6 digits)")
+            // Twilio does not answer STOP and HELP for a standalone short code (twilio.md §7), and this server leaves
+            // the STOP confirmation to Twilio: a short code sends through a Messaging Service with Advanced Opt-Out.
+            if Self.isShortCode(raw) {
+                throw ConfigError(
+                    "\(name(.fromNumber)) '\(raw)' is a short code: Twilio does not answer STOP for a standalone short code, and this server leaves that to Twilio; put it in a Messaging Service with Advanced Opt-Out and set TWILIO_MESSAGING_SERVICE_SID instead"
+                )
             }
+            guard let e164 = PhoneNumber.normalize(raw) else { throw ConfigError("\(name(.fromNumber)) '\(shown(raw))' is not a phone number") }
             return e164
         }
         config.messagingServiceSid = try value(.messagingServiceSid).map { sid in

@@ -122,17 +122,6 @@ public struct TwilioRESTClient: Sendable {
         return await perform(URLRequest(url: url), expecting: 200, as: IncomingNumberPage.self).map { $0.incomingPhoneNumbers.first }
     }
 
-    /// `GET …/SMS/ShortCodes.json?ShortCode=…`: the account's short code, with its SMS webhook.
-    public func findShortCode(_ shortCode: String) async -> Result<IncomingNumber?, RESTFailure> {
-        let query = FormCodec.encode([.init("ShortCode", shortCode)])
-        guard let url = URL(string: "\(baseURL)/2010-04-01/Accounts/\(accountSid)/SMS/ShortCodes.json?\(query)") else {
-            return .failure(badURL)
-        }
-        return await perform(URLRequest(url: url), expecting: 200, as: ShortCodePage.self).map {
-            $0.shortCodes.first { $0.phoneNumber == shortCode }
-        }
-    }
-
     /// `GET https://messaging.twilio.com/v1/Services/{sid}`: a Messaging Service of the account, with its inbound
     /// webhook (`nil` when the account has no such service: Twilio answers 404).
     public func fetchMessagingService(_ sid: String) async -> Result<MessagingService?, RESTFailure> {
@@ -371,29 +360,6 @@ public struct IncomingNumber: Decodable, Sendable, Equatable {
         case phoneNumber = "phone_number"
         case smsUrl = "sms_url"
         case smsMethod = "sms_method"
-    }
-}
-
-/// A page of short codes: each read as an `IncomingNumber` whose `phoneNumber` is the short code.
-struct ShortCodePage: Decodable {
-    var shortCodes: [IncomingNumber]
-    enum CodingKeys: String, CodingKey { case shortCodes = "short_codes" }
-
-    init(from decoder: any Decoder) throws {
-        struct ShortCode: Decodable {
-            var sid: String
-            var shortCode: String
-            var smsUrl: String?
-            var smsMethod: String?
-            enum CodingKeys: String, CodingKey {
-                case sid
-                case shortCode = "short_code"
-                case smsUrl = "sms_url"
-                case smsMethod = "sms_method"
-            }
-        }
-        let codes = try decoder.container(keyedBy: CodingKeys.self).decode([ShortCode].self, forKey: .shortCodes)
-        shortCodes = codes.map { IncomingNumber(sid: $0.sid, phoneNumber: $0.shortCode, smsUrl: $0.smsUrl, smsMethod: $0.smsMethod) }
     }
 }
 

@@ -21,7 +21,7 @@ struct Serve: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Listen port (env: ACTION2PHONE_PORT, default 8080).") var port: String?
     @Option(help: "Public base URL Twilio calls, e.g. https://bot.example.org (env: ACTION2PHONE_PUBLIC_URL).") var publicURL: String?
     @Option(help: "Twilio account SID, AC… (env: TWILIO_ACCOUNT_SID).") var accountSid: String?
-    @Option(help: "Sender number or short code for REST sends (env: TWILIO_FROM_NUMBER).") var fromNumber: String?
+    @Option(help: "Sender number for REST sends (env: TWILIO_FROM_NUMBER).") var fromNumber: String?
     @Option(help: "Messaging Service SID for REST sends (env: TWILIO_MESSAGING_SERVICE_SID).") var messagingServiceSid: String?
     @Option(help: "Twilio REST API base URL (env: TWILIO_API_BASE_URL).") var apiBaseURL: String?
     @Option(help: "twiml or rest (env: ACTION2PHONE_REPLY_MODE, default twiml).") var replyMode: String?

@@ -660,31 +660,27 @@ struct ConversationTransitionTests {
         .init(situation: s["logged in"]!, text: "stop please", step: .idle, loggedIn: true, reply: "To opt out, reply STOP alone"),
         .init(situation: s["registered, logged out"]!, text: "stop please", step: .idle, loggedIn: false, reply: "To opt out, reply STOP alone"),
         .init(situation: s["logged in"]!, text: "stpo", step: .idle, loggedIn: true, reply: "Did you mean STOP?"),
-        // At a question, too, the reply says how to opt out: no passcode, name or email starts with an opt-out word, so
-        // such a text is no wrong try (one that only mentions it may be a passcode: checked, and counted if wrong)
+        // At a question, too, the reply says how to opt out. At the login and current-passcode questions such a text is
+        // checked as a passcode (one chosen before command words were refused may be it) and counts if wrong, and every
+        // wrong passcode is told how to opt out, whatever it said (see `aWrongPasscodeIsAnsweredAlikeWhateverItSaid`)
         .init(
             situation: s["asked login passcode"]!,
             text: "stop texting me",
-            step: .askedLoginPasscode,
-            loggedIn: false,
-            reply: "That is not a passcode, comrade. To opt out, reply STOP alone: with other words it does not count. Reply with your passcode"
-        ),
-        .init(
-            situation: s["asked current passcode"]!,
-            text: "Unsubscribe me please",
-            step: .askedCurrentPasscode,
-            loggedIn: true,
-            reply:
-                "That is not a passcode, comrade. To opt out, reply STOP alone: with other words it does not count. Reply with your current passcode"
-        ),
-        .init(
-            situation: s["asked login passcode"]!,
-            text: "please stop",
             evidence: .verified(false, against: storedHash),
             step: .askedLoginPasscode,
             loggedIn: false,
             effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)],
-            reply: "(To opt out, reply STOP alone: with other words it does not count.) Wrong passcode (1 of 5 tries)."
+            reply:
+                "Wrong passcode (1 of 5 tries). Reply with your passcode, or RESET to go back. Forgot it? Ask an organiser to reset it. STOP alone opts out."
+        ),
+        .init(
+            situation: s["asked current passcode"]!,
+            text: "Unsubscribe me please",
+            evidence: .verified(false, against: storedHash),
+            step: .askedCurrentPasscode,
+            loggedIn: true,
+            effects: [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)],
+            reply: "Wrong passcode (1 of 5 tries). Reply with your current passcode, or RESET to keep it. STOP alone opts out."
         ),
         .init(
             situation: s["asked email"]!,
@@ -898,10 +894,10 @@ struct ConversationTransitionTests {
     }
 
     @Test(arguments: ["stop texting me", "Unsubscribe me please", "STOP it now", "cancel my subscription"])
-    func aTextStartingWithAnOptOutWordIsNeverCheckedAsAPasscode(_ text: String) throws {
-        // It cannot be one (JOIN and PASSCODE refuse a passcode starting with a command word): nothing to hash, and
-        // five of them do not lock the account
-        for name in ["asked login passcode", "asked current passcode", "asked passcode", "asked new passcode"] {
+    func aTextStartingWithAnOptOutWordIsNeverTakenAsANewPasscode(_ text: String) throws {
+        // It cannot be one (JOIN and PASSCODE refuse a passcode starting with a command word): nothing to hash, and the
+        // reply says how to opt out
+        for name in ["asked passcode", "asked new passcode"] {
             let asked = Self.s[name]!.state
             #expect(engine.passcodeWork(for: Inbound(text: text), state: asked, account: ivan, now: t0) == nil, "\(name)")
             var state = asked
@@ -909,6 +905,22 @@ struct ConversationTransitionTests {
             #expect(d.effects.isEmpty && state.step == asked.step, "\(name): \(d)")
             #expect(d.replies.joined().contains("To opt out, reply STOP alone"), "\(name): \(d.replies)")
             #expect(d.loggedBody == "[redacted]", "\(name): \(d)")
+        }
+    }
+
+    @Test func aWrongPasscodeIsAnsweredAlikeWhateverItSaid() throws {
+        // A wrong try is often a character away from the passcode: a reply that changed with its words ("To opt out…"
+        // only after "bus stop 1918") would tell the stored reply, beside "[redacted]", what the passcode holds
+        for name in ["asked login passcode", "asked current passcode"] {
+            let replies = try ["bus stop 1918", "tractor-1918", "please unsubscribe", "opt out 1917"].map { text in
+                var state = Self.s[name]!.state
+                let d = try engine.reduce(&state, Inbound(text: text), evidence: .verified(false, against: storedHash), facts: facts(), now: t0)
+                #expect(d.loggedBody == "[redacted]" && d.effects.count == 1, "\(name) \(text): \(d)")
+                return d.replies
+            }
+            #expect(Set(replies).count == 1, "\(name): \(replies)")
+            #expect(replies[0].joined().hasSuffix("STOP alone opts out."), "\(name): \(replies[0])")
+            #expect(replies[0].count == 1 && Segments.count(replies[0][0]).segments == 1, "\(replies[0])")
         }
     }
 
@@ -1023,7 +1035,9 @@ struct ConversationTransitionTests {
         let (d, _) = try wrongPasscode(after: [16, 16, 15.5, 15])
         #expect(d.effects == [.loginFailed(userId: 1, recentFailures: [t0], lockedUntil: nil)])
         #expect(
-            d.replies == ["Wrong passcode (1 of 5 tries). Reply with your passcode, or RESET to go back. Forgot it? Ask an organiser to reset it."]
+            d.replies == [
+                "Wrong passcode (1 of 5 tries). Reply with your passcode, or RESET to go back. Forgot it? Ask an organiser to reset it. STOP alone opts out."
+            ]
         )
     }
 
@@ -1034,7 +1048,9 @@ struct ConversationTransitionTests {
         let kept = [1, 0.5, 0.25].map { t0.addingTimeInterval(-$0 * 60) }
         #expect(d.effects == [.loginFailed(userId: 1, recentFailures: kept + [t0], lockedUntil: nil)])
         #expect(
-            d.replies == ["Wrong passcode (4 of 5 tries). Reply with your passcode, or RESET to go back. Forgot it? Ask an organiser to reset it."]
+            d.replies == [
+                "Wrong passcode (4 of 5 tries). Reply with your passcode, or RESET to go back. Forgot it? Ask an organiser to reset it. STOP alone opts out."
+            ]
         )
         #expect(state.step == .askedLoginPasscode)
         // And a fifth within 15 minutes of the first of them locks, whenever an older one was

@@ -902,22 +902,6 @@ struct DoctorTests {
         #expect(!proxied.stdout.contains("ProxyPassw0rd") && !proxied.stderr.contains("ProxyPassw0rd"))
     }
 
-    @Test func aShortCodeSenderIsLookedUpAmongTheShortCodes() async throws {
-        let fake = FakeTwilio()
-        fake.setSMSURL("https://bot.example.org/sms")
-        try await fake.run { base in
-            var env = environment(base)
-            env["TWILIO_FROM_NUMBER"] = FakeTwilio.shortCode
-            let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)
-            #expect(r.status == 0, "\(r.stdout)")
-            #expect(r.stdout.contains("ok    898287 is a short code on the account"), "\(r.stdout)")
-            #expect(r.stdout.contains("ok    its SMS webhook is https://bot.example.org/sms"), "\(r.stdout)")
-            env["TWILIO_FROM_NUMBER"] = "12345"
-            let unknown = try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)
-            #expect(unknown.status == 1 && unknown.stdout.contains("FAIL  12345 is not a short code on account"), "\(unknown.stdout)")
-        }
-    }
-
     @Test func aLogLevelServeWouldRefuseFails() async throws {
         let fake = FakeTwilio()
         fake.setSMSURL("https://bot.example.org/sms")
@@ -976,7 +960,7 @@ struct DoctorTests {
         let numbersOwn = FakeTwilio()
         numbersOwn.setMessagingService(sid, inboundURL: nil, numbersOwn: true)
         (status, out) = try await run(numbersOwn)
-        #expect(status == 0 && out.contains("ok    its numbers' own SMS webhooks answer their texts"), "\(out)")
+        #expect(status == 0 && out.contains("note  its numbers' own SMS webhooks answer their texts: not checked here"), "\(out)")
         (status, out) = try await run(healthy, publicURL: nil)
         #expect(status == 1 && out.contains("FAIL  ACTION2PHONE_PUBLIC_URL is not set"), "\(out)")
     }

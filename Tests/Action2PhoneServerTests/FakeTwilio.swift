@@ -38,8 +38,6 @@ final class FakeTwilio: Sendable {
     static let accountSid = "AC" + String(repeating: "f", count: 32)
     static let authToken = "fake-twilio-auth-token"
     static let from = "+15005550006"
-    /// The account's short code (its SMS webhook is the number's, `setSMSURL`).
-    static let shortCode = "898287"
 
     struct Created: Sendable {
         var sid: String
@@ -142,16 +140,6 @@ final class FakeTwilio: Sendable {
             return Self.json(
                 200,
                 #"{"incoming_phone_numbers":[{"sid":"PN1","phone_number":"\#(Self.from)","sms_url":"\#(url)","sms_method":"POST"}]}"#
-            )
-        }
-        router.get(RouterPath("/2010-04-01/Accounts/\(Self.accountSid)/SMS/ShortCodes.json")) { request, _ in
-            try self.authorize(request)
-            let wanted = request.uri.queryParameters["ShortCode"].map(String.init) ?? ""
-            guard wanted == Self.shortCode else { return Self.json(200, #"{"short_codes":[]}"#) }
-            let url = self.state.withLock { $0.smsURL }
-            return Self.json(
-                200,
-                #"{"short_codes":[{"sid":"SC1","short_code":"\#(Self.shortCode)","sms_url":"\#(url)","sms_method":"POST"}]}"#
             )
         }
         router.get("/v1/Services/:sid") { request, context in

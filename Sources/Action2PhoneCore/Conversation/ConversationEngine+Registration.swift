@@ -83,7 +83,6 @@ extension ConversationEngine {
                 state.loggedInAt = nil
                 return step.reply(Copy.locked(until: account.lockedUntil!, in: settings.localTime))
             }
-            if step.input.startsWithOptOutWord { return step.reply(Copy.optOutNotPasscode + Copy.retryCurrentPasscode) }
             guard PasscodePolicy.lengths.contains(text.count) else { return step.reply(Copy.impossiblePasscode + Copy.retryCurrentPasscode) }
             guard case .verified(let matches, let checked) = step.evidence, checked == account.passcode else {
                 return step.reply(Copy.askCurrentPasscode)
@@ -93,7 +92,7 @@ extension ConversationEngine {
                     account,
                     retry: .askedCurrentPasscode,
                     ask: Copy.retryCurrentPasscode,
-                    note: wrongPasscodeNote(step.input),
+                    note: commandWordNote(step.input),
                     &state,
                     &step
                 )
@@ -151,10 +150,6 @@ extension ConversationEngine {
             state.step = .idle
             return step.reply(Copy.locked(until: account.lockedUntil!, in: settings.localTime))
         }
-        // Nor can a text starting with an opt-out word ("stop texting me", at the login question): not checked, not counted.
-        if step.input.startsWithOptOutWord && state.step == .askedLoginPasscode {
-            return step.reply(Copy.optOutNotPasscode + Copy.retryLoginPasscode)
-        }
         // Passcodes have 6 to 64 characters: another length cannot be one, and is not counted as a wrong try.
         guard PasscodePolicy.lengths.contains(passcode.count) else {
             state.step = .askedLoginPasscode
@@ -176,7 +171,7 @@ extension ConversationEngine {
                 : unread > 1 ? "Reply MESSAGES to read them." : unread == 1 ? "Reply MESSAGES to read it." : "Reply HELP for commands."
             return step.reply("Welcome back, \(Copy.comrade(account.firstName))! You have \(Copy.plural(unread, "unread message")). " + next)
         }
-        wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, note: wrongPasscodeNote(step.input), &state, &step)
+        wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, note: commandWordNote(step.input), &state, &step)
     }
 
     /// What to say to a request sent where a name is asked ("stop please", "help me", "reset please", "please stop
@@ -206,12 +201,9 @@ extension ConversationEngine {
     /// What to say before "Wrong passcode" when the text was PASSCODE (or PASSWORD) alone, sent again at a passcode
     /// question by someone who thought the first was lost: it was checked (a passcode chosen before command words
     /// were refused may be "password") and counts as a wrong try, or every case of the word would be a free guess.
-    /// And to a wrong passcode that asked to opt out in words ("please stop", which may be a passcode and was checked),
-    /// how to opt out: five such texts lock the account.
-    func wrongPasscodeNote(_ input: Inbound) -> String {
+    func commandWordNote(_ input: Inbound) -> String {
         // (Short: with the login question's ask after it, one text.)
-        if input.argument.isEmpty && Command(word: input.command) == .passcode { return "(\(input.command) alone is the command.) " }
-        return input.mentionsOptingOut ? "(" + Copy.optOutAlone + ") " : ""
+        input.argument.isEmpty && Command(word: input.command) == .passcode ? "(\(input.command) alone is the command.) " : ""
     }
 
     /// Counts a wrong passcode against `account`: the failures of the last 15 minutes count, whenever the first
@@ -235,7 +227,13 @@ extension ConversationEngine {
         }
         step.effects.append(.loginFailed(userId: account.id, recentFailures: recent, lockedUntil: nil))
         state.step = retry
-        step.reply(note + "Wrong passcode (\(recent.count) of \(settings.maxFailedLogins) tries). " + ask)
+        // Every wrong passcode is told how to opt out, whatever it said: "please stop" at the login question is checked
+        // as a passcode (one chosen so may be it) and counts, and advice given only to such texts would tell the stored
+        // reply what the passcode held ("bus stop 1918" is one character from "bus stop 1917"). (Left out after the
+        // note, which is one text as it is.)
+        step.reply(
+            note + "Wrong passcode (\(recent.count) of \(settings.maxFailedLogins) tries). " + ask + (note.isEmpty ? " " + Copy.stopAlone : "")
+        )
     }
 
     /// Whether the text confirms the `pending` passcode; `nil` when that is not known (no evidence, or evidence
@@ -249,7 +247,8 @@ extension ConversationEngine {
     /// The hashed passcode a person chose, or `nil` with the reason it cannot be one (or, without the hash, `ask`
     /// again) in the reply.
     func newPasscode(_ step: inout StepContext, ask: String) -> PasscodeHash? {
-        // A command sent by mistake (LOGIN, from someone who remembered an account) is said to be one, whatever its length.
+        // No new passcode starts with a command word: one asking to opt out ("stop texting me") is told how to, and a
+        // command sent by mistake (LOGIN, from someone who remembered an account) is said to be one, whatever its length.
         if step.input.startsWithOptOutWord {
             step.reply(Copy.optOutNotPasscode + "Reply with a passcode, or RESET to go back.")
             return nil

@@ -56,8 +56,7 @@ public struct ConversationEngine: Sendable {
                 // A confirmation starting with a command word (sent by mistake) or of an impossible length needs no hash.
                 return input.startsWithCommandWord || !PasscodePolicy.lengths.contains(input.text.count) ? nil : .verify(input.text, against: pending)
             case .askedLoginPasscode, .askedCurrentPasscode:
-                guard let account, !isLocked(account, now: now), PasscodePolicy.lengths.contains(input.text.count), !input.startsWithOptOutWord
-                else { return nil }
+                guard let account, !isLocked(account, now: now), PasscodePolicy.lengths.contains(input.text.count) else { return nil }
                 return .verify(input.text, against: account.passcode)
             default:
                 return nil
@@ -108,10 +107,8 @@ public struct ConversationEngine: Sendable {
         case .optIn:
             // One text: the next step, not the whole HELP (with it, a welcome back took two).
             guard consent.optedOut else {
-                // A YES to a confirmation that has just timed out confirms nothing, as the time-out note says; it is no
-                // request to subscribe either.
-                let already = expired != nil ? "" : Copy.alreadySubscribed + " "
-                step.reply(already + nextStep(state, step.account, now: step.now))
+                // (A YES to a confirmation that has just timed out is answered below with the time-out note alone.)
+                step.reply(Copy.alreadySubscribed + " " + nextStep(state, step.account, now: step.now))
                 break
             }
             state.step = .idle

@@ -22,6 +22,7 @@ enum Copy {
     static let forgotPasscode = "Forgot it? Ask an organiser to reset it."
     /// To someone who asked to opt out in words ("stop texting me", "please unsubscribe me").
     static let optOutAlone = "To opt out, reply STOP alone: with other words it does not count."
+    static let stopAlone = "STOP alone opts out."
     static let retryCurrentPasscode = "Reply with your current passcode, or RESET to keep it."
     static let askNewPasscode = "Choose a new passcode of 6 to 64 characters and reply with it, or RESET to keep the old one."
     static let passcodesBusy =

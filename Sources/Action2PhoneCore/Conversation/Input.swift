@@ -123,7 +123,8 @@ public struct Inbound: Sendable, Equatable {
     }
 
     /// Whether the text begins with an opt-out word and goes on ("stop texting me"): neither an opt-out (Twilio honours the
-    /// word alone) nor a passcode (JOIN and PASSCODE refuse one starting with a command word), a name or an email.
+    /// word alone) nor a new passcode (JOIN and PASSCODE refuse one starting with a command word), a name or an email.
+    /// (A passcode chosen before that rule may be one: at the login and current-passcode questions it is checked.)
     var startsWithOptOutWord: Bool { optOutWords.contains(command) }
 
     /// Whether a word of the text is passcode or password ("reset my passcode", "forgot my password").
