@@ -5,8 +5,8 @@ import NIOCore
 
 /// The webhook bodies being read, each with the time by which it must have arrived. A sweep every `sweepEvery`
 /// (while any is being read) closes the input of a connection whose body is late: its collection ends, and
-/// `WebhookGate` answers 408. (One sweep for all of them: a timer per request cost two wake-ups of its event loop,
-/// set and cancelled from another thread, a tenth of a webhook's CPU.)
+/// `WebhookGate` answers 408. (One sweep for all of them rather than a timer per request, which would be set and
+/// cancelled on the connection's event loop from another thread, waking it twice for every webhook.)
 ///
 /// ```swift
 /// let reading = deadlines.begin(context.channel)

@@ -313,7 +313,7 @@ extension ServerConfig {
     }
 
     /// Whether `sender` is a short code: 5 or 6 ASCII digits (twilio.com/docs/sms/api/short-codes).
-    public static func isShortCode(_ sender: String) -> Bool {
+    static func isShortCode(_ sender: String) -> Bool {
         (5...6).contains(sender.utf8.count) && sender.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 

@@ -154,9 +154,7 @@ public struct TwilioRESTClient: Sendable {
         let data: Data
         let response: HTTPURLResponse
         do {
-            let (d, r) = try await Self.within(deadline) { [session, request] in
-                try await session.data(for: request)
-            }
+            let (d, r) = try await Self.within(deadline) { [session, request] in try await session.data(for: request) }
             guard let http = r as? HTTPURLResponse else { return .failure(.transport(.maybeSent, "not an HTTP response")) }
             data = d
             response = http

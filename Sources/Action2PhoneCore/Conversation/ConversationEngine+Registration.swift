@@ -325,7 +325,7 @@ extension ConversationEngine {
 
 extension Copy {
     static let impossiblePasscode = "A passcode has 6 to 64 characters, comrade, so that was not it. "
-    /// At a passcode question, to a text that starts with an opt-out word and goes on: not checked, not counted.
+    /// At a new passcode's question, to a text that starts with an opt-out word and goes on (no new passcode can).
     static let optOutNotPasscode = "That is not a passcode, comrade. " + optOutAlone + " "
     /// At a confirmation: the passcode being confirmed cannot start with a command word, so this was sent by mistake.
     static let commandNotPasscode = "That is a command, comrade, not your passcode. " + askPasscodeAgain + " Or RESET to go back."

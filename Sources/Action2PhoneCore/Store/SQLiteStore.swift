@@ -131,9 +131,7 @@ public struct SQLiteStore: Store {
     /// (A regular file of this process's user only: never a device such as /dev/null, a pipe or a link, which the chmod
     /// in `open(path:)` would follow.)
     public static func isEmptyFile(_ path: String) -> Bool {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return false }
-        return attributes[.type] as? FileAttributeType == .typeRegular && attributes[.size] as? Int == 0
-            && (attributes[.ownerAccountID] as? NSNumber)?.uint32Value == geteuid()
+        emptyFileOwner(path) == geteuid()
     }
 
     /// The owner of `path` when it is a regular file with nothing in it.
