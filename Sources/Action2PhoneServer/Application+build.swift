@@ -24,7 +24,9 @@ public func buildApplication(
 ) -> some ApplicationProtocol {
     let router = Router(context: AppRequestContext.self)
     router.addMiddleware { ErrorLoggingMiddleware() }
-    let health = HealthController(store: store)
+    // (The outbox, when one of the services is the outbox worker: `/healthz` says when it holds every send.)
+    let worker = services.lazy.compactMap { $0 as? OutboxWorker }.first
+    let health = HealthController(store: store, sendsHeld: { worker?.sendsHeld ?? false })
     router.get("/healthz", use: health.health)
     router.head("/healthz", use: health.head)  // monitors that probe with HEAD
     let sms = SMSController(gate: WebhookGate(config: config), store: store, handler: handler, locks: PhoneLocks(), clock: clock)

@@ -25,6 +25,10 @@ public struct OutboxWorker: Service {
     let outagePause: OutboxPause
     let logger: Logger
 
+    /// Whether every send is held because Twilio refused the credentials (until a check finds them accepted):
+    /// `/healthz` says so.
+    var sendsHeld: Bool { outagePause.gate(now: .now) == .held }
+
     public init(
         store: any Store,
         sender: any MessageSender,

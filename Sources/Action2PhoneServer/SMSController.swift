@@ -100,19 +100,26 @@ struct SMSController: Sendable {
     }
 }
 
-/// `GET /healthz`: 200 with a small JSON body when the database answers, else 503.
+/// `GET /healthz`: 200 with a small JSON body when the database answers, else 503. While the outbox holds every send
+/// because Twilio refused the credentials, the body says `"outbox":"held"` (still 200: the webhooks are answered, and
+/// a load balancer must not take the server away for it; a monitor can alert on the field).
 struct HealthController: Sendable {
     let store: any Store
+    /// Whether the outbox holds every send (`OutboxWorker.sendsHeld`), when there is an outbox.
+    let sendsHeld: @Sendable () -> Bool
     /// When a failed check was last logged: at most one a second is (the endpoint needs no signature, and a flood
     /// of checks while the database is in trouble would otherwise fill the log).
     private let lastLogged = Locked<ContinuousClock.Instant?>(nil)
 
-    init(store: any Store) { self.store = store }
+    init(store: any Store, sendsHeld: @escaping @Sendable () -> Bool = { false }) {
+        self.store = store
+        self.sendsHeld = sendsHeld
+    }
 
     @Sendable func health(_ request: Request, context: AppRequestContext) async -> Response {
         do {
             try await store.ping()
-            return json(.ok, #"{"status":"ok","database":"ok"}"#)
+            return json(.ok, sendsHeld() ? #"{"status":"ok","database":"ok","outbox":"held"}"# : #"{"status":"ok","database":"ok"}"#)
         } catch {
             let due = lastLogged.withLock { last in
                 guard last.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true else { return false }

@@ -480,6 +480,63 @@ struct OutboxWorkerTests {
         for number in numbers { #expect(fake.created(to: number).count <= 1, "\(number)") }
     }
 
+    @Test func healthzSaysWhenEverySendIsHeldForRefusedCredentials() async throws {
+        // Given a server with its outbox worker, and a Twilio that refuses the credentials (a rotated token)
+        let fake = FakeTwilio()
+        fake.refuseCredentials(true)
+        try await fake.run { base in
+            let client = TwilioRESTClient(
+                baseURL: base,
+                accountSid: FakeTwilio.accountSid,
+                authToken: FakeTwilio.authToken,
+                sender: .number(FakeTwilio.from),
+                timeout: 30
+            )
+            let services: (SQLiteStore) -> [any Service] = { store in
+                [
+                    OutboxWorker(
+                        store: store,
+                        sender: TwilioSender(client: client),
+                        rate: 10,
+                        policy: OutboxHarness.fastPolicy,
+                        pollInterval: .milliseconds(10),
+                        credentialsCheckInterval: .milliseconds(200),
+                        logger: logger
+                    )
+                ]
+            }
+            try await TestServer.run(services: services) { server in
+                func health() async throws -> (Int, String) {
+                    let r = try await server.send("GET", "/healthz")
+                    return (r.status, r.body)
+                }
+                func waitFor(_ body: String) async throws -> (Int, String) {
+                    var last = try await health()
+                    for _ in 0..<200 where last.1 != body {
+                        try await Task.sleep(for: .milliseconds(50))
+                        last = try await health()
+                    }
+                    return last
+                }
+                #expect(try await health() == (200, #"{"status":"ok","database":"ok"}"#))
+                // When a text is refused with 20003, every send is held: /healthz says so, and stays 200 (the webhooks
+                // are answered; a load balancer must not take the server away for it)
+                try await DatabaseQueue(path: server.databasePath).write { db in
+                    try db.execute(
+                        sql: "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES (?, ?, 'direct', 'queued', ?, ?)",
+                        arguments: ["+14155554000", "the committee meets at six", Date(), Date()]
+                    )
+                }
+                let held = try await waitFor(#"{"status":"ok","database":"ok","outbox":"held"}"#)
+                #expect(held == (200, #"{"status":"ok","database":"ok","outbox":"held"}"#))
+                // And once a check finds the credentials accepted again, the field goes
+                fake.refuseCredentials(false)
+                let lifted = try await waitFor(#"{"status":"ok","database":"ok"}"#)
+                #expect(lifted == (200, #"{"status":"ok","database":"ok"}"#))
+            }
+        }
+    }
+
     @Test func aCheckOfTheCredentialsReadsTheAccountWithoutSending() async throws {
         let h = try OutboxHarness()
         let fake = FakeTwilio()
