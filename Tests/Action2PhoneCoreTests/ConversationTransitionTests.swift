@@ -1613,6 +1613,36 @@ struct ConversationTransitionTests {
                 "\(text)"
             )
         }
+        // LOGOUT too: "Reply LOGIN" would be refused
+        var state = ConversationState(lastActivity: recent)
+        let d = try engine.reduce(&state, Inbound(text: "LOGOUT"), facts: locked, now: t0)
+        #expect(
+            d.replies == [
+                "You are not logged in. The account is locked until 09:10 UTC. Try LOGIN again then, comrade, or ask an organiser to reset your passcode."
+            ]
+        )
+        #expect(Segments.count(d.replies[0]).segments == 1)
+    }
+
+    @Test func helpOrResetWithAQuestionMarkIsTheKeywordAtEveryRegistrationQuestion() throws {
+        let registering: [Step] = [
+            .askedFirstName, .askedLastName(first: "Olga"), .askedEmail(first: "Olga", last: "Ivanova"),
+            .askedPasscode(first: "Olga", last: "Ivanova", email: "olga@example.org"),
+            .askedPasscodeAgain(first: "Olga", last: "Ivanova", email: "olga@example.org", pending: pendingHash),
+        ]
+        for asked in registering {
+            for (loose, keyword) in [("Help?", "HELP"), ("info??", "HELP"), ("Reset?", "RESET"), ("menu?", "RESET")] {
+                var expected = ConversationState(step: asked, lastActivity: recent)
+                let plain = try engine.reduce(&expected, Inbound(text: keyword), facts: facts(registered: false), now: t0)
+                var state = ConversationState(step: asked, lastActivity: recent)
+                let d = try engine.reduce(&state, Inbound(text: loose), facts: facts(registered: false), now: t0)
+                #expect(d.replies == plain.replies && state == expected, "\(asked) + \(loose): \(d.replies)")
+            }
+        }
+        // (with more words it is still an answer, and is said to be a command: "HELP alone says where you are")
+        var state = ConversationState(step: .askedFirstName, lastActivity: recent)
+        let more = try engine.reduce(&state, Inbound(text: "Help? me"), facts: facts(registered: false), now: t0)
+        #expect(state.step == .askedFirstName && more.replies.count == 1 && !more.replies[0].contains("STOP opts out"), "\(more.replies)")
     }
 
     @Test func optingBackInSaysTheNextStepInOneText() throws {

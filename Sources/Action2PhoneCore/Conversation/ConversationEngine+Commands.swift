@@ -44,7 +44,11 @@ extension ConversationEngine {
             login(account, passcode: step.input.argument, &state, &step)
         case .logout:
             guard state.isLoggedIn else {
-                return step.reply(step.account == nil ? Copy.needAccount : "You are not logged in, comrade. Reply LOGIN to log in.")
+                guard let account = step.account else { return step.reply(Copy.needAccount) }
+                if isLocked(account, now: step.now) {
+                    return step.reply("You are not logged in. " + Copy.locked(until: account.lockedUntil!, in: settings.localTime))
+                }
+                return step.reply("You are not logged in, comrade. Reply LOGIN to log in.")
             }
             state.loggedInAt = nil
             step.reply("You are logged out. Da svidaniya, comrade! Reply LOGIN to return.")

@@ -232,6 +232,11 @@ public struct ConversationEngine: Sendable {
         let asksOldPasscode = state.step == .askedLoginPasscode || state.step == .askedCurrentPasscode
         // (A loosely read command there is an answer, as before such forms were read: "log in 1917" may be a passcode.)
         if asksOldPasscode && input.commandIsLoose { return .answer }
+        // HELP or RESET alone with a question mark ("Help?", "Reset?") is the keyword at every other question too, as
+        // with none open: no name, email or new passcode can be it.
+        if input.commandIsLoose, input.commandWords == 1, input.argument.isEmpty, let command, command == .help || command == .reset {
+            return command == .help ? .help : .reset
+        }
         // At the login passcode question, LOGIN again (bare, or with the passcode as HELP shows it) is the
         // command: "LOGIN secret" is not the passcode "LOGIN secret", and is not a wrong try.
         if state.step == .askedLoginPasscode && input.command == "LOGIN" { return .command(.login) }
