@@ -63,7 +63,9 @@ struct WebhookGate: Sendable {
         guard let fields = FormCodec.decode(Array(buffer.readableBytesView)) else {
             throw WebhookRejection(.badRequest, "undecodable form body")
         }
-        let url = signedURL(request)
+        guard let url = signedURL(request) else {
+            throw WebhookRejection(.badRequest, "the Host header is not a host name and port")
+        }
         let signature = request.headers[.twilioSignature]
         guard validator.isValid(signature: signature, url: url, params: fields) else {
             throw WebhookRejection(
@@ -96,10 +98,13 @@ struct WebhookGate: Sendable {
     }
 
     /// The URL Twilio signed: the public base URL plus the raw request target, or, without one, the URL
-    /// rebuilt from `X-Forwarded-Proto` and `Host`. The query's bytes are kept exactly as received.
-    func signedURL(_ request: Request) -> String {
+    /// rebuilt from `X-Forwarded-Proto` and `Host`. The query's bytes are kept exactly as received. Nil for a
+    /// `Host` that is not a host and port: with a path, a query or a fragment in it (`bot.example.org/sms/status#`),
+    /// a webhook signed for another URL of the account would pass as one signed for this one.
+    func signedURL(_ request: Request) -> String? {
         let target = request.uri.description
         if let publicURL { return publicURL + target }
+        if let authority = request.head.authority, !Self.isHostAndPort(authority) { return nil }
         var scheme = request.head.scheme ?? "http"
         if let proto = request.headers[.forwardedProto]?.split(separator: ",").first?.trimmingWhitespace().lowercased(),
             proto == "http" || proto == "https"
@@ -107,6 +112,23 @@ struct WebhookGate: Sendable {
             scheme = proto
         }
         return scheme + "://" + (request.head.authority ?? "localhost") + target
+    }
+}
+
+extension WebhookGate {
+    /// Whether `authority` can only be a host and a port (RFC 9110 §7.2): letters, digits, dots, hyphens and
+    /// underscores, the brackets and colons of an IPv6 address, a colon before the port. No `/`, `?`, `#`, `@` or `%`.
+    static func isHostAndPort(_ authority: String) -> Bool {
+        !authority.isEmpty
+            && authority.utf8.allSatisfy { b in
+                switch b {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                    true
+                case UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"):
+                    true
+                default: false
+                }
+            }
     }
 }
 

@@ -338,6 +338,19 @@ struct WebhookRouteTests {
                 signature: .signedWith(token: TestServer.token, url: "https://\(host)/sms")
             )
             #expect(wrongScheme.status == 403)
+            // A Host with more than a host and port in it is refused: with it, a request signed for another URL of
+            // the account (here a status callback's) would pass as an inbound text
+            for forged in ["\(host)/sms/status#", "\(host)/sms/status?", "evil@\(host)", "\(host)%2F"] {
+                let statusURL = "http://\(host)/sms/status"
+                let replayed = try await server.post(
+                    fields: smsFields(body: "hi"),
+                    signature: .signedWith(token: TestServer.token, url: statusURL),
+                    headers: ["Host": forged]
+                )
+                #expect(replayed.status == 400, "\(forged): \(replayed.status)")
+                #expect(replayed.body.contains("the Host header is not a host name and port"), "\(replayed.body)")
+            }
+            #expect(try server.count("inbound") == 2)
         }
     }
 
