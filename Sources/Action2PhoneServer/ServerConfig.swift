@@ -206,6 +206,13 @@ extension ServerConfig {
             }
             return sid
         }
+        // Both would leave one unused without a word: the number, with the Messaging Service's own settings (its
+        // Advanced Opt-Out among them) silently bypassed, or the reverse.
+        if config.fromNumber != nil && config.messagingServiceSid != nil {
+            throw ConfigError(
+                "\(name(.fromNumber)) and \(name(.messagingServiceSid)) are both set: set one. Texts go from the number, or through the Messaging Service, which picks from its own numbers (an empty flag, --from-number '' or --messaging-service-sid '', clears the environment's)"
+            )
+        }
         if requireSender && !local && config.fromNumber == nil && config.messagingServiceSid == nil {
             throw ConfigError("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID: REST sends need a sender")
         }

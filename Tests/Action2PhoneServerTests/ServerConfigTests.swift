@@ -222,6 +222,24 @@ struct ServerConfigTests {
                     && "\(error)".contains("TWILIO_MESSAGING_SERVICE_SID")
             }
         }
+        // A number and a Messaging Service both set are refused, whichever way each was given; an empty flag clears one
+        let service = "MG" + String(repeating: "a", count: 32)
+        let both = twilio.merging(["TWILIO_FROM_NUMBER": "+14155550100", "TWILIO_MESSAGING_SERVICE_SID": service]) { $1 }
+        for (flags, environment, named) in [
+            ([ConfigKey: String](), both, "TWILIO_FROM_NUMBER and TWILIO_MESSAGING_SERVICE_SID are both set: set one."),
+            (
+                [.messagingServiceSid: service], twilio.merging(["TWILIO_FROM_NUMBER": "+14155550100"]) { $1 },
+                "TWILIO_FROM_NUMBER and --messaging-service-sid are both set"
+            ),
+        ] {
+            #expect {
+                try ServerConfig.resolve(flags: flags.merging([.database: db]) { $1 }, environment: environment)
+            } throws: { error in
+                "\(error)".contains(named)
+            }
+        }
+        let cleared = try ServerConfig.resolve(flags: [.database: db, .fromNumber: ""], environment: both)
+        #expect(cleared.fromNumber == nil && cleared.messagingServiceSid == service)
         for digits in ["1234", "1234567"] {
             #expect(throws: ConfigError("TWILIO_FROM_NUMBER '\(digits)' is not a phone number")) {
                 try ServerConfig.resolve(flags: [.database: db], environment: twilio.merging(["TWILIO_FROM_NUMBER": digits]) { $1 })
