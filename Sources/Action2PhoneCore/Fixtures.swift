@@ -30,7 +30,10 @@ public struct ConversationFixture: Codable, Sendable {
         public var wait: Double?
         public var expect: Expectation?
 
+        enum CodingKeys: String, CodingKey, CaseIterable { case from, body, params, messageSid, wait, expect }
+
         public init(from decoder: any Decoder) throws {
+            try FixtureKeys.refuseOthers(than: CodingKeys.self, in: decoder, what: "a step")
             let c = try decoder.container(keyedBy: CodingKeys.self)
             from = try c.decodeIfPresent(String.self, forKey: .from) ?? ""
             body = try c.decodeIfPresent(String.self, forKey: .body) ?? ""
@@ -69,6 +72,21 @@ public struct ConversationFixture: Codable, Sendable {
         public var matches: String?
         public var empty: Bool?
         public var status: Int?
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case contains, notContains, matches, empty, status }
+
+        /// No check but the status, 200: what a step without `expect` is held to.
+        public init() {}
+
+        public init(from decoder: any Decoder) throws {
+            try FixtureKeys.refuseOthers(than: CodingKeys.self, in: decoder, what: "expect")
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            contains = try c.decodeIfPresent([String].self, forKey: .contains)
+            notContains = try c.decodeIfPresent([String].self, forKey: .notContains)
+            matches = try c.decodeIfPresent(String.self, forKey: .matches)
+            empty = try c.decodeIfPresent(Bool.self, forKey: .empty)
+            status = try c.decodeIfPresent(Int.self, forKey: .status)
+        }
 
         /// What differs from the expectation; empty when the reply is as expected.
         public func mismatches(status: Int, messages: [String]) -> [String] {
@@ -114,6 +132,29 @@ public struct ConversationFixture: Codable, Sendable {
             }
         }
         return fixture
+    }
+}
+
+/// A key a fixture's object does not have is refused, naming the ones it has: a misspelled `expect` or `contains`
+/// would otherwise drop its check unread, and the script pass without it.
+public enum FixtureKeys {
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public static func refuseOthers<Keys: CodingKey & CaseIterable>(than keys: Keys.Type, in decoder: any Decoder, what: String) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        let known = Keys.allCases.map(\.stringValue)
+        if let unknown = c.allKeys.first(where: { !known.contains($0.stringValue) }) {
+            throw DecodingError.dataCorruptedError(
+                forKey: unknown,
+                in: c,
+                debugDescription: "\(what) has no key \"\(unknown.stringValue)\"; its keys are \(known.joined(separator: ", "))"
+            )
+        }
     }
 }
 

@@ -103,8 +103,9 @@ struct Replay: AsyncParsableCommand {
             if status != 200 { print("   [HTTP \(status)]") }
             if messages.isEmpty { print("   (no reply)") }
             for m in messages { print("bot > " + m.replacing("\n", with: "\n      ")) }
-            if check, let expect = step.expect {
-                for problem in expect.mismatches(status: status, messages: messages) {
+            if check {
+                // A step without `expect` is still held to its status, 200.
+                for problem in (step.expect ?? .init()).mismatches(status: status, messages: messages) {
                     mismatches += 1
                     printError("MISMATCH \(path) step \(i + 1) (\(step.body.prefix(40))): \(problem)")
                 }
@@ -212,9 +213,10 @@ struct RecordedWebhook: Decodable {
     var bodyRepeat: Int?
     var status: Int?
 
-    enum CodingKeys: String, CodingKey { case name, url, method, headers, params, body, bodyRepeat, status }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, url, method, headers, params, body, bodyRepeat, status }
 
     init(from decoder: any Decoder) throws {
+        try FixtureKeys.refuseOthers(than: CodingKeys.self, in: decoder, what: "a recorded webhook")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decodeIfPresent(String.self, forKey: .name)
         url = try c.decode(String.self, forKey: .url)

@@ -674,6 +674,26 @@ struct CLITests {
         ).write(to: terse)
         let tolerated = try await Executable.run(["replay", "--fresh", "--check", terse.path])
         #expect(tolerated.status == 0, "\(tolerated.stdout)\n\(tolerated.stderr)")
+        // A step without `expect` is still held to status 200
+        let unexpected = dir.appendingPathComponent("unexpected.json")
+        try Data(#"{"name":"unexpected","steps":[{"body":"HELP"},{"from":"+14155550100","body":"HELP"}]}"#.utf8).write(to: unexpected)
+        let unchecked = try await Executable.run(["replay", "--fresh", "--check", unexpected.path])
+        #expect(unchecked.status == 1, "\(unchecked.stdout)\n\(unchecked.stderr)")
+        #expect(unchecked.stderr.contains("step 1 (HELP): status: expected 200, got 400") && !unchecked.stderr.contains("step 2"))
+        // A misspelled key is refused, not read as no check at all
+        for (json, key, what) in [
+            (#"{"name":"typo","steps":[{"from":"+14155550100","body":"HELP","expect":{"contain":["not in the reply"]}}]}"#, "contain", "expect"),
+            (#"{"name":"typo","steps":[{"from":"+14155550100","body":"HELP","expcet":{"contains":["not in the reply"]}}]}"#, "expcet", "a step"),
+        ] {
+            let typo = dir.appendingPathComponent("typo.json")
+            try Data(json.utf8).write(to: typo)
+            let refusedTypo = try await Executable.run(["replay", "--fresh", "--check", typo.path])
+            #expect(refusedTypo.status == 1 && refusedTypo.stderr.contains("\(what) has no key \"\(key)\""), "\(refusedTypo.stderr)")
+        }
+        let rawTypo = dir.appendingPathComponent("raw-typo.json")
+        try Data(#"{"url":"https://bot.example.org/sms","stauts":403}"#.utf8).write(to: rawTypo)
+        let refusedRaw = try await Executable.run(["replay", "--raw", "--fresh", "--check", rawTypo.path])
+        #expect(refusedRaw.status == 1 && refusedRaw.stderr.contains("a recorded webhook has no key \"stauts\""), "\(refusedRaw.stderr)")
     }
 
     @Test func replayOverHTTPSignsLikeTwilio() async throws {
