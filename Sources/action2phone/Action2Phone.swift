@@ -17,12 +17,13 @@ struct Action2Phone: AsyncParsableCommand {
     /// The options of the commands that take a free text, which may start with "-" ("-5 degrees tonight",
     /// "- bring the hammer"): flags, and options that take a value.
     private static let textCommands: [String: (flags: Set<String>, valued: Set<String>)] = [
-        "send": (["-h", "--help"], ["--db"]),
-        "broadcast": (["-h", "--help", "--yes"], ["--db"]),
+        "send": (["--help"], ["--db"]),
+        "broadcast": (["--help", "--yes"], ["--db"]),
     ]
 
     /// The parser reads a text starting with "-" as flags: an `h` among them showed the help and sent nothing
-    /// (exit 0), and "-5 degrees" was a missing argument. When `send` or `broadcast` has an argument that reads as
+    /// (exit 0; so `send` and `broadcast` take `--help` alone, and "-hello" is an error), and "-5 degrees" was a
+    /// missing argument. When `send` or `broadcast` has an argument that reads as
     /// text (`textLike`), its own options go first and every other argument after `--`, where nothing is a flag; an
     /// unknown flag then stays an error (an argument too many). Other commands, and arguments that may be flags
     /// (`--dry-run`, `-x`), are left to the parser.

@@ -7,11 +7,13 @@ import TwilioKit
 /// `action2phone send PHONE|EMAIL TEXT`
 struct Send: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Message one person: into their inbox, and texted through the outbox (sent by a running serve)."
+        abstract: "Message one person: into their inbox, and texted through the outbox (sent by a running serve).",
+        // --help only: with -h, a text such as "-hello" printed the help and exited 0, nothing sent.
+        helpNames: [.long]
     )
     @OptionGroup var store: StoreOptions
     @Argument(help: "The person's phone (E.164 or 415-555-0100), or email, as the SEND command takes.") var recipient: String
-    @Argument(help: "The text (quote it).") var text: String
+    @Argument(help: "The text (quote it; one starting with - goes after --).") var text: String
 
     func run() async throws {
         let body = Inbound.composed(text.trimmingWhitespace())
@@ -43,10 +45,11 @@ struct Send: AsyncParsableCommand {
 /// `action2phone broadcast TEXT [--yes]`
 struct Broadcast: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Message everyone: into every inbox, and texted to each reachable person through the outbox."
+        abstract: "Message everyone: into every inbox, and texted to each reachable person through the outbox.",
+        helpNames: [.long]
     )
     @OptionGroup var store: StoreOptions
-    @Argument(help: "The text (quote it).") var text: String
+    @Argument(help: "The text (quote it; one starting with - goes after --).") var text: String
     @Flag(help: "Send without asking.") var yes = false
 
     func run() async throws {

@@ -417,6 +417,8 @@ struct CLITests {
         // still the help
         for arguments in [
             ["broadcast", "-Meeting at the hall", "--yse"], ["broadcast", "--yes", "--dry-run"], ["send", "4155550100", "--dry-run"],
+            // (a one-word text such as "-hello" cannot be told from flags: an error, not the help and exit 0 with nothing sent)
+            ["send", "4155550100", "-hello"], ["send", "4155550100", "-help"], ["broadcast", "-hey", "--yes"],
         ] {
             let refused = try await Executable.run(arguments + ["--db", db])
             #expect(refused.status == 64 && refused.stderr.hasPrefix("Error: "), "\(arguments): \(refused.stderr)")
