@@ -88,10 +88,12 @@ struct Doctor: AsyncParsableCommand {
             let url = url?.isEmpty == false ? url : nil
             let signed = publicURL + "/sms"
             let expected = ServerConfig.displayed(signed)
-            if url == signed, let method, method.uppercased() != "POST" {
-                fail("\(what) is \(expected), but called with HTTP \(method)", fix: fix + " (HTTP POST)")
-            } else if url == signed {
-                ok("\(what) is \(expected)\(method.map { " (\($0))" } ?? "")")
+            let reaches = url.map { Self.reachesWebhook($0, signed: signed) } ?? false
+            let shown = url.map(ServerConfig.displayed) ?? expected
+            if reaches, let method, method.uppercased() != "POST" {
+                fail("\(what) is \(shown), but called with HTTP \(method)", fix: fix + " (HTTP POST)")
+            } else if reaches {
+                ok("\(what) is \(shown)\(method.map { " (\($0))" } ?? "")")
             } else {
                 fail(
                     "\(what) is \(url.map { "'\(ServerConfig.displayed($0))'" } ?? "not set"), not \(expected): signatures are checked against \(expected)",
@@ -144,5 +146,20 @@ struct Doctor: AsyncParsableCommand {
         }
         guard failures == 0 else { throw CLIError("\(failures) check(s) failed (see above)") }
         print("All checks passed.")
+    }
+
+    /// Whether Twilio calling `url` reaches the webhook whose signatures are checked against `signed` (`{public URL}/sms`):
+    /// the same scheme, host in any case, port (443 or 80 written or not) and path (a trailing slash names the same
+    /// one), and any query (signed as it is received). No user or fragment, as before.
+    static func reachesWebhook(_ url: String, signed: String) -> Bool {
+        guard let a = URLComponents(string: url), let b = URLComponents(string: signed) else { return false }
+        func port(_ c: URLComponents) -> Int? {
+            c.port ?? ["https": 443, "http": 80][c.scheme?.lowercased() ?? ""]
+        }
+        func path(_ c: URLComponents) -> String {
+            c.percentEncodedPath.hasSuffix("/") ? String(c.percentEncodedPath.dropLast()) : c.percentEncodedPath
+        }
+        return a.scheme?.lowercased() == b.scheme?.lowercased() && a.host?.lowercased() == b.host?.lowercased() && port(a) == port(b)
+            && path(a) == path(b) && a.user == nil && a.password == nil && a.fragment == nil
     }
 }

@@ -881,6 +881,21 @@ struct DoctorTests {
             #expect(r.stdout.contains("FAIL  its SMS webhook is 'https://old.example.org/twilio', not https://bot.example.org/sms"))
             #expect(r.stdout.contains("fix: Console → Phone Numbers"))
         }
+        // A URL the server checks the same way passes: a trailing slash, a query (signed as received), the default
+        // port written, the host in capitals; another path, scheme or port does not
+        for (url, passes) in [
+            ("https://bot.example.org/sms/", true), ("https://bot.example.org/sms?src=twilio", true), ("https://bot.example.org:443/sms", true),
+            ("https://BOT.example.org/sms", true), ("https://bot.example.org/sms/status", false), ("http://bot.example.org/sms", false),
+            ("https://bot.example.org:8443/sms", false), ("https://bot.example.org/SMS", false),
+        ] {
+            let configured = FakeTwilio()
+            configured.setSMSURL(url)
+            try await configured.run { base in
+                let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: environment(base))
+                #expect((r.status == 0) == passes, "\(url): \(r.stdout)")
+                #expect(r.stdout.contains(passes ? "ok    its SMS webhook is \(url) (POST)" : "FAIL  its SMS webhook is '\(url)'"), "\(r.stdout)")
+            }
+        }
     }
 
     @Test func rejectedCredentialsUnknownSenderAndNoPublicURL() async throws {
