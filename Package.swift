@@ -19,8 +19,11 @@ let package = Package(
     targets: [
         // OpenSSL's libcrypto from the system (libssl-dev): HMAC, SHA-256, PBKDF2, RAND_bytes, CRYPTO_memcmp.
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // libcurl from the system (libcurl4-openssl-dev): the REST client's transport, driven by a thread of its own
+        // (URLSession's libcurl driver spins while a new connection's first answer is awaited: README, "Dependencies").
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // The Twilio protocol: knows nothing of the bot, imports neither GRDB nor Hummingbird.
-        .target(name: "TwilioKit", dependencies: ["CLibCrypto"]),
+        .target(name: "TwilioKit", dependencies: ["CLibCrypto", "CCurl"]),
         // The bot: conversation engine, store, outbox.
         .target(
             name: "Action2PhoneCore",

@@ -27,7 +27,8 @@ public struct TwilioRESTClient: Sendable {
     private let authorization: String
     public let sender: Sender
     public let statusCallback: String?
-    private let session: URLSession
+    /// This client's connections to the API, and the thread that drives them.
+    private let transport = CurlTransport()
     /// How long one request may take in all, its answer included.
     private let deadline: Duration
 
@@ -46,18 +47,10 @@ public struct TwilioRESTClient: Sendable {
         self.authorization = "Basic " + Crypto.base64(Array("\(accountSid):\(authToken)".utf8))
         self.sender = sender
         self.statusCallback = statusCallback
-        let configuration = URLSessionConfiguration.ephemeral
-        // swift-corelibs-foundation truncates a fractional timeout, and 0 fails every request at once.
-        configuration.timeoutIntervalForRequest = max(1, timeout.rounded(.up))
-        // That one fires only when nothing arrives for so long: an answer that trickles in a byte at a time would hold
-        // the send (and the number's queue, and a shutdown) for as long as it lasts. The whole request gets twice as
-        // long (corelibs ignores `timeoutIntervalForResource`, so `perform` keeps this deadline itself).
+        // `timeout` (at least a second) is how long an answer may keep silent, or a connection take to be made; an
+        // answer that trickles in a byte at a time would otherwise hold the send (and the number's queue, and a
+        // shutdown) for as long as it lasts, so the whole request gets twice as long (`CurlTransport`).
         self.deadline = .seconds(2 * max(1, timeout.rounded(.up)))
-        configuration.httpMaximumConnectionsPerHost = 64
-        configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
-        // (The session's delegate, not a task's: swift-corelibs-foundation follows redirects past a delegate given
-        // to `data(for:delegate:)`.)
-        self.session = URLSession(configuration: configuration, delegate: RefusingRedirects.shared, delegateQueue: nil)
     }
 
     // MARK: - Messages
@@ -151,60 +144,37 @@ public struct TwilioRESTClient: Sendable {
         var request = request
         request.setValue(authorization, forHTTPHeaderField: "Authorization")
         request.setValue("application/json", forHTTPHeaderField: "Accept")
-        let data: Data
-        let response: HTTPURLResponse
-        do {
-            let (d, r) = try await Self.within(deadline) { [session, request] in try await session.data(for: request) }
-            guard let http = r as? HTTPURLResponse else { return .failure(.transport(.maybeSent, "not an HTTP response")) }
-            data = d
-            response = http
-        } catch let error as URLError {
-            return .failure(.transport(Self.classify(error), Self.describe(error)))
-        } catch {
-            return .failure(.transport(.maybeSent, "\(error)"))
+        let answer: CurlTransport.Answer
+        switch await transport.perform(request, timeout: deadline) {
+        case .success(let a): answer = a
+        case .failure(let error): return .failure(.transport(Self.classify(error), Self.describe(error)))
         }
         // A redirect is not followed: the credentials go to TWILIO_API_BASE_URL alone (a redirected POST would also
         // have lost its body). Twilio's API does not redirect; whoever answered did not create the message.
-        if (300..<400).contains(response.statusCode) {
+        if (300..<400).contains(answer.status) {
             return .failure(
                 .transport(
                     .notSent,
-                    "the API answered HTTP \(response.statusCode), a redirect; not followed (the credentials go to TWILIO_API_BASE_URL only)"
+                    "the API answered HTTP \(answer.status), a redirect; not followed (the credentials go to TWILIO_API_BASE_URL only)"
                 )
             )
         }
-        guard response.statusCode == status || (200..<300).contains(response.statusCode) else {
-            let body = try? JSONDecoder().decode(APIError.self, from: data)
+        guard answer.status == status || (200..<300).contains(answer.status) else {
+            let body = try? JSONDecoder().decode(APIError.self, from: answer.body)
             return .failure(
                 .http(
-                    status: response.statusCode,
+                    status: answer.status,
                     code: body?.code,
-                    message: body?.message ?? "[HTTP \(response.statusCode)] Failed to execute request",
+                    message: body?.message ?? "[HTTP \(answer.status)] Failed to execute request",
                     moreInfo: body?.moreInfo,
-                    retryAfter: Self.retryAfter(response.value(forHTTPHeaderField: "Retry-After"))
+                    retryAfter: Self.retryAfter(answer.headers["retry-after"])
                 )
             )
         }
         do {
-            return .success(try JSONDecoder().decode(T.self, from: data))
+            return .success(try JSONDecoder().decode(T.self, from: answer.body))
         } catch {
-            return .failure(.undecodable("HTTP \(response.statusCode) with a body that is not the expected JSON: \(error)"))
-        }
-    }
-
-    /// `work`, or `URLError(.timedOut)` once `deadline` has passed (`work` is cancelled then, which cancels a request).
-    static func within<T: Sendable>(_ deadline: Duration, _ work: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T.self) { group in
-            group.addTask { try await work() }
-            group.addTask {
-                // In slices of a second: a cancelled sleep keeps its memory until its time would have come, and at 500
-                // sends a second one sleep of the whole deadline per request held 10 MB more during a broadcast.
-                let end = ContinuousClock.now + deadline
-                while case let left = end - ContinuousClock.now, left > .zero { try await Task.sleep(for: min(left, .seconds(1))) }
-                throw URLError(.timedOut)
-            }
-            defer { group.cancelAll() }
-            return try await group.next()!
+            return .failure(.undecodable("HTTP \(answer.status) with a body that is not the expected JSON: \(error)"))
         }
     }
 
@@ -389,21 +359,5 @@ extension TwilioRESTClient: CustomStringConvertible, CustomDebugStringConvertibl
     public var debugDescription: String { description }
     public var customMirror: Mirror {
         Mirror(self, children: ["baseURL": URLPassword.masked(baseURL), "accountSid": accountSid, "sender": sender])
-    }
-}
-
-/// Turns every redirect down, so that the request's `Authorization` (the account's credentials) is never sent to
-/// another host, and the 3xx itself is the answer.
-final class RefusingRedirects: NSObject, URLSessionTaskDelegate, Sendable {
-    static let shared = RefusingRedirects()
-
-    func urlSession(
-        _ session: URLSession,
-        task: URLSessionTask,
-        willPerformHTTPRedirection response: HTTPURLResponse,
-        newRequest request: URLRequest,
-        completionHandler: @escaping @Sendable (URLRequest?) -> Void
-    ) {
-        completionHandler(nil)
     }
 }

@@ -175,6 +175,50 @@ struct ServeProcessTests {
         #expect(!log.contains(FakeTwilio.authToken))
     }
 
+    @Test func aSendWaitingForASlowTwilioCostsNoCPU() async throws {
+        let dir = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
+        let db = dir.appendingPathComponent("a.sqlite").path
+        // Given a text queued for a number the fake Twilio answers only after 6 s, on a connection of its own
+        let store = try Action2PhoneCoreStore.open(db)
+        try await store.write { db in
+            try db.execute(
+                sql:
+                    "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES ('+15005550503', 'patience', 'operator', 'queued', ?, ?)",
+                arguments: [Date(), Date()]
+            )
+        }
+        let fake = FakeTwilio(slowDelay: .seconds(6))
+        try await fake.run { base in
+            let process = try Executable.start(
+                ["serve", "--port", "0", "--db", db],
+                environment: [
+                    "TWILIO_ACCOUNT_SID": FakeTwilio.accountSid, "TWILIO_AUTH_TOKEN": FakeTwilio.authToken, "TWILIO_FROM_NUMBER": FakeTwilio.from,
+                    "TWILIO_API_BASE_URL": base,
+                ],
+                output: dir.appendingPathComponent("out.log")
+            )
+            defer { process.interrupt() }
+            let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+            while fake.posts(to: "+15005550503").isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(!fake.posts(to: "+15005550503").isEmpty, "the server never sent")
+            // When the server waits 4 s for the answer
+            try await Task.sleep(for: .milliseconds(500))
+            let before = try cpuSeconds(process.processIdentifier)
+            try await Task.sleep(for: .seconds(4))
+            let spent = try cpuSeconds(process.processIdentifier) - before
+            // Then it spends next to no CPU meanwhile (URLSession's driver spun at a core or more until the answer came)
+            #expect(spent < 0.5, "\(spent) s of CPU in 4 s of waiting")
+        }
+    }
+
+    /// The CPU time `pid` has spent, user and system, from /proc.
+    func cpuSeconds(_ pid: pid_t) throws -> Double {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // (The fields after the command's closing parenthesis: utime and stime are the 12th and 13th.)
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+        return (Double(fields[11])! + Double(fields[12])!) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     @Test func aSecondServeOnTheSameDatabaseIsRefused() async throws {
         let dir = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
         let db = dir.appendingPathComponent("a.sqlite").path

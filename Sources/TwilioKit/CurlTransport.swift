@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: Apache-2.0
+import CCurl
+import Foundation
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The REST client's HTTP requests, through libcurl's multi interface, driven by a thread of its own that waits in
+/// `curl_multi_poll` between socket events. Each client has its own, with its own connections kept for the next
+/// request (as each had its own URLSession); the thread starts with the first request and ends once the client is
+/// gone and its last request is answered.
+///
+/// Not URLSession: swift-corelibs-foundation drives the same libcurl with a dispatch source per socket and direction,
+/// and keeps the write source it made while a new connection was being set up after libcurl has stopped asking for
+/// it. A connected socket is always writable, so until the first answer on each new connection arrived (up to the
+/// timeout, 15 s, while Twilio is slow) that source fired without pause, and the server spent a core on it.
+///
+/// Failures come back as the `URLError` URLSession would throw, which `TwilioRESTClient` classifies.
+final class CurlTransport: Sendable {
+    /// An answer: its status, its headers (names in lower case; the last of a repeated one) and its body.
+    struct Answer {
+        var status: Int
+        var headers: [String: String]
+        var body: Data
+    }
+
+    /// The most of an answer's body kept: Twilio's pages are tens of kilobytes; past this, the answer is not Twilio's.
+    static let bodyLimit = 8 << 20
+
+    private let loop = CurlLoop()
+
+    init() {}
+
+    deinit { loop.stop() }
+
+    /// The answer to `request`, or the `URLError` of its failure. `timeout` bounds the whole request; a connection
+    /// not made, or an answer silent, for half of it ends it too.
+    func perform(_ request: URLRequest, timeout: Duration) async -> Result<Answer, URLError> {
+        await loop.perform(request, timeout: timeout)
+    }
+}
+
+/// `CurlTransport`'s multi handle and the thread that drives it.
+private final class CurlLoop: @unchecked Sendable {
+    typealias Answer = CurlTransport.Answer
+
+    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+
+    /// One request, from `perform` until its answer: touched by the loop's thread only, but for `cancelRequested`,
+    /// under `lock`.
+    private final class Transfer: @unchecked Sendable {
+        let request: URLRequest
+        let timeout: Duration
+        var continuation: CheckedContinuation<Result<Answer, URLError>, Never>?
+        var easy: UnsafeMutableRawPointer?
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        var headers: [String: String] = [:]
+        var body = Data()
+        var tooLarge = false
+        var cancelRequested = false
+
+        init(request: URLRequest, timeout: Duration) {
+            self.request = request
+            self.timeout = timeout
+        }
+    }
+
+    private let multi: UnsafeMutableRawPointer
+    private let lock = NSLock()
+    /// Under `lock`: requests waiting for the loop to start them, every request not finished yet, whether the
+    /// thread runs, and whether the client is gone.
+    private var incoming: [Transfer] = []
+    private var unfinished: [ObjectIdentifier: Transfer] = [:]
+    private var started = false
+    private var stopping = false
+    /// The loop's thread only: the requests libcurl is running, by their easy handle.
+    private var running: [UnsafeMutableRawPointer: Transfer] = [:]
+
+    init() {
+        Self.globalInit
+        multi = curl_multi_init()
+        // As URLSession was set up: up to 64 connections to the API at once, each kept for the next request.
+        _ = a2p_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64)
+    }
+
+    deinit { curl_multi_cleanup(multi) }
+
+    /// The client is gone: the thread ends once the requests it has are answered.
+    func stop() {
+        lock.withLock { stopping = true }
+        curl_multi_wakeup(multi)
+    }
+
+    func perform(_ request: URLRequest, timeout: Duration) async -> Result<Answer, URLError> {
+        let transfer = Transfer(request: request, timeout: timeout)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                lock.withLock {
+                    transfer.continuation = continuation
+                    incoming.append(transfer)
+                    unfinished[ObjectIdentifier(transfer)] = transfer
+                    if !started {
+                        started = true
+                        let thread = Thread { [self] in loop() }
+                        thread.name = "a2p-curl"
+                        thread.start()
+                    }
+                }
+                curl_multi_wakeup(multi)
+            }
+        } onCancel: {
+            lock.withLock { transfer.cancelRequested = true }
+            curl_multi_wakeup(multi)
+        }
+    }
+
+    private func loop() {
+        while true {
+            let (new, cancelled, done) = lock.withLock {
+                defer { incoming.removeAll() }
+                return (incoming, unfinished.values.filter(\.cancelRequested), stopping && unfinished.isEmpty)
+            }
+            if done { return }  // (the thread lets go of this loop: its deinit closes the connections)
+            for transfer in new {
+                if let failure = start(transfer) { finish(transfer, .failure(failure)) }
+            }
+            for transfer in cancelled where transfer.continuation != nil {
+                if let easy = transfer.easy { curl_multi_remove_handle(multi, easy) }
+                finish(transfer, .failure(URLError(.cancelled)))
+            }
+            var stillRunning: Int32 = 0
+            curl_multi_perform(multi, &stillRunning)
+            var left: Int32 = 0
+            while let message = curl_multi_info_read(multi, &left) {
+                guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
+                let code = message.pointee.data.result
+                curl_multi_remove_handle(multi, easy)
+                guard let transfer = running[easy] else { continue }
+                finish(transfer, outcome(of: transfer, code))
+            }
+            // Woken by a socket, libcurl's own timers, or `curl_multi_wakeup` (a new request or a cancellation).
+            curl_multi_poll(multi, nil, 0, 10_000, nil)
+        }
+    }
+
+    /// Sets `transfer` up and hands it to libcurl; the failure when it cannot be.
+    private func start(_ transfer: Transfer) -> URLError? {
+        let request = transfer.request
+        guard let url = request.url?.absoluteString, let scheme = request.url?.scheme?.lowercased(), scheme == "http" || scheme == "https"
+        else { return URLError(.unsupportedURL) }
+        guard !transfer.cancelRequested else { return URLError(.cancelled) }
+        guard let easy = curl_easy_init() else { return URLError(.unknown) }
+        transfer.easy = easy
+        let me = Unmanaged.passUnretained(transfer).toOpaque()
+        let milliseconds = Int(transfer.timeout.components.seconds) * 1000 + Int(transfer.timeout.components.attoseconds / 1_000_000_000_000_000)
+        _ = url.withCString { a2p_easy_setopt_pointer(easy, CURLOPT_URL, $0) }  // (libcurl copies strings it is given)
+        _ = "http,https".withCString { a2p_easy_setopt_pointer(easy, CURLOPT_PROTOCOLS_STR, $0) }
+        _ = a2p_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        // No redirect is followed (libcurl's default, said here): the credentials go to TWILIO_API_BASE_URL alone.
+        _ = a2p_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0)
+        _ = a2p_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, max(1, milliseconds))
+        _ = a2p_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, max(1, milliseconds / 2))
+        // An answer that trickles in (under a byte a second for half the time) is given up as a timeout.
+        _ = a2p_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
+        _ = a2p_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, milliseconds / 2000))
+        _ = a2p_easy_setopt_callback(easy, CURLOPT_WRITEFUNCTION, Self.receiveBody)
+        _ = a2p_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
+        _ = a2p_easy_setopt_callback(easy, CURLOPT_HEADERFUNCTION, Self.receiveHeader)
+        _ = a2p_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, me)
+        // "Expect:" empty: no 100-continue round trip before a body is sent.
+        for line in (request.allHTTPHeaderFields ?? [:]).sorted(by: { $0.key < $1.key }).map({ "\($0.key): \($0.value)" }) + ["Expect:"] {
+            transfer.headerList = curl_slist_append(transfer.headerList, line)
+        }
+        _ = a2p_easy_setopt_pointer(easy, CURLOPT_HTTPHEADER, transfer.headerList)
+        let method = request.httpMethod?.uppercased() ?? "GET"
+        if method == "POST" {
+            let body = request.httpBody ?? Data()
+            _ = a2p_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, body.count)
+            _ = body.withUnsafeBytes { a2p_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)) }
+        } else if method != "GET" {
+            _ = method.withCString { a2p_easy_setopt_pointer(easy, CURLOPT_CUSTOMREQUEST, $0) }
+        }
+        guard curl_multi_add_handle(multi, easy) == CURLM_OK else { return URLError(.unknown) }
+        running[easy] = transfer
+        return nil
+    }
+
+    /// The answer, or the `URLError` URLSession would have thrown for `code`. A timeout or a failed send before any
+    /// byte of the request went out is a connection that was never made: the request cannot have reached Twilio.
+    private func outcome(of transfer: Transfer, _ code: CURLcode) -> Result<Answer, URLError> {
+        if code == CURLE_OK {
+            var status = 0
+            if let easy = transfer.easy { _ = a2p_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status) }
+            return .success(Answer(status: status, headers: transfer.headers, body: transfer.body))
+        }
+        var sent = 0
+        if let easy = transfer.easy { _ = a2p_easy_getinfo_long(easy, CURLINFO_REQUEST_SIZE, &sent) }
+        let error: URLError.Code =
+            switch code {
+            case CURLE_UNSUPPORTED_PROTOCOL: .unsupportedURL
+            case CURLE_URL_MALFORMAT: .badURL
+            case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: .cannotFindHost
+            case CURLE_COULDNT_CONNECT: .cannotConnectToHost
+            case CURLE_SSL_CONNECT_ERROR: .secureConnectionFailed
+            case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE: .serverCertificateUntrusted
+            case CURLE_OPERATION_TIMEDOUT: sent == 0 ? .cannotConnectToHost : .timedOut
+            case CURLE_SEND_ERROR: sent == 0 ? .cannotConnectToHost : .networkConnectionLost
+            case CURLE_RECV_ERROR, CURLE_PARTIAL_FILE: .networkConnectionLost
+            case CURLE_GOT_NOTHING: .badServerResponse
+            case CURLE_WRITE_ERROR where transfer.tooLarge: .badServerResponse
+            default: .unknown
+            }
+        return .failure(URLError(error))
+    }
+
+    /// Ends `transfer`: frees what libcurl held for it and resumes its caller.
+    private func finish(_ transfer: Transfer, _ result: Result<Answer, URLError>) {
+        if let easy = transfer.easy {
+            running[easy] = nil
+            curl_easy_cleanup(easy)
+            transfer.easy = nil
+        }
+        curl_slist_free_all(transfer.headerList)
+        transfer.headerList = nil
+        let continuation = lock.withLock {
+            unfinished[ObjectIdentifier(transfer)] = nil
+            defer { transfer.continuation = nil }
+            return transfer.continuation
+        }
+        continuation?.resume(returning: result)
+    }
+
+    private static let receiveBody: curl_write_callback = { data, size, count, context in
+        let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+        let bytes = size * count
+        guard transfer.body.count + bytes <= CurlTransport.bodyLimit else {
+            transfer.tooLarge = true
+            return 0  // libcurl ends the transfer: CURLE_WRITE_ERROR
+        }
+        if let data, bytes > 0 { transfer.body.append(UnsafeRawPointer(data).assumingMemoryBound(to: UInt8.self), count: bytes) }
+        return bytes
+    }
+
+    /// One header line: a status line starts the headers again (an interim `100 Continue` has its own), a field is kept.
+    private static let receiveHeader: curl_write_callback = { data, size, count, context in
+        let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+        let bytes = size * count
+        guard let data, bytes > 0 else { return bytes }
+        let line = String(decoding: UnsafeRawBufferPointer(start: data, count: bytes), as: UTF8.self)
+        if line.hasPrefix("HTTP/") {
+            transfer.headers = [:]
+        } else if let colon = line.firstIndex(of: ":") {
+            let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
+            transfer.headers[name] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return bytes
+    }
+}
