@@ -33,6 +33,13 @@ struct Doctor: AsyncParsableCommand {
         } catch let error as ValidationError {
             fail("configuration: \(error.message)", fix: "correct LOG_LEVEL or unset it (info)")
         }
+        // (The port is not tried: the server being checked may well be listening on it.)
+        if !Self.isAddressOfThisMachine(config.host) {
+            fail(
+                "ACTION2PHONE_HOST \(config.host) is no address of this machine: serve could not listen on it",
+                fix: "set ACTION2PHONE_HOST to one of this machine's addresses (127.0.0.1 behind a proxy on the same machine, 0.0.0.0 for all)"
+            )
+        }
         guard !config.isLocalMode, let accountSid = config.accountSid else {
             fail(
                 "no Twilio credentials: the server would run in local mode and send nothing",
@@ -146,6 +153,26 @@ struct Doctor: AsyncParsableCommand {
         }
         guard failures == 0 else { throw CLIError("\(failures) check(s) failed (see above)") }
         print("All checks passed.")
+    }
+
+    /// Whether a socket can be bound to `host` (a port chosen by the system), as `serve` binds its own.
+    static func isAddressOfThisMachine(_ host: String) -> Bool {
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var found: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, "0", &hints, &found) == 0 else { return false }
+        defer { freeaddrinfo(found) }
+        var next = found
+        while let address = next {
+            let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), address.pointee.ai_protocol)
+            if fd >= 0 {
+                defer { close(fd) }
+                if bind(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 { return true }
+            }
+            next = address.pointee.ai_next
+        }
+        return false
     }
 
     /// Whether Twilio calling `url` reaches the webhook whose signatures are checked against `signed` (`{public URL}/sms`):

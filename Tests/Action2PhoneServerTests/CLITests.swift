@@ -927,6 +927,16 @@ struct DoctorTests {
         try await FakeTwilio().run { base in
             let r = try await Executable.run(["doctor", "--db", tempDatabase()], environment: environment(base, publicURL: nil))
             #expect(r.stdout.contains("FAIL  ACTION2PHONE_PUBLIC_URL is not set"))
+            // A host serve could not listen on is said, as serve would say it (127.0.0.1, the default, passes above)
+            var env = environment(base)
+            env["ACTION2PHONE_HOST"] = "nosuch.invalid"
+            let host = try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)
+            #expect(
+                host.status == 1 && host.stdout.contains("FAIL  ACTION2PHONE_HOST nosuch.invalid is no address of this machine"),
+                "\(host.stdout)"
+            )
+            env["ACTION2PHONE_HOST"] = "0.0.0.0"
+            #expect(!(try await Executable.run(["doctor", "--db", tempDatabase()], environment: env)).stdout.contains("ACTION2PHONE_HOST"))
         }
         let local = try await Executable.run(["doctor", "--db", tempDatabase()])
         #expect(local.status == 1 && local.stdout.contains("no Twilio credentials"))
