@@ -142,18 +142,26 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 }
 
 extension ServerConfig {
+    /// `key`'s value, flag > environment, white space around it dropped; nil when neither gives one.
+    static func value(_ key: ConfigKey, flags: [ConfigKey: String], environment: [String: String]) -> String? {
+        let v = flags[key] ?? environment[key.rawValue]
+        guard let v = v?.trimmingWhitespace(), !v.isEmpty else { return nil }
+        return v
+    }
+
+    /// The database's path as `resolve` takes it, without resolving anything else.
+    public static func databasePath(flags: [ConfigKey: String], environment: [String: String]) -> String {
+        value(.database, flags: flags, environment: environment) ?? "db/action2phone.sqlite"
+    }
+
     /// Resolves flag > environment > default. `flags` holds only the flags given on the command line.
     /// In local mode (no Twilio credentials) the development token is read or created next to the database.
     /// `requireSender: false` for tools that only sign webhooks or run the conversation in-process (they send nothing).
     public static func resolve(flags: [ConfigKey: String], environment: [String: String], requireSender: Bool = true) throws -> ServerConfig {
-        func value(_ key: ConfigKey) -> String? {
-            let v = flags[key] ?? environment[key.rawValue]
-            guard let v = v?.trimmingWhitespace(), !v.isEmpty else { return nil }
-            return v
-        }
+        func value(_ key: ConfigKey) -> String? { Self.value(key, flags: flags, environment: environment) }
         /// Where a bad value came from, as the operator wrote it: the flag, or else the environment variable.
         func name(_ key: ConfigKey) -> String { flags[key] != nil ? key.flag ?? key.rawValue : key.rawValue }
-        let databasePath = value(.database) ?? "db/action2phone.sqlite"
+        let databasePath = Self.databasePath(flags: flags, environment: environment)
         if databasePath.hasSuffix("/") {
             throw ConfigError("\(name(.database)) ends in /, which names a folder: give the database file's path, such as db/action2phone.sqlite")
         }

@@ -55,6 +55,13 @@ struct Serve: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         let logger = makeLogger(level: try parseLogLevel(flag: logLevel, environment: environment["LOG_LEVEL"]))
         let config: ServerConfig
+        // What is no Action2Phone database is refused before anything is made beside it (a lock, a development token).
+        let databasePath = ServerConfig.databasePath(flags: flags, environment: environment)
+        do {
+            try SQLiteStore.refuseIfForeign(path: databasePath)
+        } catch {
+            throw CLIError("cannot open the database \(databasePath): \(error)")
+        }
         do {
             config = try ServerConfig.resolve(flags: flags, environment: environment)
         } catch let error as ConfigError {
@@ -68,9 +75,7 @@ struct Serve: AsyncParsableCommand {
             throw CLIError("cannot use the development token: \(error)")
         } catch {
             // Local mode keeps its development token beside the database: that folder could not be made or written.
-            throw CLIError(
-                "cannot use the database \(flags[.database] ?? environment["ACTION2PHONE_DB"] ?? "db/action2phone.sqlite"): \(error.localizedDescription)"
-            )
+            throw CLIError("cannot use the database \(databasePath): \(error.localizedDescription)")
         }
         // Locked before the database is opened: opening migrates it, which must not happen under a running server.
         let lock = try ServeLock(databasePath: config.databasePath)

@@ -345,6 +345,10 @@ struct ServeProcessTests {
                 let r = try await Executable.run(arguments + ["--db", path])
                 #expect(r.status == 1 && r.stderr.contains("cannot open the database \(path): \(why)"), "\(arguments): \(r.stderr)")
             }
+            // (and serve made nothing beside it: no lock, no development token, a fresh secret)
+            for made in [path + "-serve.lock", path + ".dev-token"] {
+                #expect(!FileManager.default.fileExists(atPath: made), "\(made)")
+            }
         }
         #expect(try String(contentsOfFile: text, encoding: .utf8) == "not a database")
         let shop = try await DatabaseQueue(path: other).read { db in

@@ -142,6 +142,15 @@ public struct SQLiteStore: Store {
         return (attributes[.ownerAccountID] as? NSNumber)?.uint32Value
     }
 
+    /// What `open` refuses as no Action2Phone database (a folder, a file that is not SQLite, another application's),
+    /// checked without making or changing anything: `serve` asks before it makes its lock and its development token
+    /// beside the file.
+    public static func refuseIfForeign(path: String) throws {
+        if path.hasSuffix("/") { throw NotOurDatabase(description: "it ends in /, which names a folder: give the database file's path") }
+        let target = linkTarget(path)
+        try refuseForeign(realPath(target) ?? target)
+    }
+
     /// Throws `NotOurDatabase` for a folder, a file that is not SQLite, and a database with tables but not
     /// the migration record every Action2Phone database has. An empty file (one just created) is a new database.
     static func refuseForeign(_ file: String) throws {
