@@ -12,6 +12,9 @@ static inline CURLcode a2p_easy_setopt_pointer(CURL *handle, CURLoption option, 
 static inline CURLcode a2p_easy_setopt_callback(CURL *handle, CURLoption option, curl_write_callback value) {
     return curl_easy_setopt(handle, option, value);
 }
+static inline CURLcode a2p_easy_setopt_prereq(CURL *handle, CURLoption option, curl_prereq_callback value) {
+    return curl_easy_setopt(handle, option, value);
+}
 static inline CURLcode a2p_easy_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
 }

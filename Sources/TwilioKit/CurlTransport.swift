@@ -58,6 +58,9 @@ private final class CurlLoop: @unchecked Sendable {
         var headers: [String: String] = [:]
         var body = Data()
         var tooLarge = false
+        /// Whether libcurl has started to send the request (`CURLOPT_PREREQFUNCTION`): from then on it may have
+        /// reached Twilio.
+        var issued = false
         var cancelRequested = false
 
         init(request: URLRequest, timeout: Duration) {
@@ -130,7 +133,7 @@ private final class CurlLoop: @unchecked Sendable {
                 finish(transfer, .failure(URLError(.cancelled)))
             }
             var stillRunning: Int32 = 0
-            curl_multi_perform(multi, &stillRunning)
+            let performed = curl_multi_perform(multi, &stillRunning)
             var left: Int32 = 0
             while let message = curl_multi_info_read(multi, &left) {
                 guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
@@ -139,8 +142,11 @@ private final class CurlLoop: @unchecked Sendable {
                 guard let transfer = running[easy] else { continue }
                 finish(transfer, outcome(of: transfer, code))
             }
-            // Woken by a socket, libcurl's own timers, or `curl_multi_wakeup` (a new request or a cancellation).
-            curl_multi_poll(multi, nil, 0, 10_000, nil)
+            // (The client gone and its last request answered: not another 10 s of waiting with its connections open.)
+            if lock.withLock({ stopping && unfinished.isEmpty }) { return }
+            // Woken by a socket, libcurl's own timers, or `curl_multi_wakeup` (a new request or a cancellation). A
+            // failing multi handle is not polled in a tight loop: a pause, and the transfers end by their timeouts.
+            if performed != CURLM_OK || curl_multi_poll(multi, nil, 0, 10_000, nil) != CURLM_OK { usleep(50_000) }
         }
     }
 
@@ -149,7 +155,7 @@ private final class CurlLoop: @unchecked Sendable {
         let request = transfer.request
         guard let url = request.url?.absoluteString, let scheme = request.url?.scheme?.lowercased(), scheme == "http" || scheme == "https"
         else { return URLError(.unsupportedURL) }
-        guard !transfer.cancelRequested else { return URLError(.cancelled) }
+        guard !lock.withLock({ transfer.cancelRequested }) else { return URLError(.cancelled) }
         guard let easy = curl_easy_init() else { return URLError(.unknown) }
         transfer.easy = easy
         let me = Unmanaged.passUnretained(transfer).toOpaque()
@@ -157,6 +163,16 @@ private final class CurlLoop: @unchecked Sendable {
         _ = url.withCString { a2p_easy_setopt_pointer(easy, CURLOPT_URL, $0) }  // (libcurl copies strings it is given)
         _ = "http,https".withCString { a2p_easy_setopt_pointer(easy, CURLOPT_PROTOCOLS_STR, $0) }
         _ = a2p_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        // HTTP/1.1, the protocol the tests' fake Twilio speaks (libcurl would offer HTTP/2 over TLS).
+        _ = a2p_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
+        // A DNS lookup that hangs past the timeout is left to its thread: ending the transfer does not wait for it,
+        // which would hold every other request of this client.
+        _ = a2p_easy_setopt_long(easy, CURLOPT_QUICK_EXIT, 1)
+        // libcurl sends a request again by itself on a new connection when a kept one dies before any answer: a
+        // POST that Twilio may have had would go out twice. The second time is refused (then the request may have
+        // been sent: the client looks the message up before sending it again).
+        _ = a2p_easy_setopt_prereq(easy, CURLOPT_PREREQFUNCTION, Self.aboutToSend)
+        _ = a2p_easy_setopt_pointer(easy, CURLOPT_PREREQDATA, me)
         // No redirect is followed (libcurl's default, said here): the credentials go to TWILIO_API_BASE_URL alone.
         _ = a2p_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0)
         _ = a2p_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, max(1, milliseconds))
@@ -186,30 +202,34 @@ private final class CurlLoop: @unchecked Sendable {
         return nil
     }
 
-    /// The answer, or the `URLError` URLSession would have thrown for `code`. A timeout or a failed send before any
-    /// byte of the request went out is a connection that was never made: the request cannot have reached Twilio.
+    /// The answer, or the `URLError` URLSession would have thrown for `code`: a failure before libcurl began to send
+    /// the request is a connection that was never made, which cannot have reached Twilio; any failure after may have.
     private func outcome(of transfer: Transfer, _ code: CURLcode) -> Result<Answer, URLError> {
         if code == CURLE_OK {
             var status = 0
             if let easy = transfer.easy { _ = a2p_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status) }
             return .success(Answer(status: status, headers: transfer.headers, body: transfer.body))
         }
-        var sent = 0
-        if let easy = transfer.easy { _ = a2p_easy_getinfo_long(easy, CURLINFO_REQUEST_SIZE, &sent) }
         let error: URLError.Code =
-            switch code {
-            case CURLE_UNSUPPORTED_PROTOCOL: .unsupportedURL
-            case CURLE_URL_MALFORMAT: .badURL
-            case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: .cannotFindHost
-            case CURLE_COULDNT_CONNECT: .cannotConnectToHost
-            case CURLE_SSL_CONNECT_ERROR: .secureConnectionFailed
-            case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE: .serverCertificateUntrusted
-            case CURLE_OPERATION_TIMEDOUT: sent == 0 ? .cannotConnectToHost : .timedOut
-            case CURLE_SEND_ERROR: sent == 0 ? .cannotConnectToHost : .networkConnectionLost
-            case CURLE_RECV_ERROR, CURLE_PARTIAL_FILE: .networkConnectionLost
-            case CURLE_GOT_NOTHING: .badServerResponse
-            case CURLE_WRITE_ERROR where transfer.tooLarge: .badServerResponse
-            default: .unknown
+            if !transfer.issued {
+                // Never sent: a connection that was not made (URLSession's codes for it, which `classify` calls not sent).
+                switch code {
+                case CURLE_URL_MALFORMAT: .badURL
+                case CURLE_UNSUPPORTED_PROTOCOL: .unsupportedURL
+                case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: .cannotFindHost
+                case CURLE_SSL_CONNECT_ERROR: .secureConnectionFailed
+                case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE: .serverCertificateUntrusted
+                default: .cannotConnectToHost  // refused, or timed out connecting
+                }
+            } else {
+                // Sent, or being sent: Twilio may have the message (codes `classify` calls maybe sent).
+                switch code {
+                case CURLE_OPERATION_TIMEDOUT: .timedOut
+                case CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_PARTIAL_FILE: .networkConnectionLost
+                // (UNSUPPORTED_PROTOCOL once sent: an answer that is not HTTP/1.x.)
+                case CURLE_GOT_NOTHING, CURLE_UNSUPPORTED_PROTOCOL, CURLE_WRITE_ERROR: .badServerResponse
+                default: .unknown  // ABORTED_BY_CALLBACK (libcurl about to send it again) among them
+                }
             }
         return .failure(URLError(error))
     }
@@ -229,6 +249,14 @@ private final class CurlLoop: @unchecked Sendable {
             return transfer.continuation
         }
         continuation?.resume(returning: result)
+    }
+
+    /// Called by libcurl right before it sends the request: the first time, it may go; a second time is libcurl
+    /// resending it on a new connection, refused for a POST (`CURLE_ABORTED_BY_CALLBACK`).
+    private static let aboutToSend: curl_prereq_callback = { context, _, _, _, _ in
+        let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+        defer { transfer.issued = true }
+        return transfer.issued && transfer.request.httpMethod?.uppercased() == "POST" ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK
     }
 
     private static let receiveBody: curl_write_callback = { data, size, count, context in

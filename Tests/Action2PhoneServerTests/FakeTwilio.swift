@@ -322,6 +322,65 @@ struct FakeError: HTTPResponseError {
 }
 
 /// A TCP server that accepts connections and closes them at once: a dropped connection.
+/// An API that answers the first request on each connection (keeping it open) and drops a POST that comes on a
+/// connection it has already answered on, without a word, once it has read it: a kept connection dying under a
+/// request Twilio may have received. It counts the POSTs it read.
+enum KeptConnectionDyingServer {
+    static func run(_ body: (_ base: String, _ posts: @escaping @Sendable () -> Int) async throws -> Void) async throws {
+        final class Handler: ChannelInboundHandler {
+            typealias InboundIn = ByteBuffer
+            typealias OutboundOut = ByteBuffer
+            let counter: PostsBox
+            var received: [UInt8] = []
+            var answered = 0
+            init(counter: PostsBox) { self.counter = counter }
+
+            func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                received += Array(buffer: unwrapInboundIn(data))
+                let text = String(decoding: received, as: UTF8.self)
+                guard let end = text.range(of: "\r\n\r\n") else { return }
+                let head = text[..<end.lowerBound]
+                let length =
+                    head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+                guard text[end.upperBound...].utf8.count >= length else { return }
+                received = []
+                let isPost = head.hasPrefix("POST")
+                if isPost { counter.posts.withLock { $0 += 1 } }
+                if isPost && answered > 0 {
+                    context.close(promise: nil)
+                    return
+                }
+                answered += 1
+                let json =
+                    isPost
+                    ? #"{"sid":"SM00000000000000000000000000000001","status":"queued"}"# : #"{"sid":"\#(FakeTwilio.accountSid)","status":"active"}"#
+                let response =
+                    "HTTP/1.1 \(isPost ? "201 Created" : "200 OK")\r\nContent-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n\r\n\(json)"
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response)), promise: nil)
+            }
+        }
+        let counter = PostsBox()
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(counter: counter)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        do {
+            try await body("http://127.0.0.1:\(channel.localAddress!.port!)", { counter.posts.withLock { $0 } })
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        try await channel.close()
+    }
+
+    /// The POSTs read, shared by every connection's handler.
+    final class PostsBox: Sendable {
+        let posts = Mutex(0)
+    }
+}
+
 /// A loopback port nothing listens on: bound by a socket that never listens, then closed.
 func unusedLoopbackPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

@@ -677,6 +677,32 @@ struct OutboxWorkerTests {
         #expect(row["needsReconcile"] as Bool)
     }
 
+    @Test func aPOSTOnAKeptConnectionThatDiesIsNotSentAgainByTheTransport() async throws {
+        try await KeptConnectionDyingServer.run { base, posts in
+            let client = TwilioRESTClient(
+                baseURL: base,
+                accountSid: FakeTwilio.accountSid,
+                authToken: "t",
+                sender: .number(FakeTwilio.from),
+                timeout: 5
+            )
+            // Given a connection kept open after a first answer
+            guard case .success = await client.fetchAccount() else {
+                Issue.record("the account was not read")
+                return
+            }
+            // When it dies under a POST, before any answer
+            let sent = await client.createMessage(to: "+14155550100", body: "once")
+            // Then the POST went out once (libcurl would have sent it again on a new connection, and had a 201), and the
+            // outcome is that it may have been sent: the outbox looks it up before any second try
+            #expect(posts() == 1)
+            guard case .failure(.transport(.maybeSent, _)) = sent else {
+                Issue.record("\(sent)")
+                return
+            }
+        }
+    }
+
     @Test func refusedConnectionsAreRetriedAndFinallyFail() async throws {
         let h = try OutboxHarness()
         try h.enqueue([(to: "+14155550100", body: "nobody home")])
