@@ -215,10 +215,11 @@ extension ServerConfig {
             return sid
         }
         // Both would leave one unused without a word: the number, with the Messaging Service's own settings (its
-        // Advanced Opt-Out among them) silently bypassed, or the reverse.
-        if config.fromNumber != nil && config.messagingServiceSid != nil {
+        // Advanced Opt-Out among them) silently bypassed, or the reverse. (Only where texts are sent from: `chat`,
+        // `replay` and `users reset-passcode` send nothing.)
+        if requireSender && config.fromNumber != nil && config.messagingServiceSid != nil {
             throw ConfigError(
-                "\(name(.fromNumber)) and \(name(.messagingServiceSid)) are both set: set one. Texts go from the number, or through the Messaging Service, which picks from its own numbers (an empty flag, --from-number '' or --messaging-service-sid '', clears the environment's)"
+                "\(name(.fromNumber)) and \(name(.messagingServiceSid)) are both set: set one. Texts go from the number, or through the Messaging Service, which picks from its own numbers (for serve, an empty flag, --from-number '' or --messaging-service-sid '', clears the environment's)"
             )
         }
         if requireSender && !local && config.fromNumber == nil && config.messagingServiceSid == nil {

@@ -176,8 +176,9 @@ struct Doctor: AsyncParsableCommand {
     }
 
     /// Whether Twilio calling `url` reaches the webhook whose signatures are checked against `signed` (`{public URL}/sms`):
-    /// the same scheme, host in any case, port (443 or 80 written or not) and path (a trailing slash names the same
-    /// one), and any query (signed as it is received). No user or fragment, as before.
+    /// the same scheme and host, written alike (Twilio signs the URL as configured, and the server checks it against
+    /// the public URL's own letters), port (443 or 80 written or not, as the server tries both) and path (a trailing
+    /// slash names the same one), and any query (signed as it is received). No user or fragment, as before.
     static func reachesWebhook(_ url: String, signed: String) -> Bool {
         guard let a = URLComponents(string: url), let b = URLComponents(string: signed) else { return false }
         func port(_ c: URLComponents) -> Int? {
@@ -186,7 +187,7 @@ struct Doctor: AsyncParsableCommand {
         func path(_ c: URLComponents) -> String {
             c.percentEncodedPath.hasSuffix("/") ? String(c.percentEncodedPath.dropLast()) : c.percentEncodedPath
         }
-        return a.scheme?.lowercased() == b.scheme?.lowercased() && a.host?.lowercased() == b.host?.lowercased() && port(a) == port(b)
+        return a.scheme == b.scheme && a.percentEncodedHost == b.percentEncodedHost && port(a) == port(b)
             && path(a) == path(b) && a.user == nil && a.password == nil && a.fragment == nil
     }
 }

@@ -22,6 +22,12 @@ struct StoreOptions: ParsableArguments {
     /// The server configuration from the environment, for this database, as `chat` and `replay` need it: they sign
     /// webhooks or run the conversation in-process, and send nothing, so no sender is required.
     func config() throws -> ServerConfig {
+        // What is no Action2Phone database is refused before a development token is made beside it.
+        do {
+            try SQLiteStore.refuseIfForeign(path: path)
+        } catch {
+            throw CLIError("cannot open the database \(path): \(error)")
+        }
         do {
             return try ServerConfig.resolve(flags: [.database: path], environment: ProcessInfo.processInfo.environment, requireSender: false)
         } catch let error as ConfigError {

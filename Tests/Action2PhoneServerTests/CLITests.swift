@@ -882,10 +882,10 @@ struct DoctorTests {
             #expect(r.stdout.contains("fix: Console → Phone Numbers"))
         }
         // A URL the server checks the same way passes: a trailing slash, a query (signed as received), the default
-        // port written, the host in capitals; another path, scheme or port does not
+        // port written; another path, scheme or port does not, nor the host in other letters (Twilio signs it so)
         for (url, passes) in [
             ("https://bot.example.org/sms/", true), ("https://bot.example.org/sms?src=twilio", true), ("https://bot.example.org:443/sms", true),
-            ("https://BOT.example.org/sms", true), ("https://bot.example.org/sms/status", false), ("http://bot.example.org/sms", false),
+            ("https://BOT.example.org/sms", false), ("https://bot.example.org/sms/status", false), ("http://bot.example.org/sms", false),
             ("https://bot.example.org:8443/sms", false), ("https://bot.example.org/SMS", false),
         ] {
             let configured = FakeTwilio()

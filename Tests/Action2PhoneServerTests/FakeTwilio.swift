@@ -321,7 +321,6 @@ struct FakeError: HTTPResponseError {
     func response(from request: Request, context: some RequestContext) throws -> Response { FakeTwilio.json(code, body) }
 }
 
-/// A TCP server that accepts connections and closes them at once: a dropped connection.
 /// An API that answers the first request on each connection (keeping it open) and drops a POST that comes on a
 /// connection it has already answered on, without a word, once it has read it: a kept connection dying under a
 /// request Twilio may have received. It counts the POSTs it read.
@@ -397,6 +396,7 @@ func unusedLoopbackPort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
+/// A TCP server that accepts connections and closes them at once: a dropped connection.
 enum DroppingServer {
     static func run(_ body: (String) async throws -> Void) async throws {
         final class CloseOnRead: ChannelInboundHandler, Sendable {

@@ -341,15 +341,23 @@ struct ServeProcessTests {
             (other, "it is another application's database (tables customers), not Action2Phone's; it was left as it was"),
         ]
         for (path, why) in cases {
-            for arguments in [["users", "list"], ["serve", "--port", "0"]] {
-                let r = try await Executable.run(arguments + ["--db", path])
+            for arguments in [["users", "list"], ["serve", "--port", "0"], ["chat", "--from", "4155550100"], ["replay", "--check"]] {
+                let r = try await Executable.run(
+                    arguments + ["--db", path]
+                        + (arguments[0] == "replay"
+                            ? [repositoryRoot.appendingPathComponent("fixtures/conversations/registration-happy-path.json").path] : []),
+                    input: "HELP\n"
+                )
                 #expect(r.status == 1 && r.stderr.contains("cannot open the database \(path): \(why)"), "\(arguments): \(r.stderr)")
             }
-            // (and serve made nothing beside it: no lock, no development token, a fresh secret)
+            // (and serve, chat and replay made nothing beside it: no lock, no development token, a fresh secret)
             for made in [path + "-serve.lock", path + ".dev-token"] {
                 #expect(!FileManager.default.fileExists(atPath: made), "\(made)")
             }
         }
+        // A path ending in / is a misused flag (64), named as such
+        let slash = try await Executable.run(["serve", "--port", "0", "--db", dir.path + "/"])
+        #expect(slash.status == 64 && slash.stderr.contains("--db ends in /, which names a folder"), "\(slash.stderr)")
         #expect(try String(contentsOfFile: text, encoding: .utf8) == "not a database")
         let shop = try await DatabaseQueue(path: other).read { db in
             (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try String.fetchAll(db, sql: "SELECT name FROM sqlite_master"))

@@ -238,6 +238,8 @@ struct ServerConfigTests {
                 "\(error)".contains(named)
             }
         }
+        // (but not by the tools that send nothing: chat, replay, users reset-passcode)
+        #expect(try ServerConfig.resolve(flags: [.database: db], environment: both, requireSender: false).fromNumber == "+14155550100")
         let cleared = try ServerConfig.resolve(flags: [.database: db, .fromNumber: ""], environment: both)
         #expect(cleared.fromNumber == nil && cleared.messagingServiceSid == service)
         for digits in ["1234", "1234567"] {

@@ -145,8 +145,9 @@ public struct SQLiteStore: Store {
     /// What `open` refuses as no Action2Phone database (a folder, a file that is not SQLite, another application's),
     /// checked without making or changing anything: `serve` asks before it makes its lock and its development token
     /// beside the file.
+    /// (A path ending in / is left to `open`, or to the configuration, which names the flag or variable that gave it.)
     public static func refuseIfForeign(path: String) throws {
-        if path.hasSuffix("/") { throw NotOurDatabase(description: "it ends in /, which names a folder: give the database file's path") }
+        guard !path.hasSuffix("/") else { return }
         let target = linkTarget(path)
         try refuseForeign(realPath(target) ?? target)
     }
