@@ -41,8 +41,11 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && 
 echo "machine: $(nproc) cores; binary: $A2P_BIN"
 echo "outage ${OUTAGE}s answering in turn: $MODES (Retry-After: $RETRY_AFTER, hangs 20 s > the client's 15 s); $PEOPLE people at $RATE/s"
 
+# The server's CPU seconds (user + system) so far, from /proc.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.1f", ($12 + $13) / hz }' "/proc/$SERVER/stat"; }
 curl -fs -X POST "$FAKE/control/outage?seconds=$OUTAGE" >/dev/null
 OUTAGE_START=$(date +%s)
+CPU_START=$(cpu)
 python3 Benchmarks/reliability.py probe --url "http://127.0.0.1:$PORT/sms" --hooks "$WORK/probe.tsv" --seconds $((OUTAGE + 5)) \
   --out "$WORK/probes.json" &
 PROBE=$!
@@ -52,6 +55,7 @@ for k in $(seq $DIRECT); do
   "$A2P_BIN" send "$(printf '+1415%07d' "$k")" "Direct order number $k: report to the tractor factory." --db "$DB" >/dev/null
 done
 wait $PROBE
+echo "server CPU during the outage and 5 s after: $(awk "BEGIN { print $(cpu) - $CPU_START }") s in $(( $(date +%s) - OUTAGE_START )) s"
 DRAIN_LIMIT=$((OUTAGE * 3 + 90))
 for _ in $(seq $DRAIN_LIMIT); do [ "$(left)" = 0 ] && break; sleep 1; done
 END=$(date +%s)
