@@ -132,28 +132,38 @@ final class Spawned: Sendable {
 
 @Suite("action2phone serve as a process")
 struct ServeProcessTests {
-    @Test func sigtermFinishesTheSendInFlightAndExitsZero() async throws {
-        let dir = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
+    /// A database in `dir` with one operator text queued to `to`.
+    func databaseWithAQueuedText(in dir: URL, to: String, body: String) async throws -> (path: String, store: DatabasePool) {
         let db = dir.appendingPathComponent("a.sqlite").path
-        // Given a text queued for a number whose send takes 400 ms at the fake Twilio
         let store = try Action2PhoneCoreStore.open(db)
         try await store.write { db in
             try db.execute(
-                sql:
-                    "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES ('+15005550777', 'slow but sure', 'operator', 'queued', ?, ?)",
-                arguments: [Date(), Date()]
+                sql: "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES (?, ?, 'operator', 'queued', ?, ?)",
+                arguments: [to, body, Date(), Date()]
             )
         }
+        return (db, store)
+    }
+
+    /// `serve` on `db` in Twilio mode against the fake API at `base`, its output in `dir`'s out.log.
+    func serveAgainstFakeTwilio(db: String, base: String, dir: URL) throws -> Spawned {
+        try Executable.start(
+            ["serve", "--port", "0", "--db", db],
+            environment: [
+                "TWILIO_ACCOUNT_SID": FakeTwilio.accountSid, "TWILIO_AUTH_TOKEN": FakeTwilio.authToken, "TWILIO_FROM_NUMBER": FakeTwilio.from,
+                "TWILIO_API_BASE_URL": base,
+            ],
+            output: dir.appendingPathComponent("out.log")
+        )
+    }
+
+    @Test func sigtermFinishesTheSendInFlightAndExitsZero() async throws {
+        let dir = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
+        // Given a text queued for a number whose send takes 400 ms at the fake Twilio
+        let (db, store) = try await databaseWithAQueuedText(in: dir, to: "+15005550777", body: "slow but sure")
         let fake = FakeTwilio()
         try await fake.run { base in
-            let process = try Executable.start(
-                ["serve", "--port", "0", "--db", db],
-                environment: [
-                    "TWILIO_ACCOUNT_SID": FakeTwilio.accountSid, "TWILIO_AUTH_TOKEN": FakeTwilio.authToken, "TWILIO_FROM_NUMBER": FakeTwilio.from,
-                    "TWILIO_API_BASE_URL": base,
-                ],
-                output: dir.appendingPathComponent("out.log")
-            )
+            let process = try serveAgainstFakeTwilio(db: db, base: base, dir: dir)
             // When SIGTERM arrives while the send is in flight
             let deadline = ContinuousClock.now.advanced(by: .seconds(20))
             while fake.posts(to: "+15005550777").isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
@@ -177,26 +187,11 @@ struct ServeProcessTests {
 
     @Test func aSendWaitingForASlowTwilioCostsNoCPU() async throws {
         let dir = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)")
-        let db = dir.appendingPathComponent("a.sqlite").path
         // Given a text queued for a number the fake Twilio answers only after 6 s, on a connection of its own
-        let store = try Action2PhoneCoreStore.open(db)
-        try await store.write { db in
-            try db.execute(
-                sql:
-                    "INSERT INTO outbox (\"to\", body, purpose, status, createdAt, updatedAt) VALUES ('+15005550503', 'patience', 'operator', 'queued', ?, ?)",
-                arguments: [Date(), Date()]
-            )
-        }
+        let (db, _) = try await databaseWithAQueuedText(in: dir, to: "+15005550503", body: "patience")
         let fake = FakeTwilio(slowDelay: .seconds(6))
         try await fake.run { base in
-            let process = try Executable.start(
-                ["serve", "--port", "0", "--db", db],
-                environment: [
-                    "TWILIO_ACCOUNT_SID": FakeTwilio.accountSid, "TWILIO_AUTH_TOKEN": FakeTwilio.authToken, "TWILIO_FROM_NUMBER": FakeTwilio.from,
-                    "TWILIO_API_BASE_URL": base,
-                ],
-                output: dir.appendingPathComponent("out.log")
-            )
+            let process = try serveAgainstFakeTwilio(db: db, base: base, dir: dir)
             defer { process.interrupt() }
             let deadline = ContinuousClock.now.advanced(by: .seconds(20))
             while fake.posts(to: "+15005550503").isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
