@@ -57,7 +57,6 @@ private final class CurlLoop: @unchecked Sendable {
         var headerList: UnsafeMutablePointer<curl_slist>?
         var headers: [String: String] = [:]
         var body = Data()
-        var tooLarge = false
         /// Whether libcurl has started to send the request (`CURLOPT_PREREQFUNCTION`): from then on it may have
         /// reached Twilio.
         var issued = false
@@ -159,7 +158,7 @@ private final class CurlLoop: @unchecked Sendable {
         guard let easy = curl_easy_init() else { return URLError(.unknown) }
         transfer.easy = easy
         let me = Unmanaged.passUnretained(transfer).toOpaque()
-        let milliseconds = Int(transfer.timeout.components.seconds) * 1000 + Int(transfer.timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int(transfer.timeout / .milliseconds(1))
         _ = url.withCString { a2p_easy_setopt_pointer(easy, CURLOPT_URL, $0) }  // (libcurl copies strings it is given)
         _ = "http,https".withCString { a2p_easy_setopt_pointer(easy, CURLOPT_PROTOCOLS_STR, $0) }
         _ = a2p_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
@@ -262,10 +261,8 @@ private final class CurlLoop: @unchecked Sendable {
     private static let receiveBody: curl_write_callback = { data, size, count, context in
         let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
         let bytes = size * count
-        guard transfer.body.count + bytes <= CurlTransport.bodyLimit else {
-            transfer.tooLarge = true
-            return 0  // libcurl ends the transfer: CURLE_WRITE_ERROR
-        }
+        // (Past the limit, 0: libcurl ends the transfer with CURLE_WRITE_ERROR.)
+        guard transfer.body.count + bytes <= CurlTransport.bodyLimit else { return 0 }
         if let data, bytes > 0 { transfer.body.append(UnsafeRawPointer(data).assumingMemoryBound(to: UInt8.self), count: bytes) }
         return bytes
     }

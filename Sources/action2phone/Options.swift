@@ -22,17 +22,22 @@ struct StoreOptions: ParsableArguments {
     /// The server configuration from the environment, for this database, as `chat` and `replay` need it: they sign
     /// webhooks or run the conversation in-process, and send nothing, so no sender is required.
     func config() throws -> ServerConfig {
-        // What is no Action2Phone database is refused before a development token is made beside it.
-        do {
-            try SQLiteStore.refuseIfForeign(path: path)
-        } catch {
-            throw CLIError("cannot open the database \(path): \(error)")
-        }
+        try refuseForeignDatabase(path)
         do {
             return try ServerConfig.resolve(flags: [.database: path], environment: ProcessInfo.processInfo.environment, requireSender: false)
         } catch let error as ConfigError {
             throw CLIError(error.description)
         }
+    }
+}
+
+/// Refuses what is no Action2Phone database at `path` (a folder, a file that is not SQLite, another application's)
+/// before anything is made beside it: a development token, `serve`'s lock. `openDatabase` says it in the same words.
+func refuseForeignDatabase(_ path: String) throws {
+    do {
+        try SQLiteStore.refuseIfForeign(path: path)
+    } catch {
+        throw CLIError("cannot open the database \(path): \(error)")
     }
 }
 

@@ -55,13 +55,8 @@ struct Serve: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         let logger = makeLogger(level: try parseLogLevel(flag: logLevel, environment: environment["LOG_LEVEL"]))
         let config: ServerConfig
-        // What is no Action2Phone database is refused before anything is made beside it (a lock, a development token).
         let databasePath = ServerConfig.databasePath(flags: flags, environment: environment)
-        do {
-            try SQLiteStore.refuseIfForeign(path: databasePath)
-        } catch {
-            throw CLIError("cannot open the database \(databasePath): \(error)")
-        }
+        try refuseForeignDatabase(databasePath)
         do {
             config = try ServerConfig.resolve(flags: flags, environment: environment)
         } catch let error as ConfigError {
