@@ -60,6 +60,8 @@ private final class CurlLoop: @unchecked Sendable {
         /// Whether libcurl has started to send the request (`CURLOPT_PREREQFUNCTION`): from then on it may have
         /// reached Twilio.
         var issued = false
+        /// When the request went out or the last byte of its answer came: the answer's silence is counted from it.
+        var lastHeard: ContinuousClock.Instant?
         var cancelRequested = false
 
         init(request: URLRequest, timeout: Duration) {
@@ -141,11 +143,20 @@ private final class CurlLoop: @unchecked Sendable {
                 guard let transfer = running[easy] else { continue }
                 finish(transfer, outcome(of: transfer, code))
             }
+            // An answer silent for half the timeout is given up (libcurl's LOW_SPEED options average over seconds, and
+            // fired about 6 s late). It may have reached Twilio.
+            let now = ContinuousClock.now
+            for (easy, transfer) in running where transfer.lastHeard.map({ now - $0 >= transfer.timeout / 2 }) == true {
+                curl_multi_remove_handle(multi, easy)
+                finish(transfer, .failure(URLError(.timedOut)))
+            }
             // (The client gone and its last request answered: not another 10 s of waiting with its connections open.)
             if lock.withLock({ stopping && unfinished.isEmpty }) { return }
-            // Woken by a socket, libcurl's own timers, or `curl_multi_wakeup` (a new request or a cancellation). A
-            // failing multi handle is not polled in a tight loop: a pause, and the transfers end by their timeouts.
-            if performed != CURLM_OK || curl_multi_poll(multi, nil, 0, 10_000, nil) != CURLM_OK { usleep(50_000) }
+            // Woken by a socket, libcurl's own timers, `curl_multi_wakeup` (a new request or a cancellation), or each
+            // second while a request runs (its silence is checked then). A failing multi handle is not polled in a
+            // tight loop: a pause, and the transfers end by their timeouts.
+            let wait: Int32 = running.isEmpty ? 10_000 : 1_000
+            if performed != CURLM_OK || curl_multi_poll(multi, nil, 0, wait, nil) != CURLM_OK { usleep(50_000) }
         }
     }
 
@@ -176,9 +187,7 @@ private final class CurlLoop: @unchecked Sendable {
         _ = a2p_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0)
         _ = a2p_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, max(1, milliseconds))
         _ = a2p_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, max(1, milliseconds / 2))
-        // An answer that trickles in (under a byte a second for half the time) is given up as a timeout.
-        _ = a2p_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
-        _ = a2p_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, max(1, milliseconds / 2000))
+        _ = "action2phone (libcurl)".withCString { a2p_easy_setopt_pointer(easy, CURLOPT_USERAGENT, $0) }
         _ = a2p_easy_setopt_callback(easy, CURLOPT_WRITEFUNCTION, Self.receiveBody)
         _ = a2p_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
         _ = a2p_easy_setopt_callback(easy, CURLOPT_HEADERFUNCTION, Self.receiveHeader)
@@ -254,7 +263,10 @@ private final class CurlLoop: @unchecked Sendable {
     /// resending it on a new connection, refused for a POST (`CURLE_ABORTED_BY_CALLBACK`).
     private static let aboutToSend: curl_prereq_callback = { context, _, _, _, _ in
         let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
-        defer { transfer.issued = true }
+        defer {
+            transfer.issued = true
+            transfer.lastHeard = .now
+        }
         return transfer.issued && transfer.request.httpMethod?.uppercased() == "POST" ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK
     }
 
@@ -263,6 +275,7 @@ private final class CurlLoop: @unchecked Sendable {
         let bytes = size * count
         // (Past the limit, 0: libcurl ends the transfer with CURLE_WRITE_ERROR.)
         guard transfer.body.count + bytes <= CurlTransport.bodyLimit else { return 0 }
+        transfer.lastHeard = .now
         if let data, bytes > 0 { transfer.body.append(UnsafeRawPointer(data).assumingMemoryBound(to: UInt8.self), count: bytes) }
         return bytes
     }
@@ -272,6 +285,7 @@ private final class CurlLoop: @unchecked Sendable {
         let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
         let bytes = size * count
         guard let data, bytes > 0 else { return bytes }
+        transfer.lastHeard = .now
         let line = String(decoding: UnsafeRawBufferPointer(start: data, count: bytes), as: UTF8.self)
         if line.hasPrefix("HTTP/") {
             transfer.headers = [:]

@@ -703,6 +703,31 @@ struct OutboxWorkerTests {
         }
     }
 
+    @Test func anAnswerSilentForTheTimeoutIsGivenUpThenNotAtTheWholeDeadline() async throws {
+        // Given Twilio taking a text, then saying nothing for 6 s
+        let fake = FakeTwilio(slowDelay: .seconds(6))
+        try await fake.run { base in
+            let client = TwilioRESTClient(
+                baseURL: base,
+                accountSid: FakeTwilio.accountSid,
+                authToken: FakeTwilio.authToken,
+                sender: .number(FakeTwilio.from),
+                timeout: 2
+            )
+            // When a client whose timeout is 2 s (4 s in all) sends it
+            let started = ContinuousClock.now
+            let sent = await client.createMessage(to: "+15005550503", body: "hello?")
+            let waited = ContinuousClock.now - started
+            // Then it gives up after 2 s of silence (libcurl's own speed check, averaged over seconds, took the whole
+            // 4 s), and the text may have been sent
+            #expect(waited >= .milliseconds(1900) && waited < .milliseconds(3500), "\(waited)")
+            guard case .failure(.transport(.maybeSent, let detail)) = sent, detail.contains("timed out waiting for Twilio") else {
+                Issue.record("\(sent)")
+                return
+            }
+        }
+    }
+
     @Test func refusedConnectionsAreRetriedAndFinallyFail() async throws {
         let h = try OutboxHarness()
         try h.enqueue([(to: "+14155550100", body: "nobody home")])
