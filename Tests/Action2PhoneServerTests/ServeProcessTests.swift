@@ -374,13 +374,34 @@ struct ServeProcessTests {
         let db = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)/a.sqlite").path
         let store = try Action2PhoneCoreStore.open(db)
         try await store.write { try $0.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99 from the future')") }
-        for arguments in [["users", "list"], ["serve", "--port", "0"]] {
-            let r = try await Executable.run(arguments + ["--db", db])
+        for arguments in [["users", "list"], ["serve", "--port", "0"], ["chat", "--from", "4155550100"]] {
+            let r = try await Executable.run(arguments + ["--db", db], input: "HELP\n")
             #expect(r.status == 1)
             #expect(
                 r.stderr.contains("migrated by a newer version of action2phone (migrations this version does not know: 'v99 from the future')"),
-                "\(r.stderr)"
+                "\(arguments): \(r.stderr)"
             )
+        }
+        // (and serve and chat made nothing beside it)
+        for made in [db + "-serve.lock", db + ".dev-token"] {
+            #expect(!FileManager.default.fileExists(atPath: made), "\(made)")
+        }
+    }
+
+    @Test func anEmptyFileAnotherUserMadeIsRefusedWithNothingMadeBesideIt() async throws {
+        // Given an empty file that another user (nobody, uid 65534) made where the database should be (the tests run as
+        // root, as CI does; as another user this cannot be set up)
+        guard geteuid() == 0 else { return }
+        let db = testScratch.appendingPathComponent("a2p-proc-\(UUID().uuidString)/a.sqlite").path
+        try FileManager.default.createDirectory(atPath: (db as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: db, contents: nil, attributes: [.posixPermissions: 0o666])
+        #expect(chown(db, 65534, 65534) == 0)
+        for arguments in [["serve", "--port", "0"], ["chat", "--from", "4155550100"]] {
+            let r = try await Executable.run(arguments + ["--db", db], input: "HELP\n")
+            #expect(r.status == 1 && r.stderr.contains("it is an empty file another user (uid 65534) made"), "\(arguments): \(r.stderr)")
+        }
+        for made in [db + "-serve.lock", db + ".dev-token"] {
+            #expect(!FileManager.default.fileExists(atPath: made), "\(made)")
         }
     }
 }

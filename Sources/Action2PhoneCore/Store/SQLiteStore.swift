@@ -69,13 +69,8 @@ public struct SQLiteStore: Store {
         let file = real ?? target
         if descriptor < 0 && isEmptyFile(file) {
             chmod(file, 0o600)  // an empty file (`: > db.sqlite`) becomes the database: private, as a new one is
-        } else if descriptor < 0, let owner = emptyFileOwner(file), owner != geteuid() {
-            // Someone else's empty file (made in a shared folder before the first start) would become the database with
-            // their permissions: they could read every member's details and passcode hash.
-            throw NotOurDatabase(
-                description:
-                    "it is an empty file another user (uid \(owner)) made, which would keep their owner and permissions: remove it, or make it this user's"
-            )
+        } else if descriptor < 0 {
+            try refuseSomeoneElsesEmptyFile(file)
         }
         try refuseForeign(file)
         do {
@@ -146,32 +141,48 @@ public struct SQLiteStore: Store {
     /// checked without making or changing anything: `serve` asks before it makes its lock and its development token
     /// beside the file.
     /// (A path ending in / is left to `open`, or to the configuration, which names the flag or variable that gave it.)
+    /// Someone else's empty file and a newer version's database are refused here too.
     public static func refuseIfForeign(path: String) throws {
         guard !path.hasSuffix("/") else { return }
         let target = linkTarget(path)
-        try refuseForeign(realPath(target) ?? target)
+        let file = realPath(target) ?? target
+        try refuseSomeoneElsesEmptyFile(file)
+        try refuseForeign(file, newerToo: true)
+    }
+
+    /// Someone else's empty file (made in a shared folder before the first start) would become the database with
+    /// their permissions: they could read every member's details and passcode hash.
+    static func refuseSomeoneElsesEmptyFile(_ file: String) throws {
+        guard let owner = emptyFileOwner(file), owner != geteuid() else { return }
+        throw NotOurDatabase(
+            description:
+                "it is an empty file another user (uid \(owner)) made, which would keep their owner and permissions: remove it, or make it this user's"
+        )
     }
 
     /// Throws `NotOurDatabase` for a folder, a file that is not SQLite, and a database with tables but not
     /// the migration record every Action2Phone database has. An empty file (one just created) is a new database.
-    static func refuseForeign(_ file: String) throws {
+    /// `newerToo`: a database a newer version migrated is refused as well (`NewerDatabaseError`), as opening it would.
+    static func refuseForeign(_ file: String, newerToo: Bool = false) throws {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: file, isDirectory: &isFolder) else { return }
         if isFolder.boolValue { throw NotOurDatabase(description: "it is a folder, not a database file") }
         guard let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int, size > 0 else { return }
         var probing = Configuration()
         probing.busyMode = .timeout(5)
-        let (tables, ours): ([String], Bool)
+        let (tables, ours, unknown): ([String], Bool, [String])
         do {
             // A queue, not a pool: it reads without changing the journal mode. Every Action2Phone database records its
             // first migration; another GRDB application's records its own.
-            (tables, ours) = try DatabaseQueue(path: file, configuration: probing).read { db in
+            (tables, ours, unknown) = try DatabaseQueue(path: file, configuration: probing).read { db in
                 let tables = try String.fetchAll(
                     db,
                     sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
                 )
                 let first = "SELECT 1 FROM grdb_migrations WHERE identifier = ?"
-                return (tables, try tables.contains("grdb_migrations") && Bool.fetchOne(db, sql: first, arguments: [Schema.firstMigration]) == true)
+                let ours = try tables.contains("grdb_migrations") && Bool.fetchOne(db, sql: first, arguments: [Schema.firstMigration]) == true
+                let unknown = ours && newerToo ? try Schema.migrator.appliedIdentifiers(db).subtracting(Schema.migrator.migrations).sorted() : []
+                return (tables, ours, unknown)
             }
         } catch let error as DatabaseError where error.resultCode.primaryResultCode == .SQLITE_NOTADB {
             throw NotOurDatabase(description: "it is not an SQLite database (\(size) bytes of something else); it was left as it was")
@@ -182,6 +193,7 @@ public struct SQLiteStore: Store {
             let shown = tables.prefix(3).joined(separator: ", ") + (tables.count > 3 ? ", …" : "")
             throw NotOurDatabase(description: "it is another application's database (tables \(shown)), not Action2Phone's; it was left as it was")
         }
+        guard unknown.isEmpty else { throw NewerDatabaseError(unknownMigrations: unknown) }
     }
 
     /// Wraps an opened database and applies the migrations it lacks. `lockWait`: the busy handler in its
