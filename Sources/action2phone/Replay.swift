@@ -220,6 +220,16 @@ struct RecordedWebhook: Decodable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decodeIfPresent(String.self, forKey: .name)
         url = try c.decode(String.self, forKey: .url)
+        // The URL Twilio called, whose path and query go to the server replayed to: anything else (`@host:port/sms`)
+        // would have made the request go elsewhere.
+        guard let called = URLComponents(string: url), ["http", "https"].contains(called.scheme?.lowercased() ?? ""), called.host?.isEmpty == false
+        else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .url,
+                in: c,
+                debugDescription: "url is the http(s) URL the request was sent to, such as https://bot.example.org/sms"
+            )
+        }
         method = try c.decodeIfPresent(String.self, forKey: .method)
         headers = try c.decodeIfPresent([String: String].self, forKey: .headers)
         if let pairs = try? c.decodeIfPresent([[String]].self, forKey: .params) {
@@ -232,8 +242,19 @@ struct RecordedWebhook: Decodable {
         }
         body = try c.decodeIfPresent(String.self, forKey: .body)
         bodyRepeat = try c.decodeIfPresent(Int.self, forKey: .bodyRepeat)
+        // (Enough for any oversized body the server must refuse; a number too large would take all the memory there is.)
+        if let bodyRepeat, !(1...Self.largestBody).contains(bodyRepeat) || (body?.utf8.count ?? 0) > Self.largestBody / bodyRepeat {
+            throw DecodingError.dataCorruptedError(
+                forKey: .bodyRepeat,
+                in: c,
+                debugDescription: "bodyRepeat is 1 or more, and the body repeated is at most \(Self.largestBody) bytes"
+            )
+        }
         status = try c.decodeIfPresent(Int.self, forKey: .status)
     }
+
+    /// The largest body a recorded request may make (`body` × `bodyRepeat`): 16 MiB.
+    static let largestBody = 16 << 20
 
     /// The base URL the request was sent to, as a server's public URL: without `/sms` (or `/sms/status`) and the query.
     var publicURL: String {

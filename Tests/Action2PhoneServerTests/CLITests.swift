@@ -692,6 +692,18 @@ struct CLITests {
             let refusedTypo = try await Executable.run(["replay", "--fresh", "--check", typo.path])
             #expect(refusedTypo.status == 1 && refusedTypo.stderr.contains("\(what) has no key \"\(key)\""), "\(refusedTypo.stderr)")
         }
+        // A recorded url that is no http(s) URL (it would have sent the request elsewhere), and a body repeated past
+        // 16 MiB (it would have taken all the memory there is), are refused before anything is sent
+        for (json, said) in [
+            (#"{"url":"@127.0.0.1:9/sms","status":403}"#, "url is the http(s) URL the request was sent to"),
+            (#"{"url":"https://bot.example.org/sms","body":"ab","bodyRepeat":100000000000}"#, "the body repeated is at most 16777216 bytes"),
+            (#"{"url":"https://bot.example.org/sms","body":"ab","bodyRepeat":0}"#, "bodyRepeat is 1 or more"),
+        ] {
+            let hostile = dir.appendingPathComponent("raw-hostile.json")
+            try Data(json.utf8).write(to: hostile)
+            let refusedHostile = try await Executable.run(["replay", "--raw", "--fresh", "--check", hostile.path])
+            #expect(refusedHostile.status == 1 && refusedHostile.stderr.contains(said), "\(refusedHostile.stderr)")
+        }
         let rawTypo = dir.appendingPathComponent("raw-typo.json")
         try Data(#"{"url":"https://bot.example.org/sms","stauts":403}"#.utf8).write(to: rawTypo)
         let refusedRaw = try await Executable.run(["replay", "--raw", "--fresh", "--check", rawTypo.path])
