@@ -36,6 +36,18 @@ import TwilioKit
 /// 20503) and creates nothing.
 final class FakeTwilio: Sendable {
     static let accountSid = "AC" + String(repeating: "f", count: 32)
+
+    /// A REST client of the fake's account, sending from its number, to the API at `base`.
+    static func client(_ base: String, timeout: TimeInterval = 5, statusCallback: String? = nil) -> TwilioRESTClient {
+        TwilioRESTClient(
+            baseURL: base,
+            accountSid: accountSid,
+            authToken: authToken,
+            sender: .number(from),
+            statusCallback: statusCallback,
+            timeout: timeout
+        )
+    }
     static let authToken = "fake-twilio-auth-token"
     static let from = "+15005550006"
 

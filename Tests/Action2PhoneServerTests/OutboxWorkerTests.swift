@@ -20,14 +20,7 @@ struct OutboxHarness {
     }
 
     func client(_ base: String, timeout: TimeInterval = 5) -> TwilioRESTClient {
-        TwilioRESTClient(
-            baseURL: base,
-            accountSid: FakeTwilio.accountSid,
-            authToken: FakeTwilio.authToken,
-            sender: .number(FakeTwilio.from),
-            statusCallback: "https://bot.example.org/sms/status",
-            timeout: timeout
-        )
+        FakeTwilio.client(base, timeout: timeout, statusCallback: "https://bot.example.org/sms/status")
     }
 
     static let fastPolicy = DeliveryPolicy(maxAttempts: 4, baseDelay: 0.05, maxDelay: 2, jitter: 1...1)
@@ -679,13 +672,7 @@ struct OutboxWorkerTests {
 
     @Test func aPOSTOnAKeptConnectionThatDiesIsNotSentAgainByTheTransport() async throws {
         try await KeptConnectionDyingServer.run { base, posts in
-            let client = TwilioRESTClient(
-                baseURL: base,
-                accountSid: FakeTwilio.accountSid,
-                authToken: "t",
-                sender: .number(FakeTwilio.from),
-                timeout: 5
-            )
+            let client = FakeTwilio.client(base)
             // Given a connection kept open after a first answer
             guard case .success = await client.fetchAccount() else {
                 Issue.record("the account was not read")
@@ -707,13 +694,7 @@ struct OutboxWorkerTests {
         // Given Twilio taking a text, then saying nothing for 6 s
         let fake = FakeTwilio(slowDelay: .seconds(6))
         try await fake.run { base in
-            let client = TwilioRESTClient(
-                baseURL: base,
-                accountSid: FakeTwilio.accountSid,
-                authToken: FakeTwilio.authToken,
-                sender: .number(FakeTwilio.from),
-                timeout: 2
-            )
+            let client = FakeTwilio.client(base, timeout: 2)
             // When a client whose timeout is 2 s (4 s in all) sends it
             let started = ContinuousClock.now
             let sent = await client.createMessage(to: "+15005550503", body: "hello?")
