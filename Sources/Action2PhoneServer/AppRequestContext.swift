@@ -11,5 +11,7 @@ public struct AppRequestContext: RequestContext {
         self.coreContext = .init(source: source)
         self.channel = source.channel
     }
-    public var maxUploadSize: Int { 64 * 1024 }
+    public var maxUploadSize: Int { Self.bodyLimit }
+    /// The largest body a request may have: 64 KiB (Twilio's webhooks are a few hundred bytes).
+    public static let bodyLimit = 64 * 1024
 }

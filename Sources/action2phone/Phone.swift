@@ -38,7 +38,9 @@ struct InProcessPhone: SimulatedPhone {
     }
 
     mutating func text(_ fields: [FormField]) async throws -> (status: Int, messages: [String]) {
-        // What the server answers a webhook without From, To or MessageSid (a fixture may expect it): 400, nothing stored.
+        // What the server answers a body over its limit (413) and a webhook without From, To or MessageSid (400), as a
+        // fixture may expect: nothing stored. (A 20 MB text took a minute and more than a gigabyte in-process.)
+        guard FormCodec.encode(fields).utf8.count <= AppRequestContext.bodyLimit else { return (413, []) }
         guard let message = try? IncomingMessage(fields: fields) else { return (400, []) }
         let record = InboundRecord(message, idempotencyToken: nil)
         let now = virtualNow ?? Date()

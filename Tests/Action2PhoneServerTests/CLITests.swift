@@ -676,6 +676,14 @@ struct CLITests {
         ).write(to: terse)
         let tolerated = try await Executable.run(["replay", "--fresh", "--check", terse.path])
         #expect(tolerated.status == 0, "\(tolerated.stdout)\n\(tolerated.stderr)")
+        // A body over the server's 64 KiB limit is answered 413 in-process too, as the server answers it, and not handled
+        let huge = dir.appendingPathComponent("huge.json")
+        try Data(
+            #"{"name":"huge","steps":[{"from":"+14155550100","body":"\#(String(repeating: "a", count: 70_000))","expect":{"status":413,"empty":true}}]}"#
+                .utf8
+        ).write(to: huge)
+        let tooLarge = try await Executable.run(["replay", "--fresh", "--check", huge.path])
+        #expect(tooLarge.status == 0 && tooLarge.stdout.contains("[HTTP 413]"), "\(tooLarge.stderr)")
         // A step without `expect` is still held to status 200
         let unexpected = dir.appendingPathComponent("unexpected.json")
         try Data(#"{"name":"unexpected","steps":[{"body":"HELP"},{"from":"+14155550100","body":"HELP"}]}"#.utf8).write(to: unexpected)
