@@ -182,14 +182,9 @@ extension ServerConfig {
             )
         }
         let local = accountSid == nil
-        var config: ServerConfig
-        if local {
-            let devToken = try DevToken.loadOrCreate(forDatabase: databasePath)
-            config = ServerConfig(authToken: devToken, isLocalMode: true, databasePath: databasePath)
-            config.devTokenPath = DevToken.path(forDatabase: databasePath)
-        } else {
-            config = ServerConfig(authToken: Secret(token!), accountSid: accountSid, isLocalMode: false, databasePath: databasePath)
-        }
+        // (Local mode's development token is read or made last, once every setting has passed: a refused start leaves
+        // no file behind.)
+        var config = ServerConfig(authToken: Secret(token ?? ""), accountSid: accountSid, isLocalMode: local, databasePath: databasePath)
         // Local mode checks webhooks against its development token alone (SPEC §2): a secondary token left in the
         // environment is not another key to it, and `serve` says it is ignored.
         if local {
@@ -272,6 +267,10 @@ extension ServerConfig {
                 throw ConfigError("ACTION2PHONE_PBKDF2_ITERATIONS must be a whole number from 1 to 10000000 (got '\(shown(raw))')")
             }
             config.passcodeIterations = n
+        }
+        if local {
+            config.authToken = try DevToken.loadOrCreate(forDatabase: databasePath)
+            config.devTokenPath = DevToken.path(forDatabase: databasePath)
         }
         return config
     }

@@ -18,9 +18,9 @@ struct Backup: AsyncParsableCommand {
     @Argument(help: "The new file to write.") var file: String
 
     func run() async throws {
-        guard !store.path.isEmpty else { throw CLIError("--db is empty: give the database file's path") }
+        let path = try store.givenPath()
         do {
-            let summary = try SQLiteStore.backup(databaseAt: store.path, to: file)
+            let summary = try SQLiteStore.backup(databaseAt: path, to: file)
             if summary.leftoversRemoved > 0 {
                 let copies = summary.leftoversRemoved == 1 ? "the unfinished copy" : "\(summary.leftoversRemoved) unfinished copies"
                 printError("note: removed \(copies) that interrupted backups to \(file) had left")
@@ -28,7 +28,7 @@ struct Backup: AsyncParsableCommand {
             let megabytes = String(format: "%.1f", Double(summary.bytes) / 1_048_576)
             let people = summary.users == 1 ? "1 person" : "\(summary.users) people"
             print(
-                "Backed up \(store.path) to \(file) (\(megabytes) MB, checked): \(people), \(summary.inbound) inbound texts, \(summary.outbox) outbox rows."
+                "Backed up \(path) to \(file) (\(megabytes) MB, checked): \(people), \(summary.inbound) inbound texts, \(summary.outbox) outbox rows."
             )
         } catch let error as BackupError {
             throw CLIError("cannot back up to \(file): \(error.description)")

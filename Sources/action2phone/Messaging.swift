@@ -125,9 +125,14 @@ struct Outbox: AsyncParsableCommand {
         )
         @OptionGroup var store: StoreOptions
         @Argument(help: "Outbox ids.") var ids: [Int64] = []
-        @Flag(help: "Every uncertain text, but those not sent because the number had opted out.") var uncertain = false
-        @Flag(help: "Every failed text, but those not sent because the number had opted out.") var failed = false
-        @Flag(help: "Every undelivered text, but those not sent because the number had opted out.") var undelivered = false
+        @Flag(help: Self.every("uncertain")) var uncertain = false
+        @Flag(help: Self.every("failed")) var failed = false
+        @Flag(help: Self.every("undelivered")) var undelivered = false
+
+        /// A flag's help: which rows it takes (`SQLiteStore.retryOutbox`'s skips).
+        static func every(_ status: String) -> ArgumentHelp {
+            "Every \(status) text, but those to a number now opted out or suppressed, those not sent because it had opted out, and those Twilio refused for good (21211, 21612)."
+        }
 
         func validate() throws {
             let choices = (ids.isEmpty ? 0 : 1) + (uncertain ? 1 : 0) + (failed ? 1 : 0) + (undelivered ? 1 : 0)

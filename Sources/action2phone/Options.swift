@@ -9,19 +9,31 @@ struct StoreOptions: ParsableArguments {
     @Option(help: "SQLite database file (env: ACTION2PHONE_DB, default db/action2phone.sqlite).")
     var db: String?
 
-    var path: String { db ?? ProcessInfo.processInfo.environment["ACTION2PHONE_DB"].flatMap { $0.isEmpty ? nil : $0 } ?? "db/action2phone.sqlite" }
+    /// `--db`, else `ACTION2PHONE_DB`, else the default, read as `serve` reads them (the white space around a value
+    /// dropped, an empty variable unset), so that one setting names one file for every command. An empty `--db`
+    /// stays empty, for `open`, `config` and `backup` to refuse.
+    var path: String {
+        if let db, db.trimmingWhitespace().isEmpty { return "" }
+        return ServerConfig.databasePath(flags: db.map { [.database: $0] } ?? [:], environment: ProcessInfo.processInfo.environment)
+    }
+
+    /// `path`, refused when `--db` is empty.
+    func givenPath() throws -> String {
+        guard !path.isEmpty else { throw CLIError("--db is empty: give the database file's path") }
+        return path
+    }
 
     /// Opens or creates the database and applies migrations. A new one is said on stderr: an operator in the wrong
     /// directory, or with a mistyped path, would otherwise read "No one is registered yet." as their members gone.
     /// (`replay --fresh` makes its databases new on purpose: `announcingNew` false.)
     func open(announcingNew: Bool = true) throws -> SQLiteStore {
-        guard !path.isEmpty else { throw CLIError("--db is empty: give the database file's path") }
-        return try openDatabase(path, announcingNew: announcingNew)
+        try openDatabase(givenPath(), announcingNew: announcingNew)
     }
 
     /// The server configuration from the environment, for this database, as `chat` and `replay` need it: they sign
     /// webhooks or run the conversation in-process, and send nothing, so no sender is required.
     func config() throws -> ServerConfig {
+        let path = try givenPath()
         try refuseForeignDatabase(path)
         do {
             return try ServerConfig.resolve(flags: [.database: path], environment: ProcessInfo.processInfo.environment, requireSender: false)

@@ -51,7 +51,16 @@ struct Replay: AsyncParsableCommand {
             }
         }
         if check {
-            print(mismatches == 0 ? "check: all replies as expected." : "check: \(mismatches) mismatch(es).")
+            let played = fixtures.count - refused.count
+            print(
+                mismatches > 0
+                    ? "check: \(mismatches) mismatch(es)."
+                    : played == 0
+                        ? "check: nothing was played, so nothing was checked."
+                        : refused.isEmpty
+                            ? "check: all replies as expected."
+                            : "check: the replies of the \(played) fixture\(played == 1 ? "" : "s") played were as expected."
+            )
         }
         if !refused.isEmpty {
             print("not played (they move the clock; replay them in-process): \(refused.joined(separator: ", "))")

@@ -53,16 +53,24 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let logger = makeLogger(level: try parseLogLevel(flag: logLevel, environment: environment["LOG_LEVEL"]))
+        // A bad setting is a misused flag or variable (exit 64), with this command's usage, not the tool's.
+        func refused(_ message: String) -> ExitCode {
+            printError("Error: \(message)\nUsage: action2phone \(Serve.usageString())")
+            return ExitCode(64)
+        }
+        let logger: Logger
+        do {
+            logger = makeLogger(level: try parseLogLevel(flag: logLevel, environment: environment["LOG_LEVEL"]))
+        } catch let error as ValidationError {
+            throw refused(error.message)
+        }
         let config: ServerConfig
         let databasePath = ServerConfig.databasePath(flags: flags, environment: environment)
         try refuseForeignDatabase(databasePath)
         do {
             config = try ServerConfig.resolve(flags: flags, environment: environment)
         } catch let error as ConfigError {
-            // A bad setting is a misused flag or variable (exit 64), with this command's usage, not the tool's.
-            printError("Error: \(error.description)\nUsage: action2phone \(Serve.usageString())")
-            throw ExitCode(64)
+            throw refused(error.description)
         } catch let error as DevTokenError {
             throw CLIError("\(error)")
         } catch let error as PrivateFileError {

@@ -502,6 +502,26 @@ struct CLITests {
         #expect(String(decoding: seen, as: UTF8.self).contains("Stored in 1 inbox; 1 text queued."))
     }
 
+    @Test func theDatabaseVariableNamesTheFileServeWouldOpenForEveryCommand() async throws {
+        // Given ACTION2PHONE_DB with white space after it (as a line of an env file may carry), which serve drops
+        let db = tempDatabase()
+        let given = ["ACTION2PHONE_DB": db + " \t"]
+        #expect(ServerConfig.databasePath(flags: [:], environment: given) == db)
+        // When a tool runs with it
+        let list = try await Executable.run(["users", "list"], environment: given)
+        #expect(list.status == 0, "\(list.stderr)")
+        // Then it opened the file serve would, and made no other
+        #expect(FileManager.default.fileExists(atPath: db))
+        let folder = (db as NSString).deletingLastPathComponent
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).allSatisfy { $0.hasPrefix("a.sqlite") && !$0.contains(" ") })
+        // And an empty --db is refused by backup and chat too, never taken for the default
+        let backup = try await Executable.run(["backup", "--db", "", folder + "/copy.sqlite"])
+        #expect(backup.status == 1 && backup.stderr.contains("--db is empty"), "\(backup.stderr)")
+        let chat = try await Executable.run(["chat", "--db", " "], input: "HELP\n")
+        #expect(chat.status == 1 && chat.stderr.contains("--db is empty"), "\(chat.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: folder + "/copy.sqlite"))
+    }
+
     @Test func sendBroadcastAndTheOutbox() async throws {
         let db = tempDatabase()
         _ = try await registerIvan(db)
@@ -599,6 +619,8 @@ struct CLITests {
         let r = try await Executable.run(["serve", "--port", "0", "--db", tempDatabase()] + flags, environment: environment, timeout: .seconds(20))
         #expect(r.status == 64)
         #expect(r.stderr.contains("\(name) must be one of trace, debug, info, notice, warning, error, critical (got '"), "\(r.stderr)")
+        // (With serve's usage, as every other bad setting of serve's, not the tool's)
+        #expect(r.stderr.contains("Usage: action2phone serve") && !r.stderr.contains("<subcommand>"), "\(r.stderr)")
     }
 
     /// A negative number after a flag is that flag's value, refused with the range, not "Missing value".
@@ -739,15 +761,21 @@ struct CLITests {
             // A fixture that needs the clock moved cannot run against a live server: refused before its first text.
             let expiry = repositoryRoot.appendingPathComponent("fixtures/conversations/session-expiry.json").path
             let before = try server.count("inbound")
-            let r2 = try await Executable.run(["replay", "--url", server.base, "--public-url", TestServer.publicURL, "--db", db, expiry])
+            let r2 = try await Executable.run(["replay", "--check", "--url", server.base, "--public-url", TestServer.publicURL, "--db", db, expiry])
             #expect(r2.status == 1 && r2.stderr.contains("replay this fixture in-process"))
+            // (and --check does not call a run that played nothing a pass)
+            #expect(r2.stdout.contains("check: nothing was played") && !r2.stdout.contains("as expected"), "\(r2.stdout)")
             #expect(try server.count("inbound") == before)
             // and the fixtures after it still play
             let help = repositoryRoot.appendingPathComponent("fixtures/conversations/help-reset-unknown.json").path
             let r3 = try await Executable.run(
                 ["replay", "--check", "--url", server.base, "--public-url", TestServer.publicURL, "--db", db, expiry, help])
             #expect(r3.status == 1)
-            #expect(r3.stdout.contains("check: all replies as expected.") && r3.stdout.contains("not played (they move the clock"), "\(r3.stdout)")
+            #expect(
+                r3.stdout.contains("check: the replies of the 1 fixture played were as expected.")
+                    && r3.stdout.contains("not played (they move the clock"),
+                "\(r3.stdout)"
+            )
             #expect(try server.count("inbound") > before)
         }
     }

@@ -111,6 +111,23 @@ struct ServerConfigTests {
         #expect(!FileManager.default.fileExists(atPath: folder))
     }
 
+    @Test func aRefusedSettingLeavesNoDevelopmentTokenBehind() throws {
+        // Given local mode and a bad setting
+        let given: [[String: String]] = [
+            ["ACTION2PHONE_PORT": "99999"], ["ACTION2PHONE_SEND_RATE": "fast"], ["ACTION2PHONE_TIME_ZONE": "Mars/Olympus"],
+            ["ACTION2PHONE_PBKDF2_ITERATIONS": "0"],
+        ]
+        for environment in given {
+            // Then the start is refused, and neither the token nor its folder is made
+            #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: environment) }
+            #expect(!FileManager.default.fileExists(atPath: db + ".dev-token"))
+            #expect(!FileManager.default.fileExists(atPath: (db as NSString).deletingLastPathComponent))
+        }
+        // And once the settings are good, the token is made and used
+        let config = try ServerConfig.resolve(flags: [.database: db], environment: ["ACTION2PHONE_PORT": "8081"])
+        #expect(config.devTokenPath == db + ".dev-token")
+        #expect(try DevToken.loadOrCreate(forDatabase: db) == config.authToken)
+    }
     @Test func aPublicURLEndingInTheWebhooksPathIsRefusedWithTheBase() throws {
         // The webhook's URL pasted from the Twilio Console: signatures would be checked against …/sms/sms
         for pasted in ["https://bot.example.org/sms", "https://bot.example.org/sms/", "https://u:pw@bot.example.org/a2p/SMS/status"] {
