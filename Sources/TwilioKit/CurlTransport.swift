@@ -25,12 +25,26 @@ final class CurlTransport: Sendable {
         var body: Data
     }
 
+    /// Where a `URLError` of this transport's says what happened, when its code alone does not.
+    static let detailKey = "a2p.detail"
+
     /// The most of an answer's body kept: Twilio's pages are tens of kilobytes; past this, the answer is not Twilio's.
     static let bodyLimit = 8 << 20
 
-    private let loop = CurlLoop()
+    /// How long a kept connection may have been idle and still carry a request (libcurl's `CURLOPT_MAXAGE_CONN`, 118 s
+    /// by default). A server closing an idle connection over TLS says so first (close_notify), which libcurl's check of
+    /// a kept connection takes for a sign of life: the request goes out on the dead connection, libcurl's own resend on a
+    /// new one is refused (a POST may have reached Twilio), and the text waits for a lookup. Some servers close idle
+    /// connections after 5 s; a burst of sends keeps its connections, a send after a pause makes a new one. (libcurl
+    /// counts the idle time in whole seconds and takes a connection while that count is not past this: 3 s is used
+    /// again until it has been idle 4 s.)
+    static let keptConnectionAge: Duration = .seconds(3)
 
-    init() {}
+    private let loop: CurlLoop
+
+    init(keptConnectionAge: Duration = keptConnectionAge) {
+        loop = CurlLoop(keptConnectionAge: keptConnectionAge)
+    }
 
     deinit { loop.stop() }
 
@@ -71,6 +85,7 @@ private final class CurlLoop: @unchecked Sendable {
     }
 
     private let multi: UnsafeMutableRawPointer
+    private let keptConnectionAge: Duration
     private let lock = NSLock()
     /// Under `lock`: requests waiting for the loop to start them, every request not finished yet, whether the
     /// thread runs, and whether the client is gone.
@@ -81,8 +96,9 @@ private final class CurlLoop: @unchecked Sendable {
     /// The loop's thread only: the requests libcurl is running, by their easy handle.
     private var running: [UnsafeMutableRawPointer: Transfer] = [:]
 
-    init() {
+    init(keptConnectionAge: Duration) {
         Self.globalInit
+        self.keptConnectionAge = keptConnectionAge
         multi = curl_multi_init()
         // As URLSession was set up: up to 64 connections to the API at once, each kept for the next request.
         _ = a2p_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64)
@@ -148,7 +164,7 @@ private final class CurlLoop: @unchecked Sendable {
             let now = ContinuousClock.now
             for (easy, transfer) in running where transfer.lastHeard.map({ now - $0 >= transfer.timeout / 2 }) == true {
                 curl_multi_remove_handle(multi, easy)
-                finish(transfer, .failure(URLError(.timedOut)))
+                finish(transfer, .failure(Self.failure(.timedOut, "no answer for \(Self.seconds(transfer.timeout / 2))")))
             }
             // (The client gone and its last request answered: not another 10 s of waiting with its connections open.)
             if lock.withLock({ stopping && unfinished.isEmpty }) { return }
@@ -187,6 +203,7 @@ private final class CurlLoop: @unchecked Sendable {
         _ = a2p_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0)
         _ = a2p_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, max(1, milliseconds))
         _ = a2p_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, max(1, milliseconds / 2))
+        _ = a2p_easy_setopt_long(easy, CURLOPT_MAXAGE_CONN, max(1, Int(keptConnectionAge / .seconds(1))))
         _ = "action2phone (libcurl)".withCString { a2p_easy_setopt_pointer(easy, CURLOPT_USERAGENT, $0) }
         _ = a2p_easy_setopt_callback(easy, CURLOPT_WRITEFUNCTION, Self.receiveBody)
         _ = a2p_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, me)
@@ -218,6 +235,12 @@ private final class CurlLoop: @unchecked Sendable {
             if let easy = transfer.easy { _ = a2p_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status) }
             return .success(Answer(status: status, headers: transfer.headers, body: transfer.body))
         }
+        if transfer.issued && code == CURLE_OPERATION_TIMEDOUT {
+            return .failure(Self.failure(.timedOut, "no whole answer within \(Self.seconds(transfer.timeout))"))
+        }
+        if transfer.issued && code == CURLE_ABORTED_BY_CALLBACK {
+            return .failure(Self.failure(.networkConnectionLost, "a kept connection closed before the answer; libcurl's own resend refused"))
+        }
         let error: URLError.Code =
             if !transfer.issued {
                 // Never sent: a connection that was not made (URLSession's codes for it, which `classify` calls not sent).
@@ -236,10 +259,21 @@ private final class CurlLoop: @unchecked Sendable {
                 case CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_PARTIAL_FILE: .networkConnectionLost
                 // (UNSUPPORTED_PROTOCOL once sent: an answer that is not HTTP/1.x.)
                 case CURLE_GOT_NOTHING, CURLE_UNSUPPORTED_PROTOCOL, CURLE_WRITE_ERROR: .badServerResponse
-                default: .unknown  // ABORTED_BY_CALLBACK (libcurl about to send it again) among them
+                default: .unknown
                 }
             }
         return .failure(URLError(error))
+    }
+
+    /// A failure with what happened in words, which `TwilioRESTClient.describe` adds to the code's.
+    private static func failure(_ code: URLError.Code, _ detail: String) -> URLError {
+        URLError(code, userInfo: [CurlTransport.detailKey: detail])
+    }
+
+    /// `duration` in whole seconds, or tenths below ten.
+    private static func seconds(_ duration: Duration) -> String {
+        let seconds = duration / .seconds(1)
+        return seconds >= 10 || seconds == seconds.rounded() ? "\(Int(seconds.rounded())) s" : String(format: "%.1f s", seconds)
     }
 
     /// Ends `transfer`: frees what libcurl held for it and resumes its caller.

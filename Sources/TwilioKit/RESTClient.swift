@@ -28,7 +28,7 @@ public struct TwilioRESTClient: Sendable {
     public let sender: Sender
     public let statusCallback: String?
     /// This client's connections to the API, and the thread that drives them.
-    private let transport = CurlTransport()
+    private let transport: CurlTransport
     /// How long one request may take in all, its answer included.
     private let deadline: Duration
 
@@ -40,6 +40,27 @@ public struct TwilioRESTClient: Sendable {
         statusCallback: String? = nil,
         timeout: TimeInterval = 15
     ) {
+        self.init(
+            baseURL: baseURL,
+            accountSid: accountSid,
+            authToken: authToken,
+            sender: sender,
+            statusCallback: statusCallback,
+            timeout: timeout,
+            keptConnectionAge: CurlTransport.keptConnectionAge
+        )
+    }
+
+    init(
+        baseURL: String,
+        accountSid: String,
+        authToken: String,
+        sender: Sender,
+        statusCallback: String?,
+        timeout: TimeInterval,
+        keptConnectionAge: Duration
+    ) {
+        self.transport = CurlTransport(keptConnectionAge: keptConnectionAge)
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
@@ -159,6 +180,12 @@ public struct TwilioRESTClient: Sendable {
                 )
             )
         }
+        // 408: the server closed the connection before it had the whole request (RFC 9110 §15.5.9), or before any
+        // (libcurl reads one written on a kept connection while it was idle as the answer to the next request): no
+        // message was created, and the request is safe to send again.
+        if answer.status == 408 {
+            return .failure(.transport(.notSent, "the API answered HTTP 408, Request Timeout: it did not read the request"))
+        }
         guard answer.status == status || (200..<300).contains(answer.status) else {
             let body = try? JSONDecoder().decode(APIError.self, from: answer.body)
             return .failure(
@@ -203,7 +230,8 @@ public struct TwilioRESTClient: Sendable {
             case .badServerResponse: "bad response from the server"
             default: "network error"
             }
-        return "\(what) (URLError \(error.code.rawValue))"
+        let detail = (error.userInfo[CurlTransport.detailKey] as? String).map { ": " + $0 } ?? ""
+        return "\(what)\(detail) (URLError \(error.code.rawValue))"
     }
 
     /// `Retry-After` as seconds (a number of seconds or an HTTP date).

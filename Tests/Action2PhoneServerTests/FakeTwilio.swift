@@ -18,6 +18,7 @@ import TwilioKit
 /// | +15005550008 | 400, code 21611 (the sender's queue is full) twice, then 201 |
 /// | +15005550429 | 429 code 20429 with `Retry-After: 1` twice, then 201 |
 /// | +15005550430 | 429 without `Retry-After` once, then 201 |
+/// | +15005550408 | 408 Request Timeout without creating once, then 201 |
 /// | +15005550500 | creates the message but answers 500 the first time |
 /// | +15005550501 | 500 without creating the first time, then 201 |
 /// | +15005550502 | 500 without creating the second time, else 201 |
@@ -228,6 +229,7 @@ final class FakeTwilio: Sendable {
             response.headers[.retryAfter] = "1"
             return response
         case "+15005550430" where attempt == 1: return error(429, 20429, "Too Many Requests")
+        case "+15005550408" where attempt == 1: return Response(status: .requestTimeout, headers: [.connection: "close"])
         case "+15005550500" where attempt == 1:
             _ = record(to: to, from: field("From"), body: body, callback: field("StatusCallback"))
             return Self.json(500, "Internal Server Error")
@@ -333,18 +335,30 @@ struct FakeError: HTTPResponseError {
     func response(from request: Request, context: some RequestContext) throws -> Response { FakeTwilio.json(code, body) }
 }
 
-/// An API that answers the first request on each connection (keeping it open) and drops a POST that comes on a
-/// connection it has already answered on, without a word, once it has read it: a kept connection dying under a
-/// request Twilio may have received. It counts the POSTs it read.
-enum KeptConnectionDyingServer {
-    static func run(_ body: (_ base: String, _ posts: @escaping @Sendable () -> Int) async throws -> Void) async throws {
+/// An API that answers the first request on each connection, keeping it open, and then ends the connection as
+/// `ending` says. It counts the POSTs it read.
+enum KeptConnectionServer {
+    enum Ending {
+        /// A POST that comes on a connection already answered on is dropped without a word once it has been read: a
+        /// kept connection dying under a request Twilio may have received.
+        case diesUnderTheNextPOST
+        /// 0.2 s after the answer, with nothing asked, it writes `408 Request Timeout` and closes (RFC 9110 lets a
+        /// server end an idle connection so); libcurl's check of a kept connection takes the bytes for life.
+        case saysRequestTimeoutWhenIdle
+    }
+
+    static func run(_ ending: Ending, _ body: (_ base: String, _ posts: @escaping @Sendable () -> Int) async throws -> Void) async throws {
         final class Handler: ChannelInboundHandler {
             typealias InboundIn = ByteBuffer
             typealias OutboundOut = ByteBuffer
             let counter: PostsBox
+            let ending: Ending
             var received: [UInt8] = []
             var answered = 0
-            init(counter: PostsBox) { self.counter = counter }
+            init(counter: PostsBox, ending: Ending) {
+                self.counter = counter
+                self.ending = ending
+            }
 
             func channelRead(context: ChannelHandlerContext, data: NIOAny) {
                 received += Array(buffer: unwrapInboundIn(data))
@@ -369,12 +383,19 @@ enum KeptConnectionDyingServer {
                 let response =
                     "HTTP/1.1 \(isPost ? "201 Created" : "200 OK")\r\nContent-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n\r\n\(json)"
                 context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response)), promise: nil)
+                if case .saysRequestTimeoutWhenIdle = ending {
+                    let timeout = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+                    let channel = context.channel
+                    context.eventLoop.scheduleTask(in: .milliseconds(200)) {
+                        channel.writeAndFlush(ByteBuffer(string: timeout)).whenComplete { _ in channel.close(promise: nil) }
+                    }
+                }
             }
         }
         let counter = PostsBox()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(counter: counter)) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(counter: counter, ending: ending)) }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         do {
