@@ -233,6 +233,13 @@ extension ServerConfig {
             }
             config.replyMode = mode
         }
+        // `<Message>` TwiML is not available outside US1 (twilio.md §5): an account whose API host names another region
+        // would have every reply given in the webhook's response dropped without a word.
+        if requireSender, !local, config.replyMode == .twiml, let region = Self.twilioRegion(ofAPI: config.apiBaseURL), region != "us1" {
+            throw ConfigError(
+                "\(name(.apiBaseURL)) is in Twilio's \(region.uppercased()) region, where a reply in the webhook's TwiML (<Message>) is not sent: set ACTION2PHONE_REPLY_MODE=rest (replies through the outbox)"
+            )
+        }
         if let raw = value(.sendRate) {
             // Decimal only: Double also reads hexadecimal ("0x10" is 16).
             guard raw.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), let rate = Double(raw), rate >= 0.01, rate <= 10_000 else {
@@ -314,6 +321,16 @@ extension ServerConfig {
 
 extension ServerConfig {
     /// The host of an http(s) URL, without the user, the port or an IPv6 address's brackets.
+    /// The region a Twilio API host names (`api.dublin.ie1.twilio.com`: `ie1`); nil for `api.twilio.com` (US1) and
+    /// for any other host.
+    static func twilioRegion(ofAPI url: String) -> String? {
+        let labels = host(of: url).lowercased().split(separator: ".")
+        guard labels.count >= 4, labels.suffix(2) == ["twilio", "com"] else { return nil }
+        let region = labels[labels.count - 3]
+        guard region.count == 3, region.prefix(2).allSatisfy(\.isLetter), region.last!.isNumber else { return nil }
+        return String(region)
+    }
+
     static func host(of url: String) -> String {
         let authority = url.drop { $0 != "/" }.dropFirst(2).prefix { $0 != "/" }
         let host = authority.split(separator: "@").last ?? ""

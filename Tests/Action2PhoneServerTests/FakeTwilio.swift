@@ -26,7 +26,7 @@ import TwilioKit
 /// | +15005550504 | same as 502 (a number of its own) |
 /// | +15005550505 | creates the message, then answers a byte every `slowDelay / 10` the first time |
 /// | +15005550777 | answers 201 after 400 ms |
-/// | anything else | 201 |
+/// | anything else | 201 (`queued`; `accepted` with `from` null through a Messaging Service, as Twilio answers) |
 ///
 /// While `refuseCredentials(true)` holds, every request answers 401 (code 20003), as after a rotated token.
 ///
@@ -56,6 +56,7 @@ final class FakeTwilio: Sendable {
         var sid: String
         var to: String
         var from: String?
+        var messagingServiceSid: String? = nil
         var body: String
         var statusCallback: String?
         var at: ContinuousClock.Instant
@@ -203,8 +204,15 @@ final class FakeTwilio: Sendable {
         state.withLock { $0.createRequests += 1 }
         try authorize(request)
         let buffer = try await request.body.collect(upTo: 64 * 1024)
+        // (Twilio reads a form only: a body of another type has no To, no From, no Body.)
+        guard request.headers[.contentType] == "application/x-www-form-urlencoded" else {
+            return Self.json(400, #"{"code":21604,"message":"A 'To' phone number is required.","status":400}"#)
+        }
         guard let fields = FormCodec.decode(Array(buffer.readableBytesView)) else { return Self.json(400, "{}") }
         func field(_ name: String) -> String? { fields.first { $0.name == name }?.value }
+        guard field("From") != nil || field("MessagingServiceSid") != nil else {
+            return Self.json(400, #"{"code":21603,"message":"A 'From' or 'MessagingServiceSid' parameter is required","status":400}"#)
+        }
         let to = field("To") ?? ""
         let body = field("Body") ?? ""
         let attempt = state.withLock { s -> Int in
@@ -259,7 +267,13 @@ final class FakeTwilio: Sendable {
             )
         default: break
         }
-        let message = record(to: to, from: field("From"), body: body, callback: field("StatusCallback"))
+        let message = record(
+            to: to,
+            from: field("From"),
+            messagingServiceSid: field("MessagingServiceSid"),
+            body: body,
+            callback: field("StatusCallback")
+        )
         return Self.json(201, Self.resource(message))
     }
 
@@ -287,11 +301,12 @@ final class FakeTwilio: Sendable {
         )
     }
 
-    private func record(to: String, from: String?, body: String, callback: String?) -> Created {
+    private func record(to: String, from: String?, messagingServiceSid: String? = nil, body: String, callback: String?) -> Created {
         let created = Created(
             sid: "SM" + Crypto.hex(Crypto.randomBytes(16)),
             to: to,
             from: from,
+            messagingServiceSid: messagingServiceSid,
             body: body,
             statusCallback: callback,
             at: .now,
@@ -308,7 +323,7 @@ final class FakeTwilio: Sendable {
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
         let body = String(decoding: try! JSONEncoder().encode(m.body), as: UTF8.self)
         return
-            #"{"sid":"\#(m.sid)","status":"queued","to":"\#(m.to)","from":"\#(m.from ?? "")","body":\#(body),"num_segments":"1","num_media":"0","price":null,"error_code":null,"error_message":null,"date_created":"\#(formatter.string(from: m.date))","direction":"outbound-api","api_version":"2010-04-01"}"#
+            #"{"sid":"\#(m.sid)","status":"\#(m.messagingServiceSid == nil ? "queued" : "accepted")","to":"\#(m.to)","from":\#(m.from.map { #""\#($0)""# } ?? "null"),"messaging_service_sid":\#(m.messagingServiceSid.map { #""\#($0)""# } ?? "null"),"body":\#(body),"num_segments":"1","num_media":"0","price":null,"error_code":null,"error_message":null,"date_created":"\#(formatter.string(from: m.date))","direction":"outbound-api","api_version":"2010-04-01"}"#
     }
 
     static func json(_ status: Int, _ body: String) -> Response {

@@ -411,6 +411,39 @@ struct OutboxWorkerTests {
         #expect(fake.state.withLock { $0.lists } == 0)  // a 429 was never processed: no reconciliation needed
     }
 
+    @Test func aTextGoesThroughAMessagingServiceWithoutANumber() async throws {
+        // Given a worker sending through a Messaging Service
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+14155550100", body: "from the collective")])
+        let fake = FakeTwilio()
+        try await fake.run { base in
+            let client = TwilioRESTClient(
+                baseURL: base,
+                accountSid: FakeTwilio.accountSid,
+                authToken: FakeTwilio.authToken,
+                sender: .messagingService("MG" + String(repeating: "a", count: 32)),
+                timeout: 5
+            )
+            try await h.run(
+                OutboxWorker(
+                    store: h.store,
+                    sender: TwilioSender(client: client),
+                    rate: 50,
+                    policy: OutboxHarness.fastPolicy,
+                    pollInterval: .milliseconds(10),
+                    logger: logger
+                )
+            )
+        }
+        // Then the create named the service and no From, and Twilio's answer ("accepted", from null) is a text sent
+        let created = try #require(fake.created.first)
+        #expect(created.messagingServiceSid == "MG" + String(repeating: "a", count: 32) && created.from == nil)
+        #expect(fake.created.count == 1)
+        let row = try h.rows()[0]
+        #expect(row["status"] as String == "sent")
+        #expect(row["twilioSid"] as String == created.sid)
+    }
+
     @Test func aRequestTimeoutIsAnAnswerToNoRequestAndTheTextIsSentAgain() async throws {
         // Given Twilio answering a text's first POST 408 (it did not read the request; nothing was created)
         let h = try OutboxHarness()

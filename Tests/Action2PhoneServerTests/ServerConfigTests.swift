@@ -207,6 +207,37 @@ struct ServerConfigTests {
         #expect(WebhookGate.loggable("https://u:p%40ss@bot.example.org/sms") == "https://u:***@bot.example.org/sms")
     }
 
+    @Test func aRegionWithoutTwiMLRepliesNeedsTheRESTReplyMode() throws {
+        let twilio = ["TWILIO_ACCOUNT_SID": sid, "TWILIO_AUTH_TOKEN": "tok", "TWILIO_FROM_NUMBER": "+14155550100"]
+        // Given an account in Ireland or Australia, where <Message> TwiML is not available
+        for base in ["https://api.dublin.ie1.twilio.com", "https://api.sydney.au1.twilio.com/"] {
+            var environment = twilio
+            environment["TWILIO_API_BASE_URL"] = base
+            // Then replies in TwiML (the default, or set) are refused, naming what to set
+            for mode in [nil, "twiml"] {
+                environment["ACTION2PHONE_REPLY_MODE"] = mode
+                #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: environment) }
+            }
+            do {
+                _ = try ServerConfig.resolve(flags: [.database: db], environment: environment)
+            } catch let error as ConfigError {
+                #expect(error.description.contains("where a reply in the webhook's TwiML (<Message>) is not sent: set ACTION2PHONE_REPLY_MODE=rest"))
+            }
+            // And replies through the outbox are taken
+            environment["ACTION2PHONE_REPLY_MODE"] = "rest"
+            #expect(try ServerConfig.resolve(flags: [.database: db], environment: environment).replyMode == .rest)
+            // (chat and replay send nothing: they are not refused)
+            environment["ACTION2PHONE_REPLY_MODE"] = nil
+            #expect(try ServerConfig.resolve(flags: [.database: db], environment: environment, requireSender: false).replyMode == .twiml)
+        }
+        // US1, named or not, and a local stand-in keep TwiML replies
+        for base in ["https://api.twilio.com", "https://api.virginia.us1.twilio.com", "http://127.0.0.1:9999"] {
+            var environment = twilio
+            environment["TWILIO_API_BASE_URL"] = base
+            #expect(try ServerConfig.resolve(flags: [.database: db], environment: environment).replyMode == .twiml)
+        }
+    }
+
     @Test func twilioModeNeedsBothCredentialsAndASender() throws {
         #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_ACCOUNT_SID": sid]) }
         #expect(throws: ConfigError.self) { try ServerConfig.resolve(flags: [.database: db], environment: ["TWILIO_AUTH_TOKEN": "t"]) }

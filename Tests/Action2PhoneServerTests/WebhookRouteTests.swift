@@ -476,6 +476,67 @@ struct StatusAndHealthTests {
         }
     }
 
+    @Test func readAndCanceledMapToDeliveredAndFailedAndTheOlderFieldNamesAreRead() async throws {
+        try await TestServer.run { server in
+            for sid in ["SMread", "SMcanceled", "SMolder"] {
+                try server.execute(
+                    "INSERT INTO outbox (\"to\", body, purpose, status, twilioSid, createdAt, updatedAt) VALUES ('+14155550100', 'x', 'direct', 'sent', '\(sid)', datetime('now'), datetime('now'))"
+                )
+            }
+            func status(_ sid: String) throws -> String { try server.rows("SELECT status FROM outbox WHERE twilioSid = '\(sid)'")[0]["status"] }
+            // "read" (WhatsApp, RCS) is delivered and more; "canceled" (a scheduled message) never went: failed
+            #expect(try await server.post("/sms/status", fields: statusFields("SMread", "read")).status == 204)
+            #expect(try status("SMread") == "delivered")
+            #expect(try await server.post("/sms/status", fields: statusFields("SMcanceled", "canceled")).status == 204)
+            #expect(try status("SMcanceled") == "failed")
+            // A callback with only the older names (SmsSid, SmsStatus) is read by them
+            let older: [FormField] = [
+                .init("AccountSid", "AC00000000000000000000000000000001"), .init("From", "+15005550006"), .init("To", "+14155550100"),
+                .init("SmsSid", "SMolder"), .init("SmsStatus", "delivered"), .init("ApiVersion", "2010-04-01"),
+            ]
+            #expect(try await server.post("/sms/status", fields: older).status == 204)
+            #expect(try status("SMolder") == "delivered")
+        }
+    }
+
+    @Test func twilioSOptOutTypeDecidesForWordsOfAnotherLanguage() async throws {
+        // Given Advanced Opt-Out keywords of the account's own ("halt", "demarrer", "aide"), which Twilio marks with
+        // OptOutType
+        try await TestServer.run { server in
+            func text(_ body: String, _ type: String) async throws -> TestServer.Reply {
+                try await server.post(fields: smsFields(body: body, extra: [.init("OptOutType", type)]))
+            }
+            // Then its STOP opts out without a reply, its START opts back in, and its HELP gets the help
+            let stop = try await text("halt", "STOP")
+            #expect(stop.status == 200 && !stop.body.contains("<Message>"), "\(stop.body)")
+            #expect(try server.rows("SELECT optedOut FROM phones WHERE phone = '+14155550100'").first?["optedOut"] as Bool? == true)
+            let start = try await text("demarrer", "START")
+            #expect(start.body.contains("<Message>") && !start.body.contains("Unknown command"), "\(start.body)")
+            #expect(try server.rows("SELECT optedOut FROM phones WHERE phone = '+14155550100'").first?["optedOut"] as Bool? == false)
+            let help = try await text("aide", "help")
+            let plainHelp = try await server.post(fields: smsFields(body: "HELP")).body
+            #expect(help.body == plainHelp, "\(help.body)")
+        }
+    }
+
+    @Test func valuesAreSignedAsTheyCameWithTheirWhiteSpace() async throws {
+        try await TestServer.run { server in
+            // Given a text with white space around it, signed as sent (the signature covers the value untrimmed)
+            let reply = try await server.post(fields: smsFields(body: "  HELP \n"))
+            // Then it is taken, and read as HELP
+            #expect(reply.status == 200)
+            #expect(reply.body == (try await server.post(fields: smsFields(body: "HELP")).body))
+            // And signed trimmed, it is refused
+            let fields = smsFields(body: "  HELP \n")
+            let trimmed = fields.map { $0.name == "Body" ? FormField("Body", "HELP") : $0 }
+            let refused = try await server.post(
+                fields: fields,
+                signature: .raw(TwilioSignature.compute(authToken: TestServer.token, url: TestServer.publicURL + "/sms", params: trimmed))
+            )
+            #expect(refused.status == 403)
+        }
+    }
+
     @Test func undeliveredRecordsTheErrorAndSuppressesUnreachableNumbers() async throws {
         try await TestServer.run { server in
             try server.execute(

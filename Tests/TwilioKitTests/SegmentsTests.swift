@@ -42,6 +42,12 @@ struct SegmentsTests {
         let c = Segments.count(String(repeating: "a", count: 152) + "€" + String(repeating: "a", count: 10))
         #expect(c.units == 164)
         #expect(c.segments == 2)
+        // Where that moving costs a segment: 306 septets would fill two segments of 153 if the € could be cut
+        let full = Segments.count(String(repeating: "a", count: 152) + "€" + String(repeating: "a", count: 152))
+        #expect(full.units == 306 && full.segments == 3)
+        // And a surrogate pair likewise: 134 UCS-2 units, 3 segments of at most 67, the emoji never cut in two
+        let emoji = Segments.count(String(repeating: "1", count: 66) + "😀" + String(repeating: "1", count: 66))
+        #expect(emoji.encoding == .ucs2 && emoji.units == 134 && emoji.segments == 3)
     }
 
     @Test func lowercaseCCedillaAndBacktickAreNotGSM() {

@@ -319,6 +319,19 @@ struct SignatureVectorTests {
         #expect(String(decoding: TwilioSignature.signedParams(params), as: UTF8.self) == "Ze\u{301}Z\u{E9}axe\u{301}2\u{E9}1")
     }
 
+    @Test func aPasswordInTheURLIsLeftOutOfWhatIsSignedAsTheSDKsLeaveItOut() {
+        // Given the server's URL with a user and password in it (a proxy's basic auth), which Twilio does not sign
+        let v = RequestValidator(authTokens: [Self.token])
+        let signedBare = TwilioSignature.compute(authToken: Self.token, url: "https://bot.example.org:8443/sms", params: Self.p)
+        // Then the signature over the URL without them is valid for it, with or without the port
+        #expect(v.isValid(signature: signedBare, url: "https://u:pw@bot.example.org:8443/sms", params: Self.p))
+        let noPort = TwilioSignature.compute(authToken: Self.token, url: "https://bot.example.org/sms", params: Self.p)
+        #expect(v.isValid(signature: noPort, url: "https://u:pw@bot.example.org:443/sms", params: Self.p))
+        // And one over another host or port is not
+        #expect(!v.isValid(signature: signedBare, url: "https://u:pw@bot.example.org:9443/sms", params: Self.p))
+        #expect(!v.isValid(signature: signedBare, url: "https://u:pw@other.example.org:8443/sms", params: Self.p))
+    }
+
     @Test func vector8AcceptsEitherValueOrder() {
         let v = RequestValidator(authTokens: [Self.token])
         let a: [FormField] = [.init("MessagingBinding.Address", "+1325xxxxxxx"), .init("MessagingBinding.Address", "+1415xxxxxxx")]
