@@ -128,6 +128,11 @@ struct Outbox: AsyncParsableCommand {
         @Flag(help: Self.every("uncertain")) var uncertain = false
         @Flag(help: Self.every("failed")) var failed = false
         @Flag(help: Self.every("undelivered")) var undelivered = false
+        @Flag(
+            help:
+                "With ids: send them again without looking them up at Twilio first, for an uncertain text the lookup cannot settle (more than 500 messages to the number since it). The person may get it twice."
+        )
+        var withoutLookup = false
 
         /// A flag's help: which rows it takes (`SQLiteStore.retryOutbox`'s skips).
         static func every(_ status: String) -> ArgumentHelp {
@@ -137,6 +142,7 @@ struct Outbox: AsyncParsableCommand {
         func validate() throws {
             let choices = (ids.isEmpty ? 0 : 1) + (uncertain ? 1 : 0) + (failed ? 1 : 0) + (undelivered ? 1 : 0)
             if choices != 1 { throw ValidationError("give outbox ids, or one of --uncertain, --failed, --undelivered (not both ids and a flag)") }
+            if withoutLookup && ids.isEmpty { throw ValidationError("--without-lookup takes the ids of the texts to send: name each one") }
         }
 
         func run() async throws {
@@ -144,7 +150,7 @@ struct Outbox: AsyncParsableCommand {
             // An id given twice is one row: the second would be refused as already queued, after the first worked.
             var seen = Set<Int64>()
             let ids = self.ids.filter { seen.insert($0).inserted }
-            let result = try await store.open().retryOutbox(ids: ids, status: status)
+            let result = try await store.open().retryOutbox(ids: ids, status: status, lookUp: !withoutLookup)
             print("Queued again: \(result.queued.isEmpty ? "none" : result.queued.map(String.init).joined(separator: ", ")).")
             // Rows named one by one are refused (exit 1); of "every uncertain/failed row", the ones that cannot go are skipped.
             for refusal in result.refused { printError("\(ids.isEmpty ? "skipped" : "refused"): \(refusal.reason)") }

@@ -77,6 +77,8 @@ final class FakeTwilio: Sendable {
         var credentialsRefused = false
         var accountFetches = 0
         var accountStatus = "active"
+        /// How far Twilio's clock is from this machine's: added to each message's `date_created`.
+        var clockSkew: TimeInterval = 0
         /// The account's one Messaging Service, as `GET /v1/Services/{sid}` answers it (JSON), by its SID.
         var messagingService: (sid: String, json: String)?
         /// Where every request is redirected (307), when set.
@@ -310,7 +312,7 @@ final class FakeTwilio: Sendable {
             body: body,
             statusCallback: callback,
             at: .now,
-            date: Date()
+            date: Date().addingTimeInterval(state.withLock { $0.clockSkew })
         )
         state.withLock { $0.created.append(created) }
         return created

@@ -625,6 +625,56 @@ struct OutboxWorkerTests {
         #expect(row["twilioSid"] as String? == fake.created(to: "+15005550500").first?.sid)
     }
 
+    @Test func theLookupFindsTheMessageThoughThisClockRunsAMinuteAheadOfTwilios() async throws {
+        // Given Twilio's clock a minute behind this machine's, and a text whose POST it answers 500 after creating it
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+15005550500", body: "only once, whatever the clocks say")])
+        let fake = FakeTwilio()
+        fake.state.withLock { $0.clockSkew = -60 }
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        // Then the lookup finds the message (created "a minute before" the attempt) and does not send it again
+        #expect(fake.posts(to: "+15005550500").count == 1)
+        #expect(fake.created(to: "+15005550500").count == 1)
+        let row = try h.rows()[0]
+        #expect(row["status"] as String == "sent")
+        #expect(row["twilioSid"] as String? == fake.created(to: "+15005550500").first?.sid)
+    }
+
+    @Test func anUncertainTextTheLookupCannotSettleIsSentWhenTheOperatorSaysSo() async throws {
+        // Given a text left uncertain after an attempt that may have reached Twilio
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+14155550100", body: "the harvest is in"), (to: "+14155550101", body: "the harvest is in")])
+        try await DatabaseQueue(path: h.path).write { db in
+            try db.execute(
+                sql: "UPDATE outbox SET status = 'uncertain', needsReconcile = 1, attempts = 3, firstAttemptAt = ?, errorMessage = 'cannot tell'",
+                arguments: [Date().addingTimeInterval(-3600)]
+            )
+        }
+        // When an operator retries one as it is, and the other without the lookup
+        #expect(try await h.store.retryOutbox(ids: [1]).queued == [1])
+        #expect(try await h.store.retryOutbox(ids: [2], lookUp: false).queued == [2])
+        let fake = FakeTwilio()
+        try await fake.run { base in try await h.run(worker(h, base)) }
+        // Then the first is looked up before it is sent, the second sent at once; each goes out once
+        #expect(fake.state.withLock { $0.lists } == 1)
+        #expect(fake.created.count == 2)
+        #expect(try h.rows().map { $0["status"] as String } == ["sent", "sent"])
+    }
+
+    @Test func aRetryTimeFurtherAheadThanAnyWaitIsDueNow() async throws {
+        // Given texts whose retry times were written by a clock since set back (a day ahead) and by a working one
+        let h = try OutboxHarness()
+        try h.enqueue([(to: "+14155550100", body: "a day late"), (to: "+14155550101", body: "in a minute")])
+        try await DatabaseQueue(path: h.path).write { db in
+            try db.execute(sql: "UPDATE outbox SET nextAttemptAt = ? WHERE id = 1", arguments: [Date().addingTimeInterval(86_400)])
+            try db.execute(sql: "UPDATE outbox SET nextAttemptAt = ? WHERE id = 2", arguments: [Date().addingTimeInterval(60)])
+        }
+        // Then the first is due now, and the second waits its minute
+        let claimed = try await h.store.claimOutbox(now: Date(), limit: 10)
+        #expect(claimed.map(\.id) == [1])
+        #expect(try await h.store.claimOutbox(now: Date().addingTimeInterval(61), limit: 10).map(\.id) == [2])
+    }
+
     @Test func serverErrorWithoutCreatingIsResentOnce() async throws {
         let h = try OutboxHarness()
         try h.enqueue([(to: "+15005550501", body: "second time lucky")])

@@ -88,7 +88,7 @@ public struct DeliveryPolicy: Sendable {
             retryable = (nil, detail, true, nil)
         case .inconclusive(let detail):
             // Asking again will not settle it: an operator decides (uncertain, as the message may exist).
-            return .failed(code: nil, message: detail)
+            return .failed(code: nil, message: detail + " (outbox retry --without-lookup ID sends it anyway)")
         }
         guard attempts < maxAttempts else {
             let message = "gave up after \(attempts) attempts: \(retryable.message)"

@@ -28,13 +28,18 @@ public struct TwilioSender: MessageSender {
 
     public init(client: TwilioRESTClient) { self.client = client }
 
+    /// How far ahead of Twilio's this machine's clock may be for a lookup to find the message an attempt created.
+    static let clockSlack: TimeInterval = 600
+
     public func send(to: String, body: String) async -> Result<SentMessage, RESTFailure> {
         await client.createMessage(to: to, body: body).map { .accepted(sid: $0.sid) }
     }
 
     public func findExisting(to: String, body: String, since: Date) async -> Result<[MessageResource], RESTFailure> {
-        // date_created has one-second resolution and clocks drift a little: allow 15 seconds of slack.
-        let earliest = since.addingTimeInterval(-15)
+        // `since` is this machine's time and date_created Twilio's: a clock running ahead of Twilio's by more than the
+        // slack would hide the message the first attempt created, and the text would go twice. Ten minutes covers a
+        // clock left unsynchronised; the messages other rows recorded (their SIDs) are never taken for this one.
+        let earliest = since.addingTimeInterval(-Self.clockSlack)
         return await client.listMessages(to: to, since: earliest).map { messages in
             messages.filter { Self.sameText(twilio: $0.body ?? "", ours: body) && ($0.created.map { $0 >= earliest } ?? true) }
         }

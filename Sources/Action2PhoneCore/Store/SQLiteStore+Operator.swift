@@ -219,10 +219,12 @@ extension SQLiteStore {
     /// (they were sent or are on their way), as are unknown ids, and rows to a number that opted out or cannot
     /// receive texts (the worker would only refuse them). `ids` empty means every row with `status`, but those not
     /// sent because their number had opted out, which are skipped (a START later is no consent to what was stopped):
-    /// an operator sends them by id.
+    /// an operator sends them by id. `lookUp` false sends them without the lookup first, for a text it cannot settle
+    /// (the operator has decided that a second copy is better than none).
     public func retryOutbox(
         ids: [Int64],
         status: OutboxStatus? = nil,
+        lookUp: Bool = true,
         now: Date = Date()
     ) async throws -> (queued: [Int64], refused: [OutboxRetryRefusal]) {
         try await writer.write { db in
@@ -298,10 +300,10 @@ extension SQLiteStore {
                     sql: """
                         INSERT OR IGNORE INTO outboxEarlierSids (sid, outboxId) SELECT twilioSid, id FROM outbox WHERE id = ? AND twilioSid IS NOT NULL;
                         UPDATE outbox SET status = 'queued', nextAttemptAt = NULL, attempts = 0, twilioSid = NULL,
-                        needsReconcile = (needsReconcile OR ? = 'uncertain') AND firstAttemptAt IS NOT NULL,
-                        firstAttemptAt = CASE WHEN needsReconcile OR ? = 'uncertain' THEN firstAttemptAt END, updatedAt = ? WHERE id = ?
+                        needsReconcile = ? AND (needsReconcile OR ? = 'uncertain') AND firstAttemptAt IS NOT NULL,
+                        firstAttemptAt = CASE WHEN ? AND (needsReconcile OR ? = 'uncertain') THEN firstAttemptAt END, updatedAt = ? WHERE id = ?
                         """,
-                    arguments: [id, current, current, now, id]
+                    arguments: [id, lookUp, current, lookUp, current, now, id]
                 )
                 queued.append(id)
             }

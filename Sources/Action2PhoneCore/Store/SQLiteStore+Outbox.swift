@@ -29,6 +29,11 @@ extension SQLiteStore {
         }
     }
 
+    /// No retry is scheduled further ahead than this (the delivery policy waits at most 5 minutes, a `Retry-After`
+    /// included): one further ahead was written by a clock that has since been set back (a machine that started with
+    /// a wrong time), and is due now, rather than holding that number's texts for as long as the clock was wrong.
+    static let latestRetry: TimeInterval = 15 * 60
+
     /// Why a text whose number opted out after it was queued failed.
     static let optedOutRefusal = "not sent: the recipient opted out"
 
@@ -46,7 +51,9 @@ extension SQLiteStore {
             // do those whose number became suppressed (Twilio says it cannot receive texts), except replies: that
             // person has just texted.
             for _ in 0..<100 {
-                func fetch(_ sql: String) throws -> Row? { try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [now]) }
+                func fetch(_ sql: String) throws -> Row? {
+                    try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [now, now.addingTimeInterval(latestRetry)])
+                }
                 let found =
                     leastTriedFirst ? try fetch(DueSQL.probe) : try fetch(DueSQL.reply) ?? fetch(DueSQL.replyBlocker) ?? fetch(DueSQL.any)
                 guard let row = found else { return nil }
@@ -86,7 +93,7 @@ extension SQLiteStore {
             """
             SELECT o.id, o.needsReconcile, coalesce(p.optedOut, 0) AS optedOut, coalesce(p.suppressed, 0) AND o.purpose != 'reply' AS suppressed
             FROM \(rows) LEFT JOIN phones p ON p.phone = o."to"
-            WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?) \(filter)
+            WHERE o.status = 'queued' AND (o.nextAttemptAt IS NULL OR o.nextAttemptAt <= ?1 OR o.nextAttemptAt > ?2) \(filter)
               AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e."to" = o."to" AND e.id != o.id
                               AND (e.status = 'sending' OR (e.status = 'queued' AND e.id < o.id)))
             ORDER BY \(order) LIMIT 1
