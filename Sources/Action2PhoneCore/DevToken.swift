@@ -19,7 +19,7 @@ public enum DevToken {
         if let token = try existing(at: path) { return token }
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try SQLiteStore.makeFolder(folder)
         }
         let token = Crypto.hex(Crypto.randomBytes(16))
         // Written whole to a private file of its own first, then put in place in one step: another process (serve and

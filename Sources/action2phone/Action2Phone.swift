@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
+import Foundation
 
 /// The `action2phone` command: the server and the operator's tools.
 @main
@@ -12,6 +13,12 @@ struct Action2Phone: AsyncParsableCommand {
 
     static func main() async {
         await main(markingTexts(Array(CommandLine.arguments.dropFirst())))
+        // What the command printed may still be buffered, and `print` says nothing when writing fails: an export to a
+        // full disk or a closed standard output must not end with status 0.
+        if let failure = standardOutputFailure() {
+            printError("Error: cannot write the output (\(failure)): what was printed is incomplete")
+            Foundation.exit(1)
+        }
     }
 
     /// The options of the commands that take a free text, which may start with "-" ("-5 degrees tonight",
@@ -57,4 +64,17 @@ struct Action2Phone: AsyncParsableCommand {
         let second = argument.dropFirst().first!
         return !second.isLetter && second != "-"
     }
+}
+
+/// Flushes standard output; why not all that was written to it got there, if it did not.
+func standardOutputFailure() -> String? {
+    let stream = standardOutputStream()
+    if fflush(stream) != 0 { return String(cString: strerror(errno)) }
+    return stream.map { ferror($0) != 0 } == true ? "a write failed" : nil
+}
+
+/// C's `stdout`, which `print` writes through, found by its name: Swift 6 refuses a reference to the imported
+/// variable (shared mutable state, though nothing here assigns it).
+private func standardOutputStream() -> UnsafeMutablePointer<FILE>? {
+    dlsym(nil, "stdout")?.assumingMemoryBound(to: UnsafeMutablePointer<FILE>?.self).pointee
 }

@@ -39,6 +39,8 @@ struct StoreOptions: ParsableArguments {
             return try ServerConfig.resolve(flags: [.database: path], environment: ProcessInfo.processInfo.environment, requireSender: false)
         } catch let error as ConfigError {
             throw CLIError(error.description)
+        } catch let error as FolderNotMade {
+            throw CLIError("cannot use the database \(path): \(error)")
         }
     }
 }

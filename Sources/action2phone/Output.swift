@@ -36,7 +36,8 @@ enum Output {
             {
                 s = "'" + s
             }
-            return s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? "\"" + s.replacing("\"", with: "\"\"") + "\"" : s
+            // (Scalars: "\r\n" is one Character, equal to neither "\r" nor "\n".)
+            return s.unicodeScalars.contains(where: { ",\"\n\r".unicodeScalars.contains($0) }) ? "\"" + s.replacing("\"", with: "\"\"") + "\"" : s
         }
         return ([header] + rows).map { $0.map(field).joined(separator: ",") }.joined(separator: "\n")
     }

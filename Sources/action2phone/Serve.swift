@@ -73,6 +73,8 @@ struct Serve: AsyncParsableCommand {
             throw refused(error.description)
         } catch let error as DevTokenError {
             throw CLIError("\(error)")
+        } catch let error as FolderNotMade {
+            throw CLIError("cannot use the database \(databasePath): \(error)")
         } catch let error as PrivateFileError {
             // (Its own words: on Linux `localizedDescription` ignores `description`, and said only "error 1".)
             throw CLIError("cannot use the development token: \(error)")
@@ -121,9 +123,9 @@ struct ServeLock {
     init(databasePath: String) throws {
         let folder = SQLiteStore.folderPath(of: databasePath)
         do {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try SQLiteStore.makeFolder(folder)
         } catch {
-            throw CLIError("cannot open the database \(databasePath): cannot create its folder \(folder) (\(error.localizedDescription))")
+            throw CLIError("cannot open the database \(databasePath): \(error)")
         }
         let file: String
         do {

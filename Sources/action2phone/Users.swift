@@ -44,6 +44,7 @@ struct Users: AsyncParsableCommand {
         @Flag(help: "JSON: one object.") var json = false
 
         func run() async throws {
+            let who = self.who.trimmingWhitespace()
             let key = who.contains("@") ? who.lowercased() : (PhoneNumber.normalize(who) ?? who)
             let database = try store.open()
             guard let user = try await database.user(key) else {
@@ -74,7 +75,7 @@ struct Users: AsyncParsableCommand {
         @Argument(help: "Part of a name, email or phone.") var text: String
         /// Longer than any name, email or number (SQLite refuses a pattern over 50,000 bytes, quoting its SQL).
         static let longestSearch = 200
-        @Option(help: "At most this many people.") var limit = 50
+        @Option(parsing: .unconditional, help: "At most this many people.") var limit = 50
         @Flag(help: "JSON: an array of users.") var json = false
         @Flag(help: "CSV with a header row.") var csv = false
 
@@ -82,12 +83,15 @@ struct Users: AsyncParsableCommand {
             if json && csv { throw ValidationError("--json and --csv exclude each other") }
             if limit < 1 { throw ValidationError("--limit must be at least 1") }
             if text.trimmingWhitespace().isEmpty { throw ValidationError("give some text to search for (users list shows everyone)") }
-            if text.count > Self.longestSearch {
-                throw ValidationError("the text to search for is \(text.count) characters long; at most \(Self.longestSearch)")
+            // (Counted in code points: one character with thousands of accents on it is one Character.)
+            if text.unicodeScalars.count > Self.longestSearch {
+                throw ValidationError("the text to search for is \(text.unicodeScalars.count) characters long; at most \(Self.longestSearch)")
             }
         }
 
         func run() async throws {
+            // (White space around it, as a pasted name or email carries, is not searched for.)
+            let text = self.text.trimmingWhitespace()
             let users = within(
                 try await store.open().findUsers(text, limit: oneMore(limit)),
                 limit: limit,
@@ -125,6 +129,7 @@ struct Users: AsyncParsableCommand {
         @Argument(help: "Phone (E.164 or 415-555-0100) or email, as users show takes them.") var who: String
         func run() async throws {
             let database = try store.open()
+            let who = self.who.trimmingWhitespace()
             // By email too: a person who forgot their passcode may well be known to the organiser by it.
             let byEmail = who.contains("@")
             let key = byEmail ? who.lowercased() : try phoneArgument(who)

@@ -502,6 +502,44 @@ struct CLITests {
         #expect(String(decoding: seen, as: UTF8.self).contains("Stored in 1 inbox; 1 text queued."))
     }
 
+    @Test func anExportThatCannotBeWrittenFailsAndALineBreakOfTwoCharactersIsQuoted() async throws {
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        // Given a direct message with a CRLF line break in it
+        _ = try await Executable.run(["send", "4155550100", "Meet at noon\r\nBring flags", "--db", db])
+        // Then its CSV row is one record: the field quoted, line break and all
+        let csv = try await Executable.run(["outbox", "list", "--csv", "--db", db])
+        #expect(csv.stdout.hasSuffix(",\"Meet at noon\r\nBring flags\"\n"), "\(csv.stdout.debugDescription)")
+        // And an export written to a full disk fails, saying so, rather than ending with status 0
+        let full = try await Executable.run(["users", "list", "--csv", "--db", db], outputPath: "/dev/full")
+        #expect(full.status == 1 && full.stderr.contains("cannot write the output (No space left on device)"), "\(full.stderr)")
+    }
+
+    @Test func usersFindAndShowTakeTextAsPastedAndALockedOrFolderlessDatabaseIsExplained() async throws {
+        let db = tempDatabase()
+        _ = try await registerIvan(db)
+        // White space around a name or an email, as a paste brings it, is not part of it
+        let found = try await Executable.run(["users", "find", "  Ivan ", "--db", db])
+        #expect(found.status == 0 && found.stdout.contains("+14155550100"), "\(found.stdout)\(found.stderr)")
+        let shown = try await Executable.run(["users", "show", " IVAN@example.org ", "--db", db])
+        #expect(shown.status == 0 && shown.stdout.contains("Ivan"), "\(shown.stderr)")
+        // A negative --limit is refused as the flag's value, as for the other lists
+        let negative = try await Executable.run(["users", "find", "Ivan", "--limit", "-3", "--db", db])
+        #expect(negative.status == 64 && negative.stderr.contains("--limit must be at least 1"), "\(negative.stderr)")
+        // A database path under a file is said to be that
+        let folder = (db as NSString).deletingLastPathComponent
+        let underAFile = try await Executable.run(["users", "list", "--db", folder + "/a.sqlite/b/db.sqlite"])
+        #expect(underAFile.status == 1 && underAFile.stderr.contains("\(folder)/a.sqlite is a file, not a folder"), "\(underAFile.stderr)")
+        // And a database another process holds the write lock of, past the busy timeout, says what to do
+        var holding = Configuration()
+        holding.allowsUnsafeTransactions = true  // (a transaction left open between accesses, as an sqlite3 shell's)
+        let holder = try DatabaseQueue(path: db, configuration: holding)
+        try await holder.writeWithoutTransaction { try $0.execute(sql: "BEGIN EXCLUSIVE") }
+        let locked = try await Executable.run(["users", "list", "--db", db])
+        try await holder.writeWithoutTransaction { try $0.execute(sql: "ROLLBACK") }
+        #expect(locked.status == 1 && locked.stderr.contains("another process held its write lock for more than 5 s"), "\(locked.stderr)")
+    }
+
     @Test func theDatabaseVariableNamesTheFileServeWouldOpenForEveryCommand() async throws {
         // Given ACTION2PHONE_DB with white space after it (as a line of an env file may carry), which serve drops
         let db = tempDatabase()

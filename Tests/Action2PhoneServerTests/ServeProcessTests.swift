@@ -35,11 +35,13 @@ enum Executable {
         var stderr: String
     }
 
-    /// Runs `action2phone arguments…` to completion with `input` on standard input.
+    /// Runs `action2phone arguments…` to completion with `input` on standard input (its standard output to
+    /// `outputPath` when given, `/dev/full` say; `stdout` is then empty).
     static func run(
         _ arguments: [String],
         environment: [String: String] = [:],
         input: String = "",
+        outputPath: String? = nil,
         timeout: Duration = .seconds(60)
     ) async throws -> Result {
         let dir = testScratch.appendingPathComponent("a2p-cli-\(UUID().uuidString)")
@@ -50,7 +52,7 @@ enum Executable {
         FileManager.default.createFile(atPath: files[1].path, contents: nil)
         FileManager.default.createFile(atPath: files[2].path, contents: nil)
         let input = try FileHandle(forReadingFrom: files[0])
-        let output = try FileHandle(forWritingTo: files[1])
+        let output = try FileHandle(forWritingTo: outputPath.map { URL(fileURLWithPath: $0) } ?? files[1])
         let errors = try FileHandle(forWritingTo: files[2])
         let process = try withExtendedLifetime((input, output, errors)) {
             try Spawned(

@@ -15,13 +15,29 @@ public struct NewerDatabaseError: Error, CustomStringConvertible {
 /// A database file this process may not write (or its folder, where WAL mode keeps two files beside it).
 public struct DatabaseNotWritable: Error, CustomStringConvertible {
     public let reason: String
-    public var description: String { "it cannot be written here (\(reason)): check the permissions of the file and of its folder" }
+    public var description: String {
+        "it cannot be written here (\(reason)): check the permissions of the file, of its -wal and -shm beside it, and of its folder"
+    }
+}
+
+/// A database whose write lock another process held past the busy timeout while it was being opened (and migrated).
+public struct DatabaseLocked: Error, CustomStringConvertible {
+    public var description: String {
+        "another process held its write lock for more than 5 s (an sqlite3 shell with a transaction open?): end that transaction and try again"
+    }
 }
 
 /// A file that is not an Action2Phone database: a folder, no SQLite at all, or another application's database. It is
 /// left as it was: opening it as ours would migrate it into one, and switch it to WAL.
 public struct NotOurDatabase: Error, CustomStringConvertible {
     public let description: String
+}
+
+/// A folder for the database (or its development token) that could not be made, and why.
+public struct FolderNotMade: Error, CustomStringConvertible {
+    public let folder: String
+    public let reason: String
+    public var description: String { "cannot create its folder \(folder): \(reason)" }
 }
 
 /// A database path that is a link to a file in a folder that does not exist, or one of a loop of links.
@@ -55,7 +71,7 @@ public struct SQLiteStore: Store {
     public static func open(path: String) throws -> SQLiteStore {
         if path.hasSuffix("/") { throw NotOurDatabase(description: "it ends in /, which names a folder: give the database file's path") }
         // (The folder as the kernel finds it: `a/../b` through a linked folder `a` is not `b` here.)
-        try FileManager.default.createDirectory(atPath: folderPath(of: path), withIntermediateDirectories: true)
+        try makeFolder(folderPath(of: path))
         // A new database is private to its owner (it holds passcode hashes and people's details); SQLite gives its
         // -wal and -shm the same permissions. O_EXCL: an existing file (one another process has just created too)
         // is never replaced, and keeps the permissions it has. A link to a file not yet there has that file created.
@@ -79,6 +95,8 @@ public struct SQLiteStore: Store {
         } catch let error as DatabaseError where [.SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM].contains(error.resultCode.primaryResultCode) {
             // Opening applies the migrations the file lacks, and SQLite in WAL mode writes beside the file even to read.
             throw DatabaseNotWritable(reason: error.message ?? "\(error.resultCode)")
+        } catch let error as DatabaseError where error.resultCode.primaryResultCode == .SQLITE_BUSY {
+            throw DatabaseLocked()
         }
     }
 
@@ -103,6 +121,28 @@ public struct SQLiteStore: Store {
         if failure == ELOOP { throw DatabaseLinkBroken(target: target, isLoop: true) }
         guard let folder = realFolder(of: target) else { throw DatabaseLinkBroken(target: target) }
         return URL(fileURLWithPath: folder).appendingPathComponent(URL(fileURLWithPath: target).lastPathComponent).path
+    }
+
+    /// Makes `folder`, and the folders above it that are missing; says why it cannot in words (Foundation's error
+    /// says "You don’t have permission." and a page of its domain and codes).
+    public static func makeFolder(_ folder: String) throws(FolderNotMade) {
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        } catch {
+            // The nearest folder above it that is there: where the first one would have been made.
+            var existing = folder
+            var isFolder: ObjCBool = false
+            while !FileManager.default.fileExists(atPath: existing, isDirectory: &isFolder), existing != "/", existing != "." {
+                existing = folderPath(of: existing)
+            }
+            let reason =
+                !isFolder.boolValue
+                ? "\(existing) is a file, not a folder"
+                : access(existing, W_OK | X_OK) != 0
+                    ? "this user cannot write in \(existing): create the folder for the user that runs action2phone, or choose another path"
+                    : "\(error.localizedDescription)"
+            throw FolderNotMade(folder: folder, reason: reason)
+        }
     }
 
     /// The folder `path` names its file in, as written (`..` kept for the kernel to take from the real folder).
