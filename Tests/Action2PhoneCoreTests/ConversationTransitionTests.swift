@@ -49,6 +49,30 @@ struct ConversationTransitionTests {
             reply: "SIGNUP is a command, comrade."
         ),
         .init(situation: s["asked first name"]!, text: "Me", step: .askedLastName(first: "Me"), loggedIn: false, reply: "last name"),
+        // A name put in a sentence is taken out of it, as an email is ("my email is …")
+        .init(
+            situation: s["asked first name"]!,
+            text: "My name is Sam",
+            step: .askedLastName(first: "Sam"),
+            loggedIn: false,
+            reply: "Thank you, Sam."
+        ),
+        .init(
+            situation: s["asked first name"]!,
+            text: "I\u{2019}m Lena",
+            step: .askedLastName(first: "Lena"),
+            loggedIn: false,
+            reply: "Thank you, Lena."
+        ),
+        .init(
+            situation: s["asked last name"]!,
+            text: "my last name is Jones",
+            step: .askedEmail(first: "Olga", last: "Jones"),
+            loggedIn: false,
+            reply: "Good, comrade Olga Jones."
+        ),
+        // (but a name that only starts like one is the name)
+        .init(situation: s["asked first name"]!, text: "Mynameis", step: .askedLastName(first: "Mynameis"), loggedIn: false, reply: "last name"),
         // An admin command is a word like any other to someone registering; a full stop a phone adds is dropped, an
         // initial's is kept; an é typed as e and an accent is the é
         .init(situation: s["asked first name"]!, text: "Find", step: .askedLastName(first: "Find"), loggedIn: false, reply: "last name"),
@@ -61,6 +85,14 @@ struct ConversationTransitionTests {
             step: .askedEmail(first: "Olga", last: "Mary Smith"),
             loggedIn: false,
             reply: "email"
+        ),
+        // A command at the email question is no email, and the way out is said
+        .init(
+            situation: s["asked email"]!,
+            text: "login",
+            step: .askedEmail(first: "Olga", last: "Ivanova"),
+            loggedIn: false,
+            reply: "That is not an email address, comrade (like ivan@example.org). Reply with your email, or RESET to go back."
         ),
         .init(
             situation: s["asked email"]!,
@@ -747,8 +779,8 @@ struct ConversationTransitionTests {
         ),
         .init(situation: s["unregistered"]!, text: "Sign up", step: .askedFirstName, loggedIn: false, reply: "first name"),
         .init(situation: s["unregistered"]!, text: "Log book", step: .idle, loggedIn: false, reply: "Unknown command LOG"),
-        // Where an existing passcode is asked, those loose forms are answers, as before they were read: a passcode
-        // chosen then may be one ("log in 1917", "Start?")
+        // Where an existing passcode is asked, those loose forms with more words are answers, as before they were read:
+        // a passcode chosen then may be one ("log in 1917", "Start?"); alone, they are the commands (below)
         .init(
             situation: s["asked login passcode"]!,
             text: "log in 1917",
@@ -767,15 +799,7 @@ struct ConversationTransitionTests {
             effects: [.loginSucceeded(userId: 1)],
             reply: "Welcome back"
         ),
-        .init(
-            situation: s["asked current passcode"]!,
-            text: "Reset?",
-            evidence: .verified(true, against: storedHash),
-            step: .askedNewPasscode,
-            loggedIn: true,
-            effects: [.loginSucceeded(userId: 1)],
-            reply: "new passcode"
-        ),
+        .init(situation: s["asked current passcode"]!, text: "Reset?", step: .idle, loggedIn: true, reply: "passcode change is abandoned"),
         // "Yes?" is a question: it confirms nothing, and opts nothing in
         .init(situation: s["confirming delete"]!, text: "Yes?", step: .idle, loggedIn: true, reply: "Deletion cancelled"),
         .init(situation: s["opted out"]!, text: "Yes?", step: .idle, loggedIn: false, reply: ""),
@@ -864,7 +888,44 @@ struct ConversationTransitionTests {
         }
     }
 
-    @Test(arguments: ["log in 1917", "Log out 1917", "sign up 2024", "Start?", "Reset?", "help? me 1917", "messages? 1234"])
+    @Test(arguments: [
+        ("Log in", "Reply with your passcode"), ("log in.", "Reply with your passcode"), ("Log out", "not logged in"), ("Messages?", "log in"),
+        ("Reset?", "login is abandoned"),
+    ])
+    func anAutocorrectedCommandAloneAtTheLoginQuestionIsTheCommandNotAWrongTry(_ text: String, _ reply: String) throws {
+        // Given Ivan asked for his passcode, with 4 wrong tries already (a fifth locks the account)
+        var tried = ivan
+        tried.recentFailedLogins = [10, 8, 5, 2].map { t0.addingTimeInterval(-$0 * 60) }
+        var f = facts()
+        f.accounts = [tried, vera]
+        let asked = Self.s["asked login passcode"]!.state
+        // Then a command his phone spelled its own way is not checked as his passcode, and does not count
+        #expect(engine.passcodeWork(for: Inbound(text: text), state: asked, account: tried, now: t0) == nil)
+        var state = asked
+        let d = try engine.reduce(&state, Inbound(text: text), facts: f, now: t0)
+        #expect(!d.effects.contains { if case .loginFailed = $0 { true } else { false } }, "\(d)")
+        #expect(d.replies.joined().contains(reply), "\(d.replies)")
+    }
+
+    @Test func logInWithThePasscodeAtTheLoginQuestionChecksThePasscode() throws {
+        // Given Ivan asked for his passcode, who sends it as his phone spells the command
+        let asked = Self.s["asked login passcode"]!.state
+        #expect(
+            engine.passcodeWork(for: Inbound(text: "Log in my-passcode"), state: asked, account: ivan, now: t0)
+                == .verify("my-passcode", against: storedHash)
+        )
+        var state = asked
+        let d = try engine.reduce(
+            &state,
+            Inbound(text: "Log in my-passcode"),
+            evidence: .verified(true, against: storedHash),
+            facts: facts(),
+            now: t0
+        )
+        #expect(d.effects == [.loginSucceeded(userId: 1)] && state.isLoggedIn && d.loggedBody == "[redacted]", "\(d)")
+    }
+
+    @Test(arguments: ["log in 1917", "Log out 1917", "sign up 2024", "Start?", "help? me 1917", "messages? 1234"])
     func aLooselyReadCommandAtTheLoginQuestionIsCheckedAsThePasscodeAndNeverLogged(_ text: String) throws {
         // A passcode chosen before "Log in" and "Help?" were read as commands may be one of them
         let asked = Self.s["asked login passcode"]!.state
@@ -1224,7 +1285,8 @@ struct ConversationTransitionTests {
         // And at the login question the same, for PASSWORD
         var login = ConversationState(step: .askedLoginPasscode, lastActivity: recent)
         let again = try engine.reduce(&login, Inbound(text: "password"), evidence: .verified(false, against: storedHash), facts: f, now: t0)
-        #expect(again.replies == ["(PASSWORD alone is the command.) Wrong passcode (4 of 5 tries). " + Copy.retryLoginPasscode])
+        // (said to work once logged in: "it is the command" invited sending it again, a wrong try each time)
+        #expect(again.replies == ["(PASSWORD works once logged in.) Wrong passcode (4 of 5 tries). " + Copy.retryLoginPasscode])
         // (each in one text)
         #expect(Segments.count(d.replies[0]).segments == 1 && Segments.count(again.replies[0]).segments == 1)
         // But a passcode that is such a word (chosen before command words were refused) logs in

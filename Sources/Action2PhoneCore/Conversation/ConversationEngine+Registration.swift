@@ -13,14 +13,14 @@ extension ConversationEngine {
             // A command alone ("LOGIN", from someone who thought they had an account) is not taken as a name.
             if commandAlone(step.input) != nil { return step.reply(Copy.commandNotFirstName(step.input.command)) }
             if let request = requestNotName(step.input) { return step.reply(request + " " + Copy.firstNameAgain) }
-            guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("first")) }
+            guard let name = Self.validName(Self.withoutIntroduction(text, "first")) else { return step.reply(Copy.invalidName("first")) }
             state.step = .askedLastName(first: name)
             step.reply("Thank you, \(Copy.endingSentence(name)) Reply with your last name.")
         case .askedLastName(let first):
             // (More is a surname as well as a command: Thomas More registers.)
             if let command = commandAlone(step.input), command != .more { return step.reply(Copy.commandNotLastName(step.input.command)) }
             if let request = requestNotName(step.input) { return step.reply(request + " " + Copy.lastNameAgain) }
-            guard let name = Self.validName(text) else { return step.reply(Copy.invalidName("last")) }
+            guard let name = Self.validName(Self.withoutIntroduction(text, "last")) else { return step.reply(Copy.invalidName("last")) }
             state.step = .askedEmail(first: first, last: name)
             step.reply("Good, comrade \(first) \(Copy.endingSentence(name)) Reply with your email address.")
         case .askedEmail(let first, let last):
@@ -28,7 +28,7 @@ extension ConversationEngine {
                 if step.input.startsWithOptOutWord || step.input.mentionsOptingOut {
                     return step.reply("That is not an email address, comrade. " + Copy.optOutAlone + " Reply with your email, or RESET to go back.")
                 }
-                return step.reply("That is not an email address, comrade (like ivan@example.org). Reply with your email.")
+                return step.reply("That is not an email address, comrade (like ivan@example.org). Reply with your email, or RESET to go back.")
             }
             if try step.facts.isEmailRegistered(email) {
                 return step.reply("That email is already registered. Reply with another email, or RESET to go back.")
@@ -92,7 +92,7 @@ extension ConversationEngine {
                     account,
                     retry: .askedCurrentPasscode,
                     ask: Copy.retryCurrentPasscode,
-                    note: commandWordNote(step.input),
+                    note: commandWordNote(step.input, loggedIn: true),
                     &state,
                     &step
                 )
@@ -171,7 +171,14 @@ extension ConversationEngine {
                 : unread > 1 ? "Reply MESSAGES to read them." : unread == 1 ? "Reply MESSAGES to read it." : "Reply HELP for commands."
             return step.reply("Welcome back, \(Copy.comrade(account.firstName))! You have \(Copy.plural(unread, "unread message")). " + next)
         }
-        wrongPasscode(account, retry: .askedLoginPasscode, ask: Copy.retryLoginPasscode, note: commandWordNote(step.input), &state, &step)
+        wrongPasscode(
+            account,
+            retry: .askedLoginPasscode,
+            ask: Copy.retryLoginPasscode,
+            note: commandWordNote(step.input, loggedIn: false),
+            &state,
+            &step
+        )
     }
 
     /// What to say to a request sent where a name is asked ("stop please", "help me", "reset please", "please stop
@@ -183,6 +190,19 @@ extension ConversationEngine {
         case "RESET", "MENU": return "That is not a name, comrade. RESET alone leaves registration."
         default: return nil
         }
+    }
+
+    /// `text` without the words a person may put before a name ("My name is Sam", "I'm Lena", "My last name is
+    /// Jones"), as the email question takes an address out of a sentence; `text` itself when nothing would be left.
+    static func withoutIntroduction(_ text: String, _ which: String) -> String {
+        let lowered = text.lowercased().replacing("\u{2019}", with: "'")
+        let openings = [
+            "my \(which) name is ", "my \(which) name's ", "\(which) name is ", "\(which) name: ", "my name is ", "my name's ",
+            "my surname is ", "surname: ", "name: ", "i'm ", "i am ", "this is ", "it's ", "call me ",
+        ]
+        guard let opening = openings.first(where: { lowered.hasPrefix($0) }) else { return text }
+        let rest = text.dropFirst(opening.count).trimmingWhitespace()
+        return rest.isEmpty ? text : rest
     }
 
     /// The command a text is, when it is nothing but a command's own name (`LOGIN`, `messages`; not an alias, which
@@ -201,9 +221,11 @@ extension ConversationEngine {
     /// What to say before "Wrong passcode" when the text was PASSCODE (or PASSWORD) alone, sent again at a passcode
     /// question by someone who thought the first was lost: it was checked (a passcode chosen before command words
     /// were refused may be "password") and counts as a wrong try, or every case of the word would be a free guess.
-    func commandWordNote(_ input: Inbound) -> String {
-        // (Short: with the login question's ask after it, one text.)
-        input.argument.isEmpty && Command(word: input.command) == .passcode ? "(\(input.command) alone is the command.) " : ""
+    func commandWordNote(_ input: Inbound, loggedIn: Bool) -> String {
+        guard input.argument.isEmpty && Command(word: input.command) == .passcode else { return "" }
+        // (Short: with the question's ask after it, one text. At the login question the command is of no use yet:
+        // saying it is the command invited sending it again, a wrong try each time.)
+        return loggedIn ? "(\(input.command) alone is the command.) " : "(\(input.command) works once logged in.) "
     }
 
     /// Counts a wrong passcode against `account`: the failures of the last 15 minutes count, whenever the first

@@ -230,8 +230,17 @@ public struct ConversationEngine: Sendable {
         if keyword == "RESET" || keyword == "MENU" { return .reset }
         if input.text.isEmpty { return .empty }
         let asksOldPasscode = state.step == .askedLoginPasscode || state.step == .askedCurrentPasscode
-        // (A loosely read command there is an answer, as before such forms were read: "log in 1917" may be a passcode.)
-        if asksOldPasscode && input.commandIsLoose { return .answer }
+        // A loosely read command there with more words is an answer, as before such forms were read ("messages? 1917"
+        // may be a passcode), but for "Log in <passcode>" at the login question, LOGIN as it is everywhere else, when
+        // what follows can be a passcode ("log in 1917", too short for one, is still checked whole). One with nothing
+        // after it ("Log in", "Log out", "Messages?", "Reset?": what an old phone's autocorrect makes of the command) is
+        // the command, not a wrong try that locks the account when repeated; nor is it checked as a passcode, each of
+        // its spellings a free guess ("LOGIN Log in" logs in with a passcode chosen so before command words were refused).
+        if asksOldPasscode && input.commandIsLoose && !input.argument.isEmpty
+            && !(state.step == .askedLoginPasscode && input.command == "LOGIN" && PasscodePolicy.lengths.contains(input.argument.count))
+        {
+            return .answer
+        }
         // HELP or RESET alone with a question mark ("Help?", "Reset?") is the keyword at every other question too, as
         // with none open: no name, email or new passcode can be it.
         if input.commandIsLoose, input.commandWords == 1, input.argument.isEmpty, let command, command == .help || command == .reset {
