@@ -320,7 +320,6 @@ extension ServerConfig {
 }
 
 extension ServerConfig {
-    /// The host of an http(s) URL, without the user, the port or an IPv6 address's brackets.
     /// The region a Twilio API host names (`api.dublin.ie1.twilio.com`: `ie1`); nil for `api.twilio.com` (US1) and
     /// for any other host.
     static func twilioRegion(ofAPI url: String) -> String? {
@@ -331,6 +330,7 @@ extension ServerConfig {
         return String(region)
     }
 
+    /// The host of an http(s) URL, without the user, the port or an IPv6 address's brackets.
     static func host(of url: String) -> String {
         let authority = url.drop { $0 != "/" }.dropFirst(2).prefix { $0 != "/" }
         let host = authority.split(separator: "@").last ?? ""

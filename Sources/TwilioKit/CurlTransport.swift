@@ -42,7 +42,7 @@ final class CurlTransport: Sendable {
 
     private let loop: CurlLoop
 
-    init(keptConnectionAge: Duration = keptConnectionAge) {
+    init(keptConnectionAge: Duration) {
         loop = CurlLoop(keptConnectionAge: keptConnectionAge)
     }
 
